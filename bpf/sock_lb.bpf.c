@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/* sock_lb - socket-level Service load balancing for every process of the cgroup
+ * it is attached to (the kube-proxy replacement).
+ *
+ * connect4/6 and (unconnected UDP) sendmsg4/6 turn a Service VIP:port into a
+ * ready backend's address:targetPort before any packet exists, so no NAT is
+ * needed on the wire; getpeername4/6 and recvmsg4/6 turn the backend back
+ * into the VIP, so the application sees the address it asked for.
+ * IPv4-mapped IPv6 destinations (::ffff:a.b.c.d) are served from the IPv4
+ * services. Internal errors fail open (the socket proceeds untranslated).
+ */
+#include "lib/common.h"
+#include "lib/config.h"
+#include "lib/metrics.h"
+#include "lib/service.h"
+#include "lib/sock.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define V4MAPPED_PREFIX bpf_htonl(0x0000ffff)
+
+static __always_inline bool ip6_is_v4mapped(const __u32 w[4])
+{
+	return w[0] == 0 && w[1] == 0 && w[2] == V4MAPPED_PREFIX;
+}
+
+/* The frontend key of the destination in ctx (IPv4-mapped folded to IPv4). */
+static __always_inline void key_from_ctx4(const struct bpf_sock_addr *ctx, struct sl_svc_key *k)
+{
+	k->vip.v4 = ctx->user_ip4;
+	k->port = (__be16)ctx->user_port;
+	k->proto = (__u8)ctx->protocol;
+	k->family = AF_INET;
+}
+
+static __always_inline bool key_from_ctx6(const struct bpf_sock_addr *ctx, struct sl_svc_key *k)
+{
+	__u32 w[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+	bool mapped = ip6_is_v4mapped(w);
+
+	if (mapped) {
+		k->vip.v4 = w[3];
+		k->family = AF_INET;
+	} else {
+		k->vip.v6[0] = w[0];
+		k->vip.v6[1] = w[1];
+		k->vip.v6[2] = w[2];
+		k->vip.v6[3] = w[3];
+		k->family = AF_INET6;
+	}
+	k->port = (__be16)ctx->user_port;
+	k->proto = (__u8)ctx->protocol;
+	return mapped;
+}
+
+/* Write an address of either family into ctx; v4 into a v6 socket as ::ffff:v4. */
+static __always_inline void ctx_set4(struct bpf_sock_addr *ctx, const struct sl_addr *a, __be16 port)
+{
+	ctx->user_ip4 = a->v4;
+	ctx->user_port = port;
+}
+
+static __always_inline void ctx_set6(struct bpf_sock_addr *ctx, const struct sl_addr *a,
+				     __u8 family, __be16 port)
+{
+	if (family == AF_INET) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = V4MAPPED_PREFIX;
+		ctx->user_ip6[3] = a->v4;
+	} else {
+		ctx->user_ip6[0] = a->v6[0];
+		ctx->user_ip6[1] = a->v6[1];
+		ctx->user_ip6[2] = a->v6[2];
+		ctx->user_ip6[3] = a->v6[3];
+	}
+	ctx->user_port = port;
+}
+
+/* Refuse as kube-proxy's REJECT rule does: the caller sees ECONNREFUSED. */
+static __always_inline int refuse(void)
+{
+	bpf_set_retval(-ECONNREFUSED);
+	return SL_SOCK_REJECT;
+}
+
+/* connect(): choose the backend of key into *choice (LB_XLATE), refuse, or
+ * leave the socket alone. */
+static __always_inline enum lb_verdict lb_connect(struct bpf_sock_addr *ctx,
+						  const struct sl_svc_key *key,
+						  struct sl_sticky_val *choice)
+{
+	enum lb_verdict v;
+	__u32 svc_id;
+
+	v = lb_select(ctx, key, choice, &svc_id);
+	if (v == LB_XLATE) {
+		revnat_store(bpf_get_socket_cookie(ctx), &choice->be, key);
+		metrics_inc(SL_CNT_LB_XLATE);
+	}
+	return v;
+}
+
+/* sendmsg() on an unconnected UDP socket: the backend this socket already uses
+ * for the VIP while that is fresh and ready, else a new choice. */
+static __always_inline enum lb_verdict lb_sendmsg(struct bpf_sock_addr *ctx,
+						  const struct sl_svc_key *key,
+						  struct sl_sticky_val *choice)
+{
+	struct sl_sock_key fk = { .cookie = bpf_get_socket_cookie(ctx), .addr = key->vip,
+				  .port = key->port, .family = key->family };
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct sl_sticky_val *st = bpf_map_lookup_elem(&sl_udpfwd_v1, &fk);
+	enum lb_verdict v;
+	__u32 svc_id;
+
+	if (st && now - st->last_used_ns <= cfg_udp_flow_timeout_ns) {
+		*choice = *st;
+		if (lb_udp_flow_valid(key, choice)) {
+			metrics_inc(SL_CNT_LB_UDP_REUSE);
+			goto remember;
+		}
+	}
+	v = lb_select(ctx, key, choice, &svc_id);
+	if (v != LB_XLATE)
+		return v;
+	revnat_store(fk.cookie, &choice->be, key);
+remember:
+	choice->last_used_ns = now;
+	bpf_map_update_elem(&sl_udpfwd_v1, &fk, choice, BPF_ANY);
+	metrics_inc(SL_CNT_LB_XLATE);
+	return LB_XLATE;
+}
+
+SEC("cgroup/connect4")
+int sock_lb_connect4(struct bpf_sock_addr *ctx)
+{
+	struct sl_svc_key key = {};
+	struct sl_sticky_val choice = {};
+
+	key_from_ctx4(ctx, &key);
+	switch (lb_connect(ctx, &key, &choice)) {
+	case LB_REFUSE:
+		return refuse();
+	case LB_XLATE:
+		ctx_set4(ctx, &choice.be.addr, choice.be.port);
+		break;
+	default:
+		break;
+	}
+	return SL_SOCK_PROCEED;
+}
+
+SEC("cgroup/connect6")
+int sock_lb_connect6(struct bpf_sock_addr *ctx)
+{
+	struct sl_svc_key key = {};
+	struct sl_sticky_val choice = {};
+	bool mapped = key_from_ctx6(ctx, &key);
+
+	switch (lb_connect(ctx, &key, &choice)) {
+	case LB_REFUSE:
+		return refuse();
+	case LB_XLATE:
+		if (mapped)
+			metrics_inc(SL_CNT_LB_V4MAPPED);
+		ctx_set6(ctx, &choice.be.addr, choice.be.family, choice.be.port);
+		break;
+	default:
+		break;
+	}
+	return SL_SOCK_PROCEED;
+}
+
+SEC("cgroup/sendmsg4")
+int sock_lb_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	struct sl_svc_key key = {};
+	struct sl_sticky_val choice = {};
+
+	key_from_ctx4(ctx, &key);
+	switch (lb_sendmsg(ctx, &key, &choice)) {
+	case LB_REFUSE:
+		return refuse();
+	case LB_XLATE:
+		ctx_set4(ctx, &choice.be.addr, choice.be.port);
+		break;
+	default:
+		break;
+	}
+	return SL_SOCK_PROCEED;
+}
+
+SEC("cgroup/sendmsg6")
+int sock_lb_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct sl_svc_key key = {};
+	struct sl_sticky_val choice = {};
+	bool mapped = key_from_ctx6(ctx, &key);
+
+	switch (lb_sendmsg(ctx, &key, &choice)) {
+	case LB_REFUSE:
+		return refuse();
+	case LB_XLATE:
+		if (mapped)
+			metrics_inc(SL_CNT_LB_V4MAPPED);
+		ctx_set6(ctx, &choice.be.addr, choice.be.family, choice.be.port);
+		break;
+	default:
+		break;
+	}
+	return SL_SOCK_PROCEED;
+}
+
+/* getpeername/recvmsg: show the VIP for a translated peer. Always proceeds. */
+static __always_inline int revnat4(struct bpf_sock_addr *ctx)
+{
+	struct sl_addr peer = { .v4 = ctx->user_ip4 };
+	struct sl_sock_val *v = revnat_lookup(bpf_get_socket_cookie(ctx), &peer,
+					      (__be16)ctx->user_port, AF_INET);
+
+	if (v) {
+		ctx_set4(ctx, &v->addr, v->port);
+		metrics_inc(SL_CNT_LB_REVNAT);
+	}
+	return SL_SOCK_PROCEED;
+}
+
+static __always_inline int revnat6(struct bpf_sock_addr *ctx)
+{
+	struct sl_svc_key peer = {};
+	struct sl_sock_val *v;
+
+	key_from_ctx6(ctx, &peer);
+	v = revnat_lookup(bpf_get_socket_cookie(ctx), &peer.vip, peer.port, peer.family);
+	if (v) {
+		ctx_set6(ctx, &v->addr, v->family, v->port);
+		metrics_inc(SL_CNT_LB_REVNAT);
+	}
+	return SL_SOCK_PROCEED;
+}
+
+SEC("cgroup/getpeername4")
+int sock_lb_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return revnat4(ctx);
+}
+
+SEC("cgroup/getpeername6")
+int sock_lb_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return revnat6(ctx);
+}
+
+SEC("cgroup/recvmsg4")
+int sock_lb_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return revnat4(ctx);
+}
+
+SEC("cgroup/recvmsg6")
+int sock_lb_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return revnat6(ctx);
+}

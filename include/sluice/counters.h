@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* counters.h - what the kernel programs count, as one X-macro list.
+ *
+ * Yields the index enum for sl_metrics_v1 (BPF and agent) and the names the
+ * agent and sluicectl print. Never renumber: retire an entry as UNUSED_n.
+ */
+#ifndef SLUICE_COUNTERS_H
+#define SLUICE_COUNTERS_H
+
+#define SL_COUNTERS(X)								\
+	X(LB_XLATE,         0, "lb_translated",      "connect/sendmsg to a VIP sent to a backend") \
+	X(LB_NO_BACKEND,    1, "lb_no_backend",      "refused: service has no ready endpoint") \
+	X(LB_AFF_HIT,       2, "lb_affinity_hit",    "sessionAffinity reused the client's backend") \
+	X(LB_AFF_MISS,      3, "lb_affinity_miss",   "sessionAffinity chose anew (new, expired or gone)") \
+	X(LB_BAD_SLOT,      4, "lb_bad_slot",        "internal: slot missing below count (fail open)") \
+	X(LB_REVNAT,        5, "lb_revnat",          "getpeername/recvmsg showed the VIP") \
+	X(LB_REVNAT_FULL,   6, "lb_revnat_update_err","internal: reverse entry not stored (fail open)") \
+	X(LB_UDP_REUSE,     7, "lb_udp_flow_reuse",  "unconnected UDP kept its backend for a VIP") \
+	X(LB_V4MAPPED,      8, "lb_v4mapped",        "IPv4-mapped IPv6 destination translated")
+
+enum sl_counter {
+#define SL_COUNTER_ENUM(name, num, str, help) SL_CNT_##name = num,
+	SL_COUNTERS(SL_COUNTER_ENUM)
+#undef SL_COUNTER_ENUM
+	SL_CNT_MAX
+};
+
+#endif /* SLUICE_COUNTERS_H */

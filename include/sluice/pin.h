@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* pin.h - map names and pin layout, typed once for bpf/, the agent and the CLI.
+ *
+ * Maps are pinned by name (LIBBPF_PIN_BY_NAME) under the bpffs root
+ * (default SL_BPFFS_ROOT), links under <root>/links/<link name>.
+ */
+#ifndef SLUICE_PIN_H
+#define SLUICE_PIN_H
+
+#define SL_BPFFS_ROOT		"/sys/fs/bpf/sluice"
+#define SL_LINKS_DIR		"links"
+
+#define SL_MAP_SVC		"sl_svc_v1"
+#define SL_MAP_BE		"sl_be_v1"
+#define SL_MAP_AFF		"sl_aff_v1"
+#define SL_MAP_REVNAT		"sl_revnat_v1"
+#define SL_MAP_UDPFWD		"sl_udpfwd_v1"
+#define SL_MAP_METRICS		"sl_metrics_v1"
+
+#endif /* SLUICE_PIN_H */

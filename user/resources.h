@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* resources.h - the Kubernetes objects the agent understands, as decoded from
+ * config files (config.c) or, later, the Kubernetes API: plain data, no
+ * resolution. model.c turns a set of them into what the datapath needs.
+ *
+ * Strings are owned by the set (freed by resources_free); ports are host byte
+ * order; addresses are struct sl_ip (family + network-order bytes).
+ */
+#ifndef SL_RESOURCES_H
+#define SL_RESOURCES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sluice/abi.h>
+
+/* Where an object came from, for "file:line: ..." messages. */
+struct sl_src {
+	const char *file;		/* interned in the set; never NULL */
+	int line;			/* 1-based line of the object's start; 0 unknown */
+};
+
+struct sl_ip {
+	uint8_t family;			/* SL_AF_INET or SL_AF_INET6 */
+	struct sl_addr addr;		/* network byte order */
+};
+
+struct sl_label {
+	char *key;
+	char *value;
+};
+
+struct sl_labels {
+	struct sl_label *v;
+	size_t n;
+};
+
+struct sl_namespace {
+	char *name;
+	struct sl_labels labels;
+	struct sl_src src;
+};
+
+struct sl_container_port {
+	char *name;			/* may be NULL */
+	uint16_t port;
+	uint8_t proto;			/* SL_IPPROTO_TCP / SL_IPPROTO_UDP (SCTP: 132) */
+};
+
+struct sl_pod {
+	char *ns, *name;
+	char *node;			/* spec.nodeName; may be NULL */
+	char *service_account;		/* spec.serviceAccountName; "default" if unset */
+	struct sl_labels labels;
+	struct sl_ip ips[2];		/* status.podIPs (or podIP); at most one per family */
+	size_t n_ips;
+	struct sl_container_port *ports;	/* all containers' ports, in order */
+	size_t n_ports;
+	bool ready;			/* status condition Ready (true when absent) */
+	bool terminating;		/* metadata.deletionTimestamp set */
+	bool host_network;
+	struct sl_src src;
+};
+
+enum sl_svc_type { SL_SVC_CLUSTER_IP = 0, SL_SVC_NODE_PORT, SL_SVC_LOAD_BALANCER, SL_SVC_EXTERNAL_NAME };
+
+struct sl_service_port {
+	char *name;			/* may be NULL (single-port services) */
+	uint16_t port;
+	uint8_t proto;
+	uint16_t target_port;		/* 0 when target_port_name is set */
+	char *target_port_name;		/* named targetPort, or NULL */
+	char *app_protocol;		/* may be NULL */
+};
+
+struct sl_service {
+	char *ns, *name;
+	enum sl_svc_type type;
+	struct sl_ip cluster_ips[2];	/* spec.clusterIPs (or clusterIP) */
+	size_t n_cluster_ips;
+	bool headless;			/* clusterIP: None */
+	struct sl_service_port *ports;
+	size_t n_ports;
+	struct sl_labels selector;
+	bool has_selector;
+	bool affinity_client_ip;	/* sessionAffinity: ClientIP */
+	uint32_t affinity_timeout;	/* seconds; 10800 by default */
+	bool itp_local;			/* internalTrafficPolicy: Local */
+	struct sl_src src;
+};
+
+struct sl_endpoint {
+	struct sl_ip *addrs;
+	size_t n_addrs;
+	bool ready;			/* conditions.ready (absent: true) */
+	bool serving;			/* conditions.serving (absent: = ready) */
+	bool terminating;		/* conditions.terminating (absent: false) */
+	char *node;			/* nodeName; may be NULL */
+	char *pod;			/* targetRef.name when targetRef.kind is Pod; may be NULL */
+};
+
+struct sl_slice_port {
+	char *name;			/* may be NULL */
+	uint16_t port;
+	uint8_t proto;
+};
+
+struct sl_endpoint_slice {
+	char *ns, *name;
+	char *service;			/* label kubernetes.io/service-name */
+	uint8_t family;			/* addressType IPv4 / IPv6 */
+	struct sl_slice_port *ports;
+	size_t n_ports;
+	struct sl_endpoint *endpoints;
+	size_t n_endpoints;
+	struct sl_src src;
+};
+
+/* A decoded set of objects: everything from one config directory. */
+struct sl_resources {
+	struct sl_namespace *namespaces;
+	size_t n_namespaces;
+	struct sl_pod *pods;
+	size_t n_pods;
+	struct sl_service *services;
+	size_t n_services;
+	struct sl_endpoint_slice *slices;
+	size_t n_slices;
+	/* Kinds accepted but not handled yet (Gateway API, policy...): counted and noted. */
+	size_t n_ignored;
+	void *priv;			/* allocator and interned strings (config.c) */
+};
+
+void resources_free(struct sl_resources *r);	/* NULL-safe; frees r too */
+
+/* Label helpers (model.c). */
+const char *labels_get(const struct sl_labels *l, const char *key);
+/* Equality-based selector: every selector label present with the same value.
+ * An empty selector matches everything. */
+bool labels_match(const struct sl_labels *selector, const struct sl_labels *labels);
+
+/* Formatting (model.c). buf >= SL_IP_STRLEN. */
+#define SL_IP_STRLEN 46
+const char *sl_ip_str(const struct sl_ip *ip, char *buf);
+int sl_ip_parse(const char *s, struct sl_ip *out);	/* 0 or -EINVAL */
+const char *sl_proto_str(uint8_t proto);
+
+#endif
