@@ -215,10 +215,11 @@ int sock_lb_sendmsg6(struct bpf_sock_addr *ctx)
 /* getpeername/recvmsg: show the VIP for a translated peer. Always proceeds. */
 static __always_inline int revnat4(struct bpf_sock_addr *ctx)
 {
-	struct sl_addr peer = { .v4 = ctx->user_ip4 };
-	struct sl_sock_val *v = revnat_lookup(bpf_get_socket_cookie(ctx), &peer,
-					      (__be16)ctx->user_port, AF_INET);
+	struct sl_addr peer = {};	/* { .v4 = x } would leave v6[1..3] undefined */
+	struct sl_sock_val *v;
 
+	peer.v4 = ctx->user_ip4;
+	v = revnat_lookup(bpf_get_socket_cookie(ctx), &peer, (__be16)ctx->user_port, AF_INET);
 	if (v) {
 		ctx_set4(ctx, &v->addr, v->port);
 		metrics_inc(SL_CNT_LB_REVNAT);

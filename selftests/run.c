@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/fixture.h"
 #include "lib/test.h"
 
 #define SL_TEST(fn) void fn(void);
@@ -169,6 +170,7 @@ int main(int argc, char **argv)
 		}
 		waitpid(pid, &status, 0);
 		kill(-pid, SIGKILL);	/* stray children of the test */
+		fixture_reap(pid);	/* its cgroup, if it died without teardown */
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 		bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;

@@ -34,11 +34,14 @@
 #define SL_IPPROTO_TCP	6
 #define SL_IPPROTO_UDP	17
 
-/* One address of either family. IPv4 lives in v4 (= v6[0]), the rest zero. */
+/* One address of either family. IPv4 lives in v4 (= v6[0]), the rest zero.
+ * octets is the same bytes in wire order, so `bpftool map dump` shows
+ * 10.96.0.10 as [10,96,0,10,0,...] beside the words. */
 struct sl_addr {
 	union {
 		__be32 v4;
 		__be32 v6[4];
+		__u8 octets[16];
 	};
 };
 

@@ -28,6 +28,7 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
+__attribute__((format(printf, 2, 0)))
 static void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
 	struct timespec ts;

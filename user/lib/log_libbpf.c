@@ -7,6 +7,7 @@
 
 #include "log.h"
 
+__attribute__((format(printf, 2, 0)))
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	enum log_level lvl = level == LIBBPF_WARN ? LOG_INFO : LOG_DEBUG;

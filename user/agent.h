@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* agent.h - the running agent's state as main.c wires it, for views.c (the
+ * status socket's JSON). Owned and mutated by main.c only. */
+#ifndef SL_AGENT_H
+#define SL_AGENT_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "diag.h"
+#include "sync.h"
+
+struct loader;
+struct sl_model;
+
+enum config_state { CONFIG_EMPTY = 0, CONFIG_OK, CONFIG_ERROR };
+
+struct agent {
+	const char *node_name;
+	const char *config_dir;		/* NULL: no config source */
+	struct loader *loader;
+	struct sync *sync;
+	struct sl_model *model;		/* the configuration in force (last good), or NULL */
+	enum config_state config_state;
+	uint64_t generation;		/* bumped on every accepted configuration */
+	time_t last_good_at;		/* wall clock of the last accepted one */
+	struct diags errors;		/* problems of the last rejected load */
+	struct sync_stats last_sync;
+	time_t last_sync_at;
+	uint64_t sync_generation;
+	struct timespec started;	/* CLOCK_MONOTONIC */
+};
+
+#endif

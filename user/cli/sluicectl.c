@@ -1,0 +1,902 @@
+// SPDX-License-Identifier: Apache-2.0
+/* sluicectl.c - ask a running sluice-agent what it is doing, over its status
+ * socket (user/status.h): one HTTP/1.1 GET per run, printed as a table or as
+ * JSON.
+ *
+ *   sluicectl [--socket PATH] [--json] [--timeout SEC] COMMAND
+ *
+ * Exit status: 0 on success, 1 on any error. Errors go to stderr as
+ * "sluicectl: what failed: why". Tables tolerate missing and extra fields in
+ * the agent's JSON, so a CLI and an agent of different versions still talk.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "status.h"
+
+#ifndef SL_VERSION
+#define SL_VERSION "unknown"
+#endif
+
+#define CTL_TIMEOUT_S	5.0
+#define CTL_MAX_HDR	(64 * 1024)	/* response status line + headers */
+#define CTL_MAX_BODY	(256u << 20)	/* a sanity bound, far above real dumps */
+
+struct ctl_opts {
+	const char *sock;
+	bool json;
+	double timeout_s;
+};
+
+struct ctl_resp {
+	int code;
+	char reason[64];
+	char *body;			/* NUL-terminated */
+	size_t body_len;
+};
+
+static void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void ctl_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sluicectl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void ctl_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: sluicectl [--socket PATH] [--json] [--timeout SEC] COMMAND\n"
+		"\n"
+		"commands:\n"
+		"  status        agent, configuration, datapath and sync state\n"
+		"  services      services with their VIPs and chosen backends\n"
+		"  workloads     pods known to the agent\n"
+		"  maps          BPF maps and datapath counters\n"
+		"  get PATH      the JSON the agent serves at PATH (e.g. /status)\n"
+		"\n"
+		"options:\n"
+		"  -s, --socket PATH   agent socket (default $SLUICE_SOCKET or %s)\n"
+		"  -j, --json          print the agent's JSON, indented, instead of a table\n"
+		"  -t, --timeout SEC   give up after SEC seconds (default %g)\n"
+		"  -h, --help          this text\n",
+		SL_STATUS_SOCK, CTL_TIMEOUT_S);
+}
+
+/* ---- transport ---- */
+
+static double ctl_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Milliseconds left before deadline (absolute, ctl_now() seconds); 0 if past. */
+static int ctl_left_ms(double deadline)
+{
+	double left = (deadline - ctl_now()) * 1000.0;
+
+	return left <= 0 ? 0 : left > 1e9 ? 1000000000 : (int)left + 1;
+}
+
+/* Wait until fd has events or deadline passes. Returns 0 or -ETIMEDOUT/-errno. */
+static int ctl_wait(int fd, short events, double deadline)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	int n;
+
+	do {
+		n = poll(&pfd, 1, ctl_left_ms(deadline));
+	} while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return -errno;
+	return n ? 0 : -ETIMEDOUT;
+}
+
+/* Connect to the agent. Returns a non-blocking fd, or -errno (-ETIMEDOUT when
+ * the agent's backlog stayed full until the deadline). */
+static int ctl_connect(const char *path, double deadline)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int left = ctl_left_ms(deadline), fd, ret;
+	struct timeval tv = { .tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000 };
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -errno;
+	/* A unix connect() waits only when the listener's backlog is full; the
+	 * send timeout bounds that wait (a non-blocking one would just fail). */
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
+	    fcntl(fd, F_SETFL, O_NONBLOCK) == -1) {
+		ret = errno == EAGAIN || errno == EINPROGRESS ? -ETIMEDOUT : -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+static int ctl_send_all(int fd, const char *buf, size_t len, double deadline)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		int ret;
+
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -errno;
+			ret = ctl_wait(fd, POLLOUT, deadline);
+			if (ret)
+				return ret;
+			continue;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Read into *buf (grown as needed, up to max bytes). Returns bytes read,
+ * 0 on EOF, or -errno. */
+static ssize_t ctl_recv(int fd, char **buf, size_t *len, size_t *cap, size_t max, double deadline)
+{
+	for (;;) {
+		ssize_t n;
+		int ret;
+
+		if (*len + 1 >= *cap) {
+			size_t ncap = *cap ? *cap * 2 : 16384;
+			char *nb;
+
+			if (*len >= max)
+				return -EFBIG;
+			nb = realloc(*buf, ncap);
+			if (!nb)
+				return -ENOMEM;
+			*buf = nb;
+			*cap = ncap;
+		}
+		n = recv(fd, *buf + *len, *cap - *len - 1, 0);
+		if (n >= 0) {
+			*len += (size_t)n;
+			(*buf)[*len] = '\0';
+			return n;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		ret = ctl_wait(fd, POLLIN, deadline);
+		if (ret)
+			return ret;
+	}
+}
+
+/* Parse the status line and headers in buf[0..hlen). Returns 0 or -EPROTO. */
+static int ctl_parse_head(char *buf, size_t hlen, struct ctl_resp *r, long long *clen)
+{
+	char *line = buf, *end = buf + hlen, *eol;
+	int minor, off = 0;
+
+	*clen = -1;
+	eol = memchr(line, '\n', (size_t)(end - line));
+	if (!eol)
+		return -EPROTO;
+	*eol = '\0';
+	if (sscanf(line, "HTTP/1.%d %3d %n", &minor, &r->code, &off) < 2 || !off ||
+	    r->code < 100 || r->code > 599)
+		return -EPROTO;
+	snprintf(r->reason, sizeof(r->reason), "%.*s", (int)strcspn(line + off, "\r"), line + off);
+	for (line = eol + 1; line < end; line = eol + 1) {
+		eol = memchr(line, '\n', (size_t)(end - line));
+		if (!eol)
+			break;
+		*eol = '\0';
+		if (!strncasecmp(line, "Content-Length:", 15)) {
+			char *p = line + 15, *q;
+
+			errno = 0;
+			*clen = strtoll(p, &q, 10);
+			if (errno || q == p || *clen < 0)
+				return -EPROTO;
+		}
+	}
+	return 0;
+}
+
+/* Send GET path and read the whole response into r. Returns 0 or -errno,
+ * with the error already reported. */
+static int ctl_get(const struct ctl_opts *o, const char *path, struct ctl_resp *r)
+{
+	double deadline = ctl_now() + o->timeout_s;
+	char *buf = NULL, *req = NULL, *hend = NULL;
+	size_t len = 0, cap = 0, hlen = 0;
+	long long clen = -1;
+	int fd, ret;
+	ssize_t n;
+
+	memset(r, 0, sizeof(*r));
+	fd = ctl_connect(o->sock, deadline);
+	if (fd < 0) {
+		ret = fd;
+		if (ret == -ENOENT || ret == -ECONNREFUSED)
+			ctl_err("cannot connect to %s: %s (is sluice-agent running?)", o->sock,
+				strerror(-ret));
+		else if (ret == -EACCES)
+			ctl_err("cannot connect to %s: %s (the socket is 0600: run as root?)",
+				o->sock, strerror(-ret));
+		else if (ret == -ETIMEDOUT)
+			ctl_err("cannot connect to %s: no answer within %gs (agent busy?)",
+				o->sock, o->timeout_s);
+		else
+			ctl_err("cannot connect to %s: %s", o->sock, strerror(-ret));
+		return ret;
+	}
+	if (asprintf(&req,
+		     "GET %s HTTP/1.1\r\n"
+		     "Host: sluice-agent\r\n"
+		     "User-Agent: sluicectl/" SL_VERSION "\r\n"
+		     "Accept: application/json\r\n"
+		     "Connection: close\r\n"
+		     "\r\n",
+		     path) == -1) {
+		req = NULL;
+		ret = -ENOMEM;
+		goto err;
+	}
+	ret = ctl_send_all(fd, req, strlen(req), deadline);
+	if (ret)
+		goto err;
+
+	/* Status line and headers. */
+	while (!hend) {
+		n = ctl_recv(fd, &buf, &len, &cap, CTL_MAX_HDR, deadline);
+		if (n < 0) {
+			ret = n == -EFBIG ? -EPROTO : (int)n;
+			goto err;
+		}
+		hend = memmem(buf, len, "\r\n\r\n", 4);
+		if (!hend && n == 0) {
+			ret = -EPIPE;
+			goto err;
+		}
+	}
+	hlen = (size_t)(hend - buf) + 4;
+	ret = ctl_parse_head(buf, hlen, r, &clen);
+	if (ret)
+		goto err;
+	if (clen > (long long)CTL_MAX_BODY) {
+		ret = -EFBIG;
+		goto err;
+	}
+
+	/* Body: Content-Length bytes, or up to EOF when the agent gave none. */
+	while (clen < 0 || len - hlen < (size_t)clen) {
+		n = ctl_recv(fd, &buf, &len, &cap, hlen + CTL_MAX_BODY, deadline);
+		if (n < 0) {
+			ret = (int)n;
+			goto err;
+		}
+		if (n == 0) {
+			if (clen < 0)
+				break;
+			ret = -EPIPE;
+			goto err;
+		}
+	}
+	if (clen >= 0)
+		len = hlen + (size_t)clen;
+	r->body_len = len - hlen;
+	r->body = malloc(r->body_len + 1);
+	if (!r->body) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	memcpy(r->body, buf + hlen, r->body_len);
+	r->body[r->body_len] = '\0';
+	ret = 0;
+	goto out;
+err:
+	if (ret == -ETIMEDOUT)
+		ctl_err("%s: GET %s: no response within %gs", o->sock, path, o->timeout_s);
+	else if (ret == -EPIPE || ret == -ECONNRESET)
+		ctl_err("%s: GET %s: the agent closed the connection before a full response",
+			o->sock, path);
+	else if (ret == -EPROTO)
+		ctl_err("%s: GET %s: malformed HTTP response", o->sock, path);
+	else if (ret == -EFBIG)
+		ctl_err("%s: GET %s: response larger than %u bytes", o->sock, path, CTL_MAX_BODY);
+	else
+		ctl_err("%s: GET %s: %s", o->sock, path, strerror(-ret));
+out:
+	free(req);
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+/* ---- JSON field access: absent or mistyped fields read as "-" ---- */
+
+static const char *js(const json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+
+	return v ? v : "-";
+}
+
+/* Format any scalar: strings as-is, numbers without needless decimals. */
+static const char *jfmt(const json_t *v, char *buf, size_t len)
+{
+	if (json_is_string(v))
+		return json_string_value(v);
+	if (json_is_integer(v))
+		snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+	else if (json_is_real(v))
+		snprintf(buf, len, "%.2f", json_real_value(v));
+	else if (json_is_boolean(v))
+		snprintf(buf, len, "%s", json_is_true(v) ? "true" : "false");
+	else
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+static const char *jf(const json_t *o, const char *key, char *buf, size_t len)
+{
+	return jfmt(json_object_get(o, key), buf, len);
+}
+
+static const char *jyesno(const json_t *o, const char *key)
+{
+	const json_t *v = json_object_get(o, key);
+
+	return json_is_boolean(v) ? (json_is_true(v) ? "yes" : "no") : "-";
+}
+
+/* ---- tables: cells are added left to right, widths computed at print ---- */
+
+struct table {
+	size_t ncols;
+	char **cells;
+	size_t n, cap;
+	bool oom;
+};
+
+static void table_cell(struct table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void table_cell(struct table *t, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	if (t->oom)
+		return;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		char **c = realloc(t->cells, cap * sizeof(*c));
+
+		if (!c) {
+			t->oom = true;
+			return;
+		}
+		t->cells = c;
+		t->cap = cap;
+	}
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) == -1) {
+		t->oom = true;
+		s = NULL;
+	}
+	va_end(ap);
+	if (s)
+		t->cells[t->n++] = s;
+}
+
+static void table_header(struct table *t, const char *const *names)
+{
+	for (t->ncols = 0; names[t->ncols]; t->ncols++)
+		table_cell(t, "%s", names[t->ncols]);
+}
+
+/* Print with two spaces between columns and no trailing blanks; frees t.
+ * Returns 0 or -ENOMEM. */
+static int table_print(struct table *t, int indent)
+{
+	size_t w[16] = { 0 };
+	int ret = t->oom ? -ENOMEM : 0;
+
+	if (ret || t->ncols > sizeof(w) / sizeof(w[0]))
+		goto out;
+	for (size_t i = 0; i < t->n; i++) {
+		size_t l = strlen(t->cells[i]);
+
+		if (l > w[i % t->ncols])
+			w[i % t->ncols] = l;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		size_t col = i % t->ncols;
+
+		if (!col)
+			printf("%*s", indent, "");
+		if (col + 1 == t->ncols || i + 1 == t->n)
+			printf("%s\n", t->cells[i]);
+		else
+			printf("%-*s  ", (int)w[col], t->cells[i]);
+	}
+out:
+	for (size_t i = 0; i < t->n; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	memset(t, 0, sizeof(*t));
+	return ret;
+}
+
+/* ---- commands ---- */
+
+static void fmt_duration(double s, char *buf, size_t len)
+{
+	unsigned long long t;
+
+	if (!isfinite(s) || s < 0) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	if (s < 60) {
+		snprintf(buf, len, "%.1fs", s);
+		return;
+	}
+	t = (unsigned long long)s;
+	if (t < 3600)
+		snprintf(buf, len, "%llum%02llus", t / 60, t % 60);
+	else if (t < 86400)
+		snprintf(buf, len, "%lluh%02llum%02llus", t / 3600, t / 60 % 60, t % 60);
+	else
+		snprintf(buf, len, "%llud%02lluh%02llum", t / 86400, t / 3600 % 24, t / 60 % 60);
+}
+
+#define KV(label, ...)                                     \
+	do {                                               \
+		printf("%-14s", label);                    \
+		printf(__VA_ARGS__);                       \
+		putchar('\n');                             \
+	} while (0)
+
+static void print_status_config(const json_t *cfg)
+{
+	const json_t *objs = json_object_get(cfg, "objects");
+	const json_t *errs = json_object_get(cfg, "errors");
+	const json_t *v;
+	const char *key;
+	char b[64];
+	size_t i;
+
+	if (!json_is_object(cfg)) {
+		KV("Config:", "-");
+		return;
+	}
+	if (json_object_get(cfg, "generation"))
+		KV("Config:", "%s (generation %s)", js(cfg, "state"),
+		   jf(cfg, "generation", b, sizeof(b)));
+	else
+		KV("Config:", "%s", js(cfg, "state"));
+	if (json_object_get(cfg, "source"))
+		KV("  Source:", "%s", js(cfg, "source"));
+	if (json_is_object(objs)) {
+		printf("%-14s", "  Objects:");
+		i = 0;
+		json_object_foreach((json_t *)objs, key, v)
+			printf("%s%s %s", i++ ? ", " : "", jfmt(v, b, sizeof(b)), key);
+		putchar('\n');
+	}
+	if (json_object_get(cfg, "last_good_at"))
+		KV("  Last good:", "%s", json_is_null(json_object_get(cfg, "last_good_at")) ?
+		   "never" : js(cfg, "last_good_at"));
+	if (json_is_string(json_object_get(cfg, "last_error")))
+		KV("  Last error:", "%s", js(cfg, "last_error"));
+	if (json_is_array(errs) && json_array_size(errs)) {
+		KV("  Errors:", "%zu", json_array_size(errs));
+		json_array_foreach(errs, i, v)
+			printf("    %s\n", jfmt(v, b, sizeof(b)));
+	}
+}
+
+static int print_status_datapath(const json_t *dp)
+{
+	const json_t *progs = json_object_get(dp, "programs"), *p, *reused;
+	struct table t = { 0 };
+	size_t i;
+
+	if (!json_is_object(dp)) {
+		KV("Datapath:", "-");
+		return 0;
+	}
+	reused = json_object_get(dp, "reused_pins");
+	KV("Datapath:", "%s%s", js(dp, "bpffs_root"),
+	   json_is_true(reused) ? " (pins reused)" : json_is_false(reused) ? " (fresh pins)" : "");
+	if (json_object_get(dp, "cgroup"))
+		KV("  Cgroup:", "%s", js(dp, "cgroup"));
+	if (!json_is_array(progs))
+		return 0;
+	KV("  Programs:", "%zu", json_array_size(progs));
+	json_array_foreach(progs, i, p) {
+		t.ncols = 3;
+		table_cell(&t, "%s", js(p, "name"));
+		table_cell(&t, "%s", js(p, "attach"));
+		table_cell(&t, "%s", js(p, "pinned_link"));
+	}
+	return table_print(&t, 4);
+}
+
+static void print_status_sync(const json_t *sy)
+{
+	char b1[64], b2[64], b3[64];
+
+	if (!json_is_object(sy)) {
+		KV("Sync:", "-");
+		return;
+	}
+	KV("Sync:", "generation %s, %s frontends, %s backends",
+	   jf(sy, "generation", b1, sizeof(b1)), jf(sy, "frontends", b2, sizeof(b2)),
+	   jf(sy, "backends", b3, sizeof(b3)));
+	if (json_object_get(sy, "last_sync_ms") || json_object_get(sy, "last_sync_at"))
+		KV("  Last sync:", "%s ms at %s", jf(sy, "last_sync_ms", b1, sizeof(b1)),
+		   js(sy, "last_sync_at"));
+	if (json_object_get(sy, "updates") || json_object_get(sy, "deletes") ||
+	    json_object_get(sy, "errors"))
+		KV("  Changes:", "%s updates, %s deletes, %s errors",
+		   jf(sy, "updates", b1, sizeof(b1)), jf(sy, "deletes", b2, sizeof(b2)),
+		   jf(sy, "errors", b3, sizeof(b3)));
+}
+
+static int print_status(const json_t *root)
+{
+	const json_t *up = json_object_get(root, "uptime_s");
+	char b[64];
+	int ret;
+
+	KV("Version:", "%s", js(root, "version"));
+	KV("Node:", "%s", js(root, "node"));
+	KV("PID:", "%s", jf(root, "pid", b, sizeof(b)));
+	if (json_is_number(up))
+		fmt_duration(json_number_value(up), b, sizeof(b));
+	else
+		snprintf(b, sizeof(b), "-");
+	KV("Uptime:", "%s", b);
+	print_status_config(json_object_get(root, "config"));
+	ret = print_status_datapath(json_object_get(root, "datapath"));
+	print_status_sync(json_object_get(root, "sync"));
+	return ret;
+}
+
+/* "ip:port", with IPv6 addresses bracketed. */
+static void fmt_hostport(const json_t *b, char *buf, size_t len)
+{
+	const char *ip = js(b, "ip");
+	char pb[32];
+	const json_t *port = json_object_get(b, "port");
+
+	if (!port)
+		snprintf(buf, len, "%s", ip);
+	else if (strchr(ip, ':'))
+		snprintf(buf, len, "[%s]:%s", ip, jfmt(port, pb, sizeof(pb)));
+	else
+		snprintf(buf, len, "%s:%s", ip, jfmt(port, pb, sizeof(pb)));
+}
+
+static int print_services(const json_t *root)
+{
+	static const char *const hdr[] = { "NAMESPACE", "NAME", "VIP", "PORT", "PROTO", "READY",
+					   "AFFINITY", "POLICY", "BACKENDS", NULL };
+	const json_t *svcs = json_object_get(root, "services"), *svc, *be;
+	struct table t = { 0 };
+	size_t i, j;
+
+	table_header(&t, hdr);
+	json_array_foreach(svcs, i, svc) {
+		const json_t *bes = json_object_get(svc, "backends");
+		const char *aff = js(svc, "affinity");
+		size_t chosen = 0, blen = 0;
+		char *list = NULL, b[64];
+		FILE *f = open_memstream(&list, &blen);
+
+		if (!f)
+			return -ENOMEM;
+		json_array_foreach(bes, j, be) {
+			char hp[128];
+
+			if (!json_is_true(json_object_get(be, "chosen")))
+				continue;
+			fmt_hostport(be, hp, sizeof(hp));
+			fprintf(f, "%s%s", chosen++ ? "," : "", hp);
+		}
+		fclose(f);
+		table_cell(&t, "%s", js(svc, "namespace"));
+		table_cell(&t, "%s", js(svc, "name"));
+		table_cell(&t, "%s", js(svc, "vip"));
+		table_cell(&t, "%s", jf(svc, "port", b, sizeof(b)));
+		table_cell(&t, "%s", js(svc, "protocol"));
+		table_cell(&t, "%zu/%zu", chosen, json_array_size(bes));
+		if (!strcmp(aff, "ClientIP") && json_object_get(svc, "affinity_timeout"))
+			table_cell(&t, "ClientIP/%ss", jf(svc, "affinity_timeout", b, sizeof(b)));
+		else
+			table_cell(&t, "%s", aff);
+		table_cell(&t, "%s", js(svc, "traffic_policy"));
+		table_cell(&t, "%s", list && list[0] ? list : "-");
+		free(list);
+	}
+	return table_print(&t, 0);
+}
+
+static int print_workloads(const json_t *root)
+{
+	static const char *const hdr[] = { "NAMESPACE", "NAME", "NODE", "IPS", "SERVICE-ACCOUNT",
+					   "LOCAL", "READY", NULL };
+	const json_t *wls = json_object_get(root, "workloads"), *wl, *ip;
+	struct table t = { 0 };
+	size_t i, j;
+
+	table_header(&t, hdr);
+	json_array_foreach(wls, i, wl) {
+		const json_t *ips = json_object_get(wl, "ips");
+		char *list = NULL, b[64];
+		size_t blen = 0;
+		FILE *f = open_memstream(&list, &blen);
+
+		if (!f)
+			return -ENOMEM;
+		json_array_foreach(ips, j, ip)
+			fprintf(f, "%s%s", j ? "," : "", jfmt(ip, b, sizeof(b)));
+		fclose(f);
+		table_cell(&t, "%s", js(wl, "namespace"));
+		table_cell(&t, "%s", js(wl, "name"));
+		table_cell(&t, "%s", js(wl, "node"));
+		table_cell(&t, "%s", list && list[0] ? list : "-");
+		table_cell(&t, "%s", js(wl, "service_account"));
+		table_cell(&t, "%s", jyesno(wl, "local"));
+		table_cell(&t, "%s", jyesno(wl, "ready"));
+		free(list);
+	}
+	return table_print(&t, 0);
+}
+
+static int print_maps(const json_t *root)
+{
+	static const char *const hdr[] = { "NAME", "TYPE", "ENTRIES", "MAX", "USE%", "PINNED",
+					   NULL };
+	static const char *const chdr[] = { "COUNTER", "VALUE", NULL };
+	const json_t *maps = json_object_get(root, "maps"), *m, *v;
+	const json_t *counters = json_object_get(root, "counters");
+	struct table t = { 0 };
+	const char *key;
+	char b[64];
+	size_t i;
+	int ret;
+
+	table_header(&t, hdr);
+	json_array_foreach(maps, i, m) {
+		const json_t *ent = json_object_get(m, "entries");
+		const json_t *max = json_object_get(m, "max_entries");
+		const json_t *pin = json_object_get(m, "pinned");
+
+		table_cell(&t, "%s", js(m, "name"));
+		table_cell(&t, "%s", js(m, "type"));
+		table_cell(&t, "%s", jfmt(ent, b, sizeof(b)));
+		table_cell(&t, "%s", jfmt(max, b, sizeof(b)));
+		if (json_is_number(ent) && json_is_number(max) && json_number_value(max) > 0)
+			table_cell(&t, "%.1f%%",
+				   100.0 * json_number_value(ent) / json_number_value(max));
+		else
+			table_cell(&t, "-");
+		table_cell(&t, "%s", json_is_string(pin) ? json_string_value(pin) : "-");
+	}
+	ret = table_print(&t, 0);
+	if (ret || !json_is_object(counters) || !json_object_size(counters))
+		return ret;
+	putchar('\n');
+	table_header(&t, chdr);
+	json_object_foreach((json_t *)counters, key, v) {
+		table_cell(&t, "%s", key);
+		table_cell(&t, "%s", jfmt(v, b, sizeof(b)));
+	}
+	return table_print(&t, 0);
+}
+
+struct ctl_cmd {
+	const char *name;
+	const char *path;
+	int (*print)(const json_t *root);
+};
+
+static const struct ctl_cmd ctl_cmds[] = {
+	{ "status", "/status", print_status },
+	{ "services", "/services", print_services },
+	{ "workloads", "/workloads", print_workloads },
+	{ "maps", "/maps", print_maps },
+	{ "get", NULL, NULL },
+};
+
+/* A non-2xx answer: show the agent's "error" (and the known paths for 404). */
+static void ctl_report_status(const char *path, const struct ctl_resp *r)
+{
+	json_t *root = json_loadb(r->body, r->body_len, 0, NULL);
+	const char *msg = json_string_value(json_object_get(root, "error"));
+	const json_t *paths = json_object_get(root, "paths"), *p;
+	char *known = NULL;
+	size_t klen = 0, i;
+	FILE *f;
+
+	if (json_is_array(paths) && (f = open_memstream(&known, &klen))) {
+		json_array_foreach(paths, i, p)
+			fprintf(f, "%s%s", i ? ", " : "",
+				json_is_string(p) ? json_string_value(p) : "?");
+		fclose(f);
+	}
+	if (msg)
+		ctl_err("GET %s: %d %s: %s%s%s%s", path, r->code, r->reason, msg,
+			known ? " (known paths: " : "", known ? known : "", known ? ")" : "");
+	else
+		ctl_err("GET %s: %d %s%s%.*s", path, r->code, r->reason, r->body_len ? ": " : "",
+			(int)strcspn(r->body, "\r\n"), r->body);
+	free(known);
+	json_decref(root);
+}
+
+static int ctl_run(const struct ctl_opts *o, const struct ctl_cmd *cmd, const char *path)
+{
+	struct ctl_resp r;
+	json_error_t jerr;
+	json_t *root = NULL;
+	int ret;
+
+	ret = ctl_get(o, path, &r);
+	if (ret)
+		return ret;
+	if (r.code < 200 || r.code > 299) {
+		ctl_report_status(path, &r);
+		ret = -EPROTO;
+		goto out;
+	}
+	if (!cmd->print && !o->json) {
+		/* get: the body as the agent sent it. */
+		fwrite(r.body, 1, r.body_len, stdout);
+		if (r.body_len && r.body[r.body_len - 1] != '\n')
+			putchar('\n');
+		goto out;
+	}
+	root = json_loadb(r.body, r.body_len, 0, &jerr);
+	if (!root) {
+		ctl_err("GET %s: the agent sent invalid JSON: line %d: %s", path, jerr.line,
+			jerr.text);
+		ret = -EPROTO;
+		goto out;
+	}
+	if (o->json) {
+		ret = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY) ? -EIO : 0;
+		putchar('\n');
+	} else if (!json_is_object(root)) {
+		ctl_err("GET %s: expected a JSON object from the agent", path);
+		ret = -EPROTO;
+	} else {
+		ret = cmd->print(root);
+	}
+	if (ret == -ENOMEM)
+		ctl_err("out of memory");
+out:
+	json_decref(root);
+	free(r.body);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl_opts o = { .timeout_s = CTL_TIMEOUT_S };
+	const struct ctl_cmd *cmd = NULL;
+	const char *path;
+	char *end, *owned = NULL;
+	int opt, ret;
+
+	o.sock = getenv("SLUICE_SOCKET");
+	if (!o.sock || !o.sock[0])
+		o.sock = SL_STATUS_SOCK;
+	while ((opt = getopt_long(argc, argv, "s:jt:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			o.sock = optarg;
+			break;
+		case 'j':
+			o.json = true;
+			break;
+		case 't':
+			errno = 0;
+			o.timeout_s = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !isfinite(o.timeout_s) ||
+			    o.timeout_s <= 0 || o.timeout_s > 86400) {
+				ctl_err("--timeout: expected seconds > 0, got '%s'", optarg);
+				return 1;
+			}
+			break;
+		case 'h':
+			ctl_usage(stdout);
+			return 0;
+		default:
+			ctl_usage(stderr);
+			return 1;
+		}
+	}
+	if (optind >= argc) {
+		ctl_err("no command given");
+		ctl_usage(stderr);
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++)
+		if (!strcmp(argv[optind], ctl_cmds[i].name))
+			cmd = &ctl_cmds[i];
+	if (!cmd) {
+		ctl_err("unknown command '%s'", argv[optind]);
+		ctl_usage(stderr);
+		return 1;
+	}
+	if (argc - optind != (cmd->path ? 1 : 2)) {
+		if (cmd->path)
+			ctl_err("%s takes no arguments", cmd->name);
+		else
+			ctl_err("usage: sluicectl %s PATH", cmd->name);
+		return 1;
+	}
+	path = cmd->path;
+	if (!path) {
+		path = argv[optind + 1];
+		/* The path goes on the request line verbatim. */
+		if (!path[0] || strpbrk(path, " \t\r\n")) {
+			ctl_err("get: invalid path '%s'", path);
+			return 1;
+		}
+		if (path[0] != '/') {
+			if (asprintf(&owned, "/%s", path) == -1) {
+				ctl_err("out of memory");
+				return 1;
+			}
+			path = owned;
+		}
+	}
+	ret = ctl_run(&o, cmd, path);
+	free(owned);
+	if (fflush(stdout) == EOF) {
+		ctl_err("writing output: %s", strerror(errno));
+		return 1;
+	}
+	return ret ? 1 : 0;
+}

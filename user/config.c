@@ -1,0 +1,3475 @@
+// SPDX-License-Identifier: Apache-2.0
+/* config.c - see config.h.
+ *
+ * Pipeline, per "unit" (a file, or a piece of a big multi-document file):
+ *
+ *   bytes --reader (JSON fix-ups)--> libyaml events --builder--> node tree of ONE
+ *   object (tmp arena, with line numbers) --decode_*--> struct sl_resources
+ *
+ * Only one object's tree exists at a time: a document is one object, and a
+ * List's items are built and decoded one by one (the List itself is never
+ * materialised), after which the tmp arena is released back to a mark. What is
+ * kept (names, labels, arrays) is copied into a per-thread store (arena plus
+ * string interning) that the resulting set owns through ->priv. Big files are
+ * cut at "---" lines and units are parsed by up to CFG_MAX_THREADS threads;
+ * results are merged in file order, so the outcome does not depend on timing.
+ *
+ * Everything here is hostile input (it is fuzzed): depth, sizes, alias
+ * expansion, anchors and problem counts are bounded.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+
+#define CFG_MAX_FILE		(256u << 20)	/* bytes in one file */
+#define CFG_MAX_DEPTH		64		/* nesting in one document */
+#define CFG_MAX_OBJ_BYTES	(16u << 20)	/* tree of one object (k8s objects are < 1.5 MB) */
+#define CFG_MAX_OBJ_NODES	(1u << 20)	/* nodes of one object, aliases expanded */
+#define CFG_MAX_ANCHORS		1024		/* anchors in one document */
+#define CFG_MAX_PROBLEMS	1000		/* reported per load (all are counted) */
+#define CFG_MAX_DIR_DEPTH	16		/* subdirectory nesting (symlink loops) */
+#ifndef CFG_MAX_THREADS
+#define CFG_MAX_THREADS		4		/* parsing threads (tests may set 1) */
+#endif
+#define CFG_SPLIT_BYTES		(4u << 20)	/* big YAML files are parsed in pieces this big */
+#define CFG_TMP_CHUNK		(64u << 10)
+#define CFG_STORE_CHUNK		(256u << 10)
+#define CFG_READ_BUF		(64u << 10)
+#define CFG_MAX_ADDRS		100		/* addresses of one endpoint (as Kubernetes) */
+
+/* ---- arenas ------------------------------------------------------------- */
+
+struct chunk {
+	struct chunk *prev;
+	size_t size, used;
+	_Alignas(16) unsigned char data[];
+};
+
+/* Bump allocator. The tmp arena is released back to marks (one object at a
+ * time); the store arena only grows, so it may tuck big blocks behind the
+ * current chunk instead of abandoning the chunk's free tail. */
+struct arena {
+	struct chunk *cur;
+	struct chunk *spare;		/* one released chunk, kept for the next object */
+	size_t chunk_size;
+	size_t bytes;			/* handed out since the last full release */
+	bool no_marks;
+};
+
+struct arena_mark {
+	struct chunk *chunk;
+	size_t used, bytes;
+};
+
+static void *arena_alloc(struct arena *a, size_t len)
+{
+	struct chunk *c = a->cur;
+	void *p;
+
+	if (len > SIZE_MAX / 2)
+		return NULL;
+	len = (len + 7) & ~(size_t)7;
+	if (c && c->size - c->used >= len) {
+		p = c->data + c->used;
+		c->used += len;
+		a->bytes += len;
+		return p;
+	}
+	if (a->no_marks && c && len > a->chunk_size / 4) {
+		c = malloc(sizeof(*c) + len);
+		if (!c)
+			return NULL;
+		c->size = c->used = len;
+		c->prev = a->cur->prev;
+		a->cur->prev = c;
+		a->bytes += len;
+		return c->data;
+	}
+	if (a->spare && a->spare->size >= len) {
+		c = a->spare;
+		a->spare = NULL;
+	} else {
+		size_t sz = len > a->chunk_size ? len : a->chunk_size;
+
+		c = malloc(sizeof(*c) + sz);
+		if (!c)
+			return NULL;
+		c->size = sz;
+	}
+	c->used = len;
+	c->prev = a->cur;
+	a->cur = c;
+	a->bytes += len;
+	return c->data;
+}
+
+static struct arena_mark arena_mark(const struct arena *a)
+{
+	return (struct arena_mark){ a->cur, a->cur ? a->cur->used : 0, a->bytes };
+}
+
+static void arena_release(struct arena *a, struct arena_mark m)
+{
+	while (a->cur != m.chunk) {
+		struct chunk *c = a->cur;
+
+		a->cur = c->prev;
+		if (!a->spare && c->size == a->chunk_size) {
+			a->spare = c;
+		} else {
+			free(c);
+		}
+	}
+	if (a->cur)
+		a->cur->used = m.used;
+	a->bytes = m.bytes;
+}
+
+static void arena_free(struct arena *a)
+{
+	arena_release(a, (struct arena_mark){ 0 });
+	free(a->spare);
+	a->spare = NULL;
+}
+
+/* ---- the store: what a set keeps ------------------------------------------ */
+
+struct store {
+	struct arena arena;
+	char **tab;			/* interned strings, open addressing */
+	size_t tab_cap, tab_n;
+	struct store *next;
+};
+
+/* resources->priv */
+struct cfg_set {
+	struct store *stores;		/* one per thread that decoded into the set */
+	size_t cap_ns, cap_pods, cap_svcs, cap_slices;
+};
+
+static struct store *store_new(void)
+{
+	struct store *st = calloc(1, sizeof(*st));
+
+	if (st) {
+		st->arena.chunk_size = CFG_STORE_CHUNK;
+		st->arena.no_marks = true;
+	}
+	return st;
+}
+
+static void store_free(struct store *st)
+{
+	while (st) {
+		struct store *next = st->next;
+
+		arena_free(&st->arena);
+		free(st->tab);
+		free(st);
+		st = next;
+	}
+}
+
+static uint32_t str_hash(const char *s, size_t len)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	return h;
+}
+
+static char *store_strndup(struct store *st, const char *s, size_t len)
+{
+	char *d = arena_alloc(&st->arena, len + 1);
+
+	if (d) {
+		memcpy(d, s, len);
+		d[len] = '\0';
+	}
+	return d;
+}
+
+static int store_grow_tab(struct store *st)
+{
+	size_t cap = st->tab_cap ? st->tab_cap * 2 : 1024;
+	char **tab = calloc(cap, sizeof(*tab));
+
+	if (!tab)
+		return -ENOMEM;
+	for (size_t i = 0; i < st->tab_cap; i++) {
+		char *s = st->tab[i];
+		size_t j;
+
+		if (!s)
+			continue;
+		j = str_hash(s, strlen(s)) & (cap - 1);
+		while (tab[j])
+			j = (j + 1) & (cap - 1);
+		tab[j] = s;
+	}
+	free(st->tab);
+	st->tab = tab;
+	st->tab_cap = cap;
+	return 0;
+}
+
+/* One copy of each distinct string: namespaces, nodes, label keys and values
+ * repeat across thousands of objects. Returns NULL when out of memory. */
+static char *store_intern(struct store *st, const char *s, size_t len)
+{
+	size_t j;
+
+	if ((st->tab_n + 1) * 2 > st->tab_cap && store_grow_tab(st))
+		return NULL;
+	j = str_hash(s, len) & (st->tab_cap - 1);
+	for (; st->tab[j]; j = (j + 1) & (st->tab_cap - 1)) {
+		const char *t = st->tab[j];
+
+		if (!memcmp(t, s, len) && t[len] == '\0')
+			return st->tab[j];
+	}
+	st->tab[j] = store_strndup(st, s, len);
+	if (!st->tab[j])
+		return NULL;
+	st->tab_n++;
+	return st->tab[j];
+}
+
+static void *store_zalloc(struct store *st, size_t n, size_t size)
+{
+	void *p;
+
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	p = arena_alloc(&st->arena, n * size);
+	if (p)
+		memset(p, 0, n * size);
+	return p;
+}
+
+/* ---- nodes --------------------------------------------------------------- */
+
+enum node_type { NODE_SCALAR = 1, NODE_SEQ, NODE_MAP, NODE_SKIP };
+
+#define NF_STRING	0x01		/* quoted, block or !!str: a string whatever it reads */
+#define NF_NULL		0x02		/* plain ~, null or nothing */
+#define NF_DONE		0x04		/* complete: aliases may refer to it */
+#define NF_STREAMED	0x08		/* List items: decoded one by one, kids not kept */
+#define NF_NUL		0x10		/* scalar holds a NUL byte */
+
+struct node {
+	union {
+		char *s;		/* NODE_SCALAR, NUL-terminated */
+		struct node **kids;	/* NODE_SEQ: items; NODE_MAP: key, value, key, ... */
+	};
+	uint32_t line;			/* 1-based, in the file */
+	uint32_t n;			/* scalar: length; seq: items; map: pairs */
+	uint32_t weight;		/* nodes in this subtree, aliases expanded */
+	uint8_t type, flags;
+};
+
+static bool scalar_is(const struct node *n, const char *s, size_t len)
+{
+	return n && n->type == NODE_SCALAR && n->n == len && !memcmp(n->s, s, len);
+}
+
+#define SCALAR_IS(n, lit) scalar_is(n, lit, sizeof(lit) - 1)
+
+/* Value of key in mapping m; NULL when m is not a mapping, or key is absent
+ * or null (Kubernetes treats a null field as an absent one). */
+static const struct node *map_get(const struct node *m, const char *key)
+{
+	size_t len = strlen(key);
+
+	if (!m || m->type != NODE_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct node *k = m->kids[2 * i], *v = m->kids[2 * i + 1];
+
+		if (scalar_is(k, key, len))
+			return v->flags & NF_NULL ? NULL : v;
+	}
+	return NULL;
+}
+
+static bool node_null(const struct node *n)
+{
+	return !n || (n->flags & NF_NULL);
+}
+
+enum plain_kind { PK_STR, PK_NULL, PK_BOOL, PK_INT, PK_FLOAT };
+
+static bool all_digits(const char *s, size_t len, const char *extra)
+{
+	if (!len)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((s[i] < '0' || s[i] > '9') && !(extra && s[i] && strchr(extra, s[i])))
+			return false;
+	return true;
+}
+
+static bool looks_float(const char *s, size_t len)
+{
+	static const char *const special[] = { ".inf", ".Inf", ".INF", ".nan", ".NaN", ".NAN" };
+	size_t i = 0, digits = 0;
+
+	if (len && (s[0] == '-' || s[0] == '+'))
+		i++;
+	for (size_t k = 0; k < sizeof(special) / sizeof(special[0]); k++)
+		if (len - i == 4 && !memcmp(s + i, special[k], 4))
+			return true;
+	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+		digits++;
+	if (i < len && s[i] == '.')
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+			digits++;
+	if (!digits)
+		return false;
+	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < len && (s[i] == '-' || s[i] == '+'))
+			i++;
+		if (i == len)
+			return false;
+		for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+			;
+	}
+	return i == len;
+}
+
+/* How Kubernetes' YAML reader (YAML 1.1 rules) would type a scalar. */
+static enum plain_kind plain_kind(const struct node *n)
+{
+	static const char *const bools[] = { "true", "True", "TRUE", "false", "False", "FALSE",
+					     "yes", "Yes", "YES", "no", "No", "NO",
+					     "on", "On", "ON", "off", "Off", "OFF" };
+	const char *s = n->s;
+	size_t len = n->n;
+
+	if (n->flags & NF_STRING)
+		return PK_STR;
+	if (n->flags & NF_NULL)
+		return PK_NULL;
+	if (len >= 2 && len <= 5 && strchr("tTfFyYnNoO", s[0]))
+		for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
+			if (!strcmp(s, bools[i]))
+				return PK_BOOL;
+	if (len && (s[0] == '-' || s[0] == '+')) {
+		s++;
+		len--;
+	}
+	if (all_digits(s, len, "_") && s[0] != '_')
+		return PK_INT;
+	if (len > 2 && s[0] == '0' && strchr("xXoObB", s[1]) && all_digits(s + 2, len - 2, "abcdefABCDEF_"))
+		return PK_INT;
+	if (looks_float(n->s, n->n))
+		return PK_FLOAT;
+	return PK_STR;
+}
+
+/* ---- units: what one parse works on and produces ---------------------------- */
+
+/* Kinds we know: decoded, or accepted and ignored (decode NULL). */
+struct dec;
+typedef void (*decode_fn)(struct dec *d, const struct node *obj);
+
+static void decode_namespace(struct dec *d, const struct node *obj);
+static void decode_pod(struct dec *d, const struct node *obj);
+static void decode_service(struct dec *d, const struct node *obj);
+static void decode_slice(struct dec *d, const struct node *obj);
+
+static const struct kind_desc {
+	const char *kind;
+	const char *group;		/* "" for the core group */
+	const char *versions;		/* space separated */
+	decode_fn decode;		/* NULL: accepted and ignored */
+} kinds[] = {
+	{ "Namespace", "", "v1", decode_namespace },
+	{ "Pod", "", "v1", decode_pod },
+	{ "Service", "", "v1", decode_service },
+	{ "EndpointSlice", "discovery.k8s.io", "v1", decode_slice },
+	{ "GatewayClass", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
+	{ "Gateway", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
+	{ "HTTPRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
+	{ "GRPCRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
+	{ "ReferenceGrant", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
+	{ "TCPRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
+	{ "TLSRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
+	{ "BackendTLSPolicy", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
+	{ "NetworkPolicy", "networking.k8s.io", "v1", NULL },
+	{ "AuthorizationPolicy", "security.istio.io", "v1 v1beta1", NULL },
+	{ "PeerAuthentication", "security.istio.io", "v1 v1beta1", NULL },
+	{ "Deployment", "apps", "v1", NULL },
+	{ "StatefulSet", "apps", "v1", NULL },
+	{ "DaemonSet", "apps", "v1", NULL },
+	{ "ReplicaSet", "apps", "v1", NULL },
+	{ "ConfigMap", "", "v1", NULL },
+	{ "Secret", "", "v1", NULL },
+	{ "ServiceAccount", "", "v1", NULL },
+};
+
+#define N_KINDS		(sizeof(kinds) / sizeof(kinds[0]))
+#define IGN_FQDN	N_KINDS		/* EndpointSlices of addressType FQDN */
+
+struct caps {
+	size_t ns, pods, svcs, slices;
+};
+
+struct unit {
+	char *path;			/* to open; NULL for a memory buffer */
+	const char *name;		/* for messages (relative to the directory) */
+	const char *buf;		/* memory input */
+	size_t len;
+	off_t off, end;			/* file range */
+	int line0;			/* lines before off */
+	int json;			/* -1: sniff */
+	bool done;			/* nothing to parse (problem found while listing) */
+	bool own_path;			/* frees path */
+	/* results */
+	struct sl_resources res;	/* arrays only */
+	struct caps caps;
+	struct diags errs;
+	size_t n_problems;
+	size_t ignored[N_KINDS + 1];
+	int io_err;			/* first -errno */
+};
+
+/* ---- the reader: bytes into libyaml ---------------------------------------- */
+
+/* libyaml reads JSON as YAML flow style, except for a few corners that the
+ * reader rewrites on the way in, never across a line break so line numbers
+ * hold: a tab outside strings (YAML may not indent with tabs), a UTF-16
+ * surrogate pair escape (YAML wants \UXXXXXXXX), a lone surrogate (\uFFFD, as
+ * Go's encoding/json does), and raw DEL, C1 controls, U+2028 and U+2029 in
+ * strings, which YAML rejects or folds as line breaks (escaped instead). */
+struct reader {
+	int fd;				/* -1: memory */
+	const unsigned char *mem;
+	size_t mem_len, mem_pos;
+	off_t pos, end;			/* file range still to read */
+	unsigned char *in;		/* file window (JSON, and the sniffed head) */
+	size_t in_start, in_len;
+	unsigned char *out;		/* JSON: filtered bytes for libyaml */
+	size_t out_pos, out_len;
+	bool json, in_str, eof;
+	int err;			/* errno of a failed read */
+};
+
+static int hex4(const unsigned char *p)
+{
+	int v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		int c = p[i];
+
+		if (c >= '0' && c <= '9')
+			c -= '0';
+		else if (c >= 'a' && c <= 'f')
+			c -= 'a' - 10;
+		else if (c >= 'A' && c <= 'F')
+			c -= 'A' - 10;
+		else
+			return -1;
+		v = v * 16 + c;
+	}
+	return v;
+}
+
+/* Filter in[0, len) into out (room >= 16 per step). Returns bytes consumed; stops
+ * early when a sequence is cut by the end of in and more input may come. */
+static size_t json_filter(struct reader *r, const unsigned char *in, size_t len, bool last,
+			  unsigned char *out, size_t room, size_t *produced)
+{
+	size_t i = 0, o = 0;
+
+	while (i < len && room - o >= 16) {
+		unsigned char c = in[i];
+		size_t need = 1;
+
+		if (!r->in_str) {
+			if (c == '"')
+				r->in_str = true;
+			out[o++] = c == '\t' ? ' ' : c;
+			i++;
+			continue;
+		}
+		if (c == '"') {
+			r->in_str = false;
+		} else if (c == '\\') {
+			need = i + 1 < len && in[i + 1] == 'u' ? 6 : 2;
+			if (need == 6 && i + 6 <= len) {
+				int v = hex4(in + i + 2), w = -1;
+
+				if (v >= 0xd800 && v <= 0xdbff) {
+					need = 12;
+					if (i + 12 > len && !last)
+						break;
+					if (i + 12 <= len && in[i + 6] == '\\' && in[i + 7] == 'u')
+						w = hex4(in + i + 8);
+					if (w >= 0xdc00 && w <= 0xdfff) {
+						uint32_t cp = 0x10000 + ((uint32_t)(v - 0xd800) << 10) +
+							      (uint32_t)(w - 0xdc00);
+
+						o += (size_t)snprintf((char *)out + o, 11, "\\U%08X", cp);
+						i += 12;
+						continue;
+					}
+				}
+				if (v >= 0xd800 && v <= 0xdfff) {
+					memcpy(out + o, "\\uFFFD", 6);
+					o += 6;
+					i += 6;
+					continue;
+				}
+				need = 6;
+			}
+		} else if (c == 0x7f) {
+			memcpy(out + o, "\\x7F", 4);
+			o += 4;
+			i++;
+			continue;
+		} else if (c == 0xc2 || c == 0xe2) {
+			need = c == 0xc2 ? 2 : 3;
+			if (i + need <= len) {
+				if (c == 0xc2 && in[i + 1] >= 0x80 && in[i + 1] <= 0x9f) {
+					o += (size_t)snprintf((char *)out + o, 5, "\\x%02X", in[i + 1]);
+					i += 2;
+					continue;
+				}
+				if (c == 0xe2 && in[i + 1] == 0x80 && (in[i + 2] == 0xa8 || in[i + 2] == 0xa9)) {
+					memcpy(out + o, in[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
+					o += 6;
+					i += 3;
+					continue;
+				}
+			}
+		}
+		if (i + need > len) {
+			if (!last)
+				break;
+			need = len - i;
+		}
+		memcpy(out + o, in + i, need);
+		o += need;
+		i += need;
+	}
+	*produced = o;
+	return i;
+}
+
+static ssize_t reader_pread(struct reader *r, void *buf, size_t size)
+{
+	ssize_t n;
+
+	if ((off_t)size > r->end - r->pos)
+		size = (size_t)(r->end - r->pos);
+	if (!size)
+		return 0;
+	do {
+		n = pread(r->fd, buf, size, r->pos);
+	} while (n == -1 && errno == EINTR);
+	if (n == -1) {
+		r->err = errno;
+		return -1;
+	}
+	r->pos += n;
+	return n;
+}
+
+/* Fill the file window so that it holds at least what is left plus new bytes. */
+static int reader_fill(struct reader *r)
+{
+	ssize_t n;
+
+	if (r->in_start) {
+		memmove(r->in, r->in + r->in_start, r->in_len - r->in_start);
+		r->in_len -= r->in_start;
+		r->in_start = 0;
+	}
+	n = reader_pread(r, r->in + r->in_len, CFG_READ_BUF - r->in_len);
+	if (n < 0)
+		return -1;
+	if (n == 0)
+		r->eof = true;
+	r->in_len += (size_t)n;
+	return 0;
+}
+
+static int reader_json(struct reader *r, unsigned char *buf, size_t size, size_t *size_read)
+{
+	while (r->out_pos == r->out_len) {
+		const unsigned char *in;
+		size_t avail, used, made;
+		bool last;
+
+		if (r->fd < 0) {
+			in = r->mem + r->mem_pos;
+			avail = r->mem_len - r->mem_pos;
+			last = true;
+		} else {
+			if (!r->eof && r->in_len - r->in_start < 16 && reader_fill(r))
+				return 0;
+			in = r->in + r->in_start;
+			avail = r->in_len - r->in_start;
+			last = r->eof;
+		}
+		if (!avail) {
+			*size_read = 0;
+			return 1;
+		}
+		used = json_filter(r, in, avail, last, r->out, CFG_READ_BUF, &made);
+		if (r->fd < 0)
+			r->mem_pos += used;
+		else
+			r->in_start += used;
+		r->out_pos = 0;
+		r->out_len = made;
+		if (!used && r->fd >= 0 && reader_fill(r))	/* a cut sequence: read on */
+			return 0;
+	}
+	*size_read = r->out_len - r->out_pos < size ? r->out_len - r->out_pos : size;
+	memcpy(buf, r->out + r->out_pos, *size_read);
+	r->out_pos += *size_read;
+	return 1;
+}
+
+/* libyaml's read handler: 1 and *size_read (0 at the end), or 0 on error. */
+static int reader_read(void *data, unsigned char *buf, size_t size, size_t *size_read)
+{
+	struct reader *r = data;
+	ssize_t n;
+
+	if (r->json)
+		return reader_json(r, buf, size, size_read);
+	if (r->in_start < r->in_len) {		/* the sniffed head first */
+		*size_read = r->in_len - r->in_start < size ? r->in_len - r->in_start : size;
+		memcpy(buf, r->in + r->in_start, *size_read);
+		r->in_start += *size_read;
+		return 1;
+	}
+	n = reader_pread(r, buf, size);
+	if (n < 0)
+		return 0;
+	*size_read = (size_t)n;
+	return 1;
+}
+
+/* JSON when named so, or when the first thing in it is '{' or '['. */
+static bool sniff_json(const char *name, const unsigned char *p, size_t len)
+{
+	size_t nl = name ? strlen(name) : 0;
+
+	if (len >= 2 && ((p[0] == 0xfe && p[1] == 0xff) || (p[0] == 0xff && p[1] == 0xfe) || !p[0]))
+		return false;			/* UTF-16/32: libyaml decodes it, we do not */
+	if (nl >= 5 && !strcasecmp(name + nl - 5, ".json"))
+		return true;
+	if (len >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
+		p += 3;
+		len -= 3;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '{' || p[i] == '[')
+			return true;
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+			return false;
+	}
+	return false;
+}
+
+/* ---- building one object's tree from events ---------------------------------- */
+
+struct frame {
+	struct node *node;
+	size_t base;			/* its first child in parse.kids */
+	uint8_t od;			/* depth below the object root (0: the root) */
+	bool items;			/* a List's items: each child is an object */
+	bool meta;			/* an object's metadata */
+	/* items only: where the current item started */
+	struct arena_mark mark;
+	size_t mark_anchors, mark_problems;
+};
+
+struct anchor {
+	char *name;
+	struct node *node;
+};
+
+struct parse {
+	yaml_parser_t yp;
+	struct unit *u;
+	struct store *st;
+	const char *file;		/* interned in st */
+	struct arena tmp;		/* the tree of the current object */
+	struct node **kids;		/* children of open containers */
+	size_t n_kids, cap_kids;
+	struct frame frames[CFG_MAX_DEPTH];
+	int depth;
+	struct node *root;		/* the finished document root */
+	struct anchor *anchors;
+	size_t n_anchors, cap_anchors;
+	int skip;			/* > 0: inside a subtree that is not kept */
+	struct node *skip_node;		/* its placeholder */
+	bool doc_bad;			/* rest of the document dropped */
+	bool have_items;		/* this document's root has streamed items */
+	const struct node *root_kind;	/* the root mapping's kind, once seen */
+	struct node **deferred;		/* items that could not be typed yet */
+	size_t n_deferred, cap_deferred;
+	size_t obj_base_bytes;		/* tmp.bytes when the current object started */
+	size_t doc_problems;
+	bool oom;
+};
+
+static void p_vreport(struct parse *p, int line, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void p_vreport(struct parse *p, int line, const char *fmt, va_list ap)
+{
+	char msg[1024];
+
+	p->u->n_problems++;
+	if (p->u->n_problems > CFG_MAX_PROBLEMS)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	diags_add(&p->u->errs, p->file, line, "%s", msg);
+}
+
+static void p_report(struct parse *p, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void p_report(struct parse *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	p_vreport(p, line, fmt, ap);
+	va_end(ap);
+}
+
+static void p_oom(struct parse *p, int line)
+{
+	if (!p->oom)
+		p_report(p, line, "out of memory");
+	else
+		p->u->n_problems++;
+	p->oom = true;
+}
+
+static int ev_line(const struct parse *p, const yaml_event_t *ev)
+{
+	size_t line = ev->start_mark.line + 1 + (size_t)p->u->line0;
+
+	return line > INT32_MAX ? INT32_MAX : (int)line;
+}
+
+/* "text" for messages: at most 64 characters, escaped. */
+static const char *quote(char *buf, size_t size, const char *s, size_t len)
+{
+	size_t o = 0;
+
+	buf[o++] = '"';
+	for (size_t i = 0; i < len && o + 8 < size; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (i == 64) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (c == '"' || c == '\\')
+			o += (size_t)snprintf(buf + o, size - o, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
+}
+
+static struct node *node_new(struct parse *p, int type, int line)
+{
+	struct node *n;
+
+	if (p->tmp.bytes - p->obj_base_bytes > CFG_MAX_OBJ_BYTES) {
+		p_report(p, line, "object too large (more than %u MiB of YAML structure)",
+			 CFG_MAX_OBJ_BYTES >> 20);
+		p->doc_bad = true;
+		return NULL;
+	}
+	n = arena_alloc(&p->tmp, sizeof(*n));
+	if (!n) {
+		p_oom(p, line);
+		p->doc_bad = true;
+		return NULL;
+	}
+	memset(n, 0, sizeof(*n));
+	n->type = (uint8_t)type;
+	n->line = (uint32_t)line;
+	n->weight = 1;
+	return n;
+}
+
+static int kids_push(struct parse *p, struct node *n)
+{
+	if (p->n_kids == p->cap_kids) {
+		size_t cap = p->cap_kids ? p->cap_kids * 2 : 256;
+		struct node **v = realloc(p->kids, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		p->kids = v;
+		p->cap_kids = cap;
+	}
+	p->kids[p->n_kids++] = n;
+	return 0;
+}
+
+static void anchor_add(struct parse *p, const yaml_char_t *name, struct node *n, int line)
+{
+	struct anchor *a;
+
+	if (p->n_anchors >= CFG_MAX_ANCHORS) {
+		p_report(p, line, "more than %d YAML anchors in one document", CFG_MAX_ANCHORS);
+		p->doc_bad = true;
+		return;
+	}
+	if (p->n_anchors == p->cap_anchors) {
+		size_t cap = p->cap_anchors ? p->cap_anchors * 2 : 16;
+
+		a = realloc(p->anchors, cap * sizeof(*a));
+		if (!a) {
+			p_oom(p, line);
+			p->doc_bad = true;
+			return;
+		}
+		p->anchors = a;
+		p->cap_anchors = cap;
+	}
+	a = &p->anchors[p->n_anchors];
+	a->name = arena_alloc(&p->tmp, strlen((const char *)name) + 1);
+	if (!a->name) {
+		p_oom(p, line);
+		p->doc_bad = true;
+		return;
+	}
+	strcpy(a->name, (const char *)name);
+	a->node = n;
+	p->n_anchors++;
+}
+
+static void item_done(struct parse *p, struct frame *f, struct node *n);
+
+/* A finished node: becomes the root, a child, or (in a List) an object. */
+static void node_done(struct parse *p, struct node *n)
+{
+	struct frame *f;
+
+	if (!p->depth) {
+		p->root = n;
+		return;
+	}
+	f = &p->frames[p->depth - 1];
+	if (f->items) {
+		item_done(p, f, n);
+		return;
+	}
+	if (kids_push(p, n)) {
+		p_oom(p, (int)n->line);
+		p->doc_bad = true;
+	}
+}
+
+/* A node is about to start: in a List, each item starts at an arena mark. */
+static void node_begin(struct parse *p)
+{
+	struct frame *f;
+
+	if (!p->depth)
+		return;
+	f = &p->frames[p->depth - 1];
+	if (!f->items)
+		return;
+	f->mark = arena_mark(&p->tmp);
+	f->mark_anchors = p->n_anchors;
+	f->mark_problems = p->u->n_problems;
+	p->obj_base_bytes = p->tmp.bytes;
+}
+
+/* The key under which the next node is a value, or NULL. */
+static const struct node *pending_key(const struct parse *p)
+{
+	const struct frame *f;
+
+	if (!p->depth)
+		return NULL;
+	f = &p->frames[p->depth - 1];
+	if (f->items || f->node->type != NODE_MAP || (p->n_kids - f->base) % 2 == 0)
+		return NULL;
+	return p->kids[p->n_kids - 1];
+}
+
+static bool kind_is_list(const struct node *k)
+{
+	return k && k->type == NODE_SCALAR && k->n >= 4 && !memcmp(k->s + k->n - 4, "List", 4);
+}
+
+/* Subtrees no decoder reads and that may be big (kubectl's last-applied
+ * annotation, managedFields, ConfigMap data): consumed, not kept. */
+static bool skip_value(const struct parse *p, const struct node *key)
+{
+	const struct frame *f = &p->frames[p->depth - 1];
+
+	if (f->od == 0)
+		return SCALAR_IS(key, "data") || SCALAR_IS(key, "binaryData") ||
+		       SCALAR_IS(key, "stringData");
+	if (f->meta)
+		return SCALAR_IS(key, "annotations") || SCALAR_IS(key, "managedFields");
+	return false;
+}
+
+static void on_scalar(struct parse *p, const yaml_event_t *ev)
+{
+	const yaml_char_t *tag = ev->data.scalar.tag;
+	const struct node *key;
+	struct node *n;
+	int line = ev_line(p, ev);
+
+	if (p->skip)
+		return;
+	key = pending_key(p);
+	node_begin(p);
+	n = node_new(p, NODE_SCALAR, line);
+	if (!n)
+		return;
+	if (key && skip_value(p, key)) {
+		n->type = NODE_SKIP;
+		n->flags |= NF_DONE;
+		if (ev->data.scalar.anchor)
+			anchor_add(p, ev->data.scalar.anchor, n, line);
+		node_done(p, n);
+		return;
+	}
+	n->n = (uint32_t)ev->data.scalar.length;
+	n->s = arena_alloc(&p->tmp, ev->data.scalar.length + 1);
+	if (!n->s) {
+		p_oom(p, line);
+		p->doc_bad = true;
+		return;
+	}
+	memcpy(n->s, ev->data.scalar.value, ev->data.scalar.length);
+	n->s[n->n] = '\0';
+	/* Only an escape (\0, \x00, \u0000) makes a NUL: libyaml rejects raw ones. */
+	if (ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE && memchr(n->s, '\0', n->n))
+		n->flags |= NF_NUL;
+	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+	    (tag && !strcmp((const char *)tag, YAML_STR_TAG)))
+		n->flags |= NF_STRING;
+	else if (!n->n || (n->n == 1 && n->s[0] == '~') ||
+		 (n->n == 4 && (!memcmp(n->s, "null", 4) || !memcmp(n->s, "Null", 4) ||
+				!memcmp(n->s, "NULL", 4))))
+		n->flags |= NF_NULL;
+	n->flags |= NF_DONE;
+	if (ev->data.scalar.anchor)
+		anchor_add(p, ev->data.scalar.anchor, n, line);
+	if (p->depth == 1 && !p->frames[0].items && SCALAR_IS(key, "kind") && p->frames[0].od == 0)
+		p->root_kind = n;
+	node_done(p, n);
+}
+
+static void on_alias(struct parse *p, const yaml_event_t *ev)
+{
+	const char *name = (const char *)ev->data.alias.anchor;
+	int line = ev_line(p, ev);
+	struct node *target = NULL;
+
+	if (p->skip)
+		return;
+	for (size_t i = p->n_anchors; i-- > 0;) {
+		if (!strcmp(p->anchors[i].name, name)) {
+			target = p->anchors[i].node;
+			break;
+		}
+	}
+	if (!target) {
+		p_report(p, line, "YAML alias *%.64s: no such anchor before it%s", name,
+			 p->have_items ? " (anchors do not reach across List items)" : "");
+		p->doc_bad = true;
+		return;
+	}
+	if (!(target->flags & NF_DONE)) {
+		p_report(p, line, "YAML alias *%.64s refers to a node that contains it", name);
+		p->doc_bad = true;
+		return;
+	}
+	node_begin(p);
+	node_done(p, target);
+}
+
+static void on_start(struct parse *p, const yaml_event_t *ev, int type)
+{
+	const yaml_char_t *anchor = type == NODE_MAP ? ev->data.mapping_start.anchor :
+						       ev->data.sequence_start.anchor;
+	const struct node *key;
+	struct frame *f, *up;
+	struct node *n;
+	int line = ev_line(p, ev);
+
+	if (p->skip) {
+		if (p->skip < CFG_MAX_DEPTH * 4)	/* libyaml bounds nothing; we do */
+			p->skip++;
+		else
+			p->doc_bad = true;
+		return;
+	}
+	if (p->depth == CFG_MAX_DEPTH) {
+		p_report(p, line, "nesting deeper than %d levels", CFG_MAX_DEPTH);
+		p->doc_bad = true;
+		return;
+	}
+	key = pending_key(p);
+	node_begin(p);
+	n = node_new(p, type, line);
+	if (!n)
+		return;
+	if (key && skip_value(p, key)) {
+		n->type = NODE_SKIP;
+		n->flags |= NF_DONE;
+		if (anchor)
+			anchor_add(p, anchor, n, line);
+		p->skip = 1;
+		p->skip_node = n;
+		return;
+	}
+	up = p->depth ? &p->frames[p->depth - 1] : NULL;
+	f = &p->frames[p->depth++];
+	memset(f, 0, sizeof(*f));
+	f->node = n;
+	f->base = p->n_kids;
+	f->od = !up ? 0 : up->items ? 0 : (uint8_t)(up->od + 1 > 200 ? 200 : up->od + 1);
+	f->meta = up && !up->items && up->od == 0 && SCALAR_IS(key, "metadata");
+	/* A root mapping's items are objects of their own, unless the root's kind
+	 * is already known not to be a List. */
+	if (type == NODE_SEQ && p->depth == 2 && up->od == 0 && SCALAR_IS(key, "items") &&
+	    up->node->type == NODE_MAP && (!p->root_kind || kind_is_list(p->root_kind))) {
+		f->items = true;
+		n->flags |= NF_STREAMED;
+		p->have_items = true;
+	}
+	if (anchor)
+		anchor_add(p, anchor, n, line);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	const struct node *x = *(const struct node *const *)a, *y = *(const struct node *const *)b;
+
+	if (x->n != y->n)
+		return x->n < y->n ? -1 : 1;
+	if (x->n && memcmp(x->s, y->s, x->n))
+		return memcmp(x->s, y->s, x->n);
+	return x->line < y->line ? -1 : x->line > y->line;
+}
+
+static void dup_report(struct parse *p, const struct node *first, const struct node *again)
+{
+	char q[96];
+
+	p_report(p, (int)again->line, "duplicate key %s (first on line %u)",
+		 quote(q, sizeof(q), again->s, again->n), first->line);
+}
+
+/* Kubernetes (and YAML) reject a mapping with a key twice. */
+static void check_dups(struct parse *p, struct node **kv, size_t pairs)
+{
+	struct node **keys;
+	size_t n = 0;
+
+	if (pairs <= 8) {
+		for (size_t i = 1; i < pairs; i++)
+			for (size_t j = 0; j < i; j++)
+				if (kv[2 * i]->type == NODE_SCALAR && kv[2 * j]->type == NODE_SCALAR &&
+				    scalar_is(kv[2 * j], kv[2 * i]->s, kv[2 * i]->n)) {
+					dup_report(p, kv[2 * j], kv[2 * i]);
+					break;
+				}
+		return;
+	}
+	keys = malloc(pairs * sizeof(*keys));
+	if (!keys) {
+		p_oom(p, (int)kv[0]->line);
+		return;
+	}
+	for (size_t i = 0; i < pairs; i++)
+		if (kv[2 * i]->type == NODE_SCALAR)
+			keys[n++] = kv[2 * i];
+	qsort(keys, n, sizeof(*keys), key_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (keys[i]->n == keys[i - 1]->n && !memcmp(keys[i]->s, keys[i - 1]->s, keys[i]->n))
+			dup_report(p, keys[i - 1], keys[i]);
+	free(keys);
+}
+
+static void on_end(struct parse *p)
+{
+	struct frame *f;
+	struct node *n;
+	size_t count;
+	uint64_t w = 1;
+
+	if (p->skip) {
+		if (--p->skip == 0)
+			node_done(p, p->skip_node);
+		return;
+	}
+	f = &p->frames[--p->depth];
+	n = f->node;
+	count = p->n_kids - f->base;
+	if (!f->items && count) {
+		n->kids = arena_alloc(&p->tmp, count * sizeof(*n->kids));
+		if (!n->kids) {
+			p_oom(p, (int)n->line);
+			p->doc_bad = true;
+			return;
+		}
+		memcpy(n->kids, p->kids + f->base, count * sizeof(*n->kids));
+		n->n = (uint32_t)(n->type == NODE_MAP ? count / 2 : count);
+		for (size_t i = 0; i < count; i++)
+			w += n->kids[i]->weight;
+		if (n->type == NODE_MAP)
+			check_dups(p, n->kids, count / 2);
+	}
+	p->n_kids = f->base;
+	n->weight = w > UINT32_MAX ? UINT32_MAX : (uint32_t)w;
+	if (n->weight > CFG_MAX_OBJ_NODES) {
+		p_report(p, (int)n->line, "object too large (more than %u nodes with YAML aliases expanded)",
+			 CFG_MAX_OBJ_NODES);
+		p->doc_bad = true;
+		return;
+	}
+	n->flags |= NF_DONE;
+	node_done(p, n);
+}
+
+/* ---- decoding helpers ---------------------------------------------------------- */
+
+/* Where in an object a value is, built on the stack as decoders descend and
+ * rendered only for messages ("spec.ports[0].port"). */
+struct path {
+	const struct path *up;
+	const char *key;		/* NULL: an index */
+	size_t idx;
+};
+
+#define PK(up_, key_) (&(const struct path){ .up = (up_), .key = (key_) })
+#define PI(up_, idx_) (&(const struct path){ .up = (up_), .idx = (idx_) })
+
+struct dec {
+	struct parse *p;
+	const char *kind;
+	const char *ns, *name;		/* for messages; NULL until known and valid */
+	size_t problems0;
+	bool bad;			/* problems found while building the tree */
+};
+
+static size_t clamp_add(size_t o, int n, size_t size)
+{
+	if (n < 0)
+		return o;
+	return o + (size_t)n >= size ? size - 1 : o + (size_t)n;
+}
+
+/* s escaped for a message: at most 64 characters, no control characters. */
+static const char *esc(char *buf, size_t size, const char *s, size_t len)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len && o + 8 < size; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (i == 64) {
+			o = clamp_add(o, snprintf(buf + o, size - o, "..."), size);
+			break;
+		}
+		if (c < 0x20 || c == 0x7f)
+			o = clamp_add(o, snprintf(buf + o, size - o, "\\x%02x", c), size);
+		else
+			buf[o++] = (char)c;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+static size_t path_fmt(char *buf, size_t size, const struct path *pa)
+{
+	size_t o = 0;
+	bool plain = true;
+
+	if (!pa)
+		return 0;
+	o = path_fmt(buf, size, pa->up);
+	if (!pa->key)
+		return clamp_add(o, snprintf(buf + o, size - o, "[%zu]", pa->idx), size);
+	for (const char *c = pa->key; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+		      *c == '_' || *c == '-'))
+			plain = false;
+	if (plain && *pa->key)
+		return clamp_add(o, snprintf(buf + o, size - o, "%s%s", o ? "." : "", pa->key), size);
+	{
+		char q[96];
+
+		quote(q, sizeof(q), pa->key, strlen(pa->key));
+		return clamp_add(o, snprintf(buf + o, size - o, "[%s]", q), size);
+	}
+}
+
+static void dec_err(struct dec *d, const struct node *n, const struct path *pa, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* "Service default/web: spec.ports[0].port: <what>" at n's line. */
+static void dec_err(struct dec *d, const struct node *n, const struct path *pa, const char *fmt, ...)
+{
+	char where[256] = "", msg[640], who[200];
+	va_list ap;
+
+	path_fmt(where, sizeof(where), pa);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (d->name)
+		snprintf(who, sizeof(who), "%s %s%s%s", d->kind, d->ns ? d->ns : "", d->ns ? "/" : "",
+			 d->name);
+	else
+		snprintf(who, sizeof(who), "%s", d->kind);
+	p_report(d->p, n ? (int)n->line : 0, "%s: %s%s%s", who, where, where[0] ? ": " : "", msg);
+}
+
+/* What a node is, for "expected X, got Y". */
+static const char *node_desc(char *buf, size_t size, const struct node *n)
+{
+	if (!n)
+		return "nothing";
+	switch (n->type) {
+	case NODE_MAP:
+		return "a mapping";
+	case NODE_SEQ:
+		return "a list";
+	case NODE_SKIP:
+		return "an alias into content the agent does not read (annotations, managedFields, data)";
+	}
+	if (n->flags & NF_NULL)
+		return "null";
+	return quote(buf, size, n->s, n->n);
+}
+
+static bool want_map(struct dec *d, const struct node *n, const struct path *pa)
+{
+	char b[96];
+
+	if (n && n->type == NODE_MAP)
+		return true;
+	dec_err(d, n, pa, "expected a mapping, got %s", node_desc(b, sizeof(b), n));
+	return false;
+}
+
+static bool want_seq(struct dec *d, const struct node *n, const struct path *pa)
+{
+	char b[96];
+
+	if (n && n->type == NODE_SEQ)
+		return true;
+	dec_err(d, n, pa, "expected a list, got %s", node_desc(b, sizeof(b), n));
+	return false;
+}
+
+/* A scalar's text whatever YAML would type it as (IPs, enums); NULL after an error. */
+static const char *want_text(struct dec *d, const struct node *n, const struct path *pa,
+			     const char *what)
+{
+	char b[96];
+
+	if (!n || n->type != NODE_SCALAR || (n->flags & NF_NULL)) {
+		dec_err(d, n, pa, "expected %s, got %s", what, node_desc(b, sizeof(b), n));
+		return NULL;
+	}
+	if (n->flags & NF_NUL) {
+		dec_err(d, n, pa, "contains a NUL character");
+		return NULL;
+	}
+	return n->s;
+}
+
+/* A string, as Kubernetes reads YAML: an unquoted 80, 1.5 or true is not one. */
+static const char *want_str(struct dec *d, const struct node *n, const struct path *pa)
+{
+	static const char *const what[] = { [PK_BOOL] = "boolean", [PK_INT] = "number",
+					    [PK_FLOAT] = "number" };
+	enum plain_kind k;
+	char b[96];
+
+	if (!want_text(d, n, pa, "a string"))
+		return NULL;
+	k = plain_kind(n);
+	if (k != PK_STR) {
+		dec_err(d, n, pa, "expected a string, got the %s %s (quote it)", what[k],
+			esc(b, sizeof(b), n->s, n->n));
+		return NULL;
+	}
+	return n->s;
+}
+
+static bool get_int(struct dec *d, const struct node *n, const struct path *pa, long min, long max,
+		    long *out)
+{
+	const char *s = n && n->type == NODE_SCALAR ? n->s : "";
+	bool neg = s[0] == '-';
+	long v = 0;
+	size_t i = neg;
+	char b[96];
+
+	if (!n || n->type != NODE_SCALAR || (n->flags & (NF_STRING | NF_NULL)) || n->n - i > 12 ||
+	    !all_digits(s + i, n->n - i, NULL) || (s[i] == '0' && n->n - i > 1))
+		goto bad;
+	for (; i < n->n; i++)
+		v = v * 10 + (s[i] - '0');
+	if (neg)
+		v = -v;
+	if (v < min || v > max)
+		goto bad;
+	*out = v;
+	return true;
+bad:
+	if (n && n->type == NODE_SCALAR && (n->flags & NF_STRING) && all_digits(n->s, n->n, NULL))
+		dec_err(d, n, pa, "expected an integer %ld-%ld, got the string %s (drop the quotes)",
+			min, max, node_desc(b, sizeof(b), n));
+	else
+		dec_err(d, n, pa, "expected an integer %ld-%ld, got %s", min, max,
+			node_desc(b, sizeof(b), n));
+	return false;
+}
+
+static bool get_bool(struct dec *d, const struct node *n, const struct path *pa, bool *out)
+{
+	static const char *const truths[] = { "true", "True", "TRUE", "yes", "Yes", "YES",
+					      "on", "On", "ON" };
+	char b[96];
+
+	if (n && n->type == NODE_SCALAR && plain_kind(n) == PK_BOOL) {
+		*out = false;
+		for (size_t i = 0; i < sizeof(truths) / sizeof(truths[0]); i++)
+			if (!strcmp(n->s, truths[i]))
+				*out = true;
+		return true;
+	}
+	dec_err(d, n, pa, "expected true or false, got %s", node_desc(b, sizeof(b), n));
+	return false;
+}
+
+static char *keep_str(struct dec *d, const char *s, bool intern)
+{
+	size_t len = strlen(s);
+	char *k = intern ? store_intern(d->p->st, s, len) : store_strndup(d->p->st, s, len);
+
+	if (!k)
+		p_oom(d->p, 0);
+	return k;
+}
+
+static void *keep_array(struct dec *d, size_t n, size_t size)
+{
+	void *a = store_zalloc(d->p->st, n, size);
+
+	if (!a && n)
+		p_oom(d->p, 0);
+	return a;
+}
+
+/* ---- Kubernetes names and labels (apimachinery's validation rules) ------- */
+
+static bool is_lower_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool is_alnum(char c)
+{
+	return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+
+/* RFC 1123 label (RFC 1035 when letter_first). */
+static bool valid_dns_label(const char *s, size_t len, bool letter_first)
+{
+	if (!len || len > 63 || !is_lower_alnum(s[0]) || !is_lower_alnum(s[len - 1]))
+		return false;
+	if (letter_first && !(s[0] >= 'a' && s[0] <= 'z'))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!is_lower_alnum(s[i]) && s[i] != '-')
+			return false;
+	return true;
+}
+
+static bool valid_subdomain(const char *s, size_t len)
+{
+	size_t start = 0;
+
+	if (!len || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && s[i] != '.')
+			continue;
+		if (!valid_dns_label(s + start, i - start, false))
+			return false;
+		start = i + 1;
+	}
+	return true;
+}
+
+/* The name part of a label key, or a label value (which may also be empty). */
+static bool valid_label_name(const char *s, size_t len)
+{
+	if (!len || len > 63 || !is_alnum(s[0]) || !is_alnum(s[len - 1]))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!is_alnum(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+			return false;
+	return true;
+}
+
+static bool valid_label_key(const char *s, size_t len)
+{
+	const char *slash = memchr(s, '/', len);
+
+	if (!slash)
+		return valid_label_name(s, len);
+	return valid_subdomain(s, (size_t)(slash - s)) &&
+	       valid_label_name(slash + 1, len - (size_t)(slash - s) - 1);
+}
+
+/* IANA service name: a named port. */
+static bool valid_port_name(const char *s, size_t len)
+{
+	bool letter = false;
+
+	if (!len || len > 15 || s[0] == '-' || s[len - 1] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (!is_lower_alnum(s[i]) && s[i] != '-')
+			return false;
+		if (s[i] >= 'a' && s[i] <= 'z')
+			letter = true;
+		if (s[i] == '-' && i && s[i - 1] == '-')
+			return false;
+	}
+	return letter;
+}
+
+enum name_rule { NAME_LABEL, NAME_1035, NAME_SUBDOMAIN };
+
+static const char *const name_rules[] = {
+	[NAME_LABEL] = "at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+	[NAME_1035] = "at most 63 lowercase letters, digits and '-', starting with a letter and ending with a letter or digit",
+	[NAME_SUBDOMAIN] = "at most 253 lowercase letters, digits, '-' and '.', each part starting and ending with a letter or digit",
+};
+
+static const char *want_name(struct dec *d, const struct node *n, const struct path *pa,
+			     enum name_rule rule)
+{
+	const char *s = want_str(d, n, pa);
+	bool ok;
+	char b[96];
+
+	if (!s)
+		return NULL;
+	ok = rule == NAME_SUBDOMAIN ? valid_subdomain(s, n->n) :
+				      valid_dns_label(s, n->n, rule == NAME_1035);
+	if (!ok) {
+		dec_err(d, n, pa, "not a valid name: %s (%s)", node_desc(b, sizeof(b), n), name_rules[rule]);
+		return NULL;
+	}
+	return s;
+}
+
+/* Labels (or a selector) into out, or only checked when out is NULL. */
+static bool decode_labels(struct dec *d, const struct node *m, const struct path *pa,
+			  struct sl_labels *out)
+{
+	char b[96];
+
+	if (!want_map(d, m, pa))
+		return false;
+	if (out) {
+		out->n = 0;
+		out->v = keep_array(d, m->n, sizeof(*out->v));
+		if (!out->v)
+			return false;
+	}
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct node *k = m->kids[2 * i], *v = m->kids[2 * i + 1];
+		const char *ks, *vs = "";
+
+		ks = want_str(d, k, pa);
+		if (!ks)
+			continue;
+		if (!valid_label_key(ks, k->n)) {
+			dec_err(d, k, pa, "not a valid label key: %s (an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit)",
+				node_desc(b, sizeof(b), k));
+			continue;
+		}
+		if (!node_null(v)) {
+			vs = want_str(d, v, PK(pa, ks));
+			if (!vs)
+				continue;
+			if (v->n && !valid_label_name(vs, v->n)) {
+				dec_err(d, v, PK(pa, ks), "not a valid label value: %s (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit)",
+					node_desc(b, sizeof(b), v));
+				continue;
+			}
+		}
+		if (!out)
+			continue;
+		out->v[out->n].key = keep_str(d, ks, true);
+		out->v[out->n].value = keep_str(d, vs, true);
+		out->n++;
+	}
+	return true;
+}
+
+static int ip_parse(const char *s, struct sl_ip *ip)
+{
+	memset(ip, 0, sizeof(*ip));
+	if (inet_pton(AF_INET, s, &ip->addr.v4) == 1) {
+		ip->family = SL_AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, ip->addr.v6) == 1) {
+		ip->family = SL_AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static const char *family_str(uint8_t family)
+{
+	return family == SL_AF_INET ? "IPv4" : "IPv6";
+}
+
+static bool want_ip(struct dec *d, const struct node *n, const struct path *pa, struct sl_ip *ip)
+{
+	const char *s = want_text(d, n, pa, "an IP address");
+	char b[96];
+
+	if (!s)
+		return false;
+	if (ip_parse(s, ip)) {
+		dec_err(d, n, pa, "not an IP address: %s", node_desc(b, sizeof(b), n));
+		return false;
+	}
+	return true;
+}
+
+/* Dual-stack lists (clusterIPs, podIPs): at most two, one per family. */
+static bool add_ip(struct dec *d, const struct node *n, const struct path *pa, struct sl_ip *ips,
+		   size_t *n_ips, const struct sl_ip *ip)
+{
+	char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+
+	for (size_t i = 0; i < *n_ips; i++) {
+		if (ips[i].family != ip->family)
+			continue;
+		inet_ntop(ips[i].family == SL_AF_INET ? AF_INET : AF_INET6, &ips[i].addr, a, sizeof(a));
+		inet_ntop(ip->family == SL_AF_INET ? AF_INET : AF_INET6, &ip->addr, b, sizeof(b));
+		dec_err(d, n, pa, "two %s addresses (%s and %s); at most one per family",
+			family_str(ip->family), a, b);
+		return false;
+	}
+	if (*n_ips == 2) {
+		dec_err(d, n, pa, "more than 2 addresses (at most one IPv4 and one IPv6)");
+		return false;
+	}
+	ips[(*n_ips)++] = *ip;
+	return true;
+}
+
+static bool get_proto(struct dec *d, const struct node *n, const struct path *pa, uint8_t *proto)
+{
+	const char *s;
+	char b[96];
+
+	*proto = SL_IPPROTO_TCP;
+	if (!n)
+		return true;
+	s = want_str(d, n, pa);
+	if (!s)
+		return false;
+	if (!strcmp(s, "TCP"))
+		*proto = SL_IPPROTO_TCP;
+	else if (!strcmp(s, "UDP"))
+		*proto = SL_IPPROTO_UDP;
+	else if (!strcmp(s, "SCTP"))
+		*proto = 132;
+	else {
+		dec_err(d, n, pa, "expected TCP, UDP or SCTP, got %s", node_desc(b, sizeof(b), n));
+		return false;
+	}
+	return true;
+}
+
+/* An optional enum field; returns the index in choices, dflt when absent, -1 after an error. */
+static int get_enum(struct dec *d, const struct node *n, const struct path *pa,
+		    const char *const *choices, size_t n_choices, int dflt)
+{
+	char list[256] = "", b[96];
+	const char *s;
+	size_t o = 0;
+
+	if (!n)
+		return dflt;
+	s = want_str(d, n, pa);
+	if (!s)
+		return -1;
+	for (size_t i = 0; i < n_choices; i++)
+		if (!strcmp(s, choices[i]))
+			return (int)i;
+	for (size_t i = 0; i < n_choices; i++)
+		o = clamp_add(o, snprintf(list + o, sizeof(list) - o, "%s%s",
+					  i ? (i + 1 == n_choices ? " or " : ", ") : "", choices[i]),
+			      sizeof(list));
+	dec_err(d, n, pa, "expected %s, got %s", list, node_desc(b, sizeof(b), n));
+	return -1;
+}
+
+/* metadata: name (by rule), namespace ("default") when namespaced, labels
+ * when asked. Sets d->name and d->ns for later messages. */
+static const struct node *decode_meta(struct dec *d, const struct node *obj, enum name_rule rule,
+				      bool namespaced, struct sl_labels *labels)
+{
+	const struct path *pm = PK(NULL, "metadata");
+	const struct node *m = map_get(obj, "metadata"), *n;
+
+	if (namespaced)
+		d->ns = "default";
+	if (!m) {
+		dec_err(d, obj, pm, "missing");
+		return NULL;
+	}
+	if (!want_map(d, m, pm))
+		return NULL;
+	if (namespaced && (n = map_get(m, "namespace")))
+		d->ns = want_name(d, n, PK(pm, "namespace"), NAME_LABEL);
+	n = map_get(m, "name");
+	if (!n)
+		dec_err(d, m, PK(pm, "name"), "missing");
+	else
+		d->name = want_name(d, n, PK(pm, "name"), rule);
+	if (labels && (n = map_get(m, "labels")))
+		decode_labels(d, n, PK(pm, "labels"), labels);
+	return m;
+}
+
+/* Did this object decode cleanly (so it may join the set)? */
+static bool dec_ok(const struct dec *d)
+{
+	return !d->bad && d->p->u->n_problems == d->problems0 && d->name;
+}
+
+static struct sl_src dec_src(const struct dec *d, const struct node *obj)
+{
+	return (struct sl_src){ .file = d->p->file, .line = (int)obj->line };
+}
+
+/* Make room for one more element of a result array; NULL when out of memory. */
+static void *grow(struct dec *d, void *v, size_t n, size_t *cap, size_t size)
+{
+	size_t c;
+
+	if (n < *cap)
+		return v;
+	c = *cap ? *cap * 2 : 64;
+	v = realloc(v, c * size);
+	if (!v) {
+		p_oom(d->p, 0);
+		return NULL;
+	}
+	*cap = c;
+	return v;
+}
+
+#define RES_ADD(d, arr, n, cap, obj)							\
+	do {										\
+		void *___v = grow(d, arr, n, &(cap), sizeof(*(arr)));			\
+		if (___v) {								\
+			(arr) = ___v;							\
+			(arr)[(n)++] = (obj);						\
+		}									\
+	} while (0)
+
+static void decode_namespace(struct dec *d, const struct node *obj)
+{
+	struct unit *u = d->p->u;
+	struct sl_namespace ns = { 0 };
+
+	decode_meta(d, obj, NAME_LABEL, false, &ns.labels);
+	if (!dec_ok(d))
+		return;
+	ns.name = keep_str(d, d->name, true);
+	ns.src = dec_src(d, obj);
+	if (ns.name)
+		RES_ADD(d, u->res.namespaces, u->res.n_namespaces, u->caps.ns, ns);
+}
+
+static void svc_cluster_ips(struct dec *d, const struct node *spec, const struct path *ps,
+			    struct sl_service *s)
+{
+	const struct path *pip = PK(ps, "clusterIP"), *pips = PK(ps, "clusterIPs");
+	const struct node *ip = map_get(spec, "clusterIP"), *ips = map_get(spec, "clusterIPs");
+	bool listed = false;
+	struct sl_ip a;
+	const char *t;
+	char b[INET6_ADDRSTRLEN];
+
+	if (ips && want_seq(d, ips, pips)) {
+		listed = ips->n > 0;
+		if (ips->n > 2) {
+			dec_err(d, ips, pips, "more than 2 addresses (at most one IPv4 and one IPv6)");
+			return;
+		}
+		for (uint32_t i = 0; i < ips->n; i++) {
+			const struct node *n = ips->kids[i];
+
+			t = want_text(d, n, PI(pips, i), "an IP address or None");
+			if (!t)
+				continue;
+			if (!strcmp(t, "None")) {
+				if (ips->n > 1)
+					dec_err(d, n, PI(pips, i), "None must be the only entry");
+				s->headless = true;
+			} else if (want_ip(d, n, PI(pips, i), &a)) {
+				add_ip(d, n, PI(pips, i), s->cluster_ips, &s->n_cluster_ips, &a);
+			}
+		}
+	}
+	if (!ip || !(t = want_text(d, ip, pip, "an IP address or None")) || !*t)
+		return;			/* "": not allocated (nothing to balance) */
+	if (!strcmp(t, "None")) {
+		if (listed && !s->headless)
+			dec_err(d, ip, pip, "None, but spec.clusterIPs lists addresses");
+		s->headless = true;
+		return;
+	}
+	if (!want_ip(d, ip, pip, &a))
+		return;
+	if (!listed) {
+		add_ip(d, ip, pip, s->cluster_ips, &s->n_cluster_ips, &a);
+	} else if (s->headless) {
+		dec_err(d, ip, pip, "%s, but spec.clusterIPs is None", t);
+	} else if (s->n_cluster_ips &&
+		   (a.family != s->cluster_ips[0].family ||
+		    memcmp(&a.addr, &s->cluster_ips[0].addr, sizeof(a.addr)))) {
+		inet_ntop(s->cluster_ips[0].family == SL_AF_INET ? AF_INET : AF_INET6,
+			  &s->cluster_ips[0].addr, b, sizeof(b));
+		dec_err(d, ip, pip, "%s differs from spec.clusterIPs[0] (%s)", t, b);
+	}
+}
+
+static void svc_port(struct dec *d, const struct node *m, const struct path *pi,
+		     struct sl_service_port *sp)
+{
+	const struct node *n;
+	const char *t;
+	long v = 0;
+	char b[96];
+
+	if ((n = map_get(m, "name")) && (t = want_name(d, n, PK(pi, "name"), NAME_LABEL)))
+		sp->name = keep_str(d, t, true);
+	if (!(n = map_get(m, "port")))
+		dec_err(d, m, PK(pi, "port"), "missing");
+	else if (get_int(d, n, PK(pi, "port"), 1, 65535, &v))
+		sp->port = (uint16_t)v;
+	get_proto(d, map_get(m, "protocol"), PK(pi, "protocol"), &sp->proto);
+	sp->target_port = sp->port;
+	n = map_get(m, "targetPort");
+	if (n && n->type == NODE_SCALAR && plain_kind(n) == PK_INT) {
+		if (get_int(d, n, PK(pi, "targetPort"), 0, 65535, &v) && v)
+			sp->target_port = (uint16_t)v;
+	} else if (n && (t = want_str(d, n, PK(pi, "targetPort"))) && *t) {
+		if (all_digits(t, n->n, NULL)) {
+			dec_err(d, n, PK(pi, "targetPort"),
+				"expected a port number or name, got the string %s (drop the quotes)",
+				node_desc(b, sizeof(b), n));
+		} else if (!valid_port_name(t, n->n)) {
+			dec_err(d, n, PK(pi, "targetPort"),
+				"not a valid port name: %s (at most 15 lowercase letters, digits and '-', with a letter, no '--')",
+				node_desc(b, sizeof(b), n));
+		} else {
+			sp->target_port = 0;
+			sp->target_port_name = keep_str(d, t, true);
+		}
+	}
+	if ((n = map_get(m, "appProtocol")) && (t = want_str(d, n, PK(pi, "appProtocol")))) {
+		if (!valid_label_key(t, n->n))
+			dec_err(d, n, PK(pi, "appProtocol"),
+				"not a valid protocol name: %s (a name like http or example.com/proto)",
+				node_desc(b, sizeof(b), n));
+		else
+			sp->app_protocol = keep_str(d, t, true);
+	}
+}
+
+#define CFG_MAX_PORTS 1000
+
+static void svc_ports(struct dec *d, const struct node *spec, const struct path *ps,
+		      struct sl_service *s)
+{
+	const struct path *pp = PK(ps, "ports");
+	const struct node *ports = map_get(spec, "ports");
+
+	if (!ports || !want_seq(d, ports, pp))
+		return;
+	if (ports->n > CFG_MAX_PORTS) {
+		dec_err(d, ports, pp, "more than %d ports", CFG_MAX_PORTS);
+		return;
+	}
+	s->ports = keep_array(d, ports->n, sizeof(*s->ports));
+	if (!s->ports)
+		return;
+	for (uint32_t i = 0; i < ports->n; i++) {
+		const struct node *m = ports->kids[i];
+		struct sl_service_port *sp = &s->ports[s->n_ports];
+
+		if (!want_map(d, m, PI(pp, i)))
+			continue;
+		svc_port(d, m, PI(pp, i), sp);
+		s->n_ports++;
+		if (ports->n > 1 && !sp->name)
+			dec_err(d, m, PK(PI(pp, i), "name"), "required when a Service has more than one port");
+		for (size_t j = 0; j + 1 < s->n_ports; j++) {
+			const struct sl_service_port *o = &s->ports[j];
+
+			if (sp->name && o->name && !strcmp(sp->name, o->name)) {
+				dec_err(d, m, PK(PI(pp, i), "name"), "\"%s\" is used by another port too", sp->name);
+				break;
+			}
+			if (sp->port && sp->port == o->port && sp->proto == o->proto) {
+				dec_err(d, m, PK(PI(pp, i), "port"), "%u/%s is listed twice", sp->port,
+					sp->proto == SL_IPPROTO_TCP ? "TCP" : sp->proto == SL_IPPROTO_UDP ? "UDP" : "SCTP");
+				break;
+			}
+		}
+	}
+}
+
+static void decode_service(struct dec *d, const struct node *obj)
+{
+	static const char *const types[] = { "ClusterIP", "NodePort", "LoadBalancer", "ExternalName" };
+	static const char *const affinities[] = { "None", "ClientIP" };
+	static const char *const policies[] = { "Cluster", "Local" };
+	const struct path *ps = PK(NULL, "spec");
+	struct sl_service s = { .affinity_timeout = 10800 };
+	struct unit *u = d->p->u;
+	const struct node *spec, *n;
+	long v;
+
+	decode_meta(d, obj, NAME_1035, true, NULL);
+	spec = map_get(obj, "spec");
+	if (!spec) {
+		dec_err(d, obj, ps, "missing");
+		return;
+	}
+	if (!want_map(d, spec, ps))
+		return;
+	v = get_enum(d, map_get(spec, "type"), PK(ps, "type"), types, 4, SL_SVC_CLUSTER_IP);
+	s.type = v < 0 ? SL_SVC_CLUSTER_IP : (enum sl_svc_type)v;
+	svc_cluster_ips(d, spec, ps, &s);
+	svc_ports(d, spec, ps, &s);
+	/* An empty selector selects nothing in Kubernetes (no endpoints are
+	 * managed), though labels_match() would match everything with it. */
+	if ((n = map_get(spec, "selector")) && decode_labels(d, n, PK(ps, "selector"), &s.selector))
+		s.has_selector = s.selector.n > 0;
+	s.affinity_client_ip = get_enum(d, map_get(spec, "sessionAffinity"), PK(ps, "sessionAffinity"),
+					affinities, 2, 0) == 1;
+	if ((n = map_get(spec, "sessionAffinityConfig"))) {
+		const struct path *pc = PK(ps, "sessionAffinityConfig"), *pcc = PK(pc, "clientIP");
+		const struct node *c, *t;
+
+		if (want_map(d, n, pc) && (c = map_get(n, "clientIP")) && want_map(d, c, pcc) &&
+		    (t = map_get(c, "timeoutSeconds")) &&
+		    get_int(d, t, PK(pcc, "timeoutSeconds"), 1, 86400, &v))
+			s.affinity_timeout = (uint32_t)v;
+	}
+	s.itp_local = get_enum(d, map_get(spec, "internalTrafficPolicy"),
+			       PK(ps, "internalTrafficPolicy"), policies, 2, 0) == 1;
+	if (!dec_ok(d))
+		return;
+	s.ns = keep_str(d, d->ns, true);
+	s.name = keep_str(d, d->name, false);
+	s.src = dec_src(d, obj);
+	if (s.ns && s.name)
+		RES_ADD(d, u->res.services, u->res.n_services, u->caps.svcs, s);
+}
+
+static void pod_spec(struct dec *d, const struct node *spec, struct sl_pod *pod)
+{
+	const struct path *ps = PK(NULL, "spec"), *pc = PK(ps, "containers");
+	const struct node *n, *cs;
+	const char *t;
+	size_t total = 0;
+
+	if (!want_map(d, spec, ps))
+		return;
+	if ((n = map_get(spec, "nodeName")) && (t = want_name(d, n, PK(ps, "nodeName"), NAME_SUBDOMAIN)))
+		pod->node = keep_str(d, t, true);
+	n = map_get(spec, "serviceAccountName");
+	if (n && (t = want_name(d, n, PK(ps, "serviceAccountName"), NAME_SUBDOMAIN)))
+		pod->service_account = keep_str(d, t, true);
+	else if (!n && (n = map_get(spec, "serviceAccount")) &&	/* deprecated alias */
+		 (t = want_name(d, n, PK(ps, "serviceAccount"), NAME_SUBDOMAIN)))
+		pod->service_account = keep_str(d, t, true);
+	if ((n = map_get(spec, "hostNetwork")))
+		get_bool(d, n, PK(ps, "hostNetwork"), &pod->host_network);
+	cs = map_get(spec, "containers");
+	if (!cs || !want_seq(d, cs, pc))
+		return;
+	for (uint32_t i = 0; i < cs->n; i++) {
+		const struct node *ports = map_get(cs->kids[i], "ports");
+
+		if (ports && ports->type == NODE_SEQ)
+			total += ports->n;
+	}
+	pod->ports = keep_array(d, total, sizeof(*pod->ports));
+	if (total && !pod->ports)
+		return;
+	for (uint32_t i = 0; i < cs->n; i++) {
+		const struct path *pci = PI(pc, i), *pp = PK(pci, "ports");
+		const struct node *c = cs->kids[i], *ports;
+
+		if (!want_map(d, c, pci) || !(ports = map_get(c, "ports")) || !want_seq(d, ports, pp))
+			continue;
+		for (uint32_t j = 0; j < ports->n; j++) {
+			const struct path *pj = PI(pp, j);
+			const struct node *m = ports->kids[j];
+			struct sl_container_port *cp = &pod->ports[pod->n_ports];
+			char b[96];
+			long v;
+
+			if (!want_map(d, m, pj))
+				continue;
+			if ((n = map_get(m, "name")) && (t = want_str(d, n, PK(pj, "name")))) {
+				if (!valid_port_name(t, n->n))
+					dec_err(d, n, PK(pj, "name"),
+						"not a valid port name: %s (at most 15 lowercase letters, digits and '-', with a letter, no '--')",
+						node_desc(b, sizeof(b), n));
+				else
+					cp->name = keep_str(d, t, true);
+			}
+			if (!(n = map_get(m, "containerPort")))
+				dec_err(d, m, PK(pj, "containerPort"), "missing");
+			else if (get_int(d, n, PK(pj, "containerPort"), 1, 65535, &v))
+				cp->port = (uint16_t)v;
+			get_proto(d, map_get(m, "protocol"), PK(pj, "protocol"), &cp->proto);
+			pod->n_ports++;
+		}
+	}
+}
+
+static void pod_status(struct dec *d, const struct node *st, struct sl_pod *pod)
+{
+	static const char *const states[] = { "True", "False", "Unknown" };
+	const struct path *ps = PK(NULL, "status"), *pips = PK(ps, "podIPs"), *pcs = PK(ps, "conditions");
+	const struct node *ip, *ips, *cs;
+	bool listed = false;
+	struct sl_ip a;
+
+	if (!want_map(d, st, ps))
+		return;
+	if ((ips = map_get(st, "podIPs")) && want_seq(d, ips, pips)) {
+		listed = ips->n > 0;
+		if (ips->n > 2)
+			dec_err(d, ips, pips, "more than 2 addresses (at most one IPv4 and one IPv6)");
+		for (uint32_t i = 0; i < ips->n && ips->n <= 2; i++) {
+			const struct path *pi = PI(pips, i);
+			const struct node *m = ips->kids[i], *n;
+
+			if (!want_map(d, m, pi))
+				continue;
+			if (!(n = map_get(m, "ip")))
+				dec_err(d, m, PK(pi, "ip"), "missing");
+			else if (want_ip(d, n, PK(pi, "ip"), &a))
+				add_ip(d, n, PK(pi, "ip"), pod->ips, &pod->n_ips, &a);
+		}
+	}
+	if ((ip = map_get(st, "podIP")) && want_ip(d, ip, PK(ps, "podIP"), &a)) {
+		if (!listed)
+			add_ip(d, ip, PK(ps, "podIP"), pod->ips, &pod->n_ips, &a);
+		else if (pod->n_ips && (a.family != pod->ips[0].family ||
+					memcmp(&a.addr, &pod->ips[0].addr, sizeof(a.addr))))
+			dec_err(d, ip, PK(ps, "podIP"), "%s differs from status.podIPs[0]", ip->s);
+	}
+	if (!(cs = map_get(st, "conditions")) || !want_seq(d, cs, pcs))
+		return;
+	for (uint32_t i = 0; i < cs->n; i++) {
+		const struct path *pi = PI(pcs, i);
+		const struct node *m = cs->kids[i], *t, *sn;
+		int v;
+
+		if (!want_map(d, m, pi) || !(t = map_get(m, "type")) || !want_str(d, t, PK(pi, "type")) ||
+		    !SCALAR_IS(t, "Ready"))
+			continue;
+		if (!(sn = map_get(m, "status"))) {
+			dec_err(d, m, PK(pi, "status"), "missing");
+			continue;
+		}
+		v = get_enum(d, sn, PK(pi, "status"), states, 3, 0);
+		if (v >= 0)
+			pod->ready = v == 0;
+	}
+}
+
+static void decode_pod(struct dec *d, const struct node *obj)
+{
+	struct sl_pod pod = { .ready = true };
+	struct unit *u = d->p->u;
+	const struct node *m, *n;
+
+	m = decode_meta(d, obj, NAME_SUBDOMAIN, true, &pod.labels);
+	pod.terminating = map_get(m, "deletionTimestamp") != NULL;
+	if ((n = map_get(obj, "spec")))
+		pod_spec(d, n, &pod);
+	if ((n = map_get(obj, "status")))
+		pod_status(d, n, &pod);
+	if (!dec_ok(d))
+		return;
+	if (!pod.service_account)
+		pod.service_account = keep_str(d, "default", true);
+	pod.ns = keep_str(d, d->ns, true);
+	pod.name = keep_str(d, d->name, false);
+	pod.src = dec_src(d, obj);
+	if (pod.ns && pod.name && pod.service_account)
+		RES_ADD(d, u->res.pods, u->res.n_pods, u->caps.pods, pod);
+}
+
+static void slice_endpoint(struct dec *d, const struct node *m, const struct path *pe,
+			   uint8_t family, struct sl_endpoint *ep)
+{
+	const struct path *pa = PK(pe, "addresses"), *pc = PK(pe, "conditions"), *pt = PK(pe, "targetRef");
+	const struct node *addrs = map_get(m, "addresses"), *c, *n;
+	const char *t;
+	bool serving_set = false;
+
+	ep->ready = true;
+	if (!addrs) {
+		dec_err(d, m, pa, "missing");
+	} else if (want_seq(d, addrs, pa)) {
+		if (!addrs->n || addrs->n > CFG_MAX_ADDRS)
+			dec_err(d, addrs, pa, "expected 1 to %d addresses, got %u", CFG_MAX_ADDRS, addrs->n);
+		else
+			ep->addrs = keep_array(d, addrs->n, sizeof(*ep->addrs));
+		for (uint32_t i = 0; ep->addrs && i < addrs->n; i++) {
+			struct sl_ip *ip = &ep->addrs[ep->n_addrs];
+
+			if (!want_ip(d, addrs->kids[i], PI(pa, i), ip))
+				continue;
+			if (ip->family != family)
+				dec_err(d, addrs->kids[i], PI(pa, i), "%s is %s but addressType is %s",
+					addrs->kids[i]->s, family_str(ip->family), family_str(family));
+			else
+				ep->n_addrs++;
+		}
+	}
+	if ((c = map_get(m, "conditions")) && want_map(d, c, pc)) {
+		if ((n = map_get(c, "ready")))
+			get_bool(d, n, PK(pc, "ready"), &ep->ready);
+		if ((n = map_get(c, "serving")))
+			serving_set = get_bool(d, n, PK(pc, "serving"), &ep->serving);
+		if ((n = map_get(c, "terminating")))
+			get_bool(d, n, PK(pc, "terminating"), &ep->terminating);
+	}
+	if (!serving_set)
+		ep->serving = ep->ready;
+	if ((n = map_get(m, "nodeName")) && (t = want_name(d, n, PK(pe, "nodeName"), NAME_SUBDOMAIN)))
+		ep->node = keep_str(d, t, true);
+	if ((c = map_get(m, "targetRef")) && want_map(d, c, pt) && (n = map_get(c, "kind")) &&
+	    (t = want_str(d, n, PK(pt, "kind"))) && !strcmp(t, "Pod") && (n = map_get(c, "name")) &&
+	    (t = want_name(d, n, PK(pt, "name"), NAME_SUBDOMAIN)))
+		ep->pod = keep_str(d, t, false);
+}
+
+static void decode_slice(struct dec *d, const struct node *obj)
+{
+	static const char *const types[] = { "IPv4", "IPv6", "FQDN" };
+	const struct path *pp = PK(NULL, "ports"), *pe = PK(NULL, "endpoints");
+	const struct path *pl = PK(PK(NULL, "metadata"), "labels");
+	struct sl_endpoint_slice es = { 0 };
+	struct unit *u = d->p->u;
+	const struct node *m, *n, *ports, *eps;
+	const char *svc = NULL;
+	int at;
+
+	m = decode_meta(d, obj, NAME_SUBDOMAIN, true, NULL);
+	if ((n = map_get(m, "labels")) && decode_labels(d, n, pl, NULL)) {
+		if (!(n = map_get(n, "kubernetes.io/service-name")))
+			dec_err(d, m, pl, "missing kubernetes.io/service-name (the Service this slice belongs to)");
+		else
+			svc = want_name(d, n, PK(pl, "kubernetes.io/service-name"), NAME_1035);
+	} else if (m && !n) {
+		dec_err(d, m, pl, "missing kubernetes.io/service-name (the Service this slice belongs to)");
+	}
+	n = map_get(obj, "addressType");
+	if (!n)
+		dec_err(d, obj, PK(NULL, "addressType"), "missing");
+	at = get_enum(d, n, PK(NULL, "addressType"), types, 3, -1);
+	if (at == 2) {			/* FQDN: nothing for a socket load balancer */
+		if (dec_ok(d)) {
+			u->ignored[IGN_FQDN]++;
+			u->res.n_ignored++;
+		}
+		return;
+	}
+	es.family = at == 1 ? SL_AF_INET6 : SL_AF_INET;
+	if ((ports = map_get(obj, "ports")) && want_seq(d, ports, pp)) {
+		if (ports->n > CFG_MAX_PORTS)
+			dec_err(d, ports, pp, "more than %d ports", CFG_MAX_PORTS);
+		else
+			es.ports = keep_array(d, ports->n, sizeof(*es.ports));
+		for (uint32_t i = 0; es.ports && i < ports->n; i++) {
+			const struct path *pi = PI(pp, i);
+			const struct node *pm = ports->kids[i];
+			struct sl_slice_port *sp = &es.ports[es.n_ports];
+			const char *t;
+			long v;
+
+			if (!want_map(d, pm, pi))
+				continue;
+			n = map_get(pm, "name");
+			if (n && (t = want_str(d, n, PK(pi, "name"))) && *t) {
+				if (want_name(d, n, PK(pi, "name"), NAME_LABEL))
+					sp->name = keep_str(d, t, true);
+			}
+			if (!(n = map_get(pm, "port")))
+				dec_err(d, pm, PK(pi, "port"), "missing");
+			else if (get_int(d, n, PK(pi, "port"), 1, 65535, &v))
+				sp->port = (uint16_t)v;
+			get_proto(d, map_get(pm, "protocol"), PK(pi, "protocol"), &sp->proto);
+			es.n_ports++;
+		}
+	}
+	if ((eps = map_get(obj, "endpoints")) && want_seq(d, eps, pe)) {
+		es.endpoints = keep_array(d, eps->n, sizeof(*es.endpoints));
+		for (uint32_t i = 0; es.endpoints && i < eps->n; i++) {
+			if (!want_map(d, eps->kids[i], PI(pe, i)))
+				continue;
+			slice_endpoint(d, eps->kids[i], PI(pe, i), es.family, &es.endpoints[es.n_endpoints++]);
+		}
+	}
+	if (!dec_ok(d) || at < 0)
+		return;
+	es.ns = keep_str(d, d->ns, true);
+	es.name = keep_str(d, d->name, false);
+	es.service = keep_str(d, svc, true);
+	es.src = dec_src(d, obj);
+	if (es.ns && es.name && es.service)
+		RES_ADD(d, u->res.slices, u->res.n_slices, u->caps.slices, es);
+}
+
+/* ---- objects, Lists and documents ------------------------------------------- */
+
+static bool version_in(const char *v, size_t len, const char *list)
+{
+	for (const char *s = list; *s;) {
+		size_t n = strcspn(s, " ");
+
+		if (n == len && !memcmp(s, v, n))
+			return true;
+		s += n;
+		s += *s == ' ';
+	}
+	return false;
+}
+
+/* Decode one object. kind/api stand in when obj lacks them (items of a typed
+ * List); bad says the tree already had problems (the object is then dropped). */
+static void decode_object(struct parse *p, const struct node *obj, const char *kind,
+			  const char *api, bool bad)
+{
+	struct dec d = { .p = p, .bad = bad, .problems0 = p->u->n_problems };
+	const struct node *kn = map_get(obj, "kind"), *an = map_get(obj, "apiVersion");
+	const struct kind_desc *kd = NULL, *by_name = NULL;
+	const char *slash, *version;
+	size_t glen;
+	char b1[96], b2[96], b3[96];
+
+	if (obj->type != NODE_MAP) {
+		p_report(p, (int)obj->line, "expected an object (a mapping with apiVersion and kind), got %s",
+			 node_desc(b1, sizeof(b1), obj));
+		return;
+	}
+	d.kind = "object";
+	if (kn && !(kind = want_str(&d, kn, PK(NULL, "kind"))))
+		return;
+	if (an && !(api = want_str(&d, an, PK(NULL, "apiVersion"))))
+		return;
+	if (!kind) {
+		p_report(p, (int)obj->line, "missing kind");
+		return;
+	}
+	if (!api) {
+		p_report(p, (int)obj->line, "%s: missing apiVersion", esc(b1, sizeof(b1), kind, strlen(kind)));
+		return;
+	}
+	slash = strchr(api, '/');
+	glen = slash ? (size_t)(slash - api) : 0;
+	version = slash ? slash + 1 : api;
+	for (size_t i = 0; i < N_KINDS && !kd; i++) {
+		if (strcmp(kinds[i].kind, kind))
+			continue;
+		by_name = &kinds[i];
+		if (strlen(kinds[i].group) == glen && !memcmp(kinds[i].group, api, glen) &&
+		    version_in(version, strlen(version), kinds[i].versions))
+			kd = &kinds[i];
+	}
+	if (!kd) {
+		size_t klen = strlen(kind);
+
+		if (klen >= 4 && !strcmp(kind + klen - 4, "List"))
+			p_report(p, (int)obj->line, "a List (%s) inside a List", esc(b1, sizeof(b1), kind, klen));
+		else if (by_name)
+			p_report(p, (int)obj->line, "unknown kind '%s' (apiVersion %s; %s is %s%s%.*s)",
+				 esc(b1, sizeof(b1), kind, klen), esc(b2, sizeof(b2), api, strlen(api)),
+				 by_name->kind, by_name->group, *by_name->group ? "/" : "",
+				 (int)strcspn(by_name->versions, " "), by_name->versions);
+		else
+			p_report(p, (int)obj->line, "unknown kind '%s' (apiVersion %s)",
+				 esc(b1, sizeof(b1), kind, klen), esc(b3, sizeof(b3), api, strlen(api)));
+		return;
+	}
+	if (!kd->decode) {
+		p->u->ignored[kd - kinds]++;
+		p->u->res.n_ignored++;
+		return;
+	}
+	d.kind = kd->kind;
+	kd->decode(&d, obj);
+}
+
+/* The kind of a typed List's items ("Pod" for PodList) into buf; NULL for a
+ * plain List, whose items must say what they are. */
+static const char *list_item_kind(const struct node *list_kind, char *buf, size_t size)
+{
+	if (!list_kind || list_kind->type != NODE_SCALAR || list_kind->n <= 4 || list_kind->n - 4 >= size)
+		return NULL;
+	memcpy(buf, list_kind->s, list_kind->n - 4);
+	buf[list_kind->n - 4] = '\0';
+	return buf;
+}
+
+static const char *scalar_str(const struct node *n)
+{
+	return n && n->type == NODE_SCALAR && !(n->flags & NF_NUL) ? n->s : NULL;
+}
+
+/* The root mapping's apiVersion while the root is still being built. */
+static const struct node *open_root_field(const struct parse *p, const char *key)
+{
+	const struct frame *f = &p->frames[0];
+	size_t len = strlen(key);
+
+	for (size_t i = f->base; i + 1 < p->n_kids; i += 2)
+		if (scalar_is(p->kids[i], key, len))
+			return node_null(p->kids[i + 1]) ? NULL : p->kids[i + 1];
+	return NULL;
+}
+
+#define NF_BAD 0x20			/* a deferred item whose tree had problems */
+
+/* One item of a List, complete: decode it now when its type is known, then
+ * forget its tree; otherwise keep it until the List's kind shows up. */
+static void item_done(struct parse *p, struct frame *f, struct node *n)
+{
+	bool bad = p->u->n_problems > f->mark_problems;
+	char kbuf[128];
+
+	f->node->n++;
+	if (p->root_kind || (map_get(n, "kind") && map_get(n, "apiVersion"))) {
+		decode_object(p, n, list_item_kind(p->root_kind, kbuf, sizeof(kbuf)),
+			      scalar_str(open_root_field(p, "apiVersion")), bad);
+		arena_release(&p->tmp, f->mark);
+		p->n_anchors = f->mark_anchors;
+		return;
+	}
+	if (p->n_deferred == p->cap_deferred) {
+		size_t cap = p->cap_deferred ? p->cap_deferred * 2 : 16;
+		struct node **v = realloc(p->deferred, cap * sizeof(*v));
+
+		if (!v) {
+			p_oom(p, (int)n->line);
+			p->doc_bad = true;
+			return;
+		}
+		p->deferred = v;
+		p->cap_deferred = cap;
+	}
+	if (bad)
+		n->flags |= NF_BAD;
+	p->deferred[p->n_deferred++] = n;
+}
+
+static void list_end(struct parse *p, const struct node *root)
+{
+	const struct node *kind = map_get(root, "kind"), *items = map_get(root, "items");
+	char kbuf[128], b[96];
+
+	if (!kind_is_list(kind)) {
+		if (kind)
+			p_report(p, (int)(items ? items : root)->line,
+				 "items: only a List has items, and kind is %s", node_desc(b, sizeof(b), kind));
+		else
+			p_report(p, (int)root->line, "missing kind (a document with items is a List)");
+		return;
+	}
+	if (items && items->type != NODE_SEQ) {
+		p_report(p, (int)items->line, "items: expected a list, got %s", node_desc(b, sizeof(b), items));
+		return;
+	}
+	for (size_t i = 0; i < p->n_deferred; i++)
+		decode_object(p, p->deferred[i], list_item_kind(kind, kbuf, sizeof(kbuf)),
+			      scalar_str(map_get(root, "apiVersion")), p->deferred[i]->flags & NF_BAD);
+}
+
+static void doc_reset(struct parse *p)
+{
+	arena_release(&p->tmp, (struct arena_mark){ 0 });
+	p->n_kids = 0;
+	p->depth = 0;
+	p->root = NULL;
+	p->n_anchors = 0;
+	p->skip = 0;
+	p->doc_bad = false;
+	p->have_items = false;
+	p->root_kind = NULL;
+	p->n_deferred = 0;
+	p->obj_base_bytes = 0;
+	p->doc_problems = p->u->n_problems;
+}
+
+static void doc_end(struct parse *p)
+{
+	const struct node *root = p->root;
+	char b[96];
+
+	if (p->doc_bad || !root || (root->type == NODE_SCALAR && (root->flags & NF_NULL)))
+		return;				/* dropped, or an empty document */
+	if (root->type != NODE_MAP)
+		p_report(p, (int)root->line, "expected an object (a mapping with apiVersion and kind), got %s",
+			 node_desc(b, sizeof(b), root));
+	else if (p->have_items || kind_is_list(map_get(root, "kind")))
+		list_end(p, root);
+	else
+		decode_object(p, root, NULL, NULL, p->u->n_problems > p->doc_problems);
+}
+
+/* Line of a byte offset in the unit's input, counting breaks as libyaml does
+ * (for reader errors, which carry an offset and no line). */
+static int unit_line_at(const struct unit *u, int fd, size_t offset)
+{
+	unsigned char buf[8192];
+	size_t done = 0, lines = 0;
+	bool cr = false;
+
+	while (done < offset) {
+		size_t want = offset - done < sizeof(buf) ? offset - done : sizeof(buf);
+		ssize_t n;
+
+		if (fd < 0) {
+			want = done + want > u->len ? u->len - done : want;
+			memcpy(buf, u->buf + done, want);
+			n = (ssize_t)want;
+		} else {
+			n = pread(fd, buf, want, u->off + (off_t)done);
+		}
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n' && !cr)
+				lines++;
+			else if (buf[i] == '\r')
+				lines++;
+			cr = buf[i] == '\r';
+		}
+		done += (size_t)n;
+	}
+	return (int)(lines + 1) + u->line0;
+}
+
+static void report_yaml_error(struct parse *p, const struct reader *r, bool json)
+{
+	const yaml_parser_t *yp = &p->yp;
+	const char *what = json ? "JSON syntax" : "YAML syntax";
+	int line;
+
+	switch (yp->error) {
+	case YAML_MEMORY_ERROR:
+		p_oom(p, 0);
+		break;
+	case YAML_READER_ERROR:
+		if (r->err) {
+			p_report(p, 0, "cannot read: %s", strerror(r->err));
+			if (!p->u->io_err)
+				p->u->io_err = -r->err;
+			break;
+		}
+		line = unit_line_at(p->u, r->fd, yp->problem_offset);
+		if (yp->problem_value != -1)
+			p_report(p, line, "%s: %s (byte 0x%02x)", what, yp->problem, yp->problem_value & 0xff);
+		else
+			p_report(p, line, "%s: %s", what, yp->problem);
+		break;
+	default:
+		line = (int)yp->problem_mark.line + 1 + p->u->line0;
+		if (yp->context && yp->context_mark.line != yp->problem_mark.line)
+			p_report(p, line, "%s: %s (%s on line %d)", what, yp->problem, yp->context,
+				 (int)yp->context_mark.line + 1 + p->u->line0);
+		else if (yp->context)
+			p_report(p, line, "%s: %s (%s)", what, yp->problem, yp->context);
+		else
+			p_report(p, line, "%s: %s", what, yp->problem ? yp->problem : "error");
+		break;
+	}
+}
+
+/* Open the unit's file range for reading: 0, or a problem reported. */
+static int unit_open(struct parse *p, struct reader *r)
+{
+	struct unit *u = p->u;
+	struct stat sb;
+	int err;
+
+	r->fd = open(u->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (r->fd == -1 || fstat(r->fd, &sb) == -1) {
+		err = errno;
+		p_report(p, 0, "cannot read: %s", strerror(err));
+		u->io_err = -err;
+		return -err;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		p_report(p, 0, "not a regular file");
+		return -EINVAL;
+	}
+	if ((unsigned long long)sb.st_size > CFG_MAX_FILE) {
+		p_report(p, 0, "file too large (%lld MiB; at most %u MiB)", (long long)sb.st_size >> 20,
+			 CFG_MAX_FILE >> 20);
+		return -EFBIG;
+	}
+	r->pos = u->off;
+	r->end = u->end ? u->end : sb.st_size;
+	return 0;
+}
+
+/* Parse one unit into u's results, keeping strings in st. */
+static void unit_parse(struct unit *u, struct store *st)
+{
+	struct reader r = { .fd = -1 };
+	struct parse *p = calloc(1, sizeof(*p));
+	bool json = false;
+
+	if (!p || !yaml_parser_initialize(&p->yp)) {
+		u->n_problems++;
+		diags_add(&u->errs, u->name, 0, "out of memory");
+		free(p);
+		return;
+	}
+	p->u = u;
+	p->st = st;
+	p->tmp.chunk_size = CFG_TMP_CHUNK;
+	p->file = store_intern(st, u->name, strlen(u->name));
+	if (!p->file) {
+		p->file = u->name;
+		p_oom(p, 0);
+		goto out;
+	}
+	if (!u->path) {
+		json = u->json >= 0 ? u->json : sniff_json(u->name, (const unsigned char *)u->buf, u->len);
+		if (json) {
+			r.mem = (const unsigned char *)u->buf;
+			r.mem_len = u->len;
+		} else {
+			yaml_parser_set_input_string(&p->yp, (const unsigned char *)u->buf, u->len);
+		}
+	} else {
+		if (unit_open(p, &r))
+			goto out;
+		r.in = malloc(CFG_READ_BUF);
+		if (!r.in || reader_fill(&r)) {
+			p_report(p, 0, "cannot read: %s", r.in ? strerror(r.err) : "out of memory");
+			goto out;
+		}
+		json = u->json >= 0 ? u->json : sniff_json(u->name, r.in, r.in_len);
+	}
+	if (json && !(r.out = malloc(CFG_READ_BUF))) {
+		p_oom(p, 0);
+		goto out;
+	}
+	r.json = json;
+	if (u->path || json)
+		yaml_parser_set_input(&p->yp, reader_read, &r);
+	doc_reset(p);
+	for (;;) {
+		yaml_event_t ev;
+		yaml_event_type_t type;
+
+		if (!yaml_parser_parse(&p->yp, &ev)) {
+			report_yaml_error(p, &r, json);
+			break;
+		}
+		type = ev.type;
+		if (!p->doc_bad || type == YAML_DOCUMENT_END_EVENT) {
+			switch (type) {
+			case YAML_DOCUMENT_START_EVENT:
+				doc_reset(p);
+				break;
+			case YAML_DOCUMENT_END_EVENT:
+				doc_end(p);
+				doc_reset(p);
+				break;
+			case YAML_SCALAR_EVENT:
+				on_scalar(p, &ev);
+				break;
+			case YAML_ALIAS_EVENT:
+				on_alias(p, &ev);
+				break;
+			case YAML_SEQUENCE_START_EVENT:
+				on_start(p, &ev, NODE_SEQ);
+				break;
+			case YAML_MAPPING_START_EVENT:
+				on_start(p, &ev, NODE_MAP);
+				break;
+			case YAML_SEQUENCE_END_EVENT:
+			case YAML_MAPPING_END_EVENT:
+				on_end(p);
+				break;
+			default:
+				break;
+			}
+		}
+		yaml_event_delete(&ev);
+		if (type == YAML_STREAM_END_EVENT)
+			break;
+	}
+out:
+	yaml_parser_delete(&p->yp);
+	if (r.fd >= 0)
+		close(r.fd);
+	free(r.in);
+	free(r.out);
+	arena_free(&p->tmp);
+	free(p->kids);
+	free(p->anchors);
+	free(p->deferred);
+	free(p);
+}
+
+/* ---- sets ------------------------------------------------------------------------ */
+
+struct sl_resources *config_resources_new(void)
+{
+	struct sl_resources *r = calloc(1, sizeof(*r));
+	struct cfg_set *set = calloc(1, sizeof(*set));
+
+	if (!r || !set || !(set->stores = store_new())) {
+		free(set);
+		free(r);
+		return NULL;
+	}
+	r->priv = set;
+	return r;
+}
+
+static void labels_free(struct sl_labels *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].key);
+		free(l->v[i].value);
+	}
+	free(l->v);
+}
+
+/* A set built by hand (priv NULL) owns each string and array by malloc, as
+ * resources.h says; src.file is never freed (it may be a literal). */
+static void resources_free_each(struct sl_resources *r)
+{
+	for (size_t i = 0; i < r->n_namespaces; i++) {
+		free(r->namespaces[i].name);
+		labels_free(&r->namespaces[i].labels);
+	}
+	for (size_t i = 0; i < r->n_pods; i++) {
+		struct sl_pod *p = &r->pods[i];
+
+		free(p->ns);
+		free(p->name);
+		free(p->node);
+		free(p->service_account);
+		labels_free(&p->labels);
+		for (size_t j = 0; j < p->n_ports; j++)
+			free(p->ports[j].name);
+		free(p->ports);
+	}
+	for (size_t i = 0; i < r->n_services; i++) {
+		struct sl_service *s = &r->services[i];
+
+		free(s->ns);
+		free(s->name);
+		for (size_t j = 0; j < s->n_ports; j++) {
+			free(s->ports[j].name);
+			free(s->ports[j].target_port_name);
+			free(s->ports[j].app_protocol);
+		}
+		free(s->ports);
+		labels_free(&s->selector);
+	}
+	for (size_t i = 0; i < r->n_slices; i++) {
+		struct sl_endpoint_slice *es = &r->slices[i];
+
+		free(es->ns);
+		free(es->name);
+		free(es->service);
+		for (size_t j = 0; j < es->n_ports; j++)
+			free(es->ports[j].name);
+		free(es->ports);
+		for (size_t j = 0; j < es->n_endpoints; j++) {
+			free(es->endpoints[j].addrs);
+			free(es->endpoints[j].node);
+			free(es->endpoints[j].pod);
+		}
+		free(es->endpoints);
+	}
+}
+
+void resources_free(struct sl_resources *r)
+{
+	struct cfg_set *set;
+
+	if (!r)
+		return;
+	set = r->priv;
+	if (set) {
+		store_free(set->stores);
+		free(set);
+	} else {
+		resources_free_each(r);
+	}
+	free(r->namespaces);
+	free(r->pods);
+	free(r->services);
+	free(r->slices);
+	free(r);
+}
+
+struct diag_ord {
+	int line;
+	size_t idx;
+};
+
+static int diag_ord_cmp(const void *a, const void *b)
+{
+	const struct diag_ord *x = a, *y = b;
+
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* A file's problems in line order (decoders find them in field order). */
+static void unit_finish(struct unit *u)
+{
+	struct diag_ord *ord = NULL;
+	struct diag *v = NULL;
+
+	if (u->errs.n > 1 && (ord = malloc(u->errs.n * sizeof(*ord))) &&
+	    (v = malloc(u->errs.n * sizeof(*v)))) {
+		for (size_t i = 0; i < u->errs.n; i++)
+			ord[i] = (struct diag_ord){ u->errs.v[i].line, i };
+		qsort(ord, u->errs.n, sizeof(*ord), diag_ord_cmp);
+		for (size_t i = 0; i < u->errs.n; i++)
+			v[i] = u->errs.v[ord[i].idx];
+		memcpy(u->errs.v, v, u->errs.n * sizeof(*v));
+	}
+	free(ord);
+	free(v);
+	if (u->n_problems > CFG_MAX_PROBLEMS)
+		diags_add(&u->errs, u->name, 0, "%zu more problems not shown",
+			  u->n_problems - CFG_MAX_PROBLEMS);
+}
+
+int config_decode_buf(struct sl_resources *res, const char *name, const char *buf, size_t len,
+		      struct diags *errs)
+{
+	struct cfg_set *set = res ? res->priv : NULL;
+	struct unit u = { .name = name ? name : "(buffer)", .buf = buf ? buf : "", .len = buf ? len : 0,
+			  .json = -1 };
+
+	if (!set || !set->stores)
+		return -EINVAL;
+	if (len > CFG_MAX_FILE) {
+		diags_add(errs, u.name, 0, "too large (%zu MiB; at most %u MiB)", len >> 20, CFG_MAX_FILE >> 20);
+		return -EINVAL;
+	}
+	u.res.namespaces = res->namespaces;
+	u.res.n_namespaces = res->n_namespaces;
+	u.res.pods = res->pods;
+	u.res.n_pods = res->n_pods;
+	u.res.services = res->services;
+	u.res.n_services = res->n_services;
+	u.res.slices = res->slices;
+	u.res.n_slices = res->n_slices;
+	u.caps = (struct caps){ set->cap_ns, set->cap_pods, set->cap_svcs, set->cap_slices };
+	unit_parse(&u, set->stores);
+	unit_finish(&u);
+	res->namespaces = u.res.namespaces;
+	res->n_namespaces = u.res.n_namespaces;
+	res->pods = u.res.pods;
+	res->n_pods = u.res.n_pods;
+	res->services = u.res.services;
+	res->n_services = u.res.n_services;
+	res->slices = u.res.slices;
+	res->n_slices = u.res.n_slices;
+	res->n_ignored += u.res.n_ignored;
+	set->cap_ns = u.caps.ns;
+	set->cap_pods = u.caps.pods;
+	set->cap_svcs = u.caps.svcs;
+	set->cap_slices = u.caps.slices;
+	diags_move(errs, &u.errs);
+	return u.n_problems ? -EINVAL : 0;
+}
+
+/* ---- loading a directory ---------------------------------------------------------- */
+
+struct units {
+	struct unit *v;
+	size_t n, cap;
+	size_t next;			/* the next unit to parse (threads take turns) */
+};
+
+static struct unit *units_add(struct units *us, char *path, const char *name)
+{
+	struct unit *u;
+
+	if (us->n == us->cap) {
+		size_t cap = us->cap ? us->cap * 2 : 64;
+		struct unit *v = realloc(us->v, cap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		us->v = v;
+		us->cap = cap;
+	}
+	u = &us->v[us->n++];
+	memset(u, 0, sizeof(*u));
+	u->path = path;
+	u->name = name;
+	u->json = -1;
+	return u;
+}
+
+/* A unit that only carries a problem found while listing. */
+static int units_problem(struct units *us, char *path, const char *name, int err, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static int units_problem(struct units *us, char *path, const char *name, int err, const char *fmt, ...)
+{
+	struct unit *u = units_add(us, path, name);
+	char msg[512];
+	va_list ap;
+
+	if (!u) {
+		free(path);
+		return -ENOMEM;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	u->done = true;
+	u->own_path = true;
+	u->n_problems = 1;
+	u->io_err = err;
+	diags_add(&u->errs, name, 0, "%s", msg);
+	return 0;
+}
+
+static bool config_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	return (n > 5 && !strcasecmp(name + n - 5, ".yaml")) || (n > 4 && !strcasecmp(name + n - 4, ".yml")) ||
+	       (n > 5 && !strcasecmp(name + n - 5, ".json"));
+}
+
+/* Cut a big YAML file into units at "---" lines (a document start at column 0
+ * is one wherever it appears: YAML forbids it inside any node), each about
+ * CFG_SPLIT_BYTES, with the number of lines before it so lines stay right.
+ * Lines are counted as libyaml does: LF, CR LF and a lone CR. Any trouble
+ * here just means one unit. */
+static int split_file(struct units *us, char *path, const char *name, off_t size, int threads)
+{
+	struct cut {
+		off_t off;
+		size_t lines;
+	} *cuts = NULL;
+	size_t n_cuts = 0, cap_cuts = 0, have = 0, lines = 0;
+	bool bol = true, cr = false, directive = false;
+	unsigned char *buf = NULL;
+	off_t base = 0, piece = 0;
+	int fd = -1;
+
+	if (threads < 2 || size < 2 * (off_t)CFG_SPLIT_BYTES)
+		goto units;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	buf = malloc(1u << 20);
+	if (fd == -1 || !buf)
+		goto units;
+	for (;;) {
+		ssize_t n = pread(fd, buf + have, (1u << 20) - have, base + (off_t)have);
+		size_t end;
+		bool eof, has_cr;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		eof = n == 0;
+		have += (size_t)n;
+		if (base == 0 && (sniff_json(name, buf, have) || (have >= 2 && (!buf[0] || !buf[1])))) {
+			n_cuts = 0;	/* JSON is one document; UTF-16/32 is not byte-searchable */
+			break;
+		}
+		end = eof ? have : (have > 4 ? have - 4 : 0);
+		has_cr = memchr(buf, '\r', end) != NULL;
+		for (size_t i = 0; i < end; i++) {
+			unsigned char c;
+			off_t at;
+
+			if (!bol && !has_cr) {	/* the common case: on to the next line */
+				const unsigned char *q = memchr(buf + i, '\n', end - i);
+
+				if (!q)
+					break;
+				i = (size_t)(q - buf);
+			}
+			c = buf[i];
+			at = base + (off_t)i;
+
+			if (bol && c != '\n' && c != '\r') {
+				if (c == '-' && at - piece >= (off_t)CFG_SPLIT_BYTES && !directive &&
+				    i + 3 <= have && buf[i + 1] == '-' && buf[i + 2] == '-' &&
+				    (i + 3 == have ? eof : memchr(" \t\r\n", buf[i + 3], 4) != NULL)) {
+					if (n_cuts == cap_cuts) {
+						size_t cap = cap_cuts ? cap_cuts * 2 : 16;
+						struct cut *v = realloc(cuts, cap * sizeof(*v));
+
+						if (!v) {
+							n_cuts = 0;
+							goto units;
+						}
+						cuts = v;
+						cap_cuts = cap;
+					}
+					cuts[n_cuts++] = (struct cut){ at, lines };
+					piece = at;
+				}
+				if (c == '%')
+					directive = true;
+				else if (c != '#')
+					directive = false;
+				bol = false;
+			}
+			if (c == '\n' || c == '\r') {
+				if (c == '\r' || !cr)
+					lines++;
+				bol = true;
+			}
+			cr = c == '\r';
+		}
+		if (eof)
+			break;
+		memmove(buf, buf + end, have - end);
+		base += (off_t)end;
+		have -= end;
+	}
+units:
+	for (size_t k = 0; k <= n_cuts; k++) {
+		struct unit *u = units_add(us, path, name);
+
+		if (!u) {
+			if (!k)
+				free(path);
+			n_cuts = SIZE_MAX - 1;	/* error */
+			break;
+		}
+		u->own_path = k == 0;
+		u->off = k ? cuts[k - 1].off : 0;
+		u->end = k < n_cuts ? cuts[k].off : 0;	/* 0: to the end, whatever it is by then */
+		u->line0 = k ? (int)cuts[k - 1].lines : 0;
+		if (n_cuts)
+			u->json = 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(cuts);
+	return n_cuts == SIZE_MAX - 1 ? -ENOMEM : 0;
+}
+
+struct dir_id {
+	dev_t dev;
+	ino_t ino;
+};
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* List dir (path, whose name for messages starts at path + rel) into units, in
+ * name order, recursively. Returns 0 or -ENOMEM; problems become units. */
+static int walk_dir(struct units *us, const char *path, size_t rel, struct dir_id *up, int depth,
+		    int threads)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	int ret = 0;
+	DIR *dir;
+
+	dir = opendir(path);
+	if (!dir) {
+		int err = errno;
+		char *copy = strdup(path);
+
+		if (!copy)
+			return -ENOMEM;
+		return units_problem(us, copy, copy + (rel < strlen(copy) ? rel : strlen(copy)), -err,
+				     "cannot open directory: %s", strerror(err));
+	}
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] == '.')	/* hidden, and ConfigMap's ..data, ..2024_* */
+			continue;
+		if (n == cap) {
+			char **v = realloc(names, (cap = cap ? cap * 2 : 32) * sizeof(*v));
+
+			if (!v) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			names = v;
+		}
+		if (!(names[n] = strdup(de->d_name))) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		n++;
+	}
+	qsort(names, n, sizeof(*names), name_cmp);
+	for (size_t i = 0; i < n && !ret; i++) {
+		char *full = NULL;
+		const char *name;
+		struct stat sb;
+
+		if (asprintf(&full, "%s/%s", path, names[i]) == -1) {
+			ret = -ENOMEM;
+			break;
+		}
+		name = full + rel;
+		if (stat(full, &sb) == -1) {		/* follows symlinks */
+			int err = errno;
+
+			if (config_name(names[i]))
+				ret = units_problem(us, full, name, -err, "cannot read: %s", strerror(err));
+			else
+				free(full);
+			continue;
+		}
+		if (S_ISDIR(sb.st_mode)) {
+			bool loop = false;
+
+			for (int k = 0; k <= depth; k++)
+				if (up[k].dev == sb.st_dev && up[k].ino == sb.st_ino)
+					loop = true;
+			if (loop) {
+				free(full);	/* a symlink back up the tree: seen already */
+				continue;
+			}
+			if (depth + 1 >= CFG_MAX_DIR_DEPTH) {
+				ret = units_problem(us, full, name, 0, "directories nested deeper than %d",
+						    CFG_MAX_DIR_DEPTH);
+				continue;
+			}
+			up[depth + 1] = (struct dir_id){ sb.st_dev, sb.st_ino };
+			ret = walk_dir(us, full, rel, up, depth + 1, threads);
+			free(full);
+			continue;
+		}
+		if (!config_name(names[i])) {
+			free(full);
+			continue;
+		}
+		if (!S_ISREG(sb.st_mode))
+			ret = units_problem(us, full, name, 0, "not a regular file");
+		else if ((unsigned long long)sb.st_size > CFG_MAX_FILE)
+			ret = units_problem(us, full, name, 0, "file too large (%lld MiB; at most %u MiB)",
+					    (long long)sb.st_size >> 20, CFG_MAX_FILE >> 20);
+		else
+			ret = split_file(us, full, name, sb.st_size, threads);
+	}
+out:
+	closedir(dir);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return ret;
+}
+
+struct worker {
+	pthread_t tid;
+	struct units *us;
+	struct store *st;
+	bool started;
+};
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct units *us = w->us;
+
+	for (;;) {
+		size_t i = __atomic_fetch_add(&us->next, 1, __ATOMIC_RELAXED);
+
+		if (i >= us->n)
+			break;
+		if (!us->v[i].done)
+			unit_parse(&us->v[i], w->st);
+		unit_finish(&us->v[i]);
+	}
+	return NULL;
+}
+
+/* Concatenate the units' results, in unit order, into res. */
+static int units_merge(struct units *us, struct sl_resources *res)
+{
+	struct cfg_set *set = res->priv;
+	size_t nn = 0, np = 0, ns = 0, ne = 0;
+
+	for (size_t i = 0; i < us->n; i++) {
+		nn += us->v[i].res.n_namespaces;
+		np += us->v[i].res.n_pods;
+		ns += us->v[i].res.n_services;
+		ne += us->v[i].res.n_slices;
+		res->n_ignored += us->v[i].res.n_ignored;
+	}
+	res->namespaces = malloc((nn ? nn : 1) * sizeof(*res->namespaces));
+	res->pods = malloc((np ? np : 1) * sizeof(*res->pods));
+	res->services = malloc((ns ? ns : 1) * sizeof(*res->services));
+	res->slices = malloc((ne ? ne : 1) * sizeof(*res->slices));
+	if (!res->namespaces || !res->pods || !res->services || !res->slices)
+		return -ENOMEM;
+	set->cap_ns = nn ? nn : 1;
+	set->cap_pods = np ? np : 1;
+	set->cap_svcs = ns ? ns : 1;
+	set->cap_slices = ne ? ne : 1;
+#define MERGE(arr, n)									\
+	do {										\
+		if (u->res.n) {								\
+			memcpy(res->arr + res->n, u->res.arr, u->res.n * sizeof(*res->arr)); \
+			res->n += u->res.n;						\
+		}									\
+	} while (0)
+	for (size_t i = 0; i < us->n; i++) {
+		struct unit *u = &us->v[i];
+
+		MERGE(namespaces, n_namespaces);
+		MERGE(pods, n_pods);
+		MERGE(services, n_services);
+		MERGE(slices, n_slices);
+	}
+#undef MERGE
+	return 0;
+}
+
+static void units_free(struct units *us)
+{
+	for (size_t i = 0; i < us->n; i++) {
+		struct unit *u = &us->v[i];
+
+		free(u->res.namespaces);
+		free(u->res.pods);
+		free(u->res.services);
+		free(u->res.slices);
+		diags_clear(&u->errs);
+		if (u->own_path)
+			free(u->path);
+	}
+	free(us->v);
+}
+
+static void log_ignored(const char *dir, const struct units *us, size_t total)
+{
+	char list[512] = "";
+	size_t o = 0;
+
+	if (!total)
+		return;
+	for (size_t k = 0; k <= N_KINDS; k++) {
+		size_t c = 0;
+
+		for (size_t i = 0; i < us->n; i++)
+			c += us->v[i].ignored[k];
+		if (c)
+			o = clamp_add(o, snprintf(list + o, sizeof(list) - o, "%s%zu %s", o ? ", " : "", c,
+						  k == IGN_FQDN ? "FQDN EndpointSlice" : kinds[k].kind),
+				      sizeof(list));
+	}
+	pr_info("config: %s: ignoring %zu objects of kinds not handled yet (%s)", dir, total, list);
+}
+
+static int cpu_count(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > CFG_MAX_THREADS ? CFG_MAX_THREADS : (int)n;
+}
+
+int config_load_dir(const char *dir, struct sl_resources **out, struct diags *errs)
+{
+	struct worker workers[CFG_MAX_THREADS] = { 0 };
+	struct dir_id up[CFG_MAX_DIR_DEPTH];
+	struct units us = { 0 };
+	struct sl_resources *res;
+	struct cfg_set *set;
+	size_t problems = 0, shown = 0;
+	int threads = cpu_count(), ret, io_err = 0;
+	size_t dlen = strlen(dir);
+	struct stat sb;
+	char *root;
+
+	*out = NULL;
+	while (dlen > 1 && dir[dlen - 1] == '/')
+		dlen--;
+	if (stat(dir, &sb) == -1) {
+		ret = -errno;
+		diags_add(errs, dir, 0, "cannot open directory: %s", strerror(-ret));
+		return ret;
+	}
+	res = config_resources_new();
+	root = strndup(dir, dlen);
+	if (!res || !root) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	set = res->priv;
+	up[0] = (struct dir_id){ sb.st_dev, sb.st_ino };
+	ret = walk_dir(&us, root, dlen + 1, up, 0, threads);
+	if (ret)
+		goto out;
+	if ((size_t)threads > us.n)
+		threads = us.n ? (int)us.n : 1;
+	workers[0].st = set->stores;
+	for (int i = 1; i < threads; i++) {
+		workers[i].st = store_new();
+		if (!workers[i].st)
+			break;
+		workers[i].st->next = set->stores;	/* the set owns every store */
+		set->stores = workers[i].st;
+	}
+	for (int i = 0; i < threads && workers[i].st; i++) {
+		workers[i].us = &us;
+		if (i && !pthread_create(&workers[i].tid, NULL, worker_run, &workers[i]))
+			workers[i].started = true;
+	}
+	worker_run(&workers[0]);
+	for (int i = 1; i < threads; i++)
+		if (workers[i].started)
+			pthread_join(workers[i].tid, NULL);
+	ret = units_merge(&us, res);
+	if (ret)
+		goto out;
+	for (size_t i = 0; i < us.n; i++) {
+		struct unit *u = &us.v[i];
+
+		problems += u->n_problems;
+		if (u->io_err && !io_err)
+			io_err = u->io_err;
+		for (size_t k = 0; k < u->errs.n; k++)
+			if (shown++ < CFG_MAX_PROBLEMS)
+				diags_add(errs, u->errs.v[k].file, u->errs.v[k].line, "%s", u->errs.v[k].msg);
+	}
+	if (shown > CFG_MAX_PROBLEMS)
+		diags_add(errs, NULL, 0, "%zu problems in all; only the first %d are shown", problems,
+			  CFG_MAX_PROBLEMS);
+	if (problems) {
+		ret = io_err ? io_err : -EINVAL;
+		goto out;
+	}
+	log_ignored(root, &us, res->n_ignored);
+	*out = res;
+	res = NULL;
+out:
+	if (ret == -ENOMEM)
+		diags_add(errs, dir, 0, "out of memory");
+	units_free(&us);
+	resources_free(res);
+	free(root);
+	return ret;
+}
+
+/* ---- watching ------------------------------------------------------------------------ */
+
+#define WATCH_DEBOUNCE_MS	100
+#define WATCH_MAX_DELAY_MS	1000	/* a steady stream of events still reloads this often */
+#define WATCH_RETRY_MS		1000	/* the directory is gone: look again this often */
+#define WATCH_MASK	(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | \
+			 IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB | IN_ONLYDIR)
+
+struct watch_dir {
+	int wd;
+	bool seen;			/* found by the current rescan */
+};
+
+struct config_watch {
+	struct loop *loop;
+	struct loop_io io;
+	struct loop_timer timer;
+	int fd;
+	char *root;
+	struct watch_dir *dirs;
+	size_t n_dirs, cap_dirs;
+	bool root_ok;			/* root is watched */
+	bool rescan;			/* directories changed: re-walk before reporting */
+	bool pending;			/* changed() is due */
+	uint64_t first_ms;		/* first event of the pending burst */
+	void (*changed)(void *arg);
+	void *arg;
+};
+
+static int watch_add(struct config_watch *w, const char *path)
+{
+	int wd = inotify_add_watch(w->fd, path, WATCH_MASK);
+
+	if (wd == -1)
+		return -errno;
+	for (size_t i = 0; i < w->n_dirs; i++) {
+		if (w->dirs[i].wd == wd) {	/* the same directory by another path */
+			if (w->dirs[i].seen)
+				return -ELOOP;
+			w->dirs[i].seen = true;
+			return 0;
+		}
+	}
+	if (w->n_dirs == w->cap_dirs) {
+		size_t cap = w->cap_dirs ? w->cap_dirs * 2 : 16;
+		struct watch_dir *v = realloc(w->dirs, cap * sizeof(*v));
+
+		if (!v) {
+			inotify_rm_watch(w->fd, wd);
+			return -ENOMEM;
+		}
+		w->dirs = v;
+		w->cap_dirs = cap;
+	}
+	w->dirs[w->n_dirs++] = (struct watch_dir){ .wd = wd, .seen = true };
+	return 0;
+}
+
+/* Watch path and the directories below it that config_load_dir reads. */
+static int watch_tree(struct config_watch *w, const char *path, int depth)
+{
+	struct dirent *de;
+	DIR *dir;
+	int ret;
+
+	ret = watch_add(w, path);
+	if (ret)
+		return ret == -ELOOP ? 0 : ret;
+	if (depth + 1 >= CFG_MAX_DIR_DEPTH || !(dir = opendir(path)))
+		return 0;
+	while ((de = readdir(dir))) {
+		struct stat sb;
+		char *sub;
+
+		if (de->d_name[0] == '.' || de->d_type == DT_REG)
+			continue;
+		if (asprintf(&sub, "%s/%s", path, de->d_name) == -1)
+			break;
+		if (!stat(sub, &sb) && S_ISDIR(sb.st_mode))
+			watch_tree(w, sub, depth + 1);
+		free(sub);
+	}
+	closedir(dir);
+	return 0;
+}
+
+/* Re-walk the tree: watch new directories, drop the watches of gone ones. */
+static void watch_rescan(struct config_watch *w)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < w->n_dirs; i++)
+		w->dirs[i].seen = false;
+	w->root_ok = watch_tree(w, w->root, 0) == 0;
+	for (size_t i = 0; i < w->n_dirs; i++) {
+		if (w->dirs[i].seen)
+			w->dirs[k++] = w->dirs[i];
+		else
+			inotify_rm_watch(w->fd, w->dirs[i].wd);
+	}
+	w->n_dirs = k;
+}
+
+static void watch_timer(struct loop_timer *t)
+{
+	struct config_watch *w = t->arg;
+	bool had_root = w->root_ok;
+
+	if (w->rescan || !w->root_ok) {
+		w->rescan = false;
+		watch_rescan(w);
+	}
+	if (!w->root_ok) {		/* gone: poll until it is back */
+		loop_timer_arm(w->loop, &w->timer, WATCH_RETRY_MS);
+		if (!w->pending)
+			return;
+	} else if (!had_root) {
+		w->pending = true;	/* back: whatever is there now is new */
+	}
+	if (!w->pending)
+		return;
+	w->pending = false;
+	w->changed(w->arg);		/* last: it may free w */
+}
+
+static void watch_kick(struct config_watch *w)
+{
+	uint64_t now = loop_now_ms();
+
+	if (!w->pending) {
+		w->pending = true;
+		w->first_ms = now;
+	}
+	if (now - w->first_ms < WATCH_MAX_DELAY_MS - WATCH_DEBOUNCE_MS)
+		loop_timer_arm(w->loop, &w->timer, WATCH_DEBOUNCE_MS);
+	else if (!loop_timer_armed(&w->timer))
+		loop_timer_arm(w->loop, &w->timer, 0);
+}
+
+/* Does an event about name matter? Hidden names do not (editor swap files),
+ * except ConfigMap's ..data symlink, swapped on every update. */
+static bool watch_relevant(const struct inotify_event *ev)
+{
+	const char *name = ev->len ? ev->name : "";
+
+	if (!ev->len || (ev->mask & IN_ISDIR))
+		return true;
+	if (name[0] == '.')
+		return !strcmp(name, "..data");
+	return true;
+}
+
+static void watch_io(struct loop_io *io, uint32_t events)
+{
+	struct config_watch *w = io->arg;
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool kick = false;
+
+	(void)events;
+	for (;;) {
+		ssize_t n = read(w->fd, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+
+			p += sizeof(*ev) + ev->len;
+			if (ev->mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_ISDIR)) {
+				w->rescan = true;
+				kick = true;
+			} else if (watch_relevant(ev)) {
+				/* A new name may be a symlink to a directory: rescan. */
+				if (ev->mask & (IN_CREATE | IN_MOVED_TO) && !config_name(ev->name))
+					w->rescan = true;
+				kick = true;
+			}
+		}
+	}
+	if (kick)
+		watch_kick(w);
+}
+
+int config_watch_new(struct config_watch **out, struct loop *l, const char *dir,
+		     void (*changed)(void *arg), void *arg)
+{
+	struct config_watch *w = calloc(1, sizeof(*w));
+	int ret;
+
+	*out = NULL;
+	if (!w)
+		return -ENOMEM;
+	w->loop = l;
+	w->changed = changed;
+	w->arg = arg;
+	w->io.fd = -1;
+	loop_timer_init(&w->timer, watch_timer, w);
+	w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (w->fd == -1) {
+		ret = -errno;
+		goto err;
+	}
+	w->root = strdup(dir);
+	if (!w->root) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	ret = watch_tree(w, w->root, 0);
+	if (ret)
+		goto err;
+	w->root_ok = true;
+	ret = loop_add(l, &w->io, w->fd, EPOLLIN, watch_io, w);
+	if (ret)
+		goto err;
+	*out = w;
+	return 0;
+err:
+	config_watch_free(w);
+	return ret;
+}
+
+void config_watch_free(struct config_watch *w)
+{
+	if (!w)
+		return;
+	if (w->io.fd >= 0)
+		loop_del(w->loop, &w->io);
+	loop_timer_cancel(w->loop, &w->timer);
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w->dirs);
+	free(w->root);
+	free(w);
+}

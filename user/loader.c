@@ -1,0 +1,492 @@
+// SPDX-License-Identifier: Apache-2.0
+/* loader.c - see loader.h. */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <mntent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <sluice/abi.h>
+#include <sluice/pin.h>
+
+#include "loader.h"
+#include "log.h"
+#include "sock_lb.skel.h"
+
+#define BPF_FS_MAGIC		0xcafe4a11
+#define CGROUP2_SUPER_MAGIC	0x63677270
+#define SL_CGROUP2_MOUNT	"/run/sluice/cgroup2"
+
+struct loader {
+	struct sock_lb *sock_lb;
+	char root[192];			/* pins below it must fit loader_*_info */
+	char cgroup[PATH_MAX];
+	int lock_fd;
+	int cg_fd;
+	bool reused;
+	struct loader_prog_info *progs;
+	size_t n_progs;
+	struct bpf_link **links;
+};
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static long fs_type_of(const char *path)
+{
+	struct statfs st;
+
+	return statfs(path, &st) ? -errno : (long)st.f_type;
+}
+
+/* The nearest existing ancestor of path (or path itself) into buf. */
+static void existing_ancestor(const char *path, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s", path);
+	while (access(buf, F_OK)) {
+		char *slash = strrchr(buf, '/');
+
+		if (!slash || slash == buf) {
+			snprintf(buf, len, "/");
+			return;
+		}
+		*slash = '\0';
+	}
+}
+
+/* Make root a directory on a bpffs: mount bpffs at /sys/fs/bpf (the usual place)
+ * when root lies below it, else at root itself. */
+static int ensure_bpffs(const char *root)
+{
+	char anc[PATH_MAX];
+	int err;
+
+	existing_ancestor(root, anc, sizeof(anc));
+	if (fs_type_of(anc) == BPF_FS_MAGIC)
+		return mkdir_p(root, 0700);
+	if (!strncmp(root, "/sys/fs/bpf/", 12) && fs_type_of("/sys/fs/bpf") != BPF_FS_MAGIC) {
+		if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700")) {
+			err = -errno;
+			pr_err("loader: cannot mount bpffs at /sys/fs/bpf: %s", strerror(errno));
+			return err;
+		}
+		pr_info("loader: mounted bpffs at /sys/fs/bpf");
+		return mkdir_p(root, 0700);
+	}
+	err = mkdir_p(root, 0700);
+	if (err)
+		return err;
+	if (mount("bpf", root, "bpf", 0, "mode=0700")) {
+		err = -errno;
+		pr_err("loader: cannot mount bpffs at %s: %s", root, strerror(errno));
+		return err;
+	}
+	pr_info("loader: mounted bpffs at %s", root);
+	return 0;
+}
+
+/* The cgroup v2 root: an existing cgroup2 mount, or one we mount. */
+static int cgroup2_root(char *buf, size_t len)
+{
+	FILE *f = setmntent("/proc/self/mounts", "r");
+	struct mntent *m;
+
+	while (f && (m = getmntent(f))) {
+		if (!strcmp(m->mnt_type, "cgroup2")) {
+			snprintf(buf, len, "%s", m->mnt_dir);
+			endmntent(f);
+			return 0;
+		}
+	}
+	if (f)
+		endmntent(f);
+	if (mkdir_p(SL_CGROUP2_MOUNT, 0755))
+		return -errno;
+	if (mount("none", SL_CGROUP2_MOUNT, "cgroup2", 0, NULL)) {
+		int err = -errno;
+
+		pr_err("loader: no cgroup v2 mounted and mounting one at %s failed: %s",
+		       SL_CGROUP2_MOUNT, strerror(errno));
+		return err;
+	}
+	pr_info("loader: mounted cgroup v2 at %s", SL_CGROUP2_MOUNT);
+	snprintf(buf, len, "%s", SL_CGROUP2_MOUNT);
+	return 0;
+}
+
+static int lock_root(const char *root)
+{
+	int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		int err = -errno;
+
+		close(fd);
+		if (err == -EWOULDBLOCK)
+			pr_err("loader: %s is in use by another sluice-agent (flock held)", root);
+		return err == -EWOULDBLOCK ? -EBUSY : err;
+	}
+	return fd;
+}
+
+static uint64_t cgroup_id_of_fd(int fd)
+{
+	struct stat st;
+
+	/* On cgroup v2 the cgroup id is the directory's inode number. */
+	return fstat(fd, &st) ? 0 : (uint64_t)st.st_ino;
+}
+
+/* Attach prog at the cgroup through the link pinned at pin, reusing that link
+ * (new program swapped in atomically) when it exists and targets our cgroup. */
+static struct bpf_link *attach_pinned(struct loader *l, struct bpf_program *prog, const char *pin)
+{
+	struct bpf_link *link = access(pin, F_OK) ? NULL : bpf_link__open(pin);
+	int err;
+
+	if (link) {
+		struct bpf_link_info info = { 0 };
+		__u32 len = sizeof(info);
+
+		if (!bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) &&
+		    info.type == BPF_LINK_TYPE_CGROUP &&
+		    info.cgroup.cgroup_id == cgroup_id_of_fd(l->cg_fd) &&
+		    !bpf_link__update_program(link, prog))
+			return link;
+		/* Another cgroup, or not updatable: replace it. */
+		pr_info("loader: replacing pinned link %s", pin);
+		bpf_link__unpin(link);
+		bpf_link__detach(link);
+		bpf_link__destroy(link);
+	}
+	link = bpf_program__attach_cgroup(prog, l->cg_fd);
+	if (!link) {
+		err = -errno;
+		pr_err("loader: attach %s to %s: %s", bpf_program__name(prog), l->cgroup, strerror(-err));
+		errno = -err;
+		return NULL;
+	}
+	err = bpf_link__pin(link, pin);
+	if (err) {
+		pr_err("loader: pin link %s: %s", pin, strerror(-err));
+		bpf_link__destroy(link);
+		errno = -err;
+		return NULL;
+	}
+	return link;
+}
+
+static int attach_all(struct loader *l, struct bpf_object *obj)
+{
+	struct bpf_program *prog;
+	size_t n = 0;
+
+	bpf_object__for_each_program(prog, obj)
+		n++;
+	l->progs = calloc(n, sizeof(*l->progs));
+	l->links = calloc(n, sizeof(*l->links));
+	if (!l->progs || !l->links)
+		return -ENOMEM;
+	bpf_object__for_each_program(prog, obj) {
+		struct loader_prog_info *pi = &l->progs[l->n_progs];
+		const char *sec = bpf_program__section_name(prog);
+
+		pi->name = bpf_program__name(prog);
+		pi->attach = sec;
+		snprintf(pi->link_pin, sizeof(pi->link_pin), "%.191s/%s/%.48s", l->root, SL_LINKS_DIR,
+			 pi->name);
+		l->links[l->n_progs] = attach_pinned(l, prog, pi->link_pin);
+		if (!l->links[l->n_progs])
+			return -errno;
+		l->n_progs++;
+	}
+	return 0;
+}
+
+int loader_open(struct loader **out, const struct loader_opts *o)
+{
+	struct loader *l = calloc(1, sizeof(*l));
+	char path[PATH_MAX + 32];
+	int err;
+
+	if (!l)
+		return -ENOMEM;
+	l->lock_fd = l->cg_fd = -1;
+	if (snprintf(l->root, sizeof(l->root), "%s", o->bpffs_root ? o->bpffs_root : SL_BPFFS_ROOT) >=
+	    (int)sizeof(l->root)) {
+		pr_err("loader: bpffs root path is too long (at most %zu bytes)", sizeof(l->root) - 1);
+		err = -ENAMETOOLONG;
+		goto out;
+	}
+	if (o->cgroup) {
+		snprintf(l->cgroup, sizeof(l->cgroup), "%s", o->cgroup);
+	} else {
+		err = cgroup2_root(l->cgroup, sizeof(l->cgroup));
+		if (err)
+			goto out;
+	}
+	if (fs_type_of(l->cgroup) != CGROUP2_SUPER_MAGIC) {
+		pr_err("loader: %s is not a cgroup v2 directory (cgroup v1 only? mount one: "
+		       "mount -t cgroup2 none <dir>)", l->cgroup);
+		err = -ENOTDIR;
+		goto out;
+	}
+	l->cg_fd = open(l->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (l->cg_fd < 0) {
+		err = -errno;
+		pr_err("loader: open %s: %s", l->cgroup, strerror(errno));
+		goto out;
+	}
+	err = ensure_bpffs(l->root);
+	if (err)
+		goto out;
+	snprintf(path, sizeof(path), "%s/%s", l->root, SL_LINKS_DIR);
+	err = mkdir_p(path, 0700);
+	if (err)
+		goto out;
+	l->lock_fd = lock_root(l->root);
+	if (l->lock_fd < 0) {
+		err = l->lock_fd;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/%s", l->root, SL_MAP_SVC);
+	l->reused = !access(path, F_OK);
+
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = l->root);
+	l->sock_lb = sock_lb__open_opts(&oo);
+	if (!l->sock_lb) {
+		err = -errno;
+		pr_err("loader: open sock_lb: %s", strerror(errno));
+		goto out;
+	}
+	err = sock_lb__load(l->sock_lb);
+	if (err) {
+		pr_err("loader: load sock_lb: %s%s", strerror(-err),
+		       err == -EINVAL ? " (a pinned map of another layout? see `sluice-agent --uninstall`)" : "");
+		goto out;
+	}
+	err = attach_all(l, l->sock_lb->obj);
+	if (err)
+		goto out;
+	pr_info("loader: %s %zu programs at %s, maps %s under %s", l->reused ? "re-attached" : "attached",
+		l->n_progs, l->cgroup, l->reused ? "reused" : "pinned", l->root);
+	*out = l;
+	return 0;
+out:
+	loader_free(l);
+	return err;
+}
+
+void loader_free(struct loader *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; l->links && i < l->n_progs; i++)
+		bpf_link__destroy(l->links[i]);	/* the pin keeps the attachment */
+	free(l->links);
+	free(l->progs);
+	sock_lb__destroy(l->sock_lb);
+	if (l->cg_fd >= 0)
+		close(l->cg_fd);
+	if (l->lock_fd >= 0)
+		close(l->lock_fd);
+	free(l);
+}
+
+static struct bpf_map *find_map(const struct loader *l, const char *name)
+{
+	return l->sock_lb ? bpf_object__find_map_by_name(l->sock_lb->obj, name) : NULL;
+}
+
+int loader_map_fd(const struct loader *l, const char *name)
+{
+	struct bpf_map *m = find_map(l, name);
+
+	return m ? bpf_map__fd(m) : -ENOENT;
+}
+
+uint32_t loader_map_max(const struct loader *l, const char *name)
+{
+	struct bpf_map *m = find_map(l, name);
+
+	return m ? bpf_map__max_entries(m) : 0;
+}
+
+static uint32_t count_entries(int fd, uint32_t key_size, uint32_t max)
+{
+	char k[256], next[256];
+	void *prev = NULL;
+	uint32_t n = 0;
+
+	if (key_size > sizeof(k))
+		return 0;
+	while (n <= max && !bpf_map_get_next_key(fd, prev, next)) {
+		memcpy(k, next, key_size);
+		prev = k;
+		n++;
+	}
+	return n;
+}
+
+int loader_maps_info(const struct loader *l, struct loader_map_info **out, size_t *n)
+{
+	struct bpf_map *m;
+	size_t cnt = 0, i = 0;
+
+	bpf_object__for_each_map(m, l->sock_lb->obj)
+		cnt += !!bpf_map__pin_path(m);
+	*out = calloc(cnt ? cnt : 1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	bpf_object__for_each_map(m, l->sock_lb->obj) {
+		struct loader_map_info *mi = &(*out)[i];
+		enum bpf_map_type type = bpf_map__type(m);
+
+		if (!bpf_map__pin_path(m))
+			continue;
+		mi->name = bpf_map__name(m);
+		mi->type = libbpf_bpf_map_type_str(type);
+		mi->max_entries = bpf_map__max_entries(m);
+		mi->key_size = bpf_map__key_size(m);
+		mi->value_size = bpf_map__value_size(m);
+		mi->entries = type == BPF_MAP_TYPE_ARRAY || type == BPF_MAP_TYPE_PERCPU_ARRAY
+				      ? mi->max_entries
+				      : count_entries(bpf_map__fd(m), mi->key_size, mi->max_entries);
+		snprintf(mi->pin, sizeof(mi->pin), "%s", bpf_map__pin_path(m));
+		i++;
+	}
+	*n = i;
+	return 0;
+}
+
+int loader_counters(const struct loader *l, uint64_t out[SL_CNT_MAX])
+{
+	int ncpu = libbpf_num_possible_cpus(), fd = loader_map_fd(l, SL_MAP_METRICS);
+	struct sl_metric *vals;
+
+	memset(out, 0, sizeof(uint64_t) * SL_CNT_MAX);
+	if (ncpu <= 0 || fd < 0)
+		return ncpu <= 0 ? ncpu : fd;
+	vals = calloc((size_t)ncpu, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	for (__u32 k = 0; k < SL_CNT_MAX; k++) {
+		if (bpf_map_lookup_elem(fd, &k, vals))
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			out[k] += vals[c].count;
+	}
+	free(vals);
+	return 0;
+}
+
+size_t loader_programs(const struct loader *l, const struct loader_prog_info **out)
+{
+	*out = l->progs;
+	return l->n_progs;
+}
+
+bool loader_reused_pins(const struct loader *l)
+{
+	return l->reused;
+}
+
+const char *loader_cgroup(const struct loader *l)
+{
+	return l->cgroup;
+}
+
+const char *loader_bpffs_root(const struct loader *l)
+{
+	return l->root;
+}
+
+int loader_uninstall(const struct loader_opts *o)
+{
+	const char *root = o->bpffs_root ? o->bpffs_root : SL_BPFFS_ROOT;
+	char path[PATH_MAX + 512];
+	size_t n_links = 0, n_maps = 0;
+	struct dirent *de;
+	DIR *d;
+	int lock, err = 0;
+
+	if (access(root, F_OK)) {
+		pr_info("uninstall: nothing pinned at %s", root);
+		return 0;
+	}
+	lock = lock_root(root);
+	if (lock < 0)
+		return lock;
+	snprintf(path, sizeof(path), "%s/%s", root, SL_LINKS_DIR);
+	d = opendir(path);
+	while (d && (de = readdir(d))) {
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/%s", root, SL_LINKS_DIR, de->d_name);
+		fd = bpf_obj_get(path);
+		/* Detach even if a running agent still holds the link open. */
+		if (fd >= 0) {
+			bpf_link_detach(fd);
+			close(fd);
+		}
+		if (unlink(path)) {
+			err = err ? err : -errno;
+			pr_err("uninstall: unlink %s: %s", path, strerror(errno));
+		}
+		n_links++;
+	}
+	if (d)
+		closedir(d);
+	snprintf(path, sizeof(path), "%s/%s", root, SL_LINKS_DIR);
+	rmdir(path);
+	d = opendir(root);
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", root, de->d_name);
+		if (unlink(path)) {
+			err = err ? err : -errno;
+			pr_err("uninstall: unlink %s: %s", path, strerror(errno));
+		}
+		n_maps++;
+	}
+	if (d)
+		closedir(d);
+	close(lock);
+	if (rmdir(root) && errno != EBUSY) {	/* EBUSY: root is a bpffs mount point */
+		err = err ? err : -errno;
+		pr_err("uninstall: rmdir %s: %s", root, strerror(errno));
+	}
+	pr_info("uninstall: detached %zu links, removed %zu pinned maps under %s", n_links, n_maps, root);
+	return err;
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* loader.h - the BPF side of the agent: mount bpffs and cgroup v2 when needed,
+ * load the programs (libbpf skeletons), reuse or pin their maps under the bpffs
+ * root, attach them with pinned links, and undo it all on uninstall.
+ *
+ * Pinned maps and links outlive the agent: while it is down (or restarting),
+ * the kernel keeps balancing with what the maps hold. A new agent reuses the
+ * pins and swaps its programs into the existing links (bpf_link_update), so
+ * there is no moment without a program attached.
+ * The only module that includes skeletons or libbpf object APIs.
+ */
+#ifndef SL_LOADER_H
+#define SL_LOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sluice/counters.h>
+
+struct loader;
+
+struct loader_opts {
+	const char *bpffs_root;		/* pins; default SL_BPFFS_ROOT */
+	const char *cgroup;		/* cgroup v2 dir to attach to; NULL: the v2 root */
+};
+
+struct loader_prog_info {
+	const char *name;		/* e.g. sock_lb_connect4 */
+	const char *attach;		/* e.g. cgroup/connect4 */
+	char link_pin[256];
+};
+
+struct loader_map_info {
+	const char *name;
+	const char *type;		/* "hash", "lru_hash", "percpu_array" ... */
+	uint32_t entries;		/* counted now (max_entries for arrays) */
+	uint32_t max_entries, key_size, value_size;
+	char pin[256];
+};
+
+/* Returns 0, or -errno with a message logged (pr_err) saying what and why. */
+int loader_open(struct loader **out, const struct loader_opts *o);
+void loader_free(struct loader *l);		/* NULL-safe; pins and links stay */
+
+int loader_map_fd(const struct loader *l, const char *name);	/* -ENOENT if unknown */
+uint32_t loader_map_max(const struct loader *l, const char *name);
+/* *out is malloc'ed (free it); one entry per pinned map. */
+int loader_maps_info(const struct loader *l, struct loader_map_info **out, size_t *n);
+/* Sum over CPUs of every counter of sl_metrics_v1. */
+int loader_counters(const struct loader *l, uint64_t out[SL_CNT_MAX]);
+size_t loader_programs(const struct loader *l, const struct loader_prog_info **out);
+bool loader_reused_pins(const struct loader *l);
+const char *loader_cgroup(const struct loader *l);
+const char *loader_bpffs_root(const struct loader *l);
+
+/* Detach every pinned link and remove every pin under the root. */
+int loader_uninstall(const struct loader_opts *o);
+
+#endif

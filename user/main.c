@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: Apache-2.0
+/* main.c - sluice-agent: wires config -> model -> sync -> BPF maps, the
+ * loader, the status socket and the signals into one event loop.
+ * The only file with process globals. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sluice/pin.h>
+
+#include "agent.h"
+#include "config.h"
+#include "loader.h"
+#include "log.h"
+#include "loop.h"
+#include "model.h"
+#include "status.h"
+#include "sync.h"
+#include "views.h"
+
+#define DEFAULT_CONFIG_DIR "/etc/sluice/config"
+
+static struct agent agent;
+static struct loop *loop;
+static struct loop_io signal_io;
+
+static const char usage[] =
+	"usage: sluice-agent [options]            run the node agent\n"
+	"       sluice-agent --uninstall [--bpffs-root DIR]\n"
+	"       sluice-agent plan --config-dir DIR print the pods a config directory describes\n"
+	"       sluice-agent check --config-dir DIR validate a config directory and exit\n"
+	"\n"
+	"  --config-dir DIR      Kubernetes YAML/JSON to serve (default " DEFAULT_CONFIG_DIR ")\n"
+	"  --node-name NAME      this node, as Pods' spec.nodeName says (default: hostname)\n"
+	"  --bpffs-root DIR      where maps and links are pinned (default " SL_BPFFS_ROOT ")\n"
+	"  --cgroup DIR          cgroup v2 directory to attach to (default: the v2 root)\n"
+	"  --status-socket PATH  status socket (default " SL_STATUS_SOCK ")\n"
+	"  --log-level LEVEL     err, warn, info or debug (default info)\n"
+	"  --uninstall           detach the programs and remove every pin, then exit\n"
+	"  --version\n";
+
+struct options {
+	const char *config_dir;
+	const char *node_name;
+	struct loader_opts loader;
+	const char *status_socket;
+	bool uninstall;
+	const char *cmd;	/* "run", "plan" or "check" */
+};
+
+/* ---- configuration ---- */
+
+static void log_diags(const char *what, const struct diags *d)
+{
+	char buf[1024];
+
+	for (size_t i = 0; i < d->n; i++)
+		pr_err("%s: %s", what, diag_str(&d->v[i], buf, sizeof(buf)));
+}
+
+/* Load, validate and resolve the config directory; on success *out is the model. */
+static int build_model(const char *dir, const char *node, struct sl_model **out, struct diags *errs)
+{
+	struct sl_resources *res = NULL;
+	int err;
+
+	err = config_load_dir(dir, &res, errs);
+	if (err) {
+		if (!errs->n)
+			diags_add(errs, dir, 0, "cannot read: %s", strerror(-err));
+		return err;
+	}
+	return model_build(res, node, out, errs);
+}
+
+/* Read the configuration again; keep the last good one if anything is wrong. */
+static void agent_reload(void)
+{
+	struct sl_model *m = NULL;
+	struct diags errs = { 0 };
+	struct sync_stats st;
+	int err;
+
+	if (!agent.config_dir)
+		return;
+	err = build_model(agent.config_dir, agent.node_name, &m, &errs);
+	if (!err)
+		err = sync_check(agent.sync, m, &errs);
+	if (err) {
+		log_diags("config", &errs);
+		pr_err("config: %s rejected (%zu problem%s); generation %lu stays in force", agent.config_dir,
+		       errs.n, errs.n == 1 ? "" : "s", (unsigned long)agent.generation);
+		diags_clear(&agent.errors);
+		diags_move(&agent.errors, &errs);
+		agent.config_state = CONFIG_ERROR;
+		model_free(m);
+		return;
+	}
+	err = sync_apply(agent.sync, m, &st);
+	agent.last_sync = st;
+	agent.last_sync_at = time(NULL);
+	agent.sync_generation = agent.generation + 1;
+	model_free(agent.model);
+	agent.model = m;
+	agent.generation++;
+	agent.last_good_at = time(NULL);
+	agent.config_state = CONFIG_OK;
+	diags_clear(&agent.errors);
+	if (err)
+		diags_add(&agent.errors, NULL, 0, "sync: %zu map operations failed: %s", st.errors,
+			  strerror(-err));
+	pr_info("config: generation %lu: %zu services, %zu pods, %zu frontends, %zu backends; "
+		"sync %.1f ms (%zu updates, %zu deletes)",
+		(unsigned long)agent.generation, m->res->n_services, m->res->n_pods, st.frontends, st.backends,
+		st.ms, st.updates, st.deletes);
+	/* Decoding churns the heap; hand what it no longer needs back to the kernel. */
+	malloc_trim(0);
+}
+
+static void on_config_changed(void *arg)
+{
+	(void)arg;
+	pr_info("config: change in %s, reloading", agent.config_dir);
+	agent_reload();
+}
+
+/* ---- status socket ---- */
+
+static json_t *h_status(void *arg, const char *q, int *code)
+{
+	(void)arg, (void)q, (void)code;
+	return views_status(&agent);
+}
+
+static json_t *h_services(void *arg, const char *q, int *code)
+{
+	(void)arg, (void)q, (void)code;
+	return views_services(&agent);
+}
+
+static json_t *h_workloads(void *arg, const char *q, int *code)
+{
+	(void)arg, (void)q, (void)code;
+	return views_workloads(&agent);
+}
+
+static json_t *h_maps(void *arg, const char *q, int *code)
+{
+	(void)arg, (void)q, (void)code;
+	return views_maps(&agent);
+}
+
+/* ---- signals ---- */
+
+static void on_signal(struct loop_io *io, uint32_t events)
+{
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			pr_info("agent: SIGHUP, reloading");
+			agent_reload();
+		} else {
+			pr_info("agent: signal %u, exiting (pinned maps and links keep the datapath up)",
+				si.ssi_signo);
+			loop_stop(loop);
+		}
+	}
+}
+
+static int setup_signals(void)
+{
+	sigset_t set;
+	int fd;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL))
+		return -errno;
+	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return loop_add(loop, &signal_io, fd, EPOLLIN, on_signal, NULL);
+}
+
+/* ---- subcommands ---- */
+
+static int cmd_plan(const struct options *o, bool print)
+{
+	struct sl_model *m = NULL;
+	struct diags errs = { 0 };
+	char ip[SL_IP_STRLEN];
+	int err;
+
+	err = build_model(o->config_dir, o->node_name, &m, &errs);
+	if (err) {
+		log_diags("config", &errs);
+		diags_clear(&errs);
+		return 1;
+	}
+	for (size_t i = 0; print && i < m->res->n_pods; i++) {
+		const struct sl_pod *p = &m->res->pods[i];
+		const struct sl_ip *v4 = NULL, *v6 = NULL;
+
+		for (size_t j = 0; j < p->n_ips; j++) {
+			if (p->ips[j].family == SL_AF_INET)
+				v4 = &p->ips[j];
+			else
+				v6 = &p->ips[j];
+		}
+		printf("pod %s %s %s", p->ns, p->name, p->node ? p->node : "-");
+		printf(" %s", v4 ? sl_ip_str(v4, ip) : "-");
+		printf(" %s ", v6 ? sl_ip_str(v6, ip) : "-");
+		for (size_t j = 0; j < p->n_ports; j++)
+			printf("%s%s/%u", j ? "," : "", p->ports[j].proto == SL_IPPROTO_UDP ? "udp" : "tcp",
+			       p->ports[j].port);
+		printf("%s ", p->n_ports ? "" : "-");
+		for (size_t j = 0; j < p->labels.n; j++)
+			printf("%s%s=%s", j ? "," : "", p->labels.v[j].key, p->labels.v[j].value);
+		printf("%s\n", p->labels.n ? "" : "-");
+	}
+	if (!print)
+		printf("%s: ok: %zu pods, %zu services, %zu frontends, %zu backends\n", o->config_dir,
+		       m->res->n_pods, m->res->n_services, m->n_frontends, m->n_backends_total);
+	model_free(m);
+	return 0;
+}
+
+static int run_agent(const struct options *o)
+{
+	struct status *status = NULL;
+	struct config_watch *watch = NULL;
+	struct sync_maps maps;
+	struct stat st;
+	int err;
+
+	clock_gettime(CLOCK_MONOTONIC, &agent.started);
+	agent.node_name = o->node_name;
+	err = loop_new(&loop);
+	if (err)
+		goto out;
+	err = setup_signals();
+	if (err)
+		goto out;
+	err = loader_open(&agent.loader, &o->loader);
+	if (err)
+		goto out;
+	maps = (struct sync_maps){
+		.svc_fd = loader_map_fd(agent.loader, SL_MAP_SVC),
+		.be_fd = loader_map_fd(agent.loader, SL_MAP_BE),
+		.svc_max = loader_map_max(agent.loader, SL_MAP_SVC),
+		.be_max = loader_map_max(agent.loader, SL_MAP_BE),
+	};
+	err = sync_new(&agent.sync, &maps);
+	if (err) {
+		pr_err("sync: cannot read the pinned maps: %s", strerror(-err));
+		goto out;
+	}
+	err = status_new(&status, loop, o->status_socket);
+	if (err) {
+		pr_err("status: cannot listen on %s: %s", o->status_socket, strerror(-err));
+		goto out;
+	}
+	status_route(status, "/status", h_status, NULL);
+	status_route(status, "/services", h_services, NULL);
+	status_route(status, "/workloads", h_workloads, NULL);
+	status_route(status, "/maps", h_maps, NULL);
+
+	if (stat(o->config_dir, &st) || !S_ISDIR(st.st_mode)) {
+		pr_warn("config: %s is not a directory: serving what the pinned maps hold (%zu frontends)",
+			o->config_dir, sync_n_frontends(agent.sync));
+	} else {
+		agent.config_dir = o->config_dir;
+		err = config_watch_new(&watch, loop, o->config_dir, on_config_changed, NULL);
+		if (err)
+			pr_warn("config: cannot watch %s (%s): reload with SIGHUP", o->config_dir, strerror(-err));
+		agent_reload();
+		if (agent.config_state == CONFIG_ERROR)
+			pr_warn("config: no valid configuration yet: the pinned maps stay as they are "
+				"(%zu frontends)", sync_n_frontends(agent.sync));
+	}
+	pr_info("agent: %s ready on node %s, status on %s", SL_VERSION, agent.node_name, o->status_socket);
+	err = loop_run(loop);
+out:
+	config_watch_free(watch);
+	status_free(status);
+	model_free(agent.model);
+	diags_clear(&agent.errors);
+	sync_free(agent.sync);
+	loader_free(agent.loader);
+	if (signal_io.fd > 0)
+		close(signal_io.fd);
+	loop_free(loop);
+	return err ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config-dir", required_argument, NULL, 'c' },
+		{ "node-name", required_argument, NULL, 'n' },
+		{ "bpffs-root", required_argument, NULL, 'b' },
+		{ "cgroup", required_argument, NULL, 'g' },
+		{ "status-socket", required_argument, NULL, 's' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "uninstall", no_argument, NULL, 'U' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	static char hostname[HOST_NAME_MAX + 1];
+	struct options o = {
+		.config_dir = DEFAULT_CONFIG_DIR,
+		.loader = { .bpffs_root = SL_BPFFS_ROOT },
+		.status_socket = SL_STATUS_SOCK,
+		.cmd = "run",
+	};
+	int opt, lvl;
+
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			o.config_dir = optarg;
+			break;
+		case 'n':
+			o.node_name = optarg;
+			break;
+		case 'b':
+			o.loader.bpffs_root = optarg;
+			break;
+		case 'g':
+			o.loader.cgroup = optarg;
+			break;
+		case 's':
+			o.status_socket = optarg;
+			break;
+		case 'l':
+			lvl = log_level_parse(optarg);
+			if (lvl < 0) {
+				fprintf(stderr, "sluice-agent: --log-level: expected err, warn, info or debug\n");
+				return 2;
+			}
+			log_set_level((enum log_level)lvl);
+			break;
+		case 'U':
+			o.uninstall = true;
+			break;
+		case 'V':
+			printf("sluice-agent %s\n", SL_VERSION);
+			return 0;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		o.cmd = argv[optind++];
+	if (optind < argc || (strcmp(o.cmd, "run") && strcmp(o.cmd, "plan") && strcmp(o.cmd, "check"))) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	if (!o.node_name) {
+		if (gethostname(hostname, sizeof(hostname)))
+			snprintf(hostname, sizeof(hostname), "localhost");
+		o.node_name = hostname;
+	}
+	if (!strcmp(o.cmd, "plan") || !strcmp(o.cmd, "check"))
+		return cmd_plan(&o, !strcmp(o.cmd, "plan"));
+	log_route_libbpf();
+	if (o.uninstall)
+		return loader_uninstall(&o.loader) ? 1 : 0;
+	return run_agent(&o);
+}
