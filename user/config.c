@@ -15,7 +15,14 @@
  * results are merged in file order, so the outcome does not depend on timing.
  *
  * Everything here is hostile input (it is fuzzed): depth, sizes, alias
- * expansion, anchors and problem counts are bounded.
+ * expansion, anchors and problem counts are bounded. Whatever drops content
+ * reports a problem, so a set is never silently short of an object.
+ *
+ * Ownership: in a set made here, strings are shared (interned) and live in
+ * the stores with the nested arrays; only resources_free() releases them. The
+ * top-level arrays (services, pods...) are plain malloc. A set built by hand
+ * (priv NULL) owns each string and array by malloc, which resources_free()
+ * then frees one by one.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -79,19 +86,21 @@ struct arena_mark {
 	size_t used, bytes;
 };
 
-static void *arena_alloc(struct arena *a, size_t len)
+/* len bytes aligned to align (a power of two, at most 16); NULL when out of memory. */
+static void *arena_alloc_aligned(struct arena *a, size_t len, size_t align)
 {
 	struct chunk *c = a->cur;
-	void *p;
+	size_t at;
 
 	if (len > SIZE_MAX / 2)
 		return NULL;
-	len = (len + 7) & ~(size_t)7;
-	if (c && c->size - c->used >= len) {
-		p = c->data + c->used;
-		c->used += len;
-		a->bytes += len;
-		return p;
+	if (c) {
+		at = (c->used + align - 1) & ~(align - 1);
+		if (at <= c->size && c->size - at >= len) {
+			a->bytes += at - c->used + len;
+			c->used = at + len;
+			return c->data + at;
+		}
 	}
 	if (a->no_marks && c && len > a->chunk_size / 4) {
 		c = malloc(sizeof(*c) + len);
@@ -119,6 +128,11 @@ static void *arena_alloc(struct arena *a, size_t len)
 	a->cur = c;
 	a->bytes += len;
 	return c->data;
+}
+
+static void *arena_alloc(struct arena *a, size_t len)
+{
+	return arena_alloc_aligned(a, len, 8);
 }
 
 static struct arena_mark arena_mark(const struct arena *a)
@@ -199,7 +213,7 @@ static uint32_t str_hash(const char *s, size_t len)
 
 static char *store_strndup(struct store *st, const char *s, size_t len)
 {
-	char *d = arena_alloc(&st->arena, len + 1);
+	char *d = arena_alloc_aligned(&st->arena, len + 1, 1);
 
 	if (d) {
 		memcpy(d, s, len);
@@ -495,6 +509,16 @@ static int hex4(const unsigned char *p)
 	return v;
 }
 
+/* Copy an escape sequence (without its NUL) into out; returns its length. */
+static size_t put(unsigned char *out, const char *s)
+{
+	size_t n;
+
+	for (n = 0; s[n]; n++)
+		out[n] = (unsigned char)s[n];
+	return n;
+}
+
 /* Filter in[0, len) into out (room >= 16 per step). Returns bytes consumed; stops
  * early when a sequence is cut by the end of in and more input may come. */
 static size_t json_filter(struct reader *r, const unsigned char *in, size_t len, bool last,
@@ -521,7 +545,6 @@ static size_t json_filter(struct reader *r, const unsigned char *in, size_t len,
 				int v = hex4(in + i + 2), w = -1;
 
 				if (v >= 0xd800 && v <= 0xdbff) {
-					need = 12;
 					if (i + 12 > len && !last)
 						break;
 					if (i + 12 <= len && in[i + 6] == '\\' && in[i + 7] == 'u')
@@ -536,16 +559,14 @@ static size_t json_filter(struct reader *r, const unsigned char *in, size_t len,
 					}
 				}
 				if (v >= 0xd800 && v <= 0xdfff) {
-					memcpy(out + o, "\\uFFFD", 6);
-					o += 6;
+					o += put(out + o, "\\uFFFD");
 					i += 6;
 					continue;
 				}
 				need = 6;
 			}
 		} else if (c == 0x7f) {
-			memcpy(out + o, "\\x7F", 4);
-			o += 4;
+			o += put(out + o, "\\x7F");
 			i++;
 			continue;
 		} else if (c == 0xc2 || c == 0xe2) {
@@ -557,8 +578,7 @@ static size_t json_filter(struct reader *r, const unsigned char *in, size_t len,
 					continue;
 				}
 				if (c == 0xe2 && in[i + 1] == 0x80 && (in[i + 2] == 0xa8 || in[i + 2] == 0xa9)) {
-					memcpy(out + o, in[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
-					o += 6;
+					o += put(out + o, in[i + 2] == 0xa8 ? "\\u2028" : "\\u2029");
 					i += 3;
 					continue;
 				}
@@ -606,6 +626,8 @@ static int reader_fill(struct reader *r)
 		r->in_len -= r->in_start;
 		r->in_start = 0;
 	}
+	if (r->in_len == CFG_READ_BUF)	/* full: not the end of anything */
+		return 0;
 	n = reader_pread(r, r->in + r->in_len, CFG_READ_BUF - r->in_len);
 	if (n < 0)
 		return -1;
@@ -955,8 +977,11 @@ static void on_scalar(struct parse *p, const yaml_event_t *ev)
 	struct node *n;
 	int line = ev_line(p, ev);
 
-	if (p->skip)
+	if (p->skip) {
+		if (ev->data.scalar.anchor)
+			anchor_add(p, ev->data.scalar.anchor, p->skip_node, line);
 		return;
+	}
 	key = pending_key(p);
 	node_begin(p);
 	n = node_new(p, NODE_SCALAR, line);
@@ -968,6 +993,12 @@ static void on_scalar(struct parse *p, const yaml_event_t *ev)
 		if (ev->data.scalar.anchor)
 			anchor_add(p, ev->data.scalar.anchor, n, line);
 		node_done(p, n);
+		return;
+	}
+	if (ev->data.scalar.length > CFG_MAX_OBJ_BYTES - (p->tmp.bytes - p->obj_base_bytes)) {
+		p_report(p, line, "object too large (more than %u MiB of YAML structure)",
+			 CFG_MAX_OBJ_BYTES >> 20);
+		p->doc_bad = true;
 		return;
 	}
 	n->n = (uint32_t)ev->data.scalar.length;
@@ -1035,16 +1066,15 @@ static void on_start(struct parse *p, const yaml_event_t *ev, int type)
 	struct node *n;
 	int line = ev_line(p, ev);
 
-	if (p->skip) {
-		if (p->skip < CFG_MAX_DEPTH * 4)	/* libyaml bounds nothing; we do */
-			p->skip++;
-		else
-			p->doc_bad = true;
-		return;
-	}
-	if (p->depth == CFG_MAX_DEPTH) {
+	if (p->depth + p->skip >= CFG_MAX_DEPTH) {	/* libyaml bounds nothing; we do */
 		p_report(p, line, "nesting deeper than %d levels", CFG_MAX_DEPTH);
 		p->doc_bad = true;
+		return;
+	}
+	if (p->skip) {
+		p->skip++;
+		if (anchor)		/* an alias to it says what it is */
+			anchor_add(p, anchor, p->skip_node, line);
 		return;
 	}
 	key = pending_key(p);
@@ -1140,6 +1170,11 @@ static void on_end(struct parse *p)
 	if (p->skip) {
 		if (--p->skip == 0)
 			node_done(p, p->skip_node);
+		return;
+	}
+	if (!p->depth) {		/* cannot happen: libyaml pairs starts and ends */
+		p_report(p, 0, "internal error: unbalanced YAML events");
+		p->doc_bad = true;
 		return;
 	}
 	f = &p->frames[--p->depth];
@@ -2790,18 +2825,22 @@ static struct unit *units_add(struct units *us, char *path, const char *name)
 	return u;
 }
 
-/* A unit that only carries a problem found while listing. */
-static int units_problem(struct units *us, char *path, const char *name, int err, const char *fmt, ...)
+/* A unit that only carries a problem found while listing; the name for
+ * messages is path from rel on (all of path if that is nothing). */
+static int units_problem(struct units *us, const char *path, size_t rel, int err, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 
-static int units_problem(struct units *us, char *path, const char *name, int err, const char *fmt, ...)
+static int units_problem(struct units *us, const char *path, size_t rel, int err, const char *fmt, ...)
 {
-	struct unit *u = units_add(us, path, name);
-	char msg[512];
+	char *copy = strdup(path), msg[512];
+	struct unit *u;
 	va_list ap;
 
+	if (!copy)
+		return -ENOMEM;
+	u = units_add(us, copy, rel < strlen(copy) ? copy + rel : copy);
 	if (!u) {
-		free(path);
+		free(copy);
 		return -ENOMEM;
 	}
 	va_start(ap, fmt);
@@ -2811,7 +2850,7 @@ static int units_problem(struct units *us, char *path, const char *name, int err
 	u->own_path = true;
 	u->n_problems = 1;
 	u->io_err = err;
-	diags_add(&u->errs, name, 0, "%s", msg);
+	diags_add(&u->errs, u->name, 0, "%s", msg);
 	return 0;
 }
 
@@ -2821,6 +2860,11 @@ static bool config_name(const char *name)
 
 	return (n > 5 && !strcasecmp(name + n - 5, ".yaml")) || (n > 4 && !strcasecmp(name + n - 4, ".yml")) ||
 	       (n > 5 && !strcasecmp(name + n - 5, ".json"));
+}
+
+static bool is_blank_or_break(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
 /* Cut a big YAML file into units at "---" lines (a document start at column 0
@@ -2880,7 +2924,7 @@ static int split_file(struct units *us, char *path, const char *name, off_t size
 			if (bol && c != '\n' && c != '\r') {
 				if (c == '-' && at - piece >= (off_t)CFG_SPLIT_BYTES && !directive &&
 				    i + 3 <= have && buf[i + 1] == '-' && buf[i + 2] == '-' &&
-				    (i + 3 == have ? eof : memchr(" \t\r\n", buf[i + 3], 4) != NULL)) {
+				    (i + 3 == have ? eof : is_blank_or_break(buf[i + 3]))) {
 					if (n_cuts == cap_cuts) {
 						size_t cap = cap_cuts ? cap_cuts * 2 : 16;
 						struct cut *v = realloc(cuts, cap * sizeof(*v));
@@ -2962,12 +3006,8 @@ static int walk_dir(struct units *us, const char *path, size_t rel, struct dir_i
 	dir = opendir(path);
 	if (!dir) {
 		int err = errno;
-		char *copy = strdup(path);
 
-		if (!copy)
-			return -ENOMEM;
-		return units_problem(us, copy, copy + (rel < strlen(copy) ? rel : strlen(copy)), -err,
-				     "cannot open directory: %s", strerror(err));
+		return units_problem(us, path, rel, -err, "cannot open directory: %s", strerror(err));
 	}
 	while ((de = readdir(dir))) {
 		if (de->d_name[0] == '.')	/* hidden, and ConfigMap's ..data, ..2024_* */
@@ -2987,7 +3027,8 @@ static int walk_dir(struct units *us, const char *path, size_t rel, struct dir_i
 		}
 		n++;
 	}
-	qsort(names, n, sizeof(*names), name_cmp);
+	if (n)
+		qsort(names, n, sizeof(*names), name_cmp);
 	for (size_t i = 0; i < n && !ret; i++) {
 		char *full = NULL;
 		const char *name;
@@ -3002,9 +3043,8 @@ static int walk_dir(struct units *us, const char *path, size_t rel, struct dir_i
 			int err = errno;
 
 			if (config_name(names[i]))
-				ret = units_problem(us, full, name, -err, "cannot read: %s", strerror(err));
-			else
-				free(full);
+				ret = units_problem(us, full, rel, -err, "cannot read: %s", strerror(err));
+			free(full);
 			continue;
 		}
 		if (S_ISDIR(sb.st_mode)) {
@@ -3018,8 +3058,9 @@ static int walk_dir(struct units *us, const char *path, size_t rel, struct dir_i
 				continue;
 			}
 			if (depth + 1 >= CFG_MAX_DIR_DEPTH) {
-				ret = units_problem(us, full, name, 0, "directories nested deeper than %d",
+				ret = units_problem(us, full, rel, 0, "directories nested deeper than %d",
 						    CFG_MAX_DIR_DEPTH);
+				free(full);
 				continue;
 			}
 			up[depth + 1] = (struct dir_id){ sb.st_dev, sb.st_ino };
@@ -3031,13 +3072,16 @@ static int walk_dir(struct units *us, const char *path, size_t rel, struct dir_i
 			free(full);
 			continue;
 		}
-		if (!S_ISREG(sb.st_mode))
-			ret = units_problem(us, full, name, 0, "not a regular file");
-		else if ((unsigned long long)sb.st_size > CFG_MAX_FILE)
-			ret = units_problem(us, full, name, 0, "file too large (%lld MiB; at most %u MiB)",
+		if (!S_ISREG(sb.st_mode)) {
+			ret = units_problem(us, full, rel, 0, "not a regular file");
+			free(full);
+		} else if ((unsigned long long)sb.st_size > CFG_MAX_FILE) {
+			ret = units_problem(us, full, rel, 0, "file too large (%lld MiB; at most %u MiB)",
 					    (long long)sb.st_size >> 20, CFG_MAX_FILE >> 20);
-		else
-			ret = split_file(us, full, name, sb.st_size, threads);
+			free(full);
+		} else {
+			ret = split_file(us, full, name, sb.st_size, threads);	/* takes full */
+		}
 	}
 out:
 	closedir(dir);
@@ -3250,6 +3294,7 @@ out:
 struct watch_dir {
 	int wd;
 	bool seen;			/* found by the current rescan */
+	char *path;
 };
 
 struct config_watch {
@@ -3268,32 +3313,46 @@ struct config_watch {
 	void *arg;
 };
 
+static struct watch_dir *watch_find(struct config_watch *w, int wd)
+{
+	for (size_t i = 0; i < w->n_dirs; i++)
+		if (w->dirs[i].wd == wd)
+			return &w->dirs[i];
+	return NULL;
+}
+
 static int watch_add(struct config_watch *w, const char *path)
 {
 	int wd = inotify_add_watch(w->fd, path, WATCH_MASK);
+	struct watch_dir *d;
+	char *copy;
 
 	if (wd == -1)
 		return -errno;
-	for (size_t i = 0; i < w->n_dirs; i++) {
-		if (w->dirs[i].wd == wd) {	/* the same directory by another path */
-			if (w->dirs[i].seen)
-				return -ELOOP;
-			w->dirs[i].seen = true;
-			return 0;
-		}
+	d = watch_find(w, wd);
+	if (d && d->seen)
+		return -ELOOP;		/* the same directory by another path */
+	copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	if (d) {
+		free(d->path);
+		d->path = copy;
+		d->seen = true;
+		return 0;
 	}
 	if (w->n_dirs == w->cap_dirs) {
 		size_t cap = w->cap_dirs ? w->cap_dirs * 2 : 16;
 		struct watch_dir *v = realloc(w->dirs, cap * sizeof(*v));
 
 		if (!v) {
-			inotify_rm_watch(w->fd, wd);
-			return -ENOMEM;
+			free(copy);
+			return -ENOMEM;	/* stays watched; the next rescan drops it */
 		}
 		w->dirs = v;
 		w->cap_dirs = cap;
 	}
-	w->dirs[w->n_dirs++] = (struct watch_dir){ .wd = wd, .seen = true };
+	w->dirs[w->n_dirs++] = (struct watch_dir){ .wd = wd, .seen = true, .path = copy };
 	return 0;
 }
 
@@ -3334,10 +3393,12 @@ static void watch_rescan(struct config_watch *w)
 		w->dirs[i].seen = false;
 	w->root_ok = watch_tree(w, w->root, 0) == 0;
 	for (size_t i = 0; i < w->n_dirs; i++) {
-		if (w->dirs[i].seen)
+		if (w->dirs[i].seen) {
 			w->dirs[k++] = w->dirs[i];
-		else
+		} else {
 			inotify_rm_watch(w->fd, w->dirs[i].wd);
+			free(w->dirs[i].path);
+		}
 	}
 	w->n_dirs = k;
 }
@@ -3378,17 +3439,36 @@ static void watch_kick(struct config_watch *w)
 		loop_timer_arm(w->loop, &w->timer, 0);
 }
 
-/* Does an event about name matter? Hidden names do not (editor swap files),
- * except ConfigMap's ..data symlink, swapped on every update. */
-static bool watch_relevant(const struct inotify_event *ev)
+/* What one event means: 0 nothing, 1 reload, 2 rescan directories and reload. */
+static int watch_event(struct config_watch *w, const struct inotify_event *ev)
 {
+	struct watch_dir *d = watch_find(w, ev->wd);
 	const char *name = ev->len ? ev->name : "";
+	struct stat sb;
+	char *path;
+	int ret;
 
-	if (!ev->len || (ev->mask & IN_ISDIR))
-		return true;
-	if (name[0] == '.')
+	if (ev->mask & IN_Q_OVERFLOW)
+		return 2;
+	if (ev->mask & IN_IGNORED)	/* gone; when not ours, rm_watch said so already */
+		return d ? 2 : 0;
+	if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
+		return 2;
+	if (!name[0] || !d)
+		return 0;		/* about the directory itself (attributes) */
+	if (name[0] == '.')		/* editor swap files; but ConfigMaps swap ..data */
 		return !strcmp(name, "..data");
-	return true;
+	if (ev->mask & IN_ISDIR)
+		return 2;
+	if (config_name(name))
+		return 1;
+	if (ev->mask & (IN_DELETE | IN_MOVED_FROM))
+		return 2;		/* may have been a symlink to a directory */
+	if (!(ev->mask & (IN_CREATE | IN_MOVED_TO)) || asprintf(&path, "%s/%s", d->path, name) == -1)
+		return 0;
+	ret = !stat(path, &sb) && S_ISDIR(sb.st_mode) ? 2 : 0;
+	free(path);
+	return ret;
 }
 
 static void watch_io(struct loop_io *io, uint32_t events)
@@ -3405,17 +3485,12 @@ static void watch_io(struct loop_io *io, uint32_t events)
 			break;
 		for (char *p = buf; p < buf + n;) {
 			const struct inotify_event *ev = (const struct inotify_event *)p;
+			int what = watch_event(w, ev);
 
 			p += sizeof(*ev) + ev->len;
-			if (ev->mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_ISDIR)) {
+			kick |= what > 0;
+			if (what == 2)
 				w->rescan = true;
-				kick = true;
-			} else if (watch_relevant(ev)) {
-				/* A new name may be a symlink to a directory: rescan. */
-				if (ev->mask & (IN_CREATE | IN_MOVED_TO) && !config_name(ev->name))
-					w->rescan = true;
-				kick = true;
-			}
 		}
 	}
 	if (kick)
@@ -3469,6 +3544,8 @@ void config_watch_free(struct config_watch *w)
 	loop_timer_cancel(w->loop, &w->timer);
 	if (w->fd >= 0)
 		close(w->fd);
+	for (size_t i = 0; i < w->n_dirs; i++)
+		free(w->dirs[i].path);
 	free(w->dirs);
 	free(w->root);
 	free(w);

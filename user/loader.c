@@ -211,8 +211,8 @@ static int attach_all(struct loader *l, struct bpf_object *obj)
 
 	bpf_object__for_each_program(prog, obj)
 		n++;
-	l->progs = calloc(n, sizeof(*l->progs));
-	l->links = calloc(n, sizeof(*l->links));
+	l->progs = calloc(n ? n : 1, sizeof(*l->progs));
+	l->links = calloc(n ? n : 1, sizeof(*l->links));
 	if (!l->progs || !l->links)
 		return -ENOMEM;
 	bpf_object__for_each_program(prog, obj) {

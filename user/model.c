@@ -418,8 +418,10 @@ static int build_frontend(struct sl_model *m, const struct index *ix, const stru
 		free(bl.v);
 		return err;
 	}
-	qsort(bl.v, bl.n, sizeof(*bl.v), backend_cmp);
-	bl.n = dedup_sorted(bl.v, bl.n);
+	if (bl.n) {
+		qsort(bl.v, bl.n, sizeof(*bl.v), backend_cmp);
+		bl.n = dedup_sorted(bl.v, bl.n);
+	}
 	for (size_t i = 0; i < bl.n; i++) {
 		struct sl_backend *b = &bl.v[i];
 

@@ -826,7 +826,7 @@ void status_free(struct status *s)
 	if (!s)
 		return;
 	while (s->conns)
-		conn_close(s->conns);
+		conn_close(s->conns); /* NOLINT(clang-analyzer-unix.Malloc): conn_close unlinks it */
 	loop_timer_cancel(s->loop, &s->accept_timer);
 	if (s->fd >= 0) {
 		loop_del(s->loop, &s->lio);

@@ -11,7 +11,7 @@
 	X(LB_XLATE,         0, "lb_translated",      "connect/sendmsg to a VIP sent to a backend") \
 	X(LB_NO_BACKEND,    1, "lb_no_backend",      "refused: service has no ready endpoint") \
 	X(LB_AFF_HIT,       2, "lb_affinity_hit",    "sessionAffinity reused the client's backend") \
-	X(LB_AFF_MISS,      3, "lb_affinity_miss",   "sessionAffinity chose anew (new, expired or gone)") \
+	X(LB_AFF_MISS,      3, "lb_affinity_miss",   "sessionAffinity chose anew (new or expired or gone)") \
 	X(LB_BAD_SLOT,      4, "lb_bad_slot",        "internal: slot missing below count (fail open)") \
 	X(LB_REVNAT,        5, "lb_revnat",          "getpeername/recvmsg showed the VIP") \
 	X(LB_REVNAT_FULL,   6, "lb_revnat_update_err","internal: reverse entry not stored (fail open)") \

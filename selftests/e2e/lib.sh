@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: Apache-2.0
+# lib.sh - shared by the lab tests (selftests/e2e/test_*.sh). Source it, then:
+#   e2e_lab_up [lab up args...]   a lab of this test's own ID, torn down on exit
+#   check NAME CMD...             one counted check (output shown on failure)
+#   expect_contains NAME HAYSTACK NEEDLE
+#   wait_until SECONDS CMD...     poll (10 ms steps) until CMD succeeds
+#   lab ARGS...                   scripts/lab with this test's ID
+# The last line printed is "N passed, N failed[, N skipped]".
+set -uo pipefail
+
+E2E_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export PATH="$E2E_REPO/build:$PATH"
+E2E_PASS=0 E2E_FAIL=0 E2E_SKIP=0
+# A short ID of our own ([a-z0-9]{1,6}), so a user's lab (ID 0) and other test
+# runs are never touched.
+E2E_ID=${E2E_ID:-e$(printf '%05d' $(( $$ % 100000 )))}
+E2E_TMP=$(mktemp -d /tmp/sluice-e2e.XXXXXX)
+
+lab() { "$E2E_REPO/scripts/lab" --id "$E2E_ID" "$@"; }
+
+e2e_finish() {
+	local rc=$?
+	lab down >/dev/null 2>&1 || true
+	rm -rf "$E2E_TMP"
+	if [ "$E2E_SKIP" -gt 0 ]; then
+		echo "$E2E_PASS passed, $E2E_FAIL failed, $E2E_SKIP skipped"
+	else
+		echo "$E2E_PASS passed, $E2E_FAIL failed"
+	fi
+	[ "$E2E_FAIL" = 0 ] && [ "$rc" = 0 ] || exit 1
+}
+trap e2e_finish EXIT
+trap 'exit 130' INT TERM
+
+pass() { E2E_PASS=$((E2E_PASS + 1)); echo "[$1] PASS"; }
+fail() { E2E_FAIL=$((E2E_FAIL + 1)); echo "[$1] FAIL${2:+: $2}"; }
+skip() { E2E_SKIP=$((E2E_SKIP + 1)); echo "[$1] SKIP: $2"; }
+
+# check NAME CMD... : CMD must succeed.
+check() {
+	local name=$1 out; shift
+	if out=$("$@" 2>&1); then pass "$name"; else fail "$name"; echo "$out" | tail -n 20 | sed 's/^/    /'; fi
+}
+
+# expect_contains NAME TEXT NEEDLE
+expect_contains() {
+	if grep -qF -- "$3" <<<"$2"; then pass "$1"; else fail "$1" "'$3' not found in:"; echo "$2" | tail -n 20 | sed 's/^/    /'; fi
+}
+
+expect_not_contains() {
+	if grep -qF -- "$3" <<<"$2"; then fail "$1" "'$3' found in:"; echo "$2" | tail -n 20 | sed 's/^/    /'; else pass "$1"; fi
+}
+
+# wait_until SECONDS CMD... : true once CMD succeeds, false after the deadline.
+wait_until() {
+	local limit=$1; shift
+	local end=$(( $(date +%s%N) + limit * 1000000000 ))
+	while ! "$@" >/dev/null 2>&1; do
+		[ "$(date +%s%N)" -lt "$end" ] || return 1
+		sleep 0.01
+	done
+}
+
+need_root() {
+	if [ "$(id -u)" != 0 ]; then skip "${1:-e2e}" "needs root"; exit 0; fi
+}
+
+e2e_lab_up() {
+	need_root lab
+	if ! lab up "$@" >"$E2E_TMP/lab-up.log" 2>&1; then
+		fail "lab up" "$(tail -n 5 "$E2E_TMP/lab-up.log")"
+		exit 1
+	fi
+	eval "$(lab env)"
+}
+
+# ctl NODE ARGS... : sluicectl against that node's agent.
+ctl() {
+	local node=$1; shift
+	sluicectl --socket "/run/sluice-lab/$E2E_ID/$node/agent.sock" "$@"
+}
+
+# probe_summary POD ARGS... : the summary line of sl-echo probe.
+probe_summary() {
+	local pod=$1; shift
+	lab exec "$pod" sl-echo probe "$@" 2>&1 | grep '^summary' || true
+}

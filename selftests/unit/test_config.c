@@ -1,0 +1,1747 @@
+// SPDX-License-Identifier: Apache-2.0
+/* test_config.c - config.c: every kind and field, defaults, Lists and JSON,
+ * problems with their exact "file:line: reason", directory loading, limits,
+ * fuzz regressions, the inotify watch, and the 10k Services / 100k endpoints
+ * scale point (time and memory).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "loop.h"
+#include "lib/test.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static struct sl_resources *decode(const char *name, const char *text, struct diags *errs, int *ret)
+{
+	struct sl_resources *r = config_resources_new();
+
+	*ret = -ENOMEM;
+	if (!r)
+		return NULL;
+	*ret = config_decode_buf(r, name, text, strlen(text), errs);
+	return r;
+}
+
+static void dump_diags(const struct diags *e)
+{
+	char buf[1024];
+
+	for (size_t i = 0; i < e->n; i++)
+		printf("  diag[%zu]: %s\n", i, diag_str(&e->v[i], buf, sizeof(buf)));
+}
+
+/* Is "file:line: msg" among the problems? Prints them all when not. */
+static bool has_diag(const struct diags *e, const char *want)
+{
+	char buf[1024];
+
+	for (size_t i = 0; i < e->n; i++)
+		if (!strcmp(diag_str(&e->v[i], buf, sizeof(buf)), want))
+			return true;
+	printf("missing diag: %s\n", want);
+	dump_diags(e);
+	return false;
+}
+
+static bool ip_is(const struct sl_ip *ip, const char *want)
+{
+	char buf[INET6_ADDRSTRLEN] = "";
+
+	inet_ntop(ip->family == SL_AF_INET ? AF_INET : AF_INET6, &ip->addr, buf, sizeof(buf));
+	if (strcmp(buf, want)) {
+		printf("ip %s != %s\n", buf, want);
+		return false;
+	}
+	return true;
+}
+
+static const char *label(const struct sl_labels *l, const char *key)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i].key, key))
+			return l->v[i].value;
+	return NULL;
+}
+
+static int write_file(const char *dir, const char *rel, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	f = fopen(path, "w");
+	if (!f)
+		return -errno;
+	fputs(text, f);
+	return fclose(f) ? -errno : 0;
+}
+
+static const char *in_dir(const char *dir, const char *rel)
+{
+	static char path[4][512];
+	static int k;
+
+	k = (k + 1) % 4;
+	snprintf(path[k], sizeof(path[k]), "%s/%s", dir, rel);
+	return path[k];
+}
+
+/* ---- kinds and fields ----------------------------------------------------- */
+
+static const char svc_full[] =
+	"apiVersion: v1\n"					/* 1 */
+	"kind: Service\n"
+	"metadata:\n"
+	"  name: web\n"
+	"  namespace: shop\n"					/* 5 */
+	"  annotations:\n"
+	"    kubectl.kubernetes.io/last-applied-configuration: |\n"
+	"      {\"apiVersion\": \"v1\"}\n"
+	"spec:\n"
+	"  type: LoadBalancer\n"				/* 10 */
+	"  clusterIP: 10.96.0.10\n"
+	"  clusterIPs: [10.96.0.10, \"fd00::10\"]\n"
+	"  ports:\n"
+	"  - name: http\n"
+	"    port: 80\n"					/* 15 */
+	"    targetPort: http-web\n"
+	"    appProtocol: kubernetes.io/h2c\n"
+	"  - name: dns\n"
+	"    port: 53\n"
+	"    targetPort: 5353\n"				/* 20 */
+	"    protocol: UDP\n"
+	"  - name: sctp\n"
+	"    port: 3868\n"
+	"    protocol: SCTP\n"
+	"  selector:\n"						/* 25 */
+	"    app: web\n"
+	"    tier: front\n"
+	"  sessionAffinity: ClientIP\n"
+	"  sessionAffinityConfig:\n"
+	"    clientIP:\n"					/* 30 */
+	"      timeoutSeconds: 600\n"
+	"  internalTrafficPolicy: Local\n";
+
+void test_config_service_fields(void)
+{
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	const struct sl_service *s;
+	int ret;
+
+	r = decode("svc.yaml", svc_full, &e, &ret);
+	if (!ASSERT_OK_PTR(r, "decode") || !ASSERT_OK(ret, "ret") || !ASSERT_EQ(r->n_services, 1, "n"))
+		goto out;
+	s = &r->services[0];
+	ASSERT_STREQ(s->ns, "shop", "ns");
+	ASSERT_STREQ(s->name, "web", "name");
+	ASSERT_STREQ(s->src.file, "svc.yaml", "src.file");
+	ASSERT_EQ(s->src.line, 1, "src.line");
+	ASSERT_EQ(s->type, SL_SVC_LOAD_BALANCER, "type");
+	ASSERT_FALSE(s->headless, "headless");
+	if (ASSERT_EQ(s->n_cluster_ips, 2, "n_cluster_ips")) {
+		ASSERT_TRUE(ip_is(&s->cluster_ips[0], "10.96.0.10"), "ip0");
+		ASSERT_EQ(s->cluster_ips[0].family, SL_AF_INET, "ip0 family");
+		ASSERT_TRUE(ip_is(&s->cluster_ips[1], "fd00::10"), "ip1");
+		ASSERT_EQ(s->cluster_ips[1].family, SL_AF_INET6, "ip1 family");
+	}
+	if (ASSERT_EQ(s->n_ports, 3, "n_ports")) {
+		ASSERT_STREQ(s->ports[0].name, "http", "p0 name");
+		ASSERT_EQ(s->ports[0].port, 80, "p0 port");
+		ASSERT_EQ(s->ports[0].proto, SL_IPPROTO_TCP, "p0 proto");
+		ASSERT_EQ(s->ports[0].target_port, 0, "p0 target_port");
+		ASSERT_STREQ(s->ports[0].target_port_name, "http-web", "p0 named targetPort");
+		ASSERT_STREQ(s->ports[0].app_protocol, "kubernetes.io/h2c", "p0 appProtocol");
+		ASSERT_EQ(s->ports[1].port, 53, "p1 port");
+		ASSERT_EQ(s->ports[1].proto, SL_IPPROTO_UDP, "p1 proto");
+		ASSERT_EQ(s->ports[1].target_port, 5353, "p1 target_port");
+		ASSERT_TRUE(s->ports[1].target_port_name == NULL, "p1 no target name");
+		ASSERT_TRUE(s->ports[1].app_protocol == NULL, "p1 no appProtocol");
+		ASSERT_EQ(s->ports[2].proto, 132, "p2 SCTP");
+		ASSERT_EQ(s->ports[2].target_port, 3868, "p2 target_port defaults to port");
+	}
+	ASSERT_TRUE(s->has_selector, "has_selector");
+	ASSERT_EQ(s->selector.n, 2, "selector.n");
+	ASSERT_STREQ(label(&s->selector, "app"), "web", "selector app");
+	ASSERT_STREQ(label(&s->selector, "tier"), "front", "selector tier");
+	ASSERT_TRUE(s->affinity_client_ip, "affinity");
+	ASSERT_EQ(s->affinity_timeout, 600, "affinity timeout");
+	ASSERT_TRUE(s->itp_local, "itp_local");
+	ASSERT_EQ(e.n, 0, "no problems");
+out:
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_service_defaults(void)
+{
+	static const char text[] = "apiVersion: v1\n"
+				   "kind: Service\n"
+				   "metadata: {name: db}\n"
+				   "spec:\n"
+				   "  clusterIP: 10.96.5.5\n"
+				   "  ports: [{port: 5432}]\n"
+				   "  selector: {}\n";
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	const struct sl_service *s;
+	int ret;
+
+	r = decode("db.yaml", text, &e, &ret);
+	if (!ASSERT_OK(ret, "ret") || !ASSERT_EQ(r->n_services, 1, "n"))
+		goto out;
+	s = &r->services[0];
+	ASSERT_STREQ(s->ns, "default", "ns defaults to default");
+	ASSERT_EQ(s->type, SL_SVC_CLUSTER_IP, "type defaults to ClusterIP");
+	ASSERT_EQ(s->n_cluster_ips, 1, "clusterIP alone");
+	ASSERT_TRUE(ip_is(&s->cluster_ips[0], "10.96.5.5"), "clusterIP");
+	ASSERT_EQ(s->n_ports, 1, "n_ports");
+	ASSERT_TRUE(s->ports[0].name == NULL, "unnamed single port");
+	ASSERT_EQ(s->ports[0].proto, SL_IPPROTO_TCP, "protocol defaults to TCP");
+	ASSERT_EQ(s->ports[0].target_port, 5432, "targetPort defaults to port");
+	ASSERT_FALSE(s->has_selector, "empty selector is no selector");
+	ASSERT_FALSE(s->affinity_client_ip, "affinity None");
+	ASSERT_EQ(s->affinity_timeout, 10800, "default affinity timeout");
+	ASSERT_FALSE(s->itp_local, "itp Cluster");
+	ASSERT_FALSE(s->headless, "not headless");
+out:
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_service_headless(void)
+{
+	static const char text[] = "apiVersion: v1\n"
+				   "kind: Service\n"
+				   "metadata: {name: a}\n"
+				   "spec: {clusterIP: None, ports: [{port: 80}]}\n"
+				   "---\n"
+				   "apiVersion: v1\n"
+				   "kind: Service\n"
+				   "metadata: {name: b}\n"
+				   "spec: {clusterIP: None, clusterIPs: [None]}\n"
+				   "---\n"
+				   "apiVersion: v1\n"
+				   "kind: Service\n"
+				   "metadata: {name: c}\n"
+				   "spec: {clusterIPs: [\"fd00::1\", 10.1.2.3], type: NodePort}\n"
+				   "---\n"
+				   "apiVersion: v1\n"
+				   "kind: Service\n"
+				   "metadata: {name: d}\n"
+				   "spec: {type: ExternalName, externalName: db.example.com}\n";
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("h.yaml", text, &e, &ret);
+	if (!ASSERT_OK(ret, "ret") || !ASSERT_EQ(r->n_services, 4, "n"))
+		goto out;
+	ASSERT_TRUE(r->services[0].headless, "a headless");
+	ASSERT_EQ(r->services[0].n_cluster_ips, 0, "a no ips");
+	ASSERT_TRUE(r->services[1].headless, "b headless");
+	ASSERT_FALSE(r->services[2].headless, "c not headless");
+	ASSERT_EQ(r->services[2].type, SL_SVC_NODE_PORT, "c NodePort");
+	if (ASSERT_EQ(r->services[2].n_cluster_ips, 2, "c dual-stack")) {
+		ASSERT_TRUE(ip_is(&r->services[2].cluster_ips[0], "fd00::1"), "c ip0 (IPv6 first)");
+		ASSERT_TRUE(ip_is(&r->services[2].cluster_ips[1], "10.1.2.3"), "c ip1");
+	}
+	ASSERT_EQ(r->services[3].type, SL_SVC_EXTERNAL_NAME, "d ExternalName");
+	ASSERT_EQ(r->services[3].src.line, 16, "d line");
+out:
+	resources_free(r);
+	diags_clear(&e);
+}
+
+static int affinity(uint32_t *timeout, const char *value, struct diags *e)
+{
+	char text[512];
+	struct sl_resources *r;
+	int ret;
+
+	snprintf(text, sizeof(text),
+		 "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n"
+		 "  sessionAffinity: ClientIP\n"
+		 "  sessionAffinityConfig: {clientIP: {timeoutSeconds: %s}}\n", value);
+	r = decode("aff.yaml", text, e, &ret);
+	if (r && !ret && r->n_services == 1)
+		*timeout = r->services[0].affinity_timeout;
+	resources_free(r);
+	return ret;
+}
+
+void test_config_affinity_timeout_bounds(void)
+{
+	struct diags e = { 0 };
+	uint32_t t = 0;
+
+	ASSERT_OK(affinity(&t, "1", &e), "1 is the least");
+	ASSERT_EQ(t, 1, "1");
+	ASSERT_OK(affinity(&t, "86400", &e), "86400 is the most");
+	ASSERT_EQ(t, 86400, "86400");
+	ASSERT_EQ(e.n, 0, "no problems so far");
+	ASSERT_EQ(affinity(&t, "0", &e), -EINVAL, "0");
+	ASSERT_TRUE(has_diag(&e, "aff.yaml:6: Service default/a: spec.sessionAffinityConfig.clientIP.timeoutSeconds: expected an integer 1-86400, got \"0\""),
+		    "0 reason");
+	ASSERT_EQ(affinity(&t, "86401", &e), -EINVAL, "86401");
+	ASSERT_TRUE(has_diag(&e, "aff.yaml:6: Service default/a: spec.sessionAffinityConfig.clientIP.timeoutSeconds: expected an integer 1-86400, got \"86401\""),
+		    "86401 reason");
+	ASSERT_EQ(affinity(&t, "\"600\"", &e), -EINVAL, "quoted");
+	ASSERT_TRUE(has_diag(&e, "aff.yaml:6: Service default/a: spec.sessionAffinityConfig.clientIP.timeoutSeconds: expected an integer 1-86400, got the string \"600\" (drop the quotes)"),
+		    "quoted reason");
+	diags_clear(&e);
+}
+
+static const char pod_full[] =
+	"apiVersion: v1\n"					/* 1 */
+	"kind: Pod\n"
+	"metadata:\n"
+	"  name: web-7d9f-x2\n"
+	"  namespace: shop\n"					/* 5 */
+	"  labels: {app: web, pod-template-hash: 7d9f}\n"
+	"  deletionTimestamp: \"2024-05-01T10:00:00Z\"\n"
+	"spec:\n"
+	"  nodeName: node-1.example\n"
+	"  serviceAccountName: web-sa\n"			/* 10 */
+	"  hostNetwork: true\n"
+	"  containers:\n"
+	"  - name: app\n"
+	"    ports:\n"
+	"    - {name: http, containerPort: 8080}\n"		/* 15 */
+	"    - {containerPort: 5353, protocol: UDP}\n"
+	"  - name: sidecar\n"
+	"  - name: metrics\n"
+	"    ports: [{name: metrics, containerPort: 9090}]\n"
+	"status:\n"						/* 20 */
+	"  podIP: 10.0.1.5\n"
+	"  podIPs: [{ip: 10.0.1.5}, {ip: \"fd00::1:5\"}]\n"
+	"  conditions:\n"
+	"  - {type: Initialized, status: \"True\"}\n"
+	"  - {type: Ready, status: \"False\"}\n";		/* 25 */
+
+void test_config_pod_fields(void)
+{
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	const struct sl_pod *p;
+	int ret;
+
+	r = decode("pod.yaml", pod_full, &e, &ret);
+	if (!ASSERT_OK(ret, "ret") || !ASSERT_EQ(r->n_pods, 1, "n"))
+		goto out;
+	p = &r->pods[0];
+	ASSERT_STREQ(p->ns, "shop", "ns");
+	ASSERT_STREQ(p->name, "web-7d9f-x2", "name");
+	ASSERT_STREQ(p->node, "node-1.example", "node");
+	ASSERT_STREQ(p->service_account, "web-sa", "sa");
+	ASSERT_EQ(p->labels.n, 2, "labels");
+	ASSERT_STREQ(label(&p->labels, "pod-template-hash"), "7d9f", "label");
+	ASSERT_TRUE(p->terminating, "deletionTimestamp");
+	ASSERT_TRUE(p->host_network, "hostNetwork");
+	ASSERT_FALSE(p->ready, "Ready False");
+	if (ASSERT_EQ(p->n_ips, 2, "n_ips")) {
+		ASSERT_TRUE(ip_is(&p->ips[0], "10.0.1.5"), "ip0");
+		ASSERT_TRUE(ip_is(&p->ips[1], "fd00::1:5"), "ip1");
+	}
+	if (ASSERT_EQ(p->n_ports, 3, "ports of all containers")) {
+		ASSERT_STREQ(p->ports[0].name, "http", "p0 name");
+		ASSERT_EQ(p->ports[0].port, 8080, "p0");
+		ASSERT_EQ(p->ports[0].proto, SL_IPPROTO_TCP, "p0 TCP");
+		ASSERT_TRUE(p->ports[1].name == NULL, "p1 unnamed");
+		ASSERT_EQ(p->ports[1].proto, SL_IPPROTO_UDP, "p1 UDP");
+		ASSERT_STREQ(p->ports[2].name, "metrics", "p2 from the third container");
+		ASSERT_EQ(p->ports[2].port, 9090, "p2");
+	}
+out:
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_pod_defaults(void)
+{
+	static const char text[] = "apiVersion: v1\n"
+				   "kind: Pod\n"
+				   "metadata: {name: a}\n"
+				   "spec: {containers: [{name: c}]}\n"
+				   "status:\n"
+				   "  podIP: \"fd00::7\"\n"
+				   "  conditions: [{type: PodScheduled, status: \"True\"}]\n"
+				   "---\n"
+				   "apiVersion: v1\n"
+				   "kind: Pod\n"
+				   "metadata: {name: b}\n"
+				   "spec: {serviceAccount: legacy}\n"
+				   "status: {conditions: [{type: Ready, status: \"True\"}]}\n";
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	const struct sl_pod *p;
+	int ret;
+
+	r = decode("pods.yaml", text, &e, &ret);
+	if (!ASSERT_OK(ret, "ret") || !ASSERT_EQ(r->n_pods, 2, "n"))
+		goto out;
+	p = &r->pods[0];
+	ASSERT_STREQ(p->ns, "default", "ns default");
+	ASSERT_STREQ(p->service_account, "default", "sa default");
+	ASSERT_TRUE(p->node == NULL, "no node");
+	ASSERT_TRUE(p->ready, "ready when no Ready condition");
+	ASSERT_FALSE(p->terminating, "not terminating");
+	ASSERT_FALSE(p->host_network, "no hostNetwork");
+	ASSERT_EQ(p->n_ports, 0, "no ports");
+	if (ASSERT_EQ(p->n_ips, 1, "podIP alone"))
+		ASSERT_TRUE(ip_is(&p->ips[0], "fd00::7"), "podIP");
+	ASSERT_STREQ(r->pods[1].service_account, "legacy", "deprecated serviceAccount");
+	ASSERT_TRUE(r->pods[1].ready, "Ready True");
+	ASSERT_EQ(r->pods[1].src.line, 9, "second pod's line");
+out:
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_namespace(void)
+{
+	static const char text[] = "apiVersion: v1\n"
+				   "kind: Namespace\n"
+				   "metadata:\n"
+				   "  name: shop\n"
+				   "  labels:\n"
+				   "    istio.io/dataplane-mode: ambient\n"
+				   "    team: \"\"\n"
+				   "    empty:\n";
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("ns.yaml", text, &e, &ret);
+	if (!ASSERT_OK(ret, "ret") || !ASSERT_EQ(r->n_namespaces, 1, "n"))
+		goto out;
+	ASSERT_STREQ(r->namespaces[0].name, "shop", "name");
+	ASSERT_EQ(r->namespaces[0].labels.n, 3, "labels");
+	ASSERT_STREQ(label(&r->namespaces[0].labels, "istio.io/dataplane-mode"), "ambient", "prefixed key");
+	ASSERT_STREQ(label(&r->namespaces[0].labels, "team"), "", "empty value");
+	ASSERT_STREQ(label(&r->namespaces[0].labels, "empty"), "", "null value");
+out:
+	resources_free(r);
+	diags_clear(&e);
+}
+
+static const char slice_text[] =
+	"apiVersion: discovery.k8s.io/v1\n"			/* 1 */
+	"kind: EndpointSlice\n"
+	"metadata:\n"
+	"  name: web-abc12\n"
+	"  namespace: shop\n"					/* 5 */
+	"  labels: {kubernetes.io/service-name: web, endpointslice.kubernetes.io/managed-by: x}\n"
+	"addressType: IPv4\n"
+	"ports:\n"
+	"- {name: http, port: 8080, protocol: TCP}\n"
+	"- {name: \"\", port: 53, protocol: UDP}\n"		/* 10 */
+	"endpoints:\n"
+	"- addresses: [10.0.1.5]\n"
+	"  conditions: {ready: true, serving: true, terminating: false}\n"
+	"  nodeName: node-1\n"
+	"  targetRef: {kind: Pod, name: web-1, namespace: shop}\n"	/* 15 */
+	"- addresses: [10.0.1.6, 10.0.1.7]\n"
+	"  conditions: {ready: false, terminating: true}\n"
+	"  targetRef: {kind: Node, name: n}\n"
+	"- addresses: [10.0.1.8]\n"
+	"  conditions: {ready: false, serving: true}\n"	/* 20 */
+	"---\n"
+	"apiVersion: discovery.k8s.io/v1\n"
+	"kind: EndpointSlice\n"
+	"metadata: {name: web-v6, namespace: shop, labels: {kubernetes.io/service-name: web}}\n"
+	"addressType: IPv6\n"					/* 25 */
+	"endpoints: [{addresses: [\"fd00::5\"]}]\n"
+	"---\n"
+	"apiVersion: discovery.k8s.io/v1\n"
+	"kind: EndpointSlice\n"
+	"metadata: {name: web-fqdn, labels: {kubernetes.io/service-name: web}}\n"	/* 30 */
+	"addressType: FQDN\n"
+	"endpoints: [{addresses: [db.example.com]}]\n";
+
+void test_config_slice_fields(void)
+{
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	const struct sl_endpoint_slice *s;
+	int ret;
+
+	r = decode("es.yaml", slice_text, &e, &ret);
+	if (!ASSERT_OK(ret, "ret") || !ASSERT_EQ(r->n_slices, 2, "FQDN slice left out"))
+		goto out;
+	ASSERT_EQ(r->n_ignored, 1, "FQDN slice counted as ignored");
+	s = &r->slices[0];
+	ASSERT_STREQ(s->ns, "shop", "ns");
+	ASSERT_STREQ(s->name, "web-abc12", "name");
+	ASSERT_STREQ(s->service, "web", "service");
+	ASSERT_EQ(s->family, SL_AF_INET, "IPv4");
+	if (ASSERT_EQ(s->n_ports, 2, "ports")) {
+		ASSERT_STREQ(s->ports[0].name, "http", "port name");
+		ASSERT_EQ(s->ports[0].port, 8080, "port");
+		ASSERT_TRUE(s->ports[1].name == NULL, "empty name is none");
+		ASSERT_EQ(s->ports[1].proto, SL_IPPROTO_UDP, "UDP");
+	}
+	if (ASSERT_EQ(s->n_endpoints, 3, "endpoints")) {
+		const struct sl_endpoint *ep = s->endpoints;
+
+		ASSERT_EQ(ep[0].n_addrs, 1, "e0 addrs");
+		ASSERT_TRUE(ip_is(&ep[0].addrs[0], "10.0.1.5"), "e0 addr");
+		ASSERT_TRUE(ep[0].ready && ep[0].serving && !ep[0].terminating, "e0 conditions");
+		ASSERT_STREQ(ep[0].node, "node-1", "e0 node");
+		ASSERT_STREQ(ep[0].pod, "web-1", "e0 pod");
+		ASSERT_EQ(ep[1].n_addrs, 2, "e1 addrs");
+		ASSERT_TRUE(ip_is(&ep[1].addrs[1], "10.0.1.7"), "e1 addr1");
+		ASSERT_FALSE(ep[1].ready, "e1 not ready");
+		ASSERT_FALSE(ep[1].serving, "e1 serving defaults to ready");
+		ASSERT_TRUE(ep[1].terminating, "e1 terminating");
+		ASSERT_TRUE(ep[1].pod == NULL, "e1 targetRef not a Pod");
+		ASSERT_TRUE(ep[1].node == NULL, "e1 no node");
+		ASSERT_TRUE(!ep[2].ready && ep[2].serving, "e2 serving while not ready");
+	}
+	s = &r->slices[1];
+	ASSERT_EQ(s->family, SL_AF_INET6, "IPv6");
+	ASSERT_EQ(s->src.line, 22, "line of the second document");
+	if (ASSERT_EQ(s->n_endpoints, 1, "v6 endpoints")) {
+		ASSERT_TRUE(ip_is(&s->endpoints[0].addrs[0], "fd00::5"), "v6 addr");
+		ASSERT_TRUE(s->endpoints[0].ready && s->endpoints[0].serving, "conditions absent: ready");
+	}
+out:
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_multi_doc(void)
+{
+	static const char text[] = "# leading comment\n"
+				   "---\n"
+				   "---\n"
+				   "apiVersion: v1\n"			/* 4 */
+				   "kind: Namespace\n"
+				   "metadata: {name: a}\n"
+				   "...\n"
+				   "---\n"
+				   "\n"
+				   "---\n"
+				   "apiVersion: v1\n"			/* 11 */
+				   "kind: Namespace\n"
+				   "metadata: {name: b}\n"
+				   "--- {apiVersion: v1, kind: Namespace, metadata: {name: c}}\n"	/* 14 */
+				   "---\n"
+				   "~\n";
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("m.yaml", text, &e, &ret);
+	if (!ASSERT_OK(ret, "ret") || !ASSERT_EQ(r->n_namespaces, 3, "n"))
+		goto out;
+	ASSERT_STREQ(r->namespaces[0].name, "a", "a");
+	ASSERT_EQ(r->namespaces[0].src.line, 4, "a line");
+	ASSERT_STREQ(r->namespaces[1].name, "b", "b");
+	ASSERT_EQ(r->namespaces[1].src.line, 11, "b line");
+	ASSERT_STREQ(r->namespaces[2].name, "c", "c");
+	ASSERT_EQ(r->namespaces[2].src.line, 14, "c line");
+out:
+	resources_free(r);
+	diags_clear(&e);
+}
+
+/* As `kubectl get svc,endpointslices,pods -o json` prints it: tabs (here),
+ * "items" before "kind", \u escapes (Go escapes <, > and &), and a surrogate
+ * pair as Python's json.dumps writes one. */
+static const char list_json[] =
+	"{\n"							/* 1 */
+	"\t\"apiVersion\": \"v1\",\n"
+	"\t\"items\": [\n"
+	"\t\t{\n"
+	"\t\t\t\"apiVersion\": \"v1\",\n"			/* 5 */
+	"\t\t\t\"kind\": \"Service\",\n"
+	"\t\t\t\"metadata\": {\n"
+	"\t\t\t\t\"annotations\": {\"note\": \"caf\\u00e9 \\ud83d\\ude00 \\u003cb\\u003e \\u2028\"},\n"
+	"\t\t\t\t\"labels\": {\"note\": \"caf\\u00e9\"},\n"
+	"\t\t\t\t\"name\": \"web\",\n"			/* 10 */
+	"\t\t\t\t\"namespace\": \"default\"\n"
+	"\t\t\t},\n"
+	"\t\t\t\"spec\": {\n"
+	"\t\t\t\t\"clusterIP\": \"10.96.1.1\",\n"
+	"\t\t\t\t\"clusterIPs\": [\"10.96.1.1\"],\n"	/* 15 */
+	"\t\t\t\t\"ports\": [{\"port\": 80, \"protocol\": \"TCP\", \"targetPort\": 8080}],\n"
+	"\t\t\t\t\"selector\": {\"app\": \"web\"}\n"
+	"\t\t\t}\n"
+	"\t\t},\n"
+	"\t\t{\n"						/* 20 */
+	"\t\t\t\"apiVersion\": \"v1\",\n"
+	"\t\t\t\"kind\": \"Pod\",\n"
+	"\t\t\t\"metadata\": {\"name\": \"web-1\", \"namespace\": \"default\"},\n"
+	"\t\t\t\"status\": {\"podIP\": \"10.0.0.300\"}\n"
+	"\t\t},\n"						/* 25 */
+	"\t\t{\n"
+	"\t\t\t\"apiVersion\": \"discovery.k8s.io/v1\",\n"
+	"\t\t\t\"kind\": \"EndpointSlice\",\n"
+	"\t\t\t\"metadata\": {\"labels\": {\"kubernetes.io/service-name\": \"web\"}, \"name\": \"web-x\"},\n"
+	"\t\t\t\"addressType\": \"IPv4\",\n"			/* 30 */
+	"\t\t\t\"endpoints\": [{\"addresses\": [\"10.0.0.5\"], \"conditions\": {\"ready\": true}}],\n"
+	"\t\t\t\"ports\": [{\"name\": \"\", \"port\": 8080, \"protocol\": \"TCP\"}]\n"
+	"\t\t}\n"
+	"\t],\n"
+	"\t\"kind\": \"List\",\n"				/* 35 */
+	"\t\"metadata\": {\"resourceVersion\": \"\"}\n"
+	"}\n";
+
+void test_config_list_kubectl_json(void)
+{
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("x.json", list_json, &e, &ret);
+	if (!ASSERT_OK_PTR(r, "decode"))
+		goto out;
+	/* The Pod is bad (and reported); the Service and slice around it decode. */
+	ASSERT_EQ(ret, -EINVAL, "ret");
+	ASSERT_TRUE(has_diag(&e, "x.json:24: Pod default/web-1: status.podIP: not an IP address: \"10.0.0.300\""),
+		    "bad pod IP");
+	ASSERT_EQ(e.n, 1, "one problem");
+	ASSERT_EQ(r->n_pods, 0, "bad pod left out");
+	if (ASSERT_EQ(r->n_services, 1, "service")) {
+		ASSERT_STREQ(r->services[0].name, "web", "svc name");
+		ASSERT_EQ(r->services[0].src.line, 4, "svc line");
+		ASSERT_EQ(r->services[0].ports[0].target_port, 8080, "targetPort");
+	}
+	if (ASSERT_EQ(r->n_slices, 1, "slice")) {
+		ASSERT_EQ(r->slices[0].src.line, 26, "slice line");
+		ASSERT_STREQ(r->slices[0].ns, "default", "slice ns defaults");
+	}
+out:
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_json_escapes(void)
+{
+	/* A name the validator rejects, so the decoded text shows in the message. */
+	static const char text[] = "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\",\n"
+				   "\t\"metadata\": {\"name\": \"caf\\u00e9\\ud83d\\ude00\\u003c\\/\"}}\n";
+	static const char raw[] = "\t{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"x\","
+				  "\"annotations\":{\"a\":\"\x7f \xc2\x85 \xe2\x80\xa9 \\ud800 lone\"},"
+				  "\"labels\":{\"k\":\"v\"}}}";
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("u.json", text, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "ret");
+	ASSERT_HAS(e.n ? e.v[0].msg : NULL, "not a valid name: \"caf\xc3\xa9\xf0\x9f\x98\x80</\"",
+		   "escapes decoded (\\u, surrogate pair, \\/)");
+	ASSERT_EQ(e.n ? e.v[0].line : 0, 2, "line");
+	resources_free(r);
+	diags_clear(&e);
+	/* Raw DEL, NEL, U+2029 and a lone surrogate: JSON allows them, YAML not as is. */
+	r = decode("raw.json", raw, &e, &ret);
+	ASSERT_OK(ret, "raw ret");
+	if (!ret)
+		ASSERT_EQ(r->n_namespaces, 1, "raw decoded");
+	dump_diags(&e);
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_typed_list(void)
+{
+	/* kind before items (as the API server writes lists), items untyped */
+	static const char yaml[] = "kind: ServiceList\n"
+				   "apiVersion: v1\n"
+				   "items:\n"
+				   "- metadata: {name: a}\n"
+				   "  spec: {clusterIP: 10.0.0.1, ports: [{port: 80}]}\n"
+				   "- metadata: {name: b}\n"
+				   "  spec: {ports: [{port: 81}]}\n";
+	/* items before kind (kubectl's sorted keys), untyped: decoded at the end */
+	static const char json[] = "{\"items\": [\n"
+				   "  {\"metadata\": {\"name\": \"p1\", \"namespace\": \"x\"}, \"status\": {\"podIP\": \"10.1.0.1\"}},\n"
+				   "  {\"metadata\": {\"name\": \"p2\"}}\n"
+				   "], \"kind\": \"PodList\", \"apiVersion\": \"v1\"}\n";
+	static const char plain[] = "apiVersion: v1\n"
+				    "kind: List\n"
+				    "items:\n"
+				    "- {apiVersion: v1, kind: Namespace, metadata: {name: n1}}\n"
+				    "- {metadata: {name: n2}}\n"
+				    "- {apiVersion: v1, kind: List, items: []}\n";
+	struct diags e = { 0 };
+	struct sl_resources *r = config_resources_new();
+
+	if (!ASSERT_OK_PTR(r, "new"))
+		return;
+	ASSERT_OK(config_decode_buf(r, "sl.yaml", yaml, strlen(yaml), &e), "ServiceList");
+	ASSERT_OK(config_decode_buf(r, "pl.json", json, strlen(json), &e), "PodList");
+	if (ASSERT_EQ(r->n_services, 2, "services")) {
+		ASSERT_STREQ(r->services[1].name, "b", "b");
+		ASSERT_EQ(r->services[1].src.line, 6, "b line");
+	}
+	if (ASSERT_EQ(r->n_pods, 2, "pods")) {
+		ASSERT_STREQ(r->pods[0].ns, "x", "p1 ns");
+		ASSERT_EQ(r->pods[1].src.line, 3, "p2 line");
+	}
+	ASSERT_EQ(config_decode_buf(r, "l.yaml", plain, strlen(plain), &e), -EINVAL, "List");
+	ASSERT_TRUE(has_diag(&e, "l.yaml:5: missing kind"), "untyped item of a plain List");
+	ASSERT_TRUE(has_diag(&e, "l.yaml:6: a List (List) inside a List"), "nested List");
+	ASSERT_EQ(r->n_namespaces, 1, "the typed item decodes");
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_ignored_kinds(void)
+{
+	static const char *const kinds[][2] = {
+		{ "gateway.networking.k8s.io/v1", "GatewayClass" },
+		{ "gateway.networking.k8s.io/v1", "Gateway" },
+		{ "gateway.networking.k8s.io/v1", "HTTPRoute" },
+		{ "gateway.networking.k8s.io/v1", "GRPCRoute" },
+		{ "gateway.networking.k8s.io/v1beta1", "ReferenceGrant" },
+		{ "gateway.networking.k8s.io/v1alpha2", "TCPRoute" },
+		{ "gateway.networking.k8s.io/v1alpha2", "TLSRoute" },
+		{ "gateway.networking.k8s.io/v1alpha3", "BackendTLSPolicy" },
+		{ "networking.k8s.io/v1", "NetworkPolicy" },
+		{ "security.istio.io/v1", "AuthorizationPolicy" },
+		{ "security.istio.io/v1beta1", "PeerAuthentication" },
+		{ "apps/v1", "Deployment" },
+		{ "apps/v1", "StatefulSet" },
+		{ "apps/v1", "DaemonSet" },
+		{ "apps/v1", "ReplicaSet" },
+		{ "v1", "ConfigMap" },
+		{ "v1", "Secret" },
+		{ "v1", "ServiceAccount" },
+	};
+	const size_t n = sizeof(kinds) / sizeof(kinds[0]);
+	char text[8192];
+	size_t o = 0;
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)snprintf(text + o, sizeof(text) - o,
+				      "---\napiVersion: %s\nkind: %s\nmetadata: {name: x}\ndata: {k: v}\n",
+				      kinds[i][0], kinds[i][1]);
+	r = decode("ign.yaml", text, &e, &ret);
+	ASSERT_OK(ret, "accepted");
+	ASSERT_EQ(r->n_ignored, n, "each counted");
+	ASSERT_EQ(r->n_services + r->n_pods + r->n_slices + r->n_namespaces, 0, "nothing decoded");
+	dump_diags(&e);
+	resources_free(r);
+	diags_clear(&e);
+}
+
+/* ---- problems ---------------------------------------------------------------- */
+
+void test_config_bad_yaml(void)
+{
+	static const char good[] = "apiVersion: v1\nkind: Namespace\nmetadata: {name: good}\n";
+	static const char bad[] = "apiVersion: v1\n"
+				  "kind: Namespace\n"
+				  "metadata: {name: before}\n"
+				  "---\n"
+				  "apiVersion: v1\n"
+				  "kind: Namespace\n"
+				  "metadata: name: x\n"			/* 7 */
+				  "---\n"
+				  "apiVersion: v1\n"
+				  "kind: Namespace\n"
+				  "metadata: {name: after}\n";
+	static const char flow[] = "apiVersion: v1\nkind: Service\nspec: {ports: [1, 2\n";
+	static const char tabs[] = "apiVersion: v1\nkind: Service\nmetadata:\n\tname: x\n";
+	static const char json[] = "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Pod\"\n  \"x\": 1\n}\n";
+	static const char utf[] = "apiVersion: v1\nkind: Namespace\n# \xff\n";
+	struct diags e = { 0 };
+	struct sl_resources *r = config_resources_new();
+
+	if (!ASSERT_OK_PTR(r, "new"))
+		return;
+	ASSERT_EQ(config_decode_buf(r, "bad.yaml", bad, strlen(bad), &e), -EINVAL, "bad");
+	ASSERT_OK(config_decode_buf(r, "good.yaml", good, strlen(good), &e), "good");
+	ASSERT_TRUE(has_diag(&e, "bad.yaml:7: YAML syntax: mapping values are not allowed in this context"),
+		    "syntax");
+	ASSERT_EQ(e.n, 1, "one problem: the file stops there");
+	if (ASSERT_EQ(r->n_namespaces, 2, "before the error, and the other file")) {
+		ASSERT_STREQ(r->namespaces[0].name, "before", "before");
+		ASSERT_STREQ(r->namespaces[1].name, "good", "good");
+	}
+	diags_clear(&e);
+	ASSERT_EQ(config_decode_buf(r, "flow.yaml", flow, strlen(flow), &e), -EINVAL, "flow");
+	ASSERT_TRUE(has_diag(&e, "flow.yaml:4: YAML syntax: did not find expected ',' or ']' (while parsing a flow sequence on line 3)"),
+		    "flow");
+	ASSERT_EQ(config_decode_buf(r, "tabs.yaml", tabs, strlen(tabs), &e), -EINVAL, "tabs");
+	ASSERT_TRUE(has_diag(&e, "tabs.yaml:4: YAML syntax: found character that cannot start any token (while scanning for the next token)"),
+		    "tabs");
+	ASSERT_EQ(config_decode_buf(r, "j.json", json, strlen(json), &e), -EINVAL, "json");
+	ASSERT_TRUE(has_diag(&e, "j.json:4: JSON syntax: did not find expected ',' or '}' (while parsing a flow mapping on line 1)"),
+		    "json");
+	ASSERT_EQ(config_decode_buf(r, "utf.yaml", utf, strlen(utf), &e), -EINVAL, "utf");
+	ASSERT_TRUE(has_diag(&e, "utf.yaml:3: YAML syntax: invalid leading UTF-8 octet (byte 0xff)"), "utf");
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_bad_types(void)
+{
+	static const char text[] = "apiVersion: v1\n"
+				   "kind: Service\n"
+				   "metadata:\n"
+				   "  name: web\n"
+				   "  labels: [a]\n"			/* 5: not read for Services */
+				   "spec:\n"
+				   "  ports: {port: 80}\n"		/* 7 */
+				   "  selector: [app]\n"		/* 8 */
+				   "  clusterIP: [10.0.0.1]\n"		/* 9 */
+				   "  type: 5\n"			/* 10 */
+				   "---\n"
+				   "apiVersion: v1\n"
+				   "kind: Pod\n"
+				   "metadata: {name: p, labels: {version: 1.0, on: yes}}\n"	/* 14 */
+				   "spec:\n"
+				   "  hostNetwork: \"true\"\n"		/* 16 */
+				   "  containers: {name: c}\n"		/* 17 */
+				   "  nodeName: 42\n"			/* 18 */
+				   "status: {podIPs: 10.0.0.1}\n"	/* 19 */
+				   "---\n"
+				   "apiVersion: discovery.k8s.io/v1\n"
+				   "kind: EndpointSlice\n"
+				   "metadata: {name: s, labels: {kubernetes.io/service-name: web}}\n"
+				   "addressType: IPv4\n"
+				   "ports: [{port: \"80\"}]\n"		/* 25 */
+				   "endpoints:\n"
+				   "- addresses: 10.0.0.1\n"		/* 27 */
+				   "- [10.0.0.2]\n"			/* 28 */
+				   "- addresses: [10.0.0.3]\n"
+				   "  conditions: {ready: 1}\n";	/* 30 */
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("types.yaml", text, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "ret");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:7: Service default/web: spec.ports: expected a list, got a mapping"), "ports");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:8: Service default/web: spec.selector: expected a mapping, got a list"), "selector");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:9: Service default/web: spec.clusterIP: expected an IP address or None, got a list"), "clusterIP");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:10: Service default/web: spec.type: expected a string, got the number 5 (quote it)"), "type");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:14: Pod default/p: metadata.labels.version: expected a string, got the number 1.0 (quote it)"), "label number");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:14: Pod default/p: metadata.labels: expected a string, got the boolean on (quote it)"), "label key bool");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:16: Pod default/p: spec.hostNetwork: expected true or false, got \"true\""), "bool quoted");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:17: Pod default/p: spec.containers: expected a list, got a mapping"), "containers");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:18: Pod default/p: spec.nodeName: expected a string, got the number 42 (quote it)"), "nodeName");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:19: Pod default/p: status.podIPs: expected a list, got \"10.0.0.1\""), "podIPs");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:25: EndpointSlice default/s: ports[0].port: expected an integer 1-65535, got the string \"80\" (drop the quotes)"), "slice port");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:27: EndpointSlice default/s: endpoints[0].addresses: expected a list, got \"10.0.0.1\""), "addresses");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:28: EndpointSlice default/s: endpoints[1]: expected a mapping, got a list"), "endpoint");
+	ASSERT_TRUE(has_diag(&e, "types.yaml:30: EndpointSlice default/s: endpoints[2].conditions.ready: expected true or false, got \"1\""), "ready");
+	ASSERT_EQ(r->n_services + r->n_pods + r->n_slices, 0, "all left out");
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_missing_fields(void)
+{
+	static const char text[] = "apiVersion: v1\n"
+				   "kind: Service\n"
+				   "metadata: {namespace: shop}\n"	/* 3 */
+				   "spec: {ports: [{name: a, targetPort: 80}, {name: b, port: 81}]}\n"	/* 4 */
+				   "---\n"
+				   "apiVersion: v1\n"			/* 6 */
+				   "kind: Pod\n"
+				   "---\n"
+				   "kind: Namespace\n"			/* 9 */
+				   "metadata: {name: x}\n"
+				   "---\n"
+				   "apiVersion: v1\n"			/* 12 */
+				   "metadata: {name: x}\n"
+				   "---\n"
+				   "apiVersion: discovery.k8s.io/v1\n"	/* 15 */
+				   "kind: EndpointSlice\n"
+				   "metadata: {name: s}\n"		/* 17 */
+				   "endpoints: [{conditions: {}}]\n"	/* 18 */
+				   "---\n"
+				   "apiVersion: v1\n"			/* 20 */
+				   "kind: Service\n"
+				   "metadata: {name: two}\n"
+				   "spec:\n"
+				   "  ports:\n"
+				   "  - {port: 80}\n"			/* 25 */
+				   "  - {port: 80, name: b}\n"		/* 26 */
+				   "---\n"
+				   "- just\n"				/* 28 */
+				   "- a list\n";
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("miss.yaml", text, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "ret");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:3: Service: metadata.name: missing"), "name");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:4: Service: spec.ports[0].port: missing"), "port");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:6: Pod: metadata: missing"), "metadata");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:9: Namespace: missing apiVersion"), "apiVersion");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:12: missing kind"), "kind");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:15: EndpointSlice default/s: addressType: missing"), "addressType");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:17: EndpointSlice default/s: metadata.labels: missing kubernetes.io/service-name (the Service this slice belongs to)"),
+		    "service-name");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:18: EndpointSlice default/s: endpoints[0].addresses: missing"), "addresses");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:25: Service default/two: spec.ports[0].name: required when a Service has more than one port"),
+		    "multi-port name");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:26: Service default/two: spec.ports[1].port: 80/TCP is listed twice"), "dup port");
+	ASSERT_TRUE(has_diag(&e, "miss.yaml:28: expected an object (a mapping with apiVersion and kind), got a list"), "list doc");
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_bad_ips(void)
+{
+	static const char json[] = "{\n"
+				   "  \"apiVersion\": \"v1\",\n"
+				   "  \"kind\": \"Pod\",\n"
+				   "  \"metadata\": {\"name\": \"a\"},\n"
+				   "  \"status\": {\n"
+				   "    \"podIPs\": [{\"ip\": \"10.0.0.3\"}],\n"
+				   "    \"podIP\": \"10.0.0.300\"\n"	/* 7 */
+				   "  }\n"
+				   "}\n";
+	static const char yaml[] = "apiVersion: v1\n"
+				   "kind: Service\n"
+				   "metadata: {name: a}\n"
+				   "spec:\n"
+				   "  clusterIPs: [10.0.0.1, \"fd00::1\", 10.0.0.2]\n"	/* 5 */
+				   "---\n"
+				   "apiVersion: v1\n"
+				   "kind: Service\n"
+				   "metadata: {name: b}\n"
+				   "spec:\n"
+				   "  clusterIP: 10.0.0.9\n"		/* 11 */
+				   "  clusterIPs: [\"fd00::1\", \"fd00::2\"]\n"	/* 12 */
+				   "---\n"
+				   "apiVersion: v1\n"
+				   "kind: Pod\n"
+				   "metadata: {name: c}\n"
+				   "status:\n"
+				   "  podIPs: [{ip: 10.0.0.1}, {ip: 10.0.0.2}]\n"	/* 18 */
+				   "---\n"
+				   "apiVersion: v1\n"
+				   "kind: Pod\n"
+				   "metadata: {name: d}\n"
+				   "status:\n"
+				   "  podIPs: [{ip: 10.0.0.1}, {ip: \"fd00::1\"}, {ip: \"fd00::2\"}]\n"	/* 24 */
+				   "  podIP: 10.0.0.01\n"			/* 25 */
+				   "---\n"
+				   "apiVersion: discovery.k8s.io/v1\n"
+				   "kind: EndpointSlice\n"
+				   "metadata: {name: s, labels: {kubernetes.io/service-name: web}}\n"
+				   "addressType: IPv4\n"
+				   "endpoints:\n"
+				   "- addresses: [\"fd00::1\"]\n"	/* 32 */
+				   "- addresses: [10.0.0.1/24]\n"	/* 33 */
+				   "- addresses: []\n";			/* 34 */
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("x.json", json, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "json");
+	ASSERT_TRUE(has_diag(&e, "x.json:7: Pod default/a: status.podIP: not an IP address: \"10.0.0.300\""), "pod ip");
+	resources_free(r);
+	diags_clear(&e);
+	r = decode("ips.yaml", yaml, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "yaml");
+	ASSERT_TRUE(has_diag(&e, "ips.yaml:5: Service default/a: spec.clusterIPs: more than 2 addresses (at most one IPv4 and one IPv6)"),
+		    "3 cluster IPs");
+	ASSERT_TRUE(has_diag(&e, "ips.yaml:12: Service default/b: spec.clusterIPs[1]: two IPv6 addresses (fd00::1 and fd00::2); at most one per family"),
+		    "two v6");
+	ASSERT_TRUE(has_diag(&e, "ips.yaml:11: Service default/b: spec.clusterIP: 10.0.0.9 differs from spec.clusterIPs[0] (fd00::1)"),
+		    "clusterIP mismatch");
+	ASSERT_TRUE(has_diag(&e, "ips.yaml:18: Pod default/c: status.podIPs[1].ip: two IPv4 addresses (10.0.0.1 and 10.0.0.2); at most one per family"),
+		    "two pod v4");
+	ASSERT_TRUE(has_diag(&e, "ips.yaml:24: Pod default/d: status.podIPs: more than 2 addresses (at most one IPv4 and one IPv6)"),
+		    "3 pod IPs");
+	ASSERT_TRUE(has_diag(&e, "ips.yaml:25: Pod default/d: status.podIP: not an IP address: \"10.0.0.01\""), "leading zero");
+	ASSERT_TRUE(has_diag(&e, "ips.yaml:32: EndpointSlice default/s: endpoints[0].addresses[0]: fd00::1 is IPv6 but addressType is IPv4"),
+		    "wrong family");
+	ASSERT_TRUE(has_diag(&e, "ips.yaml:33: EndpointSlice default/s: endpoints[1].addresses[0]: not an IP address: \"10.0.0.1/24\""),
+		    "prefix");
+	ASSERT_TRUE(has_diag(&e, "ips.yaml:34: EndpointSlice default/s: endpoints[2].addresses: expected 1 to 100 addresses, got 0"),
+		    "empty");
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_unknown_kind(void)
+{
+	static const char text[] = "apiVersion: bar/v1\n"
+				   "kind: Foo\n"
+				   "---\n"
+				   "apiVersion: discovery.k8s.io/v1beta1\n"	/* 4 */
+				   "kind: EndpointSlice\n"
+				   "---\n"
+				   "apiVersion: extensions/v1beta1\n"	/* 7 */
+				   "kind: Deployment\n"
+				   "---\n"
+				   "apiVersion: v1\n"			/* 10 */
+				   "kind: [Service]\n";
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("k.yaml", text, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "ret");
+	ASSERT_TRUE(has_diag(&e, "k.yaml:1: unknown kind 'Foo' (apiVersion bar/v1)"), "Foo");
+	ASSERT_TRUE(has_diag(&e, "k.yaml:4: unknown kind 'EndpointSlice' (apiVersion discovery.k8s.io/v1beta1; EndpointSlice is discovery.k8s.io/v1)"),
+		    "old EndpointSlice");
+	ASSERT_TRUE(has_diag(&e, "k.yaml:7: unknown kind 'Deployment' (apiVersion extensions/v1beta1; Deployment is apps/v1)"),
+		    "old Deployment");
+	ASSERT_TRUE(has_diag(&e, "k.yaml:11: object: kind: expected a string, got a list"), "kind type");
+	ASSERT_EQ(r->n_ignored, 0, "nothing ignored");
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_names_and_labels(void)
+{
+	static const char text[] = "apiVersion: v1\n"
+				   "kind: Service\n"
+				   "metadata: {name: 1web, namespace: Shop}\n"	/* 3 */
+				   "spec:\n"
+				   "  selector:\n"
+				   "    app: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"	/* 6: 64 */
+				   "    \"bad key!\": v\n"		/* 7 */
+				   "    example.com/ok: -bad\n"	/* 8 */
+				   "  ports:\n"
+				   "  - {name: http, port: 80, targetPort: Http_Port}\n"	/* 10 */
+				   "  - {name: http, port: 81, appProtocol: \"not valid\"}\n"	/* 11 */
+				   "---\n"
+				   "apiVersion: v1\n"
+				   "kind: Pod\n"
+				   "metadata: {name: p}\n"
+				   "spec: {containers: [{ports: [{name: this-name-is-too-long, containerPort: 80}]}]}\n";	/* 16 */
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("n.yaml", text, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "ret");
+	ASSERT_TRUE(has_diag(&e, "n.yaml:3: Service: metadata.namespace: not a valid name: \"Shop\" (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"),
+		    "namespace");
+	ASSERT_TRUE(has_diag(&e, "n.yaml:3: Service: metadata.name: not a valid name: \"1web\" (at most 63 lowercase letters, digits and '-', starting with a letter and ending with a letter or digit)"),
+		    "service name is DNS-1035");
+	ASSERT_TRUE(has_diag(&e, "n.yaml:6: Service: spec.selector.app: not a valid label value: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit)"),
+		    "value too long");
+	ASSERT_TRUE(has_diag(&e, "n.yaml:7: Service: spec.selector: not a valid label key: \"bad key!\" (an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit)"),
+		    "key");
+	ASSERT_TRUE(has_diag(&e, "n.yaml:8: Service: spec.selector[\"example.com/ok\"]: not a valid label value: \"-bad\" (at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit)"),
+		    "value");
+	ASSERT_TRUE(has_diag(&e, "n.yaml:10: Service: spec.ports[0].targetPort: not a valid port name: \"Http_Port\" (at most 15 lowercase letters, digits and '-', with a letter, no '--')"),
+		    "targetPort name");
+	ASSERT_TRUE(has_diag(&e, "n.yaml:11: Service: spec.ports[1].name: \"http\" is used by another port too"), "dup name");
+	ASSERT_TRUE(has_diag(&e, "n.yaml:11: Service: spec.ports[1].appProtocol: not a valid protocol name: \"not valid\" (a name like http or example.com/proto)"),
+		    "appProtocol");
+	ASSERT_TRUE(has_diag(&e, "n.yaml:16: Pod default/p: spec.containers[0].ports[0].name: not a valid port name: \"this-name-is-too-long\" (at most 15 lowercase letters, digits and '-', with a letter, no '--')"),
+		    "container port name");
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_duplicate_keys(void)
+{
+	static const char text[] = "apiVersion: v1\n"
+				   "kind: Namespace\n"
+				   "metadata:\n"
+				   "  name: a\n"				/* 4 */
+				   "  labels: {x: \"1\", y: \"2\", x: \"3\"}\n"	/* 5 */
+				   "  name: b\n"				/* 6 */
+				   "---\n"
+				   "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"c\"},\n"
+				   " \"kind\": \"Pod\"}\n";			/* 9 */
+	char big[4096];
+	size_t o = 0;
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	r = decode("dup.yaml", text, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "ret");
+	ASSERT_TRUE(has_diag(&e, "dup.yaml:5: duplicate key \"x\" (first on line 5)"), "flow");
+	ASSERT_TRUE(has_diag(&e, "dup.yaml:6: duplicate key \"name\" (first on line 4)"), "block");
+	ASSERT_TRUE(has_diag(&e, "dup.yaml:9: duplicate key \"kind\" (first on line 8)"), "json");
+	ASSERT_EQ(r->n_namespaces, 0, "both left out");
+	resources_free(r);
+	diags_clear(&e);
+	/* a big mapping takes the sorted path */
+	o += (size_t)snprintf(big + o, sizeof(big) - o, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: n\n  labels:\n");
+	for (int i = 0; i < 40; i++)
+		o += (size_t)snprintf(big + o, sizeof(big) - o, "    k%d: v\n", i % 39);
+	r = decode("big.yaml", big, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "big ret");
+	ASSERT_TRUE(has_diag(&e, "big.yaml:45: duplicate key \"k0\" (first on line 6)"), "big");
+	ASSERT_EQ(e.n, 1, "once");
+	resources_free(r);
+	diags_clear(&e);
+}
+
+void test_config_limits(void)
+{
+	size_t n = 200, o = 0;
+	char *deep = malloc(4 * n + 64), *bomb;
+	struct diags e = { 0 };
+	struct sl_resources *r;
+	int ret;
+
+	if (!ASSERT_OK_PTR(deep, "malloc"))
+		return;
+	o += (size_t)sprintf(deep, "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: ");
+	for (size_t i = 0; i < n; i++)
+		deep[o++] = '[';
+	for (size_t i = 0; i < n; i++)
+		deep[o++] = ']';
+	deep[o] = '\0';
+	r = decode("deep.yaml", deep, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "deep");
+	ASSERT_TRUE(has_diag(&e, "deep.yaml:4: nesting deeper than 64 levels"), "deep reason");
+	resources_free(r);
+	diags_clear(&e);
+	free(deep);
+
+	/* Billion laughs: 9 levels of 10 aliases = 10^9 nodes if expanded. */
+	bomb = malloc(8192);
+	if (!ASSERT_OK_PTR(bomb, "malloc"))
+		return;
+	o = (size_t)sprintf(bomb, "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nx0: &a0 [lol]\n");
+	for (int i = 1; i < 10; i++)
+		o += (size_t)sprintf(bomb + o, "x%d: &a%d [*a%d,*a%d,*a%d,*a%d,*a%d,*a%d,*a%d,*a%d,*a%d,*a%d]\n", i,
+				     i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+	r = decode("bomb.yaml", bomb, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "bomb");
+	ASSERT_TRUE(has_diag(&e, "bomb.yaml:10: object too large (more than 1048576 nodes with YAML aliases expanded)"),
+		    "bomb reason");
+	resources_free(r);
+	diags_clear(&e);
+	free(bomb);
+
+	/* Deep inside what is not kept is deep all the same. */
+	deep = malloc(4 * n + 128);
+	if (!ASSERT_OK_PTR(deep, "malloc"))
+		return;
+	o = (size_t)sprintf(deep, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, annotations: {x: ");
+	for (size_t i = 0; i < n; i++)
+		deep[o++] = '[';
+	for (size_t i = 0; i < n; i++)
+		deep[o++] = ']';
+	strcpy(deep + o, "}}\n");
+	r = decode("deep2.yaml", deep, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "deep skipped");
+	ASSERT_TRUE(has_diag(&e, "deep2.yaml:3: nesting deeper than 64 levels"), "deep skipped reason");
+	resources_free(r);
+	diags_clear(&e);
+	free(deep);
+
+	r = decode("skip.yaml", "apiVersion: v1\nkind: Namespace\n"
+				"metadata: {name: a, annotations: &a {x: y}, labels: *a}\n", &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "alias to skipped");
+	ASSERT_TRUE(has_diag(&e, "skip.yaml:3: Namespace a: metadata.labels: expected a mapping, got an alias into content the agent does not read (annotations, managedFields, data)"),
+		    "alias to skipped reason");
+	resources_free(r);
+	diags_clear(&e);
+
+	r = decode("alias.yaml", "a: &x [*x]\n---\nb: *nope\n---\n"
+				 "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
+				 "spec: {ports: [&p {name: a, port: 80}, {<<: *p, name: b}]}\n", &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "aliases");
+	ASSERT_TRUE(has_diag(&e, "alias.yaml:1: YAML alias *x refers to a node that contains it"), "recursive");
+	ASSERT_TRUE(has_diag(&e, "alias.yaml:3: YAML alias *nope: no such anchor before it"), "undefined");
+	ASSERT_TRUE(has_diag(&e, "alias.yaml:8: Service default/s: spec.ports[1].port: missing"), "merge keys are not read");
+	resources_free(r);
+	diags_clear(&e);
+}
+
+/* Every input the fuzzer crashed or hung on, kept so it stays fixed. */
+void test_config_fuzz_regressions(void)
+{
+	static const struct {
+		const char *name, *text;
+		size_t len;
+	} cases[] = {
+		{ "empty.yaml", "", 0 },
+		{ "nul.yaml", "\0", 1 },
+		{ "nul.json", "{\"a\": \"\\u0000\"}", 15 },
+		{ "cut.json", "{\"a\": \"\\ud83d", 13 },
+		{ "cut2.json", "{\"a\": \"\\ud83d\\u", 15 },
+		{ "c2.json", "\"\xc2", 2 },
+		{ "e2.json", "\"\xe2\x80", 3 },
+		{ "bs.json", "\"\\", 2 },
+		{ "items.yaml", "items: [&a {kind: Pod}, *a]\nkind: PodList\n", 41 },
+		{ "items2.yaml", "kind: List\nitems: [{a: &a b}, {c: *a}]\n", 37 },
+		{ "items3.yaml", "items: [x]\nkind: Service\napiVersion: v1\n", 40 },
+		{ "skip.yaml", "kind: Pod\napiVersion: v1\nmetadata: {name: a, annotations: &a {x: y}, labels: *a}\n", 80 },
+		{ "nulkey.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, labels: {\"a\\0\": b}}\n", 70 },
+	};
+	struct diags e = { 0 };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sl_resources *r = config_resources_new();
+		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].text);
+		int ret;
+
+		if (!ASSERT_OK_PTR(r, "new"))
+			return;
+		ret = config_decode_buf(r, cases[i].name, cases[i].text, len, &e);
+		ASSERT_TRUE(ret == 0 || e.n > 0, cases[i].name);
+		ASSERT_TRUE(ret != 0 || e.n == 0, cases[i].name);
+		resources_free(r);
+		diags_clear(&e);
+	}
+}
+
+/* ---- directories ------------------------------------------------------------- */
+
+void test_config_load_dir(void)
+{
+	const char *d = test_tmpdir();
+	struct sl_resources *r = NULL;
+	struct diags e = { 0 };
+	int ret;
+
+	if (!ASSERT_TRUE(d[0], "tmpdir"))
+		return;
+	mkdir(in_dir(d, "sub"), 0755);
+	mkdir(in_dir(d, "sub/deeper"), 0755);
+	mkdir(in_dir(d, ".hidden"), 0755);
+	mkdir(in_dir(d, "..2024_01_01"), 0755);
+	ASSERT_OK(write_file(d, "a.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n"), "a");
+	ASSERT_OK(write_file(d, "sub/b.yml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n"), "b");
+	ASSERT_OK(write_file(d, "sub/deeper/c.JSON",
+			     "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"c\"}}"), "c");
+	ASSERT_OK(write_file(d, "README.md", "not: config\n"), "readme");
+	ASSERT_OK(write_file(d, ".hidden/x.yaml", "broken: [\n"), "hidden");
+	/* A ConfigMap mount: names are symlinks through ..data. */
+	ASSERT_OK(write_file(d, "..2024_01_01/cm.yaml",
+			     "apiVersion: v1\nkind: Namespace\nmetadata: {name: cm}\n"), "cm");
+	ASSERT_OK(symlink("..2024_01_01", in_dir(d, "..data")), "..data");
+	ASSERT_OK(symlink("..data/cm.yaml", in_dir(d, "cm.yaml")), "cm link");
+	ASSERT_OK(symlink(".", in_dir(d, "sub/loop")), "loop link");
+
+	ret = config_load_dir(d, &r, &e);
+	dump_diags(&e);
+	if (!ASSERT_OK(ret, "load") || !ASSERT_OK_PTR(r, "out"))
+		goto out;
+	if (ASSERT_EQ(r->n_namespaces, 4, "a, cm, sub/b, sub/deeper/c; hidden and loops skipped")) {
+		ASSERT_STREQ(r->namespaces[0].name, "a", "name order");
+		ASSERT_STREQ(r->namespaces[1].name, "cm", "cm");
+		ASSERT_STREQ(r->namespaces[2].name, "b", "b");
+		ASSERT_STREQ(r->namespaces[2].src.file, "sub/b.yml", "relative name");
+		ASSERT_STREQ(r->namespaces[3].src.file, "sub/deeper/c.JSON", "c");
+	}
+	resources_free(r);
+	r = NULL;
+
+	/* All or nothing, with every file's problems. */
+	ASSERT_OK(write_file(d, "sub/bad.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: B}\n"), "bad");
+	ASSERT_OK(write_file(d, "z.json", "{\"kind\": \"Foo\", \"apiVersion\": \"x/v1\"}"), "z");
+	ret = config_load_dir(d, &r, &e);
+	ASSERT_EQ(ret, -EINVAL, "load bad");
+	ASSERT_TRUE(r == NULL, "no set");
+	ASSERT_TRUE(has_diag(&e, "sub/bad.yaml:3: Namespace: metadata.name: not a valid name: \"B\" (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"),
+		    "bad");
+	ASSERT_TRUE(has_diag(&e, "z.json:1: unknown kind 'Foo' (apiVersion x/v1)"), "z");
+	diags_clear(&e);
+
+	ret = config_load_dir(in_dir(d, "nope"), &r, &e);
+	ASSERT_EQ(ret, -ENOENT, "missing dir");
+	ASSERT_EQ(e.n, 1, "one problem");
+	mkfifo(in_dir(d, "sub/deeper/fifo.yaml"), 0600);
+	ASSERT_OK(symlink("gone.yaml", in_dir(d, "dangling.yaml")), "dangling");
+	diags_clear(&e);
+	ret = config_load_dir(d, &r, &e);
+	ASSERT_EQ(ret, -ENOENT, "dangling symlink is an I/O error");
+	ASSERT_TRUE(has_diag(&e, "dangling.yaml: cannot read: No such file or directory"), "dangling");
+	ASSERT_TRUE(has_diag(&e, "sub/deeper/fifo.yaml: not a regular file"), "fifo");
+out:
+	resources_free(r);
+	diags_clear(&e);
+}
+
+/* Counts decoded objects and endpoints, for comparing two loads. */
+static size_t fingerprint(const struct sl_resources *r)
+{
+	size_t h = r->n_services * 1000003 + r->n_pods * 10007 + r->n_namespaces;
+
+	for (size_t i = 0; i < r->n_slices; i++)
+		h = h * 31 + r->slices[i].n_endpoints + (size_t)r->slices[i].src.line;
+	for (size_t i = 0; i < r->n_services; i++)
+		h = h * 31 + (size_t)r->services[i].src.line + r->services[i].ports[0].port;
+	return h;
+}
+
+/* JSON bigger than the reader's window, with escapes cut at every offset: the
+ * file reader must give what the memory reader gives. */
+void test_config_big_json_file(void)
+{
+	const char *d = test_tmpdir();
+	struct sl_resources *r = NULL, *m = config_resources_new();
+	struct diags e = { 0 }, e2 = { 0 };
+	size_t cap = 1 << 20, o = 0;
+	char *buf = malloc(cap);
+	FILE *f;
+
+	if (!ASSERT_OK_PTR(buf, "malloc") || !ASSERT_OK_PTR(m, "new"))
+		goto out;
+	o += (size_t)snprintf(buf + o, cap - o, "{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\n");
+	for (int i = 0; i < 2000; i++)
+		o += (size_t)snprintf(buf + o, cap - o,
+				      "%s\t{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": \"s%d\","
+				      " \"annotations\": {\"a\": \"%.*s\\ud83d\\ude00\\u00e9\x7f\xe2\x80\xa8\"}},\n"
+				      "\t \"spec\": {\"ports\": [{\"port\": %d}]}}\n",
+				      i ? "," : "", i, i % 13, "xxxxxxxxxxxxx", 1 + i);
+	o += (size_t)snprintf(buf + o, cap - o, "]}\n");
+	f = fopen(in_dir(d, "big.json"), "w");
+	if (!ASSERT_OK_PTR(f, "fopen"))
+		goto out;
+	fwrite(buf, 1, o, f);
+	fclose(f);
+	ASSERT_GE(o, 3 * 65536, "bigger than the window");
+	ASSERT_OK(config_load_dir(d, &r, &e), "load");
+	ASSERT_OK(config_decode_buf(m, "big.json", buf, o, &e), "decode");
+	dump_diags(&e);
+	if (r && ASSERT_EQ(r->n_services, 2000, "all")) {
+		ASSERT_EQ(r->services[1999].src.line, 2 * 1999 + 2, "last line");
+		ASSERT_EQ(fingerprint(r), fingerprint(m), "file == memory");
+	}
+
+	/* The escapes again, where they show: in the message about a bad label. */
+	o = (size_t)snprintf(buf, cap, "{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\n");
+	for (int i = 0; i < 1200; i++)
+		o += (size_t)snprintf(buf + o, cap - o,
+				      "%s\t{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"n%d\","
+				      " \"labels\": {\"l\": \"%.*s\\ud83d\\ude00\\u00e9\\\\\x7f\xe2\x80\xa8.\"}}}\n",
+				      i ? "," : "", i, i % 17, "xxxxxxxxxxxxxxxxx");
+	o += (size_t)snprintf(buf + o, cap - o, "]}\n");
+	ASSERT_GE(o, 2 * 65536, "bigger than the window");
+	f = fopen(in_dir(d, "big.json"), "w");
+	if (!ASSERT_OK_PTR(f, "fopen"))
+		goto out;
+	fwrite(buf, 1, o, f);
+	fclose(f);
+	resources_free(r);
+	r = NULL;
+	diags_clear(&e);
+	ASSERT_EQ(config_load_dir(d, &r, &e), -EINVAL, "load bad labels");
+	ASSERT_EQ(config_decode_buf(m, "big.json", buf, o, &e2), -EINVAL, "decode bad labels");
+	if (ASSERT_GE(e.n, 1000, "file problems") && ASSERT_GE(e2.n, 1000, "memory problems")) {
+		for (size_t i = 0; i < 1000; i++) {
+			if (!ASSERT_EQ(e.v[i].line, e2.v[i].line, "line") ||
+			    !ASSERT_STREQ(e.v[i].msg, e2.v[i].msg, "file == memory"))
+				break;
+		}
+		ASSERT_HAS(e.v[0].msg, "\"\xf0\x9f\x98\x80\xc3\xa9\\\\\\x7f\xe2\x80\xa8.\"", "decoded text");
+		ASSERT_EQ(e.v[999].line, 1001, "line of the 1000th item");
+	}
+out:
+	free(buf);
+	resources_free(r);
+	resources_free(m);
+	diags_clear(&e);
+	diags_clear(&e2);
+}
+
+/* Writes n Services, each with an EndpointSlice of eps endpoints, to path.
+ * One in every bad_every Services (0: none) has a bad port. */
+static int gen_services(const char *path, int first, int n, int eps, int bad_every)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -errno;
+	for (int i = first; i < first + n; i++) {
+		fprintf(f, "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc-%d\n  namespace: ns%d\n"
+			   "spec:\n  clusterIP: 10.96.%d.%d\n  ports:\n  - name: http\n    port: %s\n"
+			   "    targetPort: 8080\n  - name: grpc\n    port: 9090\n    targetPort: grpc\n"
+			   "  selector:\n    app: app-%d\n",
+			i, i % 50, i / 256 % 256, i % 256, bad_every && i % bad_every == 0 ? "http" : "80", i);
+		fprintf(f, "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n"
+			   "  name: svc-%d-x\n  namespace: ns%d\n  labels:\n    kubernetes.io/service-name: svc-%d\n"
+			   "addressType: IPv4\nports:\n- name: http\n  port: 8080\n- name: grpc\n  port: 9090\n"
+			   "endpoints:\n",
+			i, i % 50, i);
+		for (int j = 0; j < eps; j++) {
+			int k = i * eps + j;
+
+			fprintf(f, "- addresses: [10.%d.%d.%d]\n  conditions: {ready: true}\n  nodeName: node-%d\n"
+				   "  targetRef: {kind: Pod, name: app-%d-%d}\n",
+				k >> 16 & 255, k >> 8 & 255, k & 255, k % 100, i, j);
+		}
+	}
+	return fclose(f) ? -errno : 0;
+}
+
+/* One big multi-document file is cut in pieces and parsed in parallel: the
+ * result, and the line of a problem deep inside, must not show it. */
+void test_config_split_file(void)
+{
+	const char *d = test_tmpdir();
+	struct sl_resources *r = NULL, *m = config_resources_new();
+	struct diags e = { 0 }, e2 = { 0 };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+	int ret;
+
+	if (!ASSERT_OK_PTR(m, "new") || !ASSERT_OK(gen_services(in_dir(d, "big.yaml"), 0, 10000, 4, 2999), "gen"))
+		goto out;
+	ret = config_load_dir(d, &r, &e);
+	ASSERT_EQ(ret, -EINVAL, "bad ports");
+	f = fopen(in_dir(d, "big.yaml"), "r");
+	if (!ASSERT_OK_PTR(f, "fopen"))
+		goto out;
+	buf = malloc(64 << 20);
+	if (buf)
+		len = fread(buf, 1, 64 << 20, f);
+	fclose(f);
+	ASSERT_GE(len, 9u << 20, "big enough to be cut");
+	ASSERT_EQ(config_decode_buf(m, "big.yaml", buf, len, &e2), -EINVAL, "decode");
+	if (ASSERT_EQ(e.n, 4, "4 bad Services") && ASSERT_EQ(e2.n, 4, "4 in memory")) {
+		for (size_t i = 0; i < 4; i++) {
+			ASSERT_EQ(e.v[i].line, e2.v[i].line, "same line");
+			ASSERT_STREQ(e.v[i].msg, e2.v[i].msg, "same problem");
+		}
+	}
+	dump_diags(&e);
+	ASSERT_EQ(m->n_services, 9996, "good ones decode");
+	ASSERT_EQ(m->n_slices, 10000, "slices");
+out:
+	free(buf);
+	resources_free(r);
+	resources_free(m);
+	diags_clear(&e);
+	diags_clear(&e2);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long rss_kib(const char *field)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, strlen(field)))
+			v = strtol(line + strlen(field), NULL, 10);
+	fclose(f);
+	return v;
+}
+
+/* The scale point: 10,000 Services + EndpointSlices, 100,000 endpoints, in
+ * one file and in 100 files. Times and memory are printed (-v); bounds are
+ * loose so a busy machine does not fail it, and off under sanitizers. */
+void test_config_scale(void)
+{
+	const char *d = test_tmpdir();
+	char path[512];
+	struct sl_resources *r = NULL;
+	struct diags e = { 0 };
+	double t0, t1, t2;
+	long rss0, hwm1, hwm2;
+	size_t eps = 0;
+	bool sanitized = false;
+	int fd;
+
+#if defined(__SANITIZE_ADDRESS__)
+	sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+	sanitized = true;
+#endif
+#endif
+	mkdir(in_dir(d, "one"), 0755);
+	mkdir(in_dir(d, "many"), 0755);
+	if (!ASSERT_OK(gen_services(in_dir(d, "one/all.yaml"), 0, 10000, 10, 0), "gen one"))
+		return;
+	for (int i = 0; i < 100; i++) {
+		snprintf(path, sizeof(path), "%s/many/part-%03d.yaml", d, i);
+		if (!ASSERT_OK(gen_services(path, i * 100, 100, 10, 0), "gen many"))
+			return;
+	}
+	/* Forget the generator's peak, so the high-water mark is the loader's. */
+	fd = open("/proc/self/clear_refs", O_WRONLY);
+	if (fd >= 0) {
+		(void)!write(fd, "5", 1);
+		close(fd);
+	}
+	rss0 = rss_kib("VmRSS:");
+	t0 = now_s();
+	if (!ASSERT_OK(config_load_dir(in_dir(d, "one"), &r, &e), "load one"))
+		goto out;
+	t1 = now_s();
+	hwm1 = rss_kib("VmHWM:");
+	for (size_t i = 0; i < r->n_slices; i++)
+		eps += r->slices[i].n_endpoints;
+	ASSERT_EQ(r->n_services, 10000, "services");
+	ASSERT_EQ(r->n_slices, 10000, "slices");
+	ASSERT_EQ(eps, 100000, "endpoints");
+	resources_free(r);
+	r = NULL;
+	t2 = now_s();
+	if (!ASSERT_OK(config_load_dir(in_dir(d, "many"), &r, &e), "load many"))
+		goto out;
+	hwm2 = rss_kib("VmHWM:");
+	ASSERT_EQ(r->n_services, 10000, "services (many)");
+	printf("one file: %.3f s, 100 files: %.3f s; RSS before %ld KiB, peak %ld / %ld KiB\n", t1 - t0,
+	       now_s() - t2, rss0, hwm1, hwm2);
+	if (!sanitized) {
+		ASSERT_LE((long)((t1 - t0) * 1000), 2000, "one file ms (target < 500 on an idle 2-core VM)");
+		ASSERT_LE(hwm1 - rss0, 48 * 1024, "peak KiB added by loading");
+	}
+out:
+	dump_diags(&e);
+	resources_free(r);
+	diags_clear(&e);
+}
+
+/* ---- watching ---------------------------------------------------------------- */
+
+struct watch_ctx {
+	struct loop *loop;
+	struct loop_timer act, guard, settle;
+	const char *dir;
+	int calls;
+	int step;
+	bool timed_out;
+	struct config_watch *w;
+};
+
+static void watch_changed(void *arg)
+{
+	struct watch_ctx *c = arg;
+
+	c->calls++;
+	/* Let more (wrongly undebounced) calls show up before stopping. */
+	loop_timer_arm(c->loop, &c->settle, 300);
+}
+
+static void watch_settled(struct loop_timer *t)
+{
+	struct watch_ctx *c = t->arg;
+
+	loop_stop(c->loop);
+}
+
+static void watch_guard(struct loop_timer *t)
+{
+	struct watch_ctx *c = t->arg;
+
+	c->timed_out = true;
+	loop_stop(c->loop);
+}
+
+static int watch_run(struct watch_ctx *c, loop_timer_cb act)
+{
+	int ret;
+
+	c->calls = 0;
+	c->timed_out = false;
+	loop_timer_init(&c->act, act, c);
+	loop_timer_init(&c->guard, watch_guard, c);
+	loop_timer_init(&c->settle, watch_settled, c);
+	loop_timer_arm(c->loop, &c->act, 0);
+	loop_timer_arm(c->loop, &c->guard, 5000);
+	ret = loop_run(c->loop);
+	loop_timer_cancel(c->loop, &c->guard);
+	loop_timer_cancel(c->loop, &c->settle);
+	return ret;
+}
+
+static void act_edit(struct loop_timer *t)
+{
+	struct watch_ctx *c = t->arg;
+
+	/* Three writes at once: one debounced call. */
+	write_file(c->dir, "svc.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n");
+	write_file(c->dir, "svc.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: c}\n");
+	write_file(c->dir, "other.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: d}\n");
+}
+
+static void act_swap(struct loop_timer *t)
+{
+	struct watch_ctx *c = t->arg;
+
+	/* What the kubelet does to update a ConfigMap volume. */
+	mkdir(in_dir(c->dir, "..2024_02"), 0755);
+	write_file(c->dir, "..2024_02/cm.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: v2}\n");
+	symlink("..2024_02", in_dir(c->dir, "..data_tmp"));
+	rename(in_dir(c->dir, "..data_tmp"), in_dir(c->dir, "..data"));
+}
+
+static void act_subdir(struct loop_timer *t)
+{
+	struct watch_ctx *c = t->arg;
+
+	if (c->step++ == 0) {
+		mkdir(in_dir(c->dir, "new"), 0755);
+		return;
+	}
+	write_file(c->dir, "new/x.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n");
+}
+
+static void subdir_changed(void *arg)
+{
+	struct watch_ctx *c = arg;
+
+	/* After the directory showed up, a file in it must be seen too. */
+	if (++c->calls == 1)
+		loop_timer_arm(c->loop, &c->act, 0);
+	else
+		loop_timer_arm(c->loop, &c->settle, 0);
+}
+
+static void act_noise(struct loop_timer *t)
+{
+	struct watch_ctx *c = t->arg;
+
+	write_file(c->dir, ".svc.yaml.swp", "x");
+	write_file(c->dir, "notes.txt", "x");
+	loop_timer_arm(c->loop, &c->settle, 400);
+}
+
+static void free_in_callback(void *arg)
+{
+	struct watch_ctx *c = arg;
+
+	c->calls++;
+	config_watch_free(c->w);	/* allowed: changed() is the watch's last act */
+	c->w = NULL;
+	loop_stop(c->loop);
+}
+
+void test_config_watch(void)
+{
+	struct watch_ctx c = { 0 };
+	struct config_watch *w = NULL;
+	const char *d = test_tmpdir();
+
+	c.dir = d;
+	if (!ASSERT_OK(loop_new(&c.loop), "loop"))
+		return;
+	mkdir(in_dir(d, "..2024_01"), 0755);
+	write_file(d, "..2024_01/cm.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: v1}\n");
+	symlink("..2024_01", in_dir(d, "..data"));
+	symlink("..data/cm.yaml", in_dir(d, "cm.yaml"));
+	write_file(d, "svc.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n");
+	if (!ASSERT_OK(config_watch_new(&w, c.loop, d, watch_changed, &c), "watch"))
+		goto out;
+
+	ASSERT_OK(watch_run(&c, act_edit), "run edit");
+	ASSERT_FALSE(c.timed_out, "edit seen");
+	ASSERT_EQ(c.calls, 1, "debounced to one call");
+
+	ASSERT_OK(watch_run(&c, act_swap), "run swap");
+	ASSERT_FALSE(c.timed_out, "..data swap seen");
+	ASSERT_EQ(c.calls, 1, "one call for the swap");
+
+	ASSERT_OK(watch_run(&c, act_noise), "run noise");
+	ASSERT_EQ(c.calls, 0, "swap files and other names ignored");
+
+	config_watch_free(w);
+	c.step = 0;
+	if (!ASSERT_OK(config_watch_new(&w, c.loop, d, subdir_changed, &c), "watch 2"))
+		goto out;
+	ASSERT_OK(watch_run(&c, act_subdir), "run subdir");
+	ASSERT_FALSE(c.timed_out, "subdir seen");
+	ASSERT_EQ(c.calls, 2, "new directory, then a file inside it");
+
+	config_watch_free(w);
+	if (!ASSERT_OK(config_watch_new(&c.w, c.loop, d, free_in_callback, &c), "watch 3"))
+		goto out;
+	w = NULL;
+	ASSERT_OK(watch_run(&c, act_edit), "run free");
+	ASSERT_FALSE(c.timed_out, "freed in callback");
+	ASSERT_TRUE(c.w == NULL, "freed");
+
+	ASSERT_EQ(config_watch_new(&w, c.loop, in_dir(d, "missing"), watch_changed, &c), -ENOENT,
+		  "missing directory");
+	ASSERT_TRUE(w == NULL, "no watch");
+out:
+	config_watch_free(w);
+	config_watch_free(c.w);
+	loop_free(c.loop);
+}
+
+static void act_replace(struct loop_timer *t)
+{
+	struct watch_ctx *c = t->arg;
+	char old[512];
+
+	switch (c->step++) {
+	case 0:		/* the directory is replaced by another */
+		snprintf(old, sizeof(old), "%s.old", c->dir);
+		rename(c->dir, old);
+		mkdir(c->dir, 0755);
+		write_file(c->dir, "a.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n");
+		break;
+	case 1:		/* ... and the new one is watched */
+		write_file(c->dir, "b.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n");
+		break;
+	case 2:		/* gone for a while */
+		unlink(in_dir(c->dir, "a.yaml"));
+		unlink(in_dir(c->dir, "b.yaml"));
+		rmdir(c->dir);
+		break;
+	case 3:		/* back: found by the retry */
+		mkdir(c->dir, 0755);
+		write_file(c->dir, "c.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: c}\n");
+		break;
+	}
+}
+
+static void replace_changed(void *arg)
+{
+	struct watch_ctx *c = arg;
+
+	if (++c->calls < 4)
+		loop_timer_arm(c->loop, &c->act, 0);
+	else
+		loop_timer_arm(c->loop, &c->settle, 0);
+}
+
+void test_config_watch_dir_replaced(void)
+{
+	struct watch_ctx c = { 0 };
+	struct config_watch *w = NULL;
+	char dir[512];
+
+	snprintf(dir, sizeof(dir), "%s/conf", test_tmpdir());
+	c.dir = dir;
+	if (!ASSERT_OK(loop_new(&c.loop), "loop"))
+		return;
+	mkdir(dir, 0755);
+	if (!ASSERT_OK(config_watch_new(&w, c.loop, dir, replace_changed, &c), "watch"))
+		goto out;
+	ASSERT_OK(watch_run(&c, act_replace), "run");
+	ASSERT_FALSE(c.timed_out, "all four changes seen");
+	ASSERT_EQ(c.calls, 4, "replaced, written, removed, back");
+	ASSERT_EQ(c.step, 4, "steps");
+out:
+	config_watch_free(w);
+	loop_free(c.loop);
+}
