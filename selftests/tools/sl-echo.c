@@ -1047,7 +1047,7 @@ static void udp_readable(struct item *u)
 	int i;
 
 	for (i = 0; i < SL_ECHO_ACCEPT_BATCH; i++) {
-		struct sockaddr_storage ss;
+		struct sockaddr_storage ss = { 0 };	/* filled by recvmsg; zeroed for cppcheck */
 		char peer[SL_ECHO_ADDRSTR];
 		union {
 			char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
@@ -1071,7 +1071,6 @@ static void udp_readable(struct item *u)
 				continue;
 			return;	/* EAGAIN, or an ICMP error queued on the socket */
 		}
-		/* cppcheck-suppress ctuuninitvar ; recvmsg filled ss through msg_name */
 		pl = (size_t)fmt_addr(&ss, true, peer, sizeof(peer));
 		/* build "<pod> <peer> " right in front of the payload */
 		start = srv.udp_buf + hdr - (srv.pod_len + 1 + pl + 1);
