@@ -449,6 +449,11 @@ struct caps {
 	size_t ns, pods, svcs, slices;
 };
 
+/* What part of a file a unit is. A big List is cut at item boundaries: the
+ * head (the root up to some items), runs of items, and the tail (the rest of
+ * the root); each parses on its own, with the List's kind from the scan. */
+enum unit_role { ROLE_WHOLE, ROLE_LIST_HEAD, ROLE_LIST_ITEMS, ROLE_LIST_TAIL };
+
 struct unit {
 	char *path;			/* to open; NULL for a memory buffer */
 	const char *name;		/* for messages (relative to the directory) */
@@ -459,6 +464,12 @@ struct unit {
 	int json;			/* -1: sniff */
 	bool done;			/* nothing to parse (problem found while listing) */
 	bool own_path;			/* frees path */
+	/* A piece of a List cut at item boundaries (see split_file) */
+	enum unit_role role;
+	const char *pre, *post;		/* JSON: text around the piece to make it whole */
+	char list_kind[64];		/* the List's kind and apiVersion, from the scan */
+	char list_api[128];
+	bool suspect;			/* a problem the cut may have caused: parse whole */
 	/* results */
 	struct sl_resources res;	/* arrays only */
 	struct caps caps;
@@ -477,6 +488,7 @@ struct unit {
  * Go's encoding/json does), and raw DEL, C1 controls, U+2028 and U+2029 in
  * strings, which YAML rejects or folds as line breaks (escaped instead). */
 struct reader {
+	const char *pre, *post;		/* served before and after the file range */
 	int fd;				/* -1: memory */
 	const unsigned char *mem;
 	size_t mem_len, mem_pos;
@@ -616,6 +628,28 @@ static ssize_t reader_pread(struct reader *r, void *buf, size_t size)
 	return n;
 }
 
+/* The unit's bytes: its prefix, the file range, its suffix. */
+static ssize_t reader_raw(struct reader *r, void *buf, size_t size)
+{
+	const char **extra = r->pre && *r->pre ? &r->pre : NULL;
+	ssize_t n;
+	size_t k;
+
+	if (!extra) {
+		n = reader_pread(r, buf, size);
+		if (n)
+			return n;
+		if (!r->post || !*r->post)
+			return 0;
+		extra = &r->post;
+	}
+	k = strlen(*extra);
+	k = k < size ? k : size;
+	memcpy(buf, *extra, k);
+	*extra += k;
+	return (ssize_t)k;
+}
+
 /* Fill the file window so that it holds at least what is left plus new bytes. */
 static int reader_fill(struct reader *r)
 {
@@ -628,7 +662,7 @@ static int reader_fill(struct reader *r)
 	}
 	if (r->in_len == CFG_READ_BUF)	/* full: not the end of anything */
 		return 0;
-	n = reader_pread(r, r->in + r->in_len, CFG_READ_BUF - r->in_len);
+	n = reader_raw(r, r->in + r->in_len, CFG_READ_BUF - r->in_len);
 	if (n < 0)
 		return -1;
 	if (n == 0)
@@ -689,7 +723,7 @@ static int reader_read(void *data, unsigned char *buf, size_t size, size_t *size
 		r->in_start += *size_read;
 		return 1;
 	}
-	n = reader_pread(r, buf, size);
+	n = reader_raw(r, buf, size);
 	if (n < 0)
 		return 0;
 	*size_read = (size_t)n;
@@ -956,6 +990,13 @@ static bool kind_is_list(const struct node *k)
 	return k && k->type == NODE_SCALAR && k->n >= 4 && !memcmp(k->s + k->n - 4, "List", 4);
 }
 
+static bool kind_is_list_str(const char *k)
+{
+	size_t n = strlen(k);
+
+	return n >= 4 && !strcmp(k + n - 4, "List");
+}
+
 /* Subtrees no decoder reads and that may be big (kubectl's last-applied
  * annotation, managedFields, ConfigMap data): consumed, not kept. */
 static bool skip_value(const struct parse *p, const struct node *key)
@@ -1043,6 +1084,7 @@ static void on_alias(struct parse *p, const yaml_event_t *ev)
 		}
 	}
 	if (!target) {
+		p->u->suspect = true;	/* the anchor may be in another piece */
 		p_report(p, line, "YAML alias *%.64s: no such anchor before it%s", name,
 			 p->have_items ? " (anchors do not reach across List items)" : "");
 		p->doc_bad = true;
@@ -1100,8 +1142,9 @@ static void on_start(struct parse *p, const yaml_event_t *ev, int type)
 	f->meta = up && !up->items && up->od == 0 && SCALAR_IS(key, "metadata");
 	/* A root mapping's items are objects of their own, unless the root's kind
 	 * is already known not to be a List. */
-	if (type == NODE_SEQ && p->depth == 2 && up->od == 0 && SCALAR_IS(key, "items") &&
-	    up->node->type == NODE_MAP && (!p->root_kind || kind_is_list(p->root_kind))) {
+	if ((type == NODE_SEQ && p->depth == 2 && up->od == 0 && SCALAR_IS(key, "items") &&
+	     up->node->type == NODE_MAP && (!p->root_kind || kind_is_list(p->root_kind))) ||
+	    (type == NODE_SEQ && p->depth == 1 && p->u->role == ROLE_LIST_ITEMS)) {
 		f->items = true;
 		n->flags |= NF_STREAMED;
 		p->have_items = true;
@@ -1173,6 +1216,7 @@ static void on_end(struct parse *p)
 		return;
 	}
 	if (!p->depth) {		/* cannot happen: libyaml pairs starts and ends */
+		p->u->suspect = true;
 		p_report(p, 0, "internal error: unbalanced YAML events");
 		p->doc_bad = true;
 		return;
@@ -2309,18 +2353,36 @@ static void decode_object(struct parse *p, const struct node *obj, const char *k
 
 /* The kind of a typed List's items ("Pod" for PodList) into buf; NULL for a
  * plain List, whose items must say what they are. */
-static const char *list_item_kind(const struct node *list_kind, char *buf, size_t size)
+static const char *list_item_kind(const char *list_kind, char *buf, size_t size)
 {
-	if (!list_kind || list_kind->type != NODE_SCALAR || list_kind->n <= 4 || list_kind->n - 4 >= size)
+	size_t n = list_kind ? strlen(list_kind) : 0;
+
+	if (n <= 4 || n - 4 >= size)
 		return NULL;
-	memcpy(buf, list_kind->s, list_kind->n - 4);
-	buf[list_kind->n - 4] = '\0';
+	memcpy(buf, list_kind, n - 4);
+	buf[n - 4] = '\0';
 	return buf;
 }
 
 static const char *scalar_str(const struct node *n)
 {
 	return n && n->type == NODE_SCALAR && !(n->flags & NF_NUL) ? n->s : NULL;
+}
+
+/* The List's kind and apiVersion: as seen in this document, else as the scan
+ * of a cut List found them (a piece may not hold the root's fields). */
+static const char *list_kind_of(const struct parse *p, const struct node *kind)
+{
+	const char *k = scalar_str(kind);
+
+	return k ? k : p->u->list_kind[0] ? p->u->list_kind : NULL;
+}
+
+static const char *list_api_of(const struct parse *p, const struct node *api)
+{
+	const char *a = scalar_str(api);
+
+	return a ? a : p->u->list_api[0] ? p->u->list_api : NULL;
 }
 
 /* The root mapping's apiVersion while the root is still being built. */
@@ -2345,9 +2407,9 @@ static void item_done(struct parse *p, struct frame *f, struct node *n)
 	char kbuf[128];
 
 	f->node->n++;
-	if (p->root_kind || (map_get(n, "kind") && map_get(n, "apiVersion"))) {
-		decode_object(p, n, list_item_kind(p->root_kind, kbuf, sizeof(kbuf)),
-			      scalar_str(open_root_field(p, "apiVersion")), bad);
+	if (p->root_kind || p->u->list_kind[0] || (map_get(n, "kind") && map_get(n, "apiVersion"))) {
+		decode_object(p, n, list_item_kind(list_kind_of(p, p->root_kind), kbuf, sizeof(kbuf)),
+			      list_api_of(p, open_root_field(p, "apiVersion")), bad);
 		arena_release(&p->tmp, f->mark);
 		p->n_anchors = f->mark_anchors;
 		return;
@@ -2372,9 +2434,10 @@ static void item_done(struct parse *p, struct frame *f, struct node *n)
 static void list_end(struct parse *p, const struct node *root)
 {
 	const struct node *kind = map_get(root, "kind"), *items = map_get(root, "items");
+	const char *ks = list_kind_of(p, kind);
 	char kbuf[128], b[96];
 
-	if (!kind_is_list(kind)) {
+	if (!kind_is_list(kind) && (kind || !ks)) {
 		if (kind)
 			p_report(p, (int)(items ? items : root)->line,
 				 "items: only a List has items, and kind is %s", node_desc(b, sizeof(b), kind));
@@ -2387,8 +2450,8 @@ static void list_end(struct parse *p, const struct node *root)
 		return;
 	}
 	for (size_t i = 0; i < p->n_deferred; i++)
-		decode_object(p, p->deferred[i], list_item_kind(kind, kbuf, sizeof(kbuf)),
-			      scalar_str(map_get(root, "apiVersion")), p->deferred[i]->flags & NF_BAD);
+		decode_object(p, p->deferred[i], list_item_kind(ks, kbuf, sizeof(kbuf)),
+			      list_api_of(p, map_get(root, "apiVersion")), p->deferred[i]->flags & NF_BAD);
 }
 
 static void doc_reset(struct parse *p)
@@ -2414,6 +2477,18 @@ static void doc_end(struct parse *p)
 
 	if (p->doc_bad || !root || (root->type == NODE_SCALAR && (root->flags & NF_NULL)))
 		return;				/* dropped, or an empty document */
+	if (p->u->role == ROLE_LIST_ITEMS) {
+		if (root->type == NODE_SEQ && (root->flags & NF_STREAMED))
+			return;			/* items of a cut List, all decoded */
+		p->u->suspect = true;		/* not a run of items: cut wrong */
+	}
+	if (p->u->role == ROLE_LIST_HEAD || p->u->role == ROLE_LIST_TAIL) {
+		if (root->type == NODE_MAP) {
+			list_end(p, root);
+			return;
+		}
+		p->u->suspect = true;		/* not the root mapping: cut wrong */
+	}
 	if (root->type != NODE_MAP)
 		p_report(p, (int)root->line, "expected an object (a mapping with apiVersion and kind), got %s",
 			 node_desc(b, sizeof(b), root));
@@ -2462,6 +2537,7 @@ static void report_yaml_error(struct parse *p, const struct reader *r, bool json
 	const char *what = json ? "JSON syntax" : "YAML syntax";
 	int line;
 
+	p->u->suspect = true;		/* a List piece may be cut wrong: parse whole */
 	switch (yp->error) {
 	case YAML_MEMORY_ERROR:
 		p_oom(p, 0);
@@ -2517,6 +2593,8 @@ static int unit_open(struct parse *p, struct reader *r)
 	}
 	r->pos = u->off;
 	r->end = u->end ? u->end : sb.st_size;
+	r->pre = u->pre;
+	r->post = u->post;
 	return 0;
 }
 
@@ -2867,29 +2945,238 @@ static bool is_blank_or_break(unsigned char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Cut a big YAML file into units at "---" lines (a document start at column 0
- * is one wherever it appears: YAML forbids it inside any node), each about
- * CFG_SPLIT_BYTES, with the number of lines before it so lines stay right.
- * Lines are counted as libyaml does: LF, CR LF and a lone CR. Any trouble
- * here just means one unit. */
-static int split_file(struct units *us, char *path, const char *name, off_t size, int threads)
-{
-	struct cut {
-		off_t off;
-		size_t lines;
-	} *cuts = NULL;
-	size_t n_cuts = 0, cap_cuts = 0, have = 0, lines = 0;
-	bool bol = true, cr = false, directive = false;
-	unsigned char *buf = NULL;
-	off_t base = 0, piece = 0;
-	int fd = -1;
+#define SCAN_LOOK 256		/* bytes of a line the scan looks at */
 
-	if (threads < 2 || size < 2 * (off_t)CFG_SPLIT_BYTES)
-		goto units;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	buf = malloc(1u << 20);
-	if (fd == -1 || !buf)
-		goto units;
+struct cut {
+	off_t off;
+	size_t lines;			/* line breaks before off */
+};
+
+struct cuts {
+	struct cut *v;
+	size_t n, cap;
+};
+
+enum { LS_ROOT, LS_ITEMS_START, LS_ITEMS, LS_NONE };
+
+/* What a scan of a big file found: where it may be cut. */
+struct scan {
+	bool json;
+	struct cuts docs;		/* YAML: "---" lines */
+	struct cuts items;		/* a List's item boundaries */
+	off_t doc_piece, item_piece;	/* where the current pieces started */
+	bool content;			/* a document has begun */
+	bool directive;			/* the last line was a %directive */
+	int state;			/* LS_*: where in a List the scan is */
+	size_t item_ind, root_ind;	/* indentation of items, of JSON root keys */
+	struct cut items_end;		/* the first line after the items */
+	bool have_items_end;
+	char kind[64], api[128];	/* the root's kind and apiVersion */
+	char keys[32][32];		/* the root's keys, to see one twice */
+	int n_keys;
+	bool nomem;
+};
+
+static void cuts_add(struct scan *sc, struct cuts *c, off_t off, size_t lines)
+{
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 16;
+		struct cut *v = realloc(c->v, cap * sizeof(*v));
+
+		if (!v) {
+			sc->nomem = true;
+			return;
+		}
+		c->v = v;
+		c->cap = cap;
+	}
+	c->v[c->n++] = (struct cut){ off, lines };
+}
+
+/* A root key; false when seen before (or too many to tell). */
+static bool scan_key(struct scan *sc, const unsigned char *k, size_t n)
+{
+	if (n >= sizeof(sc->keys[0]) || sc->n_keys == (int)(sizeof(sc->keys) / sizeof(sc->keys[0])))
+		return false;
+	for (int i = 0; i < sc->n_keys; i++)
+		if (strlen(sc->keys[i]) == n && !memcmp(sc->keys[i], k, n))
+			return false;
+	memcpy(sc->keys[sc->n_keys], k, n);
+	sc->keys[sc->n_keys++][n] = '\0';
+	return true;
+}
+
+/* A simple value (v1, "List", 'discovery.k8s.io/v1') into out, or "". */
+static void scan_value(const unsigned char *v, size_t n, char *out, size_t size)
+{
+	unsigned char q = n && (v[0] == '"' || v[0] == '\'') ? v[0] : 0;
+	size_t i = q ? 1 : 0, start = i;
+
+	out[0] = '\0';
+	while (i < n && (is_alnum((char)v[i]) || v[i] == '.' || v[i] == '/' || v[i] == '-' || v[i] == '_'))
+		i++;
+	if (i == start || i - start >= size || (q && (i == n || v[i] != q)))
+		return;
+	if (i + (q != 0) < n && !strchr(" \t\r\n,#", v[i + (q != 0)]))
+		return;
+	memcpy(out, v + start, i - start);
+	out[i - start] = '\0';
+}
+
+static bool is_entry(const unsigned char *r, size_t n)
+{
+	return r[0] == '-' && (n == 1 || is_blank_or_break(r[1]));
+}
+
+/* One line of YAML: "---" lines, and the layout of a root List (root keys at
+ * column 0, "items:" alone, entries "- " at one indentation). */
+static void scan_yaml_line(struct scan *sc, const unsigned char *l, size_t n, off_t at, size_t lines)
+{
+	const unsigned char *r, *v;
+	size_t ind = 0, rn, kn = 0, vn;
+
+	while (ind < n && l[ind] == ' ')
+		ind++;
+	r = l + ind;
+	rn = n - ind;
+	if (!rn || r[0] == '#' || r[0] == '\r' || r[0] == '\n')
+		return;
+	if (!ind && rn >= 3 && !memcmp(r, "---", 3) && (rn == 3 || is_blank_or_break(r[3]))) {
+		if (!sc->directive && at - sc->doc_piece >= (off_t)CFG_SPLIT_BYTES) {
+			cuts_add(sc, &sc->docs, at, lines);
+			sc->doc_piece = at;
+		}
+		if (sc->content)
+			sc->state = LS_NONE;	/* a second document: not one List */
+		sc->directive = false;
+		return;
+	}
+	if (!ind && r[0] == '%') {
+		sc->directive = true;
+		return;
+	}
+	sc->directive = false;
+	if (!ind && rn >= 3 && !memcmp(r, "...", 3))
+		sc->state = LS_NONE;
+	sc->content = true;
+	switch (sc->state) {
+	case LS_NONE:
+		return;
+	case LS_ITEMS_START:
+		sc->state = is_entry(r, rn) ? LS_ITEMS : LS_NONE;
+		sc->item_ind = ind;
+		return;
+	case LS_ITEMS:
+		if (ind > sc->item_ind || (ind == sc->item_ind && is_entry(r, rn))) {
+			if (ind == sc->item_ind && at - sc->item_piece >= (off_t)CFG_SPLIT_BYTES) {
+				cuts_add(sc, &sc->items, at, lines);
+				sc->item_piece = at;
+			}
+			return;
+		}
+		sc->items_end = (struct cut){ at, lines };
+		sc->have_items_end = true;
+		sc->state = LS_ROOT;
+		break;
+	}
+	if (ind)
+		return;			/* inside a root value */
+	while (kn < rn && (is_alnum((char)r[kn]) || strchr("_./-", r[kn])))
+		kn++;
+	if (!kn || kn == rn || r[kn] != ':' || (kn + 1 < rn && !is_blank_or_break(r[kn + 1])) ||
+	    !scan_key(sc, r, kn)) {
+		sc->state = LS_NONE;	/* not a plain root key (or one twice): do not cut */
+		return;
+	}
+	v = r + kn + 1;
+	vn = rn - kn - 1;
+	while (vn && (*v == ' ' || *v == '\t')) {
+		v++;
+		vn--;
+	}
+	if (kn == 5 && !memcmp(r, "items", 5) && (!vn || *v == '#' || *v == '\r' || *v == '\n'))
+		sc->state = LS_ITEMS_START;
+	else if (kn == 4 && !memcmp(r, "kind", 4))
+		scan_value(v, vn, sc->kind, sizeof(sc->kind));
+	else if (kn == 10 && !memcmp(r, "apiVersion", 10))
+		scan_value(v, vn, sc->api, sizeof(sc->api));
+}
+
+/* One line of pretty-printed JSON (kubectl, jq): a root object whose keys
+ * share one indentation, "items": [ alone, items starting at one indentation.
+ * JSON strings hold no line breaks, so every line starts outside of one. */
+static void scan_json_line(struct scan *sc, const unsigned char *l, size_t n, off_t at, size_t lines)
+{
+	const unsigned char *r, *v;
+	size_t ind = 0, rn, kn = 0, vn;
+
+	while (ind < n && (l[ind] == ' ' || l[ind] == '\t'))
+		ind++;
+	r = l + ind;
+	rn = n - ind;
+	if (!rn || r[0] == '\r' || r[0] == '\n' || sc->state == LS_NONE)
+		return;
+	if (!sc->content) {		/* "{" alone opens the root */
+		sc->content = true;
+		if (r[0] != '{' || (rn > 1 && !is_blank_or_break(r[1])))
+			sc->state = LS_NONE;
+		return;
+	}
+	switch (sc->state) {
+	case LS_ITEMS_START:
+	case LS_ITEMS:
+		if (ind == sc->root_ind && r[0] == ']') {
+			sc->items_end = (struct cut){ at, lines };
+			sc->have_items_end = true;
+			sc->state = LS_ROOT;
+		} else if (sc->state == LS_ITEMS_START) {
+			sc->item_ind = ind;
+			sc->state = LS_ITEMS;
+		} else if (ind == sc->item_ind && r[0] != '}' && r[0] != ']' &&
+			   at - sc->item_piece >= (off_t)CFG_SPLIT_BYTES) {
+			cuts_add(sc, &sc->items, at, lines);
+			sc->item_piece = at;
+		}
+		return;
+	}
+	if (sc->root_ind == SIZE_MAX)
+		sc->root_ind = ind;
+	if (ind != sc->root_ind || r[0] == '}')
+		return;			/* inside a root value, or the root's end */
+	while (kn + 1 < rn && r[kn + 1] != '"' && r[kn + 1] != '\\')
+		kn++;
+	if (r[0] != '"' || kn + 1 >= rn || r[kn + 1] != '"' || !scan_key(sc, r + 1, kn)) {
+		sc->state = LS_NONE;
+		return;
+	}
+	v = r + kn + 2;
+	vn = rn - kn - 2;
+	while (vn && (*v == ' ' || *v == '\t' || *v == ':')) {
+		v++;
+		vn--;
+	}
+	if (kn == 5 && !memcmp(r + 1, "items", 5) && vn && *v == '[' &&
+	    (vn == 1 || is_blank_or_break(v[1])))
+		sc->state = LS_ITEMS_START;
+	else if (kn == 4 && !memcmp(r + 1, "kind", 4))
+		scan_value(v, vn, sc->kind, sizeof(sc->kind));
+	else if (kn == 10 && !memcmp(r + 1, "apiVersion", 10))
+		scan_value(v, vn, sc->api, sizeof(sc->api));
+}
+
+/* Read the file once, counting lines as libyaml does (LF, CR LF, lone CR),
+ * and let the scanner look at the start of every line. */
+static void scan_file(struct scan *sc, int fd, const char *name)
+{
+	unsigned char *buf = malloc(1u << 20);
+	size_t have = 0, lines = 0;
+	bool bol = true, cr = false;
+	off_t base = 0;
+
+	if (!buf) {
+		sc->nomem = true;
+		return;
+	}
 	for (;;) {
 		ssize_t n = pread(fd, buf + have, (1u << 20) - have, base + (off_t)have);
 		size_t end;
@@ -2897,19 +3184,22 @@ static int split_file(struct units *us, char *path, const char *name, off_t size
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			break;
-		eof = n == 0;
-		have += (size_t)n;
-		if (base == 0 && (sniff_json(name, buf, have) || (have >= 2 && (!buf[0] || !buf[1])))) {
-			n_cuts = 0;	/* JSON is one document; UTF-16/32 is not byte-searchable */
+		if (n < 0) {
+			sc->nomem = true;	/* unit_parse reports the error */
 			break;
 		}
-		end = eof ? have : (have > 4 ? have - 4 : 0);
+		eof = n == 0;
+		have += (size_t)n;
+		if (base == 0 && have >= 2 && (!buf[0] || !buf[1])) {
+			sc->nomem = true;	/* UTF-16/32 is not byte-searchable */
+			break;
+		}
+		if (base == 0)
+			sc->json = sniff_json(name, buf, have);
+		end = eof ? have : (have > SCAN_LOOK ? have - SCAN_LOOK : 0);
 		has_cr = memchr(buf, '\r', end) != NULL;
-		for (size_t i = 0; i < end; i++) {
+		for (size_t i = 0; i < end && !sc->nomem; i++) {
 			unsigned char c;
-			off_t at;
 
 			if (!bol && !has_cr) {	/* the common case: on to the next line */
 				const unsigned char *q = memchr(buf + i, '\n', end - i);
@@ -2919,30 +3209,16 @@ static int split_file(struct units *us, char *path, const char *name, off_t size
 				i = (size_t)(q - buf);
 			}
 			c = buf[i];
-			at = base + (off_t)i;
-
 			if (bol && c != '\n' && c != '\r') {
-				if (c == '-' && at - piece >= (off_t)CFG_SPLIT_BYTES && !directive &&
-				    i + 3 <= have && buf[i + 1] == '-' && buf[i + 2] == '-' &&
-				    (i + 3 == have ? eof : is_blank_or_break(buf[i + 3]))) {
-					if (n_cuts == cap_cuts) {
-						size_t cap = cap_cuts ? cap_cuts * 2 : 16;
-						struct cut *v = realloc(cuts, cap * sizeof(*v));
+				size_t len = have - i < SCAN_LOOK ? have - i : SCAN_LOOK;
+				const unsigned char *eol = memchr(buf + i, '\n', len);
 
-						if (!v) {
-							n_cuts = 0;
-							goto units;
-						}
-						cuts = v;
-						cap_cuts = cap;
-					}
-					cuts[n_cuts++] = (struct cut){ at, lines };
-					piece = at;
-				}
-				if (c == '%')
-					directive = true;
-				else if (c != '#')
-					directive = false;
+				if (eol)
+					len = (size_t)(eol - (buf + i));
+				if (sc->json)
+					scan_json_line(sc, buf + i, len, base + (off_t)i, lines);
+				else
+					scan_yaml_line(sc, buf + i, len, base + (off_t)i, lines);
 				bol = false;
 			}
 			if (c == '\n' || c == '\r') {
@@ -2952,34 +3228,131 @@ static int split_file(struct units *us, char *path, const char *name, off_t size
 			}
 			cr = c == '\r';
 		}
-		if (eof)
+		if (eof || sc->nomem)
 			break;
 		memmove(buf, buf + end, have - end);
 		base += (off_t)end;
 		have -= end;
 	}
-units:
-	for (size_t k = 0; k <= n_cuts; k++) {
-		struct unit *u = units_add(us, path, name);
-
-		if (!u) {
-			if (!k)
-				free(path);
-			n_cuts = SIZE_MAX - 1;	/* error */
-			break;
-		}
-		u->own_path = k == 0;
-		u->off = k ? cuts[k - 1].off : 0;
-		u->end = k < n_cuts ? cuts[k].off : 0;	/* 0: to the end, whatever it is by then */
-		u->line0 = k ? (int)cuts[k - 1].lines : 0;
-		if (n_cuts)
-			u->json = 0;
-	}
-	if (fd >= 0)
-		close(fd);
 	free(buf);
-	free(cuts);
-	return n_cuts == SIZE_MAX - 1 ? -ENOMEM : 0;
+}
+
+static struct unit *piece_add(struct units *us, char *path, const char *name, const struct scan *sc,
+			      enum unit_role role, struct cut from, off_t to)
+{
+	struct unit *u = units_add(us, path, name);
+
+	if (!u)
+		return NULL;
+	u->off = from.off;
+	u->end = to;			/* 0: to the end, whatever it is by then */
+	u->line0 = (int)from.lines;
+	u->json = sc->json;
+	u->role = role;
+	if (role != ROLE_WHOLE) {
+		snprintf(u->list_kind, sizeof(u->list_kind), "%s", sc->kind);
+		snprintf(u->list_api, sizeof(u->list_api), "%s", sc->api);
+	}
+	if (sc->json && role == ROLE_LIST_HEAD)
+		u->post = "]}";
+	else if (sc->json && role == ROLE_LIST_ITEMS)
+		u->pre = "[", u->post = "]";
+	else if (sc->json && role == ROLE_LIST_TAIL)
+		u->pre = "{\"items\": [";
+	return u;
+}
+
+/* Add a file as units: whole, or cut in pieces of about CFG_SPLIT_BYTES that
+ * threads parse apart. A YAML file is cut at "---" lines (a document start at
+ * column 0 is one wherever it appears: YAML forbids it inside any node). A
+ * big List, YAML or pretty-printed JSON, is cut between items, by layout:
+ * should a cut be wrong, some piece fails to parse, and load_file_whole()
+ * parses the file again in one piece. Takes path. */
+static int split_file(struct units *us, char *path, const char *name, off_t size, int threads)
+{
+	struct scan sc = { .root_ind = SIZE_MAX };
+	bool list = false;
+	size_t first = us->n, n_cuts = 0;
+	struct cut *cuts = NULL;
+	int fd = -1;
+
+	if (threads >= 2 && size >= 2 * (off_t)CFG_SPLIT_BYTES &&
+	    (fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) >= 0) {
+		scan_file(&sc, fd, name);
+		close(fd);
+		list = !sc.nomem && sc.state != LS_NONE && sc.have_items_end && sc.items.n &&
+		       kind_is_list_str(sc.kind);
+		if (list) {
+			cuts = sc.items.v;
+			n_cuts = sc.items.n;
+		} else if (!sc.nomem && !sc.json) {
+			cuts = sc.docs.v;
+			n_cuts = sc.docs.n;
+		}
+	}
+	if (list) {
+		if (!piece_add(us, path, name, &sc, ROLE_LIST_HEAD, (struct cut){ 0, 0 }, cuts[0].off))
+			goto nomem;
+		for (size_t k = 0; k < n_cuts; k++)
+			if (!piece_add(us, path, name, &sc, ROLE_LIST_ITEMS, cuts[k],
+				       k + 1 < n_cuts ? cuts[k + 1].off : sc.items_end.off))
+				goto nomem;
+		if (!piece_add(us, path, name, &sc, ROLE_LIST_TAIL, sc.items_end, 0))
+			goto nomem;
+	} else {
+		for (size_t k = 0; k <= n_cuts; k++) {
+			struct unit *u = piece_add(us, path, name, &sc, ROLE_WHOLE,
+						   k ? cuts[k - 1] : (struct cut){ 0, 0 },
+						   k < n_cuts ? cuts[k].off : 0);
+
+			if (!u)
+				goto nomem;
+			u->json = n_cuts ? 0 : -1;
+		}
+	}
+	us->v[first].own_path = true;
+	free(sc.docs.v);
+	free(sc.items.v);
+	return 0;
+nomem:
+	if (us->n > first)
+		us->v[first].own_path = true;
+	else
+		free(path);
+	free(sc.docs.v);
+	free(sc.items.v);
+	return -ENOMEM;
+}
+
+/* A cut List whose pieces did not all parse: drop what they found and parse
+ * the file in one piece, so the problems reported are the true ones. */
+static void load_file_whole(struct units *us, size_t first, size_t end, struct store *st)
+{
+	struct unit *u = &us->v[first];
+
+	for (size_t i = first; i < end; i++) {
+		struct unit *v = &us->v[i];
+
+		free(v->res.namespaces);
+		free(v->res.pods);
+		free(v->res.services);
+		free(v->res.slices);
+		diags_clear(&v->errs);
+		memset(&v->res, 0, sizeof(v->res));
+		memset(&v->caps, 0, sizeof(v->caps));
+		memset(v->ignored, 0, sizeof(v->ignored));
+		v->n_problems = 0;
+		v->io_err = 0;
+		v->done = true;
+	}
+	u->role = ROLE_WHOLE;
+	u->off = u->end = 0;
+	u->line0 = 0;
+	u->pre = u->post = NULL;
+	u->json = -1;
+	u->list_kind[0] = u->list_api[0] = '\0';
+	unit_parse(u, st);
+	unit_finish(u);
 }
 
 struct dir_id {
@@ -3251,6 +3624,14 @@ int config_load_dir(const char *dir, struct sl_resources **out, struct diags *er
 	for (int i = 1; i < threads; i++)
 		if (workers[i].started)
 			pthread_join(workers[i].tid, NULL);
+	for (size_t i = 0, j; i < us.n; i = j) {	/* cut Lists that did not parse */
+		bool suspect = false;
+
+		for (j = i; j < us.n && us.v[j].path == us.v[i].path; j++)
+			suspect |= us.v[j].role != ROLE_WHOLE && us.v[j].suspect;
+		if (suspect)
+			load_file_whole(&us, i, j, workers[0].st);
+	}
 	ret = units_merge(&us, res);
 	if (ret)
 		goto out;

@@ -67,19 +67,34 @@ static void log_diags(const char *what, const struct diags *d)
 		pr_err("%s: %s", what, diag_str(&d->v[i], buf, sizeof(buf)));
 }
 
-/* Load, validate and resolve the config directory; on success *out is the model. */
-static int build_model(const char *dir, const char *node, struct sl_model **out, struct diags *errs)
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Load, validate and resolve the config directory; on success *out is the model.
+ * times[0] and [1] get the decode and resolve durations (ms). */
+static int build_model(const char *dir, const char *node, struct sl_model **out, struct diags *errs,
+		       double times[2])
 {
 	struct sl_resources *res = NULL;
+	double t0 = now_ms();
 	int err;
 
 	err = config_load_dir(dir, &res, errs);
+	times[0] = now_ms() - t0;
 	if (err) {
 		if (!errs->n)
 			diags_add(errs, dir, 0, "cannot read: %s", strerror(-err));
 		return err;
 	}
-	return model_build(res, node, out, errs);
+	t0 = now_ms();
+	err = model_build(res, node, out, errs);
+	times[1] = now_ms() - t0;
+	return err;
 }
 
 /* Read the configuration again; keep the last good one if anything is wrong. */
@@ -88,11 +103,12 @@ static void agent_reload(void)
 	struct sl_model *m = NULL;
 	struct diags errs = { 0 };
 	struct sync_stats st;
+	double times[2] = { 0 };
 	int err;
 
 	if (!agent.config_dir)
 		return;
-	err = build_model(agent.config_dir, agent.node_name, &m, &errs);
+	err = build_model(agent.config_dir, agent.node_name, &m, &errs, times);
 	if (!err)
 		err = sync_check(agent.sync, m, &errs);
 	if (err) {
@@ -119,9 +135,9 @@ static void agent_reload(void)
 		diags_add(&agent.errors, NULL, 0, "sync: %zu map operations failed: %s", st.errors,
 			  strerror(-err));
 	pr_info("config: generation %lu: %zu services, %zu pods, %zu frontends, %zu backends; "
-		"sync %.1f ms (%zu updates, %zu deletes)",
+		"decode %.1f ms, resolve %.1f ms, sync %.1f ms (%zu updates, %zu deletes)",
 		(unsigned long)agent.generation, m->res->n_services, m->res->n_pods, st.frontends, st.backends,
-		st.ms, st.updates, st.deletes);
+		times[0], times[1], st.ms, st.updates, st.deletes);
 	/* Decoding churns the heap; hand what it no longer needs back to the kernel. */
 	malloc_trim(0);
 }
@@ -205,7 +221,9 @@ static int cmd_plan(const struct options *o, bool print)
 	char ip[SL_IP_STRLEN];
 	int err;
 
-	err = build_model(o->config_dir, o->node_name, &m, &errs);
+	double times[2];
+
+	err = build_model(o->config_dir, o->node_name, &m, &errs, times);
 	if (err) {
 		log_diags("config", &errs);
 		diags_clear(&errs);

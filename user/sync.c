@@ -222,78 +222,177 @@ static int id_count_cmp(const void *pa, const void *pb)
 	return a->svc_id < b->svc_id ? -1 : a->svc_id > b->svc_id;
 }
 
+/* Every entry of a hash map, with the batch syscall where the kernel has it
+ * (a few calls for 100k entries instead of 200k). keys and vals are malloc'ed. */
+static int dump_map(int fd, size_t key_size, size_t val_size, uint32_t max, void **keys, void **vals,
+		    size_t *n)
+{
+	size_t cap = max ? max : 1, got = 0;
+	char *k = malloc(cap * key_size), *v = malloc(cap * val_size);
+	__u64 in = 0, outb = 0;
+	void *inp = NULL;
+	int err = 0;
+
+	*keys = *vals = NULL;
+	*n = 0;
+	if (!k || !v) {
+		free(k);
+		free(v);
+		return -ENOMEM;
+	}
+	for (;;) {
+		__u32 cnt = (__u32)(cap - got > 8192 ? 8192 : cap - got);
+
+		if (!cnt)
+			break;
+		LIBBPF_OPTS(bpf_map_batch_opts, o);
+		err = bpf_map_lookup_batch(fd, inp, &outb, k + got * key_size, v + got * val_size, &cnt, &o);
+		got += cnt;
+		if (err == -ENOENT) {
+			err = 0;	/* the end */
+			break;
+		}
+		if (err)
+			break;
+		in = outb;
+		inp = &in;
+	}
+	if (err == -EINVAL || err == -EOPNOTSUPP || err == -ENOTSUPP) {
+		/* No batch ops: walk the keys. */
+		char *prev = NULL, *next = malloc(key_size);
+
+		err = next ? 0 : -ENOMEM;
+		got = 0;
+		while (!err && got < cap && !bpf_map_get_next_key(fd, prev, next)) {
+			memcpy(k + got * key_size, next, key_size);
+			prev = k + got * key_size;
+			if (!bpf_map_lookup_elem(fd, prev, v + got * val_size))
+				got++;
+		}
+		free(next);
+	}
+	if (err) {
+		free(k);
+		free(v);
+		return err;
+	}
+	*keys = k;
+	*vals = v;
+	*n = got;
+	return 0;
+}
+
+struct slot_entry {
+	struct sl_be_key key;
+	struct sl_be_val val;
+};
+
+static int slot_entry_cmp(const void *pa, const void *pb)
+{
+	const struct slot_entry *a = pa, *b = pb;
+
+	if (a->key.svc_id != b->key.svc_id)
+		return a->key.svc_id < b->key.svc_id ? -1 : 1;
+	return a->key.slot < b->key.slot ? -1 : a->key.slot > b->key.slot;
+}
+
 static int read_maps(struct sync *s)
 {
-	struct sl_svc_key k, next, *prev = NULL;
-	struct sl_be_key bk, bnext, *bprev = NULL;
 	struct op_queue del = { .fd = s->maps.be_fd, .kind = OP_DELETE,
 				.key_size = sizeof(struct sl_be_key), .batch_ok = true };
-	size_t n = 0, done = 0, n_err = 0;
+	struct sl_svc_key *sk = NULL;
+	struct sl_svc_val *sv = NULL;
+	struct sl_be_key *bk = NULL;
+	struct sl_be_val *bv = NULL;
+	struct slot_entry *se = NULL;
+	size_t n_svc = 0, n_be = 0, done = 0, n_err = 0, i;
 	int err;
 
-	/* Count first, to size the table. */
-	while (!bpf_map_get_next_key(s->maps.svc_fd, prev, &next)) {
-		n++;
-		k = next;
-		prev = &k;
-	}
-	err = tab_init(&s->tab, n);
+	err = dump_map(s->maps.svc_fd, sizeof(*sk), sizeof(*sv), s->maps.svc_max, (void **)&sk,
+		       (void **)&sv, &n_svc);
+	if (!err)
+		err = dump_map(s->maps.be_fd, sizeof(*bk), sizeof(*bv), s->maps.be_max, (void **)&bk,
+			       (void **)&bv, &n_be);
+	if (!err)
+		err = tab_init(&s->tab, n_svc);
+	se = calloc(n_be ? n_be : 1, sizeof(*se));
+	if (!err && !se)
+		err = -ENOMEM;
 	if (err)
-		return err;
-	prev = NULL;
-	while (!bpf_map_get_next_key(s->maps.svc_fd, prev, &next)) {
-		struct sl_svc_val v;
+		goto out;
+	for (i = 0; i < n_be; i++)
+		se[i] = (struct slot_entry){ bk[i], bv[i] };
+	qsort(se, n_be, sizeof(*se), slot_entry_cmp);
+
+	for (i = 0; i < n_svc; i++) {
+		struct slot_entry probe = { .key = { .svc_id = sv[i].svc_id } };
+		struct slot_entry *first;
+		size_t lo = 0, hi = n_be;
 		struct fe *f;
 
-		k = next;
-		prev = &k;
-		if (bpf_map_lookup_elem(s->maps.svc_fd, &k, &v) || tab_find(&s->tab, &k))
+		if (tab_find(&s->tab, &sk[i]))
 			continue;
-		if (s->tab.n >= s->tab.cap / 2)
-			break;	/* the map grew under us: nobody else writes it */
-		f = tab_insert(&s->tab, &k);
-		f->val = v;
-		f->slots = calloc(v.count ? v.count : 1, sizeof(*f->slots));
-		if (!f->slots)
-			return -ENOMEM;
-		for (uint32_t i = 0; i < v.count; i++) {
-			struct sl_be_key key = { .svc_id = v.svc_id, .slot = i };
+		f = tab_insert(&s->tab, &sk[i]);
+		f->val = sv[i];
+		f->slots = calloc(sv[i].count ? sv[i].count : 1, sizeof(*f->slots));
+		if (!f->slots) {
+			err = -ENOMEM;
+			goto out;
+		}
+		while (lo < hi) {	/* the first slot entry of this id */
+			size_t mid = (lo + hi) / 2;
 
-			if (bpf_map_lookup_elem(s->maps.be_fd, &key, &f->slots[i])) {
+			if (slot_entry_cmp(&se[mid], &probe) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		first = &se[lo];
+		for (uint32_t j = 0; j < sv[i].count; j++) {
+			if (lo + j >= n_be || first[j].key.svc_id != sv[i].svc_id || first[j].key.slot != j) {
 				/* A hole below count (never written by sync): shrink to it. */
-				f->val.count = (uint16_t)i;
-				bpf_map_update_elem(s->maps.svc_fd, &k, &f->val, BPF_ANY);
+				f->val.count = (uint16_t)j;
+				bpf_map_update_elem(s->maps.svc_fd, &sk[i], &f->val, BPF_ANY);
 				break;
 			}
+			f->slots[j] = first[j].val;
 		}
-		if (v.svc_id >= s->next_id)
-			s->next_id = v.svc_id + 1;
+		if (sv[i].svc_id >= s->next_id)
+			s->next_id = sv[i].svc_id + 1;
 	}
 	/* Slots nobody can reach: of a removed frontend or above a count. */
-	struct id_count *ids = calloc(s->tab.n ? s->tab.n : 1, sizeof(*ids));
-	size_t n_ids = 0;
+	{
+		struct id_count *ids = calloc(s->tab.n ? s->tab.n : 1, sizeof(*ids));
+		size_t n_ids = 0;
 
-	if (!ids)
-		return -ENOMEM;
-	for (size_t i = 0; i < s->tab.cap; i++)
-		if (s->tab.v[i].used)
-			ids[n_ids++] = (struct id_count){ s->tab.v[i].val.svc_id, s->tab.v[i].val.count };
-	qsort(ids, n_ids, sizeof(*ids), id_count_cmp);
-	while (!bpf_map_get_next_key(s->maps.be_fd, bprev, &bnext)) {
-		struct id_count probe = { .svc_id = bnext.svc_id }, *ic;
+		if (!ids) {
+			err = -ENOMEM;
+			goto out;
+		}
+		for (size_t t = 0; t < s->tab.cap; t++)
+			if (s->tab.v[t].used)
+				ids[n_ids++] = (struct id_count){ s->tab.v[t].val.svc_id, s->tab.v[t].val.count };
+		qsort(ids, n_ids, sizeof(*ids), id_count_cmp);
+		for (i = 0; i < n_be; i++) {
+			struct id_count probe = { .svc_id = se[i].key.svc_id }, *ic;
 
-		bk = bnext;
-		bprev = &bk;
-		ic = bsearch(&probe, ids, n_ids, sizeof(*ids), id_count_cmp);
-		if ((!ic || bk.slot >= ic->count) && q_push(&del, &bk, NULL, 0))
-			break;
+			ic = bsearch(&probe, ids, n_ids, sizeof(*ids), id_count_cmp);
+			if ((!ic || se[i].key.slot >= ic->count) && q_push(&del, &se[i].key, NULL, 0))
+				break;
+		}
+		free(ids);
 	}
-	free(ids);
 	q_flush(&del, NULL, &done, &n_err);
-	q_free(&del);
 	if (done)
 		pr_info("sync: removed %zu unreachable backend slots left by an earlier agent", done);
-	return 0;
+out:
+	q_free(&del);
+	free(sk);
+	free(sv);
+	free(bk);
+	free(bv);
+	free(se);
+	return err;
 }
 
 int sync_new(struct sync **out, const struct sync_maps *maps)
