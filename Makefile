@@ -134,7 +134,7 @@ fuzz: deps
 	$(Q)scripts/fuzz
 
 verify: $(TEST_BIN)
-	$(Q)$(TEST_BIN) -t verify
+	$(Q)$(TEST_BIN) -v -t verify
 
 # Sanitizer build of the agent and the unit tests into build-san/.
 san:
