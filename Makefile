@@ -14,9 +14,9 @@ BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
 CFLAGS     ?= -O2 -g
 # What the code needs, kept apart so `make CFLAGS=...` (san, fuzz) adds to it.
 SL_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wmissing-prototypes \
-	      -Wno-unused-parameter -D_GNU_SOURCE -I$(BUILD) -Iinclude -Iuser -Iuser/lib \
+	      -Wno-unused-parameter -D_GNU_SOURCE -I/usr/include/libnl3 -I$(BUILD) -Iinclude -Iuser -Iuser/lib \
 	      -Iselftests -DSL_VERSION='"$(VERSION)"' -MMD -MP
-LDLIBS_AGENT := -lbpf -lelf -lz -lyaml -ljansson -lhttp_parser
+LDLIBS_AGENT := -lbpf -lelf -lz -lyaml -ljansson -lssl -lcrypto -lnghttp2 -lnl-route-3 -lnl-3 -lhttp_parser
 LDLIBS_CLI   := -ljansson
 
 ifeq ($(V),1)

@@ -29,6 +29,18 @@
 #endif
 #define SL_BE_PER_SVC_MAX 65535		/* slots of one frontend (u16 count) */
 
+/* Mesh ports, host order: Istio ambient's numbers, so operators recognise them. */
+#define SL_PORT_OUTBOUND	15001	/* in each enrolled pod, on loopback: captured connects */
+#define SL_PORT_INBOUND		15006	/* in each enrolled pod: captured plaintext inbound (transparent) */
+#define SL_PORT_HBONE		15008	/* in each enrolled pod: HBONE (mTLS + HTTP/2 CONNECT) */
+#define SL_PORT_METRICS		15020	/* agent, 127.0.0.1: Prometheus */
+
+/* SO_MARK of the agent's own sockets; the kernel programs never capture them. */
+#define SL_MARK_AGENT		0x539	/* tunnels and passthrough connects from a pod's IP */
+#define SL_MARK_DELIVER		0x53a	/* delivery to an app from the client's IP (policy-routed back) */
+#define SL_MARK_MASK		0xfff
+#define SL_DELIVER_TABLE	100	/* route table of the pod's "local 0/0 dev lo" for SL_MARK_DELIVER */
+
 #define SL_AF_INET	2		/* AF_INET, as the kernel numbers it */
 #define SL_AF_INET6	10		/* AF_INET6 */
 #define SL_IPPROTO_TCP	6
