@@ -8,10 +8,17 @@
  * into the VIP, so the application sees the address it asked for.
  * IPv4-mapped IPv6 destinations (::ffff:a.b.c.d) are served from the IPv4
  * services. Internal errors fail open (the socket proceeds untranslated).
+ *
+ * For a pod enrolled in the mesh, connect4/6 then send the TCP connection to
+ * the agent's listener in the pod's own netns (127.0.0.1 or ::1, port 15001)
+ * and keep where it was going (after load balancing) in socket storage, which
+ * sockops turns into an sl_origdst_v1 entry once the client port exists.
+ * getpeername still shows the address the application asked for.
  */
 #include "lib/common.h"
 #include "lib/config.h"
 #include "lib/metrics.h"
+#include "lib/mesh.h"
 #include "lib/service.h"
 #include "lib/sock.h"
 
@@ -132,21 +139,69 @@ remember:
 	return LB_XLATE;
 }
 
+/* An enrolled pod's TCP connect: to the agent's 15001 (returns true), with
+ * the original destination stored. vip is what the application asked for. */
+static __always_inline bool capture(struct bpf_sock_addr *ctx, const struct sl_svc_key *vip,
+				    enum lb_verdict v, const struct sl_sticky_val *choice, __u8 lfamily)
+{
+	struct sl_orig o = {};
+
+	if (v == LB_XLATE) {
+		o.addr = choice->be.addr;
+		o.port = choice->be.port;
+		o.family = choice->be.family;
+		o.flags = SL_ORIG_F_SERVICE;
+		o.vip = vip->vip;
+		o.vip_port = vip->port;
+		o.vip_family = vip->family;
+	} else {
+		o.addr = vip->vip;
+		o.port = vip->port;
+		o.family = vip->family;
+	}
+	o.listen_family = lfamily;
+	if (!capture_wanted(ctx, &o.addr, o.port, o.family))
+		return false;
+	if (!outbound_listener_up(ctx, lfamily)) {
+		metrics_inc(SL_CNT_CAP_NO_LISTENER);
+		return false;
+	}
+	if (!capture_store(ctx, &o))
+		return false;
+	metrics_inc(SL_CNT_CAP_REDIRECT);
+	return true;
+}
+
+/* The agent's 15001 listener as a peer address, for revnat. */
+static __always_inline void outbound_listener(struct sl_be_val *l, __u8 lfamily)
+{
+	__builtin_memset(l, 0, sizeof(*l));
+	if (lfamily == AF_INET)
+		l->addr.v4 = bpf_htonl(0x7f000001);
+	else
+		l->addr.v6[3] = bpf_htonl(1);
+	l->port = bpf_htons(SL_PORT_OUTBOUND);
+	l->family = lfamily;
+}
+
 SEC("cgroup/connect4")
 int sock_lb_connect4(struct bpf_sock_addr *ctx)
 {
 	struct sl_svc_key key = {};
 	struct sl_sticky_val choice = {};
+	struct sl_be_val l;
+	enum lb_verdict v;
 
 	key_from_ctx4(ctx, &key);
-	switch (lb_connect(ctx, &key, &choice)) {
-	case LB_REFUSE:
+	v = lb_connect(ctx, &key, &choice);
+	if (v == LB_REFUSE)
 		return refuse();
-	case LB_XLATE:
+	if (capture(ctx, &key, v, &choice, AF_INET)) {
+		outbound_listener(&l, AF_INET);
+		revnat_store(bpf_get_socket_cookie(ctx), &l, &key);
+		ctx_set4(ctx, &l.addr, l.port);
+	} else if (v == LB_XLATE) {
 		ctx_set4(ctx, &choice.be.addr, choice.be.port);
-		break;
-	default:
-		break;
 	}
 	return SL_SOCK_PROCEED;
 }
@@ -157,17 +212,21 @@ int sock_lb_connect6(struct bpf_sock_addr *ctx)
 	struct sl_svc_key key = {};
 	struct sl_sticky_val choice = {};
 	bool mapped = key_from_ctx6(ctx, &key);
+	struct sl_be_val l;
+	enum lb_verdict v;
+	__u8 lfamily = mapped ? AF_INET : AF_INET6;
 
-	switch (lb_connect(ctx, &key, &choice)) {
-	case LB_REFUSE:
+	v = lb_connect(ctx, &key, &choice);
+	if (v == LB_REFUSE)
 		return refuse();
-	case LB_XLATE:
-		if (mapped)
-			metrics_inc(SL_CNT_LB_V4MAPPED);
+	if (v == LB_XLATE && mapped)
+		metrics_inc(SL_CNT_LB_V4MAPPED);
+	if (capture(ctx, &key, v, &choice, lfamily)) {
+		outbound_listener(&l, lfamily);
+		revnat_store(bpf_get_socket_cookie(ctx), &l, &key);
+		ctx_set6(ctx, &l.addr, l.family, l.port);
+	} else if (v == LB_XLATE) {
 		ctx_set6(ctx, &choice.be.addr, choice.be.family, choice.be.port);
-		break;
-	default:
-		break;
 	}
 	return SL_SOCK_PROCEED;
 }

@@ -21,14 +21,21 @@
 
 #include "loader.h"
 #include "log.h"
+#include "pod_ingress.skel.h"
 #include "sock_lb.skel.h"
+#include "sockops.skel.h"
 
 #define BPF_FS_MAGIC		0xcafe4a11
 #define CGROUP2_SUPER_MAGIC	0x63677270
 #define SL_CGROUP2_MOUNT	"/run/sluice/cgroup2"
+#define SL_BPF_TCX_INGRESS	46	/* enum bpf_attach_type; newer than Debian's uapi headers */
 
 struct loader {
 	struct sock_lb *sock_lb;
+	struct sockops *sockops;
+	struct pod_ingress *pod_ingress;
+	struct bpf_object *objs[3];	/* the above, for iteration */
+	size_t n_objs;
 	char root[192];			/* pins below it must fit loader_*_info */
 	char cgroup[PATH_MAX];
 	int lock_fd;
@@ -204,18 +211,22 @@ static struct bpf_link *attach_pinned(struct loader *l, struct bpf_program *prog
 	return link;
 }
 
-static int attach_all(struct loader *l, struct bpf_object *obj)
+/* Attach every program of the cgroup objects (sock_lb, sockops). */
+static int attach_all(struct loader *l)
 {
+	struct bpf_object *cg_objs[] = { l->sock_lb->obj, l->sockops->obj };
 	struct bpf_program *prog;
 	size_t n = 0;
 
-	bpf_object__for_each_program(prog, obj)
-		n++;
+	for (size_t i = 0; i < 2; i++)
+		bpf_object__for_each_program(prog, cg_objs[i])
+			n++;
 	l->progs = calloc(n ? n : 1, sizeof(*l->progs));
 	l->links = calloc(n ? n : 1, sizeof(*l->links));
 	if (!l->progs || !l->links)
 		return -ENOMEM;
-	bpf_object__for_each_program(prog, obj) {
+	for (size_t i = 0; i < 2; i++)
+	bpf_object__for_each_program(prog, cg_objs[i]) {
 		struct loader_prog_info *pi = &l->progs[l->n_progs];
 		const char *sec = bpf_program__section_name(prog);
 
@@ -229,6 +240,101 @@ static int attach_all(struct loader *l, struct bpf_object *obj)
 		l->n_progs++;
 	}
 	return 0;
+}
+
+/* The cgroup (v2 id) this process runs in; 0 if unknown. */
+static uint64_t own_cgroup_id(const char *cg_root, char *path, size_t len)
+{
+	char line[PATH_MAX], full[PATH_MAX * 2];
+	struct stat st;
+	FILE *f = fopen("/proc/self/cgroup", "re");
+
+	path[0] = '\0';
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		snprintf(path, len, "%s", line + 3);
+	}
+	if (f)
+		fclose(f);
+	snprintf(full, sizeof(full), "%s%s", cg_root, path);
+	return path[0] && !stat(full, &st) ? (uint64_t)st.st_ino : 0;
+}
+
+/* The agent's cgroup is a second guard against capturing its own connects,
+ * but only when it lies outside the attach point: excluding the attach cgroup
+ * (or an ancestor) would exclude every pod. */
+static uint64_t agent_cgroup_guard(const struct loader *l)
+{
+	char root[PATH_MAX], own[PATH_MAX];
+	const char *rel;
+	size_t rl, ol;
+	uint64_t id;
+
+	if (cgroup2_root(root, sizeof(root)))
+		return 0;
+	id = own_cgroup_id(root, own, sizeof(own));
+	rl = strlen(root);
+	if (!id || strncmp(l->cgroup, root, rl))
+		return 0;	/* the attach point is not under the v2 mount we know */
+	rel = l->cgroup + rl;	/* e.g. "/sluice-lab-0/node-1", "" for the root */
+	ol = strlen(own);
+	if (!strcmp(own, "/") || (!strncmp(rel, own, ol) && (rel[ol] == '\0' || rel[ol] == '/')))
+		return 0;	/* own cgroup is the attach point or above it */
+	return id;
+}
+
+static int load_one(struct loader *l, struct bpf_object *obj, int (*load)(void *), void *skel,
+		    const char *name)
+{
+	int err = load(skel);
+
+	if (err) {
+		pr_err("loader: load %s: %s%s", name, strerror(-err),
+		       err == -EINVAL ? " (a pinned map of another layout? see `sluice-agent --uninstall`)" : "");
+		return err;
+	}
+	l->objs[l->n_objs++] = obj;
+	return 0;
+}
+
+static int load_sock_lb(void *s)
+{
+	return sock_lb__load(s);
+}
+
+static int load_sockops(void *s)
+{
+	return sockops__load(s);
+}
+
+static int load_pod_ingress(void *s)
+{
+	return pod_ingress__load(s);
+}
+
+/* Open and load every object; maps of one name are one pinned map. */
+static int load_objects(struct loader *l)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = l->root);
+	int err;
+
+	l->sock_lb = sock_lb__open_opts(&oo);
+	l->sockops = sockops__open_opts(&oo);
+	l->pod_ingress = pod_ingress__open_opts(&oo);
+	if (!l->sock_lb || !l->sockops || !l->pod_ingress) {
+		err = -errno;
+		pr_err("loader: open BPF objects: %s", strerror(errno));
+		return err ? err : -ENOMEM;
+	}
+	l->sock_lb->rodata->cfg_agent_cgroup_id = agent_cgroup_guard(l);
+	err = load_one(l, l->sock_lb->obj, load_sock_lb, l->sock_lb, "sock_lb");
+	if (!err)
+		err = load_one(l, l->sockops->obj, load_sockops, l->sockops, "sockops");
+	if (!err)
+		err = load_one(l, l->pod_ingress->obj, load_pod_ingress, l->pod_ingress, "pod_ingress");
+	return err;
 }
 
 int loader_open(struct loader **out, const struct loader_opts *o)
@@ -280,20 +386,10 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 	snprintf(path, sizeof(path), "%s/%s", l->root, SL_MAP_SVC);
 	l->reused = !access(path, F_OK);
 
-	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = l->root);
-	l->sock_lb = sock_lb__open_opts(&oo);
-	if (!l->sock_lb) {
-		err = -errno;
-		pr_err("loader: open sock_lb: %s", strerror(errno));
+	err = load_objects(l);
+	if (err)
 		goto out;
-	}
-	err = sock_lb__load(l->sock_lb);
-	if (err) {
-		pr_err("loader: load sock_lb: %s%s", strerror(-err),
-		       err == -EINVAL ? " (a pinned map of another layout? see `sluice-agent --uninstall`)" : "");
-		goto out;
-	}
-	err = attach_all(l, l->sock_lb->obj);
+	err = attach_all(l);
 	if (err)
 		goto out;
 	pr_info("loader: %s %zu programs at %s, maps %s under %s", l->reused ? "re-attached" : "attached",
@@ -313,6 +409,8 @@ void loader_free(struct loader *l)
 		bpf_link__destroy(l->links[i]);	/* the pin keeps the attachment */
 	free(l->links);
 	free(l->progs);
+	pod_ingress__destroy(l->pod_ingress);
+	sockops__destroy(l->sockops);
 	sock_lb__destroy(l->sock_lb);
 	if (l->cg_fd >= 0)
 		close(l->cg_fd);
@@ -323,7 +421,13 @@ void loader_free(struct loader *l)
 
 static struct bpf_map *find_map(const struct loader *l, const char *name)
 {
-	return l->sock_lb ? bpf_object__find_map_by_name(l->sock_lb->obj, name) : NULL;
+	for (size_t i = 0; i < l->n_objs; i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(l->objs[i], name);
+
+		if (m)
+			return m;
+	}
+	return NULL;
 }
 
 int loader_map_fd(const struct loader *l, const char *name)
@@ -361,16 +465,23 @@ int loader_maps_info(const struct loader *l, struct loader_map_info **out, size_
 	struct bpf_map *m;
 	size_t cnt = 0, i = 0;
 
-	bpf_object__for_each_map(m, l->sock_lb->obj)
-		cnt += !!bpf_map__pin_path(m);
+	for (size_t o = 0; o < l->n_objs; o++)
+		bpf_object__for_each_map(m, l->objs[o])
+			cnt += !!bpf_map__pin_path(m);
 	*out = calloc(cnt ? cnt : 1, sizeof(**out));
 	if (!*out)
 		return -ENOMEM;
-	bpf_object__for_each_map(m, l->sock_lb->obj) {
+	for (size_t o = 0; o < l->n_objs; o++)
+	bpf_object__for_each_map(m, l->objs[o]) {
 		struct loader_map_info *mi = &(*out)[i];
 		enum bpf_map_type type = bpf_map__type(m);
+		bool seen = false;
 
 		if (!bpf_map__pin_path(m))
+			continue;
+		for (size_t j = 0; j < i; j++)	/* one pinned map, several objects */
+			seen = seen || !strcmp((*out)[j].name, bpf_map__name(m));
+		if (seen)
 			continue;
 		mi->name = bpf_map__name(m);
 		mi->type = libbpf_bpf_map_type_str(type);
@@ -406,6 +517,45 @@ int loader_counters(const struct loader *l, uint64_t out[SL_CNT_MAX])
 	}
 	free(vals);
 	return 0;
+}
+
+int loader_pod_ingress_attach(const struct loader *l, int ifindex)
+{
+	int fd = bpf_link_create(bpf_program__fd(l->pod_ingress->progs.pod_ingress_tc), ifindex,
+				 SL_BPF_TCX_INGRESS, NULL);
+
+	if (fd < 0) {
+		pr_err("loader: attach pod_ingress to ifindex %d (tcx): %s%s", ifindex, strerror(-fd),
+		       fd == -EINVAL ? " (tcx needs Linux 6.6 or newer)" : "");
+		return fd;
+	}
+	return fd;
+}
+
+int loader_netns_set(const struct loader *l, uint64_t cookie, const struct sl_netns_val *v)
+{
+	int fd = loader_map_fd(l, SL_MAP_NETNS);
+
+	return fd < 0 ? fd : bpf_map_update_elem(fd, &cookie, v, BPF_ANY);
+}
+
+int loader_netns_del(const struct loader *l, uint64_t cookie)
+{
+	int fd = loader_map_fd(l, SL_MAP_NETNS), err;
+
+	if (fd < 0)
+		return fd;
+	err = bpf_map_delete_elem(fd, &cookie);
+	return err == -ENOENT ? 0 : err;
+}
+
+int loader_origdst_take(const struct loader *l, const struct sl_origdst_key *k, struct sl_orig *out)
+{
+	int fd = loader_map_fd(l, SL_MAP_ORIGDST);
+
+	if (fd < 0)
+		return fd;
+	return bpf_map_lookup_and_delete_elem(fd, k, out);
 }
 
 size_t loader_programs(const struct loader *l, const struct loader_prog_info **out)

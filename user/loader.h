@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sluice/abi.h>
 #include <sluice/counters.h>
 
 struct loader;
@@ -50,6 +51,17 @@ int loader_maps_info(const struct loader *l, struct loader_map_info **out, size_
 /* Sum over CPUs of every counter of sl_metrics_v1. */
 int loader_counters(const struct loader *l, uint64_t out[SL_CNT_MAX]);
 size_t loader_programs(const struct loader *l, const struct loader_prog_info **out);
+
+/* Attach pod_ingress at TC ingress (tcx) of ifindex in the caller's current
+ * netns (call it from inside the pod's netns). Returns the link fd (closing it
+ * detaches) or -errno. */
+int loader_pod_ingress_attach(const struct loader *l, int ifindex);
+/* sl_netns_v1: enrol (or forget) a pod's netns for capture. */
+int loader_netns_set(const struct loader *l, uint64_t cookie, const struct sl_netns_val *v);
+int loader_netns_del(const struct loader *l, uint64_t cookie);
+/* sl_origdst_v1: the original destination of a captured connection, removed
+ * as it is read. -ENOENT when the kernel has no record. */
+int loader_origdst_take(const struct loader *l, const struct sl_origdst_key *k, struct sl_orig *out);
 bool loader_reused_pins(const struct loader *l);
 const char *loader_cgroup(const struct loader *l);
 const char *loader_bpffs_root(const struct loader *l);

@@ -15,6 +15,17 @@
 #define AF_INET6	10
 #define ECONNREFUSED	111
 
+/* IPv6 extension headers (uapi in6.h; vmlinux.h lacks them). */
+#define IPPROTO_HOPOPTS		0
+#define IPPROTO_ROUTING		43
+#define IPPROTO_FRAGMENT	44
+#define IPPROTO_DSTOPTS		60
+
+#define ETH_P_IP	0x0800
+#define ETH_P_IPV6	0x86DD
+#define TC_ACT_OK	0
+#define TC_ACT_SHOT	2
+
 /* Return codes of cgroup sock_addr programs. */
 #define SL_SOCK_PROCEED	1
 #define SL_SOCK_REJECT	0

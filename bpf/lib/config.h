@@ -8,4 +8,8 @@
  * VIP while it stays silent (conntrack's UDP stream timeout is 120 s). */
 const volatile __u64 cfg_udp_flow_timeout_ns = 120ULL * 1000000000ULL;
 
+/* The agent's own cgroup (v2 id): its connects are never captured, whatever
+ * their mark (a second guard; the marks are the first). 0: no such check. */
+const volatile __u64 cfg_agent_cgroup_id = 0;
+
 #endif

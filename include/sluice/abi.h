@@ -136,6 +136,51 @@ struct sl_sock_val {
 };
 _Static_assert(sizeof(struct sl_sock_val) == 20, "sl_sock_val is ABI");
 
+/* ---- capture of enrolled pods ---- */
+
+/* sl_netns_v1 value: an enrolled pod's network namespace (key: netns cookie).
+ * Written by: agent (pods). Read by: sock_lb connect4/6. */
+#define SL_NETNS_F_ENROLLED	0x0001
+struct sl_netns_val {
+	__u32 pod_id;			/* the agent's number for the pod (debugging) */
+	__u32 flags;			/* SL_NETNS_F_* */
+	struct sl_addr ip4;		/* the pod's own addresses: connects to them */
+	struct sl_addr ip6;		/*   stay inside the pod */
+};
+_Static_assert(sizeof(struct sl_netns_val) == 40, "sl_netns_val is ABI");
+
+/* Where a captured connect() was going. sock_lb keeps it in socket storage;
+ * sockops copies it to sl_origdst_v1 once the client port is known. */
+#define SL_ORIG_F_SERVICE	0x01	/* addr:port was chosen for the Service in vip */
+struct sl_orig {
+	struct sl_addr addr;		/* the destination after Service load balancing */
+	__be16 port;
+	__u8 family;
+	__u8 flags;			/* SL_ORIG_F_* */
+	struct sl_addr vip;		/* the Service frontend, with SL_ORIG_F_SERVICE */
+	__be16 vip_port;
+	__u8 vip_family;
+	__u8 listen_family;		/* which 15001 listener: SL_AF_INET (127.0.0.1) or SL_AF_INET6 (::1) */
+};
+_Static_assert(sizeof(struct sl_orig) == 40, "sl_orig is ABI");
+
+/* sl_origdst_v1 key: the client side of a connection to a pod's 15001.
+ * Written by: sockops (TCP_CONNECT_CB). Read and deleted by: agent on accept. */
+struct sl_origdst_key {
+	__u64 netns_cookie;
+	__be16 sport;			/* the client's port, as getpeername() on the accepted socket shows */
+	__u8 family;			/* the listener's family */
+	__u8 pad[5];
+};
+_Static_assert(sizeof(struct sl_origdst_key) == 16, "sl_origdst_key is ABI");
+
+#ifndef SL_NETNS_MAX
+#define SL_NETNS_MAX	4096		/* enrolled pods on one node */
+#endif
+#ifndef SL_ORIGDST_MAX
+#define SL_ORIGDST_MAX	65536		/* captured connects not yet accepted (LRU) */
+#endif
+
 /* sl_metrics_v1: per-CPU array indexed by enum sl_counter (counters.h). */
 struct sl_metric {
 	__u64 count;

@@ -16,7 +16,16 @@
 	X(LB_REVNAT,        5, "lb_revnat",          "getpeername/recvmsg showed the VIP") \
 	X(LB_REVNAT_FULL,   6, "lb_revnat_update_err","internal: reverse entry not stored (fail open)") \
 	X(LB_UDP_REUSE,     7, "lb_udp_flow_reuse",  "unconnected UDP kept its backend for a VIP") \
-	X(LB_V4MAPPED,      8, "lb_v4mapped",        "IPv4-mapped IPv6 destination translated")
+	X(LB_V4MAPPED,      8, "lb_v4mapped",        "IPv4-mapped IPv6 destination translated") \
+	X(CAP_REDIRECT,     9, "capture_redirected", "an enrolled pod's connect sent to its 15001") \
+	X(CAP_NO_LISTENER, 10, "capture_no_listener","enrolled pod but no agent listener: connect left alone (fail open)") \
+	X(CAP_STORAGE_ERR, 11, "capture_storage_err","internal: original destination not stored (fail open)") \
+	X(ORIG_STORED,     12, "origdst_stored",     "sockops recorded a captured connection's destination") \
+	X(ORIG_STORE_ERR,  13, "origdst_store_err",  "internal: sl_origdst_v1 update failed") \
+	X(IN_STEERED,      14, "ingress_steered",    "pod_ingress: inbound SYN assigned to the pod's 15006") \
+	X(IN_NO_LISTENER,  15, "ingress_no_listener","pod_ingress: no 15006 listener: packet passed (fail open)") \
+	X(IN_ASSIGN_ERR,   16, "ingress_assign_err", "pod_ingress: bpf_sk_assign failed: packet passed") \
+	X(IN_BAD_PACKET,   17, "ingress_bad_packet", "pod_ingress: truncated or malformed header: packet passed")
 
 enum sl_counter {
 #define SL_COUNTER_ENUM(name, num, str, help) SL_CNT_##name = num,

@@ -16,5 +16,8 @@
 #define SL_MAP_REVNAT		"sl_revnat_v1"
 #define SL_MAP_UDPFWD		"sl_udpfwd_v1"
 #define SL_MAP_METRICS		"sl_metrics_v1"
+#define SL_MAP_NETNS		"sl_netns_v1"
+#define SL_MAP_ORIGDST		"sl_origdst_v1"
+#define SL_MAP_SK_ORIG		"sl_sk_orig_v1"
 
 #endif /* SLUICE_PIN_H */

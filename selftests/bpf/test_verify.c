@@ -9,24 +9,15 @@
 
 #include "lib/fixture.h"
 #include "lib/test.h"
+#include "pod_ingress.skel.h"
 #include "sock_lb.skel.h"
+#include "sockops.skel.h"
 
-void test_verify_sock_lb(void)
+static void print_progs(struct bpf_object *obj)
 {
-	struct fixture fx;
-	struct sock_lb *skel = NULL;
 	struct bpf_program *p;
 
-	if (!fixture_setup(&fx))
-		goto out;
-	LIBBPF_OPTS(bpf_object_open_opts, o, .pin_root_path = fx.bpffs);
-	/* fx.bpffs is <mount>/sluice; pin in the mount itself. */
-	*strrchr(fx.bpffs, '/') = '\0';
-	skel = sock_lb__open_opts(&o);
-	if (!ASSERT_OK_PTR(skel, "open") || !ASSERT_OK(sock_lb__load(skel), "load"))
-		goto out;
-	printf("%-24s %8s %10s\n", "program", "insns", "verified");
-	bpf_object__for_each_program(p, skel->obj) {
+	bpf_object__for_each_program(p, obj) {
 		struct bpf_prog_info info = { 0 };
 		__u32 len = sizeof(info);
 
@@ -35,7 +26,36 @@ void test_verify_sock_lb(void)
 		printf("%-24s %8u %10u\n", bpf_program__name(p), info.xlated_prog_len / 8, info.verified_insns);
 		ASSERT_LE(info.verified_insns, 100000, "verifier work stays small");
 	}
+}
+
+/* Every object of the agent, loaded as the loader does (maps shared by pin). */
+void test_verify_all(void)
+{
+	struct fixture fx;
+	struct sock_lb *lb = NULL;
+	struct sockops *so = NULL;
+	struct pod_ingress *pi = NULL;
+
+	if (!fixture_setup(&fx))
+		goto out;
+	*strrchr(fx.bpffs, '/') = '\0';	/* pin in the mount itself */
+	LIBBPF_OPTS(bpf_object_open_opts, o, .pin_root_path = fx.bpffs);
+	lb = sock_lb__open_opts(&o);
+	so = sockops__open_opts(&o);
+	pi = pod_ingress__open_opts(&o);
+	if (!ASSERT_OK_PTR(lb, "open sock_lb") || !ASSERT_OK_PTR(so, "open sockops") ||
+	    !ASSERT_OK_PTR(pi, "open pod_ingress"))
+		goto out;
+	if (!ASSERT_OK(sock_lb__load(lb), "load sock_lb") || !ASSERT_OK(sockops__load(so), "load sockops") ||
+	    !ASSERT_OK(pod_ingress__load(pi), "load pod_ingress"))
+		goto out;
+	printf("%-24s %8s %10s\n", "program", "insns", "verified");
+	print_progs(lb->obj);
+	print_progs(so->obj);
+	print_progs(pi->obj);
 out:
-	sock_lb__destroy(skel);
+	pod_ingress__destroy(pi);
+	sockops__destroy(so);
+	sock_lb__destroy(lb);
 	fixture_teardown(&fx);
 }
