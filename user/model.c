@@ -471,6 +471,76 @@ static int build_index(const struct sl_resources *r, struct index *ix)
 	return 0;
 }
 
+static const struct sl_namespace *find_namespace(const struct sl_resources *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_namespaces; i++)
+		if (!strcmp(r->namespaces[i].name, name))
+			return &r->namespaces[i];
+	return NULL;
+}
+
+static const char *dataplane_label(const struct sl_labels *l)
+{
+	const char *v = labels_get(l, SL_LABEL_DATAPLANE);
+
+	return v ? v : labels_get(l, SL_LABEL_DATAPLANE_ISTIO);
+}
+
+static bool pod_enrolled(const struct sl_resources *r, const struct sl_pod *p)
+{
+	const char *v = dataplane_label(&p->labels);
+	const struct sl_namespace *ns;
+
+	if (v)
+		return !strcmp(v, SL_DATAPLANE_AMBIENT);
+	if (p->host_network)
+		return false;	/* shares the node's netns: nothing to capture in */
+	ns = find_namespace(r, p->ns);
+	v = ns ? dataplane_label(&ns->labels) : NULL;
+	return v && !strcmp(v, SL_DATAPLANE_AMBIENT);
+}
+
+static int workload_ip_cmp(const void *pa, const void *pb)
+{
+	const struct sl_workload_ip *a = pa, *b = pb;
+
+	return ip_cmp(&a->ip, &b->ip);
+}
+
+static int build_workloads(struct sl_model *m)
+{
+	const struct sl_resources *r = m->res;
+	size_t n_ips = 0;
+
+	m->workloads = calloc(r->n_pods ? r->n_pods : 1, sizeof(*m->workloads));
+	for (size_t i = 0; i < r->n_pods; i++)
+		n_ips += r->pods[i].n_ips;
+	m->by_ip = calloc(n_ips ? n_ips : 1, sizeof(*m->by_ip));
+	if (!m->workloads || !m->by_ip)
+		return -ENOMEM;
+	for (size_t i = 0; i < r->n_pods; i++) {
+		const struct sl_pod *p = &r->pods[i];
+		struct sl_workload *w = &m->workloads[i];
+
+		w->pod = p;
+		w->enrolled = pod_enrolled(r, p);
+		w->local = p->node && !strcmp(p->node, m->node_name);
+		for (size_t j = 0; !p->host_network && j < p->n_ips; j++)
+			m->by_ip[m->n_by_ip++] = (struct sl_workload_ip){ p->ips[j], w };
+	}
+	qsort(m->by_ip, m->n_by_ip, sizeof(*m->by_ip), workload_ip_cmp);
+	return 0;
+}
+
+const struct sl_workload *model_workload_by_ip(const struct sl_model *m, const struct sl_ip *ip)
+{
+	struct sl_workload_ip probe = { .ip = *ip };
+	const struct sl_workload_ip *hit;
+
+	hit = bsearch(&probe, m->by_ip, m->n_by_ip, sizeof(*m->by_ip), workload_ip_cmp);
+	return hit ? hit->wl : NULL;
+}
+
 static int validate(const struct sl_resources *r, struct diags *errs)
 {
 	/* Checks within one object (ports, names, IPs) are config.c's. */
@@ -503,6 +573,8 @@ int model_build(struct sl_resources *res, const char *node_name, struct sl_model
 		goto out;
 	}
 	err = build_index(res, &ix);
+	if (!err)
+		err = build_workloads(m);
 	if (err)
 		goto out;
 	for (size_t i = 0; i < res->n_services; i++)
@@ -547,6 +619,8 @@ void model_free(struct sl_model *m)
 		free(m->frontends[i].slots);
 	}
 	free(m->frontends);
+	free(m->workloads);
+	free(m->by_ip);
 	free(m->node_name);
 	resources_free(m->res);
 	free(m);

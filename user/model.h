@@ -41,8 +41,31 @@ struct sl_frontend {
 	size_t n_slots;
 };
 
+/* Mesh enrolment: a namespace or pod label; a pod's own label wins, and
+ * "none" on a pod opts it out of an enrolled namespace (as in Istio). */
+#define SL_LABEL_DATAPLANE	"sluice.io/dataplane-mode"
+#define SL_LABEL_DATAPLANE_ISTIO "istio.io/dataplane-mode"
+#define SL_DATAPLANE_AMBIENT	"ambient"
+#define SL_DATAPLANE_NONE	"none"
+
+/* A pod as the mesh sees it. */
+struct sl_workload {
+	const struct sl_pod *pod;
+	bool enrolled;			/* in the mesh (labels) */
+	bool local;			/* on this node */
+};
+
+/* One pod address, for lookups by IP. */
+struct sl_workload_ip {
+	struct sl_ip ip;
+	const struct sl_workload *wl;
+};
+
 struct sl_model {
 	struct sl_resources *res;	/* owned */
+	struct sl_workload *workloads;	/* one per pod, in res->pods order */
+	struct sl_workload_ip *by_ip;	/* sorted by ip; hostNetwork pods left out */
+	size_t n_by_ip;
 	char *node_name;
 	struct sl_frontend *frontends;	/* sorted by key (memcmp) */
 	size_t n_frontends;
@@ -57,5 +80,7 @@ int model_build(struct sl_resources *res, const char *node_name, struct sl_model
 void model_free(struct sl_model *m);			/* NULL-safe */
 
 const struct sl_frontend *model_find_frontend(const struct sl_model *m, const struct sl_svc_key *k);
+/* The pod that has ip, or NULL. */
+const struct sl_workload *model_workload_by_ip(const struct sl_model *m, const struct sl_ip *ip);
 
 #endif

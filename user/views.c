@@ -130,6 +130,7 @@ json_t *views_workloads(const struct agent *a)
 
 	for (size_t i = 0; r && i < r->n_pods; i++) {
 		const struct sl_pod *p = &r->pods[i];
+		const struct sl_workload *w = &a->model->workloads[i];
 		json_t *ips = json_array(), *labels = json_object();
 		char ip[SL_IP_STRLEN];
 
@@ -137,10 +138,10 @@ json_t *views_workloads(const struct agent *a)
 			json_array_append_new(ips, json_string(sl_ip_str(&p->ips[j], ip)));
 		for (size_t j = 0; j < p->labels.n; j++)
 			json_object_set_new(labels, p->labels.v[j].key, json_string(p->labels.v[j].value));
-		json_array_append_new(list, json_pack("{s:s, s:s, s:s?, s:o, s:s, s:b, s:b, s:o}", "namespace",
-						      p->ns, "name", p->name, "node", p->node, "ips", ips,
-						      "service_account", p->service_account, "local",
-						      p->node && !strcmp(p->node, a->node_name), "ready",
+		json_array_append_new(list, json_pack("{s:s, s:s, s:s?, s:o, s:s, s:b, s:b, s:b, s:o}",
+						      "namespace", p->ns, "name", p->name, "node", p->node,
+						      "ips", ips, "service_account", p->service_account,
+						      "local", w->local, "enrolled", w->enrolled, "ready",
 						      p->ready && !p->terminating, "labels", labels));
 	}
 	return json_pack("{s:o}", "workloads", list);

@@ -225,3 +225,56 @@ void test_model_conflicts_rejected(void)
 	model_free(m);
 	diags_clear(&errs);
 }
+
+/* Enrolment by namespace or pod label (Istio's label too); a pod's "none"
+ * opts out; workloads are found by any of their IPs. */
+void test_model_enrolment_and_lookup(void)
+{
+	static const char y[] =
+		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {sluice.io/dataplane-mode: ambient}}\n"
+		"---\napiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n"
+		"---\napiVersion: v1\nkind: Namespace\nmetadata: {name: istio, labels: {istio.io/dataplane-mode: ambient}}\n"
+		"---\napiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: mesh}\n"
+		"spec: {nodeName: node-1, serviceAccountName: sa-a, containers: [{name: c}]}\n"
+		"status: {podIPs: [{ip: 10.244.1.1}, {ip: 'fd00::1'}]}\n"
+		"---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: mesh, labels: {sluice.io/dataplane-mode: none}}\n"
+		"spec: {nodeName: node-2, containers: [{name: c}]}\nstatus: {podIP: 10.244.2.1}\n"
+		"---\napiVersion: v1\nkind: Pod\nmetadata: {name: c, namespace: plain, labels: {sluice.io/dataplane-mode: ambient}}\n"
+		"spec: {nodeName: node-2, containers: [{name: c}]}\nstatus: {podIP: 10.244.2.2}\n"
+		"---\napiVersion: v1\nkind: Pod\nmetadata: {name: d, namespace: plain}\n"
+		"spec: {nodeName: node-1, containers: [{name: c}]}\nstatus: {podIP: 10.244.1.3}\n"
+		"---\napiVersion: v1\nkind: Pod\nmetadata: {name: e, namespace: istio}\n"
+		"spec: {nodeName: node-1, containers: [{name: c}]}\nstatus: {podIP: 10.244.1.4}\n";
+	struct diags errs = { 0 };
+	struct sl_model *m = build(y, "node-1", &errs);
+	const struct sl_workload *w;
+	struct sl_ip ip;
+
+	if (!ASSERT_OK_PTR(m, "model"))
+		goto out;
+	sl_ip_parse("fd00::1", &ip);
+	w = model_workload_by_ip(m, &ip);
+	if (ASSERT_OK_PTR(w, "a by its IPv6")) {
+		ASSERT_STREQ(w->pod->name, "a", "a");
+		ASSERT_TRUE(w->enrolled, "namespace label enrols");
+		ASSERT_TRUE(w->local, "a is on node-1");
+		ASSERT_STREQ(w->pod->service_account, "sa-a", "service account");
+	}
+	sl_ip_parse("10.244.2.1", &ip);
+	w = model_workload_by_ip(m, &ip);
+	ASSERT_TRUE(w && !w->enrolled && !w->local, "b opted out, remote");
+	sl_ip_parse("10.244.2.2", &ip);
+	w = model_workload_by_ip(m, &ip);
+	ASSERT_TRUE(w && w->enrolled, "pod label enrols in a plain namespace");
+	sl_ip_parse("10.244.1.3", &ip);
+	w = model_workload_by_ip(m, &ip);
+	ASSERT_TRUE(w && !w->enrolled, "no label: not enrolled");
+	sl_ip_parse("10.244.1.4", &ip);
+	w = model_workload_by_ip(m, &ip);
+	ASSERT_TRUE(w && w->enrolled, "istio.io/dataplane-mode is accepted");
+	sl_ip_parse("10.244.9.9", &ip);
+	ASSERT_TRUE(model_workload_by_ip(m, &ip) == NULL, "unknown IP");
+out:
+	model_free(m);
+	diags_clear(&errs);
+}
