@@ -17,6 +17,7 @@
  * deadline that bytes trickling in do not extend, so slow clients cannot hold
  * a connection slot forever.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -50,7 +51,9 @@
 struct route {
 	char *path;
 	size_t len;
-	status_handler fn;
+	status_handler fn;		/* JSON body, or */
+	status_text_handler text_fn;	/* a text body of content_type */
+	const char *content_type;
 	void *arg;
 };
 
@@ -155,14 +158,49 @@ static bool query_pretty(const char *query)
 	return false;
 }
 
-/* Queue one response on c, taking ownership of body (NULL sends a fixed 500).
- * head: leave the body out but keep its Content-Length. Returns 0 or -ENOMEM. */
+/* Queue one response on c, taking ownership of text (malloc'ed, len bytes).
+ * head: leave the body out but keep its Content-Length. Returns 0 or -errno. */
+static int conn_reply_raw(struct sconn *c, int code, char *text, size_t text_len,
+			  const char *content_type, bool head, const char *extra_hdrs)
+{
+	char hdr[512];
+	int hlen, ret = 0;
+
+	hlen = snprintf(hdr, sizeof(hdr),
+			"HTTP/1.1 %d %s\r\n"
+			"Content-Type: %s\r\n"
+			"Content-Length: %zu\r\n"
+			"Cache-Control: no-store\r\n"
+			"%s"
+			"Connection: %s\r\n"
+			"\r\n",
+			code, status_reason(code), content_type, text_len, extra_hdrs ? extra_hdrs : "",
+			c->close_after ? "close" : "keep-alive");
+	if (hlen < 0 || (size_t)hlen >= sizeof(hdr)) {
+		ret = -EOVERFLOW;
+		goto out;
+	}
+	c->out_len = (size_t)hlen + (head ? 0 : text_len);
+	c->out = malloc(c->out_len);
+	if (!c->out) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(c->out, hdr, (size_t)hlen);
+	if (!head)
+		memcpy(c->out + hlen, text, text_len);
+	c->out_off = 0;
+out:
+	free(text);
+	return ret;
+}
+
+/* Queue a JSON response, taking ownership of body (NULL sends a fixed 500). */
 static int conn_reply(struct sconn *c, int code, json_t *body, bool pretty, bool head,
 		      const char *extra_hdrs)
 {
-	char *text = NULL, hdr[512];
-	size_t text_len = 0;
-	int hlen, ret = 0;
+	char *text = NULL, *t;
+	size_t len;
 
 	if (body)
 		text = json_dumps(body, JSON_ENCODE_ANY | (pretty ? JSON_INDENT(2) : JSON_COMPACT));
@@ -175,37 +213,16 @@ static int conn_reply(struct sconn *c, int code, json_t *body, bool pretty, bool
 		if (!text)
 			return -ENOMEM;
 	}
-	text_len = strlen(text);
 	/* A trailing newline keeps `curl` output tidy; it is part of the body. */
-	hlen = snprintf(hdr, sizeof(hdr),
-			"HTTP/1.1 %d %s\r\n"
-			"Content-Type: application/json\r\n"
-			"Content-Length: %zu\r\n"
-			"Cache-Control: no-store\r\n"
-			"%s"
-			"Connection: %s\r\n"
-			"\r\n",
-			code, status_reason(code), text_len + 1, extra_hdrs ? extra_hdrs : "",
-			c->close_after ? "close" : "keep-alive");
-	if (hlen < 0 || (size_t)hlen >= sizeof(hdr)) {
-		ret = -EOVERFLOW;
-		goto out;
+	len = strlen(text);
+	t = realloc(text, len + 2);
+	if (!t) {
+		free(text);
+		return -ENOMEM;
 	}
-	c->out_len = (size_t)hlen + (head ? 0 : text_len + 1);
-	c->out = malloc(c->out_len);
-	if (!c->out) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	memcpy(c->out, hdr, (size_t)hlen);
-	if (!head) {
-		memcpy(c->out + hlen, text, text_len);
-		c->out[c->out_len - 1] = '\n';
-	}
-	c->out_off = 0;
-out:
-	free(text);
-	return ret;
+	t[len] = '\n';
+	t[len + 1] = '\0';
+	return conn_reply_raw(c, code, t, len + 1, "application/json", head, extra_hdrs);
 }
 
 /* Queue {"error": msg} with code; for 404 the known paths are listed too. */
@@ -268,6 +285,19 @@ static int conn_dispatch(struct sconn *c)
 	if (!r) {
 		ret = conn_reply_error(c, 404, head, "no such path: %.*s",
 				       (int)(plen > 128 ? 128 : plen), path);
+		goto out;
+	}
+	if (r->text_fn) {
+		size_t len = 0;
+		char *text = r->text_fn(r->arg, query, &code, &len);
+
+		if (!text || code < 200 || code > 599) {
+			pr_warn("status: handler for %s failed", r->path);
+			free(text);
+			ret = conn_reply_error(c, 500, head, "internal error serving %s", r->path);
+		} else {
+			ret = conn_reply_raw(c, code, text, len, r->content_type, head, NULL);
+		}
 		goto out;
 	}
 	body = r->fn(r->arg, query, &code);
@@ -788,11 +818,12 @@ err:
 	return ret;
 }
 
-int status_route(struct status *s, const char *path, status_handler fn, void *arg)
+static int route_add(struct status *s, const char *path, status_handler fn,
+		     status_text_handler text_fn, const char *content_type, void *arg)
 {
 	struct route *r;
 
-	if (!path || path[0] != '/' || !fn)
+	if (!path || path[0] != '/' || (!fn && !text_fn))
 		return -EINVAL;
 	for (size_t i = 0; i < s->n_routes; i++)
 		if (!strcmp(s->routes[i].path, path))
@@ -812,9 +843,70 @@ int status_route(struct status *s, const char *path, status_handler fn, void *ar
 		return -ENOMEM;
 	r->len = strlen(path);
 	r->fn = fn;
+	r->text_fn = text_fn;
+	r->content_type = content_type;
 	r->arg = arg;
 	s->n_routes++;
 	return 0;
+}
+
+int status_new_tcp(struct status **out, struct loop *l, const char *ip, uint16_t port)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	socklen_t len;
+	struct status *s;
+	int ret, one = 1;
+
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		len = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		len = sizeof(*s6);
+	} else {
+		return -EINVAL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->loop = l;
+	s->lio.fd = -1;
+	s->max_conns = SL_STATUS_MAX_CONNS;
+	s->timeout_ms = SL_STATUS_TIMEOUT_MS;
+	loop_timer_init(&s->accept_timer, status_accept_timer_cb, s);
+	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->fd == -1 || setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    bind(s->fd, (struct sockaddr *)&ss, len) == -1 || listen(s->fd, SL_STATUS_BACKLOG) == -1) {
+		ret = -errno;
+		goto err;
+	}
+	ret = loop_add(l, &s->lio, s->fd, EPOLLIN, status_accept_cb, s);
+	if (ret)
+		goto err;
+	pr_info("status: listening on %s:%u", ip, port);
+	*out = s;
+	return 0;
+err:
+	pr_err("status: cannot listen on %s:%u: %s", ip, port, strerror(-ret));
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+	return ret;
+}
+
+int status_route(struct status *s, const char *path, status_handler fn, void *arg)
+{
+	return route_add(s, path, fn, NULL, NULL, arg);
+}
+
+int status_route_text(struct status *s, const char *path, status_text_handler fn,
+		      const char *content_type, void *arg)
+{
+	return route_add(s, path, NULL, fn, content_type, arg);
 }
 
 /* Frees every connection too, so call it from outside the loop's callbacks
@@ -831,8 +923,8 @@ void status_free(struct status *s)
 	if (s->fd >= 0) {
 		loop_del(s->loop, &s->lio);
 		close(s->fd);
-		/* Leave a successor agent's socket alone. */
-		if (stat(s->path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino)
+		/* Leave a successor agent's socket alone (TCP listeners have no path). */
+		if (s->path && stat(s->path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino)
 			unlink(s->path);
 	}
 	for (size_t i = 0; i < s->n_routes; i++)

@@ -10,6 +10,7 @@
 #define SL_STATUS_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #define SL_STATUS_SOCK "/run/sluice/agent.sock"
 
@@ -19,10 +20,17 @@ struct status;
 /* query: the part after '?' (NULL if none). *code may be set (default 200). */
 typedef json_t *(*status_handler)(void *arg, const char *query, int *code);
 
+/* A text body (malloc'ed; *len bytes), e.g. Prometheus metrics. */
+typedef char *(*status_text_handler)(void *arg, const char *query, int *code, size_t *len);
+
 /* Listen on path (its directory is created, a stale socket replaced). */
 int status_new(struct status **out, struct loop *l, const char *path);
+/* Listen on a TCP address instead (the metrics port, 127.0.0.1:15020). */
+int status_new_tcp(struct status **out, struct loop *l, const char *ip, uint16_t port);
 /* Register a GET handler for an exact path such as "/services". */
 int status_route(struct status *s, const char *path, status_handler fn, void *arg);
+int status_route_text(struct status *s, const char *path, status_text_handler fn,
+		      const char *content_type, void *arg);
 void status_free(struct status *s);			/* NULL-safe; unlinks the socket */
 
 #endif

@@ -7,7 +7,9 @@
  * test instead of hanging it. Timeouts are shrunk through status.c's test
  * hook, and waits are for events (EOF, POLLRDHUP), never sleeps.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -1349,4 +1351,53 @@ void test_status_cli_timeout(void)
 out:
 	ctl_out_free(&o);
 	close(fd);
+}
+
+/* ---- TCP listener with a text route (the metrics port) ---- */
+
+static char *h_metrics(void *arg, const char *query, int *code, size_t *len)
+{
+	char *t = strdup("# TYPE x_total counter\nx_total 3\n");
+
+	*len = t ? strlen(t) : 0;
+	return t;
+}
+
+void test_status_tcp_text(void)
+{
+	struct srv s = { .stop_fd = -1 };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(15020) };
+	struct rbuf rb = { 0 };
+	struct resp r = { 0 };
+	char b[128];
+	int fd = -1;
+
+	/* A private netns: the port is ours alone. */
+	if (geteuid() != 0) {
+		test_skip("needs root for a private netns");
+		return;
+	}
+	if (!ASSERT_OK(unshare(CLONE_NEWNET), "unshare") || !ASSERT_OK(system("ip link set lo up"), "lo up"))
+		return;
+	if (!ASSERT_OK(loop_new(&s.loop), "loop_new") ||
+	    !ASSERT_OK(status_new_tcp(&s.st, s.loop, "127.0.0.1", 15020), "status_new_tcp") ||
+	    !ASSERT_OK(status_route_text(s.st, "/metrics", h_metrics, "text/plain; version=0.0.4", NULL),
+		       "route") ||
+	    !srv_run(&s))
+		goto out;
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (!ASSERT_OK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), "connect") ||
+	    !ASSERT_OK(cli_sends(fd, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), "send") ||
+	    !ASSERT_OK(read_resp(fd, &rb, &r, false), "read"))
+		goto out;
+	ASSERT_EQ(r.code, 200, "200");
+	ASSERT_STREQ(resp_hdr(&r, "Content-Type", b, sizeof(b)), "text/plain; version=0.0.4", "content type");
+	ASSERT_STREQ(r.body, "# TYPE x_total counter\nx_total 3\n", "body as the handler wrote it");
+out:
+	if (fd >= 0)
+		close(fd);
+	resp_clear(&r);
+	free(rb.data);
+	srv_stop(&s);
 }
