@@ -43,6 +43,7 @@ int test_failed;
 struct shared_state {
 	int skipped;
 	char reason[256];
+	char tmpdir[256];	/* removed by the parent: the child's mounts are gone then */
 };
 static struct shared_state *shared;
 static char tmpdir[256];
@@ -81,6 +82,7 @@ const char *test_tmpdir(void)
 		snprintf(tmpdir, sizeof(tmpdir), "/tmp/sluice-test.XXXXXX");
 		if (!mkdtemp(tmpdir))
 			tmpdir[0] = '\0';
+		memcpy(shared->tmpdir, tmpdir, sizeof(shared->tmpdir));
 	}
 	return tmpdir;
 }
@@ -164,13 +166,13 @@ int main(int argc, char **argv)
 			test_failed = 0;
 			t->fn();
 			fflush(stdout);
-			if (tmpdir[0])
-				nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 			_exit(test_failed ? 1 : 0);
 		}
 		waitpid(pid, &status, 0);
 		kill(-pid, SIGKILL);	/* stray children of the test */
 		fixture_reap(pid);	/* its cgroup, if it died without teardown */
+		if (shared->tmpdir[0])
+			nftw(shared->tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 		bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;

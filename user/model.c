@@ -614,7 +614,7 @@ void model_free(struct sl_model *m)
 {
 	if (!m)
 		return;
-	for (size_t i = 0; i < m->n_frontends; i++) {
+	for (size_t i = 0; m->frontends && i < m->n_frontends; i++) {
 		free(m->frontends[i].backends);
 		free(m->frontends[i].slots);
 	}

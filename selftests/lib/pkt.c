@@ -6,16 +6,19 @@
 #include <netinet/ip.h>
 #include <netinet/ip6.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "pkt.h"
 
+/* Headers are built in aligned locals and copied in: the frame's IP header
+ * sits at offset 14, which is not aligned for struct iphdr. */
 int pkt_build(struct pkt *p, const struct pkt_opts *o)
 {
 	uint8_t *b = p->data, *l4;
 	struct in_addr s4, d4;
 	struct in6_addr s6, d6;
-	struct tcphdr *th;
+	struct tcphdr th = { 0 };
 	size_t off = 14;
 	uint8_t proto = o->proto ? o->proto : IPPROTO_TCP;
 	int v4 = inet_pton(AF_INET, o->src, &s4) == 1;
@@ -23,34 +26,38 @@ int pkt_build(struct pkt *p, const struct pkt_opts *o)
 	memset(p, 0, sizeof(*p));
 	memset(b, 0x02, 12);		/* locally administered MACs */
 	if (v4) {
-		struct iphdr *ip = (struct iphdr *)(b + off);
+		struct iphdr ip = { 0 };
 		int ihl = 5 + o->ip4_options / 4;
 
 		if (inet_pton(AF_INET, o->dst, &d4) != 1)
 			return -1;
 		b[12] = 0x08, b[13] = 0x00;
-		ip->version = 4;
-		ip->ihl = (unsigned)ihl;
-		ip->ttl = 64;
-		ip->protocol = proto;
-		ip->saddr = s4.s_addr;
-		ip->daddr = d4.s_addr;
-		ip->frag_off = htons(o->ip4_frag_off);
+		ip.version = 4;
+		ip.ihl = (unsigned)ihl;
+		ip.ttl = 64;
+		ip.protocol = proto;
+		ip.saddr = s4.s_addr;
+		ip.daddr = d4.s_addr;
+		ip.frag_off = htons(o->ip4_frag_off);
+		ip.tot_len = htons((uint16_t)(ihl * 4 + 20));
+		memcpy(b + off, &ip, sizeof(ip));
 		memset(b + off + 20, 1, (size_t)o->ip4_options);	/* NOP options */
 		off += (size_t)ihl * 4;
 		l4 = b + off;
-		ip->tot_len = htons((uint16_t)(ihl * 4 + 20));
 	} else {
-		struct ip6_hdr *ip6 = (struct ip6_hdr *)(b + off);
-		uint8_t *next = &ip6->ip6_nxt;
+		struct ip6_hdr ip6 = { 0 };
+		size_t ip6_off = off;
+		uint8_t *next;
 
 		if (inet_pton(AF_INET6, o->src, &s6) != 1 || inet_pton(AF_INET6, o->dst, &d6) != 1)
 			return -1;
 		b[12] = 0x86, b[13] = 0xdd;
-		ip6->ip6_flow = htonl(6u << 28);
-		ip6->ip6_hlim = 64;
-		ip6->ip6_src = s6;
-		ip6->ip6_dst = d6;
+		ip6.ip6_flow = htonl(6u << 28);
+		ip6.ip6_hlim = 64;
+		ip6.ip6_src = s6;
+		ip6.ip6_dst = d6;
+		memcpy(b + off, &ip6, sizeof(ip6));
+		next = b + ip6_off + offsetof(struct ip6_hdr, ip6_nxt);
 		off += 40;
 		if (o->ip6_hopopts) {
 			*next = 0;		/* hop-by-hop */
@@ -66,16 +73,17 @@ int pkt_build(struct pkt *p, const struct pkt_opts *o)
 		}
 		*next = proto;
 		l4 = b + off;
-		ip6->ip6_plen = htons((uint16_t)(off - 54 + 20));
+		uint16_t plen = htons((uint16_t)(off - 54 + 20));
+		memcpy(b + ip6_off + offsetof(struct ip6_hdr, ip6_plen), &plen, sizeof(plen));
 	}
-	th = (struct tcphdr *)l4;
-	th->source = htons(o->sport);
-	th->dest = htons(o->dport);
-	th->doff = 5;
-	th->syn = !!(o->flags & PKT_SYN);
-	th->ack = !!(o->flags & PKT_ACK);
-	th->rst = !!(o->flags & PKT_RST);
-	th->window = htons(65535);
+	th.source = htons(o->sport);
+	th.dest = htons(o->dport);
+	th.doff = 5;
+	th.syn = !!(o->flags & PKT_SYN);
+	th.ack = !!(o->flags & PKT_ACK);
+	th.rst = !!(o->flags & PKT_RST);
+	th.window = htons(65535);
+	memcpy(l4, &th, sizeof(th));
 	p->len = off + 20 - (size_t)o->truncate;
 	return 0;
 }
