@@ -11,6 +11,7 @@
 #include "sync.h"
 
 struct loader;
+struct pods;
 struct sl_model;
 
 enum config_state { CONFIG_EMPTY = 0, CONFIG_OK, CONFIG_ERROR };
@@ -20,6 +21,7 @@ struct agent {
 	const char *config_dir;		/* NULL: no config source */
 	struct loader *loader;
 	struct sync *sync;
+	struct pods *pods;		/* enrolled pods' netns; NULL without mesh */
 	struct sl_model *model;		/* the configuration in force (last good), or NULL */
 	enum config_state config_state;
 	uint64_t generation;		/* bumped on every accepted configuration */

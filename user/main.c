@@ -23,6 +23,7 @@
 #include "log.h"
 #include "loop.h"
 #include "model.h"
+#include "pods.h"
 #include "status.h"
 #include "sync.h"
 #include "views.h"
@@ -44,6 +45,8 @@ static const char usage[] =
 	"  --bpffs-root DIR      where maps and links are pinned (default " SL_BPFFS_ROOT ")\n"
 	"  --cgroup DIR          cgroup v2 directory to attach to (default: the v2 root)\n"
 	"  --status-socket PATH  status socket (default " SL_STATUS_SOCK ")\n"
+	"  --netns-dir DIR       where pods' network namespaces are named (default " PODS_NETNS_DIR ")\n"
+	"  --netns-prefix STR    only namespaces whose name starts with STR (the lab's own)\n"
 	"  --log-level LEVEL     err, warn, info or debug (default info)\n"
 	"  --uninstall           detach the programs and remove every pin, then exit\n"
 	"  --version\n";
@@ -53,6 +56,7 @@ struct options {
 	const char *node_name;
 	struct loader_opts loader;
 	const char *status_socket;
+	struct pods_opts pods;
 	bool uninstall;
 	const char *cmd;	/* "run", "plan" or "check" */
 };
@@ -97,6 +101,39 @@ static int build_model(const char *dir, const char *node, struct sl_model **out,
 	return err;
 }
 
+/* Tell pods which local pods are enrolled now (it diffs against what it has). */
+static void agent_sync_pods(void)
+{
+	const struct sl_model *m = agent.model;
+	struct pods_spec *want;
+	size_t n = 0;
+
+	if (!agent.pods || !m)
+		return;
+	want = calloc(m->res->n_pods ? m->res->n_pods : 1, sizeof(*want));
+	if (!want) {
+		pr_err("pods: out of memory");
+		return;
+	}
+	for (size_t i = 0; i < m->res->n_pods; i++) {
+		const struct sl_workload *w = &m->workloads[i];
+		const struct sl_pod *p = w->pod;
+
+		if (!w->enrolled || !w->local || !p->n_ips)
+			continue;
+		want[n].ns = p->ns;
+		want[n].name = p->name;
+		want[n].service_account = p->service_account;
+		for (size_t j = 0; j < p->n_ips && j < 2; j++)
+			want[n].ips[j] = p->ips[j];
+		want[n].n_ips = p->n_ips < 2 ? p->n_ips : 2;
+		n++;
+	}
+	if (pods_set_enrolled(agent.pods, want, n))
+		pr_err("pods: cannot apply the enrolled set");
+	free(want);
+}
+
 /* Read the configuration again; keep the last good one if anything is wrong. */
 static void agent_reload(void)
 {
@@ -138,6 +175,7 @@ static void agent_reload(void)
 		"decode %.1f ms, resolve %.1f ms, sync %.1f ms (%zu updates, %zu deletes)",
 		(unsigned long)agent.generation, m->res->n_services, m->res->n_pods, st.frontends, st.backends,
 		times[0], times[1], st.ms, st.updates, st.deletes);
+	agent_sync_pods();
 	/* Decoding churns the heap; hand what it no longer needs back to the kernel. */
 	malloc_trim(0);
 }
@@ -148,6 +186,37 @@ static void on_config_changed(void *arg)
 	pr_info("config: change in %s, reloading", agent.config_dir);
 	agent_reload();
 }
+
+/* ---- pods -> loader ---- */
+
+static int pods_attach_ingress(void *arg, int ifindex)
+{
+	(void)arg;
+	return loader_pod_ingress_attach(agent.loader, ifindex);
+}
+
+static int pods_enrol(void *arg, uint64_t cookie, const struct pods_pod *pod, bool on)
+{
+	struct sl_netns_val v = { .flags = SL_NETNS_F_ENROLLED };
+	static uint32_t next_pod_id = 1;
+
+	(void)arg;
+	if (!on)
+		return loader_netns_del(agent.loader, cookie);
+	v.pod_id = next_pod_id++;
+	for (size_t i = 0; i < pod->n_ips; i++) {
+		if (pod->ips[i].family == SL_AF_INET)
+			v.ip4 = pod->ips[i].addr;
+		else
+			v.ip6 = pod->ips[i].addr;
+	}
+	return loader_netns_set(agent.loader, cookie, &v);
+}
+
+static const struct pods_ops pods_ops = {
+	.attach_ingress = pods_attach_ingress,
+	.enrol = pods_enrol,
+};
 
 /* ---- status socket ---- */
 
@@ -287,6 +356,11 @@ static int run_agent(const struct options *o)
 		pr_err("sync: cannot read the pinned maps: %s", strerror(-err));
 		goto out;
 	}
+	err = pods_new(&agent.pods, loop, &o->pods, &pods_ops, NULL);
+	if (err) {
+		pr_err("pods: %s", strerror(-err));
+		goto out;
+	}
 	err = status_new(&status, loop, o->status_socket);
 	if (err) {
 		pr_err("status: cannot listen on %s: %s", o->status_socket, strerror(-err));
@@ -315,6 +389,7 @@ static int run_agent(const struct options *o)
 out:
 	config_watch_free(watch);
 	status_free(status);
+	pods_free(agent.pods);	/* undoes capture in every pod: the listeners die with us */
 	model_free(agent.model);
 	diags_clear(&agent.errors);
 	sync_free(agent.sync);
@@ -334,6 +409,8 @@ int main(int argc, char **argv)
 		{ "cgroup", required_argument, NULL, 'g' },
 		{ "status-socket", required_argument, NULL, 's' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "netns-dir", required_argument, NULL, 'N' },
+		{ "netns-prefix", required_argument, NULL, 'P' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -372,6 +449,12 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			log_set_level((enum log_level)lvl);
+			break;
+		case 'N':
+			o.pods.netns_dir = optarg;
+			break;
+		case 'P':
+			o.pods.prefix = optarg;
 			break;
 		case 'U':
 			o.uninstall = true;
