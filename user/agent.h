@@ -10,8 +10,10 @@
 #include "diag.h"
 #include "sync.h"
 
+struct identity;
 struct loader;
 struct pods;
+struct tunnel;
 struct sl_model;
 
 enum config_state { CONFIG_EMPTY = 0, CONFIG_OK, CONFIG_ERROR };
@@ -22,6 +24,11 @@ struct agent {
 	struct loader *loader;
 	struct sync *sync;
 	struct pods *pods;		/* enrolled pods' netns; NULL without mesh */
+	struct tunnel *tunnel;		/* the per-pod data plane; NULL without mesh */
+	struct identity *identity;	/* workload certificates; NULL without mesh */
+	const char *trust_domain;	/* NULL: cluster.local */
+	const char *mesh_off;		/* why there is no mesh, or NULL */
+	uint32_t next_pod_id;		/* sl_netns_val.pod_id of the last enrolled pod */
 	struct sl_model *model;		/* the configuration in force (last good), or NULL */
 	enum config_state config_state;
 	uint64_t generation;		/* bumped on every accepted configuration */

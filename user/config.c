@@ -10,9 +10,14 @@
  * List's items are built and decoded one by one (the List itself is never
  * materialised), after which the tmp arena is released back to a mark. What is
  * kept (names, labels, arrays) is copied into a per-thread store (arena plus
- * string interning) that the resulting set owns through ->priv. Big files are
- * cut at "---" lines and units are parsed by up to CFG_MAX_THREADS threads;
- * results are merged in file order, so the outcome does not depend on timing.
+ * string interning) that the resulting set owns through ->priv.
+ *
+ * Big files are cut into pieces (at "---" lines, or between the items of a
+ * List, YAML or pretty-printed JSON) and units are parsed by up to
+ * CFG_MAX_THREADS threads; results are merged in file order. A cut file with
+ * any syntax problem, or whose List cut the scan may have got wrong, is parsed
+ * again whole, so config_load_dir() reports exactly what config_decode_buf()
+ * of each file would (fuzz_config_split checks this).
  *
  * Everything here is hostile input (it is fuzzed): depth, sizes, alias
  * expansion, anchors and problem counts are bounded. Whatever drops content
@@ -56,7 +61,9 @@
 #ifndef CFG_MAX_THREADS
 #define CFG_MAX_THREADS		4		/* parsing threads (tests may set 1) */
 #endif
-#define CFG_SPLIT_BYTES		(4u << 20)	/* big YAML files are parsed in pieces this big */
+#ifndef CFG_SPLIT_BYTES
+#define CFG_SPLIT_BYTES		(4u << 20)	/* big files are parsed in pieces this big */
+#endif
 #define CFG_TMP_CHUNK		(64u << 10)
 #define CFG_STORE_CHUNK		(256u << 10)
 #define CFG_READ_BUF		(64u << 10)
@@ -470,6 +477,9 @@ struct unit {
 	char list_kind[64];		/* the List's kind and apiVersion, from the scan */
 	char list_api[128];
 	bool suspect;			/* a problem the cut may have caused: parse whole */
+	bool saw_kind, saw_api;		/* head/tail: the root's fields are the scan's */
+	char **root_keys;		/* head/tail: the root's keys, to find one twice */
+	size_t n_root_keys;
 	/* results */
 	struct sl_resources res;	/* arrays only */
 	struct caps caps;
@@ -671,8 +681,11 @@ static int reader_fill(struct reader *r)
 	return 0;
 }
 
-static int reader_json(struct reader *r, unsigned char *buf, size_t size, size_t *size_read)
+/* The next filtered JSON bytes: > 0, 0 at the end, -1 on a read error. */
+static ssize_t reader_json(struct reader *r, unsigned char *buf, size_t size)
 {
+	size_t n;
+
 	while (r->out_pos == r->out_len) {
 		const unsigned char *in;
 		size_t avail, used, made;
@@ -684,15 +697,13 @@ static int reader_json(struct reader *r, unsigned char *buf, size_t size, size_t
 			last = true;
 		} else {
 			if (!r->eof && r->in_len - r->in_start < 16 && reader_fill(r))
-				return 0;
+				return -1;
 			in = r->in + r->in_start;
 			avail = r->in_len - r->in_start;
 			last = r->eof;
 		}
-		if (!avail) {
-			*size_read = 0;
-			return 1;
-		}
+		if (!avail)
+			return 0;
 		used = json_filter(r, in, avail, last, r->out, CFG_READ_BUF, &made);
 		if (r->fd < 0)
 			r->mem_pos += used;
@@ -701,32 +712,50 @@ static int reader_json(struct reader *r, unsigned char *buf, size_t size, size_t
 		r->out_pos = 0;
 		r->out_len = made;
 		if (!used && r->fd >= 0 && reader_fill(r))	/* a cut sequence: read on */
-			return 0;
+			return -1;
 	}
-	*size_read = r->out_len - r->out_pos < size ? r->out_len - r->out_pos : size;
-	memcpy(buf, r->out + r->out_pos, *size_read);
-	r->out_pos += *size_read;
-	return 1;
+	n = r->out_len - r->out_pos < size ? r->out_len - r->out_pos : size;
+	memcpy(buf, r->out + r->out_pos, n);
+	r->out_pos += n;
+	return (ssize_t)n;
 }
 
-/* libyaml's read handler: 1 and *size_read (0 at the end), or 0 on error. */
+/* The next bytes of the unit: > 0, 0 at the end, -1 on a read error. */
+static ssize_t reader_step(struct reader *r, unsigned char *buf, size_t size)
+{
+	size_t n;
+
+	if (r->json)
+		return reader_json(r, buf, size);
+	if (r->in_start < r->in_len) {		/* the sniffed head first */
+		n = r->in_len - r->in_start < size ? r->in_len - r->in_start : size;
+		memcpy(buf, r->in + r->in_start, n);
+		r->in_start += n;
+		return (ssize_t)n;
+	}
+	return reader_raw(r, buf, size);
+}
+
+/* libyaml's read handler: 1 and *size_read (0 at the end), or 0 on error.
+ * It fills buf as far as the input goes, as libyaml's own string reader does:
+ * libyaml decodes whatever it holds, and which of two close problems (bad
+ * bytes, bad syntax) it reports first depends on where its reads end, so a
+ * file must come in the same pieces as the same bytes from memory. */
 static int reader_read(void *data, unsigned char *buf, size_t size, size_t *size_read)
 {
 	struct reader *r = data;
-	ssize_t n;
+	size_t done = 0;
 
-	if (r->json)
-		return reader_json(r, buf, size, size_read);
-	if (r->in_start < r->in_len) {		/* the sniffed head first */
-		*size_read = r->in_len - r->in_start < size ? r->in_len - r->in_start : size;
-		memcpy(buf, r->in + r->in_start, *size_read);
-		r->in_start += *size_read;
-		return 1;
+	while (done < size) {
+		ssize_t n = reader_step(r, buf + done, size - done);
+
+		if (n < 0)
+			return 0;
+		if (!n)
+			break;
+		done += (size_t)n;
 	}
-	n = reader_raw(r, buf, size);
-	if (n < 0)
-		return 0;
-	*size_read = (size_t)n;
+	*size_read = done;
 	return 1;
 }
 
@@ -821,6 +850,7 @@ static void p_report(struct parse *p, int line, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Out of memory: reported once per unit, counted always. */
 static void p_oom(struct parse *p, int line)
 {
 	if (!p->oom)
@@ -863,6 +893,8 @@ static const char *quote(char *buf, size_t size, const char *s, size_t len)
 	return buf;
 }
 
+/* A node in the tmp arena; NULL (reported, document dropped) past the
+ * object's size limit or out of memory. */
 static struct node *node_new(struct parse *p, int type, int line)
 {
 	struct node *n;
@@ -901,6 +933,7 @@ static int kids_push(struct parse *p, struct node *n)
 	return 0;
 }
 
+/* Remember an anchor of this document (bounded; List items drop theirs). */
 static void anchor_add(struct parse *p, const yaml_char_t *name, struct node *n, int line)
 {
 	struct anchor *a;
@@ -1011,6 +1044,8 @@ static bool skip_value(const struct parse *p, const struct node *key)
 	return false;
 }
 
+/* Builder, one per libyaml event kind: a scalar becomes a node (or, in a
+ * skipped subtree, nothing); NULL-ish forms and quoting are noted in flags. */
 static void on_scalar(struct parse *p, const yaml_event_t *ev)
 {
 	const yaml_char_t *tag = ev->data.scalar.tag;
@@ -1069,6 +1104,7 @@ static void on_scalar(struct parse *p, const yaml_event_t *ev)
 	node_done(p, n);
 }
 
+/* An alias is its anchor's node, shared (weights bound the expansion). */
 static void on_alias(struct parse *p, const yaml_event_t *ev)
 {
 	const char *name = (const char *)ev->data.alias.anchor;
@@ -1099,6 +1135,8 @@ static void on_alias(struct parse *p, const yaml_event_t *ev)
 	node_done(p, target);
 }
 
+/* A mapping or sequence opens: a frame, unless too deep or skipped; the
+ * items of a List become a frame whose children are objects. */
 static void on_start(struct parse *p, const yaml_event_t *ev, int type)
 {
 	const yaml_char_t *anchor = type == NODE_MAP ? ev->data.mapping_start.anchor :
@@ -1203,6 +1241,8 @@ static void check_dups(struct parse *p, struct node **kv, size_t pairs)
 	free(keys);
 }
 
+/* A container closes: its children move from the stack into the arena,
+ * its weight and duplicate keys are checked, and it is done. */
 static void on_end(struct parse *p)
 {
 	struct frame *f;
@@ -1418,6 +1458,8 @@ static const char *want_str(struct dec *d, const struct node *n, const struct pa
 	return n->s;
 }
 
+/* A plain decimal integer in [min, max] into *out (YAML 1.1's 010 or 0x10
+ * are refused rather than read as octal or hex); false after an error. */
 static bool get_int(struct dec *d, const struct node *n, const struct path *pa, long min, long max,
 		    long *out)
 {
@@ -1448,6 +1490,7 @@ bad:
 	return false;
 }
 
+/* true/false (and YAML 1.1's yes/no/on/off, as kubectl reads them). */
 static bool get_bool(struct dec *d, const struct node *n, const struct path *pa, bool *out)
 {
 	static const char *const truths[] = { "true", "True", "TRUE", "yes", "Yes", "YES",
@@ -1572,6 +1615,7 @@ static const char *const name_rules[] = {
 	[NAME_SUBDOMAIN] = "at most 253 lowercase letters, digits, '-' and '.', each part starting and ending with a letter or digit",
 };
 
+/* A string that is a valid Kubernetes name by rule; NULL after an error. */
 static const char *want_name(struct dec *d, const struct node *n, const struct path *pa,
 			     enum name_rule rule)
 {
@@ -1654,6 +1698,7 @@ static const char *family_str(uint8_t family)
 	return family == SL_AF_INET ? "IPv4" : "IPv6";
 }
 
+/* An IPv4 or IPv6 address (no prefix length, no zone) into *ip. */
 static bool want_ip(struct dec *d, const struct node *n, const struct path *pa, struct sl_ip *ip)
 {
 	const char *s = want_text(d, n, pa, "an IP address");
@@ -1804,6 +1849,8 @@ static void *grow(struct dec *d, void *v, size_t n, size_t *cap, size_t size)
 		}									\
 	} while (0)
 
+/* Decoders, one per kind: check every field they read, report each problem,
+ * and add the object to the unit's results only when there was none. */
 static void decode_namespace(struct dec *d, const struct node *obj)
 {
 	struct unit *u = d->p->u;
@@ -1818,6 +1865,8 @@ static void decode_namespace(struct dec *d, const struct node *obj)
 		RES_ADD(d, u->res.namespaces, u->res.n_namespaces, u->caps.ns, ns);
 }
 
+/* spec.clusterIP and spec.clusterIPs: None (headless), "" (none), or up to
+ * one address per family; clusterIP must be clusterIPs[0]. */
 static void svc_cluster_ips(struct dec *d, const struct node *spec, const struct path *ps,
 			    struct sl_service *s)
 {
@@ -1872,6 +1921,7 @@ static void svc_cluster_ips(struct dec *d, const struct node *spec, const struct
 	}
 }
 
+/* One spec.ports[] entry; targetPort is a number, a name, or the port. */
 static void svc_port(struct dec *d, const struct node *m, const struct path *pi,
 		     struct sl_service_port *sp)
 {
@@ -1918,6 +1968,7 @@ static void svc_port(struct dec *d, const struct node *m, const struct path *pi,
 
 #define CFG_MAX_PORTS 1000
 
+/* spec.ports: named when more than one, no name or port/protocol twice. */
 static void svc_ports(struct dec *d, const struct node *spec, const struct path *ps,
 		      struct sl_service *s)
 {
@@ -2008,6 +2059,7 @@ static void decode_service(struct dec *d, const struct node *obj)
 		RES_ADD(d, u->res.services, u->res.n_services, u->caps.svcs, s);
 }
 
+/* spec: node, service account, hostNetwork, and every container's ports. */
 static void pod_spec(struct dec *d, const struct node *spec, struct sl_pod *pod)
 {
 	const struct path *ps = PK(NULL, "spec"), *pc = PK(ps, "containers");
@@ -2072,6 +2124,7 @@ static void pod_spec(struct dec *d, const struct node *spec, struct sl_pod *pod)
 	}
 }
 
+/* status: podIPs (or podIP), and the Ready condition (ready when absent). */
 static void pod_status(struct dec *d, const struct node *st, struct sl_pod *pod)
 {
 	static const char *const states[] = { "True", "False", "Unknown" };
@@ -2148,6 +2201,8 @@ static void decode_pod(struct dec *d, const struct node *obj)
 		RES_ADD(d, u->res.pods, u->res.n_pods, u->caps.pods, pod);
 }
 
+/* One endpoints[] entry: 1-100 addresses of the slice's family, conditions
+ * (serving defaults to ready), node, and the Pod it is, if targetRef says. */
 static void slice_endpoint(struct dec *d, const struct node *m, const struct path *pe,
 			   uint8_t family, struct sl_endpoint *ep)
 {
@@ -2261,7 +2316,7 @@ static void decode_slice(struct dec *d, const struct node *obj)
 			slice_endpoint(d, eps->kids[i], PI(pe, i), es.family, &es.endpoints[es.n_endpoints++]);
 		}
 	}
-	if (!dec_ok(d) || at < 0)
+	if (!dec_ok(d) || at < 0 || !svc)	/* (each reported above) */
 		return;
 	es.ns = keep_str(d, d->ns, true);
 	es.name = keep_str(d, d->name, false);
@@ -2431,11 +2486,51 @@ static void item_done(struct parse *p, struct frame *f, struct node *n)
 	p->deferred[p->n_deferred++] = n;
 }
 
+/* The head or tail of a cut List holds the root's own kind and apiVersion:
+ * the pieces of items went by what the scan read; if it read wrong, or
+ * missed one, the file is parsed whole (load_dir checks saw_*). */
+static void list_check_hints(struct parse *p, const struct node *root)
+{
+	const struct node *kind = map_get(root, "kind"), *api = map_get(root, "apiVersion");
+	struct unit *u = p->u;
+
+	/* The root's keys are split between head and tail: keep them to see
+	 * one in both (JSON's tail starts with the "items" the reader added). */
+	if (u->root_keys || !(u->root_keys = calloc(root->n ? root->n : 1, sizeof(*u->root_keys)))) {
+		u->suspect = true;	/* (a second root cannot be: the scan saw one) */
+		return;
+	}
+	for (uint32_t i = u->json == 1 && u->role == ROLE_LIST_TAIL; i < root->n; i++) {
+		const char *k = scalar_str(root->kids[2 * i]);
+
+		if (!k || !(u->root_keys[u->n_root_keys++] = strdup(k))) {
+			u->suspect = true;
+			return;
+		}
+	}
+
+	if (kind) {
+		if (scalar_str(kind) && !strcmp(kind->s, u->list_kind))
+			u->saw_kind = true;
+		else
+			u->suspect = true;
+	}
+	if (api) {
+		if (scalar_str(api) && !strcmp(api->s, u->list_api))
+			u->saw_api = true;
+		else
+			u->suspect = true;
+	}
+}
+
 static void list_end(struct parse *p, const struct node *root)
 {
 	const struct node *kind = map_get(root, "kind"), *items = map_get(root, "items");
 	const char *ks = list_kind_of(p, kind);
 	char kbuf[128], b[96];
+
+	if (p->u->role == ROLE_LIST_HEAD || p->u->role == ROLE_LIST_TAIL)
+		list_check_hints(p, root);
 
 	if (!kind_is_list(kind) && (kind || !ks)) {
 		if (kind)
@@ -3074,6 +3169,10 @@ static void scan_yaml_line(struct scan *sc, const unsigned char *l, size_t n, of
 			}
 			return;
 		}
+		if (ind) {		/* items end at a root key, or the YAML is wrong */
+			sc->state = LS_NONE;
+			return;
+		}
 		sc->items_end = (struct cut){ at, lines };
 		sc->have_items_end = true;
 		sc->state = LS_ROOT;
@@ -3141,6 +3240,10 @@ static void scan_json_line(struct scan *sc, const unsigned char *l, size_t n, of
 	}
 	if (sc->root_ind == SIZE_MAX)
 		sc->root_ind = ind;
+	if (ind < sc->root_ind && r[0] != '}') {
+		sc->state = LS_NONE;	/* not the layout we know */
+		return;
+	}
 	if (ind != sc->root_ind || r[0] == '}')
 		return;			/* inside a root value, or the root's end */
 	while (kn + 1 < rn && r[kn + 1] != '"' && r[kn + 1] != '\\')
@@ -3267,7 +3370,8 @@ static struct unit *piece_add(struct units *us, char *path, const char *name, co
  * column 0 is one wherever it appears: YAML forbids it inside any node). A
  * big List, YAML or pretty-printed JSON, is cut between items, by layout:
  * should a cut be wrong, some piece fails to parse, and load_file_whole()
- * parses the file again in one piece. Takes path. */
+ * parses the file again in one piece (as it does for any syntax problem).
+ * Takes path. */
 static int split_file(struct units *us, char *path, const char *name, off_t size, int threads)
 {
 	struct scan sc = { .root_ind = SIZE_MAX };
@@ -3324,8 +3428,21 @@ nomem:
 	return -ENOMEM;
 }
 
-/* A cut List whose pieces did not all parse: drop what they found and parse
- * the file in one piece, so the problems reported are the true ones. */
+/* Does a root key of a cut List's head show up in its tail too? */
+static bool root_keys_twice(const struct unit *head, const struct unit *tail)
+{
+	for (size_t i = 0; i < head->n_root_keys; i++)
+		for (size_t j = 0; j < tail->n_root_keys; j++)
+			if (!strcmp(head->root_keys[i], tail->root_keys[j]))
+				return true;
+	return false;
+}
+
+/* A cut file whose pieces did not all parse: drop what they found and parse
+ * it in one piece. A List may have been cut wrong; and in any file a broken
+ * document stops the file, and libyaml's reader, decoding ahead, reports bad
+ * bytes before the problems of the lines just above them: only one parse of
+ * the whole file reports what config_decode_buf() would. */
 static void load_file_whole(struct units *us, size_t first, size_t end, struct store *st)
 {
 	struct unit *u = &us->v[first];
@@ -3540,6 +3657,9 @@ static void units_free(struct units *us)
 		free(u->res.services);
 		free(u->res.slices);
 		diags_clear(&u->errs);
+		for (size_t k = 0; k < u->n_root_keys; k++)
+			free(u->root_keys[k]);
+		free(u->root_keys);
 		if (u->own_path)
 			free(u->path);
 	}
@@ -3624,28 +3744,39 @@ int config_load_dir(const char *dir, struct sl_resources **out, struct diags *er
 	for (int i = 1; i < threads; i++)
 		if (workers[i].started)
 			pthread_join(workers[i].tid, NULL);
-	for (size_t i = 0, j; i < us.n; i = j) {	/* cut Lists that did not parse */
-		bool suspect = false;
+	for (size_t i = 0, j; i < us.n; i = j) {	/* cut files that did not parse */
+		bool suspect = false, saw_kind = false, saw_api = false;
 
-		for (j = i; j < us.n && us.v[j].path == us.v[i].path; j++)
-			suspect |= us.v[j].role != ROLE_WHOLE && us.v[j].suspect;
-		if (suspect)
+		for (j = i; j < us.n && us.v[j].path == us.v[i].path; j++) {
+			suspect |= us.v[j].suspect;
+			saw_kind |= us.v[j].saw_kind;
+			saw_api |= us.v[j].saw_api;
+		}
+		if (us.v[i].role != ROLE_WHOLE)	/* a cut List: did the root confirm the scan? */
+			suspect |= (us.v[i].list_kind[0] && !saw_kind) || (us.v[i].list_api[0] && !saw_api) ||
+				   root_keys_twice(&us.v[i], &us.v[j - 1]);
+		if (suspect && j - i > 1)
 			load_file_whole(&us, i, j, workers[0].st);
 	}
 	ret = units_merge(&us, res);
 	if (ret)
 		goto out;
 	for (size_t i = 0; i < us.n; i++) {
+		problems += us.v[i].n_problems;
+		shown += us.v[i].errs.n;
+		if (us.v[i].io_err && !io_err)
+			io_err = us.v[i].io_err;
+	}
+	/* Each unit says itself when it has more than it shows; over units,
+	 * keep the first CFG_MAX_PROBLEMS and say how many there were. */
+	for (size_t i = 0, k = 0; i < us.n; i++) {
 		struct unit *u = &us.v[i];
 
-		problems += u->n_problems;
-		if (u->io_err && !io_err)
-			io_err = u->io_err;
-		for (size_t k = 0; k < u->errs.n; k++)
-			if (shown++ < CFG_MAX_PROBLEMS)
-				diags_add(errs, u->errs.v[k].file, u->errs.v[k].line, "%s", u->errs.v[k].msg);
+		for (size_t j = 0; j < u->errs.n; j++, k++)
+			if (shown <= CFG_MAX_PROBLEMS + 1 || k < CFG_MAX_PROBLEMS)
+				diags_add(errs, u->errs.v[j].file, u->errs.v[j].line, "%s", u->errs.v[j].msg);
 	}
-	if (shown > CFG_MAX_PROBLEMS)
+	if (shown > CFG_MAX_PROBLEMS + 1)
 		diags_add(errs, NULL, 0, "%zu problems in all; only the first %d are shown", problems,
 			  CFG_MAX_PROBLEMS);
 	if (problems) {

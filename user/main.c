@@ -22,6 +22,7 @@
 #include "loader.h"
 #include "log.h"
 #include "loop.h"
+#include "mesh.h"
 #include "model.h"
 #include "pods.h"
 #include "status.h"
@@ -29,6 +30,7 @@
 #include "views.h"
 
 #define DEFAULT_CONFIG_DIR "/etc/sluice/config"
+#define DEFAULT_CA_DIR "/etc/sluice/ca"
 
 static struct agent agent;
 static struct loop *loop;
@@ -47,6 +49,15 @@ static const char usage[] =
 	"  --status-socket PATH  status socket (default " SL_STATUS_SOCK ")\n"
 	"  --netns-dir DIR       where pods' network namespaces are named (default " PODS_NETNS_DIR ")\n"
 	"  --netns-prefix STR    only namespaces whose name starts with STR (the lab's own)\n"
+	"  --trust-domain TD     SPIFFE trust domain (default cluster.local)\n"
+	"  --ca-cert FILE        mesh-ca mode: the CA that signs workload certificates\n"
+	"                        (default " DEFAULT_CA_DIR "/ca.crt when it exists)\n"
+	"  --ca-key FILE         its key (default: ca.key next to --ca-cert)\n"
+	"  --certs-dir DIR       files mode: DIR/<ns>/<sa>/tls.{crt,key} instead of minting\n"
+	"  --trust-bundle FILE   trusted roots (default: the CA certificate)\n"
+	"  --cert-ttl SECONDS    lifetime of minted certificates (default 86400)\n"
+	"  --metrics ADDR:PORT   Prometheus metrics (default 127.0.0.1:15020; off: none)\n"
+	"  --no-mesh             Service load balancing only: no capture, no tunnel\n"
 	"  --log-level LEVEL     err, warn, info or debug (default info)\n"
 	"  --uninstall           detach the programs and remove every pin, then exit\n"
 	"  --version\n";
@@ -56,7 +67,9 @@ struct options {
 	const char *node_name;
 	struct loader_opts loader;
 	const char *status_socket;
-	struct pods_opts pods;
+	struct mesh_opts mesh;
+	const char *metrics;	/* "ip:port" or "off" */
+	bool no_mesh;
 	bool uninstall;
 	const char *cmd;	/* "run", "plan" or "check" */
 };
@@ -187,37 +200,6 @@ static void on_config_changed(void *arg)
 	agent_reload();
 }
 
-/* ---- pods -> loader ---- */
-
-static int pods_attach_ingress(void *arg, int ifindex)
-{
-	(void)arg;
-	return loader_pod_ingress_attach(agent.loader, ifindex);
-}
-
-static int pods_enrol(void *arg, uint64_t cookie, const struct pods_pod *pod, bool on)
-{
-	struct sl_netns_val v = { .flags = SL_NETNS_F_ENROLLED };
-	static uint32_t next_pod_id = 1;
-
-	(void)arg;
-	if (!on)
-		return loader_netns_del(agent.loader, cookie);
-	v.pod_id = next_pod_id++;
-	for (size_t i = 0; i < pod->n_ips; i++) {
-		if (pod->ips[i].family == SL_AF_INET)
-			v.ip4 = pod->ips[i].addr;
-		else
-			v.ip6 = pod->ips[i].addr;
-	}
-	return loader_netns_set(agent.loader, cookie, &v);
-}
-
-static const struct pods_ops pods_ops = {
-	.attach_ingress = pods_attach_ingress,
-	.enrol = pods_enrol,
-};
-
 /* ---- status socket ---- */
 
 static json_t *h_status(void *arg, const char *q, int *code)
@@ -242,6 +224,18 @@ static json_t *h_maps(void *arg, const char *q, int *code)
 {
 	(void)arg, (void)q, (void)code;
 	return views_maps(&agent);
+}
+
+static json_t *h_connections(void *arg, const char *q, int *code)
+{
+	(void)arg, (void)q, (void)code;
+	return views_connections(&agent);
+}
+
+static json_t *h_certs(void *arg, const char *q, int *code)
+{
+	(void)arg, (void)q, (void)code;
+	return views_certs(&agent);
 }
 
 /* ---- signals ---- */
@@ -326,9 +320,72 @@ static int cmd_plan(const struct options *o, bool print)
 	return 0;
 }
 
+/* The mesh needs workload certificates: without a CA or a certificate
+ * directory the agent balances Services only, and says so. */
+static int start_mesh(const struct options *o)
+{
+	static char ca_key[PATH_MAX];
+	struct mesh_opts m = o->mesh;
+	char *err = NULL;
+	int ret;
+
+	if (o->no_mesh) {
+		agent.mesh_off = "--no-mesh";
+		return 0;
+	}
+	if (m.identity.mode == IDENTITY_MESH_CA && !m.identity.ca_cert_file) {
+		if (access(DEFAULT_CA_DIR "/ca.crt", R_OK)) {
+			agent.mesh_off = "no CA (--ca-cert) and no --certs-dir";
+			pr_warn("mesh: off: %s; enrolled pods are not captured", agent.mesh_off);
+			return 0;
+		}
+		m.identity.ca_cert_file = DEFAULT_CA_DIR "/ca.crt";
+	}
+	if (m.identity.mode == IDENTITY_MESH_CA && !m.identity.ca_key_file) {
+		const char *slash = strrchr(m.identity.ca_cert_file, '/');
+		int dlen = slash ? (int)(slash - m.identity.ca_cert_file + 1) : 0;
+
+		snprintf(ca_key, sizeof(ca_key), "%.*sca.key", dlen, m.identity.ca_cert_file);
+		m.identity.ca_key_file = ca_key;
+	}
+	m.tunnel.trust_domain = m.identity.trust_domain;
+	agent.trust_domain = m.identity.trust_domain;
+	ret = mesh_start(&agent, loop, &m, &err);
+	if (ret)
+		pr_err("mesh: %s", err ? err : strerror(-ret));
+	free(err);
+	return ret;
+}
+
+static int start_metrics(const struct options *o, struct status **out)
+{
+	char ip[64];
+	const char *colon = strrchr(o->metrics, ':');
+	unsigned long port;
+	char *end;
+	int err;
+
+	if (!strcmp(o->metrics, "off") || !agent.tunnel)
+		return 0;
+	port = colon ? strtoul(colon + 1, &end, 10) : 0;
+	if (!colon || colon == o->metrics || (size_t)(colon - o->metrics) >= sizeof(ip) || *end ||
+	    !port || port > 65535) {
+		pr_err("metrics: %s: expected IP:PORT or off", o->metrics);
+		return -EINVAL;
+	}
+	snprintf(ip, sizeof(ip), "%.*s", (int)(colon - o->metrics), o->metrics);
+	err = status_new_tcp(out, loop, ip, (uint16_t)port);
+	if (err) {
+		pr_err("metrics: cannot listen on %s: %s", o->metrics, strerror(-err));
+		return err;
+	}
+	return status_route_text(*out, "/metrics", mesh_metrics_text,
+				 "text/plain; version=0.0.4; charset=utf-8", &agent);
+}
+
 static int run_agent(const struct options *o)
 {
-	struct status *status = NULL;
+	struct status *status = NULL, *metrics = NULL;
 	struct config_watch *watch = NULL;
 	struct sync_maps maps;
 	struct stat st;
@@ -356,11 +413,12 @@ static int run_agent(const struct options *o)
 		pr_err("sync: cannot read the pinned maps: %s", strerror(-err));
 		goto out;
 	}
-	err = pods_new(&agent.pods, loop, &o->pods, &pods_ops, NULL);
-	if (err) {
-		pr_err("pods: %s", strerror(-err));
+	err = start_mesh(o);
+	if (err)
 		goto out;
-	}
+	err = start_metrics(o, &metrics);
+	if (err)
+		goto out;
 	err = status_new(&status, loop, o->status_socket);
 	if (err) {
 		pr_err("status: cannot listen on %s: %s", o->status_socket, strerror(-err));
@@ -370,6 +428,8 @@ static int run_agent(const struct options *o)
 	status_route(status, "/services", h_services, NULL);
 	status_route(status, "/workloads", h_workloads, NULL);
 	status_route(status, "/maps", h_maps, NULL);
+	status_route(status, "/connections", h_connections, NULL);
+	status_route(status, "/certs", h_certs, NULL);
 
 	if (stat(o->config_dir, &st) || !S_ISDIR(st.st_mode)) {
 		pr_warn("config: %s is not a directory: serving what the pinned maps hold (%zu frontends)",
@@ -389,7 +449,8 @@ static int run_agent(const struct options *o)
 out:
 	config_watch_free(watch);
 	status_free(status);
-	pods_free(agent.pods);	/* undoes capture in every pod: the listeners die with us */
+	status_free(metrics);
+	mesh_stop(&agent);	/* undoes capture in every pod: the listeners die with us */
 	model_free(agent.model);
 	diags_clear(&agent.errors);
 	sync_free(agent.sync);
@@ -411,6 +472,14 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "netns-dir", required_argument, NULL, 'N' },
 		{ "netns-prefix", required_argument, NULL, 'P' },
+		{ "trust-domain", required_argument, NULL, 'T' },
+		{ "ca-cert", required_argument, NULL, 'C' },
+		{ "ca-key", required_argument, NULL, 'K' },
+		{ "certs-dir", required_argument, NULL, 'D' },
+		{ "trust-bundle", required_argument, NULL, 'B' },
+		{ "cert-ttl", required_argument, NULL, 't' },
+		{ "metrics", required_argument, NULL, 'm' },
+		{ "no-mesh", no_argument, NULL, 'M' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -421,8 +490,11 @@ int main(int argc, char **argv)
 		.config_dir = DEFAULT_CONFIG_DIR,
 		.loader = { .bpffs_root = SL_BPFFS_ROOT },
 		.status_socket = SL_STATUS_SOCK,
+		.metrics = "127.0.0.1:15020",
 		.cmd = "run",
 	};
+	unsigned long ttl;
+	char *end;
 	int opt, lvl;
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -451,10 +523,41 @@ int main(int argc, char **argv)
 			log_set_level((enum log_level)lvl);
 			break;
 		case 'N':
-			o.pods.netns_dir = optarg;
+			o.mesh.pods.netns_dir = optarg;
 			break;
 		case 'P':
-			o.pods.prefix = optarg;
+			o.mesh.pods.prefix = optarg;
+			break;
+		case 'T':
+			o.mesh.identity.trust_domain = optarg;
+			break;
+		case 'C':
+			o.mesh.identity.ca_cert_file = optarg;
+			break;
+		case 'K':
+			o.mesh.identity.ca_key_file = optarg;
+			break;
+		case 'D':
+			o.mesh.identity.mode = IDENTITY_FILES;
+			o.mesh.identity.certs_dir = optarg;
+			break;
+		case 'B':
+			o.mesh.identity.bundle_file = optarg;
+			break;
+		case 't':
+			ttl = strtoul(optarg, &end, 10);
+			/* short lifetimes are for tests of rotation */
+			if (*end || ttl < 10 || ttl > 366UL * 86400) {
+				fprintf(stderr, "sluice-agent: --cert-ttl: seconds, 10 to 31622400\n");
+				return 2;
+			}
+			o.mesh.identity.cert_ttl_s = (unsigned int)ttl;
+			break;
+		case 'm':
+			o.metrics = optarg;
+			break;
+		case 'M':
+			o.no_mesh = true;
 			break;
 		case 'U':
 			o.uninstall = true;

@@ -9,8 +9,11 @@
 #include <sluice/counters.h>
 
 #include "agent.h"
+#include "identity.h"
 #include "loader.h"
 #include "model.h"
+#include "pods.h"
+#include "tunnel.h"
 #include "views.h"
 
 static json_t *time_or_null(time_t t)
@@ -123,27 +126,55 @@ json_t *views_services(const struct agent *a)
 	return json_pack("{s:o}", "services", list);
 }
 
+/* What pods did for (ns, name): "captured", "pending: why", or NULL when it
+ * does not handle the pod. */
+static json_t *pod_mesh_state(const struct pods_info *pi, size_t n, const struct sl_pod *p)
+{
+	char buf[256];
+
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(pi[i].ns, p->ns) || strcmp(pi[i].name, p->name))
+			continue;
+		if (pi[i].enrolled)
+			return json_string("captured");
+		snprintf(buf, sizeof(buf), "pending: %s", pi[i].error[0] ? pi[i].error : "setting up");
+		return json_string(buf);
+	}
+	return json_null();
+}
+
 json_t *views_workloads(const struct agent *a)
 {
 	const struct sl_resources *r = a->model ? a->model->res : NULL;
 	json_t *list = json_array();
+	struct pods_info *pi = NULL;
+	size_t npi = 0;
+	const char *td = a->trust_domain ? a->trust_domain : "cluster.local";
+
+	if (a->pods && pods_list(a->pods, &pi, &npi))
+		npi = 0;
 
 	for (size_t i = 0; r && i < r->n_pods; i++) {
 		const struct sl_pod *p = &r->pods[i];
 		const struct sl_workload *w = &a->model->workloads[i];
 		json_t *ips = json_array(), *labels = json_object();
-		char ip[SL_IP_STRLEN];
+		char ip[SL_IP_STRLEN], id[SL_SPIFFE_URI_MAX + 1];
 
+		snprintf(id, sizeof(id), "spiffe://%s/ns/%s/sa/%s", td, p->ns, p->service_account);
 		for (size_t j = 0; j < p->n_ips; j++)
 			json_array_append_new(ips, json_string(sl_ip_str(&p->ips[j], ip)));
 		for (size_t j = 0; j < p->labels.n; j++)
 			json_object_set_new(labels, p->labels.v[j].key, json_string(p->labels.v[j].value));
-		json_array_append_new(list, json_pack("{s:s, s:s, s:s?, s:o, s:s, s:b, s:b, s:b, s:o}",
+		json_array_append_new(list, json_pack("{s:s, s:s, s:s?, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:o}",
 						      "namespace", p->ns, "name", p->name, "node", p->node,
 						      "ips", ips, "service_account", p->service_account,
+						      "identity", id,
 						      "local", w->local, "enrolled", w->enrolled, "ready",
-						      p->ready && !p->terminating, "labels", labels));
+						      p->ready && !p->terminating, "mesh",
+						      w->local && w->enrolled ? pod_mesh_state(pi, npi, p) : json_null(),
+						      "labels", labels));
 	}
+	free(pi);
 	return json_pack("{s:o}", "workloads", list);
 }
 
@@ -174,4 +205,78 @@ json_t *views_maps(const struct agent *a)
 			if (counter_names[i])
 				json_object_set_new(counters, counter_names[i], json_integer((json_int_t)cnt[i]));
 	return json_pack("{s:o, s:o}", "maps", maps, "counters", counters);
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s && *s ? json_string(s) : json_null();
+}
+
+static json_t *addr_json(const struct tunnel_addr *t)
+{
+	char ip[SL_IP_STRLEN];
+
+	return json_pack("{s:s, s:i}", "ip", sl_ip_str(&t->ip, ip), "port", t->port);
+}
+
+static int conn_json(void *arg, const struct tunnel_conn_info *c)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	json_array_append_new(
+		arg, json_pack("{s:I, s:s, s:s, s:s, s:o, s:o,"
+			       " s:{s:o, s:o, s:o, s:o}, s:{s:o, s:o, s:o, s:o, s:o},"
+			       " s:I, s:I, s:I, s:f}",
+			       "id", (json_int_t)c->id, "direction", tunnel_dir_str(c->dir), "path",
+			       tunnel_path_str(c->path), "state", c->state, "src", addr_json(&c->src), "dst",
+			       addr_json(&c->dst), "source", "namespace", str_or_null(c->src_ns), "name",
+			       str_or_null(c->src_name), "workload", str_or_null(c->src_workload),
+			       "identity", str_or_null(c->src_identity), "destination", "namespace",
+			       str_or_null(c->dst_ns), "name", str_or_null(c->dst_name), "workload",
+			       str_or_null(c->dst_workload), "identity", str_or_null(c->dst_identity),
+			       "service", str_or_null(c->dst_service), "bytes_sent",
+			       (json_int_t)c->bytes_to_dst, "bytes_received", (json_int_t)c->bytes_to_src,
+			       "buffered", (json_int_t)c->buffered, "age_s",
+			       ((double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6 - (double)c->start_ms) /
+				       1e3));
+	return 0;
+}
+
+json_t *views_connections(const struct agent *a)
+{
+	json_t *list = json_array();
+	struct tunnel_stats st = { 0 };
+
+	if (a->tunnel) {
+		tunnel_conn_foreach(a->tunnel, conn_json, list);
+		tunnel_stats_get(a->tunnel, &st);
+	}
+	return json_pack("{s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "connections",
+			 list, "stats", "open", (json_int_t)st.conns_open, "total",
+			 (json_int_t)st.conns_total, "failed", (json_int_t)st.conns_failed,
+			 "hbone_clients", (json_int_t)st.hbone_clients, "hbone_clients_total",
+			 (json_int_t)st.hbone_clients_total, "hbone_servers", (json_int_t)st.hbone_servers,
+			 "hbone_servers_total", (json_int_t)st.hbone_servers_total, "hbone_setup_failed",
+			 (json_int_t)st.hbone_setup_failed, "streams", (json_int_t)st.streams_open,
+			 "accept_errors", (json_int_t)st.accept_errors);
+}
+
+json_t *views_certs(const struct agent *a)
+{
+	struct identity_cert_info *ci = NULL;
+	json_t *list = json_array();
+	size_t n = 0;
+
+	if (a->identity && identity_certs(a->identity, &ci, &n))
+		n = 0;
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:o}", "identity",
+						      ci[i].id, "mode", identity_mode_str(ci[i].mode), "serial",
+						      ci[i].serial, "not_before", time_or_null(ci[i].not_before),
+						      "not_after", time_or_null(ci[i].not_after), "next_renewal",
+						      time_or_null(ci[i].next_renewal), "source", ci[i].source,
+						      "error", str_or_null(ci[i].error)));
+	free(ci);
+	return json_pack("{s:o, s:o}", "certs", list, "mesh", a->mesh_off ? json_sprintf("off: %s", a->mesh_off) : json_string("on"));
 }

@@ -12,5 +12,7 @@ json_t *views_status(const struct agent *a);
 json_t *views_services(const struct agent *a);
 json_t *views_workloads(const struct agent *a);
 json_t *views_maps(const struct agent *a);
+json_t *views_connections(const struct agent *a);
+json_t *views_certs(const struct agent *a);
 
 #endif

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /* test_config.c - config.c: every kind and field, defaults, Lists and JSON,
- * problems with their exact "file:line: reason", directory loading, limits,
- * fuzz regressions, the inotify watch, and the 10k Services / 100k endpoints
- * scale point (time and memory).
+ * problems with their exact "file:line: reason", directory loading, big files
+ * cut in pieces (the same outcome as one parse), limits, fuzz regressions,
+ * the inotify watch, and the 10k Services / 100k endpoints scale point (time
+ * and memory).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1206,6 +1207,55 @@ void test_config_fuzz_regressions(void)
 	}
 }
 
+/* The same bytes from a file (config_load_dir) and from memory
+ * (config_decode_buf) give the same problems: libyaml reports the first of
+ * two close problems by where its reads end, so the file reader must hand it
+ * the same pieces. The first input is from fuzz_config_split. */
+void test_config_file_equals_memory(void)
+{
+	static const struct {
+		const char *name, *text;
+		size_t len;
+	} cases[] = {
+		{ "a.yaml", "{\n  \"kind\":; \"i\nvn: Namespace\nmetaServiceL    \":\xe8\"\\ud83d\\ufe", 60 },
+		{ "b.json", "{\"a\": \"\\ud83d", 13 },
+		{ "c.yaml", "a: [1,\nb: \xff\n", 0 },
+		{ "d.json", "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"x\"}}", 0 },
+		{ "e.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n\tbad\n", 0 },
+	};
+	const char *d = test_tmpdir();
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].text);
+		struct sl_resources *r = NULL, *m = config_resources_new();
+		struct diags e = { 0 }, e2 = { 0 };
+		char sub[512], path[600];
+		FILE *f;
+
+		snprintf(sub, sizeof(sub), "%s/%zu", d, i);
+		snprintf(path, sizeof(path), "%s/%s", sub, cases[i].name);
+		mkdir(sub, 0755);
+		f = fopen(path, "w");
+		if (!ASSERT_OK_PTR(f, "fopen") || !ASSERT_OK_PTR(m, "new"))
+			return;
+		fwrite(cases[i].text, 1, len, f);
+		fclose(f);
+		ASSERT_EQ(config_load_dir(sub, &r, &e), config_decode_buf(m, cases[i].name, cases[i].text, len, &e2),
+			  cases[i].name);
+		if (ASSERT_EQ(e.n, e2.n, cases[i].name)) {
+			for (size_t k = 0; k < e.n; k++) {
+				ASSERT_EQ(e.v[k].line, e2.v[k].line, cases[i].name);
+				ASSERT_STREQ(e.v[k].msg, e2.v[k].msg, cases[i].name);
+			}
+		}
+		dump_diags(&e);
+		resources_free(r);
+		resources_free(m);
+		diags_clear(&e);
+		diags_clear(&e2);
+	}
+}
+
 /* ---- directories ------------------------------------------------------------- */
 
 void test_config_load_dir(void)
@@ -1274,15 +1324,33 @@ out:
 	diags_clear(&e);
 }
 
-/* Counts decoded objects and endpoints, for comparing two loads. */
+static size_t hash_str(size_t h, const char *s)
+{
+	for (; s && *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211u;
+	return h * 31 + 1;
+}
+
+/* A digest of what two loads decoded, to compare them. */
 static size_t fingerprint(const struct sl_resources *r)
 {
-	size_t h = r->n_services * 1000003 + r->n_pods * 10007 + r->n_namespaces;
+	size_t h = r->n_services * 1000003 + r->n_pods * 10007 + r->n_namespaces + r->n_ignored;
 
-	for (size_t i = 0; i < r->n_slices; i++)
-		h = h * 31 + r->slices[i].n_endpoints + (size_t)r->slices[i].src.line;
-	for (size_t i = 0; i < r->n_services; i++)
-		h = h * 31 + (size_t)r->services[i].src.line + r->services[i].ports[0].port;
+	for (size_t i = 0; i < r->n_slices; i++) {
+		const struct sl_endpoint_slice *es = &r->slices[i];
+
+		h = hash_str(h, es->name) * 31 + es->n_endpoints + (size_t)es->src.line;
+		for (size_t j = 0; j < es->n_endpoints; j++)
+			h = hash_str(hash_str(h, es->endpoints[j].pod), es->endpoints[j].node) +
+			    es->endpoints[j].addrs[0].addr.v4;
+	}
+	for (size_t i = 0; i < r->n_services; i++) {
+		const struct sl_service *s = &r->services[i];
+
+		h = hash_str(hash_str(h, s->ns), s->name) * 31 + (size_t)s->src.line;
+		for (size_t j = 0; j < s->n_ports; j++)
+			h = hash_str(h * 31 + s->ports[j].port + s->ports[j].target_port, s->ports[j].target_port_name);
+	}
 	return h;
 }
 
@@ -1421,6 +1489,210 @@ void test_config_split_file(void)
 	dump_diags(&e);
 	ASSERT_EQ(m->n_services, 9996, "good ones decode");
 	ASSERT_EQ(m->n_slices, 10000, "slices");
+out:
+	free(buf);
+	resources_free(r);
+	resources_free(m);
+	diags_clear(&e);
+	diags_clear(&e2);
+}
+
+/* A List of n Services and their EndpointSlices, as `kubectl get -o yaml`
+ * (items at column 0, kind after them) or -o json (items before kind) lays
+ * it out, with the twists in flags. */
+enum {
+	GEN_JSON = 1,		/* -o json, not -o yaml */
+	GEN_TRICKY = 2,		/* a "- " line at column 0 in a quoted annotation */
+	GEN_BAD = 4,		/* one bad port per 2999 Services */
+	GEN_BROKEN = 8,		/* a syntax error in item 30000 */
+	GEN_DUP = 16,		/* JSON: "kind" twice, once where the scan cannot see it */
+	GEN_BAD_END = 32,	/* YAML: after indented items, a line that ends them wrongly */
+};
+
+static int gen_list(const char *path, int n, int flags)
+{
+	bool json = flags & GEN_JSON, tricky = flags & GEN_TRICKY, bad = flags & GEN_BAD;
+	bool broken = flags & GEN_BROKEN, dup = flags & GEN_DUP;
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -errno;
+	fprintf(f, json ? "{\n    \"apiVersion\": \"v1\",%s\n    \"items\": [\n" : "apiVersion: v1\nitems:\n%s",
+		dup ? " \"kind\": \"List\"," : "");
+	for (int i = 0; i < n; i++) {
+		const char *port = bad && i % 2999 == 7 ? "\"80\"" : "80";
+
+		if (broken && i == 15000)
+			fputs(json ? "        {\"apiVersion\": \"v1\" \"kind\": \"Service\"},\n"
+				   : "- apiVersion: v1\n  kind: [Service\n", f);
+		if (json) {
+			fprintf(f, "        {\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": \"s%d\", \"namespace\": \"n%d\"},\n"
+				   "         \"spec\": {\"clusterIP\": \"10.96.%d.%d\", \"ports\": [{\"port\": %s, \"targetPort\": \"http\"}]}},\n",
+				i, i % 7, i / 256 % 256, i % 256, port);
+			fprintf(f, "        {\"apiVersion\": \"discovery.k8s.io/v1\", \"kind\": \"EndpointSlice\",\n"
+				   "         \"metadata\": {\"name\": \"s%d-x\", \"namespace\": \"n%d\", \"labels\": {\"kubernetes.io/service-name\": \"s%d\"}},\n"
+				   "         \"addressType\": \"IPv4\", \"ports\": [{\"port\": 8080}],\n"
+				   "         \"endpoints\": [{\"addresses\": [\"10.1.%d.%d\"], \"nodeName\": \"node-%d\", \"targetRef\": {\"kind\": \"Pod\", \"name\": \"p%d\"}}]}%s\n",
+				i, i % 7, i, i / 256 % 256, i % 256, i % 13, i, i + 1 < n ? "," : "");
+			continue;
+		}
+		fprintf(f, "- apiVersion: v1\n  kind: Service\n  metadata:\n    name: s%d\n    namespace: n%d\n", i, i % 7);
+		if (tricky)
+			fprintf(f, "    annotations:\n      note: \"spans lines\n- looks like an item\n        but is not\"\n");
+		fprintf(f, "  spec:\n    clusterIP: 10.96.%d.%d\n    ports:\n    - port: %s\n      targetPort: http\n",
+			i / 256 % 256, i % 256, port);
+		fprintf(f, "- apiVersion: discovery.k8s.io/v1\n  kind: EndpointSlice\n  metadata:\n    name: s%d-x\n"
+			   "    namespace: n%d\n    labels:\n      kubernetes.io/service-name: s%d\n  addressType: IPv4\n"
+			   "  ports:\n  - port: 8080\n  endpoints:\n  - addresses: [10.1.%d.%d]\n    nodeName: node-%d\n"
+			   "    targetRef: {kind: Pod, name: p%d}\n",
+			i, i % 7, i, i / 256 % 256, i % 256, i % 13, i);
+	}
+	fprintf(f, json ? "    ],\n    \"kind\": \"List\",\n    \"metadata\": {\"resourceVersion\": \"\"}\n}\n"
+			: "kind: List\nmetadata:\n  resourceVersion: \"\"\n");
+	return fclose(f) ? -errno : 0;
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	long n;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	if (!fseek(f, 0, SEEK_END) && (n = ftell(f)) > 0 && !fseek(f, 0, SEEK_SET) &&
+	    (buf = malloc((size_t)n)))
+		*len = fread(buf, 1, (size_t)n, f);
+	fclose(f);
+	return buf;
+}
+
+/* A big List is cut between items and parsed in pieces: the outcome must be
+ * what one parse of the whole file gives, problems and lines included, also
+ * when a cut lands inside a quoted scalar (then the file is parsed whole). */
+static void check_list(const char *name, int flags)
+{
+	bool json = flags & GEN_JSON;
+	char dir[512], path[600];
+	struct sl_resources *r = NULL, *m = config_resources_new();
+	struct diags e = { 0 }, e2 = { 0 };
+	size_t len = 0;
+	char *buf = NULL;
+	int ret, ret2;
+
+	snprintf(dir, sizeof(dir), "%s/%s", test_tmpdir(), name);
+	snprintf(path, sizeof(path), "%s/%s", dir, json ? "all.json" : "all.yaml");
+	mkdir(dir, 0755);
+	if (!ASSERT_OK_PTR(m, "new") || !ASSERT_OK(gen_list(path, 20000, flags), name))
+		goto out;
+	if (flags & GEN_BAD_END) {	/* kind first, items indented, a bad line last */
+		FILE *f;
+		bool in_items = false;
+
+		buf = read_all(path, &len);
+		f = fopen(path, "w");
+		if (!ASSERT_OK_PTR(buf, "read") || !ASSERT_OK_PTR(f, "fopen"))
+			goto out;
+		fputs("kind: List\napiVersion: v1\nitems:\n", f);
+		for (char *l = buf, *nl; l < buf + len; l = nl + 1) {
+			nl = memchr(l, '\n', (size_t)(buf + len - l));
+			if (!nl)
+				break;
+			if (!strncmp(l, "kind: List", 10))
+				in_items = false;
+			if (in_items)
+				fprintf(f, "  %.*s\n", (int)(nl - l), l);
+			if (!strncmp(l, "items:", 6))
+				in_items = true;
+		}
+		fputs("  th {name: p1}\n", f);	/* valid alone, wrong after the items */
+		fclose(f);
+		free(buf);
+	}
+	buf = read_all(path, &len);
+	ASSERT_GE(len, (8u << 20) + 1, "big enough to cut");
+	ret = config_load_dir(dir, &r, &e);
+	ret2 = config_decode_buf(m, json ? "all.json" : "all.yaml", buf, len, &e2);
+	ASSERT_EQ(ret, ret2, name);
+	if (ASSERT_EQ(e.n, e2.n, "as many problems")) {
+		for (size_t i = 0; i < e.n; i++) {
+			ASSERT_EQ(e.v[i].line, e2.v[i].line, "same line");
+			ASSERT_STREQ(e.v[i].msg, e2.v[i].msg, "same problem");
+		}
+	}
+	if (!ret && ASSERT_OK_PTR(r, "set")) {
+		ASSERT_EQ(r->n_services, 20000, "services");
+		ASSERT_EQ(r->n_slices, 20000, "slices");
+		ASSERT_EQ(fingerprint(r), fingerprint(m), "same objects");
+	}
+	if (flags & GEN_BAD)
+		ASSERT_EQ(e.n, 7, "the bad ports");
+	if (flags & (GEN_BROKEN | GEN_BAD_END))
+		ASSERT_EQ(e.n, 1, "the syntax error");
+	if (flags & GEN_DUP)
+		ASSERT_TRUE(e.n == 1 && strstr(e.v[0].msg, "duplicate key \"kind\""), "the key twice");
+	dump_diags(&e);
+out:
+	free(buf);
+	resources_free(r);
+	resources_free(m);
+	diags_clear(&e);
+	diags_clear(&e2);
+}
+
+void test_config_split_list(void)
+{
+	check_list("yaml", 0);
+	check_list("json", GEN_JSON);
+	check_list("yaml-bad", GEN_BAD);
+	check_list("json-bad", GEN_JSON | GEN_BAD);
+	check_list("yaml-tricky", GEN_TRICKY);
+	check_list("yaml-broken", GEN_BROKEN);
+	check_list("json-broken", GEN_JSON | GEN_BROKEN);
+	check_list("json-dup", GEN_JSON | GEN_DUP);
+	check_list("yaml-bad-end", GEN_BAD_END);	/* found by fuzz_config_split */
+}
+
+/* A file cut at "---" where the piece after a cut has bad bytes, and the one
+ * before it a problem of its own: one parse of the whole file never gets to
+ * that problem (libyaml's reader decodes ahead and fails first, and a broken
+ * document stops the file), so the cut file is parsed whole again to report
+ * the same. Found by fuzz_config_split. */
+void test_config_split_fallback(void)
+{
+	const char *d = test_tmpdir();
+	struct sl_resources *r = NULL, *m = config_resources_new();
+	struct diags e = { 0 }, e2 = { 0 };
+	char path[512], *buf = NULL;
+	size_t len = 0;
+	int i = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/big.yaml", d);
+	f = fopen(path, "w");
+	if (!ASSERT_OK_PTR(f, "fopen") || !ASSERT_OK_PTR(m, "new"))
+		goto out;
+	while (ftell(f) < (4 << 20) - 200)
+		fprintf(f, "apiVersion: v1\nkind: Namespace\nmetadata: {name: n%d}\n---\n", i++);
+	fprintf(f, "apiVersion: v1\nkind: Namespace\nkind: Namespace\nmetadata: {name: dup}\n");
+	while (ftell(f) < (4 << 20) + 64)
+		fputs("# padding to the cut\n", f);
+	fputs("---\napiVersion: v1\nkind: Namespace\nmetadata: {name: \xbc}\n", f);
+	while (ftell(f) < (9 << 20))
+		fprintf(f, "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: n%d}\n", i++);
+	fclose(f);
+	buf = read_all(path, &len);
+	ASSERT_EQ(config_load_dir(d, &r, &e), -EINVAL, "load");
+	ASSERT_EQ(config_decode_buf(m, "big.yaml", buf, len, &e2), -EINVAL, "decode");
+	dump_diags(&e);
+	if (ASSERT_EQ(e.n, e2.n, "as many problems")) {
+		for (size_t k = 0; k < e.n; k++) {
+			ASSERT_EQ(e.v[k].line, e2.v[k].line, "same line");
+			ASSERT_STREQ(e.v[k].msg, e2.v[k].msg, "same problem");
+		}
+	}
+	ASSERT_HAS(e.n ? e.v[e.n - 1].msg : NULL, "invalid leading UTF-8 octet (byte 0xbc)", "bad byte");
 out:
 	free(buf);
 	resources_free(r);

@@ -1004,6 +1004,8 @@ static const char doc_workloads[] =
 	"{\"workloads\": ["
 	" {\"namespace\": \"default\", \"name\": \"echo-1\", \"node\": \"node-1\","
 	"  \"ips\": [\"10.244.1.5\", \"fd00::5\"], \"service_account\": \"default\","
+	"  \"identity\": \"spiffe://cluster.local/ns/default/sa/default\", \"enrolled\": true,"
+	"  \"mesh\": \"captured\","
 	"  \"local\": true, \"ready\": true, \"labels\": {\"app\": \"echo\"}},"
 	" {\"namespace\": \"default\", \"name\": \"echo-2\", \"node\": \"node-2\","
 	"  \"ips\": [], \"local\": false, \"ready\": false}]}";
@@ -1203,11 +1205,11 @@ void test_status_cli_tables(void)
 	if (ctl_run(&o, s.path, (const char *[]){ "workloads", NULL }) &&
 	    ASSERT_EQ(o.rc, 0, "workloads rc")) {
 		HAS_LINE(o.out, "NAMESPACE  NAME    NODE    IPS                 "
-			 "SERVICE-ACCOUNT  LOCAL  READY");
+			 "IDENTITY                                      LOCAL  READY  ENROLLED  MESH");
 		HAS_LINE(o.out, "default    echo-1  node-1  10.244.1.5,fd00::5  "
-			 "default          yes    yes");
+			 "spiffe://cluster.local/ns/default/sa/default  yes    yes    yes       captured");
 		HAS_LINE(o.out, "default    echo-2  node-2  -                   "
-			 "-                no     no");
+			 "-                                             no     no     -         -");
 	}
 	ctl_out_free(&o);
 

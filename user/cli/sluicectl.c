@@ -72,6 +72,8 @@ static void ctl_usage(FILE *f)
 		"  status        agent, configuration, datapath and sync state\n"
 		"  services      services with their VIPs and chosen backends\n"
 		"  workloads     pods known to the agent\n"
+		"  connections   live mesh connections: workloads, identities, bytes, age\n"
+		"  certs         workload certificates in use and when they rotate\n"
 		"  maps          BPF maps and datapath counters\n"
 		"  get PATH      the JSON the agent serves at PATH (e.g. /status)\n"
 		"\n"
@@ -655,8 +657,8 @@ static int print_services(const json_t *root)
 
 static int print_workloads(const json_t *root)
 {
-	static const char *const hdr[] = { "NAMESPACE", "NAME", "NODE", "IPS", "SERVICE-ACCOUNT",
-					   "LOCAL", "READY", NULL };
+	static const char *const hdr[] = { "NAMESPACE", "NAME", "NODE", "IPS", "IDENTITY",
+					   "LOCAL", "READY", "ENROLLED", "MESH", NULL };
 	const json_t *wls = json_object_get(root, "workloads"), *wl, *ip;
 	struct table t = { 0 };
 	size_t i, j;
@@ -677,9 +679,11 @@ static int print_workloads(const json_t *root)
 		table_cell(&t, "%s", js(wl, "name"));
 		table_cell(&t, "%s", js(wl, "node"));
 		table_cell(&t, "%s", list && list[0] ? list : "-");
-		table_cell(&t, "%s", js(wl, "service_account"));
+		table_cell(&t, "%s", js(wl, "identity"));
 		table_cell(&t, "%s", jyesno(wl, "local"));
 		table_cell(&t, "%s", jyesno(wl, "ready"));
+		table_cell(&t, "%s", jyesno(wl, "enrolled"));
+		table_cell(&t, "%s", js(wl, "mesh"));
 		free(list);
 	}
 	return table_print(&t, 0);
@@ -727,6 +731,103 @@ static int print_maps(const json_t *root)
 	return table_print(&t, 0);
 }
 
+/* "ns/name" of a connection end, or its address when it is no workload. */
+static void fmt_end(const json_t *who, const json_t *addr, char *buf, size_t len)
+{
+	const char *ns = json_string_value(json_object_get(who, "namespace"));
+	const char *name = json_string_value(json_object_get(who, "name"));
+
+	if (ns && name)
+		snprintf(buf, len, "%s/%s", ns, name);
+	else
+		fmt_hostport(addr, buf, len);
+}
+
+static void fmt_bytes(const json_t *v, char *buf, size_t len)
+{
+	double b = json_is_number(v) ? json_number_value(v) : -1;
+
+	if (b < 0)
+		snprintf(buf, len, "-");
+	else if (b < 1024)
+		snprintf(buf, len, "%.0f", b);
+	else if (b < 1024 * 1024)
+		snprintf(buf, len, "%.1fKi", b / 1024);
+	else if (b < 1024.0 * 1024 * 1024)
+		snprintf(buf, len, "%.1fMi", b / 1024 / 1024);
+	else
+		snprintf(buf, len, "%.2fGi", b / 1024 / 1024 / 1024);
+}
+
+static int print_connections(const json_t *root)
+{
+	static const char *const hdr[] = { "DIR", "PATH", "SOURCE", "DESTINATION", "DST-ADDR",
+					   "SRC-IDENTITY", "DST-IDENTITY", "SENT", "RECV", "AGE",
+					   "STATE", NULL };
+	const json_t *conns = json_object_get(root, "connections"), *c;
+	const json_t *st = json_object_get(root, "stats");
+	struct table t = { 0 };
+	char b1[64], b2[64], b3[64], b4[64], b5[64];
+	size_t i;
+	int ret;
+
+	table_header(&t, hdr);
+	json_array_foreach(conns, i, c) {
+		const json_t *src = json_object_get(c, "source"), *dst = json_object_get(c, "destination");
+		const json_t *age = json_object_get(c, "age_s");
+
+		table_cell(&t, "%s", js(c, "direction"));
+		table_cell(&t, "%s", js(c, "path"));
+		fmt_end(src, json_object_get(c, "src"), b1, sizeof(b1));
+		table_cell(&t, "%s", b1);
+		fmt_end(dst, json_object_get(c, "dst"), b1, sizeof(b1));
+		table_cell(&t, "%s", b1);
+		fmt_hostport(json_object_get(c, "dst"), b1, sizeof(b1));
+		table_cell(&t, "%s", b1);
+		table_cell(&t, "%s", js(src, "identity"));
+		table_cell(&t, "%s", js(dst, "identity"));
+		fmt_bytes(json_object_get(c, "bytes_sent"), b1, sizeof(b1));
+		table_cell(&t, "%s", b1);
+		fmt_bytes(json_object_get(c, "bytes_received"), b1, sizeof(b1));
+		table_cell(&t, "%s", b1);
+		fmt_duration(json_is_number(age) ? json_number_value(age) : -1, b1, sizeof(b1));
+		table_cell(&t, "%s", b1);
+		table_cell(&t, "%s", js(c, "state"));
+	}
+	ret = table_print(&t, 0);
+	if (!ret && json_is_object(st))
+		printf("\n%s open, %s since start (%s failed); HBONE connections: %s out, %s in\n",
+		       jf(st, "open", b1, sizeof(b1)), jf(st, "total", b2, sizeof(b2)),
+		       jf(st, "failed", b3, sizeof(b3)), jf(st, "hbone_clients", b4, sizeof(b4)),
+		       jf(st, "hbone_servers", b5, sizeof(b5)));
+	return ret;
+}
+
+static int print_certs(const json_t *root)
+{
+	static const char *const hdr[] = { "IDENTITY", "MODE", "SERIAL", "NOT-AFTER", "ROTATES",
+					   "ERROR", NULL };
+	const json_t *certs = json_object_get(root, "certs"), *c;
+	struct table t = { 0 };
+	size_t i;
+
+	if (!json_array_size(certs))
+		printf("mesh %s; no certificates in use yet (they are made when a pod is enrolled)\n",
+		       js(root, "mesh"));
+	table_header(&t, hdr);
+	json_array_foreach(certs, i, c) {
+		const char *serial = js(c, "serial");
+
+		table_cell(&t, "%s", js(c, "identity"));
+		table_cell(&t, "%s", js(c, "mode"));
+		table_cell(&t, "%.16s%s", serial, strlen(serial) > 16 ? "..." : "");
+		table_cell(&t, "%s", js(c, "not_after"));
+		table_cell(&t, "%s", js(c, "next_renewal"));
+		table_cell(&t, "%s", js(c, "error"));
+	}
+	return table_print(&t, 0);
+}
+
 struct ctl_cmd {
 	const char *name;
 	const char *path;
@@ -738,6 +839,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "services", "/services", print_services },
 	{ "workloads", "/workloads", print_workloads },
 	{ "maps", "/maps", print_maps },
+	{ "connections", "/connections", print_connections },
+	{ "certs", "/certs", print_certs },
 	{ "get", NULL, NULL },
 };
 

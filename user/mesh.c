@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: Apache-2.0
+/* mesh.c - identity, pods and tunnel wired to the agent: the tunnel's
+ * directory is the model in force, its original destinations come from the
+ * loader's sl_origdst_v1, its sockets from the pods' namespaces. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <sluice/abi.h>
+
+#include "agent.h"
+#include "loader.h"
+#include "log.h"
+#include "mesh.h"
+#include "model.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+/* ---- naming workloads as Istio does ---- */
+
+/* Kubernetes' rand.SafeEncodeString alphabet: what ReplicaSet hashes and pod
+ * name suffixes are made of. */
+static bool k8s_suffix(const char *s, size_t len, size_t min, size_t max)
+{
+	if (len < min || len > max)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!strchr("bcdfghjklmnpqrstvwxz2456789", s[i]))
+			return false;
+	return true;
+}
+
+/* The canonical workload of a pod: <deployment>-<rs hash>-<suffix> -> the
+ * Deployment's name; anything else is its own workload. */
+static const char *workload_of(const struct sl_pod *p, char *buf, size_t len, const char **kind)
+{
+	const char *name = p->name, *d2 = strrchr(name, '-'), *d1;
+
+	*kind = "pod";
+	if (!d2 || !k8s_suffix(d2 + 1, strlen(d2 + 1), 5, 5))
+		return name;
+	for (d1 = d2 - 1; d1 > name && *d1 != '-'; d1--)
+		;
+	if (d1 <= name || !k8s_suffix(d1 + 1, (size_t)(d2 - d1 - 1), 6, 10) ||
+	    (size_t)(d1 - name) >= len)
+		return name;
+	memcpy(buf, name, (size_t)(d1 - name));
+	buf[d1 - name] = '\0';
+	*kind = "deployment";
+	return buf;
+}
+
+/* Istio's canonical service: its label, else the app labels, else the workload. */
+static const char *canonical_app(const struct sl_pod *p, const char *workload)
+{
+	static const char *const keys[] = { "service.istio.io/canonical-name", "app.kubernetes.io/name",
+					    "app" };
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *v = labels_get(&p->labels, keys[i]);
+
+		if (v && *v)
+			return v;
+	}
+	return workload;
+}
+
+static const char *canonical_version(const struct sl_pod *p)
+{
+	const char *v = labels_get(&p->labels, "service.istio.io/canonical-revision");
+
+	if (!v)
+		v = labels_get(&p->labels, "app.kubernetes.io/version");
+	if (!v)
+		v = labels_get(&p->labels, "version");
+	return v && *v ? v : "latest";
+}
+
+static void copy(char *dst, size_t len, const char *src)
+{
+	snprintf(dst, len, "%s", src ? src : "");
+}
+
+/* ---- tunnel -> agent ---- */
+
+static int mesh_orig_dst(void *arg, int fd, struct tunnel_addr *dst)
+{
+	struct agent *a = arg;
+	struct sockaddr_storage peer = { 0 }, self = { 0 };
+	socklen_t plen = sizeof(peer), slen = sizeof(self), clen = sizeof(uint64_t);
+	struct sl_origdst_key k;
+	struct sl_orig o;
+	uint64_t cookie;
+	int err;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &clen) ||
+	    getpeername(fd, (struct sockaddr *)&peer, &plen) ||
+	    getsockname(fd, (struct sockaddr *)&self, &slen))
+		return -errno;
+	memset(&k, 0, sizeof(k));
+	k.netns_cookie = cookie;
+	k.family = self.ss_family == AF_INET6 ? SL_AF_INET6 : SL_AF_INET;
+	k.sport = peer.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&peer)->sin6_port
+					     : ((struct sockaddr_in *)&peer)->sin_port;
+	err = loader_origdst_take(a->loader, &k, &o);
+	if (err)
+		return err;
+	memset(dst, 0, sizeof(*dst));
+	dst->ip.family = o.family;
+	dst->ip.addr = o.addr;
+	dst->port = ntohs(o.port);
+	return 0;
+}
+
+static int mesh_lookup(void *arg, const struct sl_ip *ip, struct tunnel_workload *wl)
+{
+	struct agent *a = arg;
+	const struct sl_workload *w = a->model ? model_workload_by_ip(a->model, ip) : NULL;
+	const char *kind;
+	char buf[TUNNEL_NAME_MAX];
+
+	if (!w)
+		return -ENOENT;
+	memset(wl, 0, sizeof(*wl));
+	copy(wl->ns, sizeof(wl->ns), w->pod->ns);
+	copy(wl->name, sizeof(wl->name), w->pod->name);
+	copy(wl->workload, sizeof(wl->workload), workload_of(w->pod, buf, sizeof(buf), &kind));
+	copy(wl->service_account, sizeof(wl->service_account), w->pod->service_account);
+	wl->enrolled = w->enrolled;
+	wl->local = w->local;
+	return 0;
+}
+
+static int mesh_pod_socket(void *arg, const struct sl_ip *ip, int family)
+{
+	struct agent *a = arg;
+
+	return pods_socket(a->pods, ip, family, SOCK_STREAM);
+}
+
+static SSL_CTX *mesh_client_ctx(void *arg, const char *ns, const char *sa)
+{
+	struct agent *a = arg;
+	char *err = NULL;
+	SSL_CTX *ctx = identity_client_ctx(a->identity, ns, sa, &err);
+
+	if (!ctx)
+		pr_err("mesh: no client certificate for %s/%s: %s", ns, sa, err ? err : "out of memory");
+	free(err);
+	return ctx;
+}
+
+static SSL_CTX *mesh_server_ctx(void *arg, const char *ns, const char *sa)
+{
+	struct agent *a = arg;
+	char *err = NULL;
+	SSL_CTX *ctx = identity_server_ctx(a->identity, ns, sa, &err);
+
+	if (!ctx)
+		pr_err("mesh: no server certificate for %s/%s: %s", ns, sa, err ? err : "out of memory");
+	free(err);
+	return ctx;
+}
+
+static int mesh_peer_check(void *arg, SSL *ssl, const char *expected, char *out, size_t len)
+{
+	enum identity_peer_reason why = IDENTITY_PEER_OK;
+	int err = identity_peer_check(ssl, expected, out, len, &why);
+
+	(void)arg;
+	if (err)
+		pr_warn("mesh: peer %s refused: %s%s%s", out && *out ? out : "(no identity)",
+			identity_peer_reason_str(why), expected ? ", expected " : "",
+			expected ? expected : "");
+	return err;
+}
+
+static const struct tunnel_ops tunnel_ops = {
+	.orig_dst = mesh_orig_dst,
+	.lookup = mesh_lookup,
+	.pod_socket = mesh_pod_socket,
+	.client_ctx = mesh_client_ctx,
+	.server_ctx = mesh_server_ctx,
+	.peer_check = mesh_peer_check,
+};
+
+/* ---- pods -> loader, tunnel ---- */
+
+static int mesh_attach_ingress(void *arg, int ifindex)
+{
+	struct agent *a = arg;
+
+	return loader_pod_ingress_attach(a->loader, ifindex);
+}
+
+static int mesh_enrol(void *arg, uint64_t cookie, const struct pods_pod *pod, bool on)
+{
+	struct agent *a = arg;
+	struct sl_netns_val v = { .flags = SL_NETNS_F_ENROLLED };
+
+	if (!on)
+		return loader_netns_del(a->loader, cookie);
+	v.pod_id = ++a->next_pod_id;
+	for (size_t i = 0; i < pod->n_ips; i++) {
+		if (pod->ips[i].family == SL_AF_INET)
+			v.ip4 = pod->ips[i].addr;
+		else
+			v.ip6 = pod->ips[i].addr;
+	}
+	return loader_netns_set(a->loader, cookie, &v);
+}
+
+static enum tunnel_role role_of(uint16_t port)
+{
+	if (port == SL_PORT_OUTBOUND)
+		return TUNNEL_LISTEN_OUTBOUND;
+	if (port == SL_PORT_INBOUND)
+		return TUNNEL_LISTEN_INBOUND;
+	return TUNNEL_LISTEN_HBONE;
+}
+
+static void mesh_pod_ready(void *arg, const struct pods_pod *pod)
+{
+	struct agent *a = arg;
+	const struct sl_workload *w = NULL;
+	struct tunnel_pod tp = {
+		.ns = pod->ns,
+		.name = pod->name,
+		.service_account = pod->service_account,
+		.ips = pod->ips,
+		.n_ips = pod->n_ips,
+	};
+	char buf[TUNNEL_NAME_MAX];
+	int err;
+
+	for (size_t i = 0; i < pod->n_ips && !w; i++)
+		w = a->model ? model_workload_by_ip(a->model, &pod->ips[i]) : NULL;
+	if (w) {
+		tp.workload = workload_of(w->pod, buf, sizeof(buf), &tp.workload_kind);
+		tp.app = canonical_app(w->pod, tp.workload);
+		tp.version = canonical_version(w->pod);
+	}
+	for (size_t i = 0; i < PODS_L_COUNT && tp.n_listeners < TUNNEL_POD_LISTENERS; i++) {
+		if (pod->listeners[i].fd < 0)
+			continue;
+		tp.listeners[tp.n_listeners].role = role_of(pod->listeners[i].port);
+		tp.listeners[tp.n_listeners++].fd = pod->listeners[i].fd;
+	}
+	err = tunnel_pod_add(a->tunnel, &tp);
+	if (err)
+		pr_err("mesh: %s/%s: the tunnel does not serve it: %s", pod->ns, pod->name, strerror(-err));
+	else
+		pr_info("mesh: %s/%s enrolled (netns %s, identity spiffe://.../ns/%s/sa/%s)", pod->ns,
+			pod->name, pod->netns, pod->ns, pod->service_account);
+}
+
+static void mesh_pod_gone(void *arg, const struct pods_pod *pod)
+{
+	struct agent *a = arg;
+
+	if (!tunnel_pod_remove(a->tunnel, pod->ns, pod->name))
+		pr_info("mesh: %s/%s left the mesh", pod->ns, pod->name);
+}
+
+static const struct pods_ops pods_ops = {
+	.attach_ingress = mesh_attach_ingress,
+	.enrol = mesh_enrol,
+	.pod_ready = mesh_pod_ready,
+	.pod_gone = mesh_pod_gone,
+};
+
+/* ---- lifecycle ---- */
+
+int mesh_start(struct agent *a, struct loop *l, const struct mesh_opts *o, char **err)
+{
+	int ret;
+
+	ret = identity_new(&a->identity, l, &o->identity, err);
+	if (ret)
+		return ret;
+	ret = tunnel_new(&a->tunnel, l, &tunnel_ops, a, &o->tunnel);
+	if (ret) {
+		if (asprintf(err, "tunnel: %s", strerror(-ret)) < 0)
+			*err = NULL;
+		return ret;
+	}
+	ret = pods_new(&a->pods, l, &o->pods, &pods_ops, a);
+	if (ret && asprintf(err, "pods: %s", strerror(-ret)) < 0)
+		*err = NULL;
+	return ret;
+}
+
+void mesh_stop(struct agent *a)
+{
+	pods_free(a->pods);	/* capture stops first; pod_gone lets the tunnel go of each */
+	a->pods = NULL;
+	tunnel_free(a->tunnel);
+	a->tunnel = NULL;
+	identity_free(a->identity);
+	a->identity = NULL;
+}
+
+char *mesh_metrics_text(void *arg, const char *query, int *code, size_t *len)
+{
+	struct agent *a = arg;
+	char *text = NULL;
+	FILE *f = open_memstream(&text, len);
+
+	(void)query;
+	if (!f)
+		return NULL;
+	if (a->tunnel && tunnel_metrics_write(a->tunnel, f))
+		*code = 500;
+	if (fclose(f)) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
