@@ -91,22 +91,27 @@ static void copy(char *dst, size_t len, const char *src)
 static int mesh_orig_dst(void *arg, int fd, struct tunnel_addr *dst)
 {
 	struct agent *a = arg;
-	struct sockaddr_storage peer = { 0 }, self = { 0 };
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} peer, self;
 	socklen_t plen = sizeof(peer), slen = sizeof(self), clen = sizeof(uint64_t);
 	struct sl_origdst_key k;
 	struct sl_orig o;
-	uint64_t cookie;
+	uint64_t cookie = 0;
 	int err;
 
+	memset(&peer, 0, sizeof(peer));
+	memset(&self, 0, sizeof(self));
 	if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &clen) ||
-	    getpeername(fd, (struct sockaddr *)&peer, &plen) ||
-	    getsockname(fd, (struct sockaddr *)&self, &slen))
+	    getpeername(fd, &peer.sa, &plen) || getsockname(fd, &self.sa, &slen))
 		return -errno;
 	memset(&k, 0, sizeof(k));
 	k.netns_cookie = cookie;
-	k.family = self.ss_family == AF_INET6 ? SL_AF_INET6 : SL_AF_INET;
-	k.sport = peer.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&peer)->sin6_port
-					     : ((struct sockaddr_in *)&peer)->sin_port;
+	k.family = self.sa.sa_family == AF_INET6 ? SL_AF_INET6 : SL_AF_INET;
+	/* sin_port and sin6_port share their offset */
+	k.sport = peer.sa.sa_family == AF_INET6 ? peer.in6.sin6_port : peer.in.sin_port;
 	err = loader_origdst_take(a->loader, &k, &o);
 	if (err)
 		return err;
@@ -131,6 +136,9 @@ static int mesh_lookup(void *arg, const struct sl_ip *ip, struct tunnel_workload
 	copy(wl->name, sizeof(wl->name), w->pod->name);
 	copy(wl->workload, sizeof(wl->workload), workload_of(w->pod, buf, sizeof(buf), &kind));
 	copy(wl->service_account, sizeof(wl->service_account), w->pod->service_account);
+	if (w->service)	/* Kubernetes' default cluster domain */
+		snprintf(wl->service, sizeof(wl->service), "%s.%s.svc.cluster.local", w->service->name,
+			 w->service->ns);
 	wl->enrolled = w->enrolled;
 	wl->local = w->local;
 	return 0;
@@ -143,28 +151,27 @@ static int mesh_pod_socket(void *arg, const struct sl_ip *ip, int family)
 	return pods_socket(a->pods, ip, family, SOCK_STREAM);
 }
 
-static SSL_CTX *mesh_client_ctx(void *arg, const char *ns, const char *sa)
+static SSL_CTX *mesh_ctx(struct agent *a, const char *ns, const char *sa, bool server)
 {
-	struct agent *a = arg;
 	char *err = NULL;
-	SSL_CTX *ctx = identity_client_ctx(a->identity, ns, sa, &err);
+	SSL_CTX *ctx = server ? identity_server_ctx(a->identity, ns, sa, &err)
+			      : identity_client_ctx(a->identity, ns, sa, &err);
 
 	if (!ctx)
-		pr_err("mesh: no client certificate for %s/%s: %s", ns, sa, err ? err : "out of memory");
+		pr_err("mesh: no %s certificate for %s/%s: %s", server ? "server" : "client", ns, sa,
+		       err ? err : "out of memory");
 	free(err);
 	return ctx;
 }
 
+static SSL_CTX *mesh_client_ctx(void *arg, const char *ns, const char *sa)
+{
+	return mesh_ctx(arg, ns, sa, false);
+}
+
 static SSL_CTX *mesh_server_ctx(void *arg, const char *ns, const char *sa)
 {
-	struct agent *a = arg;
-	char *err = NULL;
-	SSL_CTX *ctx = identity_server_ctx(a->identity, ns, sa, &err);
-
-	if (!ctx)
-		pr_err("mesh: no server certificate for %s/%s: %s", ns, sa, err ? err : "out of memory");
-	free(err);
-	return ctx;
+	return mesh_ctx(arg, ns, sa, true);
 }
 
 static int mesh_peer_check(void *arg, SSL *ssl, const char *expected, char *out, size_t len)

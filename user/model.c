@@ -597,6 +597,17 @@ int model_build(struct sl_resources *res, const char *node_name, struct sl_model
 	}
 	if (!err && errs->n > n_errs)
 		err = -EINVAL;
+	/* Pods' Services, for metrics' destination_service: the first that lists them. */
+	for (size_t i = 0; !err && i < m->n_frontends; i++) {
+		const struct sl_frontend *f = &m->frontends[i];
+
+		for (size_t j = 0; j < f->n_backends; j++) {
+			const struct sl_workload *w = model_workload_by_ip(m, &f->backends[j].ip);
+
+			if (w && !w->service)
+				m->workloads[w - m->workloads].service = f->svc;
+		}
+	}
 	if (!err)
 		qsort(m->frontends, m->n_frontends, sizeof(*m->frontends), frontend_cmp);
 out:

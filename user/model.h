@@ -53,6 +53,7 @@ struct sl_workload {
 	const struct sl_pod *pod;
 	bool enrolled;			/* in the mesh (labels) */
 	bool local;			/* on this node */
+	const struct sl_service *service;	/* first Service with the pod as an endpoint, or NULL */
 };
 
 /* One pod address, for lookups by IP. */

@@ -200,6 +200,7 @@ bg_stop
 m1=$(metric node-1) m2=$(metric node-2)
 expect_contains "metrics: source reporter on node-1" "$m1" 'istio_tcp_connections_opened_total{reporter="source",source_workload="client",source_workload_namespace="mesh",source_principal="spiffe://cluster.local/ns/mesh/sa/client",destination_workload="server-2"'
 expect_contains "metrics: mutual_tls" "$m1" 'connection_security_policy="mutual_tls"'
+expect_contains "metrics: destination_service is the pod's Service" "$m1" 'destination_service="server.mesh.svc.cluster.local"'
 expect_contains "metrics: destination reporter on node-2" "$m2" 'istio_tcp_received_bytes_total{reporter="destination",source_workload="client"'
 check "metrics: bytes counted (> 32 MiB received by node-2's server)" bash -c "grep '^istio_tcp_received_bytes_total{reporter=\"destination\",source_workload=\"client\".*destination_workload=\"server-2\"' <<<'$m2' | awk '{s+=\$NF} END {exit !(s > 33554432)}'"
 conns=$(ctl node-1 connections)

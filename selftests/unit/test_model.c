@@ -244,7 +244,12 @@ void test_model_enrolment_and_lookup(void)
 		"---\napiVersion: v1\nkind: Pod\nmetadata: {name: d, namespace: plain}\n"
 		"spec: {nodeName: node-1, containers: [{name: c}]}\nstatus: {podIP: 10.244.1.3}\n"
 		"---\napiVersion: v1\nkind: Pod\nmetadata: {name: e, namespace: istio}\n"
-		"spec: {nodeName: node-1, containers: [{name: c}]}\nstatus: {podIP: 10.244.1.4}\n";
+		"spec: {nodeName: node-1, containers: [{name: c}]}\nstatus: {podIP: 10.244.1.4}\n"
+		"---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: mesh}\n"
+		"spec: {clusterIP: 10.96.0.50, selector: {app: a}, ports: [{port: 80}]}\n"
+		"---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		"metadata: {name: web-1, namespace: mesh, labels: {kubernetes.io/service-name: web}}\n"
+		"addressType: IPv4\nports: [{port: 8080}]\nendpoints: [{addresses: [10.244.1.1]}]\n";
 	struct diags errs = { 0 };
 	struct sl_model *m = build(y, "node-1", &errs);
 	const struct sl_workload *w;
@@ -259,10 +264,11 @@ void test_model_enrolment_and_lookup(void)
 		ASSERT_TRUE(w->enrolled, "namespace label enrols");
 		ASSERT_TRUE(w->local, "a is on node-1");
 		ASSERT_STREQ(w->pod->service_account, "sa-a", "service account");
+		ASSERT_TRUE(w->service && !strcmp(w->service->name, "web"), "its Service (metrics)");
 	}
 	sl_ip_parse("10.244.2.1", &ip);
 	w = model_workload_by_ip(m, &ip);
-	ASSERT_TRUE(w && !w->enrolled && !w->local, "b opted out, remote");
+	ASSERT_TRUE(w && !w->enrolled && !w->local && !w->service, "b opted out, remote, no Service");
 	sl_ip_parse("10.244.2.2", &ip);
 	w = model_workload_by_ip(m, &ip);
 	ASSERT_TRUE(w && w->enrolled, "pod label enrols in a plain namespace");
