@@ -30,6 +30,26 @@ static json_t *time_or_null(time_t t)
 
 static const char *const config_state_names[] = { "empty", "ok", "error" };
 
+static json_t *mesh_json(const struct agent *a)
+{
+	struct tunnel_stats st = { 0 };
+	struct pods_info *pi = NULL;
+	size_t npi = 0, captured = 0;
+
+	if (!a->tunnel)
+		return json_pack("{s:s, s:s}", "state", "off", "reason", a->mesh_off ? a->mesh_off : "");
+	tunnel_stats_get(a->tunnel, &st);
+	if (!pods_list(a->pods, &pi, &npi))
+		for (size_t i = 0; i < npi; i++)
+			captured += pi[i].enrolled;
+	free(pi);
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "state", "on", "trust_domain",
+			 a->trust_domain ? a->trust_domain : "cluster.local", "pods_enrolled",
+			 (json_int_t)npi, "pods_captured", (json_int_t)captured, "connections_open",
+			 (json_int_t)st.conns_open, "hbone_out", (json_int_t)st.hbone_clients, "hbone_in",
+			 (json_int_t)st.hbone_servers);
+}
+
 json_t *views_status(const struct agent *a)
 {
 	const struct sl_resources *r = a->model ? a->model->res : NULL;
@@ -50,7 +70,7 @@ json_t *views_status(const struct agent *a)
 		"{s:s, s:s, s:i, s:f,"
 		" s:{s:s?, s:I, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o},"
 		" s:{s:s, s:s, s:o, s:b},"
-		" s:{s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}}",
+		" s:{s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o}",
 		"version", SL_VERSION, "node", a->node_name, "pid", (int)getpid(), "uptime_s",
 		(double)(now.tv_sec - a->started.tv_sec) + (double)(now.tv_nsec - a->started.tv_nsec) / 1e9,
 		"config", "source", a->config_dir, "generation", (json_int_t)a->generation, "state",
@@ -66,7 +86,7 @@ json_t *views_status(const struct agent *a)
 		(json_int_t)a->last_sync.frontends, "backends", (json_int_t)a->last_sync.backends,
 		"last_sync_ms", a->last_sync.ms, "last_sync_at", time_or_null(a->last_sync_at), "updates",
 		(json_int_t)a->last_sync.updates, "deletes", (json_int_t)a->last_sync.deletes, "errors",
-		(json_int_t)a->last_sync.errors);
+		(json_int_t)a->last_sync.errors, "mesh", mesh_json(a));
 }
 
 static json_t *backend_json(const struct sl_backend *b)

@@ -981,7 +981,27 @@ static const char doc_status[] =
 	"   \"reused_pins\": true},"
 	" \"sync\": {\"generation\": 3, \"frontends\": 4, \"backends\": 10, \"last_sync_ms\": 1.25,"
 	"   \"last_sync_at\": \"2026-11-26T15:30:01Z\","
-	"   \"updates\": 12, \"deletes\": 0, \"errors\": 0}}";
+	"   \"updates\": 12, \"deletes\": 0, \"errors\": 0},"
+	" \"mesh\": {\"state\": \"on\", \"trust_domain\": \"cluster.local\", \"pods_enrolled\": 2,"
+	"   \"pods_captured\": 1, \"connections_open\": 5, \"hbone_out\": 2, \"hbone_in\": 1}}";
+
+static const char doc_connections[] =
+	"{\"connections\": ["
+	" {\"id\": 7, \"direction\": \"outbound\", \"path\": \"hbone\", \"state\": \"relay\","
+	"  \"src\": {\"ip\": \"10.244.1.10\", \"port\": 40000},"
+	"  \"dst\": {\"ip\": \"fd00::7\", \"port\": 8080},"
+	"  \"source\": {\"namespace\": \"demo\", \"name\": \"client\","
+	"    \"identity\": \"spiffe://td/ns/demo/sa/client\"},"
+	"  \"destination\": {\"namespace\": null, \"name\": null, \"identity\": null},"
+	"  \"bytes_sent\": 2048, \"bytes_received\": 3145728, \"age_s\": 75.5}],"
+	" \"stats\": {\"open\": 1, \"total\": 9, \"failed\": 2, \"hbone_clients\": 1,"
+	"   \"hbone_servers\": 0}}";
+
+static const char doc_certs[] =
+	"{\"certs\": [{\"identity\": \"spiffe://td/ns/demo/sa/client\", \"mode\": \"mesh-ca\","
+	"  \"serial\": \"0123456789ABCDEF0123\", \"not_before\": \"2026-11-26T00:00:00Z\","
+	"  \"not_after\": \"2026-11-27T00:00:00Z\", \"next_renewal\": \"2026-11-26T12:00:00Z\","
+	"  \"source\": \"minted\", \"error\": null}], \"mesh\": \"on\"}";
 
 static const char doc_services[] =
 	"{\"services\": ["
@@ -1127,7 +1147,7 @@ static bool has_line(const char *text, const char *line)
 	for (const char *p = text; p && (p = strstr(p, line)); p++)
 		if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
 			return true;
-	printf("missing line: '%s'\n", line);
+	printf("missing line: '%s' in:\n%s\n", line, text ? text : "(null)");
 	return false;
 }
 
@@ -1138,6 +1158,8 @@ static const struct route_def ctl_routes[] = {
 	{ "/services", h_doc, (void *)doc_services },
 	{ "/workloads", h_doc, (void *)doc_workloads },
 	{ "/maps", h_doc, (void *)doc_maps },
+	{ "/connections", h_doc, (void *)doc_connections },
+	{ "/certs", h_doc, (void *)doc_certs },
 	{ "/echo", h_echo, "echo" },
 	{ "/null", h_null, NULL },
 	{ NULL, NULL, NULL },
@@ -1183,6 +1205,8 @@ void test_status_cli_tables(void)
 		HAS_LINE(o.out, "    sock_lb_connect4  cgroup/connect4  "
 			 "/sys/fs/bpf/sluice/links/sock_lb_connect4");
 		HAS_LINE(o.out, "Sync:         generation 3, 4 frontends, 10 backends");
+		HAS_LINE(o.out, "Mesh:         on, trust domain cluster.local, 1 of 2 enrolled pods captured");
+		HAS_LINE(o.out, "  Open:       5 connections; HBONE connections 2 out, 1 in");
 		HAS_LINE(o.out, "  Last sync:  1.25 ms at 2026-11-26T15:30:01Z");
 		HAS_LINE(o.out, "  Changes:    12 updates, 0 deletes, 0 errors");
 		ASSERT_STREQ(o.err, "", "status stderr");
@@ -1210,6 +1234,25 @@ void test_status_cli_tables(void)
 			 "spiffe://cluster.local/ns/default/sa/default  yes    yes    yes       captured");
 		HAS_LINE(o.out, "default    echo-2  node-2  -                   "
 			 "-                                             no     no     -         -");
+	}
+	ctl_out_free(&o);
+
+	if (ctl_run(&o, s.path, (const char *[]){ "connections", NULL }) &&
+	    ASSERT_EQ(o.rc, 0, "connections rc")) {
+		HAS_LINE(o.out, "DIR       PATH   SOURCE       DESTINATION     DST-ADDR        "
+			 "SRC-IDENTITY                   DST-IDENTITY  SENT   RECV   AGE    STATE");
+		HAS_LINE(o.out, "outbound  hbone  demo/client  [fd00::7]:8080  [fd00::7]:8080  "
+			 "spiffe://td/ns/demo/sa/client  -             2.0Ki  3.0Mi  1m15s  relay");
+		HAS_LINE(o.out, "1 open, 9 since start (2 failed); HBONE connections: 1 out, 0 in");
+	}
+	ctl_out_free(&o);
+
+	if (ctl_run(&o, s.path, (const char *[]){ "certs", NULL }) &&
+	    ASSERT_EQ(o.rc, 0, "certs rc")) {
+		HAS_LINE(o.out, "IDENTITY                       MODE     SERIAL               "
+			 "NOT-AFTER             ROTATES               ERROR");
+		HAS_LINE(o.out, "spiffe://td/ns/demo/sa/client  mesh-ca  0123456789ABCDEF...  "
+			 "2026-11-27T00:00:00Z  2026-11-26T12:00:00Z  -");
 	}
 	ctl_out_free(&o);
 

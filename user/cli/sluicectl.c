@@ -576,6 +576,23 @@ static void print_status_sync(const json_t *sy)
 		   jf(sy, "errors", b3, sizeof(b3)));
 }
 
+static void print_status_mesh(const json_t *m)
+{
+	char b1[32], b2[32], b3[32], b4[32], b5[32];
+
+	if (!json_is_object(m))
+		return;
+	if (strcmp(js(m, "state"), "on")) {
+		KV("Mesh:", "off (%s)", js(m, "reason"));
+		return;
+	}
+	KV("Mesh:", "on, trust domain %s, %s of %s enrolled pods captured", js(m, "trust_domain"),
+	   jf(m, "pods_captured", b1, sizeof(b1)), jf(m, "pods_enrolled", b2, sizeof(b2)));
+	KV("  Open:", "%s connections; HBONE connections %s out, %s in",
+	   jf(m, "connections_open", b3, sizeof(b3)), jf(m, "hbone_out", b4, sizeof(b4)),
+	   jf(m, "hbone_in", b5, sizeof(b5)));
+}
+
 static int print_status(const json_t *root)
 {
 	const json_t *up = json_object_get(root, "uptime_s");
@@ -593,6 +610,7 @@ static int print_status(const json_t *root)
 	print_status_config(json_object_get(root, "config"));
 	ret = print_status_datapath(json_object_get(root, "datapath"));
 	print_status_sync(json_object_get(root, "sync"));
+	print_status_mesh(json_object_get(root, "mesh"));
 	return ret;
 }
 
