@@ -62,6 +62,7 @@
 #include <sluice/abi.h>
 
 #include "buf.h"
+#include "hbone_hdr.h"
 #include "log.h"
 #include "loop.h"
 #include "tunnel.h"
@@ -418,65 +419,13 @@ static const char *ip_fmt(const struct sl_ip *ip, char *buf, size_t len)
 	return buf;
 }
 
-/* "10.0.0.1:80" or "[fd00::1]:80" (authority and log form). */
+/* "10.0.0.1:80" or "[fd00::1]:80" (authority and log form); "?" for an
+ * address not set. */
 static const char *addr_fmt(const struct tunnel_addr *a, char *buf, size_t len)
 {
-	char ip[INET6_ADDRSTRLEN];
-
-	ip_fmt(&a->ip, ip, sizeof(ip));
-	if (a->ip.family == SL_AF_INET6)
-		snprintf(buf, len, "[%s]:%u", ip, a->port);
-	else
-		snprintf(buf, len, "%s:%u", ip, a->port);
+	if (hbone_authority_fmt(a, buf, len) < 0)
+		snprintf(buf, len, "?");
 	return buf;
-}
-
-/* Parse "ip:port" / "[v6]:port" (an HBONE :authority). 0 or -EINVAL. */
-static int addr_parse(const char *s, struct tunnel_addr *a)
-{
-	char host[INET6_ADDRSTRLEN + 1];
-	const char *colon, *hs = s;
-	size_t hl;
-	char *end;
-	unsigned long port;
-
-	memset(a, 0, sizeof(*a));
-	if (*s == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (!rb || rb[1] != ':')
-			return -EINVAL;
-		hs = s + 1;
-		hl = (size_t)(rb - hs);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || memchr(s, ':', (size_t)(colon - s)))
-			return -EINVAL;
-		hl = (size_t)(colon - s);
-	}
-	if (!hl || hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, hs, hl);
-	host[hl] = '\0';
-	if (colon[1] < '0' || colon[1] > '9')
-		return -EINVAL;
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (errno || *end || port == 0 || port > 65535)
-		return -EINVAL;
-	if (*s == '[') {
-		if (inet_pton(AF_INET6, host, a->ip.addr.octets) != 1)
-			return -EINVAL;
-		a->ip.family = SL_AF_INET6;
-	} else {
-		if (inet_pton(AF_INET, host, &a->ip.addr.v4) != 1)
-			return -EINVAL;
-		a->ip.family = SL_AF_INET;
-	}
-	ip_normalize(&a->ip);
-	a->port = (uint16_t)port;
-	return 0;
 }
 
 static int sock_error(int fd)
@@ -575,7 +524,7 @@ static int buf_reserve(struct tunnel *t, struct buf *b, size_t n)
 static void tasks_arm(struct tunnel *t)
 {
 	if (!loop_timer_armed(&t->tasks) && loop_timer_arm(t->loop, &t->tasks, 0))
-		pr_err("tunnel: cannot arm the task timer: out of memory\n");
+		pr_err("tunnel: cannot arm the task timer: out of memory");
 }
 
 static void conn_wake(struct tconn *c)
@@ -846,7 +795,7 @@ static void conn_arm(struct tconn *c, unsigned int ms)
 	if (c->drain_due && c->drain_due < now + ms)
 		ms = c->drain_due > now ? (unsigned int)(c->drain_due - now) : 0;
 	if (loop_timer_arm(c->t->loop, &c->timer, ms))
-		pr_err("tunnel: conn %llu: cannot arm a timer\n", (unsigned long long)c->id);
+		pr_err("tunnel: conn %llu: cannot arm a timer", (unsigned long long)c->id);
 }
 
 static void conn_io_cb(struct loop_io *io, uint32_t ev)
@@ -933,7 +882,7 @@ static void conn_close(struct tconn *c, int err)
 
 	if (c->st == CONN_ST_CLOSED)
 		return;
-	pr_debug("tunnel: conn %llu %s %s %s -> %s closed in %s: %s (%llu/%llu bytes)\n",
+	pr_debug("tunnel: conn %llu %s %s %s -> %s closed in %s: %s (%llu/%llu bytes)",
 		 (unsigned long long)c->id, tunnel_dir_str(c->dir), tunnel_path_str(c->path),
 		 addr_fmt(&c->src, a, sizeof(a)), addr_fmt(&c->dst, b, sizeof(b)),
 		 conn_st_str(c->st), err ? strerror(-err) : "done",
@@ -1309,7 +1258,7 @@ static void h2s_interest(struct h2s *s)
 			ev |= s->wr_want;
 	}
 	if (loop_mod(s->t->loop, &s->io, ev))
-		pr_warn("tunnel: session %llu: epoll_ctl failed\n", (unsigned long long)s->id);
+		pr_warn("tunnel: session %llu: epoll_ctl failed", (unsigned long long)s->id);
 }
 
 /* Serialize frames and write them. 0, or -errno when the session is broken. */
@@ -1325,7 +1274,7 @@ static int h2s_flush(struct h2s *s)
 			n = nghttp2_session_mem_send(s->ng, &p);
 			s->in_ng = false;
 			if (n < 0) {
-				pr_warn("tunnel: session %llu: %s\n", (unsigned long long)s->id,
+				pr_warn("tunnel: session %llu: %s", (unsigned long long)s->id,
 					nghttp2_strerror((int)n));
 				return -EPROTO;
 			}
@@ -1394,7 +1343,7 @@ static int h2s_io(struct h2s *s)
 			n = nghttp2_session_mem_recv(s->ng, t->rx, got);
 			s->in_ng = false;
 			if (n < 0) {
-				pr_warn("tunnel: session %llu: %s\n", (unsigned long long)s->id,
+				pr_warn("tunnel: session %llu: %s", (unsigned long long)s->id,
 					nghttp2_strerror((int)n));
 				h2s_flush(s);		/* try to say GOAWAY */
 				return -EPROTO;
@@ -1494,7 +1443,7 @@ static void h2s_timer_cb(struct loop_timer *tm)
 				addr_fmt(&s->remote, a, sizeof(a)), t->o.connect_timeout_ms,
 				t->o.hbone_port);
 		else
-			pr_warn("tunnel: HBONE handshake from %s timed out after %u ms\n",
+			pr_warn("tunnel: HBONE handshake from %s timed out after %u ms",
 				addr_fmt(&s->remote, a, sizeof(a)), t->o.connect_timeout_ms);
 		h2s_close(s, -ETIMEDOUT);
 		return;
@@ -1513,7 +1462,7 @@ static void h2s_arm_idle(struct h2s *s)
 {
 	if (s->st == H2S_ST_READY &&
 	    loop_timer_arm(s->t->loop, &s->timer, s->drain_due ? 0 : s->t->o.pool_idle_ms))
-		pr_err("tunnel: session %llu: cannot arm a timer\n", (unsigned long long)s->id);
+		pr_err("tunnel: session %llu: cannot arm a timer", (unsigned long long)s->id);
 }
 
 static void h2s_ping_cb(struct loop_timer *tm)
@@ -1527,7 +1476,7 @@ static void h2s_ping_cb(struct loop_timer *tm)
 	if (s->ping_out && now - s->ping_sent_ms >= t->o.keepalive_timeout_ms) {
 		char a[64];
 
-		pr_warn("tunnel: HBONE peer %s did not answer PING in %u ms: closing\n",
+		pr_warn("tunnel: HBONE peer %s did not answer PING in %u ms: closing",
 			addr_fmt(&s->remote, a, sizeof(a)), t->o.keepalive_timeout_ms);
 		h2s_close(s, -ETIMEDOUT);
 		return;
@@ -1560,11 +1509,11 @@ static void h2s_close(struct h2s *s, int err)
 	}
 	if (err && s->st != H2S_ST_READY) {
 		t->st.hbone_setup_failed++;
-		pr_info("tunnel: HBONE %s %s failed in %s: %s%s%s\n",
+		pr_info("tunnel: HBONE %s %s failed in %s: %s%s%s",
 			s->server ? "from" : "to", addr_fmt(&s->remote, a, sizeof(a)),
 			h2s_st_str(s->st), strerror(-err), s->x.err[0] ? ": " : "", s->x.err);
 	} else {
-		pr_debug("tunnel: HBONE %s %s closed: %s\n", s->server ? "from" : "to",
+		pr_debug("tunnel: HBONE %s %s closed: %s", s->server ? "from" : "to",
 			 addr_fmt(&s->remote, a, sizeof(a)), err ? strerror(-err) : "done");
 	}
 	if (s->server)
@@ -1646,7 +1595,7 @@ static int h2s_established(struct h2s *s)
 	s->last_rx_ms = loop_now_ms();
 	loop_timer_cancel(t->loop, &s->timer);
 	loop_timer_arm(t->loop, &s->ping, t->o.keepalive_ms);
-	pr_debug("tunnel: HBONE %s %s up, peer %s\n", s->server ? "from" : "to",
+	pr_debug("tunnel: HBONE %s %s up, peer %s", s->server ? "from" : "to",
 		 addr_fmt(&s->remote, (char[64]){ 0 }, 64), s->peer_id);
 	if (!s->server) {
 		struct tl *n, *next;
@@ -1981,7 +1930,7 @@ static void client_response(struct tconn *c)
 		conn_wake(c);
 		return;
 	}
-	pr_info("tunnel: HBONE CONNECT %s answered %d: resetting the client\n",
+	pr_info("tunnel: HBONE CONNECT %s answered %d: resetting the client",
 		addr_fmt(&c->dst, a, sizeof(a)), c->status);
 	c->rst_code = NGHTTP2_CANCEL;
 	conn_close(c, -ECONNREFUSED);
@@ -2119,7 +2068,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void
 		return 0;
 	}
 	if (code != NGHTTP2_NO_ERROR || !c->p[c->h2i].eof || !c->p[!c->h2i].done) {
-		pr_debug("tunnel: conn %llu: stream %d reset by peer (%s)\n",
+		pr_debug("tunnel: conn %llu: stream %d reset by peer (%s)",
 			 (unsigned long long)c->id, sid, nghttp2_http2_strerror(code));
 		e->rst_sent = true;
 		conn_close(c, -ECONNRESET);
@@ -2162,8 +2111,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 		size_t l_ = MIN(vlen, sizeof(dst) - 1);                    \
 		memcpy(dst, value, l_);                                    \
 		dst[l_] = '\0';                                            \
-		if (vlen >= sizeof(dst))                                   \
-			dst[0] = '\0'; /* too long: treated as missing */  \
+		/* too long, or a NUL hiding the rest (nghttp2 refuses     \
+		 * those already): treated as missing */                   \
+		if (vlen >= sizeof(dst) || memchr(value, 0, vlen))         \
+			dst[0] = '\0';                                     \
 	} while (0)
 	if (HDR_IS(":method"))
 		HDR_COPY(rq->method);
@@ -2226,7 +2177,7 @@ static void server_fail(struct tconn *c, int status, const char *why)
 	struct tend *e = &c->end[0];
 	char st[8], a[64];
 
-	pr_info("tunnel: HBONE CONNECT %s from %s (%s): %d %s\n", c->req ? c->req->authority : "",
+	pr_info("tunnel: HBONE CONNECT %s from %s (%s): %d %s", c->req ? c->req->authority : "",
 		addr_fmt(&c->src, a, sizeof(a)), c->peer[0].identity ? c->peer[0].identity : "?",
 		status, why);
 	c->status = status;
@@ -2263,38 +2214,20 @@ static bool pod_has_ip(const struct tpod *p, const struct sl_ip *ip)
 	return false;
 }
 
-/* forwarded: for="ip:port"[;host=svc] -> the client's port and the service. */
+/* forwarded: for="ip:port"[;host=svc] -> the client's port (when ip is the
+ * connection's source) and the service. */
 static void forwarded_parse(struct tconn *c, const char *fwd)
 {
-	const char *f = strstr(fwd, "for=");
-	const char *h = strstr(fwd, "host=");
+	char svc[TUNNEL_NAME_MAX];
+	uint16_t port;
+	int found = hbone_forwarded_parse(fwd, &c->src.ip, &port, svc, sizeof(svc));
 
-	if (f) {
-		char v[80];
-		size_t l;
-		struct tunnel_addr a;
-
-		f += 4;
-		if (*f == '"')
-			f++;
-		l = strcspn(f, "\";,");
-		if (l < sizeof(v)) {
-			memcpy(v, f, l);
-			v[l] = '\0';
-			if (!addr_parse(v, &a) && ip_eq(&a.ip, &c->src.ip))
-				c->src.port = a.port;
-		}
-	}
-	if (h) {
-		size_t l;
-
-		h += 5;
-		if (*h == '"')
-			h++;
-		l = strcspn(h, "\";,");
-		if (l && l < TUNNEL_NAME_MAX)
-			c->service = strndup(h, l);
-	}
+	if (found < 0)
+		return;
+	if (found & HBONE_FWD_PORT)
+		c->src.port = port;
+	if ((found & HBONE_FWD_SERVICE) && !c->service)
+		c->service = strdup(svc);
 }
 
 /* Server: a complete CONNECT request arrived on c's stream. */
@@ -2331,7 +2264,7 @@ static void server_request(struct tconn *c)
 		server_fail(c, 400, "not a classic CONNECT");
 		return;
 	}
-	if (addr_parse(rq->authority, &c->dst)) {
+	if (hbone_authority_parse(rq->authority, &c->dst)) {
 		server_fail(c, 400, "bad authority");
 		return;
 	}
@@ -2402,14 +2335,14 @@ static void conn_timer_cb(struct loop_timer *tm)
 	}
 	switch (c->st) {
 	case CONN_ST_CONNECTING:
-		pr_info("tunnel: connect to %s timed out\n", addr_fmt(&c->dst, a, sizeof(a)));
+		pr_info("tunnel: connect to %s timed out", addr_fmt(&c->dst, a, sizeof(a)));
 		if (c->dir == TUNNEL_DIR_INBOUND && c->path == TUNNEL_PATH_HBONE)
 			server_fail(c, 503, "delivery timed out");
 		else
 			conn_close(c, -ETIMEDOUT);
 		break;
 	case CONN_ST_REQUEST:
-		pr_info("tunnel: HBONE CONNECT %s: no answer\n", addr_fmt(&c->dst, a, sizeof(a)));
+		pr_info("tunnel: HBONE CONNECT %s: no answer", addr_fmt(&c->dst, a, sizeof(a)));
 		c->rst_code = NGHTTP2_CANCEL;
 		conn_close(c, -ETIMEDOUT);
 		break;
@@ -2427,7 +2360,7 @@ static void conn_connect_failed(struct tconn *c, int err)
 		server_fail(c, 503, why);
 		return;
 	}
-	pr_debug("tunnel: connect to %s: %s\n", addr_fmt(&c->dst, a, sizeof(a)), strerror(-err));
+	pr_debug("tunnel: connect to %s: %s", addr_fmt(&c->dst, a, sizeof(a)), strerror(-err));
 	conn_close(c, err);
 }
 
@@ -2459,7 +2392,7 @@ static void accept_outbound(struct tlisten *l, int fd, const struct tunnel_addr 
 	peer_from_pod(&c->peer[0], pod);
 	r = t->ops.orig_dst(t->arg, fd, &c->dst);
 	if (r) {
-		pr_info("tunnel: %s/%s: no original destination for a connection on %u: %s\n",
+		pr_info("tunnel: %s/%s: no original destination for a connection on %u: %s",
 			pod->ns, pod->name, peer->port, strerror(-r));
 		goto fail;
 	}
@@ -2592,7 +2525,7 @@ static void accept_hbone(struct tlisten *l, int fd, const struct tunnel_addr *pe
 
 	ctx = t->ops.server_ctx(t->arg, pod->ns, pod->sa);
 	if (!ctx) {
-		pr_warn("tunnel: %s/%s: no certificate for HBONE yet\n", pod->ns, pod->name);
+		pr_warn("tunnel: %s/%s: no certificate for HBONE yet", pod->ns, pod->name);
 		xprt_close_rst(fd);
 		return;
 	}
@@ -2649,7 +2582,7 @@ static void listen_cb(struct loop_io *io, uint32_t ev)
 			t->st.accept_errors++;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
-				pr_warn("tunnel: %s/%s: accept: %s; pausing %d ms\n", l->pod->ns,
+				pr_warn("tunnel: %s/%s: accept: %s; pausing %d ms", l->pod->ns,
 					l->pod->name, strerror(errno), ACCEPT_PAUSE_MS);
 				loop_mod(t->loop, io, 0);
 				loop_timer_arm(t->loop, &l->pause, ACCEPT_PAUSE_MS);
@@ -2773,7 +2706,7 @@ int tunnel_pod_add(struct tunnel *t, const struct tunnel_pod *pod)
 		p->n_lis = i + 1;
 	}
 	tl_add_tail(&t->pods, &p->node);
-	pr_debug("tunnel: serving pod %s/%s (%zu listeners)\n", p->ns, p->name, p->n_lis);
+	pr_debug("tunnel: serving pod %s/%s (%zu listeners)", p->ns, p->name, p->n_lis);
 	return 0;
 fail:
 	pod_stop(t, p);
@@ -2822,7 +2755,7 @@ int tunnel_pod_remove(struct tunnel *t, const char *ns, const char *name)
 			conn_arm(c, t->o.drain_ms);
 	}
 	tl_del(&p->node);
-	pr_debug("tunnel: stopped serving pod %s/%s\n", p->ns, p->name);
+	pr_debug("tunnel: stopped serving pod %s/%s", p->ns, p->name);
 	pod_free(p);
 	return 0;
 }
