@@ -41,6 +41,7 @@ struct loader {
 	int lock_fd;
 	int cg_fd;
 	bool reused;
+	bool ingress_clsact;		/* forced, or tcx found missing */
 	struct loader_prog_info *progs;
 	size_t n_progs;
 	struct bpf_link **links;
@@ -346,6 +347,7 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 	if (!l)
 		return -ENOMEM;
 	l->lock_fd = l->cg_fd = -1;
+	l->ingress_clsact = o->ingress_clsact;
 	if (snprintf(l->root, sizeof(l->root), "%s", o->bpffs_root ? o->bpffs_root : SL_BPFFS_ROOT) >=
 	    (int)sizeof(l->root)) {
 		pr_err("loader: bpffs root path is too long (at most %zu bytes)", sizeof(l->root) - 1);
@@ -519,17 +521,56 @@ int loader_counters(const struct loader *l, uint64_t out[SL_CNT_MAX])
 	return 0;
 }
 
+/* The clsact filter's place: one per interface, ours alone. */
+#define INGRESS_TC_HANDLE	1
+#define INGRESS_TC_PRIO		1
+
+static int pod_ingress_clsact(const struct loader *l, int ifindex)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = INGRESS_TC_HANDLE, .priority = INGRESS_TC_PRIO,
+		    .prog_fd = bpf_program__fd(l->pod_ingress->progs.pod_ingress_tc),
+		    .flags = BPF_TC_F_REPLACE);
+	int err = bpf_tc_hook_create(&hook);
+
+	if (err && err != -EEXIST) {
+		pr_err("loader: clsact qdisc on ifindex %d: %s", ifindex, strerror(-err));
+		return err;
+	}
+	err = bpf_tc_attach(&hook, &opts);
+	if (err) {
+		pr_err("loader: attach pod_ingress to ifindex %d (clsact): %s", ifindex, strerror(-err));
+		return err;
+	}
+	return LOADER_INGRESS_CLSACT;
+}
+
 int loader_pod_ingress_attach(const struct loader *l, int ifindex)
 {
-	int fd = bpf_link_create(bpf_program__fd(l->pod_ingress->progs.pod_ingress_tc), ifindex,
-				 SL_BPF_TCX_INGRESS, NULL);
+	int fd;
 
-	if (fd < 0) {
-		pr_err("loader: attach pod_ingress to ifindex %d (tcx): %s%s", ifindex, strerror(-fd),
-		       fd == -EINVAL ? " (tcx needs Linux 6.6 or newer)" : "");
-		return fd;
+	if (l->ingress_clsact)
+		return pod_ingress_clsact(l, ifindex);
+	fd = bpf_link_create(bpf_program__fd(l->pod_ingress->progs.pod_ingress_tc), ifindex,
+			     SL_BPF_TCX_INGRESS, NULL);
+	if (fd == -EINVAL || fd == -EOPNOTSUPP) {
+		/* No tcx (before Linux 6.6): the classic clsact hook, from now on. */
+		pr_info("loader: no tcx (%s): pod_ingress goes to clsact", strerror(-fd));
+		((struct loader *)l)->ingress_clsact = true;
+		return pod_ingress_clsact(l, ifindex);
 	}
+	if (fd < 0)
+		pr_err("loader: attach pod_ingress to ifindex %d (tcx): %s", ifindex, strerror(-fd));
 	return fd;
+}
+
+int loader_pod_ingress_detach(int ifindex)
+{
+	/* Our filter only: the clsact qdisc may carry other programs (a CNI's). */
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = INGRESS_TC_HANDLE, .priority = INGRESS_TC_PRIO);
+
+	return bpf_tc_detach(&hook, &opts);
 }
 
 int loader_netns_set(const struct loader *l, uint64_t cookie, const struct sl_netns_val *v)

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 
 #include <sluice/abi.h>
@@ -24,6 +25,7 @@ struct loader;
 struct loader_opts {
 	const char *bpffs_root;		/* pins; default SL_BPFFS_ROOT */
 	const char *cgroup;		/* cgroup v2 dir to attach to; NULL: the v2 root */
+	bool ingress_clsact;		/* pod_ingress via clsact even where tcx exists */
 };
 
 struct loader_prog_info {
@@ -52,10 +54,15 @@ int loader_maps_info(const struct loader *l, struct loader_map_info **out, size_
 int loader_counters(const struct loader *l, uint64_t out[SL_CNT_MAX]);
 size_t loader_programs(const struct loader *l, const struct loader_prog_info **out);
 
-/* Attach pod_ingress at TC ingress (tcx) of ifindex in the caller's current
- * netns (call it from inside the pod's netns). Returns the link fd (closing it
- * detaches) or -errno. */
+/* Attach pod_ingress at TC ingress of ifindex in the caller's current netns
+ * (call it from inside the pod's netns): tcx where the kernel has it (returns
+ * the link fd; closing it detaches), else a clsact qdisc with a
+ * direct-action filter (returns LOADER_INGRESS_CLSACT; detach with
+ * loader_pod_ingress_detach from inside the netns). Or -errno. */
+#define LOADER_INGRESS_CLSACT	INT_MAX
 int loader_pod_ingress_attach(const struct loader *l, int ifindex);
+/* Remove pod_ingress's clsact filter from ifindex in the current netns. */
+int loader_pod_ingress_detach(int ifindex);
 /* sl_netns_v1: enrol (or forget) a pod's netns for capture. */
 int loader_netns_set(const struct loader *l, uint64_t cookie, const struct sl_netns_val *v);
 int loader_netns_del(const struct loader *l, uint64_t cookie);

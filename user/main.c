@@ -58,6 +58,7 @@ static const char usage[] =
 	"  --cert-ttl SECONDS    lifetime of minted certificates (default 86400)\n"
 	"  --metrics ADDR:PORT   Prometheus metrics (default 127.0.0.1:15020; off: none)\n"
 	"  --no-mesh             Service load balancing only: no capture, no tunnel\n"
+	"  --ingress-clsact      attach pod_ingress with clsact even where tcx exists\n"
 	"  --log-level LEVEL     err, warn, info or debug (default info)\n"
 	"  --uninstall           detach the programs and remove every pin, then exit\n"
 	"  --version\n";
@@ -480,6 +481,7 @@ int main(int argc, char **argv)
 		{ "cert-ttl", required_argument, NULL, 't' },
 		{ "metrics", required_argument, NULL, 'm' },
 		{ "no-mesh", no_argument, NULL, 'M' },
+		{ "ingress-clsact", no_argument, NULL, 'I' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -558,6 +560,9 @@ int main(int argc, char **argv)
 			break;
 		case 'M':
 			o.no_mesh = true;
+			break;
+		case 'I':
+			o.loader.ingress_clsact = true;
 			break;
 		case 'U':
 			o.uninstall = true;

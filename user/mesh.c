@@ -198,11 +198,19 @@ static const struct tunnel_ops tunnel_ops = {
 
 /* ---- pods -> loader, tunnel ---- */
 
+_Static_assert(LOADER_INGRESS_CLSACT == PODS_INGRESS_NO_LINK, "one sentinel for clsact");
+
 static int mesh_attach_ingress(void *arg, int ifindex)
 {
 	struct agent *a = arg;
 
 	return loader_pod_ingress_attach(a->loader, ifindex);
+}
+
+static int mesh_detach_ingress(void *arg, int ifindex)
+{
+	(void)arg;
+	return loader_pod_ingress_detach(ifindex);
 }
 
 static int mesh_enrol(void *arg, uint64_t cookie, const struct pods_pod *pod, bool on)
@@ -276,6 +284,7 @@ static void mesh_pod_gone(void *arg, const struct pods_pod *pod)
 
 static const struct pods_ops pods_ops = {
 	.attach_ingress = mesh_attach_ingress,
+	.detach_ingress = mesh_detach_ingress,
 	.enrol = mesh_enrol,
 	.pod_ready = mesh_pod_ready,
 	.pod_gone = mesh_pod_gone,

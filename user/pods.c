@@ -708,8 +708,19 @@ static void pod_teardown(struct pods *p, struct pod *pod)
 				strerror(-err));
 	}
 	pod->enrolled = false;
-	if (pod->link_fd >= 0)
+	if (pod->link_fd == PODS_INGRESS_NO_LINK) {
+		/* A filter without a link: removed from inside (gone with a gone netns). */
+		err = p->ops.detach_ingress ? ns_enter(p, pod->nsfd) : 0;
+		if (!err && p->ops.detach_ingress) {
+			err = p->ops.detach_ingress(p->arg, pod->pub.ifindex);
+			ns_leave(p);
+		}
+		if (err && err != -ENODEV && err != -ENOENT)
+			pr_warn("pods: %s/%s: detaching ingress from ifindex %d: %s", pod->ns,
+				pod->name, pod->pub.ifindex, strerror(-err));
+	} else if (pod->link_fd >= 0) {
 		close(pod->link_fd);
+	}
 	pod->link_fd = -1;
 	if (pod->ready && p->ops.pod_gone)
 		p->ops.pod_gone(p->arg, &pod->pub);

@@ -39,6 +39,7 @@
 #include "resources.h"
 
 #define PODS_NETNS_DIR "/run/netns"
+#define PODS_INGRESS_NO_LINK INT_MAX	/* attach_ingress: attached, no fd (clsact) */
 
 struct loop;
 struct pods;
@@ -94,8 +95,10 @@ struct pods_spec {
 struct pods_ops {
 	/* Called inside the pod's netns: attach the pod's TC ingress program on
 	 * ifindex. Returns a link fd (pods owns it and closes it when the pod
-	 * goes) or -errno. */
+	 * goes), PODS_INGRESS_NO_LINK (attached without a link: detach_ingress
+	 * undoes it, inside the netns), or -errno. */
 	int (*attach_ingress)(void *arg, int ifindex);
+	int (*detach_ingress)(void *arg, int ifindex);
 	/* Register (on) or unregister a listener, e.g. in a sockhash.
 	 * 0 or -errno; a failed "on" fails the pod's setup. */
 	int (*listener)(void *arg, uint64_t netns_cookie, uint16_t port, int family, int fd,

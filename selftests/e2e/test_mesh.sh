@@ -291,3 +291,15 @@ wait_until 10 sh -c "sluicectl --socket $STATE/node-2/agent.sock workloads | gre
 out=$(lab exec mesh/client sl-echo probe tcp "$S2_6" 8080 --count 10)
 expect_contains "after agent restarts: traffic through the mesh again" "$(grep summary <<<"$out")" "ok=10 err=0"
 check "after agent restarts: the new agent carried it" test "$(stat_of node-1 total)" -ge 10
+
+# --- kernels without tcx: pod_ingress on a clsact qdisc (forced here) ---
+SLUICE_LAB_AGENT_ARGS="--ingress-clsact" lab agent-restart node-1 >/dev/null
+wait_until 10 sh -c "sluicectl --socket $STATE/node-1/agent.sock workloads | grep -qE '^mesh +server-1 .* captured'"
+check "clsact: pod_ingress is a direct-action filter on the pod's eth0" \
+	sh -c "$E2E_REPO/scripts/lab --id $E2E_ID exec mesh/server-1 tc filter show dev eth0 ingress | grep -q 'pod_ingress.*direct-action'"
+out=$(lab exec plain/plain-client sl-echo probe tcp "$S1_4" 8080 --count 5)
+expect_contains "clsact: unenrolled -> enrolled pod steered to 15006 and delivered" "$(grep summary <<<"$out")" "ok=5 err=0"
+check "clsact: the server still sees the client's IP" test "$(grep -c 'server_saw=10.244.1.20:' <<<"$out")" -eq 5
+lab agent-stop node-1 >/dev/null
+check "clsact: the filter is gone when the agent lets go of the pod" \
+	sh -c "! $E2E_REPO/scripts/lab --id $E2E_ID exec mesh/server-1 tc filter show dev eth0 ingress | grep -q pod_ingress"

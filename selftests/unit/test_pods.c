@@ -59,6 +59,9 @@ struct rec {
 	struct pods_pod ready;		/* copy made at pod_ready */
 	int enrol_err;			/* returned by enrol(on) when set */
 	int lis_fds_on;			/* listeners registered, not unregistered */
+	bool no_link;			/* attach answers PODS_INGRESS_NO_LINK (clsact) */
+	int n_detach;
+	ino_t detach_netns;
 };
 
 static void rec_add(struct rec *r, char c)
@@ -84,7 +87,19 @@ static int cb_attach(void *arg, int ifindex)
 	r->n_attach++;
 	r->attach_ifindex = ifindex;
 	r->attach_netns = cur_netns();
-	return eventfd(0, EFD_CLOEXEC);
+	return r->no_link ? PODS_INGRESS_NO_LINK : eventfd(0, EFD_CLOEXEC);
+}
+
+/* d: detach_ingress (only after a PODS_INGRESS_NO_LINK attach) */
+static int cb_detach(void *arg, int ifindex)
+{
+	struct rec *r = arg;
+
+	rec_add(r, 'd');
+	r->n_detach++;
+	r->detach_netns = cur_netns();
+	ASSERT_EQ(ifindex, r->attach_ifindex, "detach gets attach's ifindex");
+	return 0;
 }
 
 /* l / L: listener on / off */
@@ -143,6 +158,7 @@ static void cb_gone(void *arg, const struct pods_pod *pod)
 
 static const struct pods_ops rec_ops = {
 	.attach_ingress = cb_attach,
+	.detach_ingress = cb_detach,
 	.listener = cb_listener,
 	.enrol = cb_enrol,
 	.pod_ready = cb_ready,
@@ -1120,6 +1136,36 @@ void test_pods_enrol_fails(void)
 
 	l.rec.enrol_err = 0;
 	ASSERT_TRUE(lab_wait_enrolled(&l, 0, true, 3000), "retried and enrolled");
+out:
+	lab_teardown(&l);
+}
+
+/* An ingress attached without a link (clsact) is detached from inside the
+ * pod's netns when the pod leaves; a linked one is never "detached". */
+void test_pods_ingress_no_link(void)
+{
+	struct lab l;
+	struct pods_spec s[1];
+	ino_t ino;
+
+	if (!lab_setup(&l))
+		goto out;
+	if (!lab_pod(&l, PREFIX "a", "10.250.1.2/24", NULL))
+		goto out;
+	ino = lab_netns_ino(&l, PREFIX "a");
+	if (!ASSERT_OK(lab_pods_new(&l, PREFIX, 0, 0), "pods_new"))
+		goto out;
+	l.rec.no_link = true;
+	s[0] = spec("a", "10.250.1.2", NULL);
+	if (!ASSERT_OK(pods_set_enrolled(l.pods, s, 1), "set"))
+		goto out;
+	ASSERT_TRUE(lab_info(&l, 0) && lab_info(&l, 0)->enrolled, "enrolled");
+	ASSERT_OK(pods_set_enrolled(l.pods, s, 0), "leave");
+	ASSERT_EQ(l.rec.n_detach, 1, "detached once");
+	ASSERT_EQ(l.rec.detach_netns, ino, "detach ran inside the pod's netns");
+	ASSERT_EQ(cur_netns(), l.home_ino, "back in the agent's netns");
+	ASSERT_TRUE(strchr(l.rec.order, 'd') && strchr(l.rec.order, 'E') < strchr(l.rec.order, 'd'),
+		    "capture stops before the filter goes");
 out:
 	lab_teardown(&l);
 }
