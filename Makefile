@@ -108,6 +108,13 @@ $(BUILD)/selftests/registry.h: $(TEST_SRCS) | $(BUILD)/selftests
 
 $(BUILD)/selftests/run.o: $(BUILD)/selftests/registry.h
 # test_* functions are found by the registry, not declared in headers.
+# What prints the version is rebuilt when `git describe` changes, or a binary
+# would report the commit it was first built at.
+VERSION_STAMP := $(BUILD)/version.stamp
+$(shell mkdir -p $(BUILD); [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = "$(VERSION)" ] || \
+	echo "$(VERSION)" >$(VERSION_STAMP))
+$(BUILD)/user/main.o $(BUILD)/user/views.o $(BUILD)/user/cli/sluicectl.o: $(VERSION_STAMP)
+
 $(BUILD)/selftests/%.o: SL_CFLAGS += -Wno-missing-prototypes
 
 $(TEST_BIN): $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRCS) selftests/run.c) $(CORE_OBJS)
