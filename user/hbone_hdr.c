@@ -13,37 +13,13 @@
 #include <string.h>
 
 #include "hbone_hdr.h"
+#include "ip.h"
 
 /* Longest forwarded value kept (unescaped, with its NUL): more than any
  * for= node ("[v6]:port" is at most 54) or host= name (TUNNEL_NAME_MAX). */
 #define FWD_VALUE_MAX	256
 
 /* ---- addresses ---- */
-
-/* ::ffff:a.b.c.d -> a.b.c.d, as the tunnel does for sockets, so a mapped
- * address in a header compares equal to the connection's IPv4 source. */
-static void ip_normalize(struct sl_ip *ip)
-{
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	if (ip->family == SL_AF_INET6 && !memcmp(ip->addr.octets, mapped, 12)) {
-		uint32_t v4;
-
-		memcpy(&v4, ip->addr.octets + 12, 4);
-		memset(&ip->addr, 0, sizeof(ip->addr));
-		ip->addr.v4 = v4;
-		ip->family = SL_AF_INET;
-	}
-}
-
-static bool ip_eq(const struct sl_ip *a, const struct sl_ip *b)
-{
-	if (a->family != b->family)
-		return false;
-	if (a->family == SL_AF_INET)
-		return a->addr.v4 == b->addr.v4;
-	return !memcmp(a->addr.octets, b->addr.octets, 16);
-}
 
 /* A node split as "host" or "[host]", then the rest (after the bracket). */
 struct node {
@@ -95,7 +71,7 @@ static int ip_parse(const struct node *n, struct sl_ip *ip)
 			return -EINVAL;
 		ip->family = SL_AF_INET;
 	}
-	ip_normalize(ip);
+	sl_ip_unmap(ip);
 	return 0;
 }
 
@@ -320,7 +296,7 @@ static int for_use(const struct fwd_val *v, const struct sl_ip *src_ip, uint16_t
 	struct node n;
 	struct sl_ip ip;
 
-	if (v->too_long || node_split(v->s, &n) || ip_parse(&n, &ip) || !ip_eq(&ip, src_ip))
+	if (v->too_long || node_split(v->s, &n) || ip_parse(&n, &ip) || !sl_ip_eq(&ip, src_ip))
 		return 0;
 	if (!n.rest[0])
 		return HBONE_FWD_FOR;

@@ -65,6 +65,7 @@
 #include "hbone_hdr.h"
 #include "log.h"
 #include "loop.h"
+#include "ip.h"
 #include "tunnel.h"
 #include "xprt.h"
 
@@ -347,30 +348,6 @@ static int ip_family(const struct sl_ip *ip)
 	return ip->family == SL_AF_INET6 ? AF_INET6 : AF_INET;
 }
 
-static bool ip_eq(const struct sl_ip *a, const struct sl_ip *b)
-{
-	if (a->family != b->family)
-		return false;
-	if (a->family == SL_AF_INET)
-		return a->addr.v4 == b->addr.v4;
-	return !memcmp(a->addr.octets, b->addr.octets, 16);
-}
-
-/* ::ffff:a.b.c.d -> a.b.c.d, so v4 peers look the same whatever the socket. */
-static void ip_normalize(struct sl_ip *ip)
-{
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	if (ip->family == SL_AF_INET6 && !memcmp(ip->addr.octets, mapped, 12)) {
-		uint32_t v4;
-
-		memcpy(&v4, ip->addr.octets + 12, 4);
-		memset(&ip->addr, 0, sizeof(ip->addr));
-		ip->addr.v4 = v4;
-		ip->family = SL_AF_INET;
-	}
-}
-
 static socklen_t addr_to_sa(const struct sl_ip *ip, uint16_t port, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
@@ -408,7 +385,7 @@ static int sa_to_addr(const struct sockaddr_storage *ss, struct tunnel_addr *a)
 	} else {
 		return -EAFNOSUPPORT;
 	}
-	ip_normalize(&a->ip);
+	sl_ip_unmap(&a->ip);
 	return 0;
 }
 
@@ -1677,7 +1654,7 @@ static struct h2s *pool_get(struct tconn *c, const struct tpod *pod, int *err)
 		s = container_of(n, struct h2s, node);
 		if (s->server || s->goaway || s->dead || s->n_total >= t->o.max_streams_per_conn)
 			continue;
-		if (!ip_eq(&s->src_ip, &c->src.ip) || !ip_eq(&s->dst_ip, &c->dst.ip) ||
+		if (!sl_ip_eq(&s->src_ip, &c->src.ip) || !sl_ip_eq(&s->dst_ip, &c->dst.ip) ||
 		    strcmp(s->src_id, c->peer[0].identity) ||
 		    strcmp(s->dst_id, c->peer[1].identity))
 			continue;
@@ -2200,7 +2177,7 @@ static const struct tpod *pod_by_ip(const struct tunnel *t, const struct sl_ip *
 		const struct tpod *p = container_of(n, struct tpod, node);
 
 		for (size_t i = 0; i < p->n_ips; i++)
-			if (ip_eq(&p->ips[i], ip))
+			if (sl_ip_eq(&p->ips[i], ip))
 				return p;
 	}
 	return NULL;
@@ -2209,7 +2186,7 @@ static const struct tpod *pod_by_ip(const struct tunnel *t, const struct sl_ip *
 static bool pod_has_ip(const struct tpod *p, const struct sl_ip *ip)
 {
 	for (size_t i = 0; i < p->n_ips; i++)
-		if (ip_eq(&p->ips[i], ip))
+		if (sl_ip_eq(&p->ips[i], ip))
 			return true;
 	return false;
 }
@@ -2396,7 +2373,7 @@ static void accept_outbound(struct tlisten *l, int fd, const struct tunnel_addr 
 			pod->ns, pod->name, peer->port, strerror(-r));
 		goto fail;
 	}
-	ip_normalize(&c->dst.ip);
+	sl_ip_unmap(&c->dst.ip);
 	for (size_t i = 0; i < pod->n_ips; i++)
 		if (pod->ips[i].family == c->dst.ip.family)
 			src = &pod->ips[i];
@@ -2682,7 +2659,7 @@ int tunnel_pod_add(struct tunnel *t, const struct tunnel_pod *pod)
 		goto fail;
 	for (size_t i = 0; i < pod->n_ips; i++) {
 		p->ips[i] = pod->ips[i];
-		ip_normalize(&p->ips[i]);
+		sl_ip_unmap(&p->ips[i]);
 	}
 	p->n_ips = pod->n_ips;
 	for (size_t i = 0; i < pod->n_listeners; i++) {
