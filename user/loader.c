@@ -545,7 +545,7 @@ static int pod_ingress_clsact(const struct loader *l, int ifindex)
 	return LOADER_INGRESS_CLSACT;
 }
 
-int loader_pod_ingress_attach(const struct loader *l, int ifindex)
+int loader_pod_ingress_attach(struct loader *l, int ifindex)
 {
 	int fd;
 
@@ -556,7 +556,7 @@ int loader_pod_ingress_attach(const struct loader *l, int ifindex)
 	if (fd == -EINVAL || fd == -EOPNOTSUPP) {
 		/* No tcx (before Linux 6.6): the classic clsact hook, from now on. */
 		pr_info("loader: no tcx (%s): pod_ingress goes to clsact", strerror(-fd));
-		((struct loader *)l)->ingress_clsact = true;
+		l->ingress_clsact = true;
 		return pod_ingress_clsact(l, ifindex);
 	}
 	if (fd < 0)

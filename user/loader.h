@@ -60,7 +60,7 @@ size_t loader_programs(const struct loader *l, const struct loader_prog_info **o
  * direct-action filter (returns LOADER_INGRESS_CLSACT; detach with
  * loader_pod_ingress_detach from inside the netns). Or -errno. */
 #define LOADER_INGRESS_CLSACT	INT_MAX
-int loader_pod_ingress_attach(const struct loader *l, int ifindex);
+int loader_pod_ingress_attach(struct loader *l, int ifindex);
 /* Remove pod_ingress's clsact filter from ifindex in the current netns. */
 int loader_pod_ingress_detach(int ifindex);
 /* sl_netns_v1: enrol (or forget) a pod's netns for capture. */

@@ -19,6 +19,7 @@
 
 #include "agent.h"
 #include "config.h"
+#include "hbone_hdr.h"
 #include "loader.h"
 #include "log.h"
 #include "loop.h"
@@ -69,7 +70,8 @@ struct options {
 	struct loader_opts loader;
 	const char *status_socket;
 	struct mesh_opts mesh;
-	const char *metrics;	/* "ip:port" or "off" */
+	const char *metrics;	/* "ip:port" ("[v6]:port"), or NULL: off */
+	struct tunnel_addr metrics_addr;
 	bool no_mesh;
 	bool uninstall;
 	const char *cmd;	/* "run", "plan" or "check" */
@@ -360,22 +362,12 @@ static int start_mesh(const struct options *o)
 
 static int start_metrics(const struct options *o, struct status **out)
 {
-	char ip[64];
-	const char *colon = strrchr(o->metrics, ':');
-	unsigned long port;
-	char *end;
+	char ip[SL_IP_STRLEN];
 	int err;
 
-	if (!strcmp(o->metrics, "off") || !agent.tunnel)
+	if (!o->metrics || !agent.tunnel)
 		return 0;
-	port = colon ? strtoul(colon + 1, &end, 10) : 0;
-	if (!colon || colon == o->metrics || (size_t)(colon - o->metrics) >= sizeof(ip) || *end ||
-	    !port || port > 65535) {
-		pr_err("metrics: %s: expected IP:PORT or off", o->metrics);
-		return -EINVAL;
-	}
-	snprintf(ip, sizeof(ip), "%.*s", (int)(colon - o->metrics), o->metrics);
-	err = status_new_tcp(out, loop, ip, (uint16_t)port);
+	err = status_new_tcp(out, loop, sl_ip_str(&o->metrics_addr.ip, ip), o->metrics_addr.port);
 	if (err) {
 		pr_err("metrics: cannot listen on %s: %s", o->metrics, strerror(-err));
 		return err;
@@ -493,6 +485,8 @@ int main(int argc, char **argv)
 		.loader = { .bpffs_root = SL_BPFFS_ROOT },
 		.status_socket = SL_STATUS_SOCK,
 		.metrics = "127.0.0.1:15020",
+		.metrics_addr = { .ip = { .family = SL_AF_INET, .addr.octets = { 127, 0, 0, 1 } },
+				  .port = SL_PORT_METRICS },
 		.cmd = "run",
 	};
 	unsigned long ttl;
@@ -556,7 +550,12 @@ int main(int argc, char **argv)
 			o.mesh.identity.cert_ttl_s = (unsigned int)ttl;
 			break;
 		case 'm':
-			o.metrics = optarg;
+			/* the same ip:port / [v6]:port form as an HBONE :authority */
+			o.metrics = strcmp(optarg, "off") ? optarg : NULL;
+			if (o.metrics && hbone_authority_parse(optarg, &o.metrics_addr)) {
+				fprintf(stderr, "sluice-agent: --metrics: expected IP:PORT, [IPv6]:PORT or off\n");
+				return 2;
+			}
 			break;
 		case 'M':
 			o.no_mesh = true;

@@ -239,13 +239,17 @@ static json_t *addr_json(const struct tunnel_addr *t)
 	return json_pack("{s:s, s:i}", "ip", sl_ip_str(&t->ip, ip), "port", t->port);
 }
 
+struct conn_list {
+	json_t *list;
+	double now_ms;		/* wall clock, once per listing */
+};
+
 static int conn_json(void *arg, const struct tunnel_conn_info *c)
 {
-	struct timespec now;
+	const struct conn_list *cl = arg;
 
-	clock_gettime(CLOCK_REALTIME, &now);
 	json_array_append_new(
-		arg, json_pack("{s:I, s:s, s:s, s:s, s:o, s:o,"
+		cl->list, json_pack("{s:I, s:s, s:s, s:s, s:o, s:o,"
 			       " s:{s:o, s:o, s:o, s:o}, s:{s:o, s:o, s:o, s:o, s:o},"
 			       " s:I, s:I, s:I, s:f}",
 			       "id", (json_int_t)c->id, "direction", tunnel_dir_str(c->dir), "path",
@@ -258,8 +262,7 @@ static int conn_json(void *arg, const struct tunnel_conn_info *c)
 			       "service", str_or_null(c->dst_service), "bytes_sent",
 			       (json_int_t)c->bytes_to_dst, "bytes_received", (json_int_t)c->bytes_to_src,
 			       "buffered", (json_int_t)c->buffered, "age_s",
-			       ((double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6 - (double)c->start_ms) /
-				       1e3));
+			       (cl->now_ms - (double)c->start_ms) / 1e3));
 	return 0;
 }
 
@@ -267,9 +270,14 @@ json_t *views_connections(const struct agent *a)
 {
 	json_t *list = json_array();
 	struct tunnel_stats st = { 0 };
+	struct timespec now;
 
 	if (a->tunnel) {
-		tunnel_conn_foreach(a->tunnel, conn_json, list);
+		struct conn_list cl = { .list = list };
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		cl.now_ms = (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6;
+		tunnel_conn_foreach(a->tunnel, conn_json, &cl);
 		tunnel_stats_get(a->tunnel, &st);
 	}
 	return json_pack("{s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "connections",

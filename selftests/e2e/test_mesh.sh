@@ -91,6 +91,13 @@ endpoints:
 - {addresses: ["fd00:244:2::11"], nodeName: node-2, conditions: {ready: true}}
 Y
 
+# Bad mesh options are refused before anything is loaded (exit 2, a reason).
+for bad in "--metrics nonsense" "--metrics 127.0.0.1:0" "--metrics fd00::1:80" "--cert-ttl 5" "--cert-ttl 10x"; do
+	# shellcheck disable=SC2086
+	out=$(sluice-agent $bad 2>&1); rc=$?
+	check "agent refuses $bad" test "$rc" = 2 -a -n "$(grep -- "${bad%% *}" <<<"$out")"
+done
+
 e2e_lab_up --config "$cfg"
 STATE=/run/sluice-lab/$E2E_ID
 CA=$STATE/ca
