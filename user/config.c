@@ -3064,6 +3064,7 @@ struct scan {
 	bool directive;			/* the last line was a %directive */
 	int state;			/* LS_*: where in a List the scan is */
 	size_t item_ind, root_ind;	/* indentation of items, of JSON root keys */
+	bool after_item;		/* JSON: the last non-blank line ended "}," */
 	struct cut items_end;		/* the first line after the items */
 	bool have_items_end;
 	char kind[64], api[128];	/* the root's kind and apiVersion */
@@ -3204,7 +3205,7 @@ static void scan_yaml_line(struct scan *sc, const unsigned char *l, size_t n, of
 /* One line of pretty-printed JSON (kubectl, jq): a root object whose keys
  * share one indentation, "items": [ alone, items starting at one indentation.
  * JSON strings hold no line breaks, so every line starts outside of one. */
-static void scan_json_line(struct scan *sc, const unsigned char *l, size_t n, off_t at, size_t lines)
+static void scan_json_line_at(struct scan *sc, const unsigned char *l, size_t n, off_t at, size_t lines)
 {
 	const unsigned char *r, *v;
 	size_t ind = 0, rn, kn = 0, vn;
@@ -3231,7 +3232,7 @@ static void scan_json_line(struct scan *sc, const unsigned char *l, size_t n, of
 		} else if (sc->state == LS_ITEMS_START) {
 			sc->item_ind = ind;
 			sc->state = LS_ITEMS;
-		} else if (ind == sc->item_ind && r[0] != '}' && r[0] != ']' &&
+		} else if (ind == sc->item_ind && r[0] != '}' && r[0] != ']' && sc->after_item &&
 			   at - sc->item_piece >= (off_t)CFG_SPLIT_BYTES) {
 			cuts_add(sc, &sc->items, at, lines);
 			sc->item_piece = at;
@@ -3265,6 +3266,21 @@ static void scan_json_line(struct scan *sc, const unsigned char *l, size_t n, of
 		scan_value(v, vn, sc->kind, sizeof(sc->kind));
 	else if (kn == 10 && !memcmp(r + 1, "apiVersion", 10))
 		scan_value(v, vn, sc->api, sizeof(sc->api));
+}
+
+/* A line starts an item only right after "}," ends the one before: an item
+ * boundary found by indentation alone could split text that does not parse
+ * whole (say "},NULL" then "{") into pieces that each parse. A line longer
+ * than the scan's look (n == SCAN_LOOK) has an unknown end: no cut after it. */
+static void scan_json_line(struct scan *sc, const unsigned char *l, size_t n, off_t at, size_t lines)
+{
+	size_t e = n;
+
+	scan_json_line_at(sc, l, n, at, lines);
+	while (e && is_blank_or_break(l[e - 1]))
+		e--;
+	if (e)
+		sc->after_item = n < SCAN_LOOK && e >= 2 && l[e - 2] == '}' && l[e - 1] == ',';
 }
 
 /* Read the file once, counting lines as libyaml does (LF, CR LF, lone CR),
