@@ -1,6 +1,14 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
-/* pod_ingress - TC ingress on an enrolled pod's own interface, inside the
- * pod's netns: hand new inbound TCP connections to the agent.
+/* pod_ingress - TC ingress on a pod's own interface, inside the pod's netns:
+ * enforce the pod's ingress NetworkPolicy, then (enrolled pods) hand new
+ * inbound TCP connections to the agent.
+ *
+ * Policy: a TCP SYN and every UDP datagram to a pod isolated for ingress
+ * must match a rule (bpf/lib/policy.h) or is dropped; other TCP packets
+ * belong to connections a SYN opened, and UDP replies to the pod's own
+ * allowed flows pass (sl_polct_v1). HBONE (15008) to an enrolled pod is the
+ * agent's to police: it sees the real port and the verified peer. Later
+ * fragments pass: the stack cannot reassemble them without the policed first.
  *
  * A SYN to the pod is assigned (bpf_sk_assign) to the agent's transparent
  * listener on 15006, so the accepted socket's local address is still the
@@ -13,6 +21,7 @@
 #include "lib/common.h"
 #include "lib/metrics.h"
 #include "lib/parse.h"
+#include "lib/policy.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -77,9 +86,37 @@ static __always_inline enum steer_result steer_inbound(struct __sk_buff *skb, co
 	return err ? STEER_ASSIGN_ERR : STEER_ASSIGNED;
 }
 
+/* Ingress NetworkPolicy for a parsed TCP or UDP packet to ep's pod. */
+static __always_inline enum pol_verdict police_inbound(const struct sl_polep_val *ep, const struct flow *f)
+{
+	struct pol_flow pf = {
+		.saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport,
+		.family = f->family, .proto = f->proto, .dir = SL_DIR_INGRESS,
+	};
+	enum pol_verdict v = POL_NOT_POLICED;
+
+	if (f->proto == IPPROTO_TCP) {
+		if (!f->syn || f->ack)
+			return POL_NOT_POLICED;
+		if (f->dport == bpf_htons(SL_PORT_HBONE) && (ep->flags & SL_EP_F_ENROLLED)) {
+			metrics_inc(SL_CNT_POL_HBONE);
+			return POL_NOT_POLICED;
+		}
+	}
+	if ((ep->flags & SL_EP_F_ISO_IN) && f->proto == IPPROTO_UDP && pol_ct_reply(&pf)) {
+		metrics_inc(SL_CNT_POL_REPLY);
+		return POL_ALLOW;
+	}
+	v = pol_decide(ep, &pf, SL_HOOK_TC_INGRESS);
+	if (v != POL_DENY)
+		pol_ct_record(ep, &pf);
+	return v;
+}
+
 SEC("tc")
 int pod_ingress_tc(struct __sk_buff *skb)
 {
+	struct sl_polep_val *ep;
 	struct flow f = {};
 	enum parse_result p;
 
@@ -88,7 +125,17 @@ int pod_ingress_tc(struct __sk_buff *skb)
 		metrics_inc(SL_CNT_IN_BAD_PACKET);
 		goto out;
 	}
-	if (p != PARSE_TCP)
+	if (p == PARSE_FRAG) {
+		metrics_inc(SL_CNT_POL_FRAGMENT);
+		goto out;
+	}
+	if (p != PARSE_TCP && p != PARSE_UDP)
+		goto out;
+	ep = pol_endpoint(&f.daddr, f.family);
+	if (ep && police_inbound(ep, &f) == POL_DENY)
+		return TC_ACT_SHOT;
+	/* A fragment is never steered: the listener wants the reassembled SYN. */
+	if (p != PARSE_TCP || f.frag || (ep && (ep->flags & SL_EP_F_NO_STEER)))
 		goto out;
 	switch (steer_inbound(skb, &f)) {
 	case STEER_ASSIGNED:
@@ -104,6 +151,6 @@ int pod_ingress_tc(struct __sk_buff *skb)
 		break;
 	}
 out:
-	/* Steering never drops: policy (a later stage) is the only thing that may. */
+	/* Steering never drops: policy (above) is the only thing that may. */
 	return TC_ACT_OK;
 }

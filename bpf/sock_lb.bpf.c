@@ -14,11 +14,17 @@
  * and keep where it was going (after load balancing) in socket storage, which
  * sockops turns into an sl_origdst_v1 entry once the client port exists.
  * getpeername still shows the address the application asked for.
+ *
+ * A pod under NetworkPolicy that is isolated for egress (sl_netns_v1 says
+ * which pod a netns is, sl_polep_v1 whether it is isolated) may connect or
+ * send only where a rule allows, judged on the backend after load
+ * balancing: anything else fails at once with EPERM, before a packet exists.
  */
 #include "lib/common.h"
 #include "lib/config.h"
 #include "lib/metrics.h"
 #include "lib/mesh.h"
+#include "lib/policy.h"
 #include "lib/service.h"
 #include "lib/sock.h"
 
@@ -89,6 +95,70 @@ static __always_inline int refuse(void)
 {
 	bpf_set_retval(-ECONNREFUSED);
 	return SL_SOCK_REJECT;
+}
+
+#define EPERM 1
+
+/* Would egress NetworkPolicy deny this socket of a pod reaching dst:dport? */
+static __always_inline bool egress_denied(struct bpf_sock_addr *ctx, const struct sl_addr *dst, __be16 dport,
+					  __u8 family)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct sl_polep_val *ep;
+	struct sl_netns_val *ns;
+	const struct sl_addr *own;
+	struct pol_flow f = {};
+	__u64 cookie;
+
+	if (sk && ((sk->mark & SL_MARK_MASK) == SL_MARK_AGENT || (sk->mark & SL_MARK_MASK) == SL_MARK_DELIVER))
+		return false;	/* the agent polices what it carries */
+	cookie = bpf_get_netns_cookie(ctx);
+	ns = bpf_map_lookup_elem(&sl_netns_v1, &cookie);
+	if (!ns)
+		return false;
+	own = family == AF_INET ? &ns->ip4 : &ns->ip6;
+	ep = pol_endpoint(own, family);
+	if (!ep || !(ep->flags & SL_EP_F_ISO_OUT))
+		return false;
+	if (addr_is_loopback(dst, family) || addr_equal(dst, own))
+		return false;	/* never leaves the pod */
+	f.saddr = *own;
+	f.daddr = *dst;
+	f.sport = sk ? bpf_htons((__u16)sk->src_port) : 0;
+	f.dport = dport;
+	f.family = family;
+	f.proto = (__u8)ctx->protocol;
+	f.dir = SL_DIR_EGRESS;
+	/* A UDP server answering a client its ingress let in (sendmsg from a
+	 * bound port): a reply, as the TC hooks see it. */
+	if (f.proto == IPPROTO_UDP && f.sport && pol_ct_reply(&f)) {
+		metrics_inc(SL_CNT_POL_REPLY);
+		return false;
+	}
+	return pol_decide(ep, &f, SL_HOOK_CONNECT) == POL_DENY;
+}
+
+/* Refuse as a firewall would at the socket: the caller sees EPERM. */
+static __always_inline int deny(void)
+{
+	bpf_set_retval(-EPERM);
+	return SL_SOCK_REJECT;
+}
+
+/* Where a socket goes after load balancing. */
+static __always_inline void dest_of(const struct sl_svc_key *key, enum lb_verdict v,
+				    const struct sl_sticky_val *choice, const struct sl_addr **a, __be16 *port,
+				    __u8 *family)
+{
+	if (v == LB_XLATE) {
+		*a = &choice->be.addr;
+		*port = choice->be.port;
+		*family = choice->be.family;
+	} else {
+		*a = &key->vip;
+		*port = key->port;
+		*family = key->family;
+	}
 }
 
 /* connect(): choose the backend of key into *choice (LB_XLATE), refuse, or
@@ -192,10 +262,17 @@ int sock_lb_connect4(struct bpf_sock_addr *ctx)
 	struct sl_be_val l;
 	enum lb_verdict v;
 
+	const struct sl_addr *dst;
+	__be16 dport;
+	__u8 dfam;
+
 	key_from_ctx4(ctx, &key);
 	v = lb_connect(ctx, &key, &choice);
 	if (v == LB_REFUSE)
 		return refuse();
+	dest_of(&key, v, &choice, &dst, &dport, &dfam);
+	if (egress_denied(ctx, dst, dport, dfam))
+		return deny();
 	if (capture(ctx, &key, v, &choice, AF_INET)) {
 		outbound_listener(&l, AF_INET);
 		revnat_store(bpf_get_socket_cookie(ctx), &l, &key);
@@ -216,9 +293,16 @@ int sock_lb_connect6(struct bpf_sock_addr *ctx)
 	enum lb_verdict v;
 	__u8 lfamily = mapped ? AF_INET : AF_INET6;
 
+	const struct sl_addr *dst;
+	__be16 dport;
+	__u8 dfam;
+
 	v = lb_connect(ctx, &key, &choice);
 	if (v == LB_REFUSE)
 		return refuse();
+	dest_of(&key, v, &choice, &dst, &dport, &dfam);
+	if (egress_denied(ctx, dst, dport, dfam))
+		return deny();
 	if (v == LB_XLATE && mapped)
 		metrics_inc(SL_CNT_LB_V4MAPPED);
 	if (capture(ctx, &key, v, &choice, lfamily)) {
@@ -236,11 +320,19 @@ int sock_lb_sendmsg4(struct bpf_sock_addr *ctx)
 {
 	struct sl_svc_key key = {};
 	struct sl_sticky_val choice = {};
+	const struct sl_addr *dst;
+	enum lb_verdict v;
+	__be16 dport;
+	__u8 dfam;
 
 	key_from_ctx4(ctx, &key);
-	switch (lb_sendmsg(ctx, &key, &choice)) {
-	case LB_REFUSE:
+	v = lb_sendmsg(ctx, &key, &choice);
+	if (v == LB_REFUSE)
 		return refuse();
+	dest_of(&key, v, &choice, &dst, &dport, &dfam);
+	if (egress_denied(ctx, dst, dport, dfam))
+		return deny();
+	switch (v) {
 	case LB_XLATE:
 		ctx_set4(ctx, &choice.be.addr, choice.be.port);
 		break;
@@ -256,10 +348,18 @@ int sock_lb_sendmsg6(struct bpf_sock_addr *ctx)
 	struct sl_svc_key key = {};
 	struct sl_sticky_val choice = {};
 	bool mapped = key_from_ctx6(ctx, &key);
+	const struct sl_addr *dst;
+	enum lb_verdict v;
+	__be16 dport;
+	__u8 dfam;
 
-	switch (lb_sendmsg(ctx, &key, &choice)) {
-	case LB_REFUSE:
+	v = lb_sendmsg(ctx, &key, &choice);
+	if (v == LB_REFUSE)
 		return refuse();
+	dest_of(&key, v, &choice, &dst, &dport, &dfam);
+	if (egress_denied(ctx, dst, dport, dfam))
+		return deny();
+	switch (v) {
 	case LB_XLATE:
 		if (mapped)
 			metrics_inc(SL_CNT_LB_V4MAPPED);

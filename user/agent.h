@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "diag.h"
+#include "policy.h"
+#include "polsync.h"
 #include "sync.h"
 
 struct identity;
@@ -29,6 +31,12 @@ struct agent {
 	const char *trust_domain;	/* NULL: cluster.local */
 	const char *mesh_off;		/* why there is no mesh, or NULL */
 	uint32_t next_pod_id;		/* sl_netns_val.pod_id of the last enrolled pod */
+	enum policy_scope policy_scope;	/* which local pods the kernel polices */
+	struct policy_registry *polreg;	/* ids and counter slots, for the agent's life */
+	struct policy *policy;		/* compiled from model; NULL before the first config */
+	struct polsync *polsync;
+	struct polsync_stats last_polsync;
+	int polsync_err;		/* first error of the last policy apply, 0 if none */
 	struct sl_model *model;		/* the configuration in force (last good), or NULL */
 	enum config_state config_state;
 	uint64_t generation;		/* bumped on every accepted configuration */

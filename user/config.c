@@ -183,7 +183,7 @@ struct store {
 /* resources->priv */
 struct cfg_set {
 	struct store *stores;		/* one per thread that decoded into the set */
-	size_t cap_ns, cap_pods, cap_svcs, cap_slices;
+	size_t cap_ns, cap_pods, cap_svcs, cap_slices, cap_netpols;
 };
 
 static struct store *store_new(void)
@@ -418,6 +418,8 @@ static void decode_namespace(struct dec *d, const struct node *obj);
 static void decode_pod(struct dec *d, const struct node *obj);
 static void decode_service(struct dec *d, const struct node *obj);
 static void decode_slice(struct dec *d, const struct node *obj);
+static void decode_netpol(struct dec *d, const struct node *obj);
+static const char *scalar_str(const struct node *n);
 
 static const struct kind_desc {
 	const char *kind;
@@ -437,7 +439,7 @@ static const struct kind_desc {
 	{ "TCPRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
 	{ "TLSRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
 	{ "BackendTLSPolicy", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
-	{ "NetworkPolicy", "networking.k8s.io", "v1", NULL },
+	{ "NetworkPolicy", "networking.k8s.io", "v1", decode_netpol },
 	{ "AuthorizationPolicy", "security.istio.io", "v1 v1beta1", NULL },
 	{ "PeerAuthentication", "security.istio.io", "v1 v1beta1", NULL },
 	{ "Deployment", "apps", "v1", NULL },
@@ -453,7 +455,7 @@ static const struct kind_desc {
 #define IGN_FQDN	N_KINDS		/* EndpointSlices of addressType FQDN */
 
 struct caps {
-	size_t ns, pods, svcs, slices;
+	size_t ns, pods, svcs, slices, netpols;
 };
 
 /* What part of a file a unit is. A big List is cut at item boundaries: the
@@ -2326,6 +2328,314 @@ static void decode_slice(struct dec *d, const struct node *obj)
 		RES_ADD(d, u->res.slices, u->res.n_slices, u->caps.slices, es);
 }
 
+/* ---- NetworkPolicy (networking.k8s.io/v1), validated as the API server does ---- */
+
+#define CFG_MAX_NP_ITEMS	1024	/* rules, peers, ports, expressions, values per list */
+
+static bool want_len(struct dec *d, const struct node *n, const struct path *pa, bool nonempty)
+{
+	if (!want_seq(d, n, pa))
+		return false;
+	if (n->n > CFG_MAX_NP_ITEMS) {
+		dec_err(d, n, pa, "more than %d entries", CFG_MAX_NP_ITEMS);
+		return false;
+	}
+	if (nonempty && !n->n) {
+		dec_err(d, n, pa, "must not be empty");
+		return false;
+	}
+	return true;
+}
+
+/* A metav1.LabelSelector: matchLabels and matchExpressions. */
+static void decode_selector(struct dec *d, const struct node *m, const struct path *pa,
+			    struct sl_selector *out)
+{
+	static const char *const ops[] = { "In", "NotIn", "Exists", "DoesNotExist" };
+	const struct path *pe = PK(pa, "matchExpressions");
+	const struct node *n, *ex;
+	char b[96];
+
+	if (!want_map(d, m, pa))
+		return;
+	for (uint32_t i = 0; i < m->n; i++) {
+		const char *k = scalar_str(m->kids[2 * i]);
+
+		if (k && strcmp(k, "matchLabels") && strcmp(k, "matchExpressions"))
+			dec_err(d, m->kids[2 * i], pa, "unknown field %s (a selector has matchLabels and matchExpressions)",
+				node_desc(b, sizeof(b), m->kids[2 * i]));
+	}
+	if ((n = map_get(m, "matchLabels")) && !node_null(n))
+		decode_labels(d, n, PK(pa, "matchLabels"), &out->match);
+	if (!(ex = map_get(m, "matchExpressions")) || node_null(ex) || !want_len(d, ex, pe, false))
+		return;
+	out->exprs = keep_array(d, ex->n, sizeof(*out->exprs));
+	for (uint32_t i = 0; out->exprs && i < ex->n; i++) {
+		const struct path *pi = PI(pe, i);
+		const struct node *e = ex->kids[i], *vals;
+		struct sl_sel_expr *x = &out->exprs[out->n_exprs];
+		const char *key;
+		int op;
+
+		if (!want_map(d, e, pi))
+			continue;
+		if (!(n = map_get(e, "key"))) {
+			dec_err(d, e, PK(pi, "key"), "missing");
+			continue;
+		}
+		key = want_str(d, n, PK(pi, "key"));
+		if (!key)
+			continue;
+		if (!valid_label_key(key, n->n)) {
+			dec_err(d, n, PK(pi, "key"), "not a valid label key: %s", node_desc(b, sizeof(b), n));
+			continue;
+		}
+		if (!(n = map_get(e, "operator"))) {
+			dec_err(d, e, PK(pi, "operator"), "missing");
+			continue;
+		}
+		op = get_enum(d, n, PK(pi, "operator"), ops, 4, -1);
+		if (op < 0)
+			continue;
+		vals = map_get(e, "values");
+		if (vals && node_null(vals))
+			vals = NULL;
+		if (op <= SL_SEL_NOT_IN && (!vals || !want_len(d, vals, PK(pi, "values"), true))) {
+			if (!vals)
+				dec_err(d, e, PK(pi, "values"), "%s needs at least one value", ops[op]);
+			continue;
+		}
+		if (op > SL_SEL_NOT_IN && vals && (vals->type != NODE_SEQ || vals->n)) {
+			dec_err(d, vals, PK(pi, "values"), "%s takes no values", ops[op]);
+			continue;
+		}
+		x->key = keep_str(d, key, true);
+		x->op = (enum sl_sel_op)op;
+		if (op <= SL_SEL_NOT_IN) {
+			x->values = keep_array(d, vals->n, sizeof(*x->values));
+			for (uint32_t j = 0; x->values && j < vals->n; j++) {
+				const char *v = want_str(d, vals->kids[j], PI(PK(pi, "values"), j));
+
+				if (!v)
+					continue;
+				if (vals->kids[j]->n && !valid_label_name(v, vals->kids[j]->n)) {
+					dec_err(d, vals->kids[j], PI(PK(pi, "values"), j),
+						"not a valid label value: %s", node_desc(b, sizeof(b), vals->kids[j]));
+					continue;
+				}
+				x->values[x->n_values++] = keep_str(d, v, true);
+			}
+		}
+		out->n_exprs++;
+	}
+}
+
+/* "10.0.0.0/8" or "fd00::/64" into *c, host bits cleared (the API server
+ * takes 10.1.2.3/8 as 10.0.0.0/8 too). */
+static bool want_cidr(struct dec *d, const struct node *n, const struct path *pa, struct sl_cidr *c)
+{
+	const char *s = want_str(d, n, pa);
+	char addr[INET6_ADDRSTRLEN + 1], b[96];
+	const char *slash;
+	long len = -1;
+	char *end;
+	size_t alen;
+
+	if (!s)
+		return false;
+	slash = strchr(s, '/');
+	alen = slash ? (size_t)(slash - s) : 0;
+	if (slash && alen < sizeof(addr) && slash[1] >= '0' && slash[1] <= '9' && strlen(slash + 1) <= 3) {
+		memcpy(addr, s, alen);
+		addr[alen] = '\0';
+		len = strtol(slash + 1, &end, 10);
+		if (*end || ip_parse(addr, &c->ip))
+			len = -1;
+	}
+	if (len < 0 || len > (c->ip.family == SL_AF_INET ? 32 : 128)) {
+		dec_err(d, n, pa, "not a CIDR: %s (want address/prefix-length)", node_desc(b, sizeof(b), n));
+		return false;
+	}
+	c->len = (uint8_t)len;
+	for (int i = 0; i < 16; i++) {
+		int keep = (int)len - 8 * i;
+
+		if (keep <= 0)
+			c->ip.addr.octets[i] = 0;
+		else if (keep < 8)
+			c->ip.addr.octets[i] &= (uint8_t)(0xff << (8 - keep));
+	}
+	return true;
+}
+
+static void decode_np_peer(struct dec *d, const struct node *m, const struct path *pa, struct sl_np_peer *p)
+{
+	const struct path *pb = PK(pa, "ipBlock");
+	const struct node *ib = map_get(m, "ipBlock"), *ps = map_get(m, "podSelector"),
+			  *ns = map_get(m, "namespaceSelector"), *n;
+	char b1[64], b2[64];
+
+	if (ib && node_null(ib))
+		ib = NULL;
+	if (ps && node_null(ps))
+		ps = NULL;
+	if (ns && node_null(ns))
+		ns = NULL;
+	if (!ib && !ps && !ns) {
+		dec_err(d, m, pa, "needs one of ipBlock, podSelector, namespaceSelector");
+		return;
+	}
+	if (ib && (ps || ns)) {
+		dec_err(d, m, pa, "ipBlock cannot be combined with podSelector or namespaceSelector");
+		return;
+	}
+	if (ps) {
+		p->has_pod_sel = true;
+		decode_selector(d, ps, PK(pa, "podSelector"), &p->pod_sel);
+	}
+	if (ns) {
+		p->has_ns_sel = true;
+		decode_selector(d, ns, PK(pa, "namespaceSelector"), &p->ns_sel);
+	}
+	if (!ib || !want_map(d, ib, pb))
+		return;
+	p->ip_block = true;
+	if (!(n = map_get(ib, "cidr"))) {
+		dec_err(d, ib, PK(pb, "cidr"), "missing");
+		return;
+	}
+	if (!want_cidr(d, n, PK(pb, "cidr"), &p->cidr))
+		return;
+	if (!(n = map_get(ib, "except")) || node_null(n) || !want_len(d, n, PK(pb, "except"), false))
+		return;
+	p->except = keep_array(d, n->n, sizeof(*p->except));
+	for (uint32_t i = 0; p->except && i < n->n; i++) {
+		struct sl_cidr *x = &p->except[p->n_except];
+		const struct path *pi = PI(PK(pb, "except"), i);
+
+		if (!want_cidr(d, n->kids[i], pi, x))
+			continue;
+		if (x->ip.family != p->cidr.ip.family || x->len <= p->cidr.len || !cidr_contains(&p->cidr, &x->ip)) {
+			dec_err(d, n->kids[i], pi, "%s/%u is not a strict subset of cidr %s/%u",
+				sl_ip_str(&x->ip, b1), x->len, sl_ip_str(&p->cidr.ip, b2), p->cidr.len);
+			continue;
+		}
+		p->n_except++;
+	}
+}
+
+static void decode_np_port(struct dec *d, const struct node *m, const struct path *pa, struct sl_np_port *p)
+{
+	const struct node *n = map_get(m, "port"), *e = map_get(m, "endPort");
+	char b[96];
+	long v;
+
+	get_proto(d, map_get(m, "protocol"), PK(pa, "protocol"), &p->proto);
+	if (n && !node_null(n)) {
+		if (n->type == NODE_SCALAR && plain_kind(n) == PK_INT) {
+			if (get_int(d, n, PK(pa, "port"), 1, 65535, &v))
+				p->port = (uint16_t)v;
+		} else {
+			const char *s = want_str(d, n, PK(pa, "port"));
+
+			if (s && !valid_port_name(s, n->n))
+				dec_err(d, n, PK(pa, "port"), "not a port number or name: %s (a name is at most 15 lowercase letters, digits and '-')",
+					node_desc(b, sizeof(b), n));
+			else if (s)
+				p->name = keep_str(d, s, true);
+		}
+	}
+	if (!e || node_null(e))
+		return;
+	if (!p->port) {
+		dec_err(d, e, PK(pa, "endPort"), "needs a numeric port");
+		return;
+	}
+	if (get_int(d, e, PK(pa, "endPort"), p->port, 65535, &v))
+		p->end_port = (uint16_t)v;
+}
+
+/* ingress[] or egress[]: from/to peers and ports. */
+static void decode_np_rules(struct dec *d, const struct node *seq, const struct path *pa, const char *peers_key,
+			    struct sl_np_rule **out, size_t *n_out)
+{
+	if (!want_len(d, seq, pa, false))
+		return;
+	*out = keep_array(d, seq->n, sizeof(**out));
+	for (uint32_t i = 0; *out && i < seq->n; i++) {
+		const struct path *pi = PI(pa, i);
+		const struct node *m = seq->kids[i], *n;
+		struct sl_np_rule *r = &(*out)[(*n_out)++];
+
+		if (node_null(m))
+			continue;	/* "- {}" written as "-": every peer, every port */
+		if (!want_map(d, m, pi))
+			continue;
+		if ((n = map_get(m, peers_key)) && !node_null(n) && want_len(d, n, PK(pi, peers_key), false)) {
+			r->peers = keep_array(d, n->n, sizeof(*r->peers));
+			for (uint32_t j = 0; r->peers && j < n->n; j++)
+				if (want_map(d, n->kids[j], PI(PK(pi, peers_key), j)))
+					decode_np_peer(d, n->kids[j], PI(PK(pi, peers_key), j), &r->peers[r->n_peers++]);
+		}
+		if ((n = map_get(m, "ports")) && !node_null(n) && want_len(d, n, PK(pi, "ports"), false)) {
+			r->ports = keep_array(d, n->n, sizeof(*r->ports));
+			for (uint32_t j = 0; r->ports && j < n->n; j++)
+				if (want_map(d, n->kids[j], PI(PK(pi, "ports"), j)))
+					decode_np_port(d, n->kids[j], PI(PK(pi, "ports"), j), &r->ports[r->n_ports++]);
+		}
+	}
+}
+
+static void decode_netpol(struct dec *d, const struct node *obj)
+{
+	static const char *const types[] = { "Ingress", "Egress" };
+	const struct path *ps = PK(NULL, "spec");
+	struct sl_netpol np = { 0 };
+	struct unit *u = d->p->u;
+	const struct node *spec, *n, *eg;
+	bool typed = false;
+
+	decode_meta(d, obj, NAME_SUBDOMAIN, true, NULL);
+	spec = map_get(obj, "spec");
+	if (!spec) {
+		dec_err(d, obj, ps, "missing");
+		return;
+	}
+	if (!want_map(d, spec, ps))
+		return;
+	if (!(n = map_get(spec, "podSelector")))
+		dec_err(d, spec, PK(ps, "podSelector"), "missing ({} selects every pod of the namespace)");
+	else if (!node_null(n))
+		decode_selector(d, n, PK(ps, "podSelector"), &np.pod_sel);
+	if ((n = map_get(spec, "ingress")) && !node_null(n))
+		decode_np_rules(d, n, PK(ps, "ingress"), "from", &np.ingress, &np.n_ingress);
+	if ((eg = map_get(spec, "egress")) && !node_null(eg))
+		decode_np_rules(d, eg, PK(ps, "egress"), "to", &np.egress, &np.n_egress);
+	if ((n = map_get(spec, "policyTypes")) && !node_null(n) && want_len(d, n, PK(ps, "policyTypes"), false)) {
+		for (uint32_t i = 0; i < n->n; i++) {
+			int t = get_enum(d, n->kids[i], PI(PK(ps, "policyTypes"), i), types, 2, -1);
+
+			typed = true;
+			if (t == 0)
+				np.type_ingress = true;
+			else if (t == 1)
+				np.type_egress = true;
+		}
+	}
+	if (!typed) {
+		/* The API server's default: Ingress, and Egress when there are egress rules. */
+		np.type_ingress = true;
+		np.type_egress = np.n_egress > 0;
+	}
+	if (!dec_ok(d))
+		return;
+	np.ns = keep_str(d, d->ns, true);
+	np.name = keep_str(d, d->name, false);
+	np.src = dec_src(d, obj);
+	if (np.ns && np.name)
+		RES_ADD(d, u->res.netpols, u->res.n_netpols, u->caps.netpols, np);
+}
+
 /* ---- objects, Lists and documents ------------------------------------------- */
 
 static bool version_in(const char *v, size_t len, const char *list)
@@ -2821,6 +3131,34 @@ static void labels_free(struct sl_labels *l)
 	free(l->v);
 }
 
+static void selector_free(struct sl_selector *s)
+{
+	labels_free(&s->match);
+	for (size_t i = 0; i < s->n_exprs; i++) {
+		free(s->exprs[i].key);
+		for (size_t j = 0; j < s->exprs[i].n_values; j++)
+			free(s->exprs[i].values[j]);
+		free(s->exprs[i].values);
+	}
+	free(s->exprs);
+}
+
+static void rules_free(struct sl_np_rule *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < r[i].n_peers; j++) {
+			free(r[i].peers[j].except);
+			selector_free(&r[i].peers[j].pod_sel);
+			selector_free(&r[i].peers[j].ns_sel);
+		}
+		free(r[i].peers);
+		for (size_t j = 0; j < r[i].n_ports; j++)
+			free(r[i].ports[j].name);
+		free(r[i].ports);
+	}
+	free(r);
+}
+
 /* A set built by hand (priv NULL) owns each string and array by malloc, as
  * resources.h says; src.file is never freed (it may be a literal). */
 static void resources_free_each(struct sl_resources *r)
@@ -2870,6 +3208,15 @@ static void resources_free_each(struct sl_resources *r)
 		}
 		free(es->endpoints);
 	}
+	for (size_t i = 0; i < r->n_netpols; i++) {
+		struct sl_netpol *np = &r->netpols[i];
+
+		free(np->ns);
+		free(np->name);
+		selector_free(&np->pod_sel);
+		rules_free(np->ingress, np->n_ingress);
+		rules_free(np->egress, np->n_egress);
+	}
 }
 
 void resources_free(struct sl_resources *r)
@@ -2889,6 +3236,7 @@ void resources_free(struct sl_resources *r)
 	free(r->pods);
 	free(r->services);
 	free(r->slices);
+	free(r->netpols);
 	free(r);
 }
 
@@ -2949,7 +3297,10 @@ int config_decode_buf(struct sl_resources *res, const char *name, const char *bu
 	u.res.n_services = res->n_services;
 	u.res.slices = res->slices;
 	u.res.n_slices = res->n_slices;
-	u.caps = (struct caps){ set->cap_ns, set->cap_pods, set->cap_svcs, set->cap_slices };
+	u.res.netpols = res->netpols;
+	u.res.n_netpols = res->n_netpols;
+	u.caps = (struct caps){ set->cap_ns, set->cap_pods, set->cap_svcs, set->cap_slices,
+				set->cap_netpols };
 	unit_parse(&u, set->stores);
 	unit_finish(&u);
 	res->namespaces = u.res.namespaces;
@@ -2960,11 +3311,14 @@ int config_decode_buf(struct sl_resources *res, const char *name, const char *bu
 	res->n_services = u.res.n_services;
 	res->slices = u.res.slices;
 	res->n_slices = u.res.n_slices;
+	res->netpols = u.res.netpols;
+	res->n_netpols = u.res.n_netpols;
 	res->n_ignored += u.res.n_ignored;
 	set->cap_ns = u.caps.ns;
 	set->cap_pods = u.caps.pods;
 	set->cap_svcs = u.caps.svcs;
 	set->cap_slices = u.caps.slices;
+	set->cap_netpols = u.caps.netpols;
 	diags_move(errs, &u.errs);
 	return u.n_problems ? -EINVAL : 0;
 }
@@ -3470,6 +3824,7 @@ static void load_file_whole(struct units *us, size_t first, size_t end, struct s
 		free(v->res.pods);
 		free(v->res.services);
 		free(v->res.slices);
+		free(v->res.netpols);
 		diags_clear(&v->errs);
 		memset(&v->res, 0, sizeof(v->res));
 		memset(&v->caps, 0, sizeof(v->caps));
@@ -3625,25 +3980,28 @@ static void *worker_run(void *arg)
 static int units_merge(struct units *us, struct sl_resources *res)
 {
 	struct cfg_set *set = res->priv;
-	size_t nn = 0, np = 0, ns = 0, ne = 0;
+	size_t nn = 0, np = 0, ns = 0, ne = 0, nq = 0;
 
 	for (size_t i = 0; i < us->n; i++) {
 		nn += us->v[i].res.n_namespaces;
 		np += us->v[i].res.n_pods;
 		ns += us->v[i].res.n_services;
 		ne += us->v[i].res.n_slices;
+		nq += us->v[i].res.n_netpols;
 		res->n_ignored += us->v[i].res.n_ignored;
 	}
 	res->namespaces = malloc((nn ? nn : 1) * sizeof(*res->namespaces));
 	res->pods = malloc((np ? np : 1) * sizeof(*res->pods));
 	res->services = malloc((ns ? ns : 1) * sizeof(*res->services));
 	res->slices = malloc((ne ? ne : 1) * sizeof(*res->slices));
-	if (!res->namespaces || !res->pods || !res->services || !res->slices)
+	res->netpols = malloc((nq ? nq : 1) * sizeof(*res->netpols));
+	if (!res->namespaces || !res->pods || !res->services || !res->slices || !res->netpols)
 		return -ENOMEM;
 	set->cap_ns = nn ? nn : 1;
 	set->cap_pods = np ? np : 1;
 	set->cap_svcs = ns ? ns : 1;
 	set->cap_slices = ne ? ne : 1;
+	set->cap_netpols = nq ? nq : 1;
 #define MERGE(arr, n)									\
 	do {										\
 		if (u->res.n) {								\
@@ -3658,6 +4016,7 @@ static int units_merge(struct units *us, struct sl_resources *res)
 		MERGE(pods, n_pods);
 		MERGE(services, n_services);
 		MERGE(slices, n_slices);
+		MERGE(netpols, n_netpols);
 	}
 #undef MERGE
 	return 0;
@@ -3672,6 +4031,7 @@ static void units_free(struct units *us)
 		free(u->res.pods);
 		free(u->res.services);
 		free(u->res.slices);
+		free(u->res.netpols);
 		diags_clear(&u->errs);
 		for (size_t k = 0; k < u->n_root_keys; k++)
 			free(u->root_keys[k]);

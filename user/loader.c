@@ -21,6 +21,7 @@
 
 #include "loader.h"
 #include "log.h"
+#include "pod_egress.skel.h"
 #include "pod_ingress.skel.h"
 #include "sock_lb.skel.h"
 #include "sockops.skel.h"
@@ -29,12 +30,14 @@
 #define CGROUP2_SUPER_MAGIC	0x63677270
 #define SL_CGROUP2_MOUNT	"/run/sluice/cgroup2"
 #define SL_BPF_TCX_INGRESS	46	/* enum bpf_attach_type; newer than Debian's uapi headers */
+#define SL_BPF_TCX_EGRESS	47
 
 struct loader {
 	struct sock_lb *sock_lb;
 	struct sockops *sockops;
 	struct pod_ingress *pod_ingress;
-	struct bpf_object *objs[3];	/* the above, for iteration */
+	struct pod_egress *pod_egress;
+	struct bpf_object *objs[8];	/* the above, for iteration */
 	size_t n_objs;
 	char root[192];			/* pins below it must fit loader_*_info */
 	char cgroup[PATH_MAX];
@@ -296,6 +299,10 @@ static int load_one(struct loader *l, struct bpf_object *obj, int (*load)(void *
 		       err == -EINVAL ? " (a pinned map of another layout? see `sluice-agent --uninstall`)" : "");
 		return err;
 	}
+	if (l->n_objs >= sizeof(l->objs) / sizeof(l->objs[0])) {
+		pr_err("loader: more BPF objects than the loader has room for (%zu)", l->n_objs);
+		return -E2BIG;
+	}
 	l->objs[l->n_objs++] = obj;
 	return 0;
 }
@@ -315,6 +322,11 @@ static int load_pod_ingress(void *s)
 	return pod_ingress__load(s);
 }
 
+static int load_pod_egress(void *s)
+{
+	return pod_egress__load(s);
+}
+
 /* Open and load every object; maps of one name are one pinned map. */
 static int load_objects(struct loader *l)
 {
@@ -324,7 +336,8 @@ static int load_objects(struct loader *l)
 	l->sock_lb = sock_lb__open_opts(&oo);
 	l->sockops = sockops__open_opts(&oo);
 	l->pod_ingress = pod_ingress__open_opts(&oo);
-	if (!l->sock_lb || !l->sockops || !l->pod_ingress) {
+	l->pod_egress = pod_egress__open_opts(&oo);
+	if (!l->sock_lb || !l->sockops || !l->pod_ingress || !l->pod_egress) {
 		err = -errno;
 		pr_err("loader: open BPF objects: %s", strerror(errno));
 		return err ? err : -ENOMEM;
@@ -335,6 +348,8 @@ static int load_objects(struct loader *l)
 		err = load_one(l, l->sockops->obj, load_sockops, l->sockops, "sockops");
 	if (!err)
 		err = load_one(l, l->pod_ingress->obj, load_pod_ingress, l->pod_ingress, "pod_ingress");
+	if (!err)
+		err = load_one(l, l->pod_egress->obj, load_pod_egress, l->pod_egress, "pod_egress");
 	return err;
 }
 
@@ -412,6 +427,7 @@ void loader_free(struct loader *l)
 	free(l->links);
 	free(l->progs);
 	pod_ingress__destroy(l->pod_ingress);
+	pod_egress__destroy(l->pod_egress);
 	sockops__destroy(l->sockops);
 	sock_lb__destroy(l->sock_lb);
 	if (l->cg_fd >= 0)
@@ -521,16 +537,24 @@ int loader_counters(const struct loader *l, uint64_t out[SL_CNT_MAX])
 	return 0;
 }
 
-/* The clsact filter's place: one per interface, ours alone. */
-#define INGRESS_TC_HANDLE	1
-#define INGRESS_TC_PRIO		1
+/* The clsact filter's place: one per interface and direction, ours alone. */
+#define TC_FILTER_HANDLE	1
+#define TC_FILTER_PRIO		1
 
-static int pod_ingress_clsact(const struct loader *l, int ifindex)
+static const char *const tc_dir_names[2] = { "pod_ingress", "pod_egress" };
+
+static int tc_prog_fd(const struct loader *l, bool egress)
 {
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
-	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = INGRESS_TC_HANDLE, .priority = INGRESS_TC_PRIO,
-		    .prog_fd = bpf_program__fd(l->pod_ingress->progs.pod_ingress_tc),
-		    .flags = BPF_TC_F_REPLACE);
+	return egress ? bpf_program__fd(l->pod_egress->progs.pod_egress_tc) :
+			bpf_program__fd(l->pod_ingress->progs.pod_ingress_tc);
+}
+
+static int pod_tc_clsact(const struct loader *l, int ifindex, bool egress)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+		    .attach_point = egress ? BPF_TC_EGRESS : BPF_TC_INGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_FILTER_HANDLE, .priority = TC_FILTER_PRIO,
+		    .prog_fd = tc_prog_fd(l, egress), .flags = BPF_TC_F_REPLACE);
 	int err = bpf_tc_hook_create(&hook);
 
 	if (err && err != -EEXIST) {
@@ -539,38 +563,60 @@ static int pod_ingress_clsact(const struct loader *l, int ifindex)
 	}
 	err = bpf_tc_attach(&hook, &opts);
 	if (err) {
-		pr_err("loader: attach pod_ingress to ifindex %d (clsact): %s", ifindex, strerror(-err));
+		pr_err("loader: attach %s to ifindex %d (clsact): %s", tc_dir_names[egress], ifindex,
+		       strerror(-err));
 		return err;
 	}
 	return LOADER_INGRESS_CLSACT;
 }
 
-int loader_pod_ingress_attach(struct loader *l, int ifindex)
+static int pod_tc_attach(struct loader *l, int ifindex, bool egress)
 {
 	int fd;
 
 	if (l->ingress_clsact)
-		return pod_ingress_clsact(l, ifindex);
-	fd = bpf_link_create(bpf_program__fd(l->pod_ingress->progs.pod_ingress_tc), ifindex,
-			     SL_BPF_TCX_INGRESS, NULL);
+		return pod_tc_clsact(l, ifindex, egress);
+	fd = bpf_link_create(tc_prog_fd(l, egress), ifindex, egress ? SL_BPF_TCX_EGRESS : SL_BPF_TCX_INGRESS,
+			     NULL);
 	if (fd == -EINVAL || fd == -EOPNOTSUPP) {
 		/* No tcx (before Linux 6.6): the classic clsact hook, from now on. */
-		pr_info("loader: no tcx (%s): pod_ingress goes to clsact", strerror(-fd));
+		pr_info("loader: no tcx (%s): pod programs go to clsact", strerror(-fd));
 		l->ingress_clsact = true;
-		return pod_ingress_clsact(l, ifindex);
+		return pod_tc_clsact(l, ifindex, egress);
 	}
 	if (fd < 0)
-		pr_err("loader: attach pod_ingress to ifindex %d (tcx): %s", ifindex, strerror(-fd));
+		pr_err("loader: attach %s to ifindex %d (tcx): %s", tc_dir_names[egress], ifindex, strerror(-fd));
 	return fd;
+}
+
+int loader_pod_ingress_attach(struct loader *l, int ifindex)
+{
+	return pod_tc_attach(l, ifindex, false);
+}
+
+int loader_pod_egress_attach(struct loader *l, int ifindex)
+{
+	return pod_tc_attach(l, ifindex, true);
+}
+
+/* Our filter only: the clsact qdisc may carry other programs (a CNI's). */
+static int pod_tc_detach(int ifindex, bool egress)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+		    .attach_point = egress ? BPF_TC_EGRESS : BPF_TC_INGRESS);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_FILTER_HANDLE, .priority = TC_FILTER_PRIO);
+
+	return bpf_tc_detach(&hook, &opts);
 }
 
 int loader_pod_ingress_detach(int ifindex)
 {
-	/* Our filter only: the clsact qdisc may carry other programs (a CNI's). */
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
-	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = INGRESS_TC_HANDLE, .priority = INGRESS_TC_PRIO);
+	return pod_tc_detach(ifindex, false);
+}
 
-	return bpf_tc_detach(&hook, &opts);
+int loader_pod_egress_detach(int ifindex)
+{
+	return pod_tc_detach(ifindex, true);
 }
 
 int loader_netns_set(const struct loader *l, uint64_t cookie, const struct sl_netns_val *v)

@@ -63,6 +63,9 @@ size_t loader_programs(const struct loader *l, const struct loader_prog_info **o
 int loader_pod_ingress_attach(struct loader *l, int ifindex);
 /* Remove pod_ingress's clsact filter from ifindex in the current netns. */
 int loader_pod_ingress_detach(int ifindex);
+/* The same for pod_egress at TC egress (NetworkPolicy for what the pod sends). */
+int loader_pod_egress_attach(struct loader *l, int ifindex);
+int loader_pod_egress_detach(int ifindex);
 /* sl_netns_v1: enrol (or forget) a pod's netns for capture. */
 int loader_netns_set(const struct loader *l, uint64_t cookie, const struct sl_netns_val *v);
 int loader_netns_del(const struct loader *l, uint64_t cookie);

@@ -26,6 +26,8 @@
 #include "mesh.h"
 #include "model.h"
 #include "pods.h"
+#include "policy.h"
+#include "polsync.h"
 #include "status.h"
 #include "sync.h"
 #include "views.h"
@@ -59,6 +61,8 @@ static const char usage[] =
 	"  --cert-ttl SECONDS    lifetime of minted certificates (default 86400)\n"
 	"  --metrics ADDR:PORT   Prometheus metrics (default 127.0.0.1:15020; off: none)\n"
 	"  --no-mesh             Service load balancing only: no capture, no tunnel\n"
+	"  --policy-scope SCOPE  NetworkPolicy in the kernel for: enrolled (pods in the mesh,\n"
+	"                        the default), all (every pod of the node) or none\n"
 	"  --ingress-clsact      attach pod_ingress with clsact even where tcx exists\n"
 	"  --log-level LEVEL     err, warn, info or debug (default info)\n"
 	"  --uninstall           detach the programs and remove every pin, then exit\n"
@@ -73,6 +77,7 @@ struct options {
 	const char *metrics;	/* "ip:port" ("[v6]:port"), or NULL: off */
 	struct tunnel_addr metrics_addr;
 	bool no_mesh;
+	enum policy_scope policy_scope;
 	bool uninstall;
 	const char *cmd;	/* "run", "plan" or "check" */
 };
@@ -117,7 +122,8 @@ static int build_model(const char *dir, const char *node, struct sl_model **out,
 	return err;
 }
 
-/* Tell pods which local pods are enrolled now (it diffs against what it has). */
+/* Tell pods which local pods to set up now: enrolled ones for the mesh,
+ * and the others the policy scope takes (it diffs against what it has). */
 static void agent_sync_pods(void)
 {
 	const struct sl_model *m = agent.model;
@@ -135,8 +141,13 @@ static void agent_sync_pods(void)
 		const struct sl_workload *w = &m->workloads[i];
 		const struct sl_pod *p = w->pod;
 
-		if (!w->enrolled || !w->local || !p->n_ips)
+		bool mesh = w->enrolled && agent.tunnel;
+		bool policed = agent.policy_scope == POLICY_SCOPE_ALL ||
+			       (agent.policy_scope == POLICY_SCOPE_ENROLLED && w->enrolled);
+
+		if (!w->local || !p->n_ips || p->host_network || !(mesh || policed))
 			continue;
+		want[n].mesh = mesh;
 		want[n].ns = p->ns;
 		want[n].name = p->name;
 		want[n].service_account = p->service_account;
@@ -161,9 +172,17 @@ static void agent_reload(void)
 
 	if (!agent.config_dir)
 		return;
+	struct policy *pol = NULL;
+	struct polsync_stats pst = { 0 };
+	int perr = 0;
+
 	err = build_model(agent.config_dir, agent.node_name, &m, &errs, times);
 	if (!err)
 		err = sync_check(agent.sync, m, &errs);
+	if (!err)
+		err = policy_compile(m, agent.node_name, agent.policy_scope, agent.polreg, &pol, &errs);
+	if (err == -ENOMEM && !errs.n)
+		diags_add(&errs, NULL, 0, "out of memory");
 	if (err) {
 		log_diags("config", &errs);
 		pr_err("config: %s rejected (%zu problem%s); generation %lu stays in force", agent.config_dir,
@@ -175,6 +194,11 @@ static void agent_reload(void)
 		return;
 	}
 	err = sync_apply(agent.sync, m, &st);
+	perr = polsync_apply(agent.polsync, &pol->t, &pst);
+	agent.last_polsync = pst;
+	agent.polsync_err = perr;
+	policy_free(agent.policy);
+	agent.policy = pol;
 	agent.last_sync = st;
 	agent.last_sync_at = time(NULL);
 	agent.sync_generation = agent.generation + 1;
@@ -187,10 +211,17 @@ static void agent_reload(void)
 	if (err)
 		diags_add(&agent.errors, NULL, 0, "sync: %zu map operations failed: %s", st.errors,
 			  strerror(-err));
+	if (perr)
+		diags_add(&agent.errors, NULL, 0, "policy sync: %zu map operations failed: %s", pst.errors,
+			  strerror(-perr));
 	pr_info("config: generation %lu: %zu services, %zu pods, %zu frontends, %zu backends; "
 		"decode %.1f ms, resolve %.1f ms, sync %.1f ms (%zu updates, %zu deletes)",
 		(unsigned long)agent.generation, m->res->n_services, m->res->n_pods, st.frontends, st.backends,
 		times[0], times[1], st.ms, st.updates, st.deletes);
+	pr_info("policy: %zu NetworkPolicies (%zu select pods here), %zu endpoints, %zu identities, "
+		"%zu rule entries; sync %.1f ms (%zu updates, %zu deletes)",
+		pol->n_policies, pol->n_local_policies, pol->n_eps, pol->n_identities, pol->t.n_rules, pst.ms,
+		pst.updates, pst.deletes);
 	agent_sync_pods();
 	/* Decoding churns the heap; hand what it no longer needs back to the kernel. */
 	malloc_trim(0);
@@ -233,6 +264,18 @@ static json_t *h_connections(void *arg, const char *q, int *code)
 {
 	(void)arg, (void)q, (void)code;
 	return views_connections(&agent);
+}
+
+static json_t *h_policies(void *arg, const char *q, int *code)
+{
+	(void)arg, (void)q, (void)code;
+	return views_policies(&agent);
+}
+
+static json_t *h_policy_check(void *arg, const char *q, int *code)
+{
+	(void)arg;
+	return views_policy_check(&agent, q, code);
 }
 
 static json_t *h_certs(void *arg, const char *q, int *code)
@@ -360,12 +403,44 @@ static int start_mesh(const struct options *o)
 	return ret;
 }
 
+/* NetworkPolicy: the registry, the maps' sync, and the pods module when the
+ * mesh did not start it (policy needs the pods' TC programs too). */
+static int start_policy(const struct options *o)
+{
+	struct polsync_maps pm = {
+		.id_fd = loader_map_fd(agent.loader, SL_MAP_POLID),
+		.ep_fd = loader_map_fd(agent.loader, SL_MAP_POLEP),
+		.rule_fd = loader_map_fd(agent.loader, SL_MAP_POLRULE),
+		.stat_fd = loader_map_fd(agent.loader, SL_MAP_POLSTAT),
+		.ev_fd = loader_map_fd(agent.loader, SL_MAP_POLEV),
+	};
+	int err;
+
+	agent.policy_scope = o->policy_scope;
+	err = policy_registry_new(&agent.polreg);
+	if (!err)
+		err = polsync_new(&agent.polsync, loop, &pm, agent.polreg);
+	if (err) {
+		pr_err("policy: cannot read the pinned policy maps: %s", strerror(-err));
+		return err;
+	}
+	if (!agent.pods && o->policy_scope != POLICY_SCOPE_NONE) {
+		char *why = NULL;
+
+		err = mesh_pods_start(&agent, loop, &o->mesh.pods, &why);
+		if (err)
+			pr_err("policy: %s", why ? why : strerror(-err));
+		free(why);
+	}
+	return err;
+}
+
 static int start_metrics(const struct options *o, struct status **out)
 {
 	char ip[SL_IP_STRLEN];
 	int err;
 
-	if (!o->metrics || !agent.tunnel)
+	if (!o->metrics)
 		return 0;
 	err = status_new_tcp(out, loop, sl_ip_str(&o->metrics_addr.ip, ip), o->metrics_addr.port);
 	if (err) {
@@ -407,6 +482,8 @@ static int run_agent(const struct options *o)
 		goto out;
 	}
 	err = start_mesh(o);
+	if (!err)
+		err = start_policy(o);
 	if (err)
 		goto out;
 	err = start_metrics(o, &metrics);
@@ -423,6 +500,8 @@ static int run_agent(const struct options *o)
 	status_route(status, "/maps", h_maps, NULL);
 	status_route(status, "/connections", h_connections, NULL);
 	status_route(status, "/certs", h_certs, NULL);
+	status_route(status, "/policies", h_policies, NULL);
+	status_route(status, "/policy-check", h_policy_check, NULL);
 
 	if (stat(o->config_dir, &st) || !S_ISDIR(st.st_mode)) {
 		pr_warn("config: %s is not a directory: serving what the pinned maps hold (%zu frontends)",
@@ -444,6 +523,9 @@ out:
 	status_free(status);
 	status_free(metrics);
 	mesh_stop(&agent);	/* undoes capture in every pod: the listeners die with us */
+	polsync_free(agent.polsync);
+	policy_free(agent.policy);
+	policy_registry_free(agent.polreg);
 	model_free(agent.model);
 	diags_clear(&agent.errors);
 	sync_free(agent.sync);
@@ -473,6 +555,7 @@ int main(int argc, char **argv)
 		{ "cert-ttl", required_argument, NULL, 't' },
 		{ "metrics", required_argument, NULL, 'm' },
 		{ "no-mesh", no_argument, NULL, 'M' },
+		{ "policy-scope", required_argument, NULL, 'p' },
 		{ "ingress-clsact", no_argument, NULL, 'I' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "version", no_argument, NULL, 'V' },
@@ -562,6 +645,18 @@ int main(int argc, char **argv)
 			break;
 		case 'I':
 			o.loader.ingress_clsact = true;
+			break;
+		case 'p':
+			if (!strcmp(optarg, "enrolled")) {
+				o.policy_scope = POLICY_SCOPE_ENROLLED;
+			} else if (!strcmp(optarg, "all")) {
+				o.policy_scope = POLICY_SCOPE_ALL;
+			} else if (!strcmp(optarg, "none")) {
+				o.policy_scope = POLICY_SCOPE_NONE;
+			} else {
+				fprintf(stderr, "sluice-agent: --policy-scope: expected enrolled, all or none\n");
+				return 2;
+			}
 			break;
 		case 'U':
 			o.uninstall = true;

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "mesh.h"
 #include "model.h"
+#include "views.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -187,7 +188,34 @@ static int mesh_peer_check(void *arg, SSL *ssl, const char *expected, char *out,
 	return err;
 }
 
+/* NetworkPolicy ingress of the destination pod for what the tunnel delivers:
+ * the real port and the real client address, which the kernel cannot see
+ * inside HBONE (15008). The kernel already judged plaintext inbound (15006). */
+static int mesh_authorize(void *arg, const struct tunnel_authz *az)
+{
+	static const char *const paths[] = { "hbone", "direct", "passthrough", "plaintext" };
+	struct agent *a = arg;
+	char what[256], sb[SL_IP_STRLEN], db[SL_IP_STRLEN];
+	uint32_t slot = 0;
+	int r;
+
+	if (!a->policy || az->path == TUNNEL_PATH_PLAINTEXT)
+		return 0;
+	r = policy_lookup(a->policy, SL_DIR_INGRESS, &az->dst->ip, &az->src->ip, az->dst->port, SL_IPPROTO_TCP,
+			  &slot);
+	if (r < 0 || (r == 1 && !slot))
+		return 0;	/* not policed here, or not isolated */
+	snprintf(what, sizeof(what), "TCP %s -> %s/%s %s:%u (ingress, %s%s%s)", sl_ip_str(&az->src->ip, sb),
+		 az->dst_ns, az->dst_name, sl_ip_str(&az->dst->ip, db), az->dst->port,
+		 paths[az->path < 4 ? az->path : 0], az->src_identity ? ", peer " : "",
+		 az->src_identity ? az->src_identity : "");
+	if (a->polsync)
+		polsync_agent_count(a->polsync, slot, !r, what);
+	return r ? 0 : 403;
+}
+
 static const struct tunnel_ops tunnel_ops = {
+	.authorize = mesh_authorize,
 	.orig_dst = mesh_orig_dst,
 	.lookup = mesh_lookup,
 	.pod_socket = mesh_pod_socket,
@@ -213,10 +241,25 @@ static int mesh_detach_ingress(void *arg, int ifindex)
 	return loader_pod_ingress_detach(ifindex);
 }
 
+static int mesh_attach_egress(void *arg, int ifindex)
+{
+	struct agent *a = arg;
+
+	return loader_pod_egress_attach(a->loader, ifindex);
+}
+
+static int mesh_detach_egress(void *arg, int ifindex)
+{
+	(void)arg;
+	return loader_pod_egress_detach(ifindex);
+}
+
+/* The pod's netns in sl_netns_v1: for capture (mesh pods), and for sock_lb's
+ * egress policy (every pod set up here). */
 static int mesh_enrol(void *arg, uint64_t cookie, const struct pods_pod *pod, bool on)
 {
 	struct agent *a = arg;
-	struct sl_netns_val v = { .flags = SL_NETNS_F_ENROLLED };
+	struct sl_netns_val v = { .flags = pod->mesh ? SL_NETNS_F_ENROLLED : 0 };
 
 	if (!on)
 		return loader_netns_del(a->loader, cookie);
@@ -278,6 +321,8 @@ static void mesh_pod_gone(void *arg, const struct pods_pod *pod)
 {
 	struct agent *a = arg;
 
+	if (!a->tunnel)
+		return;
 	if (!tunnel_pod_remove(a->tunnel, pod->ns, pod->name))
 		pr_info("mesh: %s/%s left the mesh", pod->ns, pod->name);
 }
@@ -285,6 +330,8 @@ static void mesh_pod_gone(void *arg, const struct pods_pod *pod)
 static const struct pods_ops pods_ops = {
 	.attach_ingress = mesh_attach_ingress,
 	.detach_ingress = mesh_detach_ingress,
+	.attach_egress = mesh_attach_egress,
+	.detach_egress = mesh_detach_egress,
 	.enrol = mesh_enrol,
 	.pod_ready = mesh_pod_ready,
 	.pod_gone = mesh_pod_gone,
@@ -305,7 +352,13 @@ int mesh_start(struct agent *a, struct loop *l, const struct mesh_opts *o, char 
 			*err = NULL;
 		return ret;
 	}
-	ret = pods_new(&a->pods, l, &o->pods, &pods_ops, a);
+	return mesh_pods_start(a, l, &o->pods, err);
+}
+
+int mesh_pods_start(struct agent *a, struct loop *l, const struct pods_opts *o, char **err)
+{
+	int ret = pods_new(&a->pods, l, o, &pods_ops, a);
+
 	if (ret && asprintf(err, "pods: %s", strerror(-ret)) < 0)
 		*err = NULL;
 	return ret;
@@ -331,6 +384,8 @@ char *mesh_metrics_text(void *arg, const char *query, int *code, size_t *len)
 	if (!f)
 		return NULL;
 	if (a->tunnel && tunnel_metrics_write(a->tunnel, f))
+		*code = 500;
+	if (views_policy_metrics(a, f))
 		*code = 500;
 	if (fclose(f)) {
 		free(text);

@@ -27,6 +27,9 @@ struct mesh_opts {
 /* 0, or -errno with *err (malloc'ed, the caller frees) saying what failed. */
 int mesh_start(struct agent *a, struct loop *l, const struct mesh_opts *o, char **err);
 void mesh_stop(struct agent *a);	/* NULL-safe parts; before loop_free() */
+/* The pods module alone (mesh_start calls it; without a mesh, NetworkPolicy
+ * still needs the pods' TC programs). */
+int mesh_pods_start(struct agent *a, struct loop *l, const struct pods_opts *o, char **err);
 
 /* Prometheus text of the tunnel (status_route_text handler shape). */
 char *mesh_metrics_text(void *agent, const char *query, int *code, size_t *len);

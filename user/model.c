@@ -38,6 +38,55 @@ bool labels_match(const struct sl_labels *selector, const struct sl_labels *labe
 	return true;
 }
 
+bool selector_empty(const struct sl_selector *sel)
+{
+	return !sel->match.n && !sel->n_exprs;
+}
+
+bool selector_match(const struct sl_selector *sel, const struct sl_labels *labels)
+{
+	if (!labels_match(&sel->match, labels))
+		return false;
+	for (size_t i = 0; i < sel->n_exprs; i++) {
+		const struct sl_sel_expr *x = &sel->exprs[i];
+		const char *v = labels_get(labels, x->key);
+		bool in = false;
+
+		for (size_t j = 0; v && j < x->n_values; j++)
+			in |= !strcmp(v, x->values[j]);
+		switch (x->op) {
+		case SL_SEL_IN:
+			if (!in)
+				return false;
+			break;
+		case SL_SEL_NOT_IN:	/* a missing label is "not in" (apimachinery) */
+			if (in)
+				return false;
+			break;
+		case SL_SEL_EXISTS:
+			if (!v)
+				return false;
+			break;
+		case SL_SEL_DOES_NOT_EXIST:
+			if (v)
+				return false;
+			break;
+		}
+	}
+	return true;
+}
+
+bool cidr_contains(const struct sl_cidr *c, const struct sl_ip *ip)
+{
+	unsigned int full = c->len / 8, rest = c->len % 8;
+
+	if (ip->family != c->ip.family)
+		return false;
+	if (memcmp(ip->addr.octets, c->ip.addr.octets, full))
+		return false;
+	return !rest || !((ip->addr.octets[full] ^ c->ip.addr.octets[full]) & (0xff << (8 - rest)));
+}
+
 const char *sl_ip_str(const struct sl_ip *ip, char *buf)
 {
 	if (!inet_ntop(ip->family == SL_AF_INET6 ? AF_INET6 : AF_INET, &ip->addr, buf, SL_IP_STRLEN))

@@ -150,7 +150,9 @@ struct pod {
 	char netns[NAME_MAX + 1];
 	char ifname[IF_NAMESIZE];
 	int nsfd;
-	int link_fd;
+	int link_fd;			/* pod_ingress */
+	int eg_link_fd;			/* pod_egress (policy) */
+	bool mesh;			/* full mesh setup; else TC programs and netns only */
 	int lo;				/* ifindex of lo in the netns */
 	bool v6;
 	int sysctl_prev[SYS_COUNT];	/* value to restore; -1: not changed by us */
@@ -577,6 +579,20 @@ static const char *lspec_addr(const struct lspec *s)
 	return s->loopback ? "[::1]" : "[::]";
 }
 
+/* The cookie of the netns the caller is in (= bpf_get_netns_cookie()). */
+static int netns_cookie_here(uint64_t *out)
+{
+	socklen_t cl = sizeof(*out);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, out, &cl) == -1)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
 /* Step 2 of pod_setup: everything done inside the netns in one visit. The
  * caller is inside and returns to the agent's netns whatever this returns. */
 static int pod_setup_inside(struct pod *pod)
@@ -607,6 +623,12 @@ static int pod_setup_inside(struct pod *pod)
 	if (!if_indextoname((unsigned int)pod->pub.ifindex, pod->ifname))
 		snprintf(pod->ifname, sizeof(pod->ifname), "?");
 	pod->v6 = ipv6_usable();
+	if (!pod->mesh) {
+		err = netns_cookie_here(&pod->pub.netns_cookie);
+		if (err)
+			setup_err(pod, "SO_NETNS_COOKIE: %s (needs Linux 5.14)", strerror(-err));
+		goto out;
+	}
 
 	for (int i = 0; i < SYS_COUNT; i++) {
 		int v = 0;
@@ -722,6 +744,19 @@ static void pod_teardown(struct pods *p, struct pod *pod)
 		close(pod->link_fd);
 	}
 	pod->link_fd = -1;
+	if (pod->eg_link_fd == PODS_INGRESS_NO_LINK) {
+		err = p->ops.detach_egress ? ns_enter(p, pod->nsfd) : 0;
+		if (!err && p->ops.detach_egress) {
+			err = p->ops.detach_egress(p->arg, pod->pub.ifindex);
+			ns_leave(p);
+		}
+		if (err && err != -ENODEV && err != -ENOENT)
+			pr_warn("pods: %s/%s: detaching egress from ifindex %d: %s", pod->ns,
+				pod->name, pod->pub.ifindex, strerror(-err));
+	} else if (pod->eg_link_fd >= 0) {
+		close(pod->eg_link_fd);
+	}
+	pod->eg_link_fd = -1;
 	if (pod->ready && p->ops.pod_gone)
 		p->ops.pod_gone(p->arg, &pod->pub);
 	pod->ready = false;
@@ -827,9 +862,10 @@ static int pod_setup(struct pods *p, struct pod *pod, struct nsent *ent)
 		pod->registered[i] = true;
 	}
 
-	if (p->ops.pod_ready)
+	if (p->ops.pod_ready && pod->mesh) {
 		p->ops.pod_ready(p->arg, &pod->pub);
-	pod->ready = true;
+		pod->ready = true;
+	}
 
 	if (p->ops.attach_ingress) {
 		err = ns_enter(p, pod->nsfd);
@@ -845,6 +881,22 @@ static int pod_setup(struct pods *p, struct pod *pod, struct nsent *ent)
 			goto out;
 		}
 		pod->link_fd = err;
+		err = 0;
+	}
+	if (p->ops.attach_egress) {
+		err = ns_enter(p, pod->nsfd);
+		if (err) {
+			setup_err(pod, "entering netns %s: %s", ent->name, strerror(-err));
+			goto out;
+		}
+		err = p->ops.attach_egress(p->arg, pod->pub.ifindex);
+		ns_leave(p);
+		if (err < 0) {
+			setup_err(pod, "attaching egress to %s (ifindex %d): %s", pod->ifname,
+				  pod->pub.ifindex, strerror(-err));
+			goto out;
+		}
+		pod->eg_link_fd = err;
 		err = 0;
 	}
 
@@ -1225,6 +1277,9 @@ static struct pod *pod_new(const struct pods_spec *s)
 	pod->since_ms = loop_now_ms();
 	pod->nsfd = -1;
 	pod->link_fd = -1;
+	pod->eg_link_fd = -1;
+	pod->mesh = s->mesh;
+	pod->pub.mesh = s->mesh;
 	for (int i = 0; i < SYS_COUNT; i++)
 		pod->sysctl_prev[i] = -1;
 	pod->pub.ns = pod->ns;
@@ -1243,7 +1298,7 @@ static bool pod_same(const struct pod *pod, const struct pods_spec *s)
 {
 	if (strcmp(pod->ns, s->ns ? s->ns : "") || strcmp(pod->name, s->name ? s->name : "") ||
 	    strcmp(pod->sa, s->service_account ? s->service_account : "default") ||
-	    pod->n_ips != (s->n_ips > 2 ? 2 : s->n_ips))
+	    pod->n_ips != (s->n_ips > 2 ? 2 : s->n_ips) || pod->mesh != s->mesh)
 		return false;
 	for (size_t i = 0; i < pod->n_ips; i++)
 		if (!ip_eq(&pod->ips[i], &s->ips[i]))
@@ -1431,6 +1486,8 @@ int pods_list(const struct pods *p, struct pods_info **out, size_t *n)
 		f->netns_cookie = pod->pub.netns_cookie;
 		f->ifindex = pod->pub.ifindex;
 		f->ingress_attached = pod->link_fd >= 0;
+		f->egress_attached = pod->eg_link_fd >= 0;
+		f->mesh = pod->mesh;
 		memcpy(f->listeners, pod->pub.listeners, sizeof(f->listeners));
 		f->since_ms = pod->since_ms;
 		snprintf(f->error, sizeof(f->error), "%s",

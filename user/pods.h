@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* pods.h - enrolled pods' network namespaces: find each pod's netns among the
+/* pods.h - local pods' network namespaces: find each pod's netns among the
  * named namespaces in a directory (/run/netns) by the pod's IP, enter it, set
  * it up for the mesh, hand it to the tunnel; undo it all when the pod leaves.
+ * Pods under NetworkPolicy but not in the mesh get only their TC programs
+ * (ops->attach_ingress / attach_egress) and their netns in the map (enrol).
  *
  * Per enrolled pod, inside its netns (setns there and back, always back):
  *   - sysctls net.ipv4.tcp_fwmark_accept=1, net.ipv{4,6}.fwmark_reflect=1;
@@ -71,6 +73,7 @@ struct pods_pod {
 	const char *netns;		/* entry name in the netns directory */
 	uint64_t netns_cookie;		/* SO_NETNS_COOKIE, = bpf_get_netns_cookie() */
 	int ifindex;			/* the pod's interface, inside its netns */
+	bool mesh;			/* false: under policy only, no listeners (all fd -1) */
 	struct pods_listen listeners[PODS_L_COUNT];
 };
 
@@ -81,6 +84,7 @@ struct pods_spec {
 	const char *ns, *name, *service_account;
 	struct sl_ip ips[2];		/* at most one per family */
 	size_t n_ips;
+	bool mesh;			/* enrolled: listeners, routes, tunnel; else policy only */
 };
 
 /* Callbacks; arg is pods_new's arg. Any may be NULL (skipped). They may call
@@ -99,6 +103,9 @@ struct pods_ops {
 	 * undoes it, inside the netns), or -errno. */
 	int (*attach_ingress)(void *arg, int ifindex);
 	int (*detach_ingress)(void *arg, int ifindex);
+	/* The same for the TC egress program (NetworkPolicy). */
+	int (*attach_egress)(void *arg, int ifindex);
+	int (*detach_egress)(void *arg, int ifindex);
 	/* Register (on) or unregister a listener, e.g. in a sockhash.
 	 * 0 or -errno; a failed "on" fails the pod's setup. */
 	int (*listener)(void *arg, uint64_t netns_cookie, uint16_t port, int family, int fd,
@@ -106,7 +113,8 @@ struct pods_ops {
 	/* Start (on) or stop capturing the pod's connects (the enrolled-netns
 	 * map). 0 or -errno; a failed "on" fails the pod's setup. */
 	int (*enrol)(void *arg, uint64_t netns_cookie, const struct pods_pod *pod, bool on);
-	/* The tunnel starts accepting on pod->listeners / stops using them. */
+	/* The tunnel starts accepting on pod->listeners / stops using them
+	 * (mesh pods only). */
 	void (*pod_ready)(void *arg, const struct pods_pod *pod);
 	void (*pod_gone)(void *arg, const struct pods_pod *pod);
 };
@@ -148,7 +156,8 @@ struct pods_info {
 	uint64_t netns_cookie;		/* 0 when not enrolled */
 	int ifindex;			/* 0 when not enrolled */
 	char ifname[IF_NAMESIZE];
-	bool ingress_attached;
+	bool ingress_attached, egress_attached;
+	bool mesh;
 	struct pods_listen listeners[PODS_L_COUNT];	/* fd >= 0: listening */
 	uint64_t since_ms;		/* loop_now_ms() of the last state change */
 	char error[160];		/* last problem, "" if none ("netns not found yet", ...) */

@@ -117,6 +117,67 @@ struct sl_endpoint_slice {
 	struct sl_src src;
 };
 
+/* A label selector (metav1.LabelSelector): every matchLabels pair and every
+ * expression must hold; an empty selector selects everything. */
+enum sl_sel_op { SL_SEL_IN, SL_SEL_NOT_IN, SL_SEL_EXISTS, SL_SEL_DOES_NOT_EXIST };
+
+struct sl_sel_expr {
+	char *key;
+	enum sl_sel_op op;
+	char **values;			/* In / NotIn: 1 or more; Exists / DoesNotExist: none */
+	size_t n_values;
+};
+
+struct sl_selector {
+	struct sl_labels match;		/* matchLabels */
+	struct sl_sel_expr *exprs;	/* matchExpressions */
+	size_t n_exprs;
+};
+
+struct sl_cidr {
+	struct sl_ip ip;		/* host bits zero */
+	uint8_t len;
+};
+
+/* One from/to entry of a NetworkPolicy rule: ipBlock, or pods by selectors. */
+struct sl_np_peer {
+	bool ip_block;
+	struct sl_cidr cidr;		/* ipBlock.cidr */
+	struct sl_cidr *except;		/* ipBlock.except: inside cidr, same family */
+	size_t n_except;
+	bool has_pod_sel, has_ns_sel;	/* no namespaceSelector: the policy's namespace */
+	struct sl_selector pod_sel, ns_sel;
+};
+
+/* One ports entry: a protocol and a port, a range (port..end_port), a named
+ * port (resolved against the destination pod's containerPorts), or, with
+ * neither, every port of the protocol. */
+struct sl_np_port {
+	uint8_t proto;			/* SL_IPPROTO_*, 132 SCTP; TCP by default */
+	uint16_t port, end_port;	/* 0: every port; end_port 0: just port */
+	char *name;			/* named port, or NULL */
+};
+
+/* One ingress or egress rule. No peers (from/to absent or empty): every peer.
+ * No ports: every port and protocol. */
+struct sl_np_rule {
+	struct sl_np_peer *peers;
+	size_t n_peers;
+	struct sl_np_port *ports;
+	size_t n_ports;
+};
+
+struct sl_netpol {
+	char *ns, *name;
+	struct sl_selector pod_sel;	/* spec.podSelector */
+	bool type_ingress, type_egress;	/* policyTypes, defaulted as the API server does */
+	struct sl_np_rule *ingress;
+	size_t n_ingress;
+	struct sl_np_rule *egress;
+	size_t n_egress;
+	struct sl_src src;
+};
+
 /* A decoded set of objects: everything from one config directory. */
 struct sl_resources {
 	struct sl_namespace *namespaces;
@@ -127,6 +188,8 @@ struct sl_resources {
 	size_t n_services;
 	struct sl_endpoint_slice *slices;
 	size_t n_slices;
+	struct sl_netpol *netpols;
+	size_t n_netpols;
 	/* Kinds accepted but not handled yet (Gateway API, policy...): counted and noted. */
 	size_t n_ignored;
 	void *priv;			/* allocator and interned strings (config.c) */
@@ -139,6 +202,11 @@ const char *labels_get(const struct sl_labels *l, const char *key);
 /* Equality-based selector: every selector label present with the same value.
  * An empty selector matches everything. */
 bool labels_match(const struct sl_labels *selector, const struct sl_labels *labels);
+
+/* A full LabelSelector (expressions too) against a pod's or namespace's labels. */
+bool selector_match(const struct sl_selector *sel, const struct sl_labels *labels);
+bool selector_empty(const struct sl_selector *sel);
+bool cidr_contains(const struct sl_cidr *c, const struct sl_ip *ip);
 
 /* Formatting (model.c). buf >= SL_IP_STRLEN. */
 #define SL_IP_STRLEN 46

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 
 #include "log.h"
+#include "mapdump.h"
 
 #ifndef ENOTSUPP
 #define ENOTSUPP 524	/* the kernel's internal "operation not supported" */
@@ -224,64 +225,6 @@ static int id_count_cmp(const void *pa, const void *pb)
 
 /* Every entry of a hash map, with the batch syscall where the kernel has it
  * (a few calls for 100k entries instead of 200k). keys and vals are malloc'ed. */
-static int dump_map(int fd, size_t key_size, size_t val_size, uint32_t max, void **keys, void **vals,
-		    size_t *n)
-{
-	size_t cap = max ? max : 1, got = 0;
-	char *k = malloc(cap * key_size), *v = malloc(cap * val_size);
-	__u64 in = 0, outb = 0;
-	void *inp = NULL;
-	int err = 0;
-
-	*keys = *vals = NULL;
-	*n = 0;
-	if (!k || !v) {
-		free(k);
-		free(v);
-		return -ENOMEM;
-	}
-	for (;;) {
-		__u32 cnt = (__u32)(cap - got > 8192 ? 8192 : cap - got);
-
-		if (!cnt)
-			break;
-		LIBBPF_OPTS(bpf_map_batch_opts, o);
-		err = bpf_map_lookup_batch(fd, inp, &outb, k + got * key_size, v + got * val_size, &cnt, &o);
-		got += cnt;
-		if (err == -ENOENT) {
-			err = 0;	/* the end */
-			break;
-		}
-		if (err)
-			break;
-		in = outb;
-		inp = &in;
-	}
-	if (err == -EINVAL || err == -EOPNOTSUPP || err == -ENOTSUPP) {
-		/* No batch ops: walk the keys. */
-		char *prev = NULL, *next = malloc(key_size);
-
-		err = next ? 0 : -ENOMEM;
-		got = 0;
-		while (!err && got < cap && !bpf_map_get_next_key(fd, prev, next)) {
-			memcpy(k + got * key_size, next, key_size);
-			prev = k + got * key_size;
-			if (!bpf_map_lookup_elem(fd, prev, v + got * val_size))
-				got++;
-		}
-		free(next);
-	}
-	if (err) {
-		free(k);
-		free(v);
-		return err;
-	}
-	*keys = k;
-	*vals = v;
-	*n = got;
-	return 0;
-}
-
 struct slot_entry {
 	struct sl_be_key key;
 	struct sl_be_val val;
@@ -308,10 +251,10 @@ static int read_maps(struct sync *s)
 	size_t n_svc = 0, n_be = 0, done = 0, n_err = 0, i;
 	int err;
 
-	err = dump_map(s->maps.svc_fd, sizeof(*sk), sizeof(*sv), s->maps.svc_max, (void **)&sk,
+	err = map_dump(s->maps.svc_fd, sizeof(*sk), sizeof(*sv), s->maps.svc_max, (void **)&sk,
 		       (void **)&sv, &n_svc);
 	if (!err)
-		err = dump_map(s->maps.be_fd, sizeof(*bk), sizeof(*bv), s->maps.be_max, (void **)&bk,
+		err = map_dump(s->maps.be_fd, sizeof(*bk), sizeof(*bv), s->maps.be_max, (void **)&bk,
 			       (void **)&bv, &n_be);
 	if (!err)
 		err = tab_init(&s->tab, n_svc);

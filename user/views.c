@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /* views.c - see views.h. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +15,8 @@
 #include "loader.h"
 #include "model.h"
 #include "pods.h"
+#include "policy.h"
+#include "polsync.h"
 #include "tunnel.h"
 #include "views.h"
 
@@ -50,6 +54,38 @@ static json_t *mesh_json(const struct agent *a)
 			 (json_int_t)st.hbone_servers);
 }
 
+static const char *const scope_names[] = { "enrolled", "all", "none" };
+
+/* Pods the scope takes that are not set up yet (netns not found, attach failed). */
+static size_t policy_pods_pending(const struct agent *a)
+{
+	struct pods_info *pi = NULL;
+	size_t n = 0, pending = 0;
+
+	if (!a->pods || pods_list(a->pods, &pi, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		pending += !pi[i].enrolled || !pi[i].ingress_attached || !pi[i].egress_attached;
+	free(pi);
+	return pending;
+}
+
+static json_t *policy_json(const struct agent *a)
+{
+	const struct policy *p = a->policy;
+	size_t ids = 0, eps = 0, rules = 0;
+
+	if (a->polsync)
+		polsync_counts(a->polsync, &ids, &eps, &rules);
+	return json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I}", "scope",
+			 scope_names[a->policy_scope], "in_force", p && !a->polsync_err, "policies",
+			 (json_int_t)(p ? p->n_policies : 0), "selecting_local_pods",
+			 (json_int_t)(p ? p->n_local_policies : 0), "endpoints", (json_int_t)(p ? p->n_eps : 0),
+			 "identities", (json_int_t)(p ? p->n_identities : 0), "map_identities", (json_int_t)ids,
+			 "map_endpoints", (json_int_t)eps, "map_rules", (json_int_t)rules, "last_sync_ms",
+			 a->last_polsync.ms, "pods_pending", (json_int_t)policy_pods_pending(a));
+}
+
 json_t *views_status(const struct agent *a)
 {
 	const struct sl_resources *r = a->model ? a->model->res : NULL;
@@ -70,7 +106,7 @@ json_t *views_status(const struct agent *a)
 		"{s:s, s:s, s:i, s:f,"
 		" s:{s:s?, s:I, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o},"
 		" s:{s:s, s:s, s:o, s:b},"
-		" s:{s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o}",
+		" s:{s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o, s:o}",
 		"version", SL_VERSION, "node", a->node_name, "pid", (int)getpid(), "uptime_s",
 		(double)(now.tv_sec - a->started.tv_sec) + (double)(now.tv_nsec - a->started.tv_nsec) / 1e9,
 		"config", "source", a->config_dir, "generation", (json_int_t)a->generation, "state",
@@ -86,7 +122,7 @@ json_t *views_status(const struct agent *a)
 		(json_int_t)a->last_sync.frontends, "backends", (json_int_t)a->last_sync.backends,
 		"last_sync_ms", a->last_sync.ms, "last_sync_at", time_or_null(a->last_sync_at), "updates",
 		(json_int_t)a->last_sync.updates, "deletes", (json_int_t)a->last_sync.deletes, "errors",
-		(json_int_t)a->last_sync.errors, "mesh", mesh_json(a));
+		(json_int_t)a->last_sync.errors, "mesh", mesh_json(a), "policy", policy_json(a));
 }
 
 static json_t *backend_json(const struct sl_backend *b)
@@ -307,4 +343,223 @@ json_t *views_certs(const struct agent *a)
 						      "error", str_or_null(ci[i].error)));
 	free(ci);
 	return json_pack("{s:o, s:o}", "certs", list, "mesh", a->mesh_off ? json_sprintf("off: %s", a->mesh_off) : json_string("on"));
+}
+
+/* ---- NetworkPolicy ---- */
+
+static json_t *selector_json(const struct sl_selector *sel)
+{
+	json_t *o = json_object(), *ml = json_object(), *ex = json_array();
+
+	for (size_t i = 0; i < sel->match.n; i++)
+		json_object_set_new(ml, sel->match.v[i].key, json_string(sel->match.v[i].value));
+	for (size_t i = 0; i < sel->n_exprs; i++) {
+		static const char *const ops[] = { "In", "NotIn", "Exists", "DoesNotExist" };
+		json_t *vals = json_array();
+
+		for (size_t j = 0; j < sel->exprs[i].n_values; j++)
+			json_array_append_new(vals, json_string(sel->exprs[i].values[j]));
+		json_array_append_new(ex, json_pack("{s:s, s:s, s:o}", "key", sel->exprs[i].key, "operator",
+						    ops[sel->exprs[i].op], "values", vals));
+	}
+	json_object_set_new(o, "matchLabels", ml);
+	json_object_set_new(o, "matchExpressions", ex);
+	return o;
+}
+
+/* The counter slot of a rule (or default deny) by name, 0 when never compiled. */
+static uint64_t slot_count(const struct agent *a, const char *ns, const char *name, int dir, int rule,
+			   uint32_t *slot_out)
+{
+	const struct policy_slot *slots;
+	size_t n = a->polreg ? policy_registry_slots(a->polreg, &slots) : 0;
+
+	*slot_out = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (slots[i].dir != dir || slots[i].rule != rule || strcmp(slots[i].ns, ns) ||
+		    strcmp(slots[i].policy, name))
+			continue;
+		*slot_out = slots[i].slot;
+		return a->polsync ? polsync_slot_count(a->polsync, slots[i].slot) : 0;
+	}
+	return 0;
+}
+
+json_t *views_policies(const struct agent *a)
+{
+	const struct sl_resources *r = a->model ? a->model->res : NULL;
+	const struct policy *p = a->policy;
+	json_t *pols = json_array(), *eps = json_array();
+	char ip[SL_IP_STRLEN];
+
+	for (size_t i = 0; r && i < r->n_netpols; i++) {
+		const struct sl_netpol *np = &r->netpols[i];
+		json_t *types = json_array(), *rules = json_array(), *denies = json_object();
+
+		if (np->type_ingress)
+			json_array_append_new(types, json_string("Ingress"));
+		if (np->type_egress)
+			json_array_append_new(types, json_string("Egress"));
+		for (int dir = 0; dir < 2; dir++) {
+			size_t n = dir == SL_DIR_INGRESS ? np->n_ingress : np->n_egress;
+			const char *dn = dir == SL_DIR_INGRESS ? "ingress" : "egress";
+			uint32_t slot;
+			uint64_t c;
+
+			for (size_t j = 0; j < n; j++) {
+				const struct sl_np_rule *ru = dir == SL_DIR_INGRESS ? &np->ingress[j] : &np->egress[j];
+				char name[32];
+
+				c = slot_count(a, np->ns, np->name, dir, (int)j, &slot);
+				snprintf(name, sizeof(name), "%s[%zu]", dn, j);
+				json_array_append_new(rules, json_pack("{s:s, s:I, s:I, s:I, s:I}", "rule", name, "peers",
+								       (json_int_t)ru->n_peers, "ports",
+								       (json_int_t)ru->n_ports, "slot", (json_int_t)slot,
+								       "allowed", (json_int_t)c));
+			}
+			c = slot_count(a, np->ns, np->name, dir, -1, &slot);
+			json_object_set_new(denies, dn, json_integer((json_int_t)c));
+		}
+		json_array_append_new(pols, json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:o}", "namespace", np->ns,
+						      "name", np->name, "source", np->src.file, "line", np->src.line,
+						      "podSelector", selector_json(&np->pod_sel), "policyTypes", types,
+						      "rules", rules, "denied_as_isolating", denies));
+	}
+	for (size_t i = 0; p && i < p->n_eps; i++) {
+		const struct policy_ep *e = &p->eps[i];
+		json_t *ips = json_array();
+
+		for (size_t j = 0; j < e->pod->n_ips; j++)
+			json_array_append_new(ips, json_string(sl_ip_str(&e->pod->ips[j], ip)));
+		json_array_append_new(eps, json_pack("{s:s, s:s, s:o, s:I, s:b, s:b, s:s?, s:s?, s:b}", "namespace",
+						     e->pod->ns, "name", e->pod->name, "ips", ips, "endpoint",
+						     (json_int_t)e->ep_id, "isolated_ingress",
+						     !!(e->flags & SL_EP_F_ISO_IN), "isolated_egress",
+						     !!(e->flags & SL_EP_F_ISO_OUT), "ingress_isolated_by",
+						     e->isolated_by[0] ? e->isolated_by[0]->name : NULL,
+						     "egress_isolated_by", e->isolated_by[1] ? e->isolated_by[1]->name : NULL,
+						     "enrolled", !!(e->flags & SL_EP_F_ENROLLED)));
+	}
+	return json_pack("{s:o, s:o, s:o}", "policy", policy_json(a), "policies", pols, "endpoints", eps);
+}
+
+/* The value of key in a query string (a=b&c=d, %XX decoded) into out. */
+static bool query_get(const char *q, const char *key, char *out, size_t len)
+{
+	size_t kl = strlen(key);
+
+	for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+		size_t o = 0;
+
+		if (strncmp(p, key, kl) || p[kl] != '=')
+			continue;
+		for (p += kl + 1; *p && *p != '&' && o + 1 < len; p++) {
+			unsigned int c;
+
+			if (*p == '%' && p[1] && p[2] && sscanf(p + 1, "%2x", &c) == 1) {
+				out[o++] = (char)c;
+				p += 2;
+			} else {
+				out[o++] = *p == '+' ? ' ' : *p;
+			}
+		}
+		out[o] = '\0';
+		return true;
+	}
+	return false;
+}
+
+static const char *kernel_verdict(const struct agent *a, int dir, const struct sl_ip *local, const struct sl_ip *peer,
+				  uint16_t port, uint8_t proto, const char **slot_name)
+{
+	const struct policy_slot *ps;
+	uint32_t slot;
+	int r;
+
+	*slot_name = NULL;
+	if (!a->policy)
+		return "no policy compiled";
+	r = policy_lookup(a->policy, dir, local, peer, port, proto, &slot);
+	if (r < 0)
+		return "not policed on this node";
+	ps = a->polreg ? policy_registry_slot(a->polreg, slot) : NULL;
+	*slot_name = ps ? ps->name : NULL;
+	return r ? "allow" : "deny";
+}
+
+/* ?from=<ns/pod|ip>&to=<ns/pod|ip>&port=N[&protocol=TCP|UDP][&family=4|6] */
+json_t *views_policy_check(const struct agent *a, const char *q, int *code)
+{
+	char from[300] = "", to[300] = "", port_s[16] = "", proto_s[16] = "TCP", fam_s[8] = "";
+	struct sl_ip src, dst;
+	struct policy_decision d;
+	const char *kin, *keg, *sin = NULL, *seg = NULL;
+	char sb[SL_IP_STRLEN], db[SL_IP_STRLEN];
+	uint8_t proto;
+	long port;
+	int fam = 0;
+
+	if (!query_get(q, "from", from, sizeof(from)) || !query_get(q, "to", to, sizeof(to)) ||
+	    !query_get(q, "port", port_s, sizeof(port_s))) {
+		*code = 400;
+		return json_pack("{s:s}", "error", "want ?from=<ns/pod|ip>&to=<ns/pod|ip>&port=N[&protocol=UDP]");
+	}
+	query_get(q, "protocol", proto_s, sizeof(proto_s));
+	if (query_get(q, "family", fam_s, sizeof(fam_s)))
+		fam = !strcmp(fam_s, "6") ? SL_AF_INET6 : SL_AF_INET;
+	port = strtol(port_s, NULL, 10);
+	proto = !strcasecmp(proto_s, "UDP") ? SL_IPPROTO_UDP : !strcasecmp(proto_s, "SCTP") ? 132 : SL_IPPROTO_TCP;
+	if (port < 1 || port > 65535) {
+		*code = 400;
+		return json_pack("{s:s}", "error", "port: 1 to 65535");
+	}
+	if (!a->model) {
+		*code = 503;
+		return json_pack("{s:s}", "error", "no configuration in force yet");
+	}
+	/* The destination's family decides the source's address, so a dual-stack
+	 * pod checked against an IPv6 address uses its IPv6 one. */
+	if (policy_resolve(a->model, to, fam, &dst)) {
+		*code = 404;
+		return json_pack("{s:s, s:s}", "error", "no such pod or address", "to", to);
+	}
+	if (policy_resolve(a->model, from, dst.family, &src) || src.family != dst.family) {
+		*code = 404;
+		return json_pack("{s:s, s:s}", "error", "no such pod or address of that family", "from", from);
+	}
+	policy_decide(a->model, &src, &dst, (uint16_t)port, proto, &d);
+	kin = d.dst_pod ? kernel_verdict(a, SL_DIR_INGRESS, &dst, &src, (uint16_t)port, proto, &sin) : "-";
+	keg = d.src_pod ? kernel_verdict(a, SL_DIR_EGRESS, &src, &dst, (uint16_t)port, proto, &seg) : "-";
+	return json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:{s:b, s:s, s:s, s:s?}, s:{s:b, s:s, s:s, s:s?}}",
+			 "verdict", d.allow ? "allow" : "deny", "from", from, "to", to, "src_ip", sl_ip_str(&src, sb),
+			 "port", (int)port, "protocol", sl_proto_str(proto), "dst_ip", sl_ip_str(&dst, db),
+			 "egress", "allow", d.egress_allow, "reason", d.egress, "this_node", keg, "this_node_rule", seg,
+			 "ingress", "allow", d.ingress_allow, "reason", d.ingress, "this_node", kin, "this_node_rule",
+			 sin);
+}
+
+int views_policy_metrics(const struct agent *a, FILE *f)
+{
+	const struct policy_slot *slots;
+	size_t n = a->polreg ? policy_registry_slots(a->polreg, &slots) : 0;
+
+	fprintf(f, "# HELP sluice_networkpolicy_verdicts_total New connections and UDP datagrams decided by a "
+		   "NetworkPolicy rule (allow) or by isolation with no rule matching (deny), kernel and agent.\n"
+		   "# TYPE sluice_networkpolicy_verdicts_total counter\n");
+	for (size_t i = 0; i < n; i++) {
+		const struct policy_slot *s = &slots[i];
+		uint64_t c = a->polsync ? polsync_slot_count(a->polsync, s->slot) : 0;
+		char rule[16];
+
+		if (s->rule >= 0)
+			snprintf(rule, sizeof(rule), "%d", s->rule);
+		else
+			snprintf(rule, sizeof(rule), "default-deny");
+		fprintf(f,
+			"sluice_networkpolicy_verdicts_total{namespace=\"%s\",policy=\"%s\",direction=\"%s\","
+			"rule=\"%s\",verdict=\"%s\"} %llu\n",
+			s->ns, s->policy, s->dir == SL_DIR_INGRESS ? "ingress" : "egress", rule,
+			s->rule >= 0 ? "allow" : "deny", (unsigned long long)c);
+	}
+	return ferror(f) ? -EIO : 0;
 }

@@ -4,6 +4,8 @@
 #ifndef SL_VIEWS_H
 #define SL_VIEWS_H
 
+#include <stdio.h>
+
 #include <jansson.h>
 
 struct agent;
@@ -14,5 +16,11 @@ json_t *views_workloads(const struct agent *a);
 json_t *views_maps(const struct agent *a);
 json_t *views_connections(const struct agent *a);
 json_t *views_certs(const struct agent *a);
+/* NetworkPolicies in force with counters, and the local pods they police. */
+json_t *views_policies(const struct agent *a);
+/* One decision: ?from=&to=&port=&protocol=; *code 400/404/503 on bad input. */
+json_t *views_policy_check(const struct agent *a, const char *query, int *code);
+/* Prometheus text of the NetworkPolicy counters into f. 0 or -EIO. */
+int views_policy_metrics(const struct agent *a, FILE *f);
 
 #endif

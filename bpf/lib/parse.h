@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* parse.h - packet header parsing with a cursor (xdp-tools hdr_cursor), for
- * TC programs: Ethernet, IPv4 (options), IPv6 (extension headers), TCP.
+ * TC and XDP programs: Ethernet, IPv4 (options), IPv6 (extension headers and
+ * the fragment header), TCP and UDP.
  * Every function checks bounds against data_end before it reads. */
 #ifndef SL_BPF_PARSE_H
 #define SL_BPF_PARSE_H
@@ -16,17 +17,21 @@ struct cursor {
 	void *end;
 };
 
-/* A parsed TCP packet: the 4-tuple as the packet carries it, network order. */
+/* A parsed TCP or UDP packet: the 4-tuple as the packet carries it, network order. */
 struct flow {
 	__u8 family;		/* AF_INET / AF_INET6 */
+	__u8 proto;		/* IPPROTO_TCP / IPPROTO_UDP */
 	struct sl_addr saddr, daddr;
 	__be16 sport, dport;
 	bool syn, ack;
+	bool frag;		/* the first fragment of a fragmented packet */
 };
 
 enum parse_result {
 	PARSE_TCP = 0,		/* struct flow filled */
-	PARSE_OTHER = 1,	/* not TCP, or a non-first fragment: not ours */
+	PARSE_UDP = 2,		/* struct flow filled (no flags) */
+	PARSE_FRAG = 3,		/* a later fragment: addresses filled, no ports */
+	PARSE_OTHER = 1,	/* neither TCP nor UDP */
 	PARSE_BAD = -1,		/* truncated or malformed */
 };
 
@@ -42,7 +47,29 @@ static __always_inline enum parse_result parse_tcp_hdr(struct cursor *c, struct 
 	f->dport = th->dest;
 	f->syn = th->syn;
 	f->ack = th->ack;
+	f->proto = IPPROTO_TCP;
 	return PARSE_TCP;
+}
+
+static __always_inline enum parse_result parse_udp_hdr(struct cursor *c, struct flow *f)
+{
+	struct udphdr *uh = c->pos;
+
+	if ((void *)(uh + 1) > c->end)
+		return PARSE_BAD;
+	f->sport = uh->source;
+	f->dport = uh->dest;
+	f->proto = IPPROTO_UDP;
+	return PARSE_UDP;
+}
+
+static __always_inline enum parse_result parse_l4(struct cursor *c, struct flow *f, __u8 proto)
+{
+	if (proto == IPPROTO_TCP)
+		return parse_tcp_hdr(c, f);
+	if (proto == IPPROTO_UDP)
+		return parse_udp_hdr(c, f);
+	return PARSE_OTHER;
 }
 
 static __always_inline enum parse_result parse_ip4(struct cursor *c, struct flow *f)
@@ -58,15 +85,17 @@ static __always_inline enum parse_result parse_ip4(struct cursor *c, struct flow
 	/* Options: a second check after ihl (the first covered 20 bytes only). */
 	if (c->pos + hl > c->end)
 		return PARSE_BAD;
-	if (ip->frag_off & bpf_htons(0x1fff))
-		return PARSE_OTHER;	/* no TCP header in a later fragment */
-	if (ip->protocol != IPPROTO_TCP)
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return PARSE_OTHER;
 	f->family = AF_INET;
+	f->proto = ip->protocol;
 	f->saddr.v4 = ip->saddr;
 	f->daddr.v4 = ip->daddr;
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return PARSE_FRAG;	/* no L4 header in a later fragment */
+	f->frag = !!(ip->frag_off & bpf_htons(0x2000));	/* more fragments */
 	c->pos += hl;
-	return parse_tcp_hdr(c, f);
+	return parse_l4(c, f, ip->protocol);
 }
 
 static __always_inline enum parse_result parse_ip6(struct cursor *c, struct flow *f)
@@ -87,10 +116,21 @@ static __always_inline enum parse_result parse_ip6(struct cursor *c, struct flow
 	for (int i = 0; i < IPV6_EXT_MAX; i++) {
 		struct ipv6_opt_hdr *h = c->pos;
 
-		if (next == IPPROTO_TCP)
-			return parse_tcp_hdr(c, f);
-		if (next == IPPROTO_FRAGMENT)
-			return PARSE_OTHER;	/* fragmented TCP: leave it to the stack */
+		if (next == IPPROTO_TCP || next == IPPROTO_UDP)
+			return parse_l4(c, f, next);
+		if (next == IPPROTO_FRAGMENT) {
+			struct frag_hdr *fh = c->pos;
+
+			if ((void *)(fh + 1) > c->end)
+				return PARSE_BAD;
+			next = fh->nexthdr;
+			f->proto = next;
+			f->frag = true;
+			if (fh->frag_off & bpf_htons(0xfff8))
+				return next == IPPROTO_TCP || next == IPPROTO_UDP ? PARSE_FRAG : PARSE_OTHER;
+			c->pos = fh + 1;	/* the first fragment carries the L4 header */
+			continue;
+		}
 		if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING && next != IPPROTO_DSTOPTS)
 			return PARSE_OTHER;
 		if ((void *)(h + 1) > c->end)
@@ -98,13 +138,13 @@ static __always_inline enum parse_result parse_ip6(struct cursor *c, struct flow
 		next = h->nexthdr;
 		c->pos += (h->hdrlen + 1) * 8;
 	}
-	return next == IPPROTO_TCP ? parse_tcp_hdr(c, f) : PARSE_OTHER;
+	return parse_l4(c, f, next);
 }
 
-/* Parse an Ethernet frame at skb's data as far as its TCP header. */
-static __always_inline enum parse_result parse_flow(struct __sk_buff *skb, struct flow *f)
+/* Parse an Ethernet frame in [data, end) as far as its TCP or UDP header. */
+static __always_inline enum parse_result parse_frame(void *data, void *end, struct flow *f)
 {
-	struct cursor c = { .pos = (void *)(long)skb->data, .end = (void *)(long)skb->data_end };
+	struct cursor c = { .pos = data, .end = end };
 	struct ethhdr *eth = c.pos;
 
 	if ((void *)(eth + 1) > c.end)
@@ -115,6 +155,11 @@ static __always_inline enum parse_result parse_flow(struct __sk_buff *skb, struc
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
 		return parse_ip6(&c, f);
 	return PARSE_OTHER;
+}
+
+static __always_inline enum parse_result parse_flow(struct __sk_buff *skb, struct flow *f)
+{
+	return parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, f);
 }
 
 #endif

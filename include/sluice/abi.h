@@ -181,6 +181,133 @@ _Static_assert(sizeof(struct sl_origdst_key) == 16, "sl_origdst_key is ABI");
 #define SL_ORIGDST_MAX	65536		/* captured connects not yet accepted (LRU) */
 #endif
 
+/* ---- NetworkPolicy (policy.c compiles; pod_ingress, pod_egress, sock_lb enforce) ----
+ *
+ * A peer address has an identity: the class of addresses that every policy
+ * peer (selector or ipBlock) of this node's policies treats alike.
+ * sl_polid_v1 (LPM) maps an address to it: pod IPs as /32 and /128, ipBlock
+ * CIDRs and their excepts as prefixes. An address with no entry is
+ * SL_POLID_WORLD, which no rule names.
+ * sl_polep_v1 holds each local pod under policy (key: its IP): its endpoint
+ * id and whether it is isolated for ingress and egress.
+ * sl_polrule_v1 (LPM) holds what an isolated endpoint allows: {endpoint,
+ * direction, protocol, peer identity, port}, the port as a prefix so that a
+ * range (port..endPort) is a handful of entries and "every port" one. A rule
+ * for any peer has peer SL_POLID_ANY. Two lookups (the peer, then ANY) decide,
+ * whatever the number of rules.
+ */
+#define SL_POLID_ANY	0		/* sl_polrule_v1: a rule for every peer */
+#define SL_POLID_WORLD	1		/* an address no policy peer matches */
+
+#define SL_DIR_INGRESS	0
+#define SL_DIR_EGRESS	1
+
+/* sl_polid_v1 key (LPM trie): prefixlen counts the family byte (8) plus the
+ * address bits, so IPv4 and IPv6 share one trie. */
+struct sl_polid_key {
+	__u32 prefixlen;
+	__u8 family;			/* SL_AF_* */
+	__u8 pad[3];
+	struct sl_addr addr;		/* IPv4 in the first 4 bytes */
+};
+_Static_assert(sizeof(struct sl_polid_key) == 24, "sl_polid_key is ABI");
+#define SL_POLID_KEY_BITS(addr_bits) (32 + (addr_bits))	/* family and pad, then the address */
+
+struct sl_polid_val {
+	__u32 id;
+};
+
+/* sl_polep_v1 key: a local pod's address. */
+struct sl_polep_key {
+	struct sl_addr addr;
+	__u8 family;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct sl_polep_key) == 20, "sl_polep_key is ABI");
+
+#define SL_EP_F_ISO_IN		0x0001	/* a policy with policyTypes Ingress selects it */
+#define SL_EP_F_ISO_OUT		0x0002	/* a policy with policyTypes Egress selects it */
+#define SL_EP_F_NO_STEER	0x0004	/* not in the mesh: pod_ingress only polices it */
+#define SL_EP_F_ENROLLED	0x0008	/* in the mesh: HBONE (15008) is the agent's to police */
+struct sl_polep_val {
+	__u32 ep_id;
+	__u32 flags;			/* SL_EP_F_* */
+	__u32 deny_slot[2];		/* sl_polstat_v1 slot of a default deny, by SL_DIR_* */
+};
+_Static_assert(sizeof(struct sl_polep_val) == 16, "sl_polep_val is ABI");
+
+/* sl_polrule_v1 key (LPM trie). Full length SL_POLRULE_BITS; a rule for every
+ * port of a protocol is SL_POLRULE_BITS - 16. */
+struct sl_polrule_key {
+	__u32 prefixlen;
+	__u32 ep_id;
+	__u32 peer_id;			/* SL_POLID_ANY or an identity */
+	__u8 dir;			/* SL_DIR_* */
+	__u8 proto;			/* SL_IPPROTO_* */
+	__be16 port;
+};
+_Static_assert(sizeof(struct sl_polrule_key) == 16, "sl_polrule_key is ABI");
+#define SL_POLRULE_BITS		96
+
+struct sl_polrule_val {
+	__u32 slot;			/* sl_polstat_v1 slot of the allowing rule */
+};
+
+/* sl_polstat_v1 (per-CPU hash, key: slot): what a rule allowed and a default
+ * deny denied. The agent names the slots (/policies, /metrics). */
+struct sl_polstat {
+	__u64 packets;			/* connections (TCP SYN, connect, sendmsg) and UDP datagrams */
+};
+
+/* sl_polct_v1 key: a UDP flow that policy let through, so that its replies
+ * pass the other way (TCP needs none: only a SYN is policed). side says whose
+ * hook recorded it: the source pod's egress or the destination pod's ingress. */
+struct sl_polct_key {
+	struct sl_addr saddr, daddr;
+	__be16 sport, dport;
+	__u8 family;
+	__u8 proto;
+	__u8 side;			/* SL_DIR_*: egress of saddr's pod, ingress of daddr's pod */
+	__u8 pad;
+};
+_Static_assert(sizeof(struct sl_polct_key) == 40, "sl_polct_key is ABI");
+struct sl_polct_val {
+	__u64 last_ns;			/* bpf_ktime_get_boot_ns() of the last datagram */
+};
+
+/* sl_polev_v1 (ring buffer): a denied connection or datagram, for the
+ * agent's rate-limited log. */
+struct sl_polev {
+	struct sl_addr saddr, daddr;
+	__be16 sport, dport;
+	__u8 family, proto, dir;
+	__u8 hook;			/* SL_HOOK_* */
+	__u32 slot;			/* the deny slot */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct sl_polev) == 48, "sl_polev is ABI");
+#define SL_HOOK_CONNECT		1	/* sock_lb connect/sendmsg */
+#define SL_HOOK_TC_INGRESS	2
+#define SL_HOOK_TC_EGRESS	3
+#define SL_HOOK_XDP		4
+
+#ifndef SL_POLID_MAX
+#define SL_POLID_MAX	65536		/* pod IPs and policy CIDRs */
+#endif
+#ifndef SL_POLEP_MAX
+#define SL_POLEP_MAX	8192		/* local pod addresses under policy */
+#endif
+#ifndef SL_POLRULE_MAX
+#define SL_POLRULE_MAX	524288		/* compiled rule entries */
+#endif
+#ifndef SL_POLSTAT_MAX
+#define SL_POLSTAT_MAX	65536		/* rule and default-deny slots */
+#endif
+#ifndef SL_POLCT_MAX
+#define SL_POLCT_MAX	65536		/* UDP flows let through (LRU) */
+#endif
+#define SL_POLCT_TIMEOUT_NS (120ULL * 1000000000ULL)	/* conntrack's UDP stream timeout */
+
 /* sl_metrics_v1: per-CPU array indexed by enum sl_counter (counters.h). */
 struct sl_metric {
 	__u64 count;

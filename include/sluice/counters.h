@@ -25,7 +25,14 @@
 	X(IN_STEERED,      14, "ingress_steered",    "pod_ingress: inbound SYN assigned to the pod's 15006") \
 	X(IN_NO_LISTENER,  15, "ingress_no_listener","pod_ingress: no 15006 listener: packet passed (fail open)") \
 	X(IN_ASSIGN_ERR,   16, "ingress_assign_err", "pod_ingress: bpf_sk_assign failed: packet passed") \
-	X(IN_BAD_PACKET,   17, "ingress_bad_packet", "pod_ingress: truncated or malformed header: packet passed")
+	X(IN_BAD_PACKET,   17, "ingress_bad_packet", "pod_ingress: truncated or malformed header: packet passed") \
+	X(POL_ALLOW,       18, "policy_allowed",     "NetworkPolicy: a rule allowed a new connection or datagram of an isolated pod") \
+	X(POL_DENY,        19, "policy_denied",      "NetworkPolicy: denied (connect EPERM, or packet dropped)") \
+	X(POL_REPLY,       20, "policy_reply",       "NetworkPolicy: a UDP reply to an allowed flow passed") \
+	X(POL_HBONE,       21, "policy_hbone_passed","NetworkPolicy: HBONE to an enrolled pod left to the agent") \
+	X(POL_FRAGMENT,    22, "policy_fragment",    "NetworkPolicy: a later fragment passed (reassembly needs the policed first)") \
+	X(POL_EV_LOST,     23, "policy_event_lost",  "NetworkPolicy: deny event not logged (ring buffer full)") \
+	X(EG_BAD_PACKET,   24, "egress_bad_packet",  "pod_egress: truncated or malformed header: packet passed")
 
 enum sl_counter {
 #define SL_COUNTER_ENUM(name, num, str, help) SL_CNT_##name = num,

@@ -19,5 +19,11 @@
 #define SL_MAP_NETNS		"sl_netns_v1"
 #define SL_MAP_ORIGDST		"sl_origdst_v1"
 #define SL_MAP_SK_ORIG		"sl_sk_orig_v1"
+#define SL_MAP_POLID		"sl_polid_v1"
+#define SL_MAP_POLEP		"sl_polep_v1"
+#define SL_MAP_POLRULE		"sl_polrule_v1"
+#define SL_MAP_POLSTAT		"sl_polstat_v1"
+#define SL_MAP_POLCT		"sl_polct_v1"
+#define SL_MAP_POLEV		"sl_polev_v1"
 
 #endif /* SLUICE_PIN_H */

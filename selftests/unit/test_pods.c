@@ -510,7 +510,7 @@ static int sysctl_get(const char *path)
 
 static struct pods_spec spec(const char *name, const char *ip4, const char *ip6)
 {
-	struct pods_spec s = { .ns = "default", .name = name, .service_account = "sa-" };
+	struct pods_spec s = { .ns = "default", .name = name, .service_account = "sa-", .mesh = true };
 
 	if (ip4 && !sl_ip_parse(ip4, &s.ips[s.n_ips]))
 		s.n_ips++;

@@ -9,6 +9,7 @@
  * "sluicectl: what failed: why". Tables tolerate missing and extra fields in
  * the agent's JSON, so a CLI and an agent of different versions still talk.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -75,6 +76,9 @@ static void ctl_usage(FILE *f)
 		"  connections   live mesh connections: workloads, identities, bytes, age\n"
 		"  certs         workload certificates in use and when they rotate\n"
 		"  maps          BPF maps and datapath counters\n"
+		"  policies      NetworkPolicies in force, their counters, the pods they isolate\n"
+		"  policy check --from NS/POD|IP --to NS/POD:PORT|IP:PORT|[IPv6]:PORT [--udp]\n"
+		"                would policy allow it, and which policy and rule decide\n"
 		"  get PATH      the JSON the agent serves at PATH (e.g. /status)\n"
 		"\n"
 		"options:\n"
@@ -593,6 +597,21 @@ static void print_status_mesh(const json_t *m)
 	   jf(m, "hbone_in", b5, sizeof(b5)));
 }
 
+static void print_status_policy(const json_t *p)
+{
+	char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
+
+	if (!json_is_object(p))
+		return;
+	KV("Policy:", "scope %s, %s NetworkPolicies (%s select pods here), %s; %s pods pending",
+	   js(p, "scope"), jf(p, "policies", b1, sizeof(b1)), jf(p, "selecting_local_pods", b2, sizeof(b2)),
+	   json_is_true(json_object_get(p, "in_force")) ? "in force" : "NOT in force",
+	   jf(p, "pods_pending", b3, sizeof(b3)));
+	KV("  Kernel:", "%s identities, %s endpoints, %s rule entries",
+	   jf(p, "map_identities", b4, sizeof(b4)), jf(p, "map_endpoints", b5, sizeof(b5)),
+	   jf(p, "map_rules", b6, sizeof(b6)));
+}
+
 static int print_status(const json_t *root)
 {
 	const json_t *up = json_object_get(root, "uptime_s");
@@ -611,6 +630,7 @@ static int print_status(const json_t *root)
 	ret = print_status_datapath(json_object_get(root, "datapath"));
 	print_status_sync(json_object_get(root, "sync"));
 	print_status_mesh(json_object_get(root, "mesh"));
+	print_status_policy(json_object_get(root, "policy"));
 	return ret;
 }
 
@@ -846,6 +866,139 @@ static int print_certs(const json_t *root)
 	return table_print(&t, 0);
 }
 
+static int print_policies(const json_t *root)
+{
+	static const char *const hdr[] = { "POLICY", "TYPES", "RULE", "PEERS", "PORTS", "ALLOWED", NULL };
+	static const char *const ehdr[] = { "POD", "IPS", "INGRESS", "EGRESS", "ENROLLED", NULL };
+	const json_t *pols = json_object_get(root, "policies"), *eps = json_object_get(root, "endpoints");
+	const json_t *pi = json_object_get(root, "policy"), *p, *r, *v;
+	struct table t = { 0 }, e = { 0 };
+	size_t i, j, k;
+	char b[64], b2[64], b3[32], b4[32], b5[32];
+	int ret;
+
+	table_header(&t, hdr);
+	json_array_foreach(pols, i, p) {
+		const json_t *den = json_object_get(p, "denied_as_isolating");
+		char types[32] = "";
+
+		json_array_foreach(json_object_get(p, "policyTypes"), k, v)
+			snprintf(types + strlen(types), sizeof(types) - strlen(types), "%s%s", k ? "," : "",
+				 json_string_value(v));
+		json_array_foreach(json_object_get(p, "rules"), j, r) {
+			table_cell(&t, "%s/%s", js(p, "namespace"), js(p, "name"));
+			table_cell(&t, "%s", types);
+			table_cell(&t, "%s", js(r, "rule"));
+			table_cell(&t, "%s", jf(r, "peers", b, sizeof(b)));
+			table_cell(&t, "%s", jf(r, "ports", b2, sizeof(b2)));
+			table_cell(&t, "%s", jf(r, "allowed", b, sizeof(b)));
+		}
+		table_cell(&t, "%s/%s", js(p, "namespace"), js(p, "name"));
+		table_cell(&t, "%s", types);
+		table_cell(&t, "(default deny)");
+		table_cell(&t, "-");
+		table_cell(&t, "-");
+		table_cell(&t, "denied %s in, %s out", jf(den, "ingress", b, sizeof(b)), jf(den, "egress", b2, sizeof(b2)));
+	}
+	ret = table_print(&t, 0);
+	if (ret)
+		return ret;
+	printf("\n");
+	table_header(&e, ehdr);
+	json_array_foreach(eps, i, p) {
+		char ips[96] = "";
+
+		json_array_foreach(json_object_get(p, "ips"), k, v)
+			snprintf(ips + strlen(ips), sizeof(ips) - strlen(ips), "%s%s", k ? "," : "", json_string_value(v));
+		table_cell(&e, "%s/%s", js(p, "namespace"), js(p, "name"));
+		table_cell(&e, "%s", ips);
+		table_cell(&e, "%s", json_is_true(json_object_get(p, "isolated_ingress")) ? js(p, "ingress_isolated_by") : "open");
+		table_cell(&e, "%s", json_is_true(json_object_get(p, "isolated_egress")) ? js(p, "egress_isolated_by") : "open");
+		table_cell(&e, "%s", json_is_true(json_object_get(p, "enrolled")) ? "yes" : "no");
+	}
+	ret = table_print(&e, 0);
+	if (!ret)
+		printf("\nscope %s; %s policies, %s select pods here; kernel: %s identities, %s endpoints, %s rule entries\n",
+		       js(pi, "scope"), jf(pi, "policies", b, sizeof(b)), jf(pi, "selecting_local_pods", b2, sizeof(b2)),
+		       jf(pi, "map_identities", b3, sizeof(b3)), jf(pi, "map_endpoints", b4, sizeof(b4)),
+		       jf(pi, "map_rules", b5, sizeof(b5)));
+	return ret;
+}
+
+static int print_policy_check(const json_t *root)
+{
+	const json_t *in = json_object_get(root, "ingress"), *eg = json_object_get(root, "egress");
+	char b[32];
+
+	printf("%s: %s %s (%s) -> %s (%s) port %s\n", js(root, "verdict"), js(root, "protocol"), js(root, "from"),
+	       js(root, "src_ip"), js(root, "to"), js(root, "dst_ip"), jf(root, "port", b, sizeof(b)));
+	printf("  egress:  %-5s %s", json_is_true(json_object_get(eg, "allow")) ? "allow" : "deny", js(eg, "reason"));
+	printf("  [this node: %s%s%s]\n", js(eg, "this_node"), json_is_string(json_object_get(eg, "this_node_rule")) ? ", " : "",
+	       json_is_string(json_object_get(eg, "this_node_rule")) ? js(eg, "this_node_rule") : "");
+	printf("  ingress: %-5s %s", json_is_true(json_object_get(in, "allow")) ? "allow" : "deny", js(in, "reason"));
+	printf("  [this node: %s%s%s]\n", js(in, "this_node"), json_is_string(json_object_get(in, "this_node_rule")) ? ", " : "",
+	       json_is_string(json_object_get(in, "this_node_rule")) ? js(in, "this_node_rule") : "");
+	return 0;
+}
+
+/* "x" percent-encoded into a query value. */
+static void url_encode(char *out, size_t len, const char *in)
+{
+	size_t o = 0;
+
+	for (; *in && o + 4 < len; in++) {
+		unsigned char c = (unsigned char)*in;
+
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '/' || c == ':')
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, len - o, "%%%02X", c);
+	}
+	out[o] = '\0';
+}
+
+/* policy check --from X --to Y:PORT [--udp]: the request path into *path. */
+static int policy_check_path(int argc, char **argv, char **path)
+{
+	const char *from = NULL, *to = NULL, *proto = "TCP";
+	char host[300], port[8], ef[900], et[900];
+	const char *colon;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--from") && i + 1 < argc)
+			from = argv[++i];
+		else if (!strcmp(argv[i], "--to") && i + 1 < argc)
+			to = argv[++i];
+		else if (!strcmp(argv[i], "--udp"))
+			proto = "UDP";
+		else if (!strcmp(argv[i], "--protocol") && i + 1 < argc)
+			proto = argv[++i];
+		else
+			return -EINVAL;
+	}
+	if (!from || !to)
+		return -EINVAL;
+	if (to[0] == '[') {
+		const char *rb = strchr(to, ']');
+
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		snprintf(host, sizeof(host), "%.*s", (int)(rb - to - 1), to + 1);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(to, ':');
+		if (!colon || strchr(to, ':') != colon)
+			return -EINVAL;
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - to), to);
+	}
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	if (!port[0] || strspn(port, "0123456789") != strlen(port))
+		return -EINVAL;
+	url_encode(ef, sizeof(ef), from);
+	url_encode(et, sizeof(et), host);
+	return asprintf(path, "/policy-check?from=%s&to=%s&port=%s&protocol=%s", ef, et, port, proto) < 0 ? -ENOMEM : 0;
+}
+
 struct ctl_cmd {
 	const char *name;
 	const char *path;
@@ -859,6 +1012,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "maps", "/maps", print_maps },
 	{ "connections", "/connections", print_connections },
 	{ "certs", "/certs", print_certs },
+	{ "policies", "/policies", print_policies },
+	{ "policy", "", print_policy_check },
 	{ "get", NULL, NULL },
 };
 
@@ -952,7 +1107,7 @@ int main(int argc, char **argv)
 	o.sock = getenv("SLUICE_SOCKET");
 	if (!o.sock || !o.sock[0])
 		o.sock = SL_STATUS_SOCK;
-	while ((opt = getopt_long(argc, argv, "s:jt:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+s:jt:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			o.sock = optarg;
@@ -989,6 +1144,17 @@ int main(int argc, char **argv)
 		ctl_err("unknown command '%s'", argv[optind]);
 		ctl_usage(stderr);
 		return 1;
+	}
+	if (cmd->path && !cmd->path[0]) {
+		/* policy check ... */
+		if (argc - optind < 2 || strcmp(argv[optind + 1], "check") ||
+		    policy_check_path(argc - optind - 2, argv + optind + 2, &owned)) {
+			ctl_err("usage: sluicectl policy check --from NS/POD|IP --to NS/POD:PORT|IP:PORT|[IPv6]:PORT [--udp]");
+			return 1;
+		}
+		ret = ctl_run(&o, cmd, owned);
+		free(owned);
+		return ret ? 1 : 0;
 	}
 	if (argc - optind != (cmd->path ? 1 : 2)) {
 		if (cmd->path)

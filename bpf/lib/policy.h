@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* policy.h - NetworkPolicy in the kernel: the compiled tables (see abi.h and
+ * user/policy.c) and the decision every hook makes with them.
+ *
+ * Maps (all pinned; written by the agent's policy sync unless said):
+ *   sl_polid_v1    LPM: address -> peer identity
+ *   sl_polep_v1    local pod address -> endpoint (id, isolation, deny slots)
+ *   sl_polrule_v1  LPM: {endpoint, dir, proto, identity, port} -> allowing rule's slot
+ *   sl_polstat_v1  per-CPU hash: slot -> count. Written by: every hook.
+ *   sl_polct_v1    LRU: UDP flows let through, for their replies. Written by: TC hooks.
+ *   sl_polev_v1    ring buffer: denies, for the agent's log. Written by: every hook.
+ *
+ * A decision costs one hash lookup for a pod that is not isolated, and two
+ * LPM lookups plus at most two more for one that is, with 10 rules or 10,000.
+ */
+#ifndef SL_BPF_POLICY_H
+#define SL_BPF_POLICY_H
+
+#include "common.h"
+#include "metrics.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct sl_polid_key);
+	__type(value, struct sl_polid_val);
+	__uint(max_entries, SL_POLID_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_polid_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sl_polep_key);
+	__type(value, struct sl_polep_val);
+	__uint(max_entries, SL_POLEP_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_polep_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct sl_polrule_key);
+	__type(value, struct sl_polrule_val);
+	__uint(max_entries, SL_POLRULE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_polrule_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, __u32);
+	__type(value, struct sl_polstat);
+	__uint(max_entries, SL_POLSTAT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_polstat_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sl_polct_key);
+	__type(value, struct sl_polct_val);
+	__uint(max_entries, SL_POLCT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_polct_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_polev_v1 SEC(".maps");
+
+/* What a hook knows of a new connection or datagram. local is the policed
+ * pod's address (source for egress, destination for ingress). */
+struct pol_flow {
+	struct sl_addr saddr, daddr;
+	__be16 sport, dport;
+	__u8 family, proto, dir;
+};
+
+enum pol_verdict {
+	POL_NOT_POLICED = 0,	/* not a pod under policy here, or not isolated that way */
+	POL_ALLOW,
+	POL_DENY,
+};
+
+static __always_inline struct sl_polep_val *pol_endpoint(const struct sl_addr *a, __u8 family)
+{
+	struct sl_polep_key k = {};
+
+	k.addr = *a;
+	k.family = family;
+	return bpf_map_lookup_elem(&sl_polep_v1, &k);
+}
+
+static __always_inline void pol_count(__u32 slot)
+{
+	struct sl_polstat *s, zero = { .packets = 1 };
+
+	if (!slot)
+		return;
+	s = bpf_map_lookup_elem(&sl_polstat_v1, &slot);
+	if (s)
+		s->packets++;	/* per-CPU: no atomic needed */
+	else
+		bpf_map_update_elem(&sl_polstat_v1, &slot, &zero, BPF_NOEXIST);
+}
+
+static __always_inline void pol_event(const struct pol_flow *f, __u32 slot, __u8 hook)
+{
+	struct sl_polev *ev = bpf_ringbuf_reserve(&sl_polev_v1, sizeof(*ev), 0);
+
+	if (!ev) {
+		metrics_inc(SL_CNT_POL_EV_LOST);
+		return;
+	}
+	ev->saddr = f->saddr;
+	ev->daddr = f->daddr;
+	ev->sport = f->sport;
+	ev->dport = f->dport;
+	ev->family = f->family;
+	ev->proto = f->proto;
+	ev->dir = f->dir;
+	ev->hook = hook;
+	ev->slot = slot;
+	ev->pad = 0;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline __u32 pol_peer_identity(const struct sl_addr *a, __u8 family)
+{
+	struct sl_polid_key k = {};
+	struct sl_polid_val *v;
+
+	k.prefixlen = SL_POLID_KEY_BITS(family == AF_INET ? 32 : 128);
+	k.family = family;
+	k.addr = *a;
+	v = bpf_map_lookup_elem(&sl_polid_v1, &k);
+	return v ? v->id : SL_POLID_WORLD;
+}
+
+static __always_inline struct sl_polrule_val *pol_rule(__u32 ep, __u32 peer, __u8 dir, __u8 proto, __be16 port)
+{
+	struct sl_polrule_key k = {
+		.prefixlen = SL_POLRULE_BITS,
+		.ep_id = ep,
+		.peer_id = peer,
+		.dir = dir,
+		.proto = proto,
+		.port = port,
+	};
+
+	return bpf_map_lookup_elem(&sl_polrule_v1, &k);
+}
+
+/* The decision for f at ep (already looked up, isolated for f->dir or not).
+ * Counts and reports; *slot gets the deciding slot. */
+static __always_inline enum pol_verdict pol_decide(const struct sl_polep_val *ep, const struct pol_flow *f,
+						   __u8 hook)
+{
+	const struct sl_addr *peer = f->dir == SL_DIR_INGRESS ? &f->saddr : &f->daddr;
+	__u32 flag = f->dir == SL_DIR_INGRESS ? SL_EP_F_ISO_IN : SL_EP_F_ISO_OUT;
+	struct sl_polrule_val *r;
+	__u32 id, slot;
+
+	if (!(ep->flags & flag))
+		return POL_NOT_POLICED;
+	id = pol_peer_identity(peer, f->family);
+	r = pol_rule(ep->ep_id, id, f->dir, f->proto, f->dport);
+	if (!r)
+		r = pol_rule(ep->ep_id, SL_POLID_ANY, f->dir, f->proto, f->dport);
+	if (r) {
+		pol_count(r->slot);
+		metrics_inc(SL_CNT_POL_ALLOW);
+		return POL_ALLOW;
+	}
+	slot = f->dir == SL_DIR_INGRESS ? ep->deny_slot[0] : ep->deny_slot[1];
+	pol_count(slot);
+	metrics_inc(SL_CNT_POL_DENY);
+	pol_event(f, slot, hook);
+	return POL_DENY;
+}
+
+/* ---- UDP replies (TC hooks only) ---- */
+
+static __always_inline void pol_ct_key(struct sl_polct_key *k, const struct pol_flow *f, bool reverse, __u8 side)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	if (reverse) {
+		k->saddr = f->daddr;
+		k->daddr = f->saddr;
+		k->sport = f->dport;
+		k->dport = f->sport;
+	} else {
+		k->saddr = f->saddr;
+		k->daddr = f->daddr;
+		k->sport = f->sport;
+		k->dport = f->dport;
+	}
+	k->family = f->family;
+	k->proto = f->proto;
+	k->side = side;
+}
+
+/* Is f a reply to a flow this pod's other hook let through? A pod's
+ * ingress reply answers its egress flow, and the other way round. */
+static __always_inline bool pol_ct_reply(const struct pol_flow *f)
+{
+	struct sl_polct_key k;
+	struct sl_polct_val *v;
+	__u64 now;
+
+	pol_ct_key(&k, f, true, f->dir == SL_DIR_INGRESS ? SL_DIR_EGRESS : SL_DIR_INGRESS);
+	v = bpf_map_lookup_elem(&sl_polct_v1, &k);
+	if (!v)
+		return false;
+	now = bpf_ktime_get_boot_ns();
+	if (now - v->last_ns > SL_POLCT_TIMEOUT_NS)
+		return false;
+	v->last_ns = now;
+	return true;
+}
+
+/* Remember f (let through at this pod's f->dir hook) so that its replies
+ * pass the pod's other hook, when that one is isolated. */
+static __always_inline void pol_ct_record(const struct sl_polep_val *ep, const struct pol_flow *f)
+{
+	__u32 other = f->dir == SL_DIR_INGRESS ? SL_EP_F_ISO_OUT : SL_EP_F_ISO_IN;
+	struct sl_polct_val v = { .last_ns = bpf_ktime_get_boot_ns() };
+	struct sl_polct_key k;
+
+	if (f->proto != IPPROTO_UDP || !(ep->flags & other))
+		return;
+	pol_ct_key(&k, f, false, f->dir);
+	bpf_map_update_elem(&sl_polct_v1, &k, &v, BPF_ANY);
+}
+
+#endif

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mapdump.h - read a whole BPF map (batch syscalls, else key by key). */
+#ifndef SL_MAPDUMP_H
+#define SL_MAPDUMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every entry of the map fd (at most max) into malloc'ed *keys and *vals,
+ * *n of them. 0 or -errno. */
+int map_dump(int fd, size_t key_size, size_t val_size, uint32_t max, void **keys, void **vals, size_t *n);
+
+#endif
