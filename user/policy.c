@@ -987,7 +987,8 @@ static int emit_tables(struct cc *c, struct policy *p)
 		t->ep_keys[t->n_eps] = eps[i].k;
 		t->ep_vals[t->n_eps++] = eps[i].v;
 	}
-	qsort(c->rules, c->n_rules, sizeof(*c->rules), rule_ent_cmp);
+	if (c->n_rules)
+		qsort(c->rules, c->n_rules, sizeof(*c->rules), rule_ent_cmp);
 	for (size_t i = 0; i < c->n_rules; i++) {
 		if (t->n_rules && !memcmp(&t->rule_keys[t->n_rules - 1], &c->rules[i].k, sizeof(c->rules[i].k)))
 			continue;
