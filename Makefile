@@ -44,7 +44,7 @@ TEST_SRCS  := $(wildcard selftests/unit/*.c selftests/bpf/*.c) $(wildcard selfte
 TEST_BIN   := $(BUILD)/test_progs
 
 .PHONY: all bpf agent cli tools deps demo test test-unit test-e2e check san bench fuzz verify clean \
-	format-check lab-down
+	format-check lab-down netpol
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -129,6 +129,12 @@ demo: deps
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/test
+
+# NetworkPolicy truth tables in the lab (selftests/netpol/run); CASES=<dir>
+# (a case folder or a folder of them), default ../shared/netpol/cases.
+netpol: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)selftests/netpol/run $(CASES)
 
 check: deps
 	$(Q)scripts/check
