@@ -20,6 +20,13 @@ struct sl_model;
 
 enum config_state { CONFIG_EMPTY = 0, CONFIG_OK, CONFIG_ERROR };
 
+/* Decisions the agent made in the name of one security.istio.io policy. */
+struct agent_authz_count {
+	char *kind;			/* "AuthorizationPolicy" or "PeerAuthentication" */
+	char *ns, *name;
+	uint64_t allowed, denied, audited;
+};
+
 struct agent {
 	const char *node_name;
 	const char *config_dir;		/* NULL: no config source */
@@ -37,6 +44,9 @@ struct agent {
 	struct polsync *polsync;
 	struct polsync_stats last_polsync;
 	int polsync_err;		/* first error of the last policy apply, 0 if none */
+	const char *root_ns;		/* Istio's root namespace (mesh-wide policies) */
+	struct agent_authz_count *authz_counts;	/* AuthorizationPolicy / PeerAuthentication decisions */
+	size_t n_authz_counts;
 	struct sl_model *model;		/* the configuration in force (last good), or NULL */
 	enum config_state config_state;
 	uint64_t generation;		/* bumped on every accepted configuration */

@@ -183,7 +183,7 @@ struct store {
 /* resources->priv */
 struct cfg_set {
 	struct store *stores;		/* one per thread that decoded into the set */
-	size_t cap_ns, cap_pods, cap_svcs, cap_slices, cap_netpols;
+	size_t cap_ns, cap_pods, cap_svcs, cap_slices, cap_netpols, cap_authzs, cap_peerauthns;
 };
 
 static struct store *store_new(void)
@@ -419,6 +419,8 @@ static void decode_pod(struct dec *d, const struct node *obj);
 static void decode_service(struct dec *d, const struct node *obj);
 static void decode_slice(struct dec *d, const struct node *obj);
 static void decode_netpol(struct dec *d, const struct node *obj);
+static void decode_authz(struct dec *d, const struct node *obj);
+static void decode_peerauthn(struct dec *d, const struct node *obj);
 static const char *scalar_str(const struct node *n);
 
 static const struct kind_desc {
@@ -440,8 +442,8 @@ static const struct kind_desc {
 	{ "TLSRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
 	{ "BackendTLSPolicy", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
 	{ "NetworkPolicy", "networking.k8s.io", "v1", decode_netpol },
-	{ "AuthorizationPolicy", "security.istio.io", "v1 v1beta1", NULL },
-	{ "PeerAuthentication", "security.istio.io", "v1 v1beta1", NULL },
+	{ "AuthorizationPolicy", "security.istio.io", "v1 v1beta1", decode_authz },
+	{ "PeerAuthentication", "security.istio.io", "v1 v1beta1", decode_peerauthn },
 	{ "Deployment", "apps", "v1", NULL },
 	{ "StatefulSet", "apps", "v1", NULL },
 	{ "DaemonSet", "apps", "v1", NULL },
@@ -455,7 +457,7 @@ static const struct kind_desc {
 #define IGN_FQDN	N_KINDS		/* EndpointSlices of addressType FQDN */
 
 struct caps {
-	size_t ns, pods, svcs, slices, netpols;
+	size_t ns, pods, svcs, slices, netpols, authzs, peerauthns;
 };
 
 /* What part of a file a unit is. A big List is cut at item boundaries: the
@@ -2636,6 +2638,291 @@ static void decode_netpol(struct dec *d, const struct node *obj)
 		RES_ADD(d, u->res.netpols, u->res.n_netpols, u->caps.netpols, np);
 }
 
+/* ---- AuthorizationPolicy and PeerAuthentication (security.istio.io) ---- */
+
+/* A list of strings (principals, namespaces, values...); NULL or absent: none. */
+static void decode_strs(struct dec *d, const struct node *n, const struct path *pa, struct sl_strs *out)
+{
+	if (!n || node_null(n) || !want_len(d, n, pa, false))
+		return;
+	out->v = keep_array(d, n->n, sizeof(*out->v));
+	for (uint32_t i = 0; out->v && i < n->n; i++) {
+		const char *s = want_str(d, n->kids[i], PI(pa, i));
+
+		if (s && !*s)
+			dec_err(d, n->kids[i], PI(pa, i), "must not be empty");
+		else if (s)
+			out->v[out->n++] = keep_str(d, s, true);
+	}
+}
+
+/* ipBlocks: "10.0.0.0/8" or a plain address (a /32 or /128), as Istio takes them. */
+static void decode_cidrs(struct dec *d, const struct node *n, const struct path *pa, struct sl_cidrs *out)
+{
+	if (!n || node_null(n) || !want_len(d, n, pa, false))
+		return;
+	out->v = keep_array(d, n->n, sizeof(*out->v));
+	for (uint32_t i = 0; out->v && i < n->n; i++) {
+		const struct node *k = n->kids[i];
+		struct sl_cidr *c = &out->v[out->n];
+		const char *s = k && k->type == NODE_SCALAR ? k->s : NULL;
+
+		if (s && !strchr(s, '/') && !ip_parse(s, &c->ip)) {
+			c->len = c->ip.family == SL_AF_INET ? 32 : 128;
+			out->n++;
+		} else if (want_cidr(d, k, PI(pa, i), c)) {
+			out->n++;
+		}
+	}
+}
+
+/* Ports as strings or numbers ("8080" in Istio's API). */
+static void decode_port_list(struct dec *d, const struct node *n, const struct path *pa, uint16_t **out,
+			     size_t *n_out)
+{
+	if (!n || node_null(n) || !want_len(d, n, pa, false))
+		return;
+	*out = keep_array(d, n->n, sizeof(**out));
+	for (uint32_t i = 0; *out && i < n->n; i++) {
+		const struct node *k = n->kids[i];
+		const char *s = want_text(d, k, PI(pa, i), "a port");
+		char *end;
+		long v;
+
+		if (!s)
+			continue;
+		v = strtol(s, &end, 10);
+		if (*end || v < 1 || v > 65535 || !*s) {
+			dec_err(d, k, PI(pa, i), "not a port (1 to 65535): %s", s);
+			continue;
+		}
+		(*out)[(*n_out)++] = (uint16_t)v;
+	}
+}
+
+static bool has_any(const struct node *m, const char *const *keys)
+{
+	for (; *keys; keys++) {
+		const struct node *n = map_get(m, *keys);
+
+		if (n && !node_null(n))
+			return true;
+	}
+	return false;
+}
+
+static void decode_authz_rule(struct dec *d, const struct node *m, const struct path *pa, struct sl_authz_rule *r)
+{
+	static const char *const src_l7[] = { "requestPrincipals", "notRequestPrincipals", NULL };
+	static const char *const op_l7[] = { "hosts", "notHosts", "methods", "notMethods", "paths", "notPaths", NULL };
+	static const char *const l4_keys[] = { "source.ip", "remote.ip", "source.namespace", "source.principal",
+					       "destination.ip", "destination.port", NULL };
+	const struct path *pf = PK(pa, "from"), *pt = PK(pa, "to"), *pw = PK(pa, "when");
+	const struct node *n;
+
+	if (node_null(m) || !want_map(d, m, pa))
+		return;
+	if ((n = map_get(m, "from")) && !node_null(n) && want_len(d, n, pf, false)) {
+		r->from = keep_array(d, n->n, sizeof(*r->from));
+		for (uint32_t i = 0; r->from && i < n->n; i++) {
+			const struct path *pi = PI(pf, i), *ps = PK(pi, "source");
+			const struct node *e = n->kids[i], *src;
+			struct sl_authz_source *f = &r->from[r->n_from];
+
+			if (!want_map(d, e, pi))
+				continue;
+			if (!(src = map_get(e, "source")) || !want_map(d, src, ps)) {
+				if (!src)
+					dec_err(d, e, ps, "missing");
+				continue;
+			}
+			decode_strs(d, map_get(src, "principals"), PK(ps, "principals"), &f->principals);
+			decode_strs(d, map_get(src, "notPrincipals"), PK(ps, "notPrincipals"), &f->not_principals);
+			decode_strs(d, map_get(src, "namespaces"), PK(ps, "namespaces"), &f->namespaces);
+			decode_strs(d, map_get(src, "notNamespaces"), PK(ps, "notNamespaces"), &f->not_namespaces);
+			decode_cidrs(d, map_get(src, "ipBlocks"), PK(ps, "ipBlocks"), &f->ip_blocks);
+			decode_cidrs(d, map_get(src, "notIpBlocks"), PK(ps, "notIpBlocks"), &f->not_ip_blocks);
+			decode_cidrs(d, map_get(src, "remoteIpBlocks"), PK(ps, "remoteIpBlocks"), &f->remote_ip_blocks);
+			decode_cidrs(d, map_get(src, "notRemoteIpBlocks"), PK(ps, "notRemoteIpBlocks"),
+				     &f->not_remote_ip_blocks);
+			f->l7 = has_any(src, src_l7);
+			r->l7 |= f->l7;
+			r->n_from++;
+		}
+	}
+	if ((n = map_get(m, "to")) && !node_null(n) && want_len(d, n, pt, false)) {
+		r->to = keep_array(d, n->n, sizeof(*r->to));
+		for (uint32_t i = 0; r->to && i < n->n; i++) {
+			const struct path *pi = PI(pt, i), *po = PK(pi, "operation");
+			const struct node *e = n->kids[i], *op;
+			struct sl_authz_operation *o = &r->to[r->n_to];
+
+			if (!want_map(d, e, pi))
+				continue;
+			if (!(op = map_get(e, "operation")) || !want_map(d, op, po)) {
+				if (!op)
+					dec_err(d, e, po, "missing");
+				continue;
+			}
+			decode_port_list(d, map_get(op, "ports"), PK(po, "ports"), &o->ports, &o->n_ports);
+			decode_port_list(d, map_get(op, "notPorts"), PK(po, "notPorts"), &o->not_ports, &o->n_not_ports);
+			o->l7 = has_any(op, op_l7);
+			r->l7 |= o->l7;
+			r->n_to++;
+		}
+	}
+	if ((n = map_get(m, "when")) && !node_null(n) && want_len(d, n, pw, false)) {
+		r->when = keep_array(d, n->n, sizeof(*r->when));
+		for (uint32_t i = 0; r->when && i < n->n; i++) {
+			const struct path *pi = PI(pw, i);
+			const struct node *e = n->kids[i], *k;
+			struct sl_authz_cond *c = &r->when[r->n_when];
+			const char *key;
+			bool l4 = false;
+
+			if (!want_map(d, e, pi))
+				continue;
+			if (!(k = map_get(e, "key"))) {
+				dec_err(d, e, PK(pi, "key"), "missing");
+				continue;
+			}
+			if (!(key = want_str(d, k, PK(pi, "key"))))
+				continue;
+			decode_strs(d, map_get(e, "values"), PK(pi, "values"), &c->values);
+			decode_strs(d, map_get(e, "notValues"), PK(pi, "notValues"), &c->not_values);
+			if (!c->values.n && !c->not_values.n)
+				dec_err(d, e, pi, "needs values or notValues");
+			c->key = keep_str(d, key, true);
+			for (const char *const *l = l4_keys; *l; l++)
+				l4 |= !strcmp(*l, key);
+			r->l7 |= !l4;
+			r->n_when++;
+		}
+	}
+}
+
+/* selector: {matchLabels: {...}} (Istio's WorkloadSelector). */
+static void decode_workload_selector(struct dec *d, const struct node *n, const struct path *pa, bool *has,
+				     struct sl_labels *out)
+{
+	const struct node *ml;
+
+	if (!n || node_null(n) || !want_map(d, n, pa))
+		return;
+	*has = true;
+	if ((ml = map_get(n, "matchLabels")) && !node_null(ml))
+		decode_labels(d, ml, PK(pa, "matchLabels"), out);
+}
+
+static void decode_target_ref(struct dec *d, const struct node *m, const struct path *pa, struct sl_target_ref *t)
+{
+	const struct node *k, *n;
+	const char *ks, *ns;
+
+	if (!want_map(d, m, pa))
+		return;
+	if (!(k = map_get(m, "kind")) || !(n = map_get(m, "name"))) {
+		dec_err(d, m, pa, "needs kind and name");
+		return;
+	}
+	ks = want_str(d, k, PK(pa, "kind"));
+	ns = want_name(d, n, PK(pa, "name"), NAME_SUBDOMAIN);
+	if (ks && ns) {
+		t->kind = keep_str(d, ks, true);
+		t->name = keep_str(d, ns, true);
+	}
+}
+
+static void decode_authz(struct dec *d, const struct node *obj)
+{
+	static const char *const actions[] = { "ALLOW", "DENY", "AUDIT", "CUSTOM" };
+	const struct path *ps = PK(NULL, "spec");
+	struct sl_authz a = { 0 };
+	struct unit *u = d->p->u;
+	const struct node *spec, *n;
+	int act;
+
+	decode_meta(d, obj, NAME_SUBDOMAIN, true, NULL);
+	spec = map_get(obj, "spec");
+	if (spec && !node_null(spec) && want_map(d, spec, ps)) {
+		decode_workload_selector(d, map_get(spec, "selector"), PK(ps, "selector"), &a.has_selector, &a.selector);
+		if ((n = map_get(spec, "targetRef")) && !node_null(n)) {
+			a.targets = keep_array(d, 1, sizeof(*a.targets));
+			if (a.targets)
+				decode_target_ref(d, n, PK(ps, "targetRef"), &a.targets[a.n_targets++]);
+		} else if ((n = map_get(spec, "targetRefs")) && !node_null(n) && want_len(d, n, PK(ps, "targetRefs"), false)) {
+			a.targets = keep_array(d, n->n, sizeof(*a.targets));
+			for (uint32_t i = 0; a.targets && i < n->n; i++)
+				decode_target_ref(d, n->kids[i], PI(PK(ps, "targetRefs"), i), &a.targets[a.n_targets++]);
+		}
+		if (a.has_selector && a.n_targets)
+			dec_err(d, spec, ps, "selector and targetRefs cannot both be set");
+		act = get_enum(d, map_get(spec, "action"), PK(ps, "action"), actions, 4, SL_AUTHZ_ALLOW);
+		a.action = act < 0 ? SL_AUTHZ_ALLOW : (enum sl_authz_action)act;
+		if ((n = map_get(spec, "rules")) && !node_null(n) && want_len(d, n, PK(ps, "rules"), false)) {
+			a.rules = keep_array(d, n->n, sizeof(*a.rules));
+			for (uint32_t i = 0; a.rules && i < n->n; i++)
+				decode_authz_rule(d, n->kids[i], PI(PK(ps, "rules"), i), &a.rules[a.n_rules++]);
+		}
+	}
+	if (!dec_ok(d))
+		return;
+	a.ns = keep_str(d, d->ns, true);
+	a.name = keep_str(d, d->name, false);
+	a.src = dec_src(d, obj);
+	if (a.ns && a.name)
+		RES_ADD(d, u->res.authzs, u->res.n_authzs, u->caps.authzs, a);
+}
+
+static void decode_peerauthn(struct dec *d, const struct node *obj)
+{
+	static const char *const modes[] = { "UNSET", "PERMISSIVE", "STRICT", "DISABLE" };
+	const struct path *ps = PK(NULL, "spec"), *pp = PK(ps, "portLevelMtls");
+	struct sl_peerauthn pa = { 0 };
+	struct unit *u = d->p->u;
+	const struct node *spec, *n, *m;
+	int mode;
+
+	decode_meta(d, obj, NAME_SUBDOMAIN, true, NULL);
+	spec = map_get(obj, "spec");
+	if (spec && !node_null(spec) && want_map(d, spec, ps)) {
+		decode_workload_selector(d, map_get(spec, "selector"), PK(ps, "selector"), &pa.has_selector,
+					 &pa.selector);
+		if ((m = map_get(spec, "mtls")) && !node_null(m) && want_map(d, m, PK(ps, "mtls"))) {
+			mode = get_enum(d, map_get(m, "mode"), PK(PK(ps, "mtls"), "mode"), modes, 4, SL_MTLS_UNSET);
+			pa.mode = mode < 0 ? SL_MTLS_UNSET : (enum sl_mtls_mode)mode;
+		}
+		if ((n = map_get(spec, "portLevelMtls")) && !node_null(n) && want_map(d, n, pp)) {
+			if (!pa.has_selector)
+				dec_err(d, n, pp, "needs a selector (port-level mTLS applies to workloads)");
+			pa.ports = keep_array(d, n->n, sizeof(*pa.ports));
+			for (uint32_t i = 0; pa.ports && i < n->n; i++) {
+				const struct node *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
+				const char *ks = scalar_str(k);
+				char *end;
+				long port = ks ? strtol(ks, &end, 10) : 0;
+
+				if (!ks || *end || port < 1 || port > 65535) {
+					dec_err(d, k, pp, "not a port (1 to 65535): %s", ks ? ks : "?");
+					continue;
+				}
+				if (!want_map(d, v, PK(pp, ks)))
+					continue;
+				mode = get_enum(d, map_get(v, "mode"), PK(PK(pp, ks), "mode"), modes, 4, SL_MTLS_UNSET);
+				pa.ports[pa.n_ports].port = (uint16_t)port;
+				pa.ports[pa.n_ports++].mode = mode < 0 ? SL_MTLS_UNSET : (enum sl_mtls_mode)mode;
+			}
+		}
+	}
+	if (!dec_ok(d))
+		return;
+	pa.ns = keep_str(d, d->ns, true);
+	pa.name = keep_str(d, d->name, false);
+	pa.src = dec_src(d, obj);
+	if (pa.ns && pa.name)
+		RES_ADD(d, u->res.peerauthns, u->res.n_peerauthns, u->caps.peerauthns, pa);
+}
+
 /* ---- objects, Lists and documents ------------------------------------------- */
 
 static bool version_in(const char *v, size_t len, const char *list)
@@ -3159,6 +3446,54 @@ static void rules_free(struct sl_np_rule *r, size_t n)
 	free(r);
 }
 
+static void strs_free(struct sl_strs *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+}
+
+static void authz_free(struct sl_authz *a)
+{
+	free(a->ns);
+	free(a->name);
+	labels_free(&a->selector);
+	for (size_t i = 0; i < a->n_targets; i++) {
+		free(a->targets[i].kind);
+		free(a->targets[i].name);
+	}
+	free(a->targets);
+	for (size_t i = 0; i < a->n_rules; i++) {
+		struct sl_authz_rule *r = &a->rules[i];
+
+		for (size_t j = 0; j < r->n_from; j++) {
+			struct sl_authz_source *f = &r->from[j];
+
+			strs_free(&f->principals);
+			strs_free(&f->not_principals);
+			strs_free(&f->namespaces);
+			strs_free(&f->not_namespaces);
+			free(f->ip_blocks.v);
+			free(f->not_ip_blocks.v);
+			free(f->remote_ip_blocks.v);
+			free(f->not_remote_ip_blocks.v);
+		}
+		free(r->from);
+		for (size_t j = 0; j < r->n_to; j++) {
+			free(r->to[j].ports);
+			free(r->to[j].not_ports);
+		}
+		free(r->to);
+		for (size_t j = 0; j < r->n_when; j++) {
+			free(r->when[j].key);
+			strs_free(&r->when[j].values);
+			strs_free(&r->when[j].not_values);
+		}
+		free(r->when);
+	}
+	free(a->rules);
+}
+
 /* A set built by hand (priv NULL) owns each string and array by malloc, as
  * resources.h says; src.file is never freed (it may be a literal). */
 static void resources_free_each(struct sl_resources *r)
@@ -3217,6 +3552,14 @@ static void resources_free_each(struct sl_resources *r)
 		rules_free(np->ingress, np->n_ingress);
 		rules_free(np->egress, np->n_egress);
 	}
+	for (size_t i = 0; i < r->n_authzs; i++)
+		authz_free(&r->authzs[i]);
+	for (size_t i = 0; i < r->n_peerauthns; i++) {
+		free(r->peerauthns[i].ns);
+		free(r->peerauthns[i].name);
+		labels_free(&r->peerauthns[i].selector);
+		free(r->peerauthns[i].ports);
+	}
 }
 
 void resources_free(struct sl_resources *r)
@@ -3237,6 +3580,8 @@ void resources_free(struct sl_resources *r)
 	free(r->services);
 	free(r->slices);
 	free(r->netpols);
+	free(r->authzs);
+	free(r->peerauthns);
 	free(r);
 }
 
@@ -3299,8 +3644,12 @@ int config_decode_buf(struct sl_resources *res, const char *name, const char *bu
 	u.res.n_slices = res->n_slices;
 	u.res.netpols = res->netpols;
 	u.res.n_netpols = res->n_netpols;
+	u.res.authzs = res->authzs;
+	u.res.n_authzs = res->n_authzs;
+	u.res.peerauthns = res->peerauthns;
+	u.res.n_peerauthns = res->n_peerauthns;
 	u.caps = (struct caps){ set->cap_ns, set->cap_pods, set->cap_svcs, set->cap_slices,
-				set->cap_netpols };
+				set->cap_netpols, set->cap_authzs, set->cap_peerauthns };
 	unit_parse(&u, set->stores);
 	unit_finish(&u);
 	res->namespaces = u.res.namespaces;
@@ -3313,12 +3662,18 @@ int config_decode_buf(struct sl_resources *res, const char *name, const char *bu
 	res->n_slices = u.res.n_slices;
 	res->netpols = u.res.netpols;
 	res->n_netpols = u.res.n_netpols;
+	res->authzs = u.res.authzs;
+	res->n_authzs = u.res.n_authzs;
+	res->peerauthns = u.res.peerauthns;
+	res->n_peerauthns = u.res.n_peerauthns;
 	res->n_ignored += u.res.n_ignored;
 	set->cap_ns = u.caps.ns;
 	set->cap_pods = u.caps.pods;
 	set->cap_svcs = u.caps.svcs;
 	set->cap_slices = u.caps.slices;
 	set->cap_netpols = u.caps.netpols;
+	set->cap_authzs = u.caps.authzs;
+	set->cap_peerauthns = u.caps.peerauthns;
 	diags_move(errs, &u.errs);
 	return u.n_problems ? -EINVAL : 0;
 }
@@ -3825,6 +4180,8 @@ static void load_file_whole(struct units *us, size_t first, size_t end, struct s
 		free(v->res.services);
 		free(v->res.slices);
 		free(v->res.netpols);
+		free(v->res.authzs);
+		free(v->res.peerauthns);
 		diags_clear(&v->errs);
 		memset(&v->res, 0, sizeof(v->res));
 		memset(&v->caps, 0, sizeof(v->caps));
@@ -3980,7 +4337,7 @@ static void *worker_run(void *arg)
 static int units_merge(struct units *us, struct sl_resources *res)
 {
 	struct cfg_set *set = res->priv;
-	size_t nn = 0, np = 0, ns = 0, ne = 0, nq = 0;
+	size_t nn = 0, np = 0, ns = 0, ne = 0, nq = 0, na = 0, nr = 0;
 
 	for (size_t i = 0; i < us->n; i++) {
 		nn += us->v[i].res.n_namespaces;
@@ -3988,6 +4345,8 @@ static int units_merge(struct units *us, struct sl_resources *res)
 		ns += us->v[i].res.n_services;
 		ne += us->v[i].res.n_slices;
 		nq += us->v[i].res.n_netpols;
+		na += us->v[i].res.n_authzs;
+		nr += us->v[i].res.n_peerauthns;
 		res->n_ignored += us->v[i].res.n_ignored;
 	}
 	res->namespaces = malloc((nn ? nn : 1) * sizeof(*res->namespaces));
@@ -3995,13 +4354,18 @@ static int units_merge(struct units *us, struct sl_resources *res)
 	res->services = malloc((ns ? ns : 1) * sizeof(*res->services));
 	res->slices = malloc((ne ? ne : 1) * sizeof(*res->slices));
 	res->netpols = malloc((nq ? nq : 1) * sizeof(*res->netpols));
-	if (!res->namespaces || !res->pods || !res->services || !res->slices || !res->netpols)
+	res->authzs = malloc((na ? na : 1) * sizeof(*res->authzs));
+	res->peerauthns = malloc((nr ? nr : 1) * sizeof(*res->peerauthns));
+	if (!res->namespaces || !res->pods || !res->services || !res->slices || !res->netpols ||
+	    !res->authzs || !res->peerauthns)
 		return -ENOMEM;
 	set->cap_ns = nn ? nn : 1;
 	set->cap_pods = np ? np : 1;
 	set->cap_svcs = ns ? ns : 1;
 	set->cap_slices = ne ? ne : 1;
 	set->cap_netpols = nq ? nq : 1;
+	set->cap_authzs = na ? na : 1;
+	set->cap_peerauthns = nr ? nr : 1;
 #define MERGE(arr, n)									\
 	do {										\
 		if (u->res.n) {								\
@@ -4017,6 +4381,8 @@ static int units_merge(struct units *us, struct sl_resources *res)
 		MERGE(services, n_services);
 		MERGE(slices, n_slices);
 		MERGE(netpols, n_netpols);
+		MERGE(authzs, n_authzs);
+		MERGE(peerauthns, n_peerauthns);
 	}
 #undef MERGE
 	return 0;
@@ -4032,6 +4398,8 @@ static void units_free(struct units *us)
 		free(u->res.services);
 		free(u->res.slices);
 		free(u->res.netpols);
+		free(u->res.authzs);
+		free(u->res.peerauthns);
 		diags_clear(&u->errs);
 		for (size_t k = 0; k < u->n_root_keys; k++)
 			free(u->root_keys[k]);

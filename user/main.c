@@ -61,6 +61,8 @@ static const char usage[] =
 	"  --cert-ttl SECONDS    lifetime of minted certificates (default 86400)\n"
 	"  --metrics ADDR:PORT   Prometheus metrics (default 127.0.0.1:15020; off: none)\n"
 	"  --no-mesh             Service load balancing only: no capture, no tunnel\n"
+	"  --root-namespace NS   Istio's root namespace: its AuthorizationPolicies and\n"
+	"                        PeerAuthentications apply mesh-wide (default istio-system)\n"
 	"  --policy-scope SCOPE  NetworkPolicy in the kernel for: enrolled (pods in the mesh,\n"
 	"                        the default), all (every pod of the node) or none\n"
 	"  --ingress-clsact      attach pod_ingress with clsact even where tcx exists\n"
@@ -524,6 +526,7 @@ out:
 	status_free(metrics);
 	mesh_stop(&agent);	/* undoes capture in every pod: the listeners die with us */
 	polsync_free(agent.polsync);
+	mesh_authz_counts_free(&agent);
 	policy_free(agent.policy);
 	policy_registry_free(agent.polreg);
 	model_free(agent.model);
@@ -556,6 +559,7 @@ int main(int argc, char **argv)
 		{ "metrics", required_argument, NULL, 'm' },
 		{ "no-mesh", no_argument, NULL, 'M' },
 		{ "policy-scope", required_argument, NULL, 'p' },
+		{ "root-namespace", required_argument, NULL, 'R' },
 		{ "ingress-clsact", no_argument, NULL, 'I' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "version", no_argument, NULL, 'V' },
@@ -645,6 +649,9 @@ int main(int argc, char **argv)
 			break;
 		case 'I':
 			o.loader.ingress_clsact = true;
+			break;
+		case 'R':
+			agent.root_ns = optarg;
 			break;
 		case 'p':
 			if (!strcmp(optarg, "enrolled")) {

@@ -15,6 +15,9 @@
 #include "loader.h"
 #include "log.h"
 #include "mesh.h"
+#include "policy.h"
+#include "polsync.h"
+#include "authz.h"
 #include "model.h"
 #include "views.h"
 
@@ -188,14 +191,53 @@ static int mesh_peer_check(void *arg, SSL *ssl, const char *expected, char *out,
 	return err;
 }
 
-/* NetworkPolicy ingress of the destination pod for what the tunnel delivers:
- * the real port and the real client address, which the kernel cannot see
- * inside HBONE (15008). The kernel already judged plaintext inbound (15006). */
-static int mesh_authorize(void *arg, const struct tunnel_authz *az)
+static const char *const path_names[] = { "hbone", "direct", "passthrough", "plaintext" };
+
+static struct agent_authz_count *authz_count(struct agent *a, const char *kind, const char *ns, const char *name)
 {
-	static const char *const paths[] = { "hbone", "direct", "passthrough", "plaintext" };
-	struct agent *a = arg;
-	char what[256], sb[SL_IP_STRLEN], db[SL_IP_STRLEN];
+	struct agent_authz_count *v;
+
+	for (size_t i = 0; i < a->n_authz_counts; i++) {
+		v = &a->authz_counts[i];
+		if (!strcmp(v->kind, kind) && !strcmp(v->ns, ns) && !strcmp(v->name, name))
+			return v;
+	}
+	v = realloc(a->authz_counts, (a->n_authz_counts + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	a->authz_counts = v;
+	v = &v[a->n_authz_counts];
+	memset(v, 0, sizeof(*v));
+	v->kind = strdup(kind);
+	v->ns = strdup(ns);
+	v->name = strdup(name);
+	if (!v->kind || !v->ns || !v->name) {
+		free(v->kind);
+		free(v->ns);
+		free(v->name);
+		return NULL;
+	}
+	a->n_authz_counts++;
+	return v;
+}
+
+void mesh_authz_counts_free(struct agent *a)
+{
+	for (size_t i = 0; i < a->n_authz_counts; i++) {
+		free(a->authz_counts[i].kind);
+		free(a->authz_counts[i].ns);
+		free(a->authz_counts[i].name);
+	}
+	free(a->authz_counts);
+	a->authz_counts = NULL;
+	a->n_authz_counts = 0;
+}
+
+/* NetworkPolicy ingress of the destination pod on the real port and the real
+ * client (the kernel cannot see them inside HBONE; plaintext inbound on 15006
+ * was judged by the kernel already). 0 or 403. */
+static int mesh_netpol(struct agent *a, const struct tunnel_authz *az, const char *what)
+{
 	uint32_t slot = 0;
 	int r;
 
@@ -205,13 +247,68 @@ static int mesh_authorize(void *arg, const struct tunnel_authz *az)
 			  &slot);
 	if (r < 0 || (r == 1 && !slot))
 		return 0;	/* not policed here, or not isolated */
-	snprintf(what, sizeof(what), "TCP %s -> %s/%s %s:%u (ingress, %s%s%s)", sl_ip_str(&az->src->ip, sb),
-		 az->dst_ns, az->dst_name, sl_ip_str(&az->dst->ip, db), az->dst->port,
-		 paths[az->path < 4 ? az->path : 0], az->src_identity ? ", peer " : "",
-		 az->src_identity ? az->src_identity : "");
 	if (a->polsync)
 		polsync_agent_count(a->polsync, slot, !r, what);
 	return r ? 0 : 403;
+}
+
+/* PeerAuthentication, then AuthorizationPolicy, for the destination pod. 0 or 403. */
+static int mesh_istio_policy(struct agent *a, const struct tunnel_authz *az, const char *what)
+{
+	const struct sl_workload *w = model_workload_by_ip(a->model, &az->dst->ip);
+	char principal[256], ns[64], why[320];
+	struct authz_peer peer = { .ip = &az->src->ip };
+	const struct sl_peerauthn *pa = NULL;
+	struct agent_authz_count *cnt;
+	struct authz_decision d;
+
+	if (!w)
+		return 0;
+	if (az->path == TUNNEL_PATH_PLAINTEXT &&
+	    authz_mtls_mode(a->model, a->root_ns, w->pod, az->dst->port, &pa) == SL_MTLS_STRICT) {
+		cnt = authz_count(a, "PeerAuthentication", pa->ns, pa->name);
+		if (cnt)
+			cnt->denied++;
+		snprintf(why, sizeof(why), "PeerAuthentication %s/%s is STRICT: plaintext refused", pa->ns, pa->name);
+		if (a->polsync)
+			polsync_log_deny(a->polsync, what, why);
+		return 403;
+	}
+	if (az->src_identity && authz_principal(az->src_identity, principal, sizeof(principal), ns, sizeof(ns))) {
+		peer.principal = principal;
+		peer.ns = ns;
+	}
+	authz_decide(a->model, a->root_ns, w->pod, &az->dst->ip, az->dst->port, &peer, &d);
+	if (d.by && (cnt = authz_count(a, "AuthorizationPolicy", d.by->ns, d.by->name))) {
+		if (d.allow)
+			cnt->allowed++;
+		else
+			cnt->denied++;
+	}
+	if (d.audit)
+		pr_info("policy: audit %s: an AUDIT policy matched", what);
+	if (d.allow)
+		return 0;
+	if (a->polsync)
+		polsync_log_deny(a->polsync, what, d.reason);
+	return 403;
+}
+
+/* What the tunnel asks before it delivers to a pod of this node. */
+static int mesh_authorize(void *arg, const struct tunnel_authz *az)
+{
+	struct agent *a = arg;
+	char what[384], sb[SL_IP_STRLEN], db[SL_IP_STRLEN];
+	int r;
+
+	if (!a->model)
+		return 0;
+	snprintf(what, sizeof(what), "TCP %s -> %s/%s %s:%u (ingress, %s%s%s)", sl_ip_str(&az->src->ip, sb),
+		 az->dst_ns, az->dst_name, sl_ip_str(&az->dst->ip, db), az->dst->port,
+		 path_names[az->path < 4 ? az->path : 0], az->src_identity ? ", peer " : "",
+		 az->src_identity ? az->src_identity : "");
+	r = mesh_netpol(a, az, what);
+	return r ? r : mesh_istio_policy(a, az, what);
 }
 
 static const struct tunnel_ops tunnel_ops = {

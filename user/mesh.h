@@ -31,6 +31,9 @@ void mesh_stop(struct agent *a);	/* NULL-safe parts; before loop_free() */
  * still needs the pods' TC programs). */
 int mesh_pods_start(struct agent *a, struct loop *l, const struct pods_opts *o, char **err);
 
+/* Free the agent's AuthorizationPolicy counters. */
+void mesh_authz_counts_free(struct agent *a);
+
 /* Prometheus text of the tunnel (status_route_text handler shape). */
 char *mesh_metrics_text(void *agent, const char *query, int *code, size_t *len);
 

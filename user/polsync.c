@@ -373,3 +373,9 @@ void polsync_agent_count(struct polsync *s, uint32_t slot, bool deny, const char
 	}
 	a->n++;
 }
+
+void polsync_log_deny(struct polsync *s, const char *what, const char *why)
+{
+	if (log_budget(s))
+		pr_warn("policy: deny %s: %s", what, why);
+}

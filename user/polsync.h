@@ -45,5 +45,7 @@ void polsync_counts(const struct polsync *s, size_t *ids, size_t *eps, size_t *r
  * itself (polsync_agent_count). */
 uint64_t polsync_slot_count(const struct polsync *s, uint32_t slot);
 void polsync_agent_count(struct polsync *s, uint32_t slot, bool deny, const char *what);
+/* "policy: deny <what>: <why>" under the same rate limit as the kernel's denies. */
+void polsync_log_deny(struct polsync *s, const char *what, const char *why);
 
 #endif

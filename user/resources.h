@@ -178,6 +178,87 @@ struct sl_netpol {
 	struct sl_src src;
 };
 
+/* ---- security.istio.io: AuthorizationPolicy, PeerAuthentication ---- */
+
+struct sl_strs {
+	char **v;
+	size_t n;
+};
+
+struct sl_cidrs {
+	struct sl_cidr *v;
+	size_t n;
+};
+
+/* One from[].source: every field set must match (AND); values match exactly,
+ * or "*" (anything), "prefix*", "*suffix". */
+struct sl_authz_source {
+	struct sl_strs principals, not_principals;	/* "cluster.local/ns/x/sa/y" */
+	struct sl_strs namespaces, not_namespaces;
+	struct sl_cidrs ip_blocks, not_ip_blocks;
+	struct sl_cidrs remote_ip_blocks, not_remote_ip_blocks;
+	bool l7;			/* requestPrincipals: needs L7 (JWT) */
+};
+
+/* One to[].operation. */
+struct sl_authz_operation {
+	uint16_t *ports, *not_ports;
+	size_t n_ports, n_not_ports;
+	bool l7;			/* hosts, methods, paths (and their not- forms) */
+};
+
+/* One when[] condition on an L4 key (source.ip, source.namespace,
+ * source.principal, destination.ip, destination.port, connection.sni is L7). */
+struct sl_authz_cond {
+	char *key;
+	struct sl_strs values, not_values;
+};
+
+struct sl_authz_rule {
+	struct sl_authz_source *from;
+	size_t n_from;
+	struct sl_authz_operation *to;
+	size_t n_to;
+	struct sl_authz_cond *when;
+	size_t n_when;
+	bool l7;			/* some field needs L7 processing */
+};
+
+enum sl_authz_action { SL_AUTHZ_ALLOW = 0, SL_AUTHZ_DENY, SL_AUTHZ_AUDIT, SL_AUTHZ_CUSTOM };
+
+struct sl_target_ref {
+	char *kind, *name;		/* Service, Gateway, ... */
+};
+
+struct sl_authz {
+	char *ns, *name;
+	bool has_selector;
+	struct sl_labels selector;	/* selector.matchLabels */
+	struct sl_target_ref *targets;	/* targetRef / targetRefs */
+	size_t n_targets;
+	enum sl_authz_action action;
+	struct sl_authz_rule *rules;
+	size_t n_rules;
+	struct sl_src src;
+};
+
+enum sl_mtls_mode { SL_MTLS_UNSET = 0, SL_MTLS_PERMISSIVE, SL_MTLS_STRICT, SL_MTLS_DISABLE };
+
+struct sl_port_mtls {
+	uint16_t port;
+	enum sl_mtls_mode mode;
+};
+
+struct sl_peerauthn {
+	char *ns, *name;
+	bool has_selector;
+	struct sl_labels selector;
+	enum sl_mtls_mode mode;		/* mtls.mode; UNSET inherits */
+	struct sl_port_mtls *ports;	/* portLevelMtls (workload scope only) */
+	size_t n_ports;
+	struct sl_src src;
+};
+
 /* A decoded set of objects: everything from one config directory. */
 struct sl_resources {
 	struct sl_namespace *namespaces;
@@ -190,6 +271,10 @@ struct sl_resources {
 	size_t n_slices;
 	struct sl_netpol *netpols;
 	size_t n_netpols;
+	struct sl_authz *authzs;
+	size_t n_authzs;
+	struct sl_peerauthn *peerauthns;
+	size_t n_peerauthns;
 	/* Kinds accepted but not handled yet (Gateway API, policy...): counted and noted. */
 	size_t n_ignored;
 	void *priv;			/* allocator and interned strings (config.c) */

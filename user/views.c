@@ -11,6 +11,7 @@
 #include <sluice/counters.h>
 
 #include "agent.h"
+#include "authz.h"
 #include "identity.h"
 #include "loader.h"
 #include "model.h"
@@ -385,6 +386,83 @@ static uint64_t slot_count(const struct agent *a, const char *ns, const char *na
 	return 0;
 }
 
+static const struct agent_authz_count *authz_counted(const struct agent *a, const char *kind, const char *ns,
+						    const char *name)
+{
+	for (size_t i = 0; i < a->n_authz_counts; i++)
+		if (!strcmp(a->authz_counts[i].kind, kind) && !strcmp(a->authz_counts[i].ns, ns) &&
+		    !strcmp(a->authz_counts[i].name, name))
+			return &a->authz_counts[i];
+	return NULL;
+}
+
+/* Local pods a security.istio.io policy applies to. */
+static json_t *local_pods_json(const struct agent *a, const struct sl_authz *az, const struct sl_peerauthn *pa)
+{
+	json_t *v = json_array();
+	char name[320];
+
+	for (size_t i = 0; a->model && i < a->model->res->n_pods; i++) {
+		const struct sl_workload *w = &a->model->workloads[i];
+		bool in;
+
+		if (!w->local)
+			continue;
+		if (az) {
+			in = authz_applies(a->model, a->root_ns, az, w->pod);
+		} else {
+			const struct sl_peerauthn *by = NULL;
+
+			authz_mtls_mode(a->model, a->root_ns, w->pod, 0, &by);
+			in = by == pa;
+		}
+		if (!in)
+			continue;
+		snprintf(name, sizeof(name), "%s/%s", w->pod->ns, w->pod->name);
+		json_array_append_new(v, json_string(name));
+	}
+	return v;
+}
+
+static json_t *authz_json(const struct agent *a)
+{
+	const struct sl_resources *r = a->model ? a->model->res : NULL;
+	json_t *v = json_array();
+
+	for (size_t i = 0; r && i < r->n_authzs; i++) {
+		const struct sl_authz *az = &r->authzs[i];
+		const struct agent_authz_count *c = authz_counted(a, "AuthorizationPolicy", az->ns, az->name);
+		size_t l7 = 0;
+
+		for (size_t j = 0; j < az->n_rules; j++)
+			l7 += az->rules[j].l7;
+		json_array_append_new(v, json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:I, s:I, s:I}", "namespace", az->ns,
+						   "name", az->name, "action", authz_action_str(az->action), "rules",
+						   (json_int_t)az->n_rules, "l7_rules", (json_int_t)l7, "local_pods",
+						   local_pods_json(a, az, NULL), "allowed", (json_int_t)(c ? c->allowed : 0),
+						   "denied", (json_int_t)(c ? c->denied : 0), "audited",
+						   (json_int_t)(c ? c->audited : 0)));
+	}
+	return v;
+}
+
+static json_t *peerauthn_json(const struct agent *a)
+{
+	static const char *const modes[] = { "UNSET", "PERMISSIVE", "STRICT", "DISABLE" };
+	const struct sl_resources *r = a->model ? a->model->res : NULL;
+	json_t *v = json_array();
+
+	for (size_t i = 0; r && i < r->n_peerauthns; i++) {
+		const struct sl_peerauthn *pa = &r->peerauthns[i];
+		const struct agent_authz_count *c = authz_counted(a, "PeerAuthentication", pa->ns, pa->name);
+
+		json_array_append_new(v, json_pack("{s:s, s:s, s:s, s:o, s:I}", "namespace", pa->ns, "name", pa->name,
+						   "mode", modes[pa->mode], "local_pods", local_pods_json(a, NULL, pa),
+						   "plaintext_refused", (json_int_t)(c ? c->denied : 0)));
+	}
+	return v;
+}
+
 json_t *views_policies(const struct agent *a)
 {
 	const struct sl_resources *r = a->model ? a->model->res : NULL;
@@ -440,7 +518,8 @@ json_t *views_policies(const struct agent *a)
 						     "egress_isolated_by", e->isolated_by[1] ? e->isolated_by[1]->name : NULL,
 						     "enrolled", !!(e->flags & SL_EP_F_ENROLLED)));
 	}
-	return json_pack("{s:o, s:o, s:o}", "policy", policy_json(a), "policies", pols, "endpoints", eps);
+	return json_pack("{s:o, s:o, s:o, s:o, s:o}", "policy", policy_json(a), "policies", pols, "endpoints", eps,
+			 "authorization", authz_json(a), "peer_authentication", peerauthn_json(a));
 }
 
 /* The value of key in a query string (a=b&c=d, %XX decoded) into out. */
@@ -560,6 +639,17 @@ int views_policy_metrics(const struct agent *a, FILE *f)
 			"rule=\"%s\",verdict=\"%s\"} %llu\n",
 			s->ns, s->policy, s->dir == SL_DIR_INGRESS ? "ingress" : "egress", rule,
 			s->rule >= 0 ? "allow" : "deny", (unsigned long long)c);
+	}
+	fprintf(f, "# HELP sluice_authorization_decisions_total Connections the agent judged by an "
+		   "AuthorizationPolicy or PeerAuthentication (the deciding policy).\n"
+		   "# TYPE sluice_authorization_decisions_total counter\n");
+	for (size_t i = 0; i < a->n_authz_counts; i++) {
+		const struct agent_authz_count *c = &a->authz_counts[i];
+
+		fprintf(f, "sluice_authorization_decisions_total{kind=\"%s\",namespace=\"%s\",policy=\"%s\",decision=\"allow\"} %llu\n",
+			c->kind, c->ns, c->name, (unsigned long long)c->allowed);
+		fprintf(f, "sluice_authorization_decisions_total{kind=\"%s\",namespace=\"%s\",policy=\"%s\",decision=\"deny\"} %llu\n",
+			c->kind, c->ns, c->name, (unsigned long long)c->denied);
 	}
 	return ferror(f) ? -EIO : 0;
 }

@@ -7,7 +7,9 @@
 # the kernel; egress deny fails connect() at once with EPERM; `sluicectl
 # policy check` and `sluicectl policies` explain and count; denies are logged;
 # a policy change applies without a restart; a bad policy keeps the last good
-# set. The truth tables with every pod policed are in test_netpol.sh.
+# set. Istio's AuthorizationPolicy (ALLOW/DENY on verified principals and
+# ports) and PeerAuthentication STRICT are enforced by the agent on what it
+# delivers. The truth tables with every pod policed are in test_netpol.sh.
 # Prints "[name] PASS|FAIL"; the last line is "N passed, N failed".
 . "$(dirname "$0")/lib.sh"
 
@@ -50,6 +52,7 @@ Y
 	pod client shop 1 10
 	pod web-1 shop 1 11 web
 	pod web-2 shop 2 11 web
+	pod open shop 2 12
 	pod other plain 1 20
 	pod outside plain 2 20
 } >"$cfg/10-pods.yaml"
@@ -165,3 +168,41 @@ check "the bad policy is refused with its field" wait_until 10 sh -c "grep -q 's
 out=$(lab exec shop/client sl-echo probe tcp "$W2_4" 9000 --count 3)
 expect_contains "the last good policy set stays in force" "$(grep summary <<<"$out")" "ok=3 err=0"
 rm -f "$cfg/30-bad.yaml"
+
+# --- AuthorizationPolicy and PeerAuthentication (the agent, real identities) ---
+O2_4=10.244.2.12
+out=$(lab exec plain/outside sl-echo probe tcp "$O2_4" 8080 --count 2)
+expect_contains "before PeerAuthentication: plaintext into the mesh works" "$(grep summary <<<"$out")" "ok=2 err=0"
+cat >"$cfg/40-istio.yaml" <<'Y'
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: shop}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin-from-client, namespace: shop}
+spec:
+  selector: {matchLabels: {app: open}}
+  action: DENY
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/client]}}]
+    to: [{operation: {ports: ["9000"]}}]
+Y
+check "node-2 took the Istio policies" wait_until 10 sh -c "sluicectl --socket $STATE/node-2/agent.sock --json policies | grep -q no-admin-from-client"
+out=$(lab exec plain/outside sl-echo probe tcp "$O2_4" 8080 --count 2 --timeout-ms 2000)
+expect_contains "PeerAuthentication STRICT: plaintext refused" "$(grep summary <<<"$out")" "ok=0 err=2"
+check "the refusal is logged with the policy" grep -q "PeerAuthentication shop/strict is STRICT: plaintext refused" "$STATE/node-2/agent.log"
+for w in "$O2_4" "fd00:244:2::12"; do
+	out=$(lab exec shop/client sl-echo probe tcp "$w" 8080 --count 2)
+	expect_contains "STRICT: mTLS from the mesh still gets through ($w)" "$(grep summary <<<"$out")" "ok=2 err=0"
+	out=$(lab exec shop/client sl-echo probe tcp "$w" 9000 --count 2 --timeout-ms 2000)
+	expect_contains "AuthorizationPolicy DENY on principal and port ($w)" "$(grep summary <<<"$out")" "ok=0 err=2"
+done
+check "the deny names the AuthorizationPolicy rule" grep -q "denied by shop/no-admin-from-client rules\[0\]" "$STATE/node-2/agent.log"
+out=$(ctl node-2 policies)
+expect_contains "sluicectl policies: the AuthorizationPolicy and its counts" "$out" "shop/no-admin-from-client"
+expect_contains "sluicectl policies: the PeerAuthentication" "$out" "shop/strict"
+m=$(lab node-exec node-2 curl -s --max-time 5 http://127.0.0.1:15020/metrics)
+check "Prometheus: AuthorizationPolicy denies" grep -qE '^sluice_authorization_decisions_total\{kind="AuthorizationPolicy",namespace="shop",policy="no-admin-from-client",decision="deny"\} [1-9]' <<<"$m"
+check "Prometheus: PeerAuthentication refusals" grep -qE '^sluice_authorization_decisions_total\{kind="PeerAuthentication",namespace="shop",policy="strict",decision="deny"\} [1-9]' <<<"$m"

@@ -6,7 +6,7 @@
  * decoded string and array is read back, so ASan sees any dangling pointer
  * or short allocation, and every problem is formatted.
  *
- * fuzz-srcs: user/config.c user/lib/diag.c user/lib/log.c user/lib/loop.c
+ * fuzz-srcs: user/config.c user/model.c user/lib/diag.c user/lib/log.c user/lib/loop.c
  * fuzz-libs: -lyaml -lpthread
  */
 #include <stddef.h>

@@ -9,7 +9,7 @@
  * merged, and parsed again whole when a cut turns out wrong: the paths that
  * fuzz_config does not reach, checked against the one that it does.
  *
- * fuzz-srcs: user/config.c user/lib/diag.c user/lib/log.c user/lib/loop.c
+ * fuzz-srcs: user/config.c user/model.c user/lib/diag.c user/lib/log.c user/lib/loop.c
  * fuzz-cflags: -DCFG_SPLIT_BYTES=64
  * fuzz-libs: -lyaml -lpthread
  */

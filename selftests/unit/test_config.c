@@ -713,8 +713,6 @@ void test_config_ignored_kinds(void)
 		{ "gateway.networking.k8s.io/v1alpha2", "TCPRoute" },
 		{ "gateway.networking.k8s.io/v1alpha2", "TLSRoute" },
 		{ "gateway.networking.k8s.io/v1alpha3", "BackendTLSPolicy" },
-		{ "security.istio.io/v1", "AuthorizationPolicy" },
-		{ "security.istio.io/v1beta1", "PeerAuthentication" },
 		{ "apps/v1", "Deployment" },
 		{ "apps/v1", "StatefulSet" },
 		{ "apps/v1", "DaemonSet" },

@@ -866,6 +866,61 @@ static int print_certs(const json_t *root)
 	return table_print(&t, 0);
 }
 
+/* A JSON array of strings as "a,b,c" (or "-"). */
+static void join_strs(const json_t *arr, char *out, size_t len)
+{
+	const json_t *v;
+	size_t k, o = 0;
+
+	out[0] = '\0';
+	json_array_foreach(arr, k, v)
+		o += (size_t)snprintf(out + o, o < len ? len - o : 0, "%s%s", k ? "," : "", json_string_value(v));
+	if (!out[0])
+		snprintf(out, len, "-");
+}
+
+static int print_istio_policies(const json_t *root)
+{
+	static const char *const ah[] = { "AUTHORIZATIONPOLICY", "ACTION", "RULES", "L7-RULES", "LOCAL-PODS", "ALLOWED",
+					  "DENIED", NULL };
+	static const char *const ph[] = { "PEERAUTHENTICATION", "MODE", "LOCAL-PODS", "PLAINTEXT-REFUSED", NULL };
+	const json_t *az = json_object_get(root, "authorization"), *pa = json_object_get(root, "peer_authentication");
+	const json_t *p;
+	struct table t = { 0 }, u = { 0 };
+	char b[64], b2[64], pods[256];
+	size_t i;
+	int ret = 0;
+
+	if (json_array_size(az)) {
+		printf("\n");
+		table_header(&t, ah);
+		json_array_foreach(az, i, p) {
+			join_strs(json_object_get(p, "local_pods"), pods, sizeof(pods));
+			table_cell(&t, "%s/%s", js(p, "namespace"), js(p, "name"));
+			table_cell(&t, "%s", js(p, "action"));
+			table_cell(&t, "%s", jf(p, "rules", b, sizeof(b)));
+			table_cell(&t, "%s", jf(p, "l7_rules", b2, sizeof(b2)));
+			table_cell(&t, "%s", pods);
+			table_cell(&t, "%s", jf(p, "allowed", b, sizeof(b)));
+			table_cell(&t, "%s", jf(p, "denied", b2, sizeof(b2)));
+		}
+		ret = table_print(&t, 0);
+	}
+	if (!ret && json_array_size(pa)) {
+		printf("\n");
+		table_header(&u, ph);
+		json_array_foreach(pa, i, p) {
+			join_strs(json_object_get(p, "local_pods"), pods, sizeof(pods));
+			table_cell(&u, "%s/%s", js(p, "namespace"), js(p, "name"));
+			table_cell(&u, "%s", js(p, "mode"));
+			table_cell(&u, "%s", pods);
+			table_cell(&u, "%s", jf(p, "plaintext_refused", b, sizeof(b)));
+		}
+		ret = table_print(&u, 0);
+	}
+	return ret;
+}
+
 static int print_policies(const json_t *root)
 {
 	static const char *const hdr[] = { "POLICY", "TYPES", "RULE", "PEERS", "PORTS", "ALLOWED", NULL };
@@ -917,6 +972,8 @@ static int print_policies(const json_t *root)
 		table_cell(&e, "%s", json_is_true(json_object_get(p, "enrolled")) ? "yes" : "no");
 	}
 	ret = table_print(&e, 0);
+	if (!ret)
+		ret = print_istio_policies(root);
 	if (!ret)
 		printf("\nscope %s; %s policies, %s select pods here; kernel: %s identities, %s endpoints, %s rule entries\n",
 		       js(pi, "scope"), jf(pi, "policies", b, sizeof(b)), jf(pi, "selecting_local_pods", b2, sizeof(b2)),
