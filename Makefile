@@ -27,7 +27,7 @@ Q := @
 msg = @printf '  %-5s %s\n' "$(1)" "$(2)";
 endif
 
-BPF_PROGS  := sock_lb sockops pod_ingress pod_egress
+BPF_PROGS  := sock_lb sockops pod_ingress pod_egress edge
 BPF_OBJS   := $(patsubst %,$(BUILD)/%.bpf.o,$(BPF_PROGS))
 SKELS      := $(patsubst %,$(BUILD)/%.skel.h,$(BPF_PROGS))
 

@@ -30,6 +30,12 @@ int pod_egress_tc(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	p = parse_flow(skb, &f);
 	if (p == PARSE_BAD) {
+		/* A tiny first fragment (see pod_ingress): its ports arrive in a
+		 * later fragment, which is never policed. Only a raw socket makes one. */
+		if (f.frag) {
+			metrics_inc(SL_CNT_POL_DENY);
+			return TC_ACT_SHOT;
+		}
 		metrics_inc(SL_CNT_EG_BAD_PACKET);
 		return TC_ACT_OK;
 	}

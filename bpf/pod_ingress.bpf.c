@@ -122,6 +122,15 @@ int pod_ingress_tc(struct __sk_buff *skb)
 
 	p = parse_flow(skb, &f);
 	if (p == PARSE_BAD) {
+		/* A first fragment too short for its TCP or UDP header (RFC 1858's
+		 * tiny fragment): ports and flags come in the next fragment, which
+		 * passes as a later fragment, and the stack reassembles a SYN that
+		 * neither policy nor steering saw. No real sender makes one (IPv6
+		 * stacks drop it themselves, RFC 8200 4.5). */
+		if (f.frag) {
+			metrics_inc(SL_CNT_POL_DENY);
+			return TC_ACT_SHOT;
+		}
 		metrics_inc(SL_CNT_IN_BAD_PACKET);
 		goto out;
 	}
@@ -134,6 +143,14 @@ int pod_ingress_tc(struct __sk_buff *skb)
 	ep = pol_endpoint(&f.daddr, f.family);
 	if (ep && police_inbound(ep, &f) == POL_DENY)
 		return TC_ACT_SHOT;
+	/* A fragmented SYN is never steered (the listener wants the reassembled
+	 * one), so to a mesh pod it would reach the application past the agent
+	 * (PeerAuthentication, AuthorizationPolicy). No stack fragments a SYN. */
+	if (p == PARSE_TCP && f.frag && f.syn && !f.ack && f.dport != bpf_htons(SL_PORT_HBONE) &&
+	    !(ep && (ep->flags & SL_EP_F_NO_STEER))) {
+		metrics_inc(SL_CNT_POL_DENY);
+		return TC_ACT_SHOT;
+	}
 	/* A fragment is never steered: the listener wants the reassembled SYN. */
 	if (p != PARSE_TCP || f.frag || (ep && (ep->flags & SL_EP_F_NO_STEER)))
 		goto out;

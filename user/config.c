@@ -2376,7 +2376,7 @@ static void decode_selector(struct dec *d, const struct node *m, const struct pa
 		const struct path *pi = PI(pe, i);
 		const struct node *e = ex->kids[i], *vals;
 		struct sl_sel_expr *x = &out->exprs[out->n_exprs];
-		const char *key;
+		const char *kname;
 		int op;
 
 		if (!want_map(d, e, pi))
@@ -2385,10 +2385,10 @@ static void decode_selector(struct dec *d, const struct node *m, const struct pa
 			dec_err(d, e, PK(pi, "key"), "missing");
 			continue;
 		}
-		key = want_str(d, n, PK(pi, "key"));
-		if (!key)
+		kname = want_str(d, n, PK(pi, "key"));
+		if (!kname)
 			continue;
-		if (!valid_label_key(key, n->n)) {
+		if (!valid_label_key(kname, n->n)) {
 			dec_err(d, n, PK(pi, "key"), "not a valid label key: %s", node_desc(b, sizeof(b), n));
 			continue;
 		}
@@ -2411,7 +2411,7 @@ static void decode_selector(struct dec *d, const struct node *m, const struct pa
 			dec_err(d, vals, PK(pi, "values"), "%s takes no values", ops[op]);
 			continue;
 		}
-		x->key = keep_str(d, key, true);
+		x->key = keep_str(d, kname, true);
 		x->op = (enum sl_sel_op)op;
 		if (op <= SL_SEL_NOT_IN) {
 			x->values = keep_array(d, vals->n, sizeof(*x->values));
@@ -2665,7 +2665,7 @@ static void decode_cidrs(struct dec *d, const struct node *n, const struct path 
 	for (uint32_t i = 0; out->v && i < n->n; i++) {
 		const struct node *k = n->kids[i];
 		struct sl_cidr *c = &out->v[out->n];
-		const char *s = k && k->type == NODE_SCALAR ? k->s : NULL;
+		const char *s = k->type == NODE_SCALAR ? k->s : NULL;
 
 		if (s && !strchr(s, '/') && !ip_parse(s, &c->ip)) {
 			c->len = c->ip.family == SL_AF_INET ? 32 : 128;
@@ -2777,7 +2777,7 @@ static void decode_authz_rule(struct dec *d, const struct node *m, const struct 
 			const struct path *pi = PI(pw, i);
 			const struct node *e = n->kids[i], *k;
 			struct sl_authz_cond *c = &r->when[r->n_when];
-			const char *key;
+			const char *kname;
 			bool l4 = false;
 
 			if (!want_map(d, e, pi))
@@ -2786,15 +2786,15 @@ static void decode_authz_rule(struct dec *d, const struct node *m, const struct 
 				dec_err(d, e, PK(pi, "key"), "missing");
 				continue;
 			}
-			if (!(key = want_str(d, k, PK(pi, "key"))))
+			if (!(kname = want_str(d, k, PK(pi, "key"))))
 				continue;
 			decode_strs(d, map_get(e, "values"), PK(pi, "values"), &c->values);
 			decode_strs(d, map_get(e, "notValues"), PK(pi, "notValues"), &c->not_values);
 			if (!c->values.n && !c->not_values.n)
 				dec_err(d, e, pi, "needs values or notValues");
-			c->key = keep_str(d, key, true);
+			c->key = keep_str(d, kname, true);
 			for (const char *const *l = l4_keys; *l; l++)
-				l4 |= !strcmp(*l, key);
+				l4 |= !strcmp(*l, kname);
 			r->l7 |= !l4;
 			r->n_when++;
 		}

@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <errno.h>
+#include <net/if.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <mntent.h>
@@ -21,6 +22,7 @@
 
 #include "loader.h"
 #include "log.h"
+#include "edge.skel.h"
 #include "pod_egress.skel.h"
 #include "pod_ingress.skel.h"
 #include "sock_lb.skel.h"
@@ -37,6 +39,9 @@ struct loader {
 	struct sockops *sockops;
 	struct pod_ingress *pod_ingress;
 	struct pod_egress *pod_egress;
+	struct edge *edge;
+	char edge_attach[LOADER_UPLINKS_MAX][IF_NAMESIZE + 8];	/* "xdp <ifname>" for loader_programs */
+	size_t n_edges;
 	struct bpf_object *objs[8];	/* the above, for iteration */
 	size_t n_objs;
 	char root[192];			/* pins below it must fit loader_*_info */
@@ -289,10 +294,47 @@ static uint64_t agent_cgroup_guard(const struct loader *l)
 	return id;
 }
 
+/* A pinned map whose layout differs from this build's (a newer agent grew a
+ * map, e.g. more counters) cannot be reused: unpin it so that the load
+ * creates the new one. Programs of the old agent keep the old map until
+ * their links take the new programs; the agent rewrites what the maps hold. */
+static void unpin_stale_maps(struct bpf_object *obj)
+{
+	struct bpf_map *m;
+
+	bpf_object__for_each_map(m, obj) {
+		const char *pin = bpf_map__pin_path(m);
+		struct bpf_map_info info = { 0 };
+		__u32 len = sizeof(info);
+		int fd;
+
+		if (!pin || access(pin, F_OK))
+			continue;
+		fd = bpf_obj_get(pin);
+		if (fd < 0)
+			continue;
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
+		    (info.type != bpf_map__type(m) || info.key_size != bpf_map__key_size(m) ||
+		     info.value_size != bpf_map__value_size(m) || info.max_entries != bpf_map__max_entries(m) ||
+		     info.map_flags != bpf_map__map_flags(m))) {
+			pr_warn("loader: pinned map %s has another layout (max_entries %u, key %u, value %u; now %u, %u, %u): "
+				"replaced with a new one",
+				pin, info.max_entries, info.key_size, info.value_size, bpf_map__max_entries(m),
+				bpf_map__key_size(m), bpf_map__value_size(m));
+			if (unlink(pin))
+				pr_warn("loader: unlink %s: %s", pin, strerror(errno));
+		}
+		close(fd);
+	}
+}
+
 static int load_one(struct loader *l, struct bpf_object *obj, int (*load)(void *), void *skel,
 		    const char *name)
 {
-	int err = load(skel);
+	int err;
+
+	unpin_stale_maps(obj);
+	err = load(skel);
 
 	if (err) {
 		pr_err("loader: load %s: %s%s", name, strerror(-err),
@@ -327,6 +369,11 @@ static int load_pod_egress(void *s)
 	return pod_egress__load(s);
 }
 
+static int load_edge(void *s)
+{
+	return edge__load(s);
+}
+
 /* Open and load every object; maps of one name are one pinned map. */
 static int load_objects(struct loader *l)
 {
@@ -337,7 +384,8 @@ static int load_objects(struct loader *l)
 	l->sockops = sockops__open_opts(&oo);
 	l->pod_ingress = pod_ingress__open_opts(&oo);
 	l->pod_egress = pod_egress__open_opts(&oo);
-	if (!l->sock_lb || !l->sockops || !l->pod_ingress || !l->pod_egress) {
+	l->edge = edge__open_opts(&oo);
+	if (!l->sock_lb || !l->sockops || !l->pod_ingress || !l->pod_egress || !l->edge) {
 		err = -errno;
 		pr_err("loader: open BPF objects: %s", strerror(errno));
 		return err ? err : -ENOMEM;
@@ -350,6 +398,8 @@ static int load_objects(struct loader *l)
 		err = load_one(l, l->pod_ingress->obj, load_pod_ingress, l->pod_ingress, "pod_ingress");
 	if (!err)
 		err = load_one(l, l->pod_egress->obj, load_pod_egress, l->pod_egress, "pod_egress");
+	if (!err)
+		err = load_one(l, l->edge->obj, load_edge, l->edge, "edge");
 	return err;
 }
 
@@ -428,6 +478,7 @@ void loader_free(struct loader *l)
 	free(l->progs);
 	pod_ingress__destroy(l->pod_ingress);
 	pod_egress__destroy(l->pod_egress);
+	edge__destroy(l->edge);
 	sockops__destroy(l->sockops);
 	sock_lb__destroy(l->sock_lb);
 	if (l->cg_fd >= 0)
@@ -617,6 +668,73 @@ int loader_pod_ingress_detach(int ifindex)
 int loader_pod_egress_detach(int ifindex)
 {
 	return pod_tc_detach(ifindex, true);
+}
+
+/* edge on an uplink: through the link pinned as links/edge_xdp_<ifname>, the
+ * new program swapped in when it exists for that interface (restarts keep
+ * the XDP program attached throughout). */
+int loader_edge_attach(struct loader *l, const char *ifname)
+{
+	unsigned int ifindex = if_nametoindex(ifname);
+	struct bpf_program *prog = l->edge->progs.edge_xdp;
+	struct loader_prog_info *pi, *pv;
+	struct bpf_link *link, **lv;
+	char pin[256];
+	int err;
+
+	if (!ifindex) {
+		err = -errno;
+		pr_err("loader: uplink %s: %s", ifname, strerror(-err));
+		return err;
+	}
+	snprintf(pin, sizeof(pin), "%.191s/%s/edge_xdp_%.16s", l->root, SL_LINKS_DIR, ifname);
+	link = access(pin, F_OK) ? NULL : bpf_link__open(pin);
+	if (link) {
+		struct bpf_link_info info = { 0 };
+		__u32 len = sizeof(info);
+
+		if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) || info.type != BPF_LINK_TYPE_XDP ||
+		    info.xdp.ifindex != ifindex || bpf_link__update_program(link, prog)) {
+			pr_info("loader: replacing pinned link %s", pin);
+			bpf_link__unpin(link);
+			bpf_link__detach(link);
+			bpf_link__destroy(link);
+			link = NULL;
+		}
+	}
+	if (!link) {
+		link = bpf_program__attach_xdp(prog, (int)ifindex);
+		if (!link) {
+			err = -errno;
+			pr_err("loader: attach edge (XDP) to %s: %s%s", ifname, strerror(-err),
+			       err == -EBUSY ? " (another XDP program is attached there)" : "");
+			return err;
+		}
+		err = bpf_link__pin(link, pin);
+		if (err) {
+			pr_err("loader: pin link %s: %s", pin, strerror(-err));
+			bpf_link__destroy(link);
+			return err;
+		}
+	}
+	pv = realloc(l->progs, (l->n_progs + 1) * sizeof(*pv));
+	lv = pv ? realloc(l->links, (l->n_progs + 1) * sizeof(*lv)) : NULL;
+	if (pv)
+		l->progs = pv;
+	if (!pv || !lv) {
+		bpf_link__destroy(link);	/* the pin keeps it attached */
+		return -ENOMEM;
+	}
+	l->links = lv;
+	pi = &l->progs[l->n_progs];
+	memset(pi, 0, sizeof(*pi));
+	pi->name = bpf_program__name(prog);
+	snprintf(l->edge_attach[l->n_edges % LOADER_UPLINKS_MAX], sizeof(l->edge_attach[0]), "xdp %s", ifname);
+	pi->attach = l->edge_attach[l->n_edges % LOADER_UPLINKS_MAX];
+	l->n_edges++;
+	memcpy(pi->link_pin, pin, sizeof(pi->link_pin));
+	l->links[l->n_progs++] = link;
+	return 0;
 }
 
 int loader_netns_set(const struct loader *l, uint64_t cookie, const struct sl_netns_val *v)

@@ -66,6 +66,10 @@ int loader_pod_ingress_detach(int ifindex);
 /* The same for pod_egress at TC egress (NetworkPolicy for what the pod sends). */
 int loader_pod_egress_attach(struct loader *l, int ifindex);
 int loader_pod_egress_detach(int ifindex);
+/* edge (XDP, NetworkPolicy drops) on a node uplink of the agent's netns, with a
+ * pinned link. 0 or -errno (logged). At most LOADER_UPLINKS_MAX uplinks. */
+#define LOADER_UPLINKS_MAX	4
+int loader_edge_attach(struct loader *l, const char *ifname);
 /* sl_netns_v1: enrol (or forget) a pod's netns for capture. */
 int loader_netns_set(const struct loader *l, uint64_t cookie, const struct sl_netns_val *v);
 int loader_netns_del(const struct loader *l, uint64_t cookie);

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <malloc.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,8 @@ static const char usage[] =
 	"  --cert-ttl SECONDS    lifetime of minted certificates (default 86400)\n"
 	"  --metrics ADDR:PORT   Prometheus metrics (default 127.0.0.1:15020; off: none)\n"
 	"  --no-mesh             Service load balancing only: no capture, no tunnel\n"
+	"  --uplink IFNAME       a node uplink: XDP drops there what pods' ingress policy\n"
+	"                        denies, before an skb exists (repeatable, at most 4)\n"
 	"  --root-namespace NS   Istio's root namespace: its AuthorizationPolicies and\n"
 	"                        PeerAuthentications apply mesh-wide (default istio-system)\n"
 	"  --policy-scope SCOPE  NetworkPolicy in the kernel for: enrolled (pods in the mesh,\n"
@@ -80,6 +83,8 @@ struct options {
 	struct tunnel_addr metrics_addr;
 	bool no_mesh;
 	enum policy_scope policy_scope;
+	const char *uplinks[LOADER_UPLINKS_MAX];
+	size_t n_uplinks;
 	bool uninstall;
 	const char *cmd;	/* "run", "plan" or "check" */
 };
@@ -472,6 +477,10 @@ static int run_agent(const struct options *o)
 	err = loader_open(&agent.loader, &o->loader);
 	if (err)
 		goto out;
+	for (size_t i = 0; i < o->n_uplinks && !err; i++)
+		err = loader_edge_attach(agent.loader, o->uplinks[i]);
+	if (err)
+		goto out;
 	maps = (struct sync_maps){
 		.svc_fd = loader_map_fd(agent.loader, SL_MAP_SVC),
 		.be_fd = loader_map_fd(agent.loader, SL_MAP_BE),
@@ -560,6 +569,7 @@ int main(int argc, char **argv)
 		{ "no-mesh", no_argument, NULL, 'M' },
 		{ "policy-scope", required_argument, NULL, 'p' },
 		{ "root-namespace", required_argument, NULL, 'R' },
+		{ "uplink", required_argument, NULL, 'L' },
 		{ "ingress-clsact", no_argument, NULL, 'I' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "version", no_argument, NULL, 'V' },
@@ -652,6 +662,14 @@ int main(int argc, char **argv)
 			break;
 		case 'R':
 			agent.root_ns = optarg;
+			break;
+		case 'L':
+			if (o.n_uplinks == LOADER_UPLINKS_MAX || !optarg[0] || strlen(optarg) >= IF_NAMESIZE) {
+				fprintf(stderr, "sluice-agent: --uplink: an interface name, at most %d of them\n",
+					LOADER_UPLINKS_MAX);
+				return 2;
+			}
+			o.uplinks[o.n_uplinks++] = optarg;
 			break;
 		case 'p':
 			if (!strcmp(optarg, "enrolled")) {

@@ -209,7 +209,8 @@ static void shadow_diff(int fd, const struct shadow *have, const void *wkeys, co
 
 static int shadow_set(struct shadow *sh, const void *keys, const void *vals, size_t n)
 {
-	unsigned char *k = malloc(n ? n * sh->key_size : 1), *v = malloc(n ? n * sh->val_size : 1);
+	size_t kb = n * sh->key_size, vb = n * sh->val_size;
+	unsigned char *k = malloc(kb ? kb : 1), *v = malloc(vb ? vb : 1);
 
 	if (!k || !v) {
 		free(k);

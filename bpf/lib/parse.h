@@ -125,7 +125,9 @@ static __always_inline enum parse_result parse_ip6(struct cursor *c, struct flow
 				return PARSE_BAD;
 			next = fh->nexthdr;
 			f->proto = next;
-			f->frag = true;
+			/* An atomic fragment (offset 0, no M flag: RFC 6946) is a whole
+			 * packet to the stack, and so here. */
+			f->frag = !!(fh->frag_off & bpf_htons(0x0001));
 			if (fh->frag_off & bpf_htons(0xfff8))
 				return next == IPPROTO_TCP || next == IPPROTO_UDP ? PARSE_FRAG : PARSE_OTHER;
 			c->pos = fh + 1;	/* the first fragment carries the L4 header */

@@ -152,7 +152,7 @@ static __always_inline struct sl_polrule_val *pol_rule(__u32 ep, __u32 peer, __u
 }
 
 /* The decision for f at ep (already looked up, isolated for f->dir or not).
- * Counts and reports; *slot gets the deciding slot. */
+ * Counts the deciding slot and reports a deny (ring buffer). */
 static __always_inline enum pol_verdict pol_decide(const struct sl_polep_val *ep, const struct pol_flow *f,
 						   __u8 hook)
 {
@@ -224,12 +224,20 @@ static __always_inline bool pol_ct_reply(const struct pol_flow *f)
 static __always_inline void pol_ct_record(const struct sl_polep_val *ep, const struct pol_flow *f)
 {
 	__u32 other = f->dir == SL_DIR_INGRESS ? SL_EP_F_ISO_OUT : SL_EP_F_ISO_IN;
-	struct sl_polct_val v = { .last_ns = bpf_ktime_get_boot_ns() };
+	struct sl_polct_val v = { .last_ns = bpf_ktime_get_boot_ns() }, *old;
 	struct sl_polct_key k;
 
 	if (f->proto != IPPROTO_UDP || !(ep->flags & other))
 		return;
 	pol_ct_key(&k, f, false, f->dir);
+	/* Refresh a known flow in place: an LRU hash update takes a new
+	 * element off the free list (evicting when it is empty) for every
+	 * datagram, even when the key is already there. */
+	old = bpf_map_lookup_elem(&sl_polct_v1, &k);
+	if (old) {
+		old->last_ns = v.last_ns;
+		return;
+	}
 	bpf_map_update_elem(&sl_polct_v1, &k, &v, BPF_ANY);
 }
 

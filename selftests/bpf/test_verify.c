@@ -9,6 +9,8 @@
 
 #include "lib/fixture.h"
 #include "lib/test.h"
+#include "edge.skel.h"
+#include "pod_egress.skel.h"
 #include "pod_ingress.skel.h"
 #include "sock_lb.skel.h"
 #include "sockops.skel.h"
@@ -35,6 +37,8 @@ void test_verify_all(void)
 	struct sock_lb *lb = NULL;
 	struct sockops *so = NULL;
 	struct pod_ingress *pi = NULL;
+	struct pod_egress *pe = NULL;
+	struct edge *ed = NULL;
 
 	if (!fixture_setup(&fx))
 		goto out;
@@ -43,17 +47,26 @@ void test_verify_all(void)
 	lb = sock_lb__open_opts(&o);
 	so = sockops__open_opts(&o);
 	pi = pod_ingress__open_opts(&o);
+	pe = pod_egress__open_opts(&o);
+	ed = edge__open_opts(&o);
 	if (!ASSERT_OK_PTR(lb, "open sock_lb") || !ASSERT_OK_PTR(so, "open sockops") ||
-	    !ASSERT_OK_PTR(pi, "open pod_ingress"))
+	    !ASSERT_OK_PTR(pi, "open pod_ingress") || !ASSERT_OK_PTR(pe, "open pod_egress") ||
+	    !ASSERT_OK_PTR(ed, "open edge"))
 		goto out;
 	if (!ASSERT_OK(sock_lb__load(lb), "load sock_lb") || !ASSERT_OK(sockops__load(so), "load sockops") ||
-	    !ASSERT_OK(pod_ingress__load(pi), "load pod_ingress"))
+	    !ASSERT_OK(pod_ingress__load(pi), "load pod_ingress") ||
+	    !ASSERT_OK(pod_egress__load(pe), "load pod_egress") ||
+	    !ASSERT_OK(edge__load(ed), "load edge"))
 		goto out;
 	printf("%-24s %8s %10s\n", "program", "insns", "verified");
 	print_progs(lb->obj);
 	print_progs(so->obj);
 	print_progs(pi->obj);
+	print_progs(pe->obj);
+	print_progs(ed->obj);
 out:
+	edge__destroy(ed);
+	pod_egress__destroy(pe);
 	pod_ingress__destroy(pi);
 	sockops__destroy(so);
 	sock_lb__destroy(lb);

@@ -122,7 +122,12 @@ before=$(deny_count node-2 web-ingress ingress)
 out=$(lab exec plain/other sl-echo probe tcp "$W2_4" 8080 --count 2 --timeout-ms 1000)
 expect_contains "unenrolled pod -> web: SYN dropped (timeout)" "$(grep -E '^err' <<<"$out" | head -1)" "ETIMEDOUT"
 check "the kernel counted those drops against web-ingress" test "$(deny_count node-2 web-ingress ingress)" -gt "$before"
-check "the kernel's deny reached node-2's log" wait_until 5 grep -qE "policy: deny TCP 10\.244\.1\.20:[0-9]+ -> 10\.244\.2\.11:8080 \(ingress, tc ingress\): isolated by shop/web-ingress" "$STATE/node-2/agent.log"
+check "XDP on node-2's uplink dropped it, and the deny reached the log" wait_until 5 grep -qE "policy: deny TCP 10\.244\.1\.20:[0-9]+ -> 10\.244\.2\.11:8080 \(ingress, xdp\): isolated by shop/web-ingress" "$STATE/node-2/agent.log"
+check "edge (XDP) is attached to node-2's uplink with a pinned link" sh -c "sluicectl --socket $STATE/node-2/agent.sock status | grep -q 'edge_xdp.*xdp eth0'"
+# Same node: no uplink on the way, so pod_ingress (TC) drops it.
+out=$(lab exec plain/other sl-echo probe tcp "$W1_4" 8080 --count 1 --timeout-ms 1000)
+expect_contains "same node, unenrolled -> web-1: dropped" "$(grep -E '^err' <<<"$out" | head -1)" "ETIMEDOUT"
+check "the same-node deny came from pod_ingress" wait_until 5 grep -qE "policy: deny TCP 10\.244\.1\.20:[0-9]+ -> 10\.244\.1\.11:8080 \(ingress, tc ingress\): isolated by shop/web-ingress" "$STATE/node-1/agent.log"
 
 # --- egress: connect() fails at once with EPERM, nothing leaves ---
 t0=$(date +%s%N)
@@ -206,3 +211,13 @@ expect_contains "sluicectl policies: the PeerAuthentication" "$out" "shop/strict
 m=$(lab node-exec node-2 curl -s --max-time 5 http://127.0.0.1:15020/metrics)
 check "Prometheus: AuthorizationPolicy denies" grep -qE '^sluice_authorization_decisions_total\{kind="AuthorizationPolicy",namespace="shop",policy="no-admin-from-client",decision="deny"\} [1-9]' <<<"$m"
 check "Prometheus: PeerAuthentication refusals" grep -qE '^sluice_authorization_decisions_total\{kind="PeerAuthentication",namespace="shop",policy="strict",decision="deny"\} [1-9]' <<<"$m"
+
+# --- an older agent's map of another layout is replaced, not fatal ---
+R=/sys/fs/bpf/sluice-lab-$E2E_ID/node-1
+lab agent-stop node-1 >/dev/null
+rm -f "$R/sl_metrics_v1"
+bpftool map create "$R/sl_metrics_v1" type percpu_array key 4 value 8 entries 18 name sl_metrics_v1
+check "agent starts over a pinned map of an older layout" lab agent-start node-1
+check "and says it replaced it" grep -q "pinned map $R/sl_metrics_v1 has another layout (max_entries 18" "$STATE/node-1/agent.log"
+out=$(lab exec shop/client sl-echo probe tcp "$O4" 8080 --count 1 --timeout-ms 3000)
+expect_contains "egress policy still enforced after the restart" "$out" "err EPERM"
