@@ -60,13 +60,7 @@ int edge_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (p == PARSE_TCP && f.dport == bpf_htons(SL_PORT_HBONE) && (ep->flags & SL_EP_F_ENROLLED))
 		return XDP_PASS;	/* the agent polices what HBONE carries */
-	pf.saddr = f.saddr;
-	pf.daddr = f.daddr;
-	pf.sport = f.sport;
-	pf.dport = f.dport;
-	pf.family = f.family;
-	pf.proto = f.proto;
-	pf.dir = SL_DIR_INGRESS;
+	pol_flow_of(&pf, &f, SL_DIR_INGRESS);
 	if (p == PARSE_UDP && pol_ct_reply(&pf))
 		return XDP_PASS;	/* a reply to the pod's own allowed flow */
 	if (edge_allowed(ep, &f))

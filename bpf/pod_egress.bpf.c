@@ -50,13 +50,7 @@ int pod_egress_tc(struct __sk_buff *skb)
 	ep = pol_endpoint(&f.saddr, f.family);
 	if (!ep)
 		return TC_ACT_OK;
-	pf.saddr = f.saddr;
-	pf.daddr = f.daddr;
-	pf.sport = f.sport;
-	pf.dport = f.dport;
-	pf.family = f.family;
-	pf.proto = f.proto;
-	pf.dir = SL_DIR_EGRESS;
+	pol_flow_of(&pf, &f, SL_DIR_EGRESS);
 	if ((ep->flags & SL_EP_F_ISO_OUT) && p == PARSE_UDP && pol_ct_reply(&pf)) {
 		metrics_inc(SL_CNT_POL_REPLY);
 		return TC_ACT_OK;

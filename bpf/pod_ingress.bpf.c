@@ -89,11 +89,10 @@ static __always_inline enum steer_result steer_inbound(struct __sk_buff *skb, co
 /* Ingress NetworkPolicy for a parsed TCP or UDP packet to ep's pod. */
 static __always_inline enum pol_verdict police_inbound(const struct sl_polep_val *ep, const struct flow *f)
 {
-	struct pol_flow pf = {
-		.saddr = f->saddr, .daddr = f->daddr, .sport = f->sport, .dport = f->dport,
-		.family = f->family, .proto = f->proto, .dir = SL_DIR_INGRESS,
-	};
+	struct pol_flow pf;
 	enum pol_verdict v = POL_NOT_POLICED;
+
+	pol_flow_of(&pf, f, SL_DIR_INGRESS);
 
 	if (f->proto == IPPROTO_TCP) {
 		if (!f->syn || f->ack)

@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "metrics.h"
+#include "parse.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -75,6 +76,18 @@ struct pol_flow {
 	__be16 sport, dport;
 	__u8 family, proto, dir;
 };
+
+/* The policy's view of a parsed packet, judged in dir. */
+static __always_inline void pol_flow_of(struct pol_flow *pf, const struct flow *f, __u8 dir)
+{
+	pf->saddr = f->saddr;
+	pf->daddr = f->daddr;
+	pf->sport = f->sport;
+	pf->dport = f->dport;
+	pf->family = f->family;
+	pf->proto = f->proto;
+	pf->dir = dir;
+}
 
 enum pol_verdict {
 	POL_NOT_POLICED = 0,	/* not a pod under policy here, or not isolated that way */

@@ -452,26 +452,6 @@ out:
 
 /* ns/packet from BPF_PROG_TEST_RUN; batches drained between them so that a
  * denied packet's event is written, not lost to a full ring. */
-static double ns_per_packet(int prog, const struct pkt *p, struct pm_events *ev, int want,
-			    int total)
-{
-	const int batch = 2000;
-	double ns = 0;
-	int runs = 0;
-
-	for (int done = 0; done < total; done += batch) {
-		LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = p->data,
-			    .data_size_in = (uint32_t)p->len, .repeat = batch);
-
-		if (!ASSERT_OK(bpf_prog_test_run_opts(prog, &o), "test_run repeat") ||
-		    !ASSERT_EQ(o.retval, want, "verdict under repeat"))
-			return -1;
-		ns += o.duration;
-		runs++;
-		pm_events_drain(ev);
-	}
-	return runs ? ns / runs : -1;
-}
 
 void test_policy_tc_rule_scale(void)
 {
@@ -510,8 +490,8 @@ void test_policy_tc_rule_scale(void)
 			if (!ASSERT_OK(pkt_build(&a, &ao), "build") ||
 			    !ASSERT_OK(pkt_build(&d, &dq), "build"))
 				goto out;
-			na = ns_per_packet(prog, &a, &ev, TC_OK, total);
-			nd = ns_per_packet(prog, &d, &ev, TC_SHOT, total);
+			na = pm_ns_per_packet(prog, &a, &ev, TC_OK, total);
+			nd = pm_ns_per_packet(prog, &d, &ev, TC_SHOT, total);
 			printf("%-7u %-7u %-6s %12.1f %12.1f\n", sizes[s].rules, sizes[s].ids,
 			       v6 ? "IPv6" : "IPv4", na, nd);
 		}

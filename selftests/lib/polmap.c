@@ -11,6 +11,7 @@
 
 #include "pkt.h"
 #include "polmap.h"
+#include "test.h"
 
 void pm_unpin(struct bpf_object *obj)
 {
@@ -289,4 +290,24 @@ int pm_fill_ids(const struct pm_fds *m, unsigned int from, unsigned int to)
 		err = err ?: pm_put_id(m, ip, 10 + i % 7);
 	}
 	return err;
+}
+
+double pm_ns_per_packet(int prog, const struct pkt *p, struct pm_events *ev, int want, int total)
+{
+	const int batch = 2000;
+	double ns = 0;
+	int runs = 0;
+
+	for (int done = 0; done < total; done += batch) {
+		LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = p->data, .data_size_in = (uint32_t)p->len,
+			    .repeat = batch);
+
+		if (!ASSERT_OK(bpf_prog_test_run_opts(prog, &o), "test_run repeat") ||
+		    !ASSERT_EQ(o.retval, want, "verdict under repeat"))
+			return -1;
+		ns += o.duration;
+		runs++;
+		pm_events_drain(ev);
+	}
+	return runs ? ns / runs : -1;
 }

@@ -105,4 +105,9 @@ struct pkt_opts;
  * ICMPv6. */
 void pm_to_v6(const struct pkt_opts *in, struct pkt_opts *out);
 
+struct pkt;
+/* Mean ns per run of prog on p over total runs (batches of 2,000, the event
+ * ring drained between them), asserting retval want; -1 on failure. */
+double pm_ns_per_packet(int prog, const struct pkt *p, struct pm_events *ev, int want, int total);
+
 #endif
