@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # test_netpol.sh - NetworkPolicy truth tables with real traffic (selftests/netpol/run):
 # the shared cases (../shared/netpol/cases beside the checkout; reported as
-# skipped when absent) and our own (selftests/netpol/cases). Every probe is
+# skipped when absent) and our own (selftests/netpol/cases), and the shared
+# ones again with every namespace in the mesh (--mesh). Every probe is
 # one check; the last line is "N passed, N failed[, N skipped]".
 # Needs root and a build (make). Uses a lab ID of its own (n<5 digits>).
 E2E_ID=n$(printf '%05d' $(($$ % 100000)))
@@ -84,3 +85,6 @@ fi
 
 suite shared			# the default: ../shared/netpol/cases
 suite own "$E2E_REPO/selftests/netpol/cases"
+# The same shared tables with every namespace in the mesh: pods' TCP goes
+# through HBONE and the agents judge ingress on the real port.
+suite shared-mesh --mesh
