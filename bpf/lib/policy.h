@@ -69,6 +69,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_polev_v1 SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sl_polev_budget);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_polevrl_v1 SEC(".maps");
+
 /* What a hook knows of a new connection or datagram. local is the policed
  * pod's address (source for egress, destination for ingress). */
 struct pol_flow {
@@ -117,10 +125,37 @@ static __always_inline void pol_count(__u32 slot)
 		bpf_map_update_elem(&sl_polstat_v1, &slot, &zero, BPF_NOEXIST);
 }
 
+/* May this CPU send one more deny event? A token bucket per CPU: a flood of
+ * denied packets is dropped and counted at full speed, but only a trickle
+ * of events reaches the agent. */
+static __always_inline bool pol_event_budget(void)
+{
+	__u32 zero = 0;
+	struct sl_polev_budget *b = bpf_map_lookup_elem(&sl_polevrl_v1, &zero);
+	__u64 now = bpf_ktime_get_ns(), add;
+
+	if (!b)
+		return false;
+	add = (now - b->last_ns) / SL_POLEV_NS_PER_TOKEN;
+	if (add) {
+		b->tokens = b->tokens + add > SL_POLEV_BURST ? SL_POLEV_BURST : b->tokens + add;
+		b->last_ns += add * SL_POLEV_NS_PER_TOKEN;
+	}
+	if (!b->tokens) {
+		metrics_inc(SL_CNT_POL_EV_LIMITED);
+		return false;
+	}
+	b->tokens--;
+	return true;
+}
+
 static __always_inline void pol_event(const struct pol_flow *f, __u32 slot, __u8 hook)
 {
-	struct sl_polev *ev = bpf_ringbuf_reserve(&sl_polev_v1, sizeof(*ev), 0);
+	struct sl_polev *ev;
 
+	if (!pol_event_budget())
+		return;
+	ev = bpf_ringbuf_reserve(&sl_polev_v1, sizeof(*ev), 0);
 	if (!ev) {
 		metrics_inc(SL_CNT_POL_EV_LOST);
 		return;

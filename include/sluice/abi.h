@@ -286,6 +286,15 @@ struct sl_polev {
 	__u32 pad;
 };
 _Static_assert(sizeof(struct sl_polev) == 48, "sl_polev is ABI");
+/* sl_polevrl_v1 (per-CPU array, one slot): the deny events' budget, so that
+ * a flood of denied packets costs the agent nothing (it logs 10 a second). */
+struct sl_polev_budget {
+	__u64 last_ns;			/* bpf_ktime_get_ns() of the last refill */
+	__u64 tokens;
+};
+#define SL_POLEV_NS_PER_TOKEN	20000000ULL	/* 50 events a second per CPU ... */
+#define SL_POLEV_BURST		50		/* ... after a burst of 50 */
+
 #define SL_HOOK_CONNECT		1	/* sock_lb connect/sendmsg */
 #define SL_HOOK_TC_INGRESS	2
 #define SL_HOOK_TC_EGRESS	3

@@ -32,7 +32,8 @@
 	X(POL_HBONE,       21, "policy_hbone_passed","NetworkPolicy: HBONE to an enrolled pod left to the agent") \
 	X(POL_FRAGMENT,    22, "policy_fragment",    "NetworkPolicy: a later fragment passed (reassembly needs the policed first)") \
 	X(POL_EV_LOST,     23, "policy_event_lost",  "NetworkPolicy: deny event not logged (ring buffer full)") \
-	X(EG_BAD_PACKET,   24, "egress_bad_packet",  "pod_egress: truncated or malformed header: packet passed")
+	X(EG_BAD_PACKET,   24, "egress_bad_packet",  "pod_egress: truncated or malformed header: packet passed") \
+	X(POL_EV_LIMITED,  25, "policy_event_limited","NetworkPolicy: deny event not sent (per-CPU budget of 50/s spent)")
 
 enum sl_counter {
 #define SL_COUNTER_ENUM(name, num, str, help) SL_CNT_##name = num,

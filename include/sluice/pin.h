@@ -25,5 +25,6 @@
 #define SL_MAP_POLSTAT		"sl_polstat_v1"
 #define SL_MAP_POLCT		"sl_polct_v1"
 #define SL_MAP_POLEV		"sl_polev_v1"
+#define SL_MAP_POLEVRL		"sl_polevrl_v1"
 
 #endif /* SLUICE_PIN_H */

@@ -502,3 +502,35 @@ out:
 	pm_events_close(&ev);
 	world_close(&w);
 }
+
+/* A flood of denied SYNs: every one dropped and counted, but at most a
+ * burst of deny events reaches the ring (the agent would spend its CPU
+ * reading them otherwise), the rest counted as limited. */
+void test_policy_tc_event_budget(void)
+{
+	const struct pkt_opts d4 = { TCP(C, 40000, S, 81, SYN) };
+	struct pm_events ev = { 0 };
+	uint64_t lim0, deny0;
+	struct world w;
+	struct pkt d;
+	int prog;
+
+	if (!world_open(&w) || !scenario(&w.m) || !ASSERT_OK(pm_events_open(&ev, &w.m), "ring buffer") ||
+	    !ASSERT_OK(pkt_build(&d, &d4), "build"))
+		goto out;
+	prog = bpf_program__fd(w.in->progs.pod_ingress_tc);
+	pm_events_drain(&ev);	/* a full budget */
+	lim0 = pm_metric(&w.m, SL_CNT_POL_EV_LIMITED);
+	deny0 = pm_stat(&w.m, 100);
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = d.data, .data_size_in = (uint32_t)d.len, .repeat = 1000);
+	if (!ASSERT_OK(bpf_prog_test_run_opts(prog, &o), "1,000 denied SYNs") ||
+	    !ASSERT_EQ(o.retval, TC_SHOT, "dropped"))
+		goto out;
+	ASSERT_EQ(pm_stat(&w.m, 100) - deny0, 1000, "every one counted against the deny slot");
+	ev.budget_fd = -1;	/* look at what the ring got, without a refill */
+	ASSERT_LE(pm_events_drain(&ev), SL_POLEV_BURST + 1, "events: at most a burst");
+	ASSERT_GE(pm_metric(&w.m, SL_CNT_POL_EV_LIMITED) - lim0, 1000 - SL_POLEV_BURST - 1, "the rest limited");
+out:
+	pm_events_close(&ev);
+	world_close(&w);
+}

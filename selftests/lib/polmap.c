@@ -54,9 +54,10 @@ int pm_fds_get(struct bpf_object *obj, struct pm_fds *m)
 	m->polstat = map_fd(obj, "sl_polstat_v1");
 	m->polct = map_fd(obj, "sl_polct_v1");
 	m->polev = map_fd(obj, "sl_polev_v1");
+	m->polevrl = map_fd(obj, "sl_polevrl_v1");
 	m->metrics = map_fd(obj, "sl_metrics_v1");
 	if (m->polid < 0 || m->polep < 0 || m->polrule < 0 || m->polstat < 0 || m->polct < 0 ||
-	    m->polev < 0 || m->metrics < 0)
+	    m->polev < 0 || m->polevrl < 0 || m->metrics < 0)
 		return -ENOENT;
 	return 0;
 }
@@ -186,15 +187,21 @@ static int on_event(void *ctx, void *data, size_t len)
 int pm_events_open(struct pm_events *e, const struct pm_fds *m)
 {
 	memset(e, 0, sizeof(*e));
+	e->budget_fd = m->polevrl;
 	e->rb = ring_buffer__new(m->polev, on_event, e, NULL);
 	return e->rb ? 0 : -errno;
 }
 
 size_t pm_events_drain(struct pm_events *e)
 {
+	struct sl_polev_budget full[512] = { 0 };	/* last_ns 0: refilled to the burst */
+	__u32 zero = 0;
+
 	e->n = 0;
 	if (e->rb)
 		ring_buffer__consume(e->rb);
+	if (e->budget_fd > 0 && libbpf_num_possible_cpus() <= 512)
+		bpf_map_update_elem(e->budget_fd, &zero, full, BPF_ANY);
 	return e->n;
 }
 

@@ -19,7 +19,7 @@
 #include <sluice/abi.h>
 
 struct pm_fds {
-	int polid, polep, polrule, polstat, polct, polev, metrics;
+	int polid, polep, polrule, polstat, polct, polev, polevrl, metrics;
 };
 
 /* Drop every map's pin path of obj (before load): nothing is pinned or reused by pin. */
@@ -52,11 +52,13 @@ void pm_metrics(const struct pm_fds *m, uint64_t *out, size_t n);
 #define PM_EV_MAX 64
 struct pm_events {
 	struct ring_buffer *rb;
+	int budget_fd;			/* sl_polevrl_v1: refilled by every drain */
 	size_t n;			/* events seen by the last pm_events_drain (all counted) */
 	struct sl_polev ev[PM_EV_MAX];	/* the first PM_EV_MAX of them */
 };
 int pm_events_open(struct pm_events *e, const struct pm_fds *m);
-/* Consumes what is in the ring; returns how many. */
+/* Consumes what is in the ring and gives every CPU a full event budget
+ * again (a test counts one event per deny); returns how many. */
 size_t pm_events_drain(struct pm_events *e);
 void pm_events_close(struct pm_events *e);
 
