@@ -226,6 +226,20 @@ static int shadow_set(struct shadow *sh, const void *keys, const void *vals, siz
 	return 0;
 }
 
+/* Slot numbers are this agent's (its registry): counts a previous agent left
+ * in the pinned map would be read under other names. Counters start at 0. */
+static void stats_clear(int fd)
+{
+	__u32 key, next;
+	void *prev = NULL;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		bpf_map_delete_elem(fd, &key);
+		prev = NULL;	/* deleted: start over from the first key */
+	}
+}
+
 int polsync_new(struct polsync **out, struct loop *loop, const struct polsync_maps *maps,
 		const struct policy_registry *reg)
 {
@@ -250,6 +264,8 @@ int polsync_new(struct polsync **out, struct loop *loop, const struct polsync_ma
 	if (!err)
 		err = shadow_read(&s->sh[SH_RULE], maps->rule_fd, sizeof(struct sl_polrule_key),
 				  sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
+	if (!err)
+		stats_clear(maps->stat_fd);
 	if (!err && maps->ev_fd >= 0 && loop) {
 		s->rb = ring_buffer__new(maps->ev_fd, on_event, s, NULL);
 		if (!s->rb)
