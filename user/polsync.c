@@ -235,7 +235,8 @@ static void stats_clear(int fd)
 
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
-		bpf_map_delete_elem(fd, &key);
+		if (bpf_map_delete_elem(fd, &key))
+			break;
 		prev = NULL;	/* deleted: start over from the first key */
 	}
 }
