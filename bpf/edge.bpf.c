@@ -40,7 +40,7 @@ static __always_inline bool edge_allowed(const struct sl_polep_val *ep, const st
 	return pol_rule(ep->ep_id, SL_POLID_ANY, SL_DIR_INGRESS, f->proto, f->dport) != NULL;
 }
 
-SEC("xdp")
+SEC("xdp.frags")
 int edge_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;

@@ -82,6 +82,7 @@ Y
 }
 policies "[{port: http}]" >"$cfg/20-policy.yaml"
 
+export SLUICE_LAB_XDP=1	# edge on the nodes' uplinks
 e2e_lab_up --config "$cfg"
 STATE=/run/sluice-lab/$E2E_ID
 C4=10.244.1.10 W1_4=10.244.1.11 W2_4=10.244.2.11 W2_6=fd00:244:2::11 O4=10.244.1.20
