@@ -35,9 +35,9 @@ static __always_inline bool edge_allowed(const struct sl_polep_val *ep, const st
 {
 	__u32 id = pol_peer_identity(&f->saddr, f->family);
 
-	if (pol_rule(ep->ep_id, id, SL_DIR_INGRESS, f->proto, f->dport))
+	if (pol_rule(ep, id, SL_DIR_INGRESS, f->proto, f->dport))
 		return true;
-	return pol_rule(ep->ep_id, SL_POLID_ANY, SL_DIR_INGRESS, f->proto, f->dport) != NULL;
+	return pol_rule(ep, SL_POLID_ANY, SL_DIR_INGRESS, f->proto, f->dport) != NULL;
 }
 
 SEC("xdp.frags")

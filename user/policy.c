@@ -929,6 +929,54 @@ static void ep_key(const struct sl_ip *ip, struct sl_polep_key *k)
 	k->family = ip->family;
 }
 
+static int polport_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct sl_polport_key));
+}
+
+/* sl_polport_v1 from the rule entries of one port or every port, and
+ * SL_EP_F_NO_RANGES on the endpoints that have no other kind. */
+static int emit_ports(struct policy_tables *t)
+{
+	struct {
+		struct sl_polport_key k;
+		struct sl_polrule_val v;
+	} *v = calloc(t->n_rules ? t->n_rules : 1, sizeof(*v));
+	size_t n = 0;
+
+	t->port_keys = calloc(t->n_rules ? t->n_rules : 1, sizeof(*t->port_keys));
+	t->port_vals = calloc(t->n_rules ? t->n_rules : 1, sizeof(*t->port_vals));
+	if (!v || !t->port_keys || !t->port_vals) {
+		free(v);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->n_eps; i++)
+		t->ep_vals[i].flags |= SL_EP_F_NO_RANGES;
+	for (size_t i = 0; i < t->n_rules; i++) {
+		const struct sl_polrule_key *k = &t->rule_keys[i];
+
+		if (k->prefixlen != SL_POLRULE_BITS && k->prefixlen != SL_POLRULE_BITS - 16) {
+			for (size_t e = 0; e < t->n_eps; e++)
+				if (t->ep_vals[e].ep_id == k->ep_id)
+					t->ep_vals[e].flags &= ~(uint32_t)SL_EP_F_NO_RANGES;
+			continue;
+		}
+		memset(&v[n], 0, sizeof(v[n]));
+		v[n].k = (struct sl_polport_key){ .ep_id = k->ep_id, .peer_id = k->peer_id, .dir = k->dir,
+						  .proto = k->proto, .port = k->port };
+		v[n++].v = t->rule_vals[i];
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), polport_cmp);
+	for (size_t i = 0; i < n; i++) {
+		t->port_keys[i] = v[i].k;
+		t->port_vals[i] = v[i].v;
+	}
+	t->n_ports = n;
+	free(v);
+	return 0;
+}
+
 /* Key-sorted parallel arrays from the compile's entries. */
 static int emit_tables(struct cc *c, struct policy *p)
 {
@@ -997,7 +1045,7 @@ static int emit_tables(struct cc *c, struct policy *p)
 	}
 	free(ids);
 	free(eps);
-	return 0;
+	return emit_ports(t);
 }
 
 static void cc_free(struct cc *c)
@@ -1067,6 +1115,8 @@ void policy_free(struct policy *p)
 	free(p->t.ep_vals);
 	free(p->t.rule_keys);
 	free(p->t.rule_vals);
+	free(p->t.port_keys);
+	free(p->t.port_vals);
 	free(p->eps);
 	free(p);
 }
@@ -1123,6 +1173,29 @@ static const struct sl_polrule_val *rule_find(const struct policy_tables *t, uin
 	return NULL;
 }
 
+static const struct sl_polrule_val *port_find(const struct policy_tables *t, uint32_t ep, uint32_t peer, int dir,
+					      uint8_t proto, uint16_t port)
+{
+	struct sl_polport_key k = { .ep_id = ep, .peer_id = peer, .dir = (uint8_t)dir, .proto = proto,
+				    .port = htons(port) };
+	const struct sl_polport_key *hit = bsearch(&k, t->port_keys, t->n_ports, sizeof(k), polport_cmp);
+
+	return hit ? &t->port_vals[hit - t->port_keys] : NULL;
+}
+
+/* As the kernel's pol_rule(): the hash table for endpoints without ranges,
+ * the LPM trie for the others. */
+static const struct sl_polrule_val *rule_pick(const struct policy_tables *t, const struct sl_polep_val *ep,
+					      uint32_t peer, int dir, uint8_t proto, uint16_t port)
+{
+	const struct sl_polrule_val *r;
+
+	if (!(ep->flags & SL_EP_F_NO_RANGES))
+		return rule_find(t, ep->ep_id, peer, dir, proto, port);
+	r = port_find(t, ep->ep_id, peer, dir, proto, port);
+	return r ? r : port_find(t, ep->ep_id, peer, dir, proto, 0);
+}
+
 int policy_lookup(const struct policy *p, int dir, const struct sl_ip *local, const struct sl_ip *peer,
 		  uint16_t port, uint8_t proto, uint32_t *slot)
 {
@@ -1142,9 +1215,9 @@ int policy_lookup(const struct policy *p, int dir, const struct sl_ip *local, co
 	if (!(ep->flags & (dir == SL_DIR_INGRESS ? SL_EP_F_ISO_IN : SL_EP_F_ISO_OUT)))
 		return 1;
 	id = peer_identity(t, peer);
-	rv = rule_find(t, ep->ep_id, id, dir, proto, port);
+	rv = rule_pick(t, ep, id, dir, proto, port);
 	if (!rv)
-		rv = rule_find(t, ep->ep_id, SL_POLID_ANY, dir, proto, port);
+		rv = rule_pick(t, ep, SL_POLID_ANY, dir, proto, port);
 	if (rv) {
 		*slot = rv->slot;
 		return 1;

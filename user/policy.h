@@ -47,6 +47,10 @@ struct policy_tables {
 	struct sl_polrule_key *rule_keys;
 	struct sl_polrule_val *rule_vals;
 	size_t n_rules;
+	/* The single-port and every-port entries again, for sl_polport_v1. */
+	struct sl_polport_key *port_keys;
+	struct sl_polrule_val *port_vals;
+	size_t n_ports;
 };
 
 /* A counter slot's meaning, for /policies and /metrics. */

@@ -32,7 +32,7 @@ struct agent_count {
 
 struct polsync {
 	struct polsync_maps maps;
-	struct shadow sh[3];		/* ids, eps, rules */
+	struct shadow sh[4];		/* ids, eps, rules, ports */
 	int ncpu;
 	const struct policy_registry *reg;
 	struct loop *loop;
@@ -46,7 +46,7 @@ struct polsync {
 	uint64_t suppressed;
 };
 
-enum { SH_ID, SH_EP, SH_RULE };
+enum { SH_ID, SH_EP, SH_RULE, SH_PORT };
 
 /* ---- rate-limited deny log ---- */
 
@@ -266,6 +266,9 @@ int polsync_new(struct polsync **out, struct loop *loop, const struct polsync_ma
 		err = shadow_read(&s->sh[SH_RULE], maps->rule_fd, sizeof(struct sl_polrule_key),
 				  sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
 	if (!err)
+		err = shadow_read(&s->sh[SH_PORT], maps->port_fd, sizeof(struct sl_polport_key),
+				  sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
+	if (!err)
 		stats_clear(maps->stat_fd);
 	if (!err && maps->ev_fd >= 0 && loop) {
 		s->rb = ring_buffer__new(maps->ev_fd, on_event, s, NULL);
@@ -290,7 +293,7 @@ void polsync_free(struct polsync *s)
 	if (s->rb_added)
 		loop_del(s->loop, &s->rb_io);
 	ring_buffer__free(s->rb);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		shadow_free(&s->sh[i]);
 	free(s->agent);
 	free(s);
@@ -313,16 +316,18 @@ int polsync_apply(struct polsync *s, const struct policy_tables *t, struct polsy
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	/* Allows before the identities and isolation that use them; removals after. */
 	shadow_diff(s->maps.rule_fd, &s->sh[SH_RULE], t->rule_keys, t->rule_vals, t->n_rules, true, st, &err);
+	shadow_diff(s->maps.port_fd, &s->sh[SH_PORT], t->port_keys, t->port_vals, t->n_ports, true, st, &err);
 	shadow_diff(s->maps.id_fd, &s->sh[SH_ID], t->id_keys, t->id_vals, t->n_ids, true, st, &err);
 	shadow_diff(s->maps.ep_fd, &s->sh[SH_EP], t->ep_keys, t->ep_vals, t->n_eps, true, st, &err);
 	shadow_diff(s->maps.ep_fd, &s->sh[SH_EP], t->ep_keys, t->ep_vals, t->n_eps, false, st, &err);
 	shadow_diff(s->maps.id_fd, &s->sh[SH_ID], t->id_keys, t->id_vals, t->n_ids, false, st, &err);
+	shadow_diff(s->maps.port_fd, &s->sh[SH_PORT], t->port_keys, t->port_vals, t->n_ports, false, st, &err);
 	shadow_diff(s->maps.rule_fd, &s->sh[SH_RULE], t->rule_keys, t->rule_vals, t->n_rules, false, st, &err);
 	/* The shadow follows the kernel: after an error, read the maps back. */
 	if (err) {
 		const struct polsync_maps *m = &s->maps;
 
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < 4; i++)
 			shadow_free(&s->sh[i]);
 		e2 = shadow_read(&s->sh[SH_ID], m->id_fd, sizeof(struct sl_polid_key), sizeof(struct sl_polid_val),
 				 SL_POLID_MAX);
@@ -330,7 +335,10 @@ int polsync_apply(struct polsync *s, const struct policy_tables *t, struct polsy
 			e2 = shadow_read(&s->sh[SH_EP], m->ep_fd, sizeof(struct sl_polep_key),
 					 sizeof(struct sl_polep_val), SL_POLEP_MAX);
 		if (!e2)
-			shadow_read(&s->sh[SH_RULE], m->rule_fd, sizeof(struct sl_polrule_key),
+			e2 = shadow_read(&s->sh[SH_RULE], m->rule_fd, sizeof(struct sl_polrule_key),
+					 sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
+		if (!e2)
+			shadow_read(&s->sh[SH_PORT], m->port_fd, sizeof(struct sl_polport_key),
 				    sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
 	} else {
 		e2 = shadow_set(&s->sh[SH_RULE], t->rule_keys, t->rule_vals, t->n_rules);
@@ -338,6 +346,8 @@ int polsync_apply(struct polsync *s, const struct policy_tables *t, struct polsy
 			e2 = shadow_set(&s->sh[SH_ID], t->id_keys, t->id_vals, t->n_ids);
 		if (!e2)
 			e2 = shadow_set(&s->sh[SH_EP], t->ep_keys, t->ep_vals, t->n_eps);
+		if (!e2)
+			e2 = shadow_set(&s->sh[SH_PORT], t->port_keys, t->port_vals, t->n_ports);
 		err = e2;
 	}
 	st->ms = ms_since(&t0);

@@ -48,6 +48,15 @@ struct {
 } sl_polrule_v1 SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sl_polport_key);
+	__type(value, struct sl_polrule_val);
+	__uint(max_entries, SL_POLRULE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_polport_v1 SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__type(key, __u32);
 	__type(value, struct sl_polstat);
@@ -185,7 +194,7 @@ static __always_inline __u32 pol_peer_identity(const struct sl_addr *a, __u8 fam
 	return v ? v->id : SL_POLID_WORLD;
 }
 
-static __always_inline struct sl_polrule_val *pol_rule(__u32 ep, __u32 peer, __u8 dir, __u8 proto, __be16 port)
+static __always_inline struct sl_polrule_val *pol_rule_lpm(__u32 ep, __u32 peer, __u8 dir, __u8 proto, __be16 port)
 {
 	struct sl_polrule_key k = {
 		.prefixlen = SL_POLRULE_BITS,
@@ -197,6 +206,27 @@ static __always_inline struct sl_polrule_val *pol_rule(__u32 ep, __u32 peer, __u
 	};
 
 	return bpf_map_lookup_elem(&sl_polrule_v1, &k);
+}
+
+static __always_inline struct sl_polrule_val *pol_rule_port(__u32 ep, __u32 peer, __u8 dir, __u8 proto, __be16 port)
+{
+	struct sl_polport_key k = { .ep_id = ep, .peer_id = peer, .dir = dir, .proto = proto, .port = port };
+
+	return bpf_map_lookup_elem(&sl_polport_v1, &k);
+}
+
+/* The rule allowing proto/port from peer at ep, or NULL. An endpoint whose
+ * rules are all single ports or every port (SL_EP_F_NO_RANGES) costs hash
+ * lookups only; else the LPM trie decides, as the longest match. */
+static __always_inline struct sl_polrule_val *pol_rule(const struct sl_polep_val *ep, __u32 peer, __u8 dir,
+						       __u8 proto, __be16 port)
+{
+	struct sl_polrule_val *r;
+
+	if (!(ep->flags & SL_EP_F_NO_RANGES))
+		return pol_rule_lpm(ep->ep_id, peer, dir, proto, port);
+	r = pol_rule_port(ep->ep_id, peer, dir, proto, port);
+	return r ? r : pol_rule_port(ep->ep_id, peer, dir, proto, 0);
 }
 
 /* The decision for f at ep (already looked up, isolated for f->dir or not).
@@ -212,9 +242,9 @@ static __always_inline enum pol_verdict pol_decide(const struct sl_polep_val *ep
 	if (!(ep->flags & flag))
 		return POL_NOT_POLICED;
 	id = pol_peer_identity(peer, f->family);
-	r = pol_rule(ep->ep_id, id, f->dir, f->proto, f->dport);
+	r = pol_rule(ep, id, f->dir, f->proto, f->dport);
 	if (!r)
-		r = pol_rule(ep->ep_id, SL_POLID_ANY, f->dir, f->proto, f->dport);
+		r = pol_rule(ep, SL_POLID_ANY, f->dir, f->proto, f->dport);
 	if (r) {
 		pol_count(r->slot);
 		metrics_inc(SL_CNT_POL_ALLOW);

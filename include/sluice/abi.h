@@ -229,6 +229,7 @@ _Static_assert(sizeof(struct sl_polep_key) == 20, "sl_polep_key is ABI");
 #define SL_EP_F_ISO_OUT		0x0002	/* a policy with policyTypes Egress selects it */
 #define SL_EP_F_NO_STEER	0x0004	/* not in the mesh: pod_ingress only polices it */
 #define SL_EP_F_ENROLLED	0x0008	/* in the mesh: HBONE (15008) is the agent's to police */
+#define SL_EP_F_NO_RANGES	0x0010	/* every rule of it is in sl_polport_v1: skip the LPM trie */
 struct sl_polep_val {
 	__u32 ep_id;
 	__u32 flags;			/* SL_EP_F_* */
@@ -252,6 +253,19 @@ _Static_assert(sizeof(struct sl_polrule_key) == 16, "sl_polrule_key is ABI");
 struct sl_polrule_val {
 	__u32 slot;			/* sl_polstat_v1 slot of the allowing rule */
 };
+
+/* sl_polport_v1 (hash): the rule entries for one port or every port (port 0)
+ * again, so that the common case costs one hash lookup whatever the number of
+ * rules; the LPM trie stays the whole truth (ranges, and endpoints without
+ * SL_EP_F_NO_RANGES). */
+struct sl_polport_key {
+	__u32 ep_id;
+	__u32 peer_id;
+	__u8 dir;
+	__u8 proto;
+	__be16 port;			/* 0: every port */
+};
+_Static_assert(sizeof(struct sl_polport_key) == 12, "sl_polport_key is ABI");
 
 /* sl_polstat_v1 (per-CPU hash, key: slot): what a rule allowed and a default
  * deny denied. The agent names the slots (/policies, /metrics). */
