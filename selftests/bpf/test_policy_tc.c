@@ -492,12 +492,24 @@ void test_policy_tc_rule_scale(void)
 				goto out;
 			na = pm_ns_per_packet(prog, &a, &ev, TC_OK, total);
 			nd = pm_ns_per_packet(prog, &d, &ev, TC_SHOT, total);
-			printf("%-7u %-7u %-6s %12.1f %12.1f\n", sizes[s].rules, sizes[s].ids,
+			printf("%-7u %-7u %-6s %12.1f %12.1f  (LPM trie)\n", sizes[s].rules, sizes[s].ids,
 			       v6 ? "IPv6" : "IPv4", na, nd);
+			/* The same endpoint marked no-ranges: hash lookups only. */
+			if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1,
+						 SL_EP_F_ISO_IN | SL_EP_F_NO_STEER | SL_EP_F_NO_RANGES, 100, 101),
+				       "no-ranges"))
+				goto out;
+			na = pm_ns_per_packet(prog, &a, &ev, TC_OK, total);
+			nd = pm_ns_per_packet(prog, &d, &ev, TC_SHOT, total);
+			printf("%-7u %-7u %-6s %12.1f %12.1f  (hash)\n", sizes[s].rules, sizes[s].ids,
+			       v6 ? "IPv6" : "IPv4", na, nd);
+			if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1, SL_EP_F_ISO_IN | SL_EP_F_NO_STEER, 100, 101),
+				       "ranges again"))
+				goto out;
 		}
 	}
-	ASSERT_EQ(pm_stat(&w.m, 1), 6ULL * total, "allowed SYNs counted");
-	ASSERT_EQ(pm_stat(&w.m, 100), 6ULL * total, "denied SYNs counted");
+	ASSERT_EQ(pm_stat(&w.m, 1), 12ULL * total, "allowed SYNs counted");
+	ASSERT_EQ(pm_stat(&w.m, 100), 12ULL * total, "denied SYNs counted");
 out:
 	pm_events_close(&ev);
 	world_close(&w);

@@ -51,12 +51,13 @@ int pm_fds_get(struct bpf_object *obj, struct pm_fds *m)
 	m->polid = map_fd(obj, "sl_polid_v1");
 	m->polep = map_fd(obj, "sl_polep_v1");
 	m->polrule = map_fd(obj, "sl_polrule_v1");
+	m->polport = map_fd(obj, "sl_polport_v1");
 	m->polstat = map_fd(obj, "sl_polstat_v1");
 	m->polct = map_fd(obj, "sl_polct_v1");
 	m->polev = map_fd(obj, "sl_polev_v1");
 	m->polevrl = map_fd(obj, "sl_polevrl_v1");
 	m->metrics = map_fd(obj, "sl_metrics_v1");
-	if (m->polid < 0 || m->polep < 0 || m->polrule < 0 || m->polstat < 0 || m->polct < 0 ||
+	if (m->polid < 0 || m->polep < 0 || m->polrule < 0 || m->polport < 0 || m->polstat < 0 || m->polct < 0 ||
 	    m->polev < 0 || m->polevrl < 0 || m->metrics < 0)
 		return -ENOENT;
 	return 0;
@@ -123,9 +124,15 @@ int pm_put_rule(const struct pm_fds *m, uint32_t ep, uint32_t peer, uint8_t dir,
 	};
 	struct sl_polrule_val v = { .slot = slot };
 
+	struct sl_polport_key pk = { .ep_id = ep, .peer_id = peer, .dir = dir, .proto = proto, .port = k.port };
+
 	if (port_bits > 16)
 		return -EINVAL;
-	return bpf_map_update_elem(m->polrule, &k, &v, BPF_ANY) ? -errno : 0;
+	if (bpf_map_update_elem(m->polrule, &k, &v, BPF_ANY))
+		return -errno;
+	if ((port_bits == 16 || !port_bits) && bpf_map_update_elem(m->polport, &pk, &v, BPF_ANY))
+		return -errno;
+	return 0;
 }
 
 /* Per-CPU values: one 8-byte slot per possible CPU. */

@@ -19,7 +19,7 @@
 #include <sluice/abi.h>
 
 struct pm_fds {
-	int polid, polep, polrule, polstat, polct, polev, polevrl, metrics;
+	int polid, polep, polrule, polport, polstat, polct, polev, polevrl, metrics;
 };
 
 /* Drop every map's pin path of obj (before load): nothing is pinned or reused by pin. */
@@ -35,7 +35,8 @@ int pm_put_ep(const struct pm_fds *m, const char *ip, uint32_t ep_id, uint32_t f
 /* sl_polid_v1["a.b.c.d/len" or "v6/len"; no "/": a host] = id. */
 int pm_put_id(const struct pm_fds *m, const char *cidr, uint32_t id);
 /* sl_polrule_v1: ep_id, peer, dir, proto, the first port_bits bits of port
- * (16: exactly port; 0: every port) -> slot. */
+ * (16: exactly port; 0: every port) -> slot; a single port or every port goes
+ * into sl_polport_v1 too, as the agent writes them. */
 int pm_put_rule(const struct pm_fds *m, uint32_t ep, uint32_t peer, uint8_t dir, uint8_t proto,
 		uint16_t port, unsigned int port_bits, uint32_t slot);
 
