@@ -61,6 +61,10 @@ static __always_inline enum steer_result steer_inbound(struct __sk_buff *skb, co
 	 * (agent away) the stack refuses it. Never steer it to 15006. */
 	if (f->dport == bpf_htons(SL_PORT_HBONE))
 		return STEER_PASS;
+	/* Only a SYN starts a connection; every other packet is the stack's,
+	 * whatever socket it belongs to (no lookup per packet). */
+	if (!f->syn || f->ack)
+		return STEER_PASS;
 	len = flow_tuple(f, f->dport, &t);
 	sk = bpf_skc_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
 	if (sk) {
@@ -71,8 +75,6 @@ static __always_inline enum steer_result steer_inbound(struct __sk_buff *skb, co
 		if (!listener)
 			return STEER_PASS;
 	}
-	if (!f->syn || f->ack)
-		return STEER_PASS;	/* no socket for it: the stack answers (RST) */
 	len = flow_tuple(f, bpf_htons(SL_PORT_INBOUND), &t);
 	sk = bpf_skc_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
@@ -138,6 +140,9 @@ int pod_ingress_tc(struct __sk_buff *skb)
 		goto out;
 	}
 	if (p != PARSE_TCP && p != PARSE_UDP)
+		goto out;
+	/* Packets of connections a SYN opened: neither policed nor steered. */
+	if (p == PARSE_TCP && (!f.syn || f.ack))
 		goto out;
 	ep = pol_endpoint(&f.daddr, f.family);
 	if (ep && police_inbound(ep, &f) == POL_DENY)

@@ -934,6 +934,13 @@ static int polport_cmp(const void *a, const void *b)
 	return memcmp(a, b, sizeof(struct sl_polport_key));
 }
 
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 /* sl_polport_v1 from the rule entries of one port or every port, and
  * SL_EP_F_NO_RANGES on the endpoints that have no other kind. */
 static int emit_ports(struct policy_tables *t)
@@ -950,15 +957,18 @@ static int emit_ports(struct policy_tables *t)
 		free(v);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < t->n_eps; i++)
-		t->ep_vals[i].flags |= SL_EP_F_NO_RANGES;
+	uint32_t *ranged = calloc(t->n_rules ? t->n_rules : 1, sizeof(*ranged));	/* ep ids with ranges */
+	size_t n_ranged = 0;
+
+	if (!ranged) {
+		free(v);
+		return -ENOMEM;
+	}
 	for (size_t i = 0; i < t->n_rules; i++) {
 		const struct sl_polrule_key *k = &t->rule_keys[i];
 
 		if (k->prefixlen != SL_POLRULE_BITS && k->prefixlen != SL_POLRULE_BITS - 16) {
-			for (size_t e = 0; e < t->n_eps; e++)
-				if (t->ep_vals[e].ep_id == k->ep_id)
-					t->ep_vals[e].flags &= ~(uint32_t)SL_EP_F_NO_RANGES;
+			ranged[n_ranged++] = k->ep_id;
 			continue;
 		}
 		memset(&v[n], 0, sizeof(v[n]));
@@ -973,6 +983,12 @@ static int emit_ports(struct policy_tables *t)
 		t->port_vals[i] = v[i].v;
 	}
 	t->n_ports = n;
+	if (n_ranged)
+		qsort(ranged, n_ranged, sizeof(*ranged), u32_cmp);
+	for (size_t i = 0; i < t->n_eps; i++)
+		if (!n_ranged || !bsearch(&t->ep_vals[i].ep_id, ranged, n_ranged, sizeof(*ranged), u32_cmp))
+			t->ep_vals[i].flags |= SL_EP_F_NO_RANGES;
+	free(ranged);
 	free(v);
 	return 0;
 }
