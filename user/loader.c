@@ -50,6 +50,7 @@ struct loader {
 	int cg_fd;
 	bool reused;
 	bool ingress_clsact;		/* forced, or tcx found missing */
+	bool no_sockmap;		/* same-node acceleration off */
 	struct loader_prog_info *progs;
 	size_t n_progs;
 	struct bpf_link **links;
@@ -183,7 +184,8 @@ static uint64_t cgroup_id_of_fd(int fd)
 
 /* Attach prog at the cgroup through the link pinned at pin, reusing that link
  * (new program swapped in atomically) when it exists and targets our cgroup. */
-static struct bpf_link *attach_pinned(struct loader *l, struct bpf_program *prog, const char *pin)
+static struct bpf_link *attach_pinned(struct loader *l, struct bpf_program *prog, const char *pin,
+				      int cg_fd, const char *cg_name)
 {
 	struct bpf_link *link = access(pin, F_OK) ? NULL : bpf_link__open(pin);
 	int err;
@@ -194,7 +196,7 @@ static struct bpf_link *attach_pinned(struct loader *l, struct bpf_program *prog
 
 		if (!bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) &&
 		    info.type == BPF_LINK_TYPE_CGROUP &&
-		    info.cgroup.cgroup_id == cgroup_id_of_fd(l->cg_fd) &&
+		    info.cgroup.cgroup_id == cgroup_id_of_fd(cg_fd) &&
 		    !bpf_link__update_program(link, prog))
 			return link;
 		/* Another cgroup, or not updatable: replace it. */
@@ -203,10 +205,10 @@ static struct bpf_link *attach_pinned(struct loader *l, struct bpf_program *prog
 		bpf_link__detach(link);
 		bpf_link__destroy(link);
 	}
-	link = bpf_program__attach_cgroup(prog, l->cg_fd);
+	link = bpf_program__attach_cgroup(prog, cg_fd);
 	if (!link) {
 		err = -errno;
-		pr_err("loader: attach %s to %s: %s", bpf_program__name(prog), l->cgroup, strerror(-err));
+		pr_err("loader: attach %s to %s: %s", bpf_program__name(prog), cg_name, strerror(-err));
 		errno = -err;
 		return NULL;
 	}
@@ -218,37 +220,6 @@ static struct bpf_link *attach_pinned(struct loader *l, struct bpf_program *prog
 		return NULL;
 	}
 	return link;
-}
-
-/* Attach every program of the cgroup objects (sock_lb, sockops). */
-static int attach_all(struct loader *l)
-{
-	struct bpf_object *cg_objs[] = { l->sock_lb->obj, l->sockops->obj };
-	struct bpf_program *prog;
-	size_t n = 0;
-
-	for (size_t i = 0; i < 2; i++)
-		bpf_object__for_each_program(prog, cg_objs[i])
-			n++;
-	l->progs = calloc(n ? n : 1, sizeof(*l->progs));
-	l->links = calloc(n ? n : 1, sizeof(*l->links));
-	if (!l->progs || !l->links)
-		return -ENOMEM;
-	for (size_t i = 0; i < 2; i++)
-	bpf_object__for_each_program(prog, cg_objs[i]) {
-		struct loader_prog_info *pi = &l->progs[l->n_progs];
-		const char *sec = bpf_program__section_name(prog);
-
-		pi->name = bpf_program__name(prog);
-		pi->attach = sec;
-		snprintf(pi->link_pin, sizeof(pi->link_pin), "%.191s/%s/%.48s", l->root, SL_LINKS_DIR,
-			 pi->name);
-		l->links[l->n_progs] = attach_pinned(l, prog, pi->link_pin);
-		if (!l->links[l->n_progs])
-			return -errno;
-		l->n_progs++;
-	}
-	return 0;
 }
 
 /* The cgroup (v2 id) this process runs in; 0 if unknown. */
@@ -292,6 +263,118 @@ static uint64_t agent_cgroup_guard(const struct loader *l)
 	if (!strcmp(own, "/") || (!strncmp(rel, own, ol) && (rel[ol] == '\0' || rel[ol] == '/')))
 		return 0;	/* own cgroup is the attach point or above it */
 	return id;
+}
+
+/* sockmap_msg as the verdict program of sl_socks_v1, through a pinned link
+ * (reused, program swapped, when it exists); with no_sockmap the link goes. */
+static struct bpf_link *attach_sockmap(struct loader *l, struct bpf_program *prog, const char *pin)
+{
+	struct bpf_link *link = access(pin, F_OK) ? NULL : bpf_link__open(pin);
+	int map_fd = bpf_map__fd(l->sockops->maps.sl_socks_v1), fd, err;
+
+	if (link && !l->no_sockmap && !bpf_link__update_program(link, prog))
+		return link;
+	if (link) {
+		bpf_link__unpin(link);
+		bpf_link__detach(link);
+		bpf_link__destroy(link);
+	}
+	if (l->no_sockmap)
+		return NULL;
+	fd = bpf_link_create(bpf_program__fd(prog), map_fd, BPF_SK_MSG_VERDICT, NULL);
+	if (fd < 0) {
+		err = -errno;
+		pr_err("loader: attach %s to %s: %s", bpf_program__name(prog), SL_MAP_SOCKS, strerror(-err));
+		errno = -err;
+		return NULL;
+	}
+	if (bpf_obj_pin(fd, pin)) {
+		err = -errno;
+		pr_err("loader: pin link %s: %s", pin, strerror(-err));
+		close(fd);
+		errno = -err;
+		return NULL;
+	}
+	close(fd);
+	return bpf_link__open(pin);
+}
+
+/* The agent's cgroup when it lies outside the attach point (as in the lab):
+ * sockops must see the agent's sockets too, the other end of every
+ * accelerated hop. Returns an fd or -1. */
+static int agent_cgroup_fd(const struct loader *l, char *path, size_t len)
+{
+	char root[PATH_MAX], own[PATH_MAX];
+
+	if (!agent_cgroup_guard(l) || cgroup2_root(root, sizeof(root)) ||
+	    !own_cgroup_id(root, own, sizeof(own)))
+		return -1;
+	if (snprintf(path, len, "%s%s", root, own) >= (int)len)
+		return -1;
+	return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Attach every program of the cgroup objects (sock_lb, sockops) at the
+ * attach point, sockops also at the agent's cgroup, and sockmap_msg to
+ * sl_socks_v1. */
+static int attach_all(struct loader *l)
+{
+	struct bpf_object *cg_objs[] = { l->sock_lb->obj, l->sockops->obj };
+	struct bpf_program *prog;
+	char agent_cg[PATH_MAX];
+	int agent_cg_fd = agent_cgroup_fd(l, agent_cg, sizeof(agent_cg));
+	size_t n = 1;	/* sockops at the agent's cgroup */
+
+	for (size_t i = 0; i < 2; i++)
+		bpf_object__for_each_program(prog, cg_objs[i])
+			n++;
+	l->progs = calloc(n, sizeof(*l->progs));
+	l->links = calloc(n, sizeof(*l->links));
+	if (!l->progs || !l->links) {
+		if (agent_cg_fd >= 0)
+			close(agent_cg_fd);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < 2; i++)
+	bpf_object__for_each_program(prog, cg_objs[i]) {
+		struct loader_prog_info *pi = &l->progs[l->n_progs];
+		const char *sec = bpf_program__section_name(prog);
+		struct bpf_link *link;
+
+		pi->name = bpf_program__name(prog);
+		pi->attach = sec;
+		snprintf(pi->link_pin, sizeof(pi->link_pin), "%.191s/%s/%.48s", l->root, SL_LINKS_DIR,
+			 pi->name);
+		if (!strcmp(sec, "sk_msg")) {
+			pi->attach = "sk_msg " SL_MAP_SOCKS;
+			link = attach_sockmap(l, prog, pi->link_pin);
+			if (!link && l->no_sockmap)
+				continue;	/* off: not listed */
+		} else {
+			link = attach_pinned(l, prog, pi->link_pin, l->cg_fd, l->cgroup);
+		}
+		if (!link) {
+			if (agent_cg_fd >= 0)
+				close(agent_cg_fd);
+			return -errno;
+		}
+		l->links[l->n_progs++] = link;
+	}
+	if (agent_cg_fd >= 0) {
+		struct loader_prog_info *pi = &l->progs[l->n_progs];
+
+		pi->name = bpf_program__name(l->sockops->progs.sockops_prog);
+		pi->attach = "sockops (agent cgroup)";
+		snprintf(pi->link_pin, sizeof(pi->link_pin), "%.191s/%s/%.40s_agent", l->root,
+			 SL_LINKS_DIR, pi->name);
+		l->links[l->n_progs] = attach_pinned(l, l->sockops->progs.sockops_prog, pi->link_pin,
+						     agent_cg_fd, agent_cg);
+		close(agent_cg_fd);
+		if (!l->links[l->n_progs])
+			return -errno;
+		l->n_progs++;
+	}
+	return 0;
 }
 
 /* A pinned map whose layout differs from this build's (a newer agent grew a
@@ -391,6 +474,7 @@ static int load_objects(struct loader *l)
 		return err ? err : -ENOMEM;
 	}
 	l->sock_lb->rodata->cfg_agent_cgroup_id = agent_cgroup_guard(l);
+	l->sockops->rodata->cfg_sockmap = !l->no_sockmap;
 	err = load_one(l, l->sock_lb->obj, load_sock_lb, l->sock_lb, "sock_lb");
 	if (!err)
 		err = load_one(l, l->sockops->obj, load_sockops, l->sockops, "sockops");
@@ -413,6 +497,7 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 		return -ENOMEM;
 	l->lock_fd = l->cg_fd = -1;
 	l->ingress_clsact = o->ingress_clsact;
+	l->no_sockmap = o->no_sockmap;
 	if (snprintf(l->root, sizeof(l->root), "%s", o->bpffs_root ? o->bpffs_root : SL_BPFFS_ROOT) >=
 	    (int)sizeof(l->root)) {
 		pr_err("loader: bpffs root path is too long (at most %zu bytes)", sizeof(l->root) - 1);
@@ -527,6 +612,60 @@ static uint32_t count_entries(int fd, uint32_t key_size, uint32_t max)
 		n++;
 	}
 	return n;
+}
+
+int loader_sockmap_list(const struct loader *l, struct loader_sock **out, size_t *n)
+{
+	int fd = bpf_map__fd(l->sockops->maps.sl_socks_v1);
+	struct sl_hop_key k, next;
+	struct loader_sock *v = NULL;
+	size_t cap = 0;
+	void *prev = NULL;
+
+	*n = 0;
+	while (*n < SL_SOCKS_MAX && !bpf_map_get_next_key(fd, prev, &next)) {
+		struct sl_hop_key peer = next;
+		uint64_t cookie;
+
+		k = next;
+		prev = &k;
+		if (bpf_map_lookup_elem(fd, &k, &cookie))
+			continue;	/* closed meanwhile */
+		if (*n == cap) {
+			struct loader_sock *nv = realloc(v, (cap ? cap * 2 : 64) * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = cap ? cap * 2 : 64;
+		}
+		peer.local = k.remote;
+		peer.remote = k.local;
+		peer.lport = k.rport;
+		peer.rport = k.lport;
+		v[*n] = (struct loader_sock){ .key = k, .cookie = cookie };
+		v[(*n)++].peer = !bpf_map_lookup_elem(fd, &peer, &cookie);
+	}
+	*out = v;
+	return 0;
+}
+
+int loader_sockmap_stats(const struct loader *l, struct loader_sockmap_stats *st)
+{
+	struct loader_sock *v = NULL;
+	size_t n = 0, both = 0;
+	int err = loader_sockmap_list(l, &v, &n);
+
+	memset(st, 0, sizeof(*st));
+	st->enabled = !l->no_sockmap;
+	for (size_t i = 0; i < n; i++)
+		both += v[i].peer;
+	st->sockets = (uint32_t)n;
+	st->hops = (uint32_t)(both / 2);
+	free(v);
+	return err;
 }
 
 int loader_maps_info(const struct loader *l, struct loader_map_info **out, size_t *n)

@@ -26,6 +26,7 @@ struct loader_opts {
 	const char *bpffs_root;		/* pins; default SL_BPFFS_ROOT */
 	const char *cgroup;		/* cgroup v2 dir to attach to; NULL: the v2 root */
 	bool ingress_clsact;		/* pod_ingress via clsact even where tcx exists */
+	bool no_sockmap;		/* no same-node acceleration (sockops + sk_msg) */
 };
 
 struct loader_prog_info {
@@ -70,6 +71,22 @@ int loader_pod_egress_detach(int ifindex);
  * pinned link. 0 or -errno (logged). At most LOADER_UPLINKS_MAX uplinks. */
 #define LOADER_UPLINKS_MAX	4
 int loader_edge_attach(struct loader *l, const char *ifname);
+/* Same-node acceleration now: whether it is on, the sockets in sl_socks_v1
+ * and the hops among them (both ends present). */
+struct loader_sockmap_stats {
+	bool enabled;
+	uint32_t sockets;
+	uint32_t hops;
+};
+int loader_sockmap_stats(const struct loader *l, struct loader_sockmap_stats *st);
+/* The sockets in sl_socks_v1 (a sockhash: bpftool prints its keys as bytes,
+ * the kernel takes no BTF for it). *out is malloc'ed. */
+struct loader_sock {
+	struct sl_hop_key key;
+	uint64_t cookie;		/* the socket's cookie (SO_COOKIE) */
+	bool peer;			/* the other end of the hop is in the map too */
+};
+int loader_sockmap_list(const struct loader *l, struct loader_sock **out, size_t *n);
 /* sl_netns_v1: enrol (or forget) a pod's netns for capture. */
 int loader_netns_set(const struct loader *l, uint64_t cookie, const struct sl_netns_val *v);
 int loader_netns_del(const struct loader *l, uint64_t cookie);

@@ -62,6 +62,8 @@ static const char usage[] =
 	"  --cert-ttl SECONDS    lifetime of minted certificates (default 86400)\n"
 	"  --metrics ADDR:PORT   Prometheus metrics (default 127.0.0.1:15020; off: none)\n"
 	"  --no-mesh             Service load balancing only: no capture, no tunnel\n"
+	"  --no-sockmap          no same-node acceleration: mesh hops inside the node go\n"
+	"                        through TCP/IP (sockops + sk_msg off)\n"
 	"  --uplink IFNAME       a node uplink: XDP drops there what pods' ingress policy\n"
 	"                        denies, before an skb exists (repeatable, at most 4)\n"
 	"  --root-namespace NS   Istio's root namespace: its AuthorizationPolicies and\n"
@@ -267,6 +269,12 @@ static json_t *h_maps(void *arg, const char *q, int *code)
 	return views_maps(&agent);
 }
 
+static json_t *h_sockmap(void *arg, const char *q, int *code)
+{
+	(void)arg, (void)q, (void)code;
+	return views_sockmap(&agent);
+}
+
 static json_t *h_connections(void *arg, const char *q, int *code)
 {
 	(void)arg, (void)q, (void)code;
@@ -402,6 +410,10 @@ static int start_mesh(const struct options *o)
 		m.identity.ca_key_file = ca_key;
 	}
 	m.tunnel.trust_domain = m.identity.trust_domain;
+	/* splice() reads a socket's TCP queue only, never what sk_msg put in
+	 * front of it: relays of accelerated hops read and write. */
+	if (!o->loader.no_sockmap)
+		m.tunnel.no_splice = true;
 	agent.trust_domain = m.identity.trust_domain;
 	ret = mesh_start(&agent, loop, &m, &err);
 	if (ret)
@@ -510,6 +522,7 @@ static int run_agent(const struct options *o)
 	status_route(status, "/services", h_services, NULL);
 	status_route(status, "/workloads", h_workloads, NULL);
 	status_route(status, "/maps", h_maps, NULL);
+	status_route(status, "/sockmap", h_sockmap, NULL);
 	status_route(status, "/connections", h_connections, NULL);
 	status_route(status, "/certs", h_certs, NULL);
 	status_route(status, "/policies", h_policies, NULL);
@@ -568,6 +581,7 @@ int main(int argc, char **argv)
 		{ "cert-ttl", required_argument, NULL, 't' },
 		{ "metrics", required_argument, NULL, 'm' },
 		{ "no-mesh", no_argument, NULL, 'M' },
+		{ "no-sockmap", no_argument, NULL, 'S' },
 		{ "policy-scope", required_argument, NULL, 'p' },
 		{ "root-namespace", required_argument, NULL, 'R' },
 		{ "uplink", required_argument, NULL, 'L' },
@@ -657,6 +671,9 @@ int main(int argc, char **argv)
 			break;
 		case 'M':
 			o.no_mesh = true;
+			break;
+		case 'S':
+			o.loader.no_sockmap = true;
 			break;
 		case 'I':
 			o.loader.ingress_clsact = true;

@@ -87,6 +87,48 @@ static json_t *policy_json(const struct agent *a)
 			 a->last_polsync.ms, "pods_pending", (json_int_t)policy_pods_pending(a));
 }
 
+static json_t *sockmap_json(const struct agent *a)
+{
+	struct loader_sockmap_stats st;
+	uint64_t cnt[SL_CNT_MAX] = { 0 };
+
+	loader_sockmap_stats(a->loader, &st);
+	loader_counters(a->loader, cnt);
+	return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "enabled", st.enabled, "sockets",
+			 (json_int_t)st.sockets, "hops", (json_int_t)st.hops, "redirected",
+			 (json_int_t)cnt[SL_CNT_SOCK_REDIRECT], "redirected_bytes",
+			 (json_int_t)cnt[SL_CNT_SOCK_BYTES], "fallbacks", (json_int_t)cnt[SL_CNT_SOCK_FALLBACK],
+			 "add_errors", (json_int_t)cnt[SL_CNT_SOCK_ADD_ERR]);
+}
+
+static json_t *hop_end_json(const struct sl_addr *a, __be16 port, uint8_t family)
+{
+	struct sl_ip ip = { .family = family, .addr = *a };
+	char buf[64];
+
+	return json_pack("{s:s, s:i}", "ip", sl_ip_str(&ip, buf), "port", (int)ntohs(port));
+}
+
+json_t *views_sockmap(const struct agent *a)
+{
+	struct loader_sock *v = NULL;
+	json_t *socks = json_array();
+	size_t n = 0;
+
+	loader_sockmap_list(a->loader, &v, &n);
+	for (size_t i = 0; i < n; i++) {
+		const struct sl_hop_key *k = &v[i].key;
+
+		json_array_append_new(socks, json_pack("{s:I, s:o, s:o, s:I, s:b}", "netns_cookie",
+						       (json_int_t)k->netns_cookie, "local",
+						       hop_end_json(&k->local, k->lport, k->family), "remote",
+						       hop_end_json(&k->remote, k->rport, k->family), "socket_cookie",
+						       (json_int_t)v[i].cookie, "peer", v[i].peer));
+	}
+	free(v);
+	return json_pack("{s:o, s:o}", "sockmap", sockmap_json(a), "sockets", socks);
+}
+
 json_t *views_status(const struct agent *a)
 {
 	const struct sl_resources *r = a->model ? a->model->res : NULL;
@@ -107,7 +149,7 @@ json_t *views_status(const struct agent *a)
 		"{s:s, s:s, s:i, s:f,"
 		" s:{s:s?, s:I, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o},"
 		" s:{s:s, s:s, s:o, s:b},"
-		" s:{s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o, s:o}",
+		" s:{s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o, s:o, s:o}",
 		"version", SL_VERSION, "node", a->node_name, "pid", (int)getpid(), "uptime_s",
 		(double)(now.tv_sec - a->started.tv_sec) + (double)(now.tv_nsec - a->started.tv_nsec) / 1e9,
 		"config", "source", a->config_dir, "generation", (json_int_t)a->generation, "state",
@@ -123,7 +165,8 @@ json_t *views_status(const struct agent *a)
 		(json_int_t)a->last_sync.frontends, "backends", (json_int_t)a->last_sync.backends,
 		"last_sync_ms", a->last_sync.ms, "last_sync_at", time_or_null(a->last_sync_at), "updates",
 		(json_int_t)a->last_sync.updates, "deletes", (json_int_t)a->last_sync.deletes, "errors",
-		(json_int_t)a->last_sync.errors, "mesh", mesh_json(a), "policy", policy_json(a));
+		(json_int_t)a->last_sync.errors, "mesh", mesh_json(a), "policy", policy_json(a),
+		"sockmap", sockmap_json(a));
 }
 
 static json_t *backend_json(const struct sl_backend *b)

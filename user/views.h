@@ -14,6 +14,7 @@ json_t *views_status(const struct agent *a);
 json_t *views_services(const struct agent *a);
 json_t *views_workloads(const struct agent *a);
 json_t *views_maps(const struct agent *a);
+json_t *views_sockmap(const struct agent *a);	/* same-node acceleration and its sockets */
 json_t *views_connections(const struct agent *a);
 json_t *views_certs(const struct agent *a);
 /* NetworkPolicies in force with counters, and the local pods they police. */

@@ -12,4 +12,8 @@ const volatile __u64 cfg_udp_flow_timeout_ns = 120ULL * 1000000000ULL;
  * their mark (a second guard; the marks are the first). 0: no such check. */
 const volatile __u64 cfg_agent_cgroup_id = 0;
 
+/* Same-node acceleration (sockops + sk_msg): sockets of same-node mesh hops
+ * go into sl_socks_v1. Off with --no-sockmap. */
+const volatile __u32 cfg_sockmap = 1;
+
 #endif

@@ -23,4 +23,13 @@ static __always_inline void metrics_inc(enum sl_counter c)
 		m->count++;	/* per-CPU slot: no atomic needed */
 }
 
+static __always_inline void metrics_add(enum sl_counter c, __u64 n)
+{
+	__u32 key = c;
+	struct sl_metric *m = bpf_map_lookup_elem(&sl_metrics_v1, &key);
+
+	if (m)
+		m->count += n;
+}
+
 #endif

@@ -174,6 +174,47 @@ struct sl_origdst_key {
 };
 _Static_assert(sizeof(struct sl_origdst_key) == 16, "sl_origdst_key is ABI");
 
+/* ---- same-node acceleration (sockops records, sk_msg redirects) ----
+ *
+ * sl_socks_v1 (sockhash) holds the established sockets of mesh hops whose two
+ * ends are on this node and in one network namespace: an app's captured
+ * connection to its pod's 15001 and the agent's end of it, the agent's
+ * delivery socket (SL_MARK_DELIVER) and the app's end of that. The key is a
+ * socket's own view of its connection; the peer's key is the same with local
+ * and remote swapped, so sk_msg finds the peer by one lookup. bpftool shows the
+ * value as the socket's cookie.
+ */
+struct sl_hop_key {
+	__u64 netns_cookie;		/* the two ends of a hop share their netns */
+	struct sl_addr local;		/* IPv4 in the first 4 bytes, the rest 0 */
+	struct sl_addr remote;
+	__be16 lport;
+	__be16 rport;
+	__u8 family;			/* SL_AF_INET, SL_AF_INET6 (IPv4-mapped ends as IPv4) */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct sl_hop_key) == 48, "sl_hop_key is ABI");
+
+/* sl_sk_accel_v1 (socket storage) of a socket in sl_socks_v1. Written by:
+ * sockops (role), sk_msg (the rest). Read by: the agent (by fd), bpftool. */
+#define SL_ACCEL_ROLE_APP_OUT	1	/* an app's connection to its pod's 15001 */
+#define SL_ACCEL_ROLE_AGENT_OUT	2	/* the agent's accepted end of it */
+#define SL_ACCEL_ROLE_DELIVER	3	/* the agent's delivery socket to an app */
+#define SL_ACCEL_ROLE_APP_IN	4	/* the app's accepted end of a delivery */
+#define SL_ACCEL_F_STACK	0x01	/* its peer was missing once: sends stay on TCP for good,
+					 * so nothing overtakes bytes the peer has not read yet */
+struct sl_sk_accel {
+	__u32 role;			/* SL_ACCEL_ROLE_* */
+	__u32 flags;			/* SL_ACCEL_F_* */
+	__u64 redirected_bytes;		/* sent socket to socket */
+	__u64 stack_bytes;		/* sent through TCP */
+};
+_Static_assert(sizeof(struct sl_sk_accel) == 24, "sl_sk_accel is ABI");
+
+#ifndef SL_SOCKS_MAX
+#define SL_SOCKS_MAX	65536		/* accelerated sockets on one node (two per hop) */
+#endif
+
 #ifndef SL_NETNS_MAX
 #define SL_NETNS_MAX	4096		/* enrolled pods on one node */
 #endif

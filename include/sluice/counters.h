@@ -33,7 +33,13 @@
 	X(POL_FRAGMENT,    22, "policy_fragment",    "NetworkPolicy: a later fragment passed (reassembly needs the policed first)") \
 	X(POL_EV_LOST,     23, "policy_event_lost",  "NetworkPolicy: deny event not logged (ring buffer full)") \
 	X(EG_BAD_PACKET,   24, "egress_bad_packet",  "pod_egress: truncated or malformed header: packet passed") \
-	X(POL_EV_LIMITED,  25, "policy_event_limited","NetworkPolicy: deny event not sent (per-CPU budget of 50/s spent)")
+	X(POL_EV_LIMITED,  25, "policy_event_limited","NetworkPolicy: deny event not sent (per-CPU budget of 50/s spent)") \
+	X(SOCK_ADDED,      26, "sockmap_added",      "sockops: a same-node mesh socket recorded in sl_socks_v1") \
+	X(SOCK_ADD_ERR,    27, "sockmap_add_err",    "sockops: sl_socks_v1 update failed (the socket stays on TCP)") \
+	X(SOCK_REDIRECT,   28, "sockmap_redirected", "sk_msg: a send moved straight to the peer socket") \
+	X(SOCK_BYTES,      29, "sockmap_redirected_bytes","sk_msg: bytes moved straight to the peer socket") \
+	X(SOCK_FALLBACK,   30, "sockmap_fallback",   "sk_msg: peer socket not found: this socket stays on TCP") \
+	X(SOCK_STACK,      31, "sockmap_stack_sends","sk_msg: a send of a socket on TCP (after a fallback)")
 
 enum sl_counter {
 #define SL_COUNTER_ENUM(name, num, str, help) SL_CNT_##name = num,

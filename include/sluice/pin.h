@@ -27,5 +27,7 @@
 #define SL_MAP_POLCT		"sl_polct_v1"
 #define SL_MAP_POLEV		"sl_polev_v1"
 #define SL_MAP_POLEVRL		"sl_polevrl_v1"
+#define SL_MAP_SOCKS		"sl_socks_v1"
+#define SL_MAP_SK_ACCEL		"sl_sk_accel_v1"
 
 #endif /* SLUICE_PIN_H */

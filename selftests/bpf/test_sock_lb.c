@@ -433,12 +433,12 @@ void test_sock_lb_restart_keeps_datapath(void)
 	if (!ASSERT_OK(loader_open(&w.ld, &o), "loader_open again"))
 		goto out;
 	ASSERT_TRUE(loader_reused_pins(w.ld), "second start reuses the pins");
-	ASSERT_EQ(loader_programs(w.ld, &pi), 9, "9 programs attached (sock_lb's 8, sockops)");
+	ASSERT_EQ(loader_programs(w.ld, &pi), 10, "10 programs attached (sock_lb's 8, sockops, sockmap_msg)");
 	w.svc_fd = loader_map_fd(w.ld, SL_MAP_SVC);
 	if (!connect_many(&w, AF_INET, VIP4, 80, 10, hits, VIP4 ":80"))
 		goto out;
-	ASSERT_EQ(fx_sh("test $(ls %s/%s | wc -l) -eq 9", w.fx.bpffs, SL_LINKS_DIR), 0,
-		  "9 pinned links, not 18");
+	ASSERT_EQ(fx_sh("test $(ls %s/%s | wc -l) -eq 10", w.fx.bpffs, SL_LINKS_DIR), 0,
+		  "10 pinned links, not 20 (the sk_msg link too is reused)");
 	/* Only one program per hook is attached at the cgroup. */
 	ASSERT_EQ(fx_sh("test $(bpftool cgroup show %s | grep -c sock_lb_connec) -eq 2", w.fx.cgroup), 0,
 		  "one connect4 and one connect6 attached");

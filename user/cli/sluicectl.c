@@ -76,6 +76,7 @@ static void ctl_usage(FILE *f)
 		"  connections   live mesh connections: workloads, identities, bytes, age\n"
 		"  certs         workload certificates in use and when they rotate\n"
 		"  maps          BPF maps and datapath counters\n"
+		"  sockmap       same-node acceleration: state and the sockets of sl_socks_v1\n"
 		"  policies      NetworkPolicies in force, their counters, the pods they isolate\n"
 		"  policy check --from NS/POD|IP --to NS/POD:PORT|IP:PORT|[IPv6]:PORT [--udp]\n"
 		"                would policy allow it, and which policy and rule decide\n"
@@ -612,6 +613,52 @@ static void print_status_policy(const json_t *p)
 	   jf(p, "map_rules", b6, sizeof(b6)));
 }
 
+static void print_status_sockmap(const json_t *s)
+{
+	char b1[32], b2[32], b3[32], b4[32];
+	const json_t *by = json_object_get(s, "redirected_bytes");
+
+	if (!json_is_object(s))
+		return;
+	if (!json_is_true(json_object_get(s, "enabled"))) {
+		KV("Sockmap:", "off (--no-sockmap): same-node hops go through TCP/IP");
+		return;
+	}
+	KV("Sockmap:", "on, %s sockets in sl_socks_v1, %s same-node hops with both ends",
+	   jf(s, "sockets", b1, sizeof(b1)), jf(s, "hops", b2, sizeof(b2)));
+	KV("  Moved:", "%s sends (%.1f MB) socket to socket; %s fallbacks to TCP",
+	   jf(s, "redirected", b3, sizeof(b3)), json_is_integer(by) ? (double)json_integer_value(by) / 1e6 : 0.0,
+	   jf(s, "fallbacks", b4, sizeof(b4)));
+}
+
+/* "ip:port", with IPv6 addresses bracketed. */
+static void fmt_hostport(const json_t *b, char *buf, size_t len);
+
+static int print_sockmap(const json_t *root)
+{
+	static const char *const hdr[] = { "NETNS", "LOCAL", "REMOTE", "SOCKET-COOKIE", "PEER", NULL };
+	const json_t *socks = json_object_get(root, "sockets"), *s;
+	struct table t = { 0 };
+	char b1[80], b2[80], b3[32], b4[32];
+	size_t i;
+
+	print_status_sockmap(json_object_get(root, "sockmap"));
+	if (!json_array_size(socks))
+		return 0;
+	putchar('\n');
+	table_header(&t, hdr);
+	json_array_foreach(socks, i, s) {
+		fmt_hostport(json_object_get(s, "local"), b1, sizeof(b1));
+		fmt_hostport(json_object_get(s, "remote"), b2, sizeof(b2));
+		table_cell(&t, "%s", jf(s, "netns_cookie", b3, sizeof(b3)));
+		table_cell(&t, "%s", b1);
+		table_cell(&t, "%s", b2);
+		table_cell(&t, "%s", jf(s, "socket_cookie", b4, sizeof(b4)));
+		table_cell(&t, "%s", json_is_true(json_object_get(s, "peer")) ? "yes" : "no");
+	}
+	return table_print(&t, 0);
+}
+
 static int print_status(const json_t *root)
 {
 	const json_t *up = json_object_get(root, "uptime_s");
@@ -631,6 +678,7 @@ static int print_status(const json_t *root)
 	print_status_sync(json_object_get(root, "sync"));
 	print_status_mesh(json_object_get(root, "mesh"));
 	print_status_policy(json_object_get(root, "policy"));
+	print_status_sockmap(json_object_get(root, "sockmap"));
 	return ret;
 }
 
@@ -1067,6 +1115,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "services", "/services", print_services },
 	{ "workloads", "/workloads", print_workloads },
 	{ "maps", "/maps", print_maps },
+	{ "sockmap", "/sockmap", print_sockmap },
 	{ "connections", "/connections", print_connections },
 	{ "certs", "/certs", print_certs },
 	{ "policies", "/policies", print_policies },
