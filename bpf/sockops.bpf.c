@@ -20,6 +20,11 @@
  * (the kernel reads that one first). On loopback the handshake completes
  * inside connect(), so the peer is normally there before the first send.
  *
+ * Direct connections (two pods of this node, nothing for the agent to do
+ * after policy) go one step further: once the agent has paired them in
+ * sl_hoppair_v1 and delivered what it already took, each app's sends go
+ * straight into the other app's socket, past the agent (see sl_hop_pair).
+ *
  * Sockets leave sl_socks_v1 by themselves when they close. Always lets the
  * socket proceed.
  */
@@ -44,6 +49,24 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_sk_accel_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sl_hop_key);
+	__type(value, struct sl_hop_pair);
+	__uint(max_entries, SL_SOCKS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);	/* replaced values stay readable (RCU) */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_hoppair_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sl_hop_key);
+	__type(value, struct sl_hop_stat);
+	__uint(max_entries, SL_SOCKS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_hopstat_v1 SEC(".maps");
 
 static __always_inline void origdst_publish(struct bpf_sock_ops *skops)
 {
@@ -214,12 +237,36 @@ int sockmap_msg(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&sl_sk_accel_v1, sk, 0, 0);
 	if (!st)
 		return SK_PASS;
+	peer_key_of_msg(msg, &peer);
+	if (st->role == SL_ACCEL_ROLE_APP_OUT || st->role == SL_ACCEL_ROLE_APP_IN) {
+		struct sl_hop_key self = peer;
+		struct sl_hop_pair *pr;
+
+		self.local = peer.remote;
+		self.remote = peer.local;
+		self.lport = peer.rport;
+		self.rport = peer.lport;
+		pr = bpf_map_lookup_elem(&sl_hoppair_v1, &self);
+		if (pr && pr->relayed == st->redirected_bytes + st->stack_bytes &&
+		    bpf_msg_redirect_hash(msg, &sl_socks_v1, &pr->peer, BPF_F_INGRESS) == SK_PASS) {
+			struct sl_hop_stat *hs = bpf_map_lookup_elem(&sl_hopstat_v1, &self);
+
+			if (hs) {
+				__sync_fetch_and_add(&hs->direct_bytes, msg->size);
+				__sync_fetch_and_add(&hs->direct_sends, 1);
+			}
+			metrics_inc(SL_CNT_SOCK_DIRECT);
+			metrics_add(SL_CNT_SOCK_DIRECT_BYTES, msg->size);
+			return SK_PASS;
+		}
+		/* Not paired, the agent still has bytes of ours to deliver, or
+		 * the peer app is gone: to the agent, as before. */
+	}
 	if (st->flags & SL_ACCEL_F_STACK) {
 		st->stack_bytes += msg->size;
 		metrics_inc(SL_CNT_SOCK_STACK);
 		return SK_PASS;
 	}
-	peer_key_of_msg(msg, &peer);
 	if (bpf_msg_redirect_hash(msg, &sl_socks_v1, &peer, BPF_F_INGRESS) != SK_PASS) {
 		/* No peer: no redirect was set, so SK_PASS sends through TCP. */
 		st->flags |= SL_ACCEL_F_STACK;

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <mntent.h>
@@ -487,6 +488,8 @@ static int load_objects(struct loader *l)
 	return err;
 }
 
+static void shortcuts_clear(const struct loader *l);
+
 int loader_open(struct loader **out, const struct loader_opts *o)
 {
 	struct loader *l = calloc(1, sizeof(*l));
@@ -544,6 +547,7 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 	err = attach_all(l);
 	if (err)
 		goto out;
+	shortcuts_clear(l);
 	pr_info("loader: %s %zu programs at %s, maps %s under %s", l->reused ? "re-attached" : "attached",
 		l->n_progs, l->cgroup, l->reused ? "reused" : "pinned", l->root);
 	*out = l;
@@ -572,6 +576,8 @@ void loader_free(struct loader *l)
 		close(l->lock_fd);
 	free(l);
 }
+
+static void shortcuts_clear(const struct loader *l);
 
 static struct bpf_map *find_map(const struct loader *l, const char *name)
 {
@@ -652,6 +658,149 @@ int loader_sockmap_list(const struct loader *l, struct loader_sock **out, size_t
 	return 0;
 }
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+static void hop_addr(const struct sockaddr_storage *ss, struct sl_addr *a, __be16 *port, uint8_t *family)
+{
+	memset(a, 0, sizeof(*a));
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+		a->v4 = s4->sin_addr.s_addr;
+		*port = s4->sin_port;
+		*family = SL_AF_INET;
+		return;
+	}
+	memcpy(a->octets, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	*port = ((const struct sockaddr_in6 *)ss)->sin6_port;
+	*family = SL_AF_INET6;
+}
+
+/* The key of the app socket at the other end of the agent's socket fd (as
+ * sockops computes it for that socket: IPv4-mapped ends as IPv4). */
+static int app_key_of(int fd, struct sl_hop_key *k)
+{
+	struct sockaddr_storage me, peer;
+	socklen_t ml = sizeof(me), pl = sizeof(peer), cl = sizeof(k->netns_cookie);
+	uint8_t fam;
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	memset(k, 0, sizeof(*k));
+	if (getsockname(fd, (struct sockaddr *)&me, &ml) || getpeername(fd, (struct sockaddr *)&peer, &pl) ||
+	    getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &k->netns_cookie, &cl))
+		return -errno;
+	hop_addr(&peer, &k->local, &k->lport, &fam);
+	hop_addr(&me, &k->remote, &k->rport, &k->family);
+	if (k->family == SL_AF_INET6 && !memcmp(k->local.octets, mapped, 12) &&
+	    !memcmp(k->remote.octets, mapped, 12)) {
+		k->family = SL_AF_INET;
+		k->local.v4 = k->local.v6[3];
+		k->remote.v4 = k->remote.v6[3];
+		k->local.v6[3] = k->remote.v6[3] = 0;
+		k->local.v6[2] = k->remote.v6[2] = 0;
+	}
+	return 0;
+}
+
+/* Is the agent's socket fd accelerated and never fell back to TCP? Only then
+ * are the bytes it delivered already in its peer's socket when send returns. */
+static bool agent_end_clean(const struct loader *l, int fd)
+{
+	struct sl_sk_accel st;
+
+	return !bpf_map_lookup_elem(bpf_map__fd(l->sockops->maps.sl_sk_accel_v1), &fd, &st) &&
+	       !(st.flags & SL_ACCEL_F_STACK);
+}
+
+int loader_shortcut_open(const struct loader *l, int client_fd, int server_fd, const uint64_t relayed[2],
+			 struct loader_shortcut *sc)
+{
+	int socks = bpf_map__fd(l->sockops->maps.sl_socks_v1);
+	int pairs = bpf_map__fd(l->sockops->maps.sl_hoppair_v1);
+	int stats = bpf_map__fd(l->sockops->maps.sl_hopstat_v1);
+	struct sl_hop_stat zero = { 0 };
+	uint64_t cookie;
+	int err;
+
+	memset(sc, 0, sizeof(*sc));
+	if (l->no_sockmap)
+		return -EOPNOTSUPP;
+	err = app_key_of(client_fd, &sc->app[0]);
+	if (!err)
+		err = app_key_of(server_fd, &sc->app[1]);
+	if (err)
+		return err;
+	if (bpf_map_lookup_elem(socks, &sc->app[0], &cookie) || bpf_map_lookup_elem(socks, &sc->app[1], &cookie))
+		return -ENOENT;
+	/* Direction d lands in the app behind the agent's socket of d's destination. */
+	if (!agent_end_clean(l, server_fd) || !agent_end_clean(l, client_fd))
+		return -EPIPE;
+	for (int d = 0; d < 2; d++) {
+		struct sl_hop_pair pr = { .peer = sc->app[!d], .relayed = relayed[d] };
+
+		if (bpf_map_update_elem(stats, &sc->app[d], &zero, BPF_ANY) ||
+		    bpf_map_update_elem(pairs, &sc->app[d], &pr, BPF_ANY)) {
+			err = -errno;
+			loader_shortcut_close(l, sc, (uint64_t[2]){ 0 });
+			return err;
+		}
+		sc->paired[d] = true;
+	}
+	return 0;
+}
+
+int loader_shortcut_relayed(const struct loader *l, struct loader_shortcut *sc, int client_fd, int server_fd,
+			    int d, uint64_t relayed)
+{
+	int pairs = bpf_map__fd(l->sockops->maps.sl_hoppair_v1);
+	struct sl_hop_pair pr = { .peer = sc->app[!d], .relayed = relayed };
+
+	if (!sc->paired[d])
+		return -EPIPE;
+	if (!agent_end_clean(l, d == 0 ? server_fd : client_fd) ||
+	    bpf_map_update_elem(pairs, &sc->app[d], &pr, BPF_EXIST)) {
+		bpf_map_delete_elem(pairs, &sc->app[d]);
+		sc->paired[d] = false;
+		return -EPIPE;
+	}
+	return 0;
+}
+
+void loader_shortcut_bytes(const struct loader *l, const struct loader_shortcut *sc, uint64_t direct[2])
+{
+	int stats = bpf_map__fd(l->sockops->maps.sl_hopstat_v1);
+
+	for (int d = 0; d < 2; d++) {
+		struct sl_hop_stat hs;
+
+		direct[d] = bpf_map_lookup_elem(stats, &sc->app[d], &hs) ? 0 : hs.direct_bytes;
+	}
+}
+
+void loader_shortcut_close(const struct loader *l, struct loader_shortcut *sc, uint64_t direct[2])
+{
+	loader_shortcut_bytes(l, sc, direct);
+	for (int d = 0; d < 2; d++) {
+		bpf_map_delete_elem(bpf_map__fd(l->sockops->maps.sl_hoppair_v1), &sc->app[d]);
+		bpf_map_delete_elem(bpf_map__fd(l->sockops->maps.sl_hopstat_v1), &sc->app[d]);
+		sc->paired[d] = false;
+	}
+}
+
+/* A new agent has no connection: pairs and their counts of a previous one go. */
+static void shortcuts_clear(const struct loader *l)
+{
+	int fds[] = { bpf_map__fd(l->sockops->maps.sl_hoppair_v1), bpf_map__fd(l->sockops->maps.sl_hopstat_v1) };
+	struct sl_hop_key k;
+
+	for (size_t i = 0; i < 2; i++)
+		while (!bpf_map_get_next_key(fds[i], NULL, &k))
+			if (bpf_map_delete_elem(fds[i], &k))
+				break;
+}
+
 int loader_sockmap_stats(const struct loader *l, struct loader_sockmap_stats *st)
 {
 	struct loader_sock *v = NULL;
@@ -664,6 +813,8 @@ int loader_sockmap_stats(const struct loader *l, struct loader_sockmap_stats *st
 		both += v[i].peer;
 	st->sockets = (uint32_t)n;
 	st->hops = (uint32_t)(both / 2);
+	st->shortcuts = count_entries(bpf_map__fd(l->sockops->maps.sl_hoppair_v1), sizeof(struct sl_hop_key),
+				      SL_SOCKS_MAX);
 	free(v);
 	return err;
 }

@@ -77,6 +77,7 @@ struct loader_sockmap_stats {
 	bool enabled;
 	uint32_t sockets;
 	uint32_t hops;
+	uint32_t shortcuts;		/* directions paired app to app */
 };
 int loader_sockmap_stats(const struct loader *l, struct loader_sockmap_stats *st);
 /* The sockets in sl_socks_v1 (a sockhash: bpftool prints its keys as bytes,
@@ -87,6 +88,24 @@ struct loader_sock {
 	bool peer;			/* the other end of the hop is in the map too */
 };
 int loader_sockmap_list(const struct loader *l, struct loader_sock **out, size_t *n);
+/* A direct connection's shortcut (sl_hoppair_v1): the app sockets at the far
+ * ends of the agent's two sockets (client_fd accepted on 15001, server_fd
+ * its delivery socket), paired so that their bytes go app to app once the
+ * agent has delivered what it took (relayed[0] client -> server, [1] back).
+ * open: 0, -ENOENT (an end is not accelerated), -EPIPE (an agent socket fell
+ * back to TCP: its bytes could be overtaken), -errno. relayed: the agent
+ * delivered more of direction d; -EPIPE when that direction is unpaired for
+ * good. close: how many bytes went app to app each way, and the pair gone. */
+struct loader_shortcut {
+	struct sl_hop_key app[2];	/* [0] the client's socket, [1] the server's */
+	bool paired[2];			/* per direction */
+};
+int loader_shortcut_open(const struct loader *l, int client_fd, int server_fd, const uint64_t relayed[2],
+			 struct loader_shortcut *sc);
+int loader_shortcut_relayed(const struct loader *l, struct loader_shortcut *sc, int client_fd, int server_fd,
+			    int d, uint64_t relayed);
+void loader_shortcut_bytes(const struct loader *l, const struct loader_shortcut *sc, uint64_t direct[2]);
+void loader_shortcut_close(const struct loader *l, struct loader_shortcut *sc, uint64_t direct[2]);
 /* sl_netns_v1: enrol (or forget) a pod's netns for capture. */
 int loader_netns_set(const struct loader *l, uint64_t cookie, const struct sl_netns_val *v);
 int loader_netns_del(const struct loader *l, uint64_t cookie);

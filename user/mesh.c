@@ -311,7 +311,53 @@ static int mesh_authorize(void *arg, const struct tunnel_authz *az)
 	return r ? r : mesh_istio_policy(a, az, what);
 }
 
+/* ---- tunnel -> loader: direct connections app to app ---- */
+
+static void *mesh_shortcut_open(void *arg, int client_fd, int server_fd, const uint64_t relayed[2])
+{
+	struct agent *a = arg;
+	struct loader_shortcut *sc = malloc(sizeof(*sc));
+	int err;
+
+	if (!sc)
+		return NULL;
+	err = loader_shortcut_open(a->loader, client_fd, server_fd, relayed, sc);
+	if (err) {
+		if (err != -EOPNOTSUPP)
+			pr_debug("mesh: direct connection stays relayed: %s", strerror(-err));
+		free(sc);
+		return NULL;
+	}
+	return sc;
+}
+
+static int mesh_shortcut_relayed(void *arg, void *sc, int client_fd, int server_fd, int d, uint64_t relayed)
+{
+	struct agent *a = arg;
+
+	return loader_shortcut_relayed(a->loader, sc, client_fd, server_fd, d, relayed);
+}
+
+static void mesh_shortcut_bytes(void *arg, void *sc, uint64_t direct[2])
+{
+	struct agent *a = arg;
+
+	loader_shortcut_bytes(a->loader, sc, direct);
+}
+
+static void mesh_shortcut_close(void *arg, void *sc, uint64_t direct[2])
+{
+	struct agent *a = arg;
+
+	loader_shortcut_close(a->loader, sc, direct);
+	free(sc);
+}
+
 static const struct tunnel_ops tunnel_ops = {
+	.shortcut_open = mesh_shortcut_open,
+	.shortcut_relayed = mesh_shortcut_relayed,
+	.shortcut_bytes = mesh_shortcut_bytes,
+	.shortcut_close = mesh_shortcut_close,
 	.authorize = mesh_authorize,
 	.orig_dst = mesh_orig_dst,
 	.lookup = mesh_lookup,

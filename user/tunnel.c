@@ -248,6 +248,8 @@ struct tconn {
 	struct hreq *req;		/* server: while in REQUEST */
 	uint32_t rst_code;		/* RST_STREAM code on abort */
 	int status;			/* HTTP status received (client) or sent (server) */
+	void *shortcut;			/* ops.shortcut_open's handle, or NULL */
+	bool sc_off[2];			/* shortcut_relayed said no, per direction */
 	bool zombie;			/* closed, waiting for nghttp2 to drop the stream */
 	bool retried;			/* REFUSED_STREAM retry used */
 	bool need_retry;
@@ -867,6 +869,14 @@ static void conn_close(struct tconn *c, int err)
 	if (err)
 		t->st.conns_failed++;
 	c->st = CONN_ST_CLOSED;
+	if (c->shortcut) {
+		uint64_t direct[2] = { 0, 0 };
+
+		t->ops.shortcut_close(t->arg, c->shortcut, direct);
+		c->shortcut = NULL;
+		pipe_account(c, 0, direct[0]);
+		pipe_account(c, 1, direct[1]);
+	}
 	loop_timer_cancel(t->loop, &c->timer);
 	tl_del(&c->wake);
 	for (int i = 0; i < 2; i++) {
@@ -1074,6 +1084,10 @@ static ssize_t pipe_flush(struct tconn *c, int d)
 		struct tend *src = &c->end[d];
 
 		pipe_account(c, d, (size_t)n);
+		if (c->shortcut && !c->sc_off[d] &&
+		    c->t->ops.shortcut_relayed(c->t->arg, c->shortcut, c->end[0].fd, c->end[1].fd, d,
+					       c->p[d].bytes))
+			c->sc_off[d] = true;
 		if (src->kind == END_H2 && src->s && src->s->ng) {
 			if (src->stream_closed)
 				nghttp2_session_consume_connection(src->s->ng, (size_t)n);
@@ -2299,6 +2313,12 @@ static void conn_connected(struct tconn *c)
 		h2s_kick(e->s);
 	}
 	c->st = CONN_ST_RELAY;
+	if (c->path == TUNNEL_PATH_DIRECT && c->t->ops.shortcut_open && c->end[0].kind == END_FD &&
+	    c->end[1].kind == END_FD) {
+		const uint64_t relayed[2] = { c->p[0].bytes, c->p[1].bytes };
+
+		c->shortcut = c->t->ops.shortcut_open(c->t->arg, c->end[0].fd, c->end[1].fd, relayed);
+	}
 }
 
 static void conn_timer_cb(struct loop_timer *tm)
@@ -2883,6 +2903,10 @@ int tunnel_conn_foreach(struct tunnel *t,
 {
 	for (struct tl *n = t->conns.next; n != &t->conns; n = n->next) {
 		const struct tconn *c = container_of(n, struct tconn, node);
+		uint64_t direct[2] = { 0, 0 };
+
+		if (c->shortcut)
+			t->ops.shortcut_bytes(t->arg, c->shortcut, direct);
 		struct tunnel_conn_info ci = {
 			.id = c->id,
 			.dir = c->dir,
@@ -2900,8 +2924,9 @@ int tunnel_conn_foreach(struct tunnel *t,
 			.dst_workload = s_or_empty(c->peer[1].workload),
 			.dst_identity = s_or_empty(c->peer[1].identity),
 			.dst_service = s_or_empty(c->service),
-			.bytes_to_dst = c->p[0].bytes,
-			.bytes_to_src = c->p[1].bytes,
+			.bytes_to_dst = c->p[0].bytes + direct[0],
+			.bytes_to_src = c->p[1].bytes + direct[1],
+			.shortcut = c->shortcut != NULL,
 			.buffered = c->p[0].b.data + c->p[0].in_pipe + c->p[1].b.data +
 				    c->p[1].in_pipe,
 			.start_ms = c->start_ms,

@@ -135,6 +135,18 @@ struct tunnel_ops {
 	/* Optional: 0 to allow, or the HTTP status to deny with (401, 403); for
 	 * plaintext and direct paths a deny is a TCP RST. NULL: allow all. */
 	int (*authorize)(void *arg, const struct tunnel_authz *a);
+	/* Optional, all four or none: a direct connection (both apps on this
+	 * node, nothing left to do but relay) may be short-circuited in the
+	 * kernel, so that its bytes go app to app. shortcut_open: a handle, or
+	 * NULL to keep relaying; relayed[d] is what the tunnel delivered so far
+	 * in direction d (0: client -> server). shortcut_relayed: it delivered
+	 * more (a total); nonzero: that direction stays with the tunnel.
+	 * shortcut_bytes: bytes that went app to app so far, each way.
+	 * shortcut_close: the last count; the handle is gone. */
+	void *(*shortcut_open)(void *arg, int client_fd, int server_fd, const uint64_t relayed[2]);
+	int (*shortcut_relayed)(void *arg, void *sc, int client_fd, int server_fd, int d, uint64_t relayed);
+	void (*shortcut_bytes)(void *arg, void *sc, uint64_t direct[2]);
+	void (*shortcut_close)(void *arg, void *sc, uint64_t direct[2]);
 };
 
 struct tunnel_opts {
@@ -181,8 +193,9 @@ struct tunnel_conn_info {
 	struct tunnel_addr dst;		/* original destination */
 	const char *src_ns, *src_name, *src_workload, *src_identity;
 	const char *dst_ns, *dst_name, *dst_workload, *dst_identity, *dst_service;
-	uint64_t bytes_to_dst;		/* client -> server, delivered */
-	uint64_t bytes_to_src;		/* server -> client, delivered */
+	uint64_t bytes_to_dst;		/* client -> server, delivered (also app to app) */
+	uint64_t bytes_to_src;		/* server -> client, delivered (also app to app) */
+	bool shortcut;			/* the kernel carries it app to app */
 	uint64_t buffered;		/* bytes held by the tunnel for it, both ways */
 	uint64_t start_ms;		/* wall clock, ms since the epoch */
 };

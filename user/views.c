@@ -94,11 +94,13 @@ static json_t *sockmap_json(const struct agent *a)
 
 	loader_sockmap_stats(a->loader, &st);
 	loader_counters(a->loader, cnt);
-	return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "enabled", st.enabled, "sockets",
-			 (json_int_t)st.sockets, "hops", (json_int_t)st.hops, "redirected",
-			 (json_int_t)cnt[SL_CNT_SOCK_REDIRECT], "redirected_bytes",
-			 (json_int_t)cnt[SL_CNT_SOCK_BYTES], "fallbacks", (json_int_t)cnt[SL_CNT_SOCK_FALLBACK],
-			 "add_errors", (json_int_t)cnt[SL_CNT_SOCK_ADD_ERR]);
+	return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "enabled", st.enabled, "sockets",
+			 (json_int_t)st.sockets, "hops", (json_int_t)st.hops, "app_to_app_directions",
+			 (json_int_t)st.shortcuts, "redirected", (json_int_t)cnt[SL_CNT_SOCK_REDIRECT],
+			 "redirected_bytes", (json_int_t)cnt[SL_CNT_SOCK_BYTES], "direct",
+			 (json_int_t)cnt[SL_CNT_SOCK_DIRECT], "direct_bytes", (json_int_t)cnt[SL_CNT_SOCK_DIRECT_BYTES],
+			 "fallbacks", (json_int_t)cnt[SL_CNT_SOCK_FALLBACK], "add_errors",
+			 (json_int_t)cnt[SL_CNT_SOCK_ADD_ERR]);
 }
 
 static json_t *hop_end_json(const struct sl_addr *a, __be16 port, uint8_t family)
@@ -331,7 +333,7 @@ static int conn_json(void *arg, const struct tunnel_conn_info *c)
 	json_array_append_new(
 		cl->list, json_pack("{s:I, s:s, s:s, s:s, s:o, s:o,"
 			       " s:{s:o, s:o, s:o, s:o}, s:{s:o, s:o, s:o, s:o, s:o},"
-			       " s:I, s:I, s:I, s:f}",
+			       " s:I, s:I, s:I, s:f, s:b}",
 			       "id", (json_int_t)c->id, "direction", tunnel_dir_str(c->dir), "path",
 			       tunnel_path_str(c->path), "state", c->state, "src", addr_json(&c->src), "dst",
 			       addr_json(&c->dst), "source", "namespace", str_or_null(c->src_ns), "name",
@@ -342,7 +344,7 @@ static int conn_json(void *arg, const struct tunnel_conn_info *c)
 			       "service", str_or_null(c->dst_service), "bytes_sent",
 			       (json_int_t)c->bytes_to_dst, "bytes_received", (json_int_t)c->bytes_to_src,
 			       "buffered", (json_int_t)c->buffered, "age_s",
-			       (cl->now_ms - (double)c->start_ms) / 1e3));
+			       (cl->now_ms - (double)c->start_ms) / 1e3, "app_to_app", c->shortcut));
 	return 0;
 }
 

@@ -211,6 +211,28 @@ struct sl_sk_accel {
 };
 _Static_assert(sizeof(struct sl_sk_accel) == 24, "sl_sk_accel is ABI");
 
+/* sl_hoppair_v1: a direct connection (two pods of this node, no tunnel, no
+ * L7) whose app sockets may talk to each other without the agent in between.
+ * Key: an app socket's sl_hop_key (the client's socket to 15001, or the
+ * server's accepted delivery socket). Written by: the agent (tunnel relay),
+ * whole values only. Read by: sk_msg. A send goes straight into the peer app
+ * socket only once the agent has delivered every byte this socket sent it
+ * before (relayed == its sl_sk_accel redirected_bytes + stack_bytes), so
+ * nothing overtakes what is still on its way through the agent. */
+struct sl_hop_pair {
+	struct sl_hop_key peer;		/* the app socket at the other end */
+	__u64 relayed;			/* bytes of this direction the agent has delivered */
+};
+_Static_assert(sizeof(struct sl_hop_pair) == 56, "sl_hop_pair is ABI");
+
+/* sl_hopstat_v1 (same key): what went app to app. Created (zero) by the agent
+ * with the pair, counted by sk_msg in place, read and deleted at the end. */
+struct sl_hop_stat {
+	__u64 direct_bytes;
+	__u64 direct_sends;
+};
+_Static_assert(sizeof(struct sl_hop_stat) == 16, "sl_hop_stat is ABI");
+
 #ifndef SL_SOCKS_MAX
 #define SL_SOCKS_MAX	65536		/* accelerated sockets on one node (two per hop) */
 #endif

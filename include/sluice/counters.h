@@ -39,7 +39,9 @@
 	X(SOCK_REDIRECT,   28, "sockmap_redirected", "sk_msg: a send moved straight to the peer socket") \
 	X(SOCK_BYTES,      29, "sockmap_redirected_bytes","sk_msg: bytes moved straight to the peer socket") \
 	X(SOCK_FALLBACK,   30, "sockmap_fallback",   "sk_msg: peer socket not found: this socket stays on TCP") \
-	X(SOCK_STACK,      31, "sockmap_stack_sends","sk_msg: a send of a socket on TCP (after a fallback)")
+	X(SOCK_STACK,      31, "sockmap_stack_sends","sk_msg: a send of a socket on TCP (after a fallback)") \
+	X(SOCK_DIRECT,     32, "sockmap_direct",     "sk_msg: a send moved app to app, past the agent (direct connection)") \
+	X(SOCK_DIRECT_BYTES,33,"sockmap_direct_bytes","sk_msg: bytes moved app to app, past the agent")
 
 enum sl_counter {
 #define SL_COUNTER_ENUM(name, num, str, help) SL_CNT_##name = num,

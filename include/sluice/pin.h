@@ -29,5 +29,7 @@
 #define SL_MAP_POLEVRL		"sl_polevrl_v1"
 #define SL_MAP_SOCKS		"sl_socks_v1"
 #define SL_MAP_SK_ACCEL		"sl_sk_accel_v1"
+#define SL_MAP_HOPPAIR		"sl_hoppair_v1"
+#define SL_MAP_HOPSTAT		"sl_hopstat_v1"
 
 #endif /* SLUICE_PIN_H */

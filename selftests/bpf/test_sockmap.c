@@ -174,6 +174,31 @@ static uint32_t socks_count(struct sm *m)
 	return n;
 }
 
+/* fd's key in sl_socks_v1, as sockops computes it (this netns). */
+static int own_key(int fd, struct sl_hop_key *k)
+{
+	struct sockaddr_storage a, b;
+	socklen_t la = sizeof(a), lb = sizeof(b);
+
+	memset(k, 0, sizeof(*k));
+	if (getsockname(fd, (struct sockaddr *)&a, &la) || getpeername(fd, (struct sockaddr *)&b, &lb))
+		return -errno;
+	k->netns_cookie = netns_cookie();
+	k->family = (uint8_t)a.ss_family;
+	if (a.ss_family == AF_INET) {
+		k->local.v4 = ((struct sockaddr_in *)&a)->sin_addr.s_addr;
+		k->remote.v4 = ((struct sockaddr_in *)&b)->sin_addr.s_addr;
+		k->lport = ((struct sockaddr_in *)&a)->sin_port;
+		k->rport = ((struct sockaddr_in *)&b)->sin_port;
+	} else {
+		memcpy(k->local.octets, &((struct sockaddr_in6 *)&a)->sin6_addr, 16);
+		memcpy(k->remote.octets, &((struct sockaddr_in6 *)&b)->sin6_addr, 16);
+		k->lport = ((struct sockaddr_in6 *)&a)->sin6_port;
+		k->rport = ((struct sockaddr_in6 *)&b)->sin6_port;
+	}
+	return 0;
+}
+
 static uint64_t bytes_sent_tcp(int fd)
 {
 	struct tcp_info ti = { 0 };
@@ -583,9 +608,7 @@ void test_sockmap_missing_peer(void)
 {
 	struct sm m;
 	int app, agent;
-	struct sl_hop_key k = { 0 };
-	struct sockaddr_in a, b;
-	socklen_t len = sizeof(a);
+	struct sl_hop_key k;
 	struct sl_sk_accel st;
 	char buf[8];
 
@@ -593,15 +616,7 @@ void test_sockmap_missing_peer(void)
 		goto out;
 	if (!hop_open(&m, AF_INET, true, &app, &agent))
 		goto out;
-	getsockname(agent, (struct sockaddr *)&a, &len);
-	len = sizeof(b);
-	getpeername(agent, (struct sockaddr *)&b, &len);
-	k.netns_cookie = netns_cookie();	/* the fixture's netns */
-	k.family = SL_AF_INET;
-	k.local.v4 = a.sin_addr.s_addr;
-	k.remote.v4 = b.sin_addr.s_addr;
-	k.lport = a.sin_port;
-	k.rport = b.sin_port;
+	own_key(agent, &k);
 	ASSERT_OK(bpf_map_delete_elem(m.socks, &k), "the agent's end is in the map under its key");
 	ASSERT_EQ(write_full(app, "1234", 4, 1000), 4, "write with the peer gone from the map");
 	ASSERT_EQ(read_full(agent, buf, 4, 1000), 4, "arrives by TCP");
@@ -618,6 +633,166 @@ void test_sockmap_missing_peer(void)
 	ASSERT_EQ(read_full(app, buf, 4, 1000), 4, "arrives");
 	ASSERT_EQ(bytes_sent_tcp(agent), 4, "out of the map, the agent's end sends by TCP");
 	hop_close(app, agent);
+out:
+	sm_down(&m);
+}
+
+/* A direct connection, the way the agent drives it: the client's captured
+ * hop (app -> agent) and the delivery hop (agent -> server app) paired, so
+ * that bytes go app to app once the agent has delivered what it took. */
+struct direct {
+	int app, a_in;		/* the client app's socket, the agent's accepted end */
+	int a_out, srv;		/* the agent's delivery socket, the server app's end */
+	struct loader_shortcut sc;
+};
+
+static bool direct_open(struct sm *m, int fam, struct direct *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->app = d->a_in = d->a_out = d->srv = -1;
+	return hop_open(m, fam, true, &d->app, &d->a_in) && hop_open(m, fam, false, &d->srv, &d->a_out);
+}
+
+static void direct_close(struct direct *d)
+{
+	hop_close(d->app, d->a_in);
+	hop_close(d->a_out, d->srv);
+}
+
+void test_sockmap_direct(void)
+{
+	static const int fams[] = { AF_INET, AF_INET6 };
+	struct sm m;
+	struct direct d;
+	uint64_t direct[2];
+	char buf[16];
+
+	if (!sm_up(&m, true, false))
+		goto out;
+	for (size_t i = 0; i < 2; i++) {
+		uint64_t relayed[2] = { 0, 0 };
+		const char *v = fams[i] == AF_INET ? "IPv4" : "IPv6";
+		char name[96];
+
+		if (!direct_open(&m, fams[i], &d))
+			break;
+		/* The client speaks first, before the agent paired anything. */
+		ASSERT_EQ(write_full(d.app, "x", 1, 1000), 1, "a first byte, to the agent");
+		usleep(1000);
+		snprintf(name, sizeof(name), "%s: paired", v);
+		if (!ASSERT_OK(loader_shortcut_open(m.ld, d.a_in, d.a_out, relayed, &d.sc), name))
+			break;
+		/* The agent has not delivered "x" yet: "y" must not overtake it. */
+		ASSERT_EQ(write_full(d.app, "y", 1, 1000), 1, "a second byte");
+		ASSERT_EQ(read_full(d.a_in, buf, 2, 1000), 2, "both wait at the agent");
+		ASSERT_EQ(write_full(d.a_out, buf, 2, 1000), 2, "the agent delivers them");
+		ASSERT_OK(loader_shortcut_relayed(m.ld, &d.sc, d.a_in, d.a_out, 0, 2), "and says so");
+		ASSERT_EQ(write_full(d.app, "z", 1, 1000), 1, "a third byte: app to app");
+		snprintf(name, sizeof(name), "%s: the server reads them in order", v);
+		ASSERT_EQ(read_full(d.srv, buf, 3, 1000), 3, name);
+		ASSERT_TRUE(!memcmp(buf, "xyz", 3), name);
+		/* The reply direction has nothing pending: straight back. */
+		ASSERT_EQ(write_full(d.srv, "pong", 4, 1000), 4, "reply");
+		ASSERT_EQ(read_full(d.app, buf, 4, 1000), 4, "arrives at the client app");
+		ASSERT_TRUE(!memcmp(buf, "pong", 4), "intact");
+		ASSERT_EQ(recv(d.a_out, buf, sizeof(buf), MSG_DONTWAIT), -1, "the agent saw none of the reply");
+		transfer(d.app, d.srv, 8u << 20, false, "8 MiB each way, app to app");
+		loader_shortcut_bytes(m.ld, &d.sc, direct);
+		snprintf(name, sizeof(name), "%s: app-to-app bytes counted per direction", v);
+		ASSERT_EQ(direct[0], 1 + (8u << 20), name);
+		ASSERT_EQ(direct[1], 4 + (8u << 20), name);
+		ASSERT_EQ(bytes_sent_tcp(d.app) + bytes_sent_tcp(d.srv), 0, "none through TCP");
+		/* Half-close: the client's FIN reaches the agent by TCP; the agent
+		 * passes it on, after every byte. */
+		ASSERT_EQ(write_full(d.app, "end", 3, 1000), 3, "last bytes");
+		ASSERT_OK(shutdown(d.app, SHUT_WR), "the client half-closes");
+		{
+			struct pollfd p = { .fd = d.a_in, .events = POLLIN };
+
+			ASSERT_EQ(poll(&p, 1, 1000), 1, "the agent sees it");
+			ASSERT_EQ(recv(d.a_in, buf, sizeof(buf), MSG_DONTWAIT), 0, "as EOF, with no byte");
+		}
+		ASSERT_OK(shutdown(d.a_out, SHUT_WR), "the agent passes the FIN on");
+		ASSERT_EQ(read_full(d.srv, buf, 3, 1000), 3, "the server reads the last bytes");
+		{
+			struct pollfd p = { .fd = d.srv, .events = POLLIN };
+
+			poll(&p, 1, 1000);
+			ASSERT_EQ(recv(d.srv, buf, sizeof(buf), MSG_DONTWAIT), 0, "then EOF");
+		}
+		ASSERT_EQ(write_full(d.srv, "bye", 3, 1000), 3, "the server still answers");
+		ASSERT_EQ(read_full(d.app, buf, 3, 1000), 3, "the half-closed client reads it");
+		loader_shortcut_close(m.ld, &d.sc, direct);
+		direct_close(&d);
+	}
+	ASSERT_GE(counter(&m, SL_CNT_SOCK_DIRECT), 4, "sockmap_direct counted");
+out:
+	sm_down(&m);
+}
+
+/* When not to pair, and what happens when the other app goes away. */
+void test_sockmap_direct_limits(void)
+{
+	struct sm m;
+	struct direct d;
+	struct loader_shortcut sc;
+	uint64_t relayed[2] = { 0, 0 }, direct[2];
+	char buf[8];
+	struct sl_hop_key k;
+
+	if (!sm_up(&m, true, false))
+		goto out;
+	/* The server app went away: the client's bytes go to the agent again. */
+	if (direct_open(&m, AF_INET, &d) && ASSERT_OK(loader_shortcut_open(m.ld, d.a_in, d.a_out, relayed, &d.sc),
+						       "paired")) {
+		close(d.srv);
+		d.srv = -1;
+		usleep(10000);
+		ASSERT_EQ(write_full(d.app, "lost?", 5, 1000), 5, "the client writes after the server closed");
+		ASSERT_EQ(read_full(d.a_in, buf, 5, 1000), 5, "the agent gets it (and would reset)");
+		loader_shortcut_close(m.ld, &d.sc, direct);
+		ASSERT_EQ(direct[0], 0, "nothing went app to app");
+	}
+	direct_close(&d);
+	/* The agent's delivery socket fell back to TCP: no pairing (its bytes
+	 * could still sit in the server's TCP queue). */
+	if (direct_open(&m, AF_INET, &d)) {
+		ASSERT_OK(own_key(d.srv, &k), "key of the server app");
+		ASSERT_OK(bpf_map_delete_elem(m.socks, &k), "the server app out of the map");
+		ASSERT_EQ(write_full(d.a_out, "t", 1, 1000), 1, "the agent delivers by TCP");
+		ASSERT_EQ(loader_shortcut_open(m.ld, d.a_in, d.a_out, relayed, &sc), -ENOENT,
+			  "an end out of the map: not paired");
+	}
+	direct_close(&d);
+	if (direct_open(&m, AF_INET, &d)) {
+		uint64_t fd = (uint64_t)d.app;
+
+		struct sl_hop_key in;
+
+		/* The app's getpeername() shows what it dialled: take its key
+		 * from the agent's end, swapped. */
+		ASSERT_OK(own_key(d.a_in, &in), "key of the agent's accepted end");
+		k = in;
+		k.local = in.remote;
+		k.remote = in.local;
+		k.lport = in.rport;
+		k.rport = in.lport;
+		ASSERT_OK(bpf_map_delete_elem(m.socks, &k), "out of the map");
+		ASSERT_EQ(write_full(d.a_in, "u", 1, 1000), 1, "the agent's accepted end falls back to TCP");
+		ASSERT_EQ(read_full(d.app, buf, 1, 1000), 1, "delivered");
+		ASSERT_OK(bpf_map_update_elem(m.socks, &k, &fd, BPF_ANY), "the client app back in the map");
+		ASSERT_EQ(loader_shortcut_open(m.ld, d.a_in, d.a_out, relayed, &sc), -EPIPE,
+			  "an agent end that fell back to TCP: not paired");
+	}
+	direct_close(&d);
+	sm_down(&m);
+
+	if (!sm_up(&m, true, true))
+		goto out;
+	if (direct_open(&m, AF_INET, &d))
+		ASSERT_EQ(loader_shortcut_open(m.ld, d.a_in, d.a_out, relayed, &sc), -EOPNOTSUPP,
+			  "--no-sockmap: never paired");
+	direct_close(&d);
 out:
 	sm_down(&m);
 }

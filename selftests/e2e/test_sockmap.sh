@@ -37,12 +37,14 @@ expect_contains "sluicectl status: sockmap on" "$(ctl node-1 status)" "Sockmap: 
 # --- same node: both hops socket to socket ---
 for fam in 4 6; do
 	eval "dst=\$S$fam"
-	r0=$(counter node-1 sockmap_redirected) a0=$(counter node-1 sockmap_added)
+	r0=$(counter node-1 sockmap_redirected) a0=$(counter node-1 sockmap_added) d0=$(counter node-1 sockmap_direct)
 	out=$(probe_summary "$C" tcp "$dst" 8080 --count 10)
 	expect_contains "ipv$fam same node: 10 connections through the mesh" "$out" "ok=10 err=0 pods=pod-node-1-2:10"
-	r1=$(counter node-1 sockmap_redirected) a1=$(counter node-1 sockmap_added)
+	r1=$(counter node-1 sockmap_redirected) a1=$(counter node-1 sockmap_added) d1=$(counter node-1 sockmap_direct)
 	check "ipv$fam same node: 4 sockets recorded per connection (two hops)" test $((a1 - a0)) -eq 40
-	check "ipv$fam same node: request and reply moved on both hops (4 sends per connection)" test $((r1 - r0)) -ge 40
+	# Each request and reply: two sends through the agent, or one app to app.
+	check "ipv$fam same node: every request and reply moved without TCP" test $(( (r1 - r0) + 2 * (d1 - d0) )) -ge 40
+	check "ipv$fam same node: replies went app to app, past the agent" test $((d1 - d0)) -ge 10
 done
 check "same node: no fallback to TCP" test "$(counter node-1 sockmap_fallback)" -eq 0
 
@@ -57,7 +59,9 @@ check "sluicectl sockmap: the app's hop to 15001, both ends" \
 	bash -c "grep -E '127\.0\.0\.1:[0-9]+ +127\.0\.0\.1:15001 .* yes' <<<'$hops' && grep -E '127\.0\.0\.1:15001 +127\.0\.0\.1:[0-9]+ .* yes' <<<'$hops'"
 check "sluicectl sockmap: the delivery hop from the client's IP, both ends" \
 	bash -c "grep -E '$SLUICE_LAB_POD1_IP4:[0-9]+ +$S4:8080 .* yes' <<<'$hops' && grep -E '$S4:8080 +$SLUICE_LAB_POD1_IP4:[0-9]+ .* yes' <<<'$hops'"
-check "the agent still sees the connection (direct path)" grep -qE '^outbound +direct ' <<<"$(ctl node-1 connections)"
+check "the agent still lists the connection, carried app to app (direct+)" grep -qE '^outbound +direct\+ ' <<<"$(ctl node-1 connections)"
+check "sluicectl status: both directions app to app" \
+	sh -c "sluicectl --socket /run/sluice-lab/$E2E_ID/node-1/agent.sock status | grep -q ', 2 directions app to app'"
 wait "$SPID"
 check "the stream kept flowing" grep -q 'ok' "$E2E_TMP/stream.out"
 check "closed hops leave the map" wait_until 3 sh -c \
@@ -66,12 +70,20 @@ check "closed hops leave the map" wait_until 3 sh -c \
 # --- large transfers, half-close ---
 lab exec default/pod-node-1-2 $PY "$BULK" serve --port 9000 --ready-file "$E2E_TMP/bulk.ready" >/dev/null 2>&1 &
 wait_until 10 test -f "$E2E_TMP/bulk.ready"
+# Istio's byte counters (reporter source) include what went app to app.
+sent_total() { lab node-exec node-1 curl -s --max-time 5 http://127.0.0.1:15020/metrics |
+	awk '/^istio_tcp_received_bytes_total\{reporter="source"/ { s += $NF } END { printf "%d\n", s }'; }
 for dst in "$S4" "$S6"; do
-	b0=$(counter node-1 sockmap_redirected_bytes)
+	m0=$(sent_total)
+	b0=$(counter node-1 sockmap_redirected_bytes) d0=$(counter node-1 sockmap_direct_bytes)
 	out=$(lab exec "$C" $PY "$BULK" client "$dst" 9000 --bytes 33554432 --reply-bytes 33554432 --timeout 60)
 	expect_contains "32 MiB each way to $dst, checksums match, half-close carried" "$out" "bulk ok=1 err=0 sent=33554432 received=33554432"
-	b1=$(counter node-1 sockmap_redirected_bytes)
-	check "32 MiB each way to $dst: every byte moved socket to socket on both hops" test $((b1 - b0)) -ge $((4 * 33554432))
+	b1=$(counter node-1 sockmap_redirected_bytes) d1=$(counter node-1 sockmap_direct_bytes)
+	check "32 MiB each way to $dst: every byte moved without TCP (via the agent: twice)" \
+		test $(( (b1 - b0) + 2 * (d1 - d0) )) -ge $((4 * 33554432))
+	check "32 MiB each way to $dst: most of it app to app" test $((d1 - d0)) -ge 33554432
+	check "32 MiB each way to $dst: istio_tcp_received_bytes_total counts it all" \
+		test $(( $(sent_total) - m0 )) -ge 33554432
 done
 out=$(lab exec "$C" $PY "$BULK" client "$S4" 9000 --bytes 1000000 --reply-bytes 1000 --parallel 20 --timeout 60)
 expect_contains "20 parallel connections, intact" "$out" "bulk ok=20 err=0"
@@ -116,7 +128,8 @@ expect_contains "--no-sockmap: 8 MiB each way intact (splice relay)" "$out" "bul
 check "--no-sockmap: no sk_msg link left" sh -c "! test -e $SLUICE_LAB_NODE1_BPFFS/links/sockmap_msg"
 SLUICE_LAB_AGENT_ARGS="" lab agent-restart node-1 >/dev/null 2>&1
 wait_until 10 captured
-r0=$(counter node-1 sockmap_redirected)
+r0=$(counter node-1 sockmap_redirected) d0=$(counter node-1 sockmap_direct)
 out=$(probe_summary "$C" tcp "$S4" 8080 --count 5)
 expect_contains "sockmap back on after a restart: traffic flows" "$out" "ok=5 err=0"
-check "sockmap back on: moved socket to socket again" test $(( $(counter node-1 sockmap_redirected) - r0 )) -ge 20
+check "sockmap back on: moved without TCP again" \
+	test $(( $(counter node-1 sockmap_redirected) - r0 + 2 * ($(counter node-1 sockmap_direct) - d0) )) -ge 20

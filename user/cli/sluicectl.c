@@ -613,10 +613,16 @@ static void print_status_policy(const json_t *p)
 	   jf(p, "map_rules", b6, sizeof(b6)));
 }
 
+static double json_mb(const json_t *o, const char *key)
+{
+	const json_t *v = json_object_get(o, key);
+
+	return json_is_integer(v) ? (double)json_integer_value(v) / 1e6 : 0.0;
+}
+
 static void print_status_sockmap(const json_t *s)
 {
-	char b1[32], b2[32], b3[32], b4[32];
-	const json_t *by = json_object_get(s, "redirected_bytes");
+	char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
 
 	if (!json_is_object(s))
 		return;
@@ -624,11 +630,13 @@ static void print_status_sockmap(const json_t *s)
 		KV("Sockmap:", "off (--no-sockmap): same-node hops go through TCP/IP");
 		return;
 	}
-	KV("Sockmap:", "on, %s sockets in sl_socks_v1, %s same-node hops with both ends",
-	   jf(s, "sockets", b1, sizeof(b1)), jf(s, "hops", b2, sizeof(b2)));
-	KV("  Moved:", "%s sends (%.1f MB) socket to socket; %s fallbacks to TCP",
-	   jf(s, "redirected", b3, sizeof(b3)), json_is_integer(by) ? (double)json_integer_value(by) / 1e6 : 0.0,
-	   jf(s, "fallbacks", b4, sizeof(b4)));
+	KV("Sockmap:", "on, %s sockets in sl_socks_v1, %s same-node hops with both ends, %s directions app to app",
+	   jf(s, "sockets", b1, sizeof(b1)), jf(s, "hops", b2, sizeof(b2)),
+	   jf(s, "app_to_app_directions", b3, sizeof(b3)));
+	KV("  Moved:", "%s sends (%.1f MB) socket to socket, %s (%.1f MB) app to app past the agent; "
+	   "%s fallbacks to TCP",
+	   jf(s, "redirected", b4, sizeof(b4)), json_mb(s, "redirected_bytes"), jf(s, "direct", b5, sizeof(b5)),
+	   json_mb(s, "direct_bytes"), jf(s, "fallbacks", b6, sizeof(b6)));
 }
 
 /* "ip:port", with IPv6 addresses bracketed. */
@@ -863,7 +871,8 @@ static int print_connections(const json_t *root)
 		const json_t *age = json_object_get(c, "age_s");
 
 		table_cell(&t, "%s", js(c, "direction"));
-		table_cell(&t, "%s", js(c, "path"));
+		/* "direct+": the kernel carries it app to app (sockmap) */
+		table_cell(&t, "%s%s", js(c, "path"), json_is_true(json_object_get(c, "app_to_app")) ? "+" : "");
 		fmt_end(src, json_object_get(c, "src"), b1, sizeof(b1));
 		table_cell(&t, "%s", b1);
 		fmt_end(dst, json_object_get(c, "dst"), b1, sizeof(b1));
