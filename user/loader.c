@@ -664,17 +664,20 @@ int loader_sockmap_list(const struct loader *l, struct loader_sock **out, size_t
 
 static void hop_addr(const struct sockaddr_storage *ss, struct sl_addr *a, __be16 *port, uint8_t *family)
 {
+	struct sockaddr_in s4;
+	struct sockaddr_in6 s6;
+
 	memset(a, 0, sizeof(*a));
 	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-
-		a->v4 = s4->sin_addr.s_addr;
-		*port = s4->sin_port;
+		memcpy(&s4, ss, sizeof(s4));
+		a->v4 = s4.sin_addr.s_addr;
+		*port = s4.sin_port;
 		*family = SL_AF_INET;
 		return;
 	}
-	memcpy(a->octets, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-	*port = ((const struct sockaddr_in6 *)ss)->sin6_port;
+	memcpy(&s6, ss, sizeof(s6));
+	memcpy(a->octets, &s6.sin6_addr, 16);
+	*port = s6.sin6_port;
 	*family = SL_AF_INET6;
 }
 
@@ -682,7 +685,7 @@ static void hop_addr(const struct sockaddr_storage *ss, struct sl_addr *a, __be1
  * sockops computes it for that socket: IPv4-mapped ends as IPv4). */
 static int app_key_of(int fd, struct sl_hop_key *k)
 {
-	struct sockaddr_storage me, peer;
+	struct sockaddr_storage me = { 0 }, peer = { 0 };
 	socklen_t ml = sizeof(me), pl = sizeof(peer), cl = sizeof(k->netns_cookie);
 	uint8_t fam;
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
