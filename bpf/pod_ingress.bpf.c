@@ -61,10 +61,6 @@ static __always_inline enum steer_result steer_inbound(struct __sk_buff *skb, co
 	 * (agent away) the stack refuses it. Never steer it to 15006. */
 	if (f->dport == bpf_htons(SL_PORT_HBONE))
 		return STEER_PASS;
-	/* Only a SYN starts a connection; every other packet is the stack's,
-	 * whatever socket it belongs to (no lookup per packet). */
-	if (!f->syn || f->ack)
-		return STEER_PASS;
 	len = flow_tuple(f, f->dport, &t);
 	sk = bpf_skc_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
 	if (sk) {
@@ -88,7 +84,7 @@ static __always_inline enum steer_result steer_inbound(struct __sk_buff *skb, co
 	return err ? STEER_ASSIGN_ERR : STEER_ASSIGNED;
 }
 
-/* Ingress NetworkPolicy for a parsed TCP or UDP packet to ep's pod. */
+/* Ingress NetworkPolicy for a UDP datagram or a TCP SYN to ep's pod. */
 static __always_inline enum pol_verdict police_inbound(const struct sl_polep_val *ep, const struct flow *f)
 {
 	struct pol_flow pf;
@@ -96,13 +92,9 @@ static __always_inline enum pol_verdict police_inbound(const struct sl_polep_val
 
 	pol_flow_of(&pf, f, SL_DIR_INGRESS);
 
-	if (f->proto == IPPROTO_TCP) {
-		if (!f->syn || f->ack)
-			return POL_NOT_POLICED;
-		if (f->dport == bpf_htons(SL_PORT_HBONE) && (ep->flags & SL_EP_F_ENROLLED)) {
-			metrics_inc(SL_CNT_POL_HBONE);
-			return POL_NOT_POLICED;
-		}
+	if (f->proto == IPPROTO_TCP && f->dport == bpf_htons(SL_PORT_HBONE) && (ep->flags & SL_EP_F_ENROLLED)) {
+		metrics_inc(SL_CNT_POL_HBONE);
+		return POL_NOT_POLICED;
 	}
 	if ((ep->flags & SL_EP_F_ISO_IN) && f->proto == IPPROTO_UDP && pol_ct_reply(&pf)) {
 		metrics_inc(SL_CNT_POL_REPLY);
@@ -141,7 +133,9 @@ int pod_ingress_tc(struct __sk_buff *skb)
 	}
 	if (p != PARSE_TCP && p != PARSE_UDP)
 		goto out;
-	/* Packets of connections a SYN opened: neither policed nor steered. */
+	/* Only a SYN starts a connection: every other TCP packet is the stack's,
+	 * whatever socket it belongs to, neither policed nor steered (no lookup
+	 * per packet). Below, TCP means a SYN. */
 	if (p == PARSE_TCP && (!f.syn || f.ack))
 		goto out;
 	ep = pol_endpoint(&f.daddr, f.family);
@@ -150,7 +144,7 @@ int pod_ingress_tc(struct __sk_buff *skb)
 	/* A fragmented SYN is never steered (the listener wants the reassembled
 	 * one), so to a mesh pod it would reach the application past the agent
 	 * (PeerAuthentication, AuthorizationPolicy). No stack fragments a SYN. */
-	if (p == PARSE_TCP && f.frag && f.syn && !f.ack && f.dport != bpf_htons(SL_PORT_HBONE) &&
+	if (p == PARSE_TCP && f.frag && f.dport != bpf_htons(SL_PORT_HBONE) &&
 	    !(ep && (ep->flags & SL_EP_F_NO_STEER))) {
 		metrics_inc(SL_CNT_POL_DENY);
 		return TC_ACT_SHOT;

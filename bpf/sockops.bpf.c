@@ -106,51 +106,41 @@ static __always_inline void hop_key_norm(struct sl_hop_key *k)
 	k->remote.v6[1] = k->remote.v6[2] = k->remote.v6[3] = 0;
 }
 
-/* The socket's own key. Ports: local_port is host order, remote_port the
- * network-order port in the upper 16 bits (both ctx types). */
-static __always_inline void hop_key_of_ops(struct bpf_sock_ops *o, struct sl_hop_key *k)
-{
-	k->netns_cookie = bpf_get_netns_cookie(o);
-	k->family = (__u8)o->family;
-	k->lport = bpf_htons((__u16)o->local_port);
-	k->rport = (__be16)(o->remote_port >> 16);
-	if (o->family == AF_INET) {
-		k->local.v4 = o->local_ip4;
-		k->remote.v4 = o->remote_ip4;
-		return;
-	}
-	k->local.v6[0] = o->local_ip6[0];
-	k->local.v6[1] = o->local_ip6[1];
-	k->local.v6[2] = o->local_ip6[2];
-	k->local.v6[3] = o->local_ip6[3];
-	k->remote.v6[0] = o->remote_ip6[0];
-	k->remote.v6[1] = o->remote_ip6[1];
-	k->remote.v6[2] = o->remote_ip6[2];
-	k->remote.v6[3] = o->remote_ip6[3];
-	hop_key_norm(k);
-}
+/* A socket's own key, from its sockops or sk_msg context: both name the
+ * fields alike. local_port is host order; remote_port holds the
+ * network-order port in its upper 16 bits. A macro, so that each program
+ * reads its own context type directly (the verifier wants ctx loads). */
+#define HOP_KEY_OF(ctx, k)							\
+	do {									\
+		(k)->netns_cookie = bpf_get_netns_cookie(ctx);			\
+		(k)->family = (__u8)(ctx)->family;				\
+		(k)->lport = bpf_htons((__u16)(ctx)->local_port);		\
+		(k)->rport = (__be16)((ctx)->remote_port >> 16);		\
+		if ((ctx)->family == AF_INET) {					\
+			(k)->local.v4 = (ctx)->local_ip4;			\
+			(k)->remote.v4 = (ctx)->remote_ip4;			\
+			break;							\
+		}								\
+		/* constant indices: the verifier takes no offset ctx loads */	\
+		(k)->local.v6[0] = (ctx)->local_ip6[0];				\
+		(k)->local.v6[1] = (ctx)->local_ip6[1];				\
+		(k)->local.v6[2] = (ctx)->local_ip6[2];				\
+		(k)->local.v6[3] = (ctx)->local_ip6[3];				\
+		(k)->remote.v6[0] = (ctx)->remote_ip6[0];			\
+		(k)->remote.v6[1] = (ctx)->remote_ip6[1];			\
+		(k)->remote.v6[2] = (ctx)->remote_ip6[2];			\
+		(k)->remote.v6[3] = (ctx)->remote_ip6[3];			\
+		hop_key_norm(k);						\
+	} while (0)
 
-/* The peer's key as seen from the sender: its own with the ends swapped. */
-static __always_inline void peer_key_of_msg(struct sk_msg_md *m, struct sl_hop_key *k)
+/* The key of k's peer: the same hop seen from the other end. */
+static __always_inline void hop_key_swap(const struct sl_hop_key *k, struct sl_hop_key *p)
 {
-	k->netns_cookie = bpf_get_netns_cookie(m);
-	k->family = (__u8)m->family;
-	k->lport = (__be16)(m->remote_port >> 16);
-	k->rport = bpf_htons((__u16)m->local_port);
-	if (m->family == AF_INET) {
-		k->local.v4 = m->remote_ip4;
-		k->remote.v4 = m->local_ip4;
-		return;
-	}
-	k->local.v6[0] = m->remote_ip6[0];
-	k->local.v6[1] = m->remote_ip6[1];
-	k->local.v6[2] = m->remote_ip6[2];
-	k->local.v6[3] = m->remote_ip6[3];
-	k->remote.v6[0] = m->local_ip6[0];
-	k->remote.v6[1] = m->local_ip6[1];
-	k->remote.v6[2] = m->local_ip6[2];
-	k->remote.v6[3] = m->local_ip6[3];
-	hop_key_norm(k);
+	*p = *k;
+	p->local = k->remote;
+	p->remote = k->local;
+	p->lport = k->rport;
+	p->rport = k->lport;
 }
 
 /* Which same-node hop this established socket is, or 0. Only enrolled pods'
@@ -187,7 +177,7 @@ static __always_inline void hop_record(struct bpf_sock_ops *o, bool active)
 
 	if (!sk)
 		return;
-	hop_key_of_ops(o, &k);
+	HOP_KEY_OF(o, &k);
 	role = hop_role(sk, &k, active);
 	if (!role)
 		return;
@@ -228,7 +218,7 @@ int sockops_prog(struct bpf_sock_ops *skops)
 SEC("sk_msg")
 int sockmap_msg(struct sk_msg_md *msg)
 {
-	struct sl_hop_key peer = {};
+	struct sl_hop_key self = {}, peer;
 	struct bpf_sock *sk = msg->sk;
 	struct sl_sk_accel *st;
 
@@ -237,16 +227,11 @@ int sockmap_msg(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&sl_sk_accel_v1, sk, 0, 0);
 	if (!st)
 		return SK_PASS;
-	peer_key_of_msg(msg, &peer);
+	HOP_KEY_OF(msg, &self);
+	hop_key_swap(&self, &peer);
 	if (st->role == SL_ACCEL_ROLE_APP_OUT || st->role == SL_ACCEL_ROLE_APP_IN) {
-		struct sl_hop_key self = peer;
-		struct sl_hop_pair *pr;
+		struct sl_hop_pair *pr = bpf_map_lookup_elem(&sl_hoppair_v1, &self);
 
-		self.local = peer.remote;
-		self.remote = peer.local;
-		self.lport = peer.rport;
-		self.rport = peer.lport;
-		pr = bpf_map_lookup_elem(&sl_hoppair_v1, &self);
 		if (pr && pr->relayed == st->redirected_bytes + st->stack_bytes &&
 		    bpf_msg_redirect_hash(msg, &sl_socks_v1, &pr->peer, BPF_F_INGRESS) == SK_PASS) {
 			struct sl_hop_stat *hs = bpf_map_lookup_elem(&sl_hopstat_v1, &self);

@@ -23,6 +23,7 @@
 
 #include "loader.h"
 #include "log.h"
+#include "mapdump.h"
 #include "edge.skel.h"
 #include "pod_egress.skel.h"
 #include "pod_ingress.skel.h"
@@ -52,6 +53,7 @@ struct loader {
 	bool reused;
 	bool ingress_clsact;		/* forced, or tcx found missing */
 	bool no_sockmap;		/* same-node acceleration off */
+	char agent_cg[PATH_MAX];	/* the agent's cgroup, when outside cgroup; else "" */
 	struct loader_prog_info *progs;
 	size_t n_progs;
 	struct bpf_link **links;
@@ -245,14 +247,16 @@ static uint64_t own_cgroup_id(const char *cg_root, char *path, size_t len)
 
 /* The agent's cgroup is a second guard against capturing its own connects,
  * but only when it lies outside the attach point: excluding the attach cgroup
- * (or an ancestor) would exclude every pod. */
-static uint64_t agent_cgroup_guard(const struct loader *l)
+ * (or an ancestor) would exclude every pod. Its id, and its path into path;
+ * 0 when it is not outside. */
+static uint64_t agent_cgroup_guard(const struct loader *l, char *path, size_t len)
 {
 	char root[PATH_MAX], own[PATH_MAX];
 	const char *rel;
 	size_t rl, ol;
 	uint64_t id;
 
+	path[0] = '\0';
 	if (cgroup2_root(root, sizeof(root)))
 		return 0;
 	id = own_cgroup_id(root, own, sizeof(own));
@@ -263,6 +267,8 @@ static uint64_t agent_cgroup_guard(const struct loader *l)
 	ol = strlen(own);
 	if (!strcmp(own, "/") || (!strncmp(rel, own, ol) && (rel[ol] == '\0' || rel[ol] == '/')))
 		return 0;	/* own cgroup is the attach point or above it */
+	if (snprintf(path, len, "%s%s", root, own) >= (int)len)
+		path[0] = '\0';
 	return id;
 }
 
@@ -300,21 +306,6 @@ static struct bpf_link *attach_sockmap(struct loader *l, struct bpf_program *pro
 	return bpf_link__open(pin);
 }
 
-/* The agent's cgroup when it lies outside the attach point (as in the lab):
- * sockops must see the agent's sockets too, the other end of every
- * accelerated hop. Returns an fd or -1. */
-static int agent_cgroup_fd(const struct loader *l, char *path, size_t len)
-{
-	char root[PATH_MAX], own[PATH_MAX];
-
-	if (!agent_cgroup_guard(l) || cgroup2_root(root, sizeof(root)) ||
-	    !own_cgroup_id(root, own, sizeof(own)))
-		return -1;
-	if (snprintf(path, len, "%s%s", root, own) >= (int)len)
-		return -1;
-	return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-}
-
 /* Attach every program of the cgroup objects (sock_lb, sockops) at the
  * attach point, sockops also at the agent's cgroup, and sockmap_msg to
  * sl_socks_v1. */
@@ -322,8 +313,10 @@ static int attach_all(struct loader *l)
 {
 	struct bpf_object *cg_objs[] = { l->sock_lb->obj, l->sockops->obj };
 	struct bpf_program *prog;
-	char agent_cg[PATH_MAX];
-	int agent_cg_fd = agent_cgroup_fd(l, agent_cg, sizeof(agent_cg));
+	/* sockops must see the agent's sockets too, the other end of every
+	 * accelerated hop: also at the agent's cgroup when it lies outside the
+	 * attach point (as in the lab). */
+	int agent_cg_fd = l->agent_cg[0] ? open(l->agent_cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 	size_t n = 1;	/* sockops at the agent's cgroup */
 
 	for (size_t i = 0; i < 2; i++)
@@ -369,7 +362,7 @@ static int attach_all(struct loader *l)
 		snprintf(pi->link_pin, sizeof(pi->link_pin), "%.191s/%s/%.40s_agent", l->root,
 			 SL_LINKS_DIR, pi->name);
 		l->links[l->n_progs] = attach_pinned(l, l->sockops->progs.sockops_prog, pi->link_pin,
-						     agent_cg_fd, agent_cg);
+						     agent_cg_fd, l->agent_cg);
 		close(agent_cg_fd);
 		if (!l->links[l->n_progs])
 			return -errno;
@@ -474,7 +467,7 @@ static int load_objects(struct loader *l)
 		pr_err("loader: open BPF objects: %s", strerror(errno));
 		return err ? err : -ENOMEM;
 	}
-	l->sock_lb->rodata->cfg_agent_cgroup_id = agent_cgroup_guard(l);
+	l->sock_lb->rodata->cfg_agent_cgroup_id = agent_cgroup_guard(l, l->agent_cg, sizeof(l->agent_cg));
 	l->sockops->rodata->cfg_sockmap = !l->no_sockmap;
 	err = load_one(l, l->sock_lb->obj, load_sock_lb, l->sock_lb, "sock_lb");
 	if (!err)
@@ -487,8 +480,6 @@ static int load_objects(struct loader *l)
 		err = load_one(l, l->edge->obj, load_edge, l->edge, "edge");
 	return err;
 }
-
-static void shortcuts_clear(const struct loader *l);
 
 int loader_open(struct loader **out, const struct loader_opts *o)
 {
@@ -547,7 +538,9 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 	err = attach_all(l);
 	if (err)
 		goto out;
-	shortcuts_clear(l);
+	/* A new agent has no connection: pairs and counts of a previous one go. */
+	map_clear(bpf_map__fd(l->sockops->maps.sl_hoppair_v1), sizeof(struct sl_hop_key));
+	map_clear(bpf_map__fd(l->sockops->maps.sl_hopstat_v1), sizeof(struct sl_hop_key));
 	pr_info("loader: %s %zu programs at %s, maps %s under %s", l->reused ? "re-attached" : "attached",
 		l->n_progs, l->cgroup, l->reused ? "reused" : "pinned", l->root);
 	*out = l;
@@ -576,8 +569,6 @@ void loader_free(struct loader *l)
 		close(l->lock_fd);
 	free(l);
 }
-
-static void shortcuts_clear(const struct loader *l);
 
 static struct bpf_map *find_map(const struct loader *l, const char *name)
 {
@@ -620,6 +611,18 @@ static uint32_t count_entries(int fd, uint32_t key_size, uint32_t max)
 	return n;
 }
 
+/* The key of k's peer: the same hop seen from the other end. */
+static struct sl_hop_key hop_key_swap(const struct sl_hop_key *k)
+{
+	struct sl_hop_key p = *k;
+
+	p.local = k->remote;
+	p.remote = k->local;
+	p.lport = k->rport;
+	p.rport = k->lport;
+	return p;
+}
+
 int loader_sockmap_list(const struct loader *l, struct loader_sock **out, size_t *n)
 {
 	int fd = bpf_map__fd(l->sockops->maps.sl_socks_v1);
@@ -630,7 +633,7 @@ int loader_sockmap_list(const struct loader *l, struct loader_sock **out, size_t
 
 	*n = 0;
 	while (*n < SL_SOCKS_MAX && !bpf_map_get_next_key(fd, prev, &next)) {
-		struct sl_hop_key peer = next;
+		struct sl_hop_key peer = hop_key_swap(&next);
 		uint64_t cookie;
 
 		k = next;
@@ -647,10 +650,6 @@ int loader_sockmap_list(const struct loader *l, struct loader_sock **out, size_t
 			v = nv;
 			cap = cap ? cap * 2 : 64;
 		}
-		peer.local = k.remote;
-		peer.remote = k.local;
-		peer.lport = k.rport;
-		peer.rport = k.lport;
 		v[*n] = (struct loader_sock){ .key = k, .cookie = cookie };
 		v[(*n)++].peer = !bpf_map_lookup_elem(fd, &peer, &cookie);
 	}
@@ -790,18 +789,6 @@ void loader_shortcut_close(const struct loader *l, struct loader_shortcut *sc, u
 		bpf_map_delete_elem(bpf_map__fd(l->sockops->maps.sl_hopstat_v1), &sc->app[d]);
 		sc->paired[d] = false;
 	}
-}
-
-/* A new agent has no connection: pairs and their counts of a previous one go. */
-static void shortcuts_clear(const struct loader *l)
-{
-	int fds[] = { bpf_map__fd(l->sockops->maps.sl_hoppair_v1), bpf_map__fd(l->sockops->maps.sl_hopstat_v1) };
-	struct sl_hop_key k;
-
-	for (size_t i = 0; i < 2; i++)
-		while (!bpf_map_get_next_key(fds[i], NULL, &k))
-			if (bpf_map_delete_elem(fds[i], &k))
-				break;
 }
 
 int loader_sockmap_stats(const struct loader *l, struct loader_sockmap_stats *st)

@@ -30,9 +30,11 @@ struct agent_count {
 	uint64_t n;
 };
 
+enum { SH_ID, SH_EP, SH_RULE, SH_PORT, SH_COUNT };
+
 struct polsync {
 	struct polsync_maps maps;
-	struct shadow sh[4];		/* ids, eps, rules, ports */
+	struct shadow sh[SH_COUNT];	/* ids, eps, rules, ports */
 	int ncpu;
 	const struct policy_registry *reg;
 	struct loop *loop;
@@ -46,7 +48,6 @@ struct polsync {
 	uint64_t suppressed;
 };
 
-enum { SH_ID, SH_EP, SH_RULE, SH_PORT };
 
 /* ---- rate-limited deny log ---- */
 
@@ -226,19 +227,24 @@ static int shadow_set(struct shadow *sh, const void *keys, const void *vals, siz
 	return 0;
 }
 
-/* Slot numbers are this agent's (its registry): counts a previous agent left
- * in the pinned map would be read under other names. Counters start at 0. */
-static void stats_clear(int fd)
+/* The shadows as the kernel's maps hold them now. */
+static int shadows_read(struct polsync *s)
 {
-	__u32 key, next;
-	void *prev = NULL;
+	const struct polsync_maps *m = &s->maps;
+	int err;
 
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		key = next;
-		if (bpf_map_delete_elem(fd, &key))
-			break;
-		prev = NULL;	/* deleted: start over from the first key */
-	}
+	err = shadow_read(&s->sh[SH_ID], m->id_fd, sizeof(struct sl_polid_key), sizeof(struct sl_polid_val),
+			  SL_POLID_MAX);
+	if (!err)
+		err = shadow_read(&s->sh[SH_EP], m->ep_fd, sizeof(struct sl_polep_key),
+				  sizeof(struct sl_polep_val), SL_POLEP_MAX);
+	if (!err)
+		err = shadow_read(&s->sh[SH_RULE], m->rule_fd, sizeof(struct sl_polrule_key),
+				  sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
+	if (!err)
+		err = shadow_read(&s->sh[SH_PORT], m->port_fd, sizeof(struct sl_polport_key),
+				  sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
+	return err;
 }
 
 int polsync_new(struct polsync **out, struct loop *loop, const struct polsync_maps *maps,
@@ -257,19 +263,11 @@ int polsync_new(struct polsync **out, struct loop *loop, const struct polsync_ma
 	s->ncpu = libbpf_num_possible_cpus();
 	if (s->ncpu <= 0)
 		s->ncpu = 1;
-	err = shadow_read(&s->sh[SH_ID], maps->id_fd, sizeof(struct sl_polid_key), sizeof(struct sl_polid_val),
-			  SL_POLID_MAX);
+	err = shadows_read(s);
+	/* Slot numbers are this agent's (its registry): counts a previous agent
+	 * left in the pinned map would be read under other names. From 0. */
 	if (!err)
-		err = shadow_read(&s->sh[SH_EP], maps->ep_fd, sizeof(struct sl_polep_key),
-				  sizeof(struct sl_polep_val), SL_POLEP_MAX);
-	if (!err)
-		err = shadow_read(&s->sh[SH_RULE], maps->rule_fd, sizeof(struct sl_polrule_key),
-				  sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
-	if (!err)
-		err = shadow_read(&s->sh[SH_PORT], maps->port_fd, sizeof(struct sl_polport_key),
-				  sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
-	if (!err)
-		stats_clear(maps->stat_fd);
+		map_clear(maps->stat_fd, sizeof(__u32));
 	if (!err && maps->ev_fd >= 0 && loop) {
 		s->rb = ring_buffer__new(maps->ev_fd, on_event, s, NULL);
 		if (!s->rb)
@@ -293,7 +291,7 @@ void polsync_free(struct polsync *s)
 	if (s->rb_added)
 		loop_del(s->loop, &s->rb_io);
 	ring_buffer__free(s->rb);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < SH_COUNT; i++)
 		shadow_free(&s->sh[i]);
 	free(s->agent);
 	free(s);
@@ -325,21 +323,9 @@ int polsync_apply(struct polsync *s, const struct policy_tables *t, struct polsy
 	shadow_diff(s->maps.rule_fd, &s->sh[SH_RULE], t->rule_keys, t->rule_vals, t->n_rules, false, st, &err);
 	/* The shadow follows the kernel: after an error, read the maps back. */
 	if (err) {
-		const struct polsync_maps *m = &s->maps;
-
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < SH_COUNT; i++)
 			shadow_free(&s->sh[i]);
-		e2 = shadow_read(&s->sh[SH_ID], m->id_fd, sizeof(struct sl_polid_key), sizeof(struct sl_polid_val),
-				 SL_POLID_MAX);
-		if (!e2)
-			e2 = shadow_read(&s->sh[SH_EP], m->ep_fd, sizeof(struct sl_polep_key),
-					 sizeof(struct sl_polep_val), SL_POLEP_MAX);
-		if (!e2)
-			e2 = shadow_read(&s->sh[SH_RULE], m->rule_fd, sizeof(struct sl_polrule_key),
-					 sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
-		if (!e2)
-			shadow_read(&s->sh[SH_PORT], m->port_fd, sizeof(struct sl_polport_key),
-				    sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
+		shadows_read(s);	/* err stands, whatever this finds */
 	} else {
 		e2 = shadow_set(&s->sh[SH_RULE], t->rule_keys, t->rule_vals, t->n_rules);
 		if (!e2)

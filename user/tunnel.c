@@ -2904,10 +2904,11 @@ int tunnel_conn_foreach(struct tunnel *t,
 	for (struct tl *n = t->conns.next; n != &t->conns; n = n->next) {
 		const struct tconn *c = container_of(n, struct tconn, node);
 		uint64_t direct[2] = { 0, 0 };
+		struct tunnel_conn_info ci;
 
 		if (c->shortcut)
 			t->ops.shortcut_bytes(t->arg, c->shortcut, direct);
-		struct tunnel_conn_info ci = {
+		ci = (struct tunnel_conn_info){
 			.id = c->id,
 			.dir = c->dir,
 			.path = c->path,

@@ -66,30 +66,35 @@
 #define RR_MAX_SIZE	(16u * 1024 * 1024)
 #define RR_MAX_SAMPLES	(20u * 1000 * 1000)
 
+/* "sl-rr: <message>" on stderr. */
+static void say(const char *fmt, va_list ap)
+{
+	fputs("sl-rr: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+/* A usage error: exit 2. */
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("sl-rr: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(2);
 }
 
-/* A runtime failure (not a usage error): exit 1. */
+/* A runtime failure: exit 1. */
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("sl-rr: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(1);
 }
 

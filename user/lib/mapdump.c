@@ -69,3 +69,16 @@ int map_dump(int fd, size_t key_size, size_t val_size, uint32_t max, void **keys
 	return 0;
 }
 
+
+int map_clear(int fd, size_t key_size)
+{
+	char key[256];
+
+	if (key_size > sizeof(key))
+		return -E2BIG;
+	/* Always the first key: the one just deleted has no successor to ask for. */
+	while (!bpf_map_get_next_key(fd, NULL, key))
+		if (bpf_map_delete_elem(fd, key))
+			return -errno;
+	return 0;
+}

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* mapdump.h - read a whole BPF map (batch syscalls, else key by key). */
+/* mapdump.h - read a whole BPF map (batch syscalls, else key by key), or
+ * empty one. */
 #ifndef SL_MAPDUMP_H
 #define SL_MAPDUMP_H
 
@@ -9,5 +10,9 @@
 /* Every entry of the map fd (at most max) into malloc'ed *keys and *vals,
  * *n of them. 0 or -errno. */
 int map_dump(int fd, size_t key_size, size_t val_size, uint32_t max, void **keys, void **vals, size_t *n);
+
+/* Delete every entry of the hash map fd (keys of key_size bytes, at most
+ * 256). Stops at the first failing delete; 0 or -errno. */
+int map_clear(int fd, size_t key_size);
 
 #endif
