@@ -44,7 +44,7 @@ TEST_SRCS  := $(wildcard selftests/unit/*.c selftests/bpf/*.c) $(wildcard selfte
 TEST_BIN   := $(BUILD)/test_progs
 
 .PHONY: all bpf agent cli tools deps demo test test-unit test-e2e check san bench fuzz verify clean \
-	format-check lab-down netpol
+	format-check lab-down netpol conformance
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -97,9 +97,13 @@ $(CLI): $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS)) $(BUILD)/user/lib/log.o
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $(SL_CFLAGS) $^ -o $@ $(LDLIBS_CLI)
 
+# Test tools link libc only, unless LDLIBS_<tool> names more.
+LDLIBS_sl-echo := -lnghttp2
+LDLIBS_sl-h2c  := -lnghttp2 -lssl -lcrypto
+
 $(BUILD)/%: $(BUILD)/selftests/tools/%.o
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $(SL_CFLAGS) $^ -o $@
+	$(Q)$(CC) $(CFLAGS) $(SL_CFLAGS) $^ -o $@ $(LDLIBS_$*)
 
 # Tests are `void test_<area>_<case>(void)`, found by sed into a registry.
 $(BUILD)/selftests/registry.h: $(TEST_SRCS) | $(BUILD)/selftests
@@ -135,6 +139,14 @@ test: deps
 netpol: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)selftests/netpol/run $(CASES)
+
+# Gateway API conformance cases in the lab (selftests/conformance/run, see
+# docs/conformance.md); CASES=<dir> (a folder of case files, or files),
+# default ../shared/conformance/cases. Cases of features the agent does not
+# support (sluice-agent features) are skipped. Runs $(BUILD)'s binaries.
+conformance: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)SLUICE_BUILD=$(abspath $(BUILD)) selftests/conformance/run $(CASES)
 
 check: deps
 	$(Q)scripts/check

@@ -165,12 +165,14 @@ static __always_inline void dest_of(const struct sl_svc_key *key, enum lb_verdic
  * leave the socket alone. */
 static __always_inline enum lb_verdict lb_connect(struct bpf_sock_addr *ctx,
 						  const struct sl_svc_key *key,
-						  struct sl_sticky_val *choice)
+						  struct sl_sticky_val *choice, bool *l7)
 {
 	enum lb_verdict v;
 	__u32 svc_id;
+	__u16 flags = 0;
 
-	v = lb_select(ctx, key, choice, &svc_id);
+	v = lb_select_flags(ctx, key, choice, &svc_id, &flags);
+	*l7 = v != LB_NOT_SERVICE && (flags & SL_SVC_F_L7);
 	if (v == LB_XLATE) {
 		revnat_store(bpf_get_socket_cookie(ctx), &choice->be, key);
 		metrics_inc(SL_CNT_LB_XLATE);
@@ -210,12 +212,28 @@ remember:
 }
 
 /* An enrolled pod's TCP connect: to the agent's 15001 (returns true), with
- * the original destination stored. vip is what the application asked for. */
+ * the original destination stored. vip is what the application asked for.
+ * A Service with L7 routes (l7) is captured on its VIP whatever the backend
+ * choice (even none, or the pod itself): the agent routes each request. */
 static __always_inline bool capture(struct bpf_sock_addr *ctx, const struct sl_svc_key *vip,
-				    enum lb_verdict v, const struct sl_sticky_val *choice, __u8 lfamily)
+				    enum lb_verdict v, const struct sl_sticky_val *choice, __u8 lfamily,
+				    bool l7)
 {
 	struct sl_orig o = {};
 
+	if (l7) {
+		o.addr = v == LB_XLATE ? choice->be.addr : vip->vip;
+		o.port = v == LB_XLATE ? choice->be.port : vip->port;
+		o.family = v == LB_XLATE ? choice->be.family : vip->family;
+		o.flags = SL_ORIG_F_SERVICE;
+		o.vip = vip->vip;
+		o.vip_port = vip->port;
+		o.vip_family = vip->family;
+		if (!capture_wanted(ctx, &o.vip, o.vip_port, o.vip_family))
+			return false;
+		o.listen_family = lfamily;
+		goto store;
+	}
 	if (v == LB_XLATE) {
 		o.addr = choice->be.addr;
 		o.port = choice->be.port;
@@ -232,6 +250,7 @@ static __always_inline bool capture(struct bpf_sock_addr *ctx, const struct sl_s
 	o.listen_family = lfamily;
 	if (!capture_wanted(ctx, &o.addr, o.port, o.family))
 		return false;
+store:
 	if (!outbound_listener_up(ctx, lfamily)) {
 		metrics_inc(SL_CNT_CAP_NO_LISTENER);
 		return false;
@@ -261,24 +280,27 @@ int sock_lb_connect4(struct bpf_sock_addr *ctx)
 	struct sl_sticky_val choice = {};
 	struct sl_be_val l;
 	enum lb_verdict v;
+	bool l7 = false;
 
 	const struct sl_addr *dst;
 	__be16 dport;
 	__u8 dfam;
 
 	key_from_ctx4(ctx, &key);
-	v = lb_connect(ctx, &key, &choice);
-	if (v == LB_REFUSE)
+	v = lb_connect(ctx, &key, &choice, &l7);
+	if (v == LB_REFUSE && !l7)
 		return refuse();
 	dest_of(&key, v, &choice, &dst, &dport, &dfam);
-	if (egress_denied(ctx, dst, dport, dfam))
+	if (v != LB_REFUSE && egress_denied(ctx, dst, dport, dfam))
 		return deny();
-	if (capture(ctx, &key, v, &choice, AF_INET)) {
+	if (capture(ctx, &key, v, &choice, AF_INET, l7)) {
 		outbound_listener(&l, AF_INET);
 		revnat_store(bpf_get_socket_cookie(ctx), &l, &key);
 		ctx_set4(ctx, &l.addr, l.port);
 	} else if (v == LB_XLATE) {
 		ctx_set4(ctx, &choice.be.addr, choice.be.port);
+	} else if (v == LB_REFUSE) {
+		return refuse();
 	}
 	return SL_SOCK_PROCEED;
 }
@@ -291,26 +313,29 @@ int sock_lb_connect6(struct bpf_sock_addr *ctx)
 	bool mapped = key_from_ctx6(ctx, &key);
 	struct sl_be_val l;
 	enum lb_verdict v;
+	bool l7 = false;
 	__u8 lfamily = mapped ? AF_INET : AF_INET6;
 
 	const struct sl_addr *dst;
 	__be16 dport;
 	__u8 dfam;
 
-	v = lb_connect(ctx, &key, &choice);
-	if (v == LB_REFUSE)
+	v = lb_connect(ctx, &key, &choice, &l7);
+	if (v == LB_REFUSE && !l7)
 		return refuse();
 	dest_of(&key, v, &choice, &dst, &dport, &dfam);
-	if (egress_denied(ctx, dst, dport, dfam))
+	if (v != LB_REFUSE && egress_denied(ctx, dst, dport, dfam))
 		return deny();
 	if (v == LB_XLATE && mapped)
 		metrics_inc(SL_CNT_LB_V4MAPPED);
-	if (capture(ctx, &key, v, &choice, lfamily)) {
+	if (capture(ctx, &key, v, &choice, lfamily, l7)) {
 		outbound_listener(&l, lfamily);
 		revnat_store(bpf_get_socket_cookie(ctx), &l, &key);
 		ctx_set6(ctx, &l.addr, l.family, l.port);
 	} else if (v == LB_XLATE) {
 		ctx_set6(ctx, &choice.be.addr, choice.be.family, choice.be.port);
+	} else if (v == LB_REFUSE) {
+		return refuse();
 	}
 	return SL_SOCK_PROCEED;
 }

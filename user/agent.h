@@ -17,6 +17,9 @@ struct loader;
 struct pods;
 struct tunnel;
 struct sl_model;
+struct route_table;
+struct waypoint;
+struct gateways;
 
 enum config_state { CONFIG_EMPTY = 0, CONFIG_OK, CONFIG_ERROR };
 
@@ -34,6 +37,9 @@ struct agent {
 	struct sync *sync;
 	struct pods *pods;		/* enrolled pods' netns; NULL without mesh */
 	struct tunnel *tunnel;		/* the per-pod data plane; NULL without mesh */
+	struct waypoint *waypoint;	/* L7 for Services with routes; NULL without mesh */
+	struct route_table *routes;	/* Gateway API routes of model; NULL before the first config */
+	struct gateways *gateways;	/* Gateway listeners on this node; NULL without mesh */
 	struct identity *identity;	/* workload certificates; NULL without mesh */
 	const char *trust_domain;	/* NULL: cluster.local */
 	const char *mesh_off;		/* why there is no mesh, or NULL */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "authz.h"
 
@@ -169,6 +170,20 @@ static bool service_selects(const struct sl_model *m, const char *ns, const char
 	return false;
 }
 
+/* A Service with L7 routes has the waypoint: policies that target it are
+ * the waypoint's, judged per request (authz_decide_request), as in Istio
+ * ambient; at L4 they would deny what the waypoint let through. */
+static bool service_has_waypoint(const struct sl_model *m, const char *ns, const char *name)
+{
+	for (size_t i = 0; i < m->n_frontends; i++) {
+		const struct sl_frontend *f = &m->frontends[i];
+
+		if ((f->flags & SL_SVC_F_L7) && !strcmp(f->svc->ns, ns) && !strcmp(f->svc->name, name))
+			return true;
+	}
+	return false;
+}
+
 bool authz_applies(const struct sl_model *m, const char *root_ns, const struct sl_authz *a, const struct sl_pod *pod)
 {
 	bool root = !strcmp(a->ns, root_ns ? root_ns : AUTHZ_ROOT_NS);
@@ -176,6 +191,7 @@ bool authz_applies(const struct sl_model *m, const char *root_ns, const struct s
 	if (a->n_targets) {
 		for (size_t i = 0; i < a->n_targets; i++)
 			if (a->targets[i].kind && !strcmp(a->targets[i].kind, "Service") &&
+			    !service_has_waypoint(m, a->ns, a->targets[i].name) &&
 			    service_selects(m, a->ns, a->targets[i].name, pod))
 				return true;
 		return false;	/* Gateways and others: not an L4 matter */
@@ -315,4 +331,478 @@ bool authz_principal(const char *id, char *principal, size_t plen, char *ns, siz
 const char *authz_action_str(enum sl_authz_action a)
 {
 	return a <= SL_AUTHZ_CUSTOM ? action_names[a] : "?";
+}
+
+/* ---- L7: the waypoint (see authz.h) ---- */
+
+bool authz_targets_service(const struct sl_authz *a, const struct sl_service *svc)
+{
+	if (!a || !svc || !a->ns || !svc->ns || !svc->name || strcmp(a->ns, svc->ns))
+		return false;
+	for (size_t i = 0; i < a->n_targets; i++) {
+		const struct sl_target_ref *t = &a->targets[i];
+
+		if (t->kind && t->name && !strcmp(t->kind, "Service") && (!t->group || !*t->group) &&
+		    !strcmp(t->name, svc->name))
+			return true;
+	}
+	return false;
+}
+
+static int hexval(int c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static bool unreserved(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+	       c == '_' || c == '~';
+}
+
+/* RFC 3986 5.2.4 in place (the output never overtakes the input); the new length. */
+static size_t remove_dot_segments(char *s, size_t n)
+{
+	size_t r = 0, w = 0;
+
+	while (r < n) {
+		const char *in = s + r;
+		size_t left = n - r;
+
+		if (left >= 3 && !memcmp(in, "../", 3)) {
+			r += 3;
+		} else if (left >= 2 && !memcmp(in, "./", 2)) {
+			r += 2;
+		} else if (left >= 3 && !memcmp(in, "/./", 3)) {
+			r += 2;
+		} else if (left == 2 && !memcmp(in, "/.", 2)) {
+			s[++r] = '/';
+		} else if ((left >= 4 && !memcmp(in, "/../", 4)) || (left == 3 && !memcmp(in, "/..", 3))) {
+			r += 2;
+			if (left == 3)
+				s[r] = '/';
+			else
+				r++;
+			while (w > 0 && s[w - 1] != '/')
+				w--;
+			if (w > 0)
+				w--;
+		} else if ((left == 1 && in[0] == '.') || (left == 2 && !memcmp(in, "..", 2))) {
+			r = n;
+		} else {
+			size_t k = in[0] == '/';
+
+			while (k < left && in[k] != '/')
+				k++;
+			memmove(s + w, in, k);
+			w += k;
+			r += k;
+		}
+	}
+	return w;
+}
+
+bool authz_normalize_path(const char *path, char *out, size_t outlen)
+{
+	size_t n = strcspn(path, "?#"), o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = path[i];
+
+		if (c == '%' && i + 2 < n && hexval((unsigned char)path[i + 1]) >= 0 &&
+		    hexval((unsigned char)path[i + 2]) >= 0) {
+			int v = hexval((unsigned char)path[i + 1]) * 16 + hexval((unsigned char)path[i + 2]);
+
+			if (!v)
+				return false;
+			if (unreserved(v)) {
+				c = (char)v;
+				i += 2;
+			}
+		} else if (c == '\\') {
+			c = '/';
+		}
+		if (o + 1 >= outlen)
+			return false;
+		out[o++] = c;
+	}
+	if (!outlen)
+		return false;
+	out[remove_dot_segments(out, o)] = '\0';
+	return true;
+}
+
+struct l7_ctx {
+	const struct sl_service *svc;
+	uint16_t port;
+	const struct authz_peer *peer;
+	const struct authz_request *req;
+	const char *path;		/* normalized; NULL when the request has none */
+	bool unk;			/* what cannot be checked counts as matching (DENY) */
+	bool oom;
+};
+
+static bool bytes_eq(const char *a, const char *b, size_t n, bool icase)
+{
+	if (!icase)
+		return !memcmp(a, b, n);
+	for (size_t i = 0; i < n; i++) {
+		int x = (unsigned char)a[i], y = (unsigned char)b[i];
+
+		if ((x >= 'A' && x <= 'Z' ? x + 32 : x) != (y >= 'A' && y <= 'Z' ? y + 32 : y))
+			return false;
+	}
+	return true;
+}
+
+/* Istio's string match as its proxies apply it: "*" any value (any_empty: an
+ * empty one too; paths need one character), "*abc" suffix (tried before a
+ * trailing '*'), "abc*" prefix, else exact. s NULL: absent, matches nothing. */
+static bool l7_match_n(const char *pat, const char *s, size_t sl, bool icase, bool any_empty)
+{
+	size_t pl = strlen(pat);
+
+	if (!s)
+		return false;
+	if (!strcmp(pat, "*"))
+		return any_empty || sl > 0;
+	if (pat[0] == '*')
+		return sl >= pl - 1 && bytes_eq(s + sl - (pl - 1), pat + 1, pl - 1, icase);
+	if (pl && pat[pl - 1] == '*')
+		return sl >= pl - 1 && bytes_eq(s, pat, pl - 1, icase);
+	return sl == pl && bytes_eq(s, pat, pl, icase);
+}
+
+static bool l7_match(const char *pat, const char *s, bool icase, bool any_empty)
+{
+	return l7_match_n(pat, s, s ? strlen(s) : 0, icase, any_empty);
+}
+
+/* Envoy's URI template characters (RFC 3986 pchar without '*' and '='). */
+static bool tmpl_char(char c)
+{
+	return c && (unreserved((unsigned char)c) || strchr("%!$&'()+,;:@", c));
+}
+
+/* A path template ({*}: one or more template characters of one segment;
+ * {**}: any number of them and '/', the last operator), as Envoy's
+ * uri_template matcher reads Istio's. */
+static bool path_template_match(const char *t, const char *s)
+{
+	while (*t) {
+		if (!strncmp(t, "{**}", 4)) {
+			size_t rl = strlen(t + 4), sl = strlen(s);
+
+			if (sl < rl || strcmp(s + sl - rl, t + 4))
+				return false;
+			for (size_t i = 0; i < sl - rl; i++)
+				if (s[i] != '/' && !tmpl_char(s[i]))
+					return false;
+			return true;
+		}
+		if (!strncmp(t, "{*}", 3)) {
+			size_t n = 0;
+
+			while (tmpl_char(s[n]))
+				n++;
+			if (!n)
+				return false;
+			s += n;
+			t += 3;
+			continue;
+		}
+		if (*t++ != *s++)
+			return false;
+	}
+	return !*s;
+}
+
+static bool paths_match(const struct sl_strs *l, const char *path)
+{
+	for (size_t i = 0; path && i < l->n; i++) {
+		const char *p = l->v[i];
+
+		if ((strstr(p, "{*}") || strstr(p, "{**}")) ? path_template_match(p, path) : l7_match(p, path, false, false))
+			return true;
+	}
+	return false;
+}
+
+/* Length of host without a ":port" ("[v6]:port" too). */
+static size_t host_len_sans_port(const char *h)
+{
+	size_t n = strlen(h);
+	const char *c = strrchr(h, ':'), *e = h[0] == '[' ? strchr(h, ']') : NULL;
+
+	if (!c || (h[0] == '[' ? (!e || c < e) : strchr(h, ':') != c))
+		return n;
+	for (const char *p = c + 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return n;
+	return (size_t)(c - h);
+}
+
+static bool hosts_match(const struct sl_strs *l, const char *host)
+{
+	size_t bare = host ? host_len_sans_port(host) : 0;
+
+	for (size_t i = 0; host && i < l->n; i++)
+		if (l7_match(l->v[i], host, true, true) || l7_match_n(l->v[i], host, bare, true, true))
+			return true;
+	return false;
+}
+
+static bool strs_match_l7(const struct sl_strs *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l7_match(l->v[i], s, false, true))
+			return true;
+	return false;
+}
+
+/* A header's value: repeated ones joined with ',' into *tmp (the caller
+ * frees it). Host/:authority, :method and :path come from the request when
+ * the list does not hold them. NULL: absent. */
+static const char *header_value(struct l7_ctx *x, const char *name, char **tmp)
+{
+	const struct authz_request *q = x->req;
+	const char *one = NULL;
+	size_t n = 0, len = 0;
+
+	*tmp = NULL;
+	for (size_t i = 0; i < q->n_headers; i++) {
+		if (q->headers[i].name && !strcasecmp(q->headers[i].name, name)) {
+			one = q->headers[i].value ? q->headers[i].value : "";
+			len += strlen(one) + 1;
+			n++;
+		}
+	}
+	if (!n) {
+		if (!strcasecmp(name, "host") || !strcasecmp(name, ":authority"))
+			return q->host;
+		if (!strcasecmp(name, ":method"))
+			return q->method;
+		if (!strcasecmp(name, ":path"))
+			return q->path;
+		return NULL;
+	}
+	if (n == 1)
+		return one;
+	*tmp = malloc(len);
+	if (!*tmp) {
+		x->oom = true;
+		return NULL;
+	}
+	len = 0;
+	for (size_t i = 0; i < q->n_headers; i++) {
+		if (q->headers[i].name && !strcasecmp(q->headers[i].name, name)) {
+			const char *v = q->headers[i].value ? q->headers[i].value : "";
+			size_t vl = strlen(v);
+
+			if (len)
+				(*tmp)[len++] = ',';
+			memcpy(*tmp + len, v, vl);
+			len += vl;
+		}
+	}
+	(*tmp)[len] = '\0';
+	return *tmp;
+}
+
+/* What the waypoint cannot check: as the action says. */
+static bool unknown(const struct l7_ctx *x, bool *via_unk)
+{
+	*via_unk = x->unk;
+	return x->unk;
+}
+
+static bool source_match_l7(const struct sl_authz_source *f, const struct l7_ctx *x, bool *via_unk)
+{
+	if (!source_match(f, x->peer))
+		return false;
+	if (f->request_principals.n || f->not_request_principals.n)
+		return unknown(x, via_unk);	/* no JWT authentication here */
+	return true;
+}
+
+static bool operation_match_l7(const struct sl_authz_operation *o, const struct l7_ctx *x)
+{
+	const struct authz_request *q = x->req;
+
+	if (!operation_match(o, x->port))
+		return false;
+	if (o->hosts.n && !hosts_match(&o->hosts, q->host))
+		return false;
+	if (o->not_hosts.n && hosts_match(&o->not_hosts, q->host))
+		return false;
+	if (o->methods.n && !strs_match_l7(&o->methods, q->method))
+		return false;
+	if (o->not_methods.n && strs_match_l7(&o->not_methods, q->method))
+		return false;
+	if (o->paths.n && !paths_match(&o->paths, x->path))
+		return false;
+	return !o->not_paths.n || !paths_match(&o->not_paths, x->path);
+}
+
+static const char *const l4_cond_keys[] = { "source.ip", "remote.ip", "source.namespace", "source.principal",
+					    "destination.ip", "destination.port", NULL };
+
+/* An L4 key's values at the waypoint: destination.ip is the Service's. */
+static bool cond_values_svc(const struct sl_strs *l, const char *key, const struct l7_ctx *x)
+{
+	if (strcmp(key, "destination.ip"))
+		return cond_values(l, key, x->peer, NULL, x->port);
+	for (size_t i = 0; i < x->svc->n_cluster_ips; i++)
+		if (cond_values(l, key, x->peer, &x->svc->cluster_ips[i], x->port))
+			return true;
+	return false;
+}
+
+static bool when_match_l7(const struct sl_authz_cond *c, struct l7_ctx *x, bool *via_unk)
+{
+	if (c->header) {
+		char *tmp;
+		const char *h = header_value(x, c->header, &tmp);
+		bool ok = (!c->values.n || strs_match_l7(&c->values, h)) &&
+			  (!c->not_values.n || !strs_match_l7(&c->not_values, h));
+
+		free(tmp);
+		return ok;
+	}
+	for (const char *const *k = l4_cond_keys; *k; k++)
+		if (!strcmp(*k, c->key))
+			return (!c->values.n || cond_values_svc(&c->values, c->key, x)) &&
+			       (!c->not_values.n || !cond_values_svc(&c->not_values, c->key, x));
+	return unknown(x, via_unk);	/* request.auth.*, connection.sni, ... */
+}
+
+/* Does rule r match the request? *via_unk: only thanks to what cannot be checked. */
+static bool rule_match_l7(const struct sl_authz_rule *r, struct l7_ctx *x, bool *via_unk)
+{
+	bool ok = !r->n_from, u = false, any_u = false;
+
+	for (size_t i = 0; i < r->n_from && !ok; i++) {
+		u = false;
+		ok = source_match_l7(&r->from[i], x, &u);
+	}
+	if (!ok)
+		return false;
+	any_u |= u;
+	ok = !r->n_to;
+	for (size_t i = 0; i < r->n_to && !ok; i++)
+		ok = operation_match_l7(&r->to[i], x);
+	if (!ok)
+		return false;
+	for (size_t i = 0; i < r->n_when; i++) {
+		u = false;
+		if (!when_match_l7(&r->when[i], x, &u))
+			return false;
+		any_u |= u;
+	}
+	*via_unk = any_u;
+	return true;
+}
+
+void authz_decide_request(const struct sl_model *m, const char *root_ns, const struct sl_service *svc, uint16_t port,
+			  const struct authz_peer *peer, const struct authz_request *req, struct authz_decision *out)
+{
+	const struct sl_resources *r = m->res;
+	const struct sl_authz *first_allow = NULL;
+	struct l7_ctx x = { .svc = svc, .port = port, .peer = peer, .req = req };
+	size_t n_allow = 0, n_any = 0;
+	char *path = NULL;
+
+	memset(out, 0, sizeof(*out));
+	out->rule = -1;
+	for (size_t i = 0; i < r->n_authzs; i++) {
+		const struct sl_authz *a = &r->authzs[i];
+
+		if (!authz_targets_service(a, svc))
+			continue;
+		n_any++;
+		if (a->action != SL_AUTHZ_CUSTOM)
+			continue;
+		out->by = a;
+		snprintf(out->reason, sizeof(out->reason),
+			 "%s/%s: CUSTOM needs an external authorizer, which sluice does not have: denied", a->ns,
+			 a->name);
+		return;
+	}
+	if (!n_any) {
+		out->allow = true;
+		snprintf(out->reason, sizeof(out->reason), "no policy targets Service %s/%s", svc->ns, svc->name);
+		return;
+	}
+	if (req->path) {
+		size_t len = strlen(req->path) + 1;
+
+		path = malloc(len);
+		if (!path || !authz_normalize_path(req->path, path, len)) {
+			snprintf(out->reason, sizeof(out->reason), "%s: denied",
+				 path ? "the path holds %00, which Istio refuses (400)" : "out of memory");
+			free(path);
+			return;
+		}
+		x.path = path;
+	}
+	for (size_t i = 0; i < r->n_authzs; i++) {
+		const struct sl_authz *a = &r->authzs[i];
+
+		if (a->action == SL_AUTHZ_ALLOW || a->action == SL_AUTHZ_CUSTOM || !authz_targets_service(a, svc))
+			continue;
+		x.unk = a->action == SL_AUTHZ_DENY;
+		for (size_t j = 0; j < a->n_rules; j++) {
+			bool u = false;
+
+			if (!rule_match_l7(&a->rules[j], &x, &u))
+				continue;
+			if (a->action == SL_AUTHZ_AUDIT) {
+				out->audit = true;
+			} else {
+				out->by = a;
+				out->rule = (int)j;
+				snprintf(out->reason, sizeof(out->reason), "denied by %s/%s rules[%zu]%s", a->ns, a->name, j,
+					 u ? " (requestPrincipals or when keys the waypoint cannot check count as matching)"
+					   : "");
+				goto out;
+			}
+			break;
+		}
+	}
+	for (size_t i = 0; i < r->n_authzs; i++) {
+		const struct sl_authz *a = &r->authzs[i];
+
+		if (a->action != SL_AUTHZ_ALLOW || !authz_targets_service(a, svc))
+			continue;
+		if (!first_allow)
+			first_allow = a;
+		n_allow++;
+		x.unk = false;
+		for (size_t j = 0; j < a->n_rules; j++) {
+			bool u = false;
+
+			if (rule_match_l7(&a->rules[j], &x, &u)) {
+				out->allow = true;
+				out->by = a;
+				out->rule = (int)j;
+				snprintf(out->reason, sizeof(out->reason), "allowed by %s/%s rules[%zu]", a->ns, a->name, j);
+				goto out;
+			}
+		}
+	}
+	if (!n_allow) {
+		out->allow = true;
+		snprintf(out->reason, sizeof(out->reason), "no ALLOW policy targets Service %s/%s", svc->ns, svc->name);
+	} else {
+		out->by = first_allow;
+		snprintf(out->reason, sizeof(out->reason), "no rule of %zu ALLOW polic%s matched (%s/%s%s)", n_allow,
+			 n_allow == 1 ? "y" : "ies", first_allow->ns, first_allow->name, n_allow > 1 ? ", ..." : "");
+	}
+out:
+	free(path);
+	if (x.oom) {
+		out->allow = false;
+		out->rule = -1;
+		snprintf(out->reason, sizeof(out->reason), "out of memory while matching headers: denied");
+	}
 }

@@ -180,10 +180,23 @@ struct store {
 	struct store *next;
 };
 
+/* The top-level arrays of struct sl_resources (each X(v) has a count n_v):
+ * whatever copies, merges or frees the sets walks this one list. */
+#define RES_ARRAYS(X)									\
+	X(namespaces) X(pods) X(services) X(slices) X(netpols) X(authzs) X(peerauthns)	\
+	X(routes) X(gateways) X(gateway_classes) X(ref_grants) X(secrets)
+
+/* Allocated lengths of those arrays, by the same names. */
+struct caps {
+#define CAPS_FIELD(v) size_t v;
+	RES_ARRAYS(CAPS_FIELD)
+#undef CAPS_FIELD
+};
+
 /* resources->priv */
 struct cfg_set {
 	struct store *stores;		/* one per thread that decoded into the set */
-	size_t cap_ns, cap_pods, cap_svcs, cap_slices, cap_netpols, cap_authzs, cap_peerauthns;
+	struct caps caps;
 };
 
 static struct store *store_new(void)
@@ -421,6 +434,11 @@ static void decode_slice(struct dec *d, const struct node *obj);
 static void decode_netpol(struct dec *d, const struct node *obj);
 static void decode_authz(struct dec *d, const struct node *obj);
 static void decode_peerauthn(struct dec *d, const struct node *obj);
+static void decode_route(struct dec *d, const struct node *obj);
+static void decode_gateway(struct dec *d, const struct node *obj);
+static void decode_gateway_class(struct dec *d, const struct node *obj);
+static void decode_ref_grant(struct dec *d, const struct node *obj);
+static void decode_secret(struct dec *d, const struct node *obj);
 static const char *scalar_str(const struct node *n);
 
 static const struct kind_desc {
@@ -433,13 +451,13 @@ static const struct kind_desc {
 	{ "Pod", "", "v1", decode_pod },
 	{ "Service", "", "v1", decode_service },
 	{ "EndpointSlice", "discovery.k8s.io", "v1", decode_slice },
-	{ "GatewayClass", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
-	{ "Gateway", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
-	{ "HTTPRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
-	{ "GRPCRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
-	{ "ReferenceGrant", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
-	{ "TCPRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
-	{ "TLSRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
+	{ "GatewayClass", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", decode_gateway_class },
+	{ "Gateway", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", decode_gateway },
+	{ "HTTPRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", decode_route },
+	{ "GRPCRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", decode_route },
+	{ "ReferenceGrant", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", decode_ref_grant },
+	{ "TCPRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", decode_route },
+	{ "TLSRoute", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", decode_route },
 	{ "BackendTLSPolicy", "gateway.networking.k8s.io", "v1 v1beta1 v1alpha2 v1alpha3", NULL },
 	{ "NetworkPolicy", "networking.k8s.io", "v1", decode_netpol },
 	{ "AuthorizationPolicy", "security.istio.io", "v1 v1beta1", decode_authz },
@@ -449,16 +467,12 @@ static const struct kind_desc {
 	{ "DaemonSet", "apps", "v1", NULL },
 	{ "ReplicaSet", "apps", "v1", NULL },
 	{ "ConfigMap", "", "v1", NULL },
-	{ "Secret", "", "v1", NULL },
+	{ "Secret", "", "v1", decode_secret },
 	{ "ServiceAccount", "", "v1", NULL },
 };
 
 #define N_KINDS		(sizeof(kinds) / sizeof(kinds[0]))
 #define IGN_FQDN	N_KINDS		/* EndpointSlices of addressType FQDN */
-
-struct caps {
-	size_t ns, pods, svcs, slices, netpols, authzs, peerauthns;
-};
 
 /* What part of a file a unit is. A big List is cut at item boundaries: the
  * head (the root up to some items), runs of items, and the tail (the rest of
@@ -793,6 +807,7 @@ struct frame {
 	uint8_t od;			/* depth below the object root (0: the root) */
 	bool items;			/* a List's items: each child is an object */
 	bool meta;			/* an object's metadata */
+	bool data;			/* an object's data or stringData mapping */
 	/* items only: where the current item started */
 	struct arena_mark mark;
 	size_t mark_anchors, mark_problems;
@@ -1035,16 +1050,19 @@ static bool kind_is_list_str(const char *k)
 }
 
 /* Subtrees no decoder reads and that may be big (kubectl's last-applied
- * annotation, managedFields, ConfigMap data): consumed, not kept. */
+ * annotation, managedFields, ConfigMap and Secret data): consumed, not kept.
+ * Of data and stringData only a TLS Secret's tls.crt and tls.key are kept:
+ * the kind may come after data (kubectl sorts keys), so the key decides. */
 static bool skip_value(const struct parse *p, const struct node *key)
 {
 	const struct frame *f = &p->frames[p->depth - 1];
 
 	if (f->od == 0)
-		return SCALAR_IS(key, "data") || SCALAR_IS(key, "binaryData") ||
-		       SCALAR_IS(key, "stringData");
+		return SCALAR_IS(key, "binaryData");
 	if (f->meta)
 		return SCALAR_IS(key, "annotations") || SCALAR_IS(key, "managedFields");
+	if (f->data)
+		return !SCALAR_IS(key, "tls.crt") && !SCALAR_IS(key, "tls.key");
 	return false;
 }
 
@@ -1182,6 +1200,8 @@ static void on_start(struct parse *p, const yaml_event_t *ev, int type)
 	f->base = p->n_kids;
 	f->od = !up ? 0 : up->items ? 0 : (uint8_t)(up->od + 1 > 200 ? 200 : up->od + 1);
 	f->meta = up && !up->items && up->od == 0 && SCALAR_IS(key, "metadata");
+	f->data = up && !up->items && up->od == 0 && type == NODE_MAP &&
+		  (SCALAR_IS(key, "data") || SCALAR_IS(key, "stringData"));
 	/* A root mapping's items are objects of their own, unless the root's kind
 	 * is already known not to be a List. */
 	if ((type == NODE_SEQ && p->depth == 2 && up->od == 0 && SCALAR_IS(key, "items") &&
@@ -1866,7 +1886,7 @@ static void decode_namespace(struct dec *d, const struct node *obj)
 	ns.name = keep_str(d, d->name, true);
 	ns.src = dec_src(d, obj);
 	if (ns.name)
-		RES_ADD(d, u->res.namespaces, u->res.n_namespaces, u->caps.ns, ns);
+		RES_ADD(d, u->res.namespaces, u->res.n_namespaces, u->caps.namespaces, ns);
 }
 
 /* spec.clusterIP and spec.clusterIPs: None (headless), "" (none), or up to
@@ -2060,7 +2080,7 @@ static void decode_service(struct dec *d, const struct node *obj)
 	s.name = keep_str(d, d->name, false);
 	s.src = dec_src(d, obj);
 	if (s.ns && s.name)
-		RES_ADD(d, u->res.services, u->res.n_services, u->caps.svcs, s);
+		RES_ADD(d, u->res.services, u->res.n_services, u->caps.services, s);
 }
 
 /* spec: node, service account, hostNetwork, and every container's ports. */
@@ -2711,6 +2731,41 @@ static bool has_any(const struct node *m, const char *const *keys)
 	return false;
 }
 
+/* Istio's path templates: a path holding {*} or {**} is one, and then every
+ * segment with '*', '{' or '}' must be exactly {*} (one segment) or {**} (any
+ * number of them), and {**} must be the last operator. */
+static bool authz_path_template_ok(const char *p)
+{
+	bool any = false;
+
+	if (!strstr(p, "{*}") && !strstr(p, "{**}"))
+		return true;
+	for (const char *seg = p; seg; seg = strchr(seg, '/') ? strchr(seg, '/') + 1 : NULL) {
+		size_t n = strcspn(seg, "/");
+		bool one = n == 3 && !strncmp(seg, "{*}", 3), many = n == 4 && !strncmp(seg, "{**}", 4);
+
+		if (one || many) {
+			if (any)
+				return false;	/* an operator after {**} */
+			any = many;
+		} else if (memchr(seg, '*', n) || memchr(seg, '{', n) || memchr(seg, '}', n)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static void decode_authz_paths(struct dec *d, const struct node *n, const struct path *pa, struct sl_strs *out)
+{
+	decode_strs(d, n, pa, out);
+	for (size_t i = 0; n && out->n == n->n && i < out->n; i++)	/* else: errors already */
+		if (!authz_path_template_ok(out->v[i]))
+			dec_err(d, n->kids[i], PI(pa, (uint32_t)i),
+				"not a valid path template: {*} and {**} must each be a whole segment, with no other "
+				"'*', '{' or '}', and {**} the last of them: %s",
+				out->v[i]);
+}
+
 static void decode_authz_rule(struct dec *d, const struct node *m, const struct path *pa, struct sl_authz_rule *r)
 {
 	static const char *const src_l7[] = { "requestPrincipals", "notRequestPrincipals", NULL };
@@ -2745,6 +2800,10 @@ static void decode_authz_rule(struct dec *d, const struct node *m, const struct 
 			decode_cidrs(d, map_get(src, "remoteIpBlocks"), PK(ps, "remoteIpBlocks"), &f->remote_ip_blocks);
 			decode_cidrs(d, map_get(src, "notRemoteIpBlocks"), PK(ps, "notRemoteIpBlocks"),
 				     &f->not_remote_ip_blocks);
+			decode_strs(d, map_get(src, "requestPrincipals"), PK(ps, "requestPrincipals"),
+				    &f->request_principals);
+			decode_strs(d, map_get(src, "notRequestPrincipals"), PK(ps, "notRequestPrincipals"),
+				    &f->not_request_principals);
 			f->l7 = has_any(src, src_l7);
 			r->l7 |= f->l7;
 			r->n_from++;
@@ -2766,6 +2825,12 @@ static void decode_authz_rule(struct dec *d, const struct node *m, const struct 
 			}
 			decode_port_list(d, map_get(op, "ports"), PK(po, "ports"), &o->ports, &o->n_ports);
 			decode_port_list(d, map_get(op, "notPorts"), PK(po, "notPorts"), &o->not_ports, &o->n_not_ports);
+			decode_strs(d, map_get(op, "hosts"), PK(po, "hosts"), &o->hosts);
+			decode_strs(d, map_get(op, "notHosts"), PK(po, "notHosts"), &o->not_hosts);
+			decode_strs(d, map_get(op, "methods"), PK(po, "methods"), &o->methods);
+			decode_strs(d, map_get(op, "notMethods"), PK(po, "notMethods"), &o->not_methods);
+			decode_authz_paths(d, map_get(op, "paths"), PK(po, "paths"), &o->paths);
+			decode_authz_paths(d, map_get(op, "notPaths"), PK(po, "notPaths"), &o->not_paths);
 			o->l7 = has_any(op, op_l7);
 			r->l7 |= o->l7;
 			r->n_to++;
@@ -2793,6 +2858,15 @@ static void decode_authz_rule(struct dec *d, const struct node *m, const struct 
 			if (!c->values.n && !c->not_values.n)
 				dec_err(d, e, pi, "needs values or notValues");
 			c->key = keep_str(d, kname, true);
+			if (!strncmp(kname, "request.headers", 15)) {
+				size_t kl = strlen(kname);
+
+				if (kname[15] != '[' || kl < 18 || kname[kl - 1] != ']' || memchr(kname + 16, '[', kl - 17) ||
+				    memchr(kname + 16, ']', kl - 17))
+					dec_err(d, k, PK(pi, "key"), "expected request.headers[<header name>], got %s", kname);
+				else if (!(c->header = store_intern(d->p->st, kname + 16, kl - 17)))
+					p_oom(d->p, 0);
+			}
 			for (const char *const *l = l4_keys; *l; l++)
 				l4 |= !strcmp(*l, kname);
 			r->l7 |= !l4;
@@ -2816,8 +2890,8 @@ static void decode_workload_selector(struct dec *d, const struct node *n, const 
 
 static void decode_target_ref(struct dec *d, const struct node *m, const struct path *pa, struct sl_target_ref *t)
 {
-	const struct node *k, *n;
-	const char *ks, *ns;
+	const struct node *k, *n, *g;
+	const char *ks, *ns, *gs;
 
 	if (!want_map(d, m, pa))
 		return;
@@ -2827,6 +2901,8 @@ static void decode_target_ref(struct dec *d, const struct node *m, const struct 
 	}
 	ks = want_str(d, k, PK(pa, "kind"));
 	ns = want_name(d, n, PK(pa, "name"), NAME_SUBDOMAIN);
+	if ((g = map_get(m, "group")) && !node_null(g) && (gs = want_str(d, g, PK(pa, "group"))))
+		t->group = keep_str(d, gs, true);
 	if (ks && ns) {
 		t->kind = keep_str(d, ks, true);
 		t->name = keep_str(d, ns, true);
@@ -2921,6 +2997,1018 @@ static void decode_peerauthn(struct dec *d, const struct node *obj)
 	pa.src = dec_src(d, obj);
 	if (pa.ns && pa.name)
 		RES_ADD(d, u->res.peerauthns, u->res.n_peerauthns, u->caps.peerauthns, pa);
+}
+
+/* ---- Gateway API (gateway.networking.k8s.io) and TLS Secrets ----------------
+ * Defaults are the CRDs' (what the API server would have stored); references
+ * are kept as written, resolution is route.c's. */
+
+#define GW_GROUP	"gateway.networking.k8s.io"
+
+/* A required, non-empty string m.key; NULL after an error. */
+static const char *req_str(struct dec *d, const struct node *m, const char *key, const struct path *pa)
+{
+	const struct node *n = map_get(m, key);
+	const char *s;
+
+	if (!n) {
+		dec_err(d, m, PK(pa, key), "missing");
+		return NULL;
+	}
+	s = want_str(d, n, PK(pa, key));
+	if (s && !*s) {
+		dec_err(d, n, PK(pa, key), "must not be empty");
+		return NULL;
+	}
+	return s;
+}
+
+/* An optional string m.key into *out (interned); absent or null keeps *out. */
+static void opt_str(struct dec *d, const struct node *m, const char *key, const struct path *pa, char **out)
+{
+	const struct node *n = map_get(m, key);
+	const char *s;
+
+	if (n && (s = want_str(d, n, PK(pa, key))))
+		*out = keep_str(d, s, true);
+}
+
+/* A required API group: "" is the core group, so only absence is an error. */
+static const char *req_group(struct dec *d, const struct node *m, const struct path *pa)
+{
+	const struct node *n = map_get(m, "group");
+
+	if (!n) {
+		dec_err(d, m, PK(pa, "group"), "missing (\"\" for the core group)");
+		return NULL;
+	}
+	return want_str(d, n, PK(pa, "group"));
+}
+
+static void opt_ns(struct dec *d, const struct node *m, const struct path *pa, char **out)
+{
+	const struct node *n = map_get(m, "namespace");
+	const char *s;
+
+	if (n && (s = want_name(d, n, PK(pa, "namespace"), NAME_LABEL)))
+		*out = keep_str(d, s, true);
+}
+
+static void opt_port(struct dec *d, const struct node *m, const struct path *pa, uint16_t *out)
+{
+	const struct node *n = map_get(m, "port");
+	long v;
+
+	if (n && get_int(d, n, PK(pa, "port"), 1, 65535, &v))
+		*out = (uint16_t)v;
+}
+
+/* A listener name, rule name or sectionName (SectionName: a DNS subdomain). */
+static void opt_section(struct dec *d, const struct node *m, const char *key, const struct path *pa, char **out)
+{
+	const struct node *n = map_get(m, key);
+	const char *s;
+
+	if (n && (s = want_name(d, n, PK(pa, key), NAME_SUBDOMAIN)))
+		*out = keep_str(d, s, true);
+}
+
+/* A Gateway API Hostname: a lowercase DNS name, after "*." when wildcard. */
+static const char *want_hostname(struct dec *d, const struct node *n, const struct path *pa, bool wildcard)
+{
+	const char *s = want_str(d, n, pa);
+	size_t skip;
+	char b[96];
+
+	if (!s)
+		return NULL;
+	skip = wildcard && n->n > 2 && s[0] == '*' && s[1] == '.' ? 2 : 0;
+	if (!valid_subdomain(s + skip, n->n - skip)) {
+		dec_err(d, n, pa, "not a valid hostname: %s (lowercase letters, digits, '-' and '.'%s)",
+			node_desc(b, sizeof(b), n), wildcard ? ", optionally after \"*.\"" : "");
+		return NULL;
+	}
+	return s;
+}
+
+/* An HTTP header or query parameter name: an RFC 7230 token, 1 to 256 characters. */
+static const char *want_header_name(struct dec *d, const struct node *n, const struct path *pa)
+{
+	const char *s = want_str(d, n, pa);
+	bool ok;
+	char b[96];
+
+	if (!s)
+		return NULL;
+	ok = n->n >= 1 && n->n <= 256;
+	for (size_t i = 0; ok && i < n->n; i++)
+		ok = is_alnum(s[i]) || (s[i] && strchr("!#$%&'*+-.^_`|~", s[i]));
+	if (!ok) {
+		dec_err(d, n, pa, "not a valid header name: %s (1 to 256 letters, digits and !#$%%&'*+-.^_`|~)",
+			node_desc(b, sizeof(b), n));
+		return NULL;
+	}
+	return s;
+}
+
+static const char *req_header_name(struct dec *d, const struct node *m, const struct path *pa)
+{
+	const struct node *n = map_get(m, "name");
+
+	if (!n) {
+		dec_err(d, m, PK(pa, "name"), "missing");
+		return NULL;
+	}
+	return want_header_name(d, n, PK(pa, "name"));
+}
+
+/* A Gateway API Duration (GEP-2257: one to four parts of 1-5 digits and a
+ * unit h, m, s or ms, in any order, as Go's time.ParseDuration reads them:
+ * "10s", "500ms", "1h30m", "0s") in milliseconds; false after an error. */
+static bool get_duration(struct dec *d, const struct node *n, const struct path *pa, uint32_t *ms)
+{
+	const char *s = want_str(d, n, pa), *c;
+	uint64_t total = 0;
+	int parts = 0;
+	char b[96];
+
+	if (!s)
+		return false;
+	for (c = s; *c; parts++) {
+		uint64_t v = 0, unit;
+		size_t digits = 0;
+
+		for (; *c >= '0' && *c <= '9' && digits <= 5; c++, digits++)
+			v = v * 10 + (uint64_t)(*c - '0');
+		if (!digits || digits > 5 || parts == 4)
+			goto bad;
+		if (c[0] == 'm' && c[1] == 's') {
+			unit = 1;
+			c += 2;
+		} else if (*c == 'h' || *c == 'm' || *c == 's') {
+			unit = *c == 'h' ? 3600000 : *c == 'm' ? 60000 : 1000;
+			c++;
+		} else {
+			goto bad;
+		}
+		total += v * unit;
+	}
+	if (!parts)
+		goto bad;
+	if (total > UINT32_MAX) {	/* 4 x 99999h fits no uint32_t of ms */
+		dec_err(d, n, pa, "duration %s is too long (at most 1193h)", node_desc(b, sizeof(b), n));
+		return false;
+	}
+	*ms = (uint32_t)total;
+	return true;
+bad:
+	dec_err(d, n, pa, "not a duration: %s (1 to 4 parts of up to 5 digits and a unit h, m, s or ms, like 10s, 500ms, 1h30m)",
+		node_desc(b, sizeof(b), n));
+	return false;
+}
+
+static const char *const http_methods[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
+					    "OPTIONS", "TRACE", "PATCH", "*" };
+#define N_HTTP_METHODS	9		/* without "*" (CORS only) */
+
+/* headers[] or queryParams[] of a match: {type Exact|RegularExpression, name, value}. */
+static void decode_kv_matches(struct dec *d, const struct node *n, const struct path *pa,
+			      struct sl_kv_match **out, size_t *n_out)
+{
+	static const char *const types[] = { "Exact", "RegularExpression" };
+
+	if (!n || !want_len(d, n, pa, false))
+		return;
+	*out = keep_array(d, n->n, sizeof(**out));
+	for (uint32_t i = 0; *out && i < n->n; i++) {
+		const struct path *pi = PI(pa, i);
+		const struct node *e = n->kids[i];
+		struct sl_kv_match *k = &(*out)[*n_out];
+		const char *name, *value;
+		int t;
+
+		if (!want_map(d, e, pi))
+			continue;
+		t = get_enum(d, map_get(e, "type"), PK(pi, "type"), types, 2, 0);
+		name = req_header_name(d, e, pi);
+		value = req_str(d, e, "value", pi);
+		if (t < 0 || !name || !value)
+			continue;
+		k->type = t ? SL_MATCH_REGEX : SL_MATCH_EXACT;
+		k->name = keep_str(d, name, true);
+		k->value = keep_str(d, value, true);
+		(*n_out)++;
+	}
+}
+
+/* set[] or add[] of a header modifier: {name, value}. */
+static void decode_header_kvs(struct dec *d, const struct node *n, const struct path *pa,
+			      struct sl_header_kv **out, size_t *n_out)
+{
+	if (!n || !want_len(d, n, pa, false))
+		return;
+	*out = keep_array(d, n->n, sizeof(**out));
+	for (uint32_t i = 0; *out && i < n->n; i++) {
+		const struct path *pi = PI(pa, i);
+		const struct node *e = n->kids[i];
+		const char *name, *value;
+
+		if (!want_map(d, e, pi))
+			continue;
+		name = req_header_name(d, e, pi);
+		value = req_str(d, e, "value", pi);
+		if (!name || !value)
+			continue;
+		(*out)[*n_out].name = keep_str(d, name, true);
+		(*out)[(*n_out)++].value = keep_str(d, value, true);
+	}
+}
+
+/* A list of header names (remove[], CORS allowHeaders and exposeHeaders). */
+static void decode_header_names(struct dec *d, const struct node *n, const struct path *pa, char ***out,
+				size_t *n_out)
+{
+	if (!n || !want_len(d, n, pa, false))
+		return;
+	*out = keep_array(d, n->n, sizeof(**out));
+	for (uint32_t i = 0; *out && i < n->n; i++) {
+		const char *s = want_header_name(d, n->kids[i], PI(pa, i));
+
+		if (s)
+			(*out)[(*n_out)++] = keep_str(d, s, true);
+	}
+}
+
+/* path of a RequestRedirect or URLRewrite: {type, replaceFullPath | replacePrefixMatch}. */
+static void decode_path_mod(struct dec *d, const struct node *m, const struct path *pa, struct sl_path_mod *pm)
+{
+	static const char *const types[] = { "ReplaceFullPath", "ReplacePrefixMatch" };
+	static const char *const keys[] = { "replaceFullPath", "replacePrefixMatch" };
+	const struct node *n;
+	const char *s;
+	int t;
+
+	if (!want_map(d, m, pa))
+		return;
+	if (!(n = map_get(m, "type"))) {
+		dec_err(d, m, PK(pa, "type"), "missing");
+		return;
+	}
+	if ((t = get_enum(d, n, PK(pa, "type"), types, 2, -1)) < 0)
+		return;
+	if ((n = map_get(m, keys[!t]))) {
+		dec_err(d, n, PK(pa, keys[!t]), "only with type %s", types[!t]);
+		return;
+	}
+	if (!(n = map_get(m, keys[t]))) {
+		dec_err(d, m, PK(pa, keys[t]), "missing (type %s needs it)", types[t]);
+		return;
+	}
+	if (!(s = want_str(d, n, PK(pa, keys[t]))))
+		return;
+	pm->type = t ? SL_PATH_MOD_PREFIX : SL_PATH_MOD_FULL;
+	pm->value = keep_str(d, s, true);
+}
+
+static void decode_filters(struct dec *d, const struct node *n, const struct path *pa, enum sl_route_kind kind,
+			   struct sl_route_filter **out, size_t *n_out);
+
+/* A backendRef; mirror: a RequestMirror's (no weight, no filters). */
+static void decode_backend_ref(struct dec *d, const struct node *m, const struct path *pa, enum sl_route_kind kind,
+			       bool mirror, struct sl_backend_ref *b)
+{
+	const struct node *n;
+	const char *s;
+	long v;
+
+	b->weight = 1;
+	if (!want_map(d, m, pa))
+		return;
+	b->group = keep_str(d, "", true);
+	b->kind = keep_str(d, "Service", true);
+	opt_str(d, m, "group", pa, &b->group);
+	opt_str(d, m, "kind", pa, &b->kind);
+	opt_ns(d, m, pa, &b->ns);
+	if ((s = req_str(d, m, "name", pa)))
+		b->name = keep_str(d, s, true);
+	opt_port(d, m, pa, &b->port);
+	if (mirror)
+		return;
+	if ((n = map_get(m, "weight")) && get_int(d, n, PK(pa, "weight"), 0, 1000000, &v))
+		b->weight = (uint32_t)v;
+	if (kind == SL_ROUTE_HTTP || kind == SL_ROUTE_GRPC)
+		decode_filters(d, map_get(m, "filters"), PK(pa, "filters"), kind, &b->filters, &b->n_filters);
+}
+
+static const char *const filter_types[] = {
+	[SL_FILTER_REQUEST_HEADER] = "RequestHeaderModifier",
+	[SL_FILTER_RESPONSE_HEADER] = "ResponseHeaderModifier",
+	[SL_FILTER_REDIRECT] = "RequestRedirect",
+	[SL_FILTER_REWRITE] = "URLRewrite",
+	[SL_FILTER_MIRROR] = "RequestMirror",
+	[SL_FILTER_CORS] = "CORS",
+	[SL_FILTER_EXTENSION] = "ExtensionRef",
+};
+
+/* The field that holds each type's settings. */
+static const char *const filter_fields[] = {
+	[SL_FILTER_REQUEST_HEADER] = "requestHeaderModifier",
+	[SL_FILTER_RESPONSE_HEADER] = "responseHeaderModifier",
+	[SL_FILTER_REDIRECT] = "requestRedirect",
+	[SL_FILTER_REWRITE] = "urlRewrite",
+	[SL_FILTER_MIRROR] = "requestMirror",
+	[SL_FILTER_CORS] = "cors",
+	[SL_FILTER_EXTENSION] = "extensionRef",
+};
+
+static void decode_mirror(struct dec *d, const struct node *m, const struct path *pa, enum sl_route_kind kind,
+			  struct sl_route_filter *f)
+{
+	const struct path *pf = PK(pa, "fraction");
+	const struct node *n, *pct = map_get(m, "percent"), *frac = map_get(m, "fraction");
+	long num, den = 100;
+
+	f->mirror_num = f->mirror_den = 100;
+	if (!(n = map_get(m, "backendRef")))
+		dec_err(d, m, PK(pa, "backendRef"), "missing");
+	else
+		decode_backend_ref(d, n, PK(pa, "backendRef"), kind, true, &f->mirror);
+	if (pct && frac) {
+		dec_err(d, frac, pa, "percent and fraction cannot both be set");
+	} else if (pct) {
+		if (get_int(d, pct, PK(pa, "percent"), 0, 100, &num))
+			f->mirror_num = (uint32_t)num;
+	} else if (frac && want_map(d, frac, pf)) {
+		if (!(n = map_get(frac, "numerator"))) {
+			dec_err(d, frac, PK(pf, "numerator"), "missing");
+			return;
+		}
+		if (!get_int(d, n, PK(pf, "numerator"), 0, INT32_MAX, &num))
+			return;
+		if ((n = map_get(frac, "denominator")) && !get_int(d, n, PK(pf, "denominator"), 1, INT32_MAX, &den))
+			return;
+		if (num > den) {
+			dec_err(d, frac, pf, "numerator %ld is larger than denominator %ld", num, den);
+			return;
+		}
+		f->mirror_num = (uint32_t)num;
+		f->mirror_den = (uint32_t)den;
+	}
+}
+
+static void decode_cors(struct dec *d, const struct node *m, const struct path *pa, struct sl_route_filter *f)
+{
+	const struct path *pm = PK(pa, "allowMethods");
+	const struct node *n;
+	long v;
+
+	f->max_age = 5;
+	decode_strs(d, map_get(m, "allowOrigins"), PK(pa, "allowOrigins"), &f->allow_origins);
+	if ((n = map_get(m, "allowMethods")) && want_len(d, n, pm, false)) {
+		f->allow_methods.v = keep_array(d, n->n, sizeof(*f->allow_methods.v));
+		for (uint32_t i = 0; f->allow_methods.v && i < n->n; i++) {
+			int k = get_enum(d, n->kids[i], PI(pm, i), http_methods, N_HTTP_METHODS + 1, -1);
+
+			if (k >= 0)
+				f->allow_methods.v[f->allow_methods.n++] = keep_str(d, http_methods[k], true);
+		}
+	}
+	decode_header_names(d, map_get(m, "allowHeaders"), PK(pa, "allowHeaders"), &f->allow_headers.v,
+			    &f->allow_headers.n);
+	decode_header_names(d, map_get(m, "exposeHeaders"), PK(pa, "exposeHeaders"), &f->expose_headers.v,
+			    &f->expose_headers.n);
+	if ((n = map_get(m, "allowCredentials")))
+		get_bool(d, n, PK(pa, "allowCredentials"), &f->allow_credentials);
+	if ((n = map_get(m, "maxAge")) && get_int(d, n, PK(pa, "maxAge"), 1, INT32_MAX, &v))
+		f->max_age = (int32_t)v;
+}
+
+/* extensionRef {group, kind, name} as "group/kind/name". */
+static void decode_extension(struct dec *d, const struct node *m, const struct path *pa, struct sl_route_filter *f)
+{
+	const char *g = req_group(d, m, pa), *k = req_str(d, m, "kind", pa), *n = req_str(d, m, "name", pa);
+	size_t len;
+	char *s;
+
+	if (!g || !k || !n)
+		return;
+	len = strlen(g) + strlen(k) + strlen(n) + 3;
+	s = malloc(len);
+	if (!s) {
+		p_oom(d->p, (int)m->line);
+		return;
+	}
+	snprintf(s, len, "%s/%s/%s", g, k, n);
+	f->extension = keep_str(d, s, true);
+	free(s);
+}
+
+/* hostname and path, of a RequestRedirect or a URLRewrite. */
+static void decode_location(struct dec *d, const struct node *m, const struct path *pa, struct sl_route_filter *f)
+{
+	const struct node *n;
+	const char *s;
+
+	if ((n = map_get(m, "hostname")) && (s = want_hostname(d, n, PK(pa, "hostname"), false)))
+		f->hostname = keep_str(d, s, true);
+	if ((n = map_get(m, "path")))
+		decode_path_mod(d, n, PK(pa, "path"), &f->path);
+}
+
+static void decode_filter(struct dec *d, const struct node *m, const struct path *pa, enum sl_route_kind kind,
+			  struct sl_route_filter *f)
+{
+	static const char *const schemes[] = { "http", "https" };
+	/* GRPCRouteFilter has no redirect, rewrite or CORS */
+	static const char *const grpc_names[] = { "RequestHeaderModifier", "ResponseHeaderModifier",
+						  "RequestMirror", "ExtensionRef" };
+	static const enum sl_filter_type grpc_types[] = { SL_FILTER_REQUEST_HEADER, SL_FILTER_RESPONSE_HEADER,
+							  SL_FILTER_MIRROR, SL_FILTER_EXTENSION };
+	const struct node *n, *sub;
+	const struct path *ps;
+	long v;
+	int t;
+
+	if (!want_map(d, m, pa))
+		return;
+	if (!(n = map_get(m, "type"))) {
+		dec_err(d, m, PK(pa, "type"), "missing");
+		return;
+	}
+	if (kind == SL_ROUTE_GRPC) {
+		t = get_enum(d, n, PK(pa, "type"), grpc_names, 4, -1);
+		t = t < 0 ? -1 : (int)grpc_types[t];
+	} else {
+		t = get_enum(d, n, PK(pa, "type"), filter_types, 7, -1);
+	}
+	if (t < 0)
+		return;
+	f->type = (enum sl_filter_type)t;
+	ps = PK(pa, filter_fields[t]);
+	if (!(sub = map_get(m, filter_fields[t]))) {
+		dec_err(d, m, ps, "missing (type %s needs it)", filter_types[t]);
+		return;
+	}
+	if (!want_map(d, sub, ps))
+		return;
+	switch (f->type) {
+	case SL_FILTER_REQUEST_HEADER:
+	case SL_FILTER_RESPONSE_HEADER:
+		decode_header_kvs(d, map_get(sub, "set"), PK(ps, "set"), &f->headers.set, &f->headers.n_set);
+		decode_header_kvs(d, map_get(sub, "add"), PK(ps, "add"), &f->headers.add, &f->headers.n_add);
+		decode_header_names(d, map_get(sub, "remove"), PK(ps, "remove"), &f->headers.remove,
+				    &f->headers.n_remove);
+		break;
+	case SL_FILTER_REDIRECT:
+		f->status = 302;
+		if ((n = map_get(sub, "scheme")) && (t = get_enum(d, n, PK(ps, "scheme"), schemes, 2, -1)) >= 0)
+			f->scheme = keep_str(d, schemes[t], true);
+		if ((n = map_get(sub, "statusCode")) && get_int(d, n, PK(ps, "statusCode"), 0, 999, &v)) {
+			if (v == 301 || v == 302 || v == 303 || v == 307 || v == 308)
+				f->status = (uint16_t)v;
+			else
+				dec_err(d, n, PK(ps, "statusCode"), "expected 301, 302, 303, 307 or 308, got %ld", v);
+		}
+		opt_port(d, sub, ps, &f->port);
+		decode_location(d, sub, ps, f);
+		break;
+	case SL_FILTER_REWRITE:
+		decode_location(d, sub, ps, f);
+		break;
+	case SL_FILTER_MIRROR:
+		decode_mirror(d, sub, ps, kind, f);
+		break;
+	case SL_FILTER_CORS:
+		decode_cors(d, sub, ps, f);
+		break;
+	case SL_FILTER_EXTENSION:
+		decode_extension(d, sub, ps, f);
+		break;
+	}
+}
+
+static void decode_filters(struct dec *d, const struct node *n, const struct path *pa, enum sl_route_kind kind,
+			   struct sl_route_filter **out, size_t *n_out)
+{
+	if (!n || !want_len(d, n, pa, false))
+		return;
+	*out = keep_array(d, n->n, sizeof(**out));
+	for (uint32_t i = 0; *out && i < n->n; i++)
+		decode_filter(d, n->kids[i], PI(pa, i), kind, &(*out)[(*n_out)++]);
+}
+
+/* One matches[] entry: HTTPRouteMatch (path, headers, queryParams, method)
+ * or GRPCRouteMatch (method {type, service, method}, headers). */
+static void decode_match(struct dec *d, const struct node *m, const struct path *pa, enum sl_route_kind kind,
+			 struct sl_http_match *x)
+{
+	static const char *const path_types[] = { "Exact", "PathPrefix", "RegularExpression" };	/* = sl_match_type */
+	static const char *const grpc_types[] = { "Exact", "RegularExpression" };
+	const struct path *pp = PK(pa, "path"), *pm = PK(pa, "method");
+	const struct node *p, *n;
+	const char *s;
+	int t;
+
+	x->path_type = SL_MATCH_PREFIX;
+	x->path = keep_str(d, "/", true);
+	if (node_null(m))
+		return;		/* "- {}" written as "-": every request */
+	if (!want_map(d, m, pa))
+		return;
+	decode_kv_matches(d, map_get(m, "headers"), PK(pa, "headers"), &x->headers, &x->n_headers);
+	if (kind == SL_ROUTE_GRPC) {
+		if (!(p = map_get(m, "method")) || !want_map(d, p, pm))
+			return;
+		t = get_enum(d, map_get(p, "type"), PK(pm, "type"), grpc_types, 2, 0);
+		x->has_grpc = true;
+		x->grpc_type = t == 1 ? SL_MATCH_REGEX : SL_MATCH_EXACT;
+		opt_str(d, p, "service", pm, &x->grpc_service);
+		opt_str(d, p, "method", pm, &x->grpc_method);
+		if (!map_get(p, "service") && !map_get(p, "method"))
+			dec_err(d, p, pm, "needs service or method (or both)");
+		return;
+	}
+	decode_kv_matches(d, map_get(m, "queryParams"), PK(pa, "queryParams"), &x->query, &x->n_query);
+	if ((n = map_get(m, "method")) && (t = get_enum(d, n, pm, http_methods, N_HTTP_METHODS, -1)) >= 0)
+		x->method = keep_str(d, http_methods[t], true);
+	if (!(p = map_get(m, "path")) || !want_map(d, p, pp))
+		return;
+	x->has_path = true;
+	t = get_enum(d, map_get(p, "type"), PK(pp, "type"), path_types, 3, SL_MATCH_PREFIX);
+	if (t < 0 || !(n = map_get(p, "value")) || !(s = want_str(d, n, PK(pp, "value"))))
+		return;
+	if (t != SL_MATCH_REGEX && s[0] != '/') {
+		dec_err(d, n, PK(pp, "value"), "must start with '/' (type %s)", path_types[t]);
+		return;
+	}
+	x->path_type = (enum sl_match_type)t;
+	x->path = keep_str(d, s, true);
+}
+
+/* timeouts and retry of an HTTPRoute rule. */
+static void decode_http_rule_extras(struct dec *d, const struct node *m, const struct path *pa,
+				    struct sl_route_rule *r)
+{
+	const struct path *pt = PK(pa, "timeouts"), *pr = PK(pa, "retry"), *pc = PK(pr, "codes");
+	const struct node *t, *n, *req, *breq;
+	long v;
+
+	if ((t = map_get(m, "timeouts")) && want_map(d, t, pt)) {
+		req = map_get(t, "request");
+		breq = map_get(t, "backendRequest");
+		if (req)
+			get_duration(d, req, PK(pt, "request"), &r->timeouts.request_ms);
+		if (breq)
+			get_duration(d, breq, PK(pt, "backendRequest"), &r->timeouts.backend_request_ms);
+		if (req && breq && r->timeouts.request_ms && r->timeouts.backend_request_ms > r->timeouts.request_ms)
+			dec_err(d, breq, PK(pt, "backendRequest"), "longer than the request timeout");
+	}
+	if (!(t = map_get(m, "retry")) || !want_map(d, t, pr))
+		return;
+	r->has_retry = true;
+	if ((n = map_get(t, "codes")) && want_len(d, n, pc, false)) {
+		r->retry.codes = keep_array(d, n->n, sizeof(*r->retry.codes));
+		for (uint32_t i = 0; r->retry.codes && i < n->n; i++)
+			if (get_int(d, n->kids[i], PI(pc, i), 400, 599, &v))
+				r->retry.codes[r->retry.n_codes++] = (uint16_t)v;
+	}
+	if ((n = map_get(t, "attempts")) && get_int(d, n, PK(pr, "attempts"), 0, INT32_MAX, &v))
+		r->retry.attempts = (uint32_t)v;
+	if ((n = map_get(t, "backoff")))
+		get_duration(d, n, PK(pr, "backoff"), &r->retry.backoff_ms);
+}
+
+static void decode_route_rule(struct dec *d, const struct node *m, const struct path *pa, enum sl_route_kind kind,
+			      struct sl_route_rule *r)
+{
+	const struct path *pm = PK(pa, "matches"), *pb = PK(pa, "backendRefs");
+	const struct node *n;
+
+	if (!want_map(d, m, pa))
+		return;
+	opt_section(d, m, "name", pa, &r->name);
+	if ((kind == SL_ROUTE_HTTP || kind == SL_ROUTE_GRPC) && (n = map_get(m, "matches")) &&
+	    want_len(d, n, pm, false)) {
+		r->matches = keep_array(d, n->n, sizeof(*r->matches));
+		for (uint32_t i = 0; r->matches && i < n->n; i++)
+			decode_match(d, n->kids[i], PI(pm, i), kind, &r->matches[r->n_matches++]);
+	}
+	if (kind == SL_ROUTE_HTTP || kind == SL_ROUTE_GRPC)
+		decode_filters(d, map_get(m, "filters"), PK(pa, "filters"), kind, &r->filters, &r->n_filters);
+	if ((n = map_get(m, "backendRefs")) && want_len(d, n, pb, false)) {
+		r->backends = keep_array(d, n->n, sizeof(*r->backends));
+		for (uint32_t i = 0; r->backends && i < n->n; i++)
+			decode_backend_ref(d, n->kids[i], PI(pb, i), kind, false, &r->backends[r->n_backends++]);
+	}
+	if (kind == SL_ROUTE_HTTP)
+		decode_http_rule_extras(d, m, pa, r);
+}
+
+static void decode_parent_ref(struct dec *d, const struct node *m, const struct path *pa, struct sl_parent_ref *r)
+{
+	const char *s;
+
+	if (!want_map(d, m, pa))
+		return;
+	r->group = keep_str(d, GW_GROUP, true);
+	r->kind = keep_str(d, "Gateway", true);
+	opt_str(d, m, "group", pa, &r->group);
+	opt_str(d, m, "kind", pa, &r->kind);
+	opt_ns(d, m, pa, &r->ns);
+	if ((s = req_str(d, m, "name", pa)))
+		r->name = keep_str(d, s, true);
+	opt_section(d, m, "sectionName", pa, &r->section_name);
+	opt_port(d, m, pa, &r->port);
+}
+
+/* metadata.generation, and metadata.creationTimestamp when created is given. */
+static void decode_generation(struct dec *d, const struct node *meta, int64_t *gen, char **created)
+{
+	const struct path *pm = PK(NULL, "metadata");
+	const struct node *n;
+	const char *s;
+	long v;
+
+	if (!meta)
+		return;
+	if ((n = map_get(meta, "generation")) && get_int(d, n, PK(pm, "generation"), 0, 999999999999L, &v))
+		*gen = v;
+	if (created && (n = map_get(meta, "creationTimestamp")) &&
+	    (s = want_str(d, n, PK(pm, "creationTimestamp"))))
+		*created = keep_str(d, s, true);
+}
+
+/* HTTPRoute, GRPCRoute, TCPRoute and TLSRoute: one shape, fields by kind. */
+static void decode_route(struct dec *d, const struct node *obj)
+{
+	static const char *const route_kinds[] = { [SL_ROUTE_HTTP] = "HTTPRoute", [SL_ROUTE_GRPC] = "GRPCRoute",
+						   [SL_ROUTE_TCP] = "TCPRoute", [SL_ROUTE_TLS] = "TLSRoute" };
+	const struct path *ps = PK(NULL, "spec"), *pp = PK(ps, "parentRefs"), *ph = PK(ps, "hostnames"),
+			  *pr = PK(ps, "rules");
+	struct sl_route rt = { 0 };
+	struct unit *u = d->p->u;
+	const struct node *meta, *spec, *n, *rules = NULL;
+
+	for (size_t k = 0; k < sizeof(route_kinds) / sizeof(route_kinds[0]); k++)
+		if (!strcmp(d->kind, route_kinds[k]))
+			rt.kind = (enum sl_route_kind)k;
+	meta = decode_meta(d, obj, NAME_SUBDOMAIN, true, NULL);
+	decode_generation(d, meta, &rt.generation, &rt.created);
+	if (!(spec = map_get(obj, "spec")))
+		dec_err(d, obj, ps, "missing");
+	else if (want_map(d, spec, ps)) {
+		if ((n = map_get(spec, "parentRefs")) && want_len(d, n, pp, false)) {
+			rt.parents = keep_array(d, n->n, sizeof(*rt.parents));
+			for (uint32_t i = 0; rt.parents && i < n->n; i++)
+				decode_parent_ref(d, n->kids[i], PI(pp, i), &rt.parents[rt.n_parents++]);
+		}
+		if (rt.kind != SL_ROUTE_TCP && (n = map_get(spec, "hostnames")) && want_len(d, n, ph, false)) {
+			rt.hostnames = keep_array(d, n->n, sizeof(*rt.hostnames));
+			for (uint32_t i = 0; rt.hostnames && i < n->n; i++) {
+				const char *s = want_hostname(d, n->kids[i], PI(ph, i), true);
+
+				if (s)
+					rt.hostnames[rt.n_hostnames++] = keep_str(d, s, true);
+			}
+		}
+		if ((rules = map_get(spec, "rules")) && want_len(d, rules, pr, false)) {
+			rt.rules = keep_array(d, rules->n, sizeof(*rt.rules));
+			for (uint32_t i = 0; rt.rules && i < rules->n; i++)
+				decode_route_rule(d, rules->kids[i], PI(pr, i), rt.kind, &rt.rules[rt.n_rules++]);
+		}
+	}
+	if (!rules && rt.kind == SL_ROUTE_HTTP) {
+		/* The CRD's default: one rule matching every path, no backends. */
+		rt.rules = keep_array(d, 1, sizeof(*rt.rules));
+		rt.n_rules = rt.rules ? 1 : 0;
+	}
+	if (!dec_ok(d))
+		return;
+	rt.ns = keep_str(d, d->ns, true);
+	rt.name = keep_str(d, d->name, false);
+	rt.src = dec_src(d, obj);
+	if (rt.ns && rt.name)
+		RES_ADD(d, u->res.routes, u->res.n_routes, u->caps.routes, rt);
+}
+
+static void decode_listener(struct dec *d, const struct node *m, const struct path *pa, struct sl_listener *l)
+{
+	static const char *const modes[] = { "Terminate", "Passthrough" };
+	static const char *const froms[] = { "Same", "All", "Selector" };	/* = sl_routes_from */
+	const struct path *pt = PK(pa, "tls"), *pc = PK(pt, "certificateRefs"), *pr = PK(pa, "allowedRoutes"),
+			  *pn = PK(pr, "namespaces"), *pk = PK(pr, "kinds");
+	const struct node *n, *t, *ns;
+	const char *s;
+	long v;
+	int k;
+
+	if (!want_map(d, m, pa))
+		return;
+	if (!map_get(m, "name"))
+		dec_err(d, m, PK(pa, "name"), "missing");
+	opt_section(d, m, "name", pa, &l->name);
+	if ((n = map_get(m, "hostname")) && (s = want_hostname(d, n, PK(pa, "hostname"), true)))
+		l->hostname = keep_str(d, s, true);
+	if (!(n = map_get(m, "port")))
+		dec_err(d, m, PK(pa, "port"), "missing");
+	else if (get_int(d, n, PK(pa, "port"), 1, 65535, &v))
+		l->port = (uint16_t)v;
+	if ((s = req_str(d, m, "protocol", pa)))
+		l->protocol = keep_str(d, s, true);
+	if ((t = map_get(m, "tls")) && want_map(d, t, pt)) {
+		k = get_enum(d, map_get(t, "mode"), PK(pt, "mode"), modes, 2, 0);
+		if (k >= 0)
+			l->tls_mode = keep_str(d, modes[k], true);
+		if ((n = map_get(t, "certificateRefs")) && want_len(d, n, pc, false)) {
+			l->certs = keep_array(d, n->n, sizeof(*l->certs));
+			for (uint32_t i = 0; l->certs && i < n->n; i++) {
+				const struct path *pi = PI(pc, i);
+				struct sl_object_ref *c = &l->certs[l->n_certs++];
+
+				if (!want_map(d, n->kids[i], pi))
+					continue;
+				c->group = keep_str(d, "", true);
+				c->kind = keep_str(d, "Secret", true);
+				opt_str(d, n->kids[i], "group", pi, &c->group);
+				opt_str(d, n->kids[i], "kind", pi, &c->kind);
+				opt_ns(d, n->kids[i], pi, &c->ns);
+				if ((s = req_str(d, n->kids[i], "name", pi)))
+					c->name = keep_str(d, s, true);
+			}
+		}
+	}
+	if (!(t = map_get(m, "allowedRoutes")) || !want_map(d, t, pr))
+		return;
+	if ((ns = map_get(t, "namespaces")) && want_map(d, ns, pn)) {
+		k = get_enum(d, map_get(ns, "from"), PK(pn, "from"), froms, 3, SL_ROUTES_FROM_SAME);
+		if (k >= 0)
+			l->routes_from = (enum sl_routes_from)k;
+		if ((n = map_get(ns, "selector")))
+			decode_selector(d, n, PK(pn, "selector"), &l->routes_selector);
+		else if (k == SL_ROUTES_FROM_SELECTOR)
+			dec_err(d, ns, PK(pn, "selector"), "missing (from: Selector needs it)");
+	}
+	if ((n = map_get(t, "kinds")) && want_len(d, n, pk, false)) {
+		l->route_kinds = keep_array(d, n->n, sizeof(*l->route_kinds));
+		for (uint32_t i = 0; l->route_kinds && i < n->n; i++) {
+			const struct path *pi = PI(pk, i);
+			struct sl_route_group_kind *g = &l->route_kinds[l->n_route_kinds++];
+
+			if (!want_map(d, n->kids[i], pi))
+				continue;
+			g->group = keep_str(d, GW_GROUP, true);
+			opt_str(d, n->kids[i], "group", pi, &g->group);
+			if ((s = req_str(d, n->kids[i], "kind", pi)))
+				g->kind = keep_str(d, s, true);
+		}
+	}
+}
+
+static void decode_gateway(struct dec *d, const struct node *obj)
+{
+	const struct path *ps = PK(NULL, "spec"), *pl = PK(ps, "listeners"), *pa = PK(ps, "addresses");
+	struct sl_gateway gw = { 0 };
+	struct unit *u = d->p->u;
+	const struct node *meta, *spec, *n;
+	const char *s;
+
+	meta = decode_meta(d, obj, NAME_SUBDOMAIN, true, NULL);
+	decode_generation(d, meta, &gw.generation, NULL);
+	if (!(spec = map_get(obj, "spec")))
+		dec_err(d, obj, ps, "missing");
+	else if (want_map(d, spec, ps)) {
+		if ((s = req_str(d, spec, "gatewayClassName", ps)))
+			gw.class_name = keep_str(d, s, true);
+		if (!(n = map_get(spec, "listeners"))) {
+			dec_err(d, spec, pl, "missing");
+		} else if (want_len(d, n, pl, true)) {
+			gw.listeners = keep_array(d, n->n, sizeof(*gw.listeners));
+			for (uint32_t i = 0; gw.listeners && i < n->n; i++)
+				decode_listener(d, n->kids[i], PI(pl, i), &gw.listeners[gw.n_listeners++]);
+		}
+		if ((n = map_get(spec, "addresses")) && want_len(d, n, pa, false)) {
+			gw.addresses = keep_array(d, n->n, sizeof(*gw.addresses));
+			for (uint32_t i = 0; gw.addresses && i < n->n; i++) {
+				const struct path *pi = PI(pa, i);
+				const struct node *e = n->kids[i], *t, *v;
+
+				if (!want_map(d, e, pi))
+					continue;
+				/* Hostname, NamedAddress and vendor types are not ours to read */
+				if ((t = map_get(e, "type")) && (!(s = want_str(d, t, PK(pi, "type"))) ||
+								strcmp(s, "IPAddress")))
+					continue;
+				if (!(v = map_get(e, "value")))
+					dec_err(d, e, PK(pi, "value"), "missing");
+				else if (want_ip(d, v, PK(pi, "value"), &gw.addresses[gw.n_addresses]))
+					gw.n_addresses++;
+			}
+		}
+	}
+	if (!dec_ok(d))
+		return;
+	gw.ns = keep_str(d, d->ns, true);
+	gw.name = keep_str(d, d->name, false);
+	gw.src = dec_src(d, obj);
+	if (gw.ns && gw.name)
+		RES_ADD(d, u->res.gateways, u->res.n_gateways, u->caps.gateways, gw);
+}
+
+static void decode_gateway_class(struct dec *d, const struct node *obj)
+{
+	const struct path *ps = PK(NULL, "spec");
+	struct sl_gateway_class gc = { 0 };
+	struct unit *u = d->p->u;
+	const struct node *spec;
+	const char *s;
+
+	decode_meta(d, obj, NAME_SUBDOMAIN, false, NULL);
+	if (!(spec = map_get(obj, "spec")))
+		dec_err(d, obj, ps, "missing");
+	else if (want_map(d, spec, ps) && (s = req_str(d, spec, "controllerName", ps)))
+		gc.controller = keep_str(d, s, true);
+	if (!dec_ok(d))
+		return;
+	gc.name = keep_str(d, d->name, false);
+	gc.src = dec_src(d, obj);
+	if (gc.name)
+		RES_ADD(d, u->res.gateway_classes, u->res.n_gateway_classes, u->caps.gateway_classes, gc);
+}
+
+static void decode_ref_grant(struct dec *d, const struct node *obj)
+{
+	const struct path *ps = PK(NULL, "spec"), *pf = PK(ps, "from"), *pt = PK(ps, "to");
+	struct sl_ref_grant rg = { 0 };
+	struct unit *u = d->p->u;
+	const struct node *spec, *n;
+	const char *g, *k, *s;
+
+	decode_meta(d, obj, NAME_SUBDOMAIN, true, NULL);
+	if (!(spec = map_get(obj, "spec"))) {
+		dec_err(d, obj, ps, "missing");
+	} else if (want_map(d, spec, ps)) {
+		if (!(n = map_get(spec, "from"))) {
+			dec_err(d, spec, pf, "missing");
+		} else if (want_len(d, n, pf, true)) {
+			rg.from = keep_array(d, n->n, sizeof(*rg.from));
+			for (uint32_t i = 0; rg.from && i < n->n; i++) {
+				const struct path *pi = PI(pf, i);
+				const struct node *e = n->kids[i], *ns;
+
+				if (!want_map(d, e, pi))
+					continue;
+				g = req_group(d, e, pi);
+				k = req_str(d, e, "kind", pi);
+				if (!(ns = map_get(e, "namespace"))) {
+					dec_err(d, e, PK(pi, "namespace"), "missing");
+					continue;
+				}
+				if (!(s = want_name(d, ns, PK(pi, "namespace"), NAME_LABEL)) || !g || !k)
+					continue;
+				rg.from[rg.n_from].group = keep_str(d, g, true);
+				rg.from[rg.n_from].kind = keep_str(d, k, true);
+				rg.from[rg.n_from++].ns = keep_str(d, s, true);
+			}
+		}
+		if (!(n = map_get(spec, "to"))) {
+			dec_err(d, spec, pt, "missing");
+		} else if (want_len(d, n, pt, true)) {
+			rg.to = keep_array(d, n->n, sizeof(*rg.to));
+			for (uint32_t i = 0; rg.to && i < n->n; i++) {
+				const struct path *pi = PI(pt, i);
+				const struct node *e = n->kids[i];
+				struct sl_ref_grant_to *to = &rg.to[rg.n_to];
+
+				if (!want_map(d, e, pi))
+					continue;
+				g = req_group(d, e, pi);
+				k = req_str(d, e, "kind", pi);
+				if (!g || !k)
+					continue;
+				to->group = keep_str(d, g, true);
+				to->kind = keep_str(d, k, true);
+				if (map_get(e, "name") && (s = req_str(d, e, "name", pi)))
+					to->name = keep_str(d, s, true);
+				rg.n_to++;
+			}
+		}
+	}
+	if (!dec_ok(d))
+		return;
+	rg.ns = keep_str(d, d->ns, true);
+	rg.name = keep_str(d, d->name, false);
+	rg.src = dec_src(d, obj);
+	if (rg.ns && rg.name)
+		RES_ADD(d, u->res.ref_grants, u->res.n_ref_grants, u->caps.ref_grants, rg);
+}
+
+static int b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* A Secret's data value: standard padded base64 (RFC 4648), line breaks
+ * skipped as Go's decoder does, kept as text; NULL after an error. */
+static char *keep_base64(struct dec *d, const struct node *n, const struct path *pa)
+{
+	const char *s = want_str(d, n, pa);
+	size_t len = 0, k = 0, o = 0, pad = 0;
+	unsigned char *out;
+	uint32_t acc = 0;
+	char last = 0, b[16];
+	char *kept;
+
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < n->n; i++)
+		if (s[i] != '\n' && s[i] != '\r') {
+			len++;
+			last = s[i];
+		}
+	if (len % 4) {
+		dec_err(d, n, pa, "not valid base64 (%zu characters, not a multiple of 4)", len);
+		return NULL;
+	}
+	out = malloc(len / 4 * 3 + 1);
+	if (!out) {
+		p_oom(d->p, (int)n->line);
+		return NULL;
+	}
+	for (size_t i = 0; i < n->n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		int v = b64_val(c);
+
+		if (c == '\n' || c == '\r')
+			continue;
+		/* '=' only pads the last group: "xx==" or "xxx=" */
+		if (v < 0 && c == '=' && k + 4 >= len && (k % 4 == 3 || (k % 4 == 2 && last == '='))) {
+			v = 0;
+			pad++;
+		}
+		if (v < 0 || (pad && c != '=')) {
+			dec_err(d, n, pa, "not valid base64 (%s at offset %zu)", quote(b, sizeof(b), s + i, 1), i);
+			free(out);
+			return NULL;
+		}
+		acc = acc << 6 | (uint32_t)v;
+		if (++k % 4 == 0) {
+			out[o++] = (unsigned char)(acc >> 16);
+			if (pad < 2)
+				out[o++] = (unsigned char)(acc >> 8);
+			if (pad < 1)
+				out[o++] = (unsigned char)acc;
+			acc = 0;
+		}
+	}
+	out[o] = '\0';
+	if (memchr(out, '\0', o)) {
+		dec_err(d, n, pa, "decodes to binary data with a NUL byte (want PEM text)");
+		free(out);
+		return NULL;
+	}
+	kept = keep_str(d, (const char *)out, false);
+	free(out);
+	return kept;
+}
+
+/* A Secret: its type and tls.crt / tls.key (other keys are not even kept,
+ * see skip_value); stringData wins over data, as the API server merges it. */
+static void decode_secret(struct dec *d, const struct node *obj)
+{
+	static const char *const keys[] = { "tls.crt", "tls.key" };
+	const struct path *pd = PK(NULL, "data"), *psd = PK(NULL, "stringData");
+	struct sl_secret sec = { 0 };
+	struct unit *u = d->p->u;
+	const struct node *n, *v;
+	char *val[2] = { NULL, NULL };
+	const char *s;
+
+	decode_meta(d, obj, NAME_SUBDOMAIN, true, NULL);
+	sec.type = keep_str(d, "Opaque", true);
+	opt_str(d, obj, "type", NULL, &sec.type);
+	if ((n = map_get(obj, "data")) && want_map(d, n, pd))
+		for (int k = 0; k < 2; k++)
+			if ((v = map_get(n, keys[k])))
+				val[k] = keep_base64(d, v, PK(pd, keys[k]));
+	if ((n = map_get(obj, "stringData")) && want_map(d, n, psd))
+		for (int k = 0; k < 2; k++)
+			if ((v = map_get(n, keys[k])) && (s = want_str(d, v, PK(psd, keys[k]))))
+				val[k] = keep_str(d, s, false);
+	if (!dec_ok(d))
+		return;
+	sec.tls_crt = val[0];
+	sec.tls_key = val[1];
+	sec.ns = keep_str(d, d->ns, true);
+	sec.name = keep_str(d, d->name, false);
+	sec.src = dec_src(d, obj);
+	if (sec.ns && sec.name)
+		RES_ADD(d, u->res.secrets, u->res.n_secrets, u->caps.secrets, sec);
 }
 
 /* ---- objects, Lists and documents ------------------------------------------- */
@@ -3461,6 +4549,7 @@ static void authz_free(struct sl_authz *a)
 	for (size_t i = 0; i < a->n_targets; i++) {
 		free(a->targets[i].kind);
 		free(a->targets[i].name);
+		free(a->targets[i].group);
 	}
 	free(a->targets);
 	for (size_t i = 0; i < a->n_rules; i++) {
@@ -3477,21 +4566,166 @@ static void authz_free(struct sl_authz *a)
 			free(f->not_ip_blocks.v);
 			free(f->remote_ip_blocks.v);
 			free(f->not_remote_ip_blocks.v);
+			strs_free(&f->request_principals);
+			strs_free(&f->not_request_principals);
 		}
 		free(r->from);
 		for (size_t j = 0; j < r->n_to; j++) {
-			free(r->to[j].ports);
-			free(r->to[j].not_ports);
+			struct sl_authz_operation *o = &r->to[j];
+
+			free(o->ports);
+			free(o->not_ports);
+			strs_free(&o->hosts);
+			strs_free(&o->not_hosts);
+			strs_free(&o->methods);
+			strs_free(&o->not_methods);
+			strs_free(&o->paths);
+			strs_free(&o->not_paths);
 		}
 		free(r->to);
 		for (size_t j = 0; j < r->n_when; j++) {
 			free(r->when[j].key);
+			free(r->when[j].header);
 			strs_free(&r->when[j].values);
 			strs_free(&r->when[j].not_values);
 		}
 		free(r->when);
 	}
 	free(a->rules);
+}
+
+static void header_kvs_free(struct sl_header_kv *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].value);
+	}
+	free(v);
+}
+
+static void backend_free(struct sl_backend_ref *b);
+
+static void filters_free(struct sl_route_filter *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		header_kvs_free(f[i].headers.set, f[i].headers.n_set);
+		header_kvs_free(f[i].headers.add, f[i].headers.n_add);
+		strs_free(&(struct sl_strs){ f[i].headers.remove, f[i].headers.n_remove });
+		free(f[i].scheme);
+		free(f[i].hostname);
+		free(f[i].path.value);
+		backend_free(&f[i].mirror);
+		strs_free(&f[i].allow_origins);
+		strs_free(&f[i].allow_methods);
+		strs_free(&f[i].allow_headers);
+		strs_free(&f[i].expose_headers);
+		free(f[i].extension);
+	}
+	free(f);
+}
+
+static void backend_free(struct sl_backend_ref *b)
+{
+	free(b->group);
+	free(b->kind);
+	free(b->ns);
+	free(b->name);
+	filters_free(b->filters, b->n_filters);
+}
+
+static void kv_matches_free(struct sl_kv_match *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].value);
+	}
+	free(v);
+}
+
+static void route_free(struct sl_route *rt)
+{
+	free(rt->ns);
+	free(rt->name);
+	free(rt->created);
+	for (size_t i = 0; i < rt->n_parents; i++) {
+		free(rt->parents[i].group);
+		free(rt->parents[i].kind);
+		free(rt->parents[i].ns);
+		free(rt->parents[i].name);
+		free(rt->parents[i].section_name);
+	}
+	free(rt->parents);
+	strs_free(&(struct sl_strs){ rt->hostnames, rt->n_hostnames });
+	for (size_t i = 0; i < rt->n_rules; i++) {
+		struct sl_route_rule *r = &rt->rules[i];
+
+		free(r->name);
+		for (size_t j = 0; j < r->n_matches; j++) {
+			struct sl_http_match *m = &r->matches[j];
+
+			free(m->path);
+			kv_matches_free(m->headers, m->n_headers);
+			kv_matches_free(m->query, m->n_query);
+			free(m->method);
+			free(m->grpc_service);
+			free(m->grpc_method);
+		}
+		free(r->matches);
+		filters_free(r->filters, r->n_filters);
+		for (size_t j = 0; j < r->n_backends; j++)
+			backend_free(&r->backends[j]);
+		free(r->backends);
+		free(r->retry.codes);
+	}
+	free(rt->rules);
+}
+
+static void gateway_free(struct sl_gateway *gw)
+{
+	free(gw->ns);
+	free(gw->name);
+	free(gw->class_name);
+	for (size_t i = 0; i < gw->n_listeners; i++) {
+		struct sl_listener *l = &gw->listeners[i];
+
+		free(l->name);
+		free(l->hostname);
+		free(l->protocol);
+		free(l->tls_mode);
+		for (size_t j = 0; j < l->n_certs; j++) {
+			free(l->certs[j].group);
+			free(l->certs[j].kind);
+			free(l->certs[j].ns);
+			free(l->certs[j].name);
+		}
+		free(l->certs);
+		selector_free(&l->routes_selector);
+		for (size_t j = 0; j < l->n_route_kinds; j++) {
+			free(l->route_kinds[j].group);
+			free(l->route_kinds[j].kind);
+		}
+		free(l->route_kinds);
+	}
+	free(gw->listeners);
+	free(gw->addresses);
+}
+
+static void ref_grant_free(struct sl_ref_grant *rg)
+{
+	free(rg->ns);
+	free(rg->name);
+	for (size_t i = 0; i < rg->n_from; i++) {
+		free(rg->from[i].group);
+		free(rg->from[i].kind);
+		free(rg->from[i].ns);
+	}
+	free(rg->from);
+	for (size_t i = 0; i < rg->n_to; i++) {
+		free(rg->to[i].group);
+		free(rg->to[i].kind);
+		free(rg->to[i].name);
+	}
+	free(rg->to);
 }
 
 /* A set built by hand (priv NULL) owns each string and array by malloc, as
@@ -3560,6 +4794,23 @@ static void resources_free_each(struct sl_resources *r)
 		labels_free(&r->peerauthns[i].selector);
 		free(r->peerauthns[i].ports);
 	}
+	for (size_t i = 0; i < r->n_routes; i++)
+		route_free(&r->routes[i]);
+	for (size_t i = 0; i < r->n_gateways; i++)
+		gateway_free(&r->gateways[i]);
+	for (size_t i = 0; i < r->n_gateway_classes; i++) {
+		free(r->gateway_classes[i].name);
+		free(r->gateway_classes[i].controller);
+	}
+	for (size_t i = 0; i < r->n_ref_grants; i++)
+		ref_grant_free(&r->ref_grants[i]);
+	for (size_t i = 0; i < r->n_secrets; i++) {
+		free(r->secrets[i].ns);
+		free(r->secrets[i].name);
+		free(r->secrets[i].type);
+		free(r->secrets[i].tls_crt);
+		free(r->secrets[i].tls_key);
+	}
 }
 
 void resources_free(struct sl_resources *r)
@@ -3575,13 +4826,9 @@ void resources_free(struct sl_resources *r)
 	} else {
 		resources_free_each(r);
 	}
-	free(r->namespaces);
-	free(r->pods);
-	free(r->services);
-	free(r->slices);
-	free(r->netpols);
-	free(r->authzs);
-	free(r->peerauthns);
+#define FREE_ARRAY(v)	free(r->v);
+	RES_ARRAYS(FREE_ARRAY)
+#undef FREE_ARRAY
 	free(r);
 }
 
@@ -3634,46 +4881,17 @@ int config_decode_buf(struct sl_resources *res, const char *name, const char *bu
 		diags_add(errs, u.name, 0, "too large (%zu MiB; at most %u MiB)", len >> 20, CFG_MAX_FILE >> 20);
 		return -EINVAL;
 	}
-	u.res.namespaces = res->namespaces;
-	u.res.n_namespaces = res->n_namespaces;
-	u.res.pods = res->pods;
-	u.res.n_pods = res->n_pods;
-	u.res.services = res->services;
-	u.res.n_services = res->n_services;
-	u.res.slices = res->slices;
-	u.res.n_slices = res->n_slices;
-	u.res.netpols = res->netpols;
-	u.res.n_netpols = res->n_netpols;
-	u.res.authzs = res->authzs;
-	u.res.n_authzs = res->n_authzs;
-	u.res.peerauthns = res->peerauthns;
-	u.res.n_peerauthns = res->n_peerauthns;
-	u.caps = (struct caps){ set->cap_ns, set->cap_pods, set->cap_svcs, set->cap_slices,
-				set->cap_netpols, set->cap_authzs, set->cap_peerauthns };
+#define COPY_IN(v)	u.res.v = res->v; u.res.n_##v = res->n_##v;
+	RES_ARRAYS(COPY_IN)
+#undef COPY_IN
+	u.caps = set->caps;
 	unit_parse(&u, set->stores);
 	unit_finish(&u);
-	res->namespaces = u.res.namespaces;
-	res->n_namespaces = u.res.n_namespaces;
-	res->pods = u.res.pods;
-	res->n_pods = u.res.n_pods;
-	res->services = u.res.services;
-	res->n_services = u.res.n_services;
-	res->slices = u.res.slices;
-	res->n_slices = u.res.n_slices;
-	res->netpols = u.res.netpols;
-	res->n_netpols = u.res.n_netpols;
-	res->authzs = u.res.authzs;
-	res->n_authzs = u.res.n_authzs;
-	res->peerauthns = u.res.peerauthns;
-	res->n_peerauthns = u.res.n_peerauthns;
+#define COPY_OUT(v)	res->v = u.res.v; res->n_##v = u.res.n_##v;
+	RES_ARRAYS(COPY_OUT)
+#undef COPY_OUT
 	res->n_ignored += u.res.n_ignored;
-	set->cap_ns = u.caps.ns;
-	set->cap_pods = u.caps.pods;
-	set->cap_svcs = u.caps.svcs;
-	set->cap_slices = u.caps.slices;
-	set->cap_netpols = u.caps.netpols;
-	set->cap_authzs = u.caps.authzs;
-	set->cap_peerauthns = u.caps.peerauthns;
+	set->caps = u.caps;
 	diags_move(errs, &u.errs);
 	return u.n_problems ? -EINVAL : 0;
 }
@@ -4175,13 +5393,9 @@ static void load_file_whole(struct units *us, size_t first, size_t end, struct s
 	for (size_t i = first; i < end; i++) {
 		struct unit *v = &us->v[i];
 
-		free(v->res.namespaces);
-		free(v->res.pods);
-		free(v->res.services);
-		free(v->res.slices);
-		free(v->res.netpols);
-		free(v->res.authzs);
-		free(v->res.peerauthns);
+#define FREE_ARRAY(a)	free(v->res.a);
+		RES_ARRAYS(FREE_ARRAY)
+#undef FREE_ARRAY
 		diags_clear(&v->errs);
 		memset(&v->res, 0, sizeof(v->res));
 		memset(&v->caps, 0, sizeof(v->caps));
@@ -4337,53 +5551,30 @@ static void *worker_run(void *arg)
 static int units_merge(struct units *us, struct sl_resources *res)
 {
 	struct cfg_set *set = res->priv;
-	size_t nn = 0, np = 0, ns = 0, ne = 0, nq = 0, na = 0, nr = 0;
 
-	for (size_t i = 0; i < us->n; i++) {
-		nn += us->v[i].res.n_namespaces;
-		np += us->v[i].res.n_pods;
-		ns += us->v[i].res.n_services;
-		ne += us->v[i].res.n_slices;
-		nq += us->v[i].res.n_netpols;
-		na += us->v[i].res.n_authzs;
-		nr += us->v[i].res.n_peerauthns;
+	for (size_t i = 0; i < us->n; i++)
 		res->n_ignored += us->v[i].res.n_ignored;
-	}
-	res->namespaces = malloc((nn ? nn : 1) * sizeof(*res->namespaces));
-	res->pods = malloc((np ? np : 1) * sizeof(*res->pods));
-	res->services = malloc((ns ? ns : 1) * sizeof(*res->services));
-	res->slices = malloc((ne ? ne : 1) * sizeof(*res->slices));
-	res->netpols = malloc((nq ? nq : 1) * sizeof(*res->netpols));
-	res->authzs = malloc((na ? na : 1) * sizeof(*res->authzs));
-	res->peerauthns = malloc((nr ? nr : 1) * sizeof(*res->peerauthns));
-	if (!res->namespaces || !res->pods || !res->services || !res->slices || !res->netpols ||
-	    !res->authzs || !res->peerauthns)
-		return -ENOMEM;
-	set->cap_ns = nn ? nn : 1;
-	set->cap_pods = np ? np : 1;
-	set->cap_svcs = ns ? ns : 1;
-	set->cap_slices = ne ? ne : 1;
-	set->cap_netpols = nq ? nq : 1;
-	set->cap_authzs = na ? na : 1;
-	set->cap_peerauthns = nr ? nr : 1;
-#define MERGE(arr, n)									\
+#define MERGE(a)									\
 	do {										\
-		if (u->res.n) {								\
-			memcpy(res->arr + res->n, u->res.arr, u->res.n * sizeof(*res->arr)); \
-			res->n += u->res.n;						\
+		size_t n = 0;								\
+											\
+		for (size_t i = 0; i < us->n; i++)					\
+			n += us->v[i].res.n_##a;					\
+		res->a = malloc((n ? n : 1) * sizeof(*res->a));				\
+		if (!res->a)								\
+			return -ENOMEM;							\
+		set->caps.a = n ? n : 1;						\
+		for (size_t i = 0; i < us->n; i++) {					\
+			const struct unit *u = &us->v[i];				\
+											\
+			if (u->res.n_##a) {						\
+				memcpy(res->a + res->n_##a, u->res.a,			\
+				       u->res.n_##a * sizeof(*res->a));			\
+				res->n_##a += u->res.n_##a;				\
+			}								\
 		}									\
-	} while (0)
-	for (size_t i = 0; i < us->n; i++) {
-		struct unit *u = &us->v[i];
-
-		MERGE(namespaces, n_namespaces);
-		MERGE(pods, n_pods);
-		MERGE(services, n_services);
-		MERGE(slices, n_slices);
-		MERGE(netpols, n_netpols);
-		MERGE(authzs, n_authzs);
-		MERGE(peerauthns, n_peerauthns);
-	}
+	} while (0);
+	RES_ARRAYS(MERGE)
 #undef MERGE
 	return 0;
 }
@@ -4393,13 +5584,9 @@ static void units_free(struct units *us)
 	for (size_t i = 0; i < us->n; i++) {
 		struct unit *u = &us->v[i];
 
-		free(u->res.namespaces);
-		free(u->res.pods);
-		free(u->res.services);
-		free(u->res.slices);
-		free(u->res.netpols);
-		free(u->res.authzs);
-		free(u->res.peerauthns);
+#define FREE_ARRAY(v)	free(u->res.v);
+		RES_ARRAYS(FREE_ARRAY)
+#undef FREE_ARRAY
 		diags_clear(&u->errs);
 		for (size_t k = 0; k < u->n_root_keys; k++)
 			free(u->root_keys[k]);

@@ -28,6 +28,7 @@
 #include "model.h"
 #include "pods.h"
 #include "policy.h"
+#include "route.h"
 #include "polsync.h"
 #include "status.h"
 #include "sync.h"
@@ -45,6 +46,7 @@ static const char usage[] =
 	"       sluice-agent --uninstall [--bpffs-root DIR]\n"
 	"       sluice-agent plan --config-dir DIR print the pods a config directory describes\n"
 	"       sluice-agent check --config-dir DIR validate a config directory and exit\n"
+	"       sluice-agent features               the Gateway API features it supports\n"
 	"\n"
 	"  --config-dir DIR      Kubernetes YAML/JSON to serve (default " DEFAULT_CONFIG_DIR ")\n"
 	"  --node-name NAME      this node, as Pods' spec.nodeName says (default: hostname)\n"
@@ -62,6 +64,9 @@ static const char usage[] =
 	"  --cert-ttl SECONDS    lifetime of minted certificates (default 86400)\n"
 	"  --metrics ADDR:PORT   Prometheus metrics (default 127.0.0.1:15020; off: none)\n"
 	"  --no-mesh             Service load balancing only: no capture, no tunnel\n"
+	"  --no-access-log       no log line per request through the waypoint\n"
+	"  --gateway-addresses CIDR  addresses for Gateways without spec.addresses, put on\n"
+	"                        the node's loopback (one CIDR per family; repeatable)\n"
 	"  --no-sockmap          no same-node acceleration: mesh hops inside the node go\n"
 	"                        through TCP/IP (sockops + sk_msg off)\n"
 	"  --uplink IFNAME       a node uplink: XDP drops there what pods' ingress policy\n"
@@ -90,6 +95,27 @@ struct options {
 	bool uninstall;
 	const char *cmd;	/* "run", "plan" or "check" */
 };
+
+/* "10.99.0.0/24" or "fd00:99::/64": 0 or -EINVAL. */
+static int cidr_parse(const char *s, struct sl_cidr *c)
+{
+	char buf[64];
+	const char *slash = strchr(s, '/');
+	char *end;
+	long len;
+
+	if (!slash || (size_t)(slash - s) >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, (size_t)(slash - s));
+	buf[slash - s] = 0;
+	if (sl_ip_parse(buf, &c->ip))
+		return -EINVAL;
+	len = strtol(slash + 1, &end, 10);
+	if (*end || len < 1 || len > (c->ip.family == SL_AF_INET ? 31 : 127))
+		return -EINVAL;
+	c->len = (uint8_t)len;
+	return 0;
+}
 
 /* ---- configuration ---- */
 
@@ -182,6 +208,7 @@ static void agent_reload(void)
 	if (!agent.config_dir)
 		return;
 	struct policy *pol = NULL;
+	struct route_table *routes = NULL;
 	struct polsync_stats pst = { 0 };
 	int perr = 0;
 
@@ -190,6 +217,13 @@ static void agent_reload(void)
 		err = sync_check(agent.sync, m, &errs);
 	if (!err)
 		err = policy_compile(m, agent.node_name, agent.policy_scope, agent.polreg, &pol, &errs);
+	if (!err)
+		err = route_table_build(m, &routes, &errs);
+	if (!err)	/* enrolled clients reach these on the VIP, for the waypoint */
+		for (size_t i = 0; i < m->n_frontends; i++)
+			if (m->frontends[i].key.proto == SL_IPPROTO_TCP &&
+			    route_service_has_l7(routes, m->frontends[i].svc->ns, m->frontends[i].svc->name))
+				m->frontends[i].flags |= SL_SVC_F_L7;
 	if (err == -ENOMEM && !errs.n)
 		diags_add(&errs, NULL, 0, "out of memory");
 	if (err) {
@@ -199,6 +233,7 @@ static void agent_reload(void)
 		diags_clear(&agent.errors);
 		diags_move(&agent.errors, &errs);
 		agent.config_state = CONFIG_ERROR;
+		policy_free(pol);
 		model_free(m);
 		return;
 	}
@@ -211,8 +246,12 @@ static void agent_reload(void)
 	agent.last_sync = st;
 	agent.last_sync_at = time(NULL);
 	agent.sync_generation = agent.generation + 1;
+	route_table_free(agent.routes);	/* it points into the model */
+	agent.routes = routes;
 	model_free(agent.model);
 	agent.model = m;
+	if (agent.gateways)
+		gateways_apply(agent.gateways, m);
 	agent.generation++;
 	agent.last_good_at = time(NULL);
 	agent.config_state = CONFIG_OK;
@@ -273,6 +312,24 @@ static json_t *h_sockmap(void *arg, const char *q, int *code)
 {
 	(void)arg, (void)q, (void)code;
 	return views_sockmap(&agent);
+}
+
+static json_t *h_routes(void *arg, const char *q, int *code)
+{
+	(void)arg, (void)q, (void)code;
+	return views_routes(&agent);
+}
+
+static json_t *h_gateways(void *arg, const char *q, int *code)
+{
+	(void)arg, (void)q, (void)code;
+	return gateways_json(agent.gateways, agent.model, agent.routes);
+}
+
+static json_t *h_route_check(void *arg, const char *q, int *code)
+{
+	(void)arg;
+	return views_route_check(&agent, q, code);
 }
 
 static json_t *h_connections(void *arg, const char *q, int *code)
@@ -527,6 +584,9 @@ static int run_agent(const struct options *o)
 	status_route(status, "/certs", h_certs, NULL);
 	status_route(status, "/policies", h_policies, NULL);
 	status_route(status, "/policy-check", h_policy_check, NULL);
+	status_route(status, "/routes", h_routes, NULL);
+	status_route(status, "/gateways", h_gateways, NULL);
+	status_route(status, "/route-check", h_route_check, NULL);
 
 	if (stat(o->config_dir, &st) || !S_ISDIR(st.st_mode)) {
 		pr_warn("config: %s is not a directory: serving what the pinned maps hold (%zu frontends)",
@@ -552,6 +612,7 @@ out:
 	mesh_authz_counts_free(&agent);
 	policy_free(agent.policy);
 	policy_registry_free(agent.polreg);
+	route_table_free(agent.routes);
 	model_free(agent.model);
 	diags_clear(&agent.errors);
 	sync_free(agent.sync);
@@ -582,6 +643,8 @@ int main(int argc, char **argv)
 		{ "metrics", required_argument, NULL, 'm' },
 		{ "no-mesh", no_argument, NULL, 'M' },
 		{ "no-sockmap", no_argument, NULL, 'S' },
+		{ "no-access-log", no_argument, NULL, 'A' },
+		{ "gateway-addresses", required_argument, NULL, 'G' },
 		{ "policy-scope", required_argument, NULL, 'p' },
 		{ "root-namespace", required_argument, NULL, 'R' },
 		{ "uplink", required_argument, NULL, 'L' },
@@ -599,6 +662,7 @@ int main(int argc, char **argv)
 		.metrics = "127.0.0.1:15020",
 		.metrics_addr = { .ip = { .family = SL_AF_INET, .addr.octets = { 127, 0, 0, 1 } },
 				  .port = SL_PORT_METRICS },
+		.mesh = { .waypoint = { .access_log = true } },
 		.cmd = "run",
 	};
 	unsigned long ttl;
@@ -675,6 +739,20 @@ int main(int argc, char **argv)
 		case 'S':
 			o.loader.no_sockmap = true;
 			break;
+		case 'A':
+			o.mesh.waypoint.access_log = false;
+			break;
+		case 'G': {
+			struct gateway_opts *go = &o.mesh.gateway;
+			struct sl_cidr c;
+
+			if (go->n_pools == GATEWAY_POOLS_MAX || cidr_parse(optarg, &c)) {
+				fprintf(stderr, "sluice-agent: --gateway-addresses: a CIDR (10.99.0.0/24), one per family\n");
+				return 2;
+			}
+			go->pools[go->n_pools++] = c;
+			break;
+		}
 		case 'I':
 			o.loader.ingress_clsact = true;
 			break;
@@ -717,7 +795,8 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		o.cmd = argv[optind++];
-	if (optind < argc || (strcmp(o.cmd, "run") && strcmp(o.cmd, "plan") && strcmp(o.cmd, "check"))) {
+	if (optind < argc || (strcmp(o.cmd, "run") && strcmp(o.cmd, "plan") && strcmp(o.cmd, "check") &&
+			      strcmp(o.cmd, "features"))) {
 		fputs(usage, stderr);
 		return 2;
 	}
@@ -728,6 +807,11 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(o.cmd, "plan") || !strcmp(o.cmd, "check"))
 		return cmd_plan(&o, !strcmp(o.cmd, "plan"));
+	if (!strcmp(o.cmd, "features")) {
+		for (const char *const *f = waypoint_features; *f; f++)
+			printf("%s\n", *f);
+		return 0;
+	}
 	log_route_libbpf();
 	if (o.uninstall)
 		return loader_uninstall(&o.loader) ? 1 : 0;

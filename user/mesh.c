@@ -4,10 +4,12 @@
  * loader's sl_origdst_v1, its sockets from the pods' namespaces. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <sluice/abi.h>
 
@@ -19,6 +21,8 @@
 #include "polsync.h"
 #include "authz.h"
 #include "model.h"
+#include "route.h"
+#include "gateway.h"
 #include "views.h"
 
 #ifndef SO_NETNS_COOKIE
@@ -92,7 +96,7 @@ static void copy(char *dst, size_t len, const char *src)
 
 /* ---- tunnel -> agent ---- */
 
-static int mesh_orig_dst(void *arg, int fd, struct tunnel_addr *dst)
+static int mesh_orig_dst(void *arg, int fd, struct tunnel_addr *dst, struct tunnel_addr *vip)
 {
 	struct agent *a = arg;
 	union {
@@ -123,6 +127,12 @@ static int mesh_orig_dst(void *arg, int fd, struct tunnel_addr *dst)
 	dst->ip.family = o.family;
 	dst->ip.addr = o.addr;
 	dst->port = ntohs(o.port);
+	if (o.flags & SL_ORIG_F_SERVICE) {
+		memset(vip, 0, sizeof(*vip));
+		vip->ip.family = o.vip_family;
+		vip->ip.addr = o.vip;
+		vip->port = ntohs(o.vip_port);
+	}
 	return 0;
 }
 
@@ -353,7 +363,193 @@ static void mesh_shortcut_close(void *arg, void *sc, uint64_t direct[2])
 	free(sc);
 }
 
+/* ---- waypoint ---- */
+
+/* The Service frontend a VIP belongs to (TCP). */
+static const struct sl_frontend *frontend_of(const struct agent *a, const struct tunnel_addr *vip)
+{
+	struct sl_svc_key k;
+
+	if (!a->model)
+		return NULL;
+	memset(&k, 0, sizeof(k));
+	k.vip = vip->ip.addr;
+	k.port = htons(vip->port);
+	k.proto = SL_IPPROTO_TCP;
+	k.family = vip->ip.family;
+	return model_find_frontend(a->model, &k);
+}
+
+static bool mesh_l7_accept(void *arg, int fd, const struct tunnel_client *cl, const struct tunnel_addr *vip)
+{
+	struct agent *a = arg;
+	const struct sl_frontend *fe = frontend_of(a, vip);
+
+	if (!fe || !a->waypoint || !a->routes ||
+	    !route_for_service(a->routes, cl->ns, fe->svc->ns, fe->svc->name, fe->port->port))
+		return false;
+	return waypoint_accept(a->waypoint, fd, cl, vip);
+}
+
+static const struct route_set *mesh_wp_routes(void *arg, const struct tunnel_client *cl,
+					      const struct tunnel_addr *vip, const char *host,
+					      struct route_backend *svc, bool *https)
+{
+	struct agent *a = arg;
+	const struct sl_frontend *fe;
+
+	memset(svc, 0, sizeof(*svc));
+	if (!cl->ns[0])		/* a Gateway listener's */
+		return gateways_routes(a->gateways, a->routes, vip, host, https);
+	fe = frontend_of(a, vip);
+	if (!fe)
+		return NULL;
+	svc->ns = fe->svc->ns;
+	svc->name = fe->svc->name;
+	svc->port = fe->port->port;
+	return a->routes ? route_for_service(a->routes, cl->ns, svc->ns, svc->name, svc->port) : NULL;
+}
+
+static int gateway_connect(const struct tunnel_addr *dst);
+
+/* An endpoint of be, preferring the VIP's family; as sock_lb would pick. */
+static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+			    const struct route_backend *be, struct waypoint_dst *out)
+{
+	struct agent *a = arg;
+	const struct sl_frontend *pick = NULL;
+	const struct sl_be_val *slot;
+	const struct sl_workload *w;
+	struct tunnel_addr dst;
+	const char *kind;
+	char buf[TUNNEL_NAME_MAX];
+
+	if (!a->model || !a->tunnel)
+		return -ENOENT;
+	for (size_t i = 0; i < a->model->n_frontends; i++) {
+		const struct sl_frontend *fe = &a->model->frontends[i];
+
+		if (fe->key.proto != SL_IPPROTO_TCP || fe->port->port != be->port || !fe->n_slots ||
+		    strcmp(fe->svc->name, be->name) || strcmp(fe->svc->ns, be->ns))
+			continue;
+		if (!pick || fe->key.family == vip->ip.family)
+			pick = fe;
+	}
+	if (!pick)
+		return -ENOENT;
+	slot = &pick->slots[(size_t)random() % pick->n_slots];
+	memset(&dst, 0, sizeof(dst));
+	dst.ip.family = slot->family;
+	dst.ip.addr = slot->addr;
+	dst.port = ntohs(slot->port);
+	w = model_workload_by_ip(a->model, &dst.ip);
+	memset(out, 0, sizeof(*out));
+	if (w) {
+		copy(out->ns, sizeof(out->ns), w->pod->ns);
+		copy(out->pod, sizeof(out->pod), w->pod->name);
+		copy(out->workload, sizeof(out->workload), workload_of(w->pod, buf, sizeof(buf), &kind));
+	}
+	if (!cl->ns[0])		/* from a Gateway: plain TCP from the node */
+		return gateway_connect(&dst);
+	return tunnel_outbound_open(a->tunnel, cl->ns, cl->name, &dst);
+}
+
+/* A non-blocking connect from the agent's netns (the node). */
+static int gateway_connect(const struct tunnel_addr *dst)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1;
+
+	memset(&ss, 0, sizeof(ss));
+	if (dst->ip.family == SL_AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons(dst->port);
+		memcpy(&in->sin_addr, dst->ip.addr.octets, 4);
+		len = sizeof(*in);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(dst->port);
+		memcpy(&in6->sin6_addr, dst->ip.addr.octets, 16);
+		len = sizeof(*in6);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&ss, len) && errno != EINPROGRESS) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* AuthorizationPolicies that target the Service, with the request's L7
+ * attributes and the client pod's own identity (the waypoint is its agent). */
+static int mesh_wp_authorize(void *arg, const struct tunnel_client *cl, const struct route_backend *svc,
+			     const char *method, const char *path, const char *host, const struct route_header *h,
+			     size_t n)
+{
+	struct agent *a = arg;
+	const struct sl_service *s = NULL;
+	struct authz_header hv[WAYPOINT_HEADERS_MAX];
+	char principal[256], ns[64], names[WAYPOINT_HEADERS_MAX][128], what[400];
+	char *values[WAYPOINT_HEADERS_MAX] = { 0 };
+	struct authz_peer peer = { .ip = cl->n_ips ? &cl->ips[0] : NULL };
+	struct authz_request rq = { .method = method, .path = path, .host = host, .headers = hv };
+	struct agent_authz_count *cnt;
+	struct authz_decision d;
+
+	for (size_t i = 0; a->model && i < a->model->res->n_services; i++)
+		if (!strcmp(a->model->res->services[i].ns, svc->ns) && !strcmp(a->model->res->services[i].name, svc->name))
+			s = &a->model->res->services[i];
+	if (!s)
+		return 0;
+	if (cl->identity && authz_principal(cl->identity, principal, sizeof(principal), ns, sizeof(ns))) {
+		peer.principal = principal;
+		peer.ns = ns;
+	}
+	/* authz wants NUL-terminated names and values */
+	for (size_t i = 0; i < n && i < WAYPOINT_HEADERS_MAX; i++) {
+		snprintf(names[i], sizeof(names[i]), "%.*s", (int)h[i].name_len, h[i].name);
+		values[i] = strndup(h[i].value, h[i].value_len);
+		hv[rq.n_headers].name = names[i];
+		hv[rq.n_headers].value = values[i] ? values[i] : "";
+		rq.n_headers++;
+	}
+	authz_decide_request(a->model, a->root_ns, s, svc->port, &peer, &rq, &d);
+	for (size_t i = 0; i < n && i < WAYPOINT_HEADERS_MAX; i++)
+		free(values[i]);
+	if (d.by && (cnt = authz_count(a, "AuthorizationPolicy", d.by->ns, d.by->name))) {
+		if (d.allow)
+			cnt->allowed++;
+		else
+			cnt->denied++;
+	}
+	snprintf(what, sizeof(what), "%s/%s %s %s to %s/%s", cl->ns, cl->name, method, path, svc->ns, svc->name);
+	if (d.audit)
+		pr_info("policy: audit %s: an AUDIT policy matched", what);
+	if (d.allow)
+		return 0;
+	if (a->polsync)
+		polsync_log_deny(a->polsync, what, d.reason);
+	return 403;
+}
+
+static const struct waypoint_ops waypoint_ops = {
+	.routes = mesh_wp_routes,
+	.upstream = mesh_wp_upstream,
+	.authorize = mesh_wp_authorize,
+};
+
 static const struct tunnel_ops tunnel_ops = {
+	.l7_accept = mesh_l7_accept,
 	.shortcut_open = mesh_shortcut_open,
 	.shortcut_relayed = mesh_shortcut_relayed,
 	.shortcut_bytes = mesh_shortcut_bytes,
@@ -495,6 +691,14 @@ int mesh_start(struct agent *a, struct loop *l, const struct mesh_opts *o, char 
 			*err = NULL;
 		return ret;
 	}
+	ret = waypoint_new(&a->waypoint, l, &waypoint_ops, a, &o->waypoint);
+	if (!ret)
+		ret = gateways_new(&a->gateways, l, a->waypoint, &o->gateway);
+	if (ret) {
+		if (asprintf(err, "waypoint: %s", strerror(-ret)) < 0)
+			*err = NULL;
+		return ret;
+	}
 	return mesh_pods_start(a, l, &o->pods, err);
 }
 
@@ -511,6 +715,10 @@ void mesh_stop(struct agent *a)
 {
 	pods_free(a->pods);	/* capture stops first; pod_gone lets the tunnel go of each */
 	a->pods = NULL;
+	gateways_free(a->gateways);	/* listeners, and the addresses they took */
+	a->gateways = NULL;
+	waypoint_free(a->waypoint);	/* its upstreams are the tunnel's socketpairs */
+	a->waypoint = NULL;
 	tunnel_free(a->tunnel);
 	a->tunnel = NULL;
 	identity_free(a->identity);
@@ -527,6 +735,8 @@ char *mesh_metrics_text(void *arg, const char *query, int *code, size_t *len)
 	if (!f)
 		return NULL;
 	if (a->tunnel && tunnel_metrics_write(a->tunnel, f))
+		*code = 500;
+	if (a->waypoint && waypoint_metrics_write(a->waypoint, f))
 		*code = 500;
 	if (views_policy_metrics(a, f))
 		*code = 500;

@@ -14,6 +14,8 @@
 #include "identity.h"
 #include "pods.h"
 #include "tunnel.h"
+#include "waypoint.h"
+#include "gateway.h"
 
 struct agent;
 struct loop;
@@ -21,6 +23,8 @@ struct loop;
 struct mesh_opts {
 	struct identity_opts identity;
 	struct tunnel_opts tunnel;
+	struct waypoint_opts waypoint;
+	struct gateway_opts gateway;
 	struct pods_opts pods;
 };
 

@@ -197,20 +197,29 @@ struct sl_authz_source {
 	struct sl_strs namespaces, not_namespaces;
 	struct sl_cidrs ip_blocks, not_ip_blocks;
 	struct sl_cidrs remote_ip_blocks, not_remote_ip_blocks;
+	/* JWT identities ("iss/sub"): kept, but sluice has no RequestAuthentication,
+	 * so they are never enforceable (see authz.h). */
+	struct sl_strs request_principals, not_request_principals;
 	bool l7;			/* requestPrincipals: needs L7 (JWT) */
 };
 
-/* One to[].operation. */
+/* One to[].operation. The L7 fields are judged by the waypoint
+ * (authz_decide_request); at L4 only `l7` counts. */
 struct sl_authz_operation {
 	uint16_t *ports, *not_ports;
 	size_t n_ports, n_not_ports;
+	struct sl_strs hosts, not_hosts;	/* Host/:authority, case-insensitive */
+	struct sl_strs methods, not_methods;
+	struct sl_strs paths, not_paths;	/* wildcards, or {*} / {**} templates */
 	bool l7;			/* hosts, methods, paths (and their not- forms) */
 };
 
-/* One when[] condition on an L4 key (source.ip, source.namespace,
- * source.principal, destination.ip, destination.port, connection.sni is L7). */
+/* One when[] condition. L4 keys: source.ip, remote.ip, source.namespace,
+ * source.principal, destination.ip, destination.port; everything else
+ * (request.headers[...], request.auth.*, connection.sni, ...) is L7. */
 struct sl_authz_cond {
 	char *key;
+	char *header;			/* request.headers[<name>]: <name>; else NULL */
 	struct sl_strs values, not_values;
 };
 
@@ -228,6 +237,7 @@ enum sl_authz_action { SL_AUTHZ_ALLOW = 0, SL_AUTHZ_DENY, SL_AUTHZ_AUDIT, SL_AUT
 
 struct sl_target_ref {
 	char *kind, *name;		/* Service, Gateway, ... */
+	char *group;			/* NULL when absent; "" is the core group */
 };
 
 struct sl_authz {
@@ -259,6 +269,207 @@ struct sl_peerauthn {
 	struct sl_src src;
 };
 
+/* ---- gateway.networking.k8s.io: Gateway API ---- */
+
+/* A parentRef: a Gateway (default) or, for mesh routes (GAMMA), a Service. */
+struct sl_parent_ref {
+	char *group;			/* "gateway.networking.k8s.io" (default) or "" (core) */
+	char *kind;			/* "Gateway" (default) or "Service" */
+	char *ns;			/* NULL: the route's namespace */
+	char *name;
+	char *section_name;		/* a listener name or a Service port name; NULL: all */
+	uint16_t port;			/* 0: unset */
+};
+
+/* A backendRef (or a RequestMirror's backendRef). */
+struct sl_backend_ref {
+	char *group;			/* "" core (default) */
+	char *kind;			/* "Service" (default) */
+	char *ns;			/* NULL: the route's namespace */
+	char *name;
+	uint16_t port;			/* 0: unset (required for Services; checked by route.c) */
+	uint32_t weight;		/* default 1 */
+	struct sl_route_filter *filters;	/* per-backend filters (HTTPRoute, GRPCRoute) */
+	size_t n_filters;
+};
+
+struct sl_header_kv {
+	char *name, *value;
+};
+
+struct sl_header_mod {
+	struct sl_header_kv *set, *add;
+	size_t n_set, n_add;
+	char **remove;
+	size_t n_remove;
+};
+
+enum sl_path_mod_type { SL_PATH_MOD_NONE = 0, SL_PATH_MOD_FULL, SL_PATH_MOD_PREFIX };
+
+struct sl_path_mod {
+	enum sl_path_mod_type type;	/* ReplaceFullPath / ReplacePrefixMatch */
+	char *value;
+};
+
+enum sl_filter_type {
+	SL_FILTER_REQUEST_HEADER = 0,	/* RequestHeaderModifier */
+	SL_FILTER_RESPONSE_HEADER,	/* ResponseHeaderModifier */
+	SL_FILTER_REDIRECT,		/* RequestRedirect */
+	SL_FILTER_REWRITE,		/* URLRewrite */
+	SL_FILTER_MIRROR,		/* RequestMirror */
+	SL_FILTER_CORS,			/* CORS */
+	SL_FILTER_EXTENSION,		/* ExtensionRef: not supported (route not accepted) */
+};
+
+struct sl_route_filter {
+	enum sl_filter_type type;
+	struct sl_header_mod headers;	/* REQUEST_HEADER, RESPONSE_HEADER */
+	/* REDIRECT: scheme, hostname, port (0 unset), path, status (302 default) */
+	char *scheme, *hostname;
+	uint16_t port;
+	uint16_t status;
+	struct sl_path_mod path;	/* REDIRECT, REWRITE */
+	/* REWRITE: hostname (above), path (above) */
+	/* MIRROR: backend, and the share of requests mirrored */
+	struct sl_backend_ref mirror;
+	uint32_t mirror_num, mirror_den;	/* percent p: p/100; fraction; default 100/100 */
+	/* CORS */
+	struct sl_strs allow_origins, allow_methods, allow_headers, expose_headers;
+	bool allow_credentials;
+	int32_t max_age;		/* seconds; default 5 */
+	char *extension;		/* EXTENSION: "group/kind/name" for messages */
+};
+
+enum sl_match_type { SL_MATCH_EXACT = 0, SL_MATCH_PREFIX, SL_MATCH_REGEX };
+
+struct sl_kv_match {
+	enum sl_match_type type;	/* EXACT (default) or REGEX */
+	char *name, *value;
+};
+
+struct sl_http_match {
+	bool has_path;
+	enum sl_match_type path_type;	/* PathPrefix "/" when no path is given */
+	char *path;
+	struct sl_kv_match *headers, *query;
+	size_t n_headers, n_query;
+	char *method;			/* NULL: any */
+	/* GRPCRoute method match: service and/or method; EXACT or REGEX */
+	bool has_grpc;
+	enum sl_match_type grpc_type;
+	char *grpc_service, *grpc_method;
+};
+
+struct sl_route_timeouts {
+	uint32_t request_ms, backend_request_ms;	/* 0: none */
+};
+
+struct sl_route_retry {
+	uint16_t *codes;
+	size_t n_codes;
+	uint32_t attempts;		/* 0: unset */
+	uint32_t backoff_ms;
+};
+
+struct sl_route_rule {
+	char *name;			/* sectionName-able rule name; may be NULL */
+	struct sl_http_match *matches;	/* none: match everything */
+	size_t n_matches;
+	struct sl_route_filter *filters;
+	size_t n_filters;
+	struct sl_backend_ref *backends;
+	size_t n_backends;
+	struct sl_route_timeouts timeouts;
+	bool has_retry;
+	struct sl_route_retry retry;
+};
+
+enum sl_route_kind { SL_ROUTE_HTTP = 0, SL_ROUTE_GRPC, SL_ROUTE_TCP, SL_ROUTE_TLS };
+
+/* HTTPRoute, GRPCRoute, TCPRoute, TLSRoute. */
+struct sl_route {
+	enum sl_route_kind kind;
+	char *ns, *name;
+	int64_t generation;		/* metadata.generation; 0 when absent */
+	char *created;			/* metadata.creationTimestamp (RFC 3339), for precedence; may be NULL */
+	struct sl_parent_ref *parents;
+	size_t n_parents;
+	char **hostnames;
+	size_t n_hostnames;
+	struct sl_route_rule *rules;
+	size_t n_rules;
+	struct sl_src src;
+};
+
+enum sl_routes_from { SL_ROUTES_FROM_SAME = 0, SL_ROUTES_FROM_ALL, SL_ROUTES_FROM_SELECTOR };
+
+struct sl_route_group_kind {
+	char *group, *kind;
+};
+
+struct sl_object_ref {
+	char *group, *kind, *ns, *name;	/* ns NULL: the referrer's namespace */
+};
+
+struct sl_listener {
+	char *name;
+	char *hostname;			/* NULL: any */
+	uint16_t port;
+	char *protocol;			/* HTTP, HTTPS, TLS, TCP, UDP, ... as written */
+	char *tls_mode;			/* Terminate (default for HTTPS) / Passthrough; NULL unset */
+	struct sl_object_ref *certs;	/* tls.certificateRefs */
+	size_t n_certs;
+	enum sl_routes_from routes_from;	/* allowedRoutes.namespaces.from */
+	struct sl_selector routes_selector;	/* allowedRoutes.namespaces.selector */
+	struct sl_route_group_kind *route_kinds;	/* allowedRoutes.kinds; none: by protocol */
+	size_t n_route_kinds;
+};
+
+struct sl_gateway {
+	char *ns, *name;
+	char *class_name;		/* spec.gatewayClassName */
+	int64_t generation;
+	struct sl_listener *listeners;
+	size_t n_listeners;
+	struct sl_ip *addresses;	/* spec.addresses of type IPAddress */
+	size_t n_addresses;
+	struct sl_src src;
+};
+
+struct sl_gateway_class {
+	char *name;
+	char *controller;		/* spec.controllerName */
+	struct sl_src src;
+};
+
+/* ReferenceGrant: from (group, kind, namespace) may refer to to (group, kind,
+ * name NULL: any) in the grant's namespace. */
+struct sl_ref_grant_from {
+	char *group, *kind, *ns;
+};
+
+struct sl_ref_grant_to {
+	char *group, *kind, *name;
+};
+
+struct sl_ref_grant {
+	char *ns, *name;
+	struct sl_ref_grant_from *from;
+	size_t n_from;
+	struct sl_ref_grant_to *to;
+	size_t n_to;
+	struct sl_src src;
+};
+
+/* A kubernetes.io/tls Secret (or any Secret with tls.crt/tls.key): PEM text,
+ * base64-decoded from data (or stringData as is). */
+struct sl_secret {
+	char *ns, *name;
+	char *type;
+	char *tls_crt, *tls_key;	/* NULL when absent */
+	struct sl_src src;
+};
+
 /* A decoded set of objects: everything from one config directory. */
 struct sl_resources {
 	struct sl_namespace *namespaces;
@@ -275,6 +486,16 @@ struct sl_resources {
 	size_t n_authzs;
 	struct sl_peerauthn *peerauthns;
 	size_t n_peerauthns;
+	struct sl_route *routes;	/* HTTPRoute, GRPCRoute, TCPRoute, TLSRoute in file order */
+	size_t n_routes;
+	struct sl_gateway *gateways;
+	size_t n_gateways;
+	struct sl_gateway_class *gateway_classes;
+	size_t n_gateway_classes;
+	struct sl_ref_grant *ref_grants;
+	size_t n_ref_grants;
+	struct sl_secret *secrets;
+	size_t n_secrets;
 	/* Kinds accepted but not handled yet (Gateway API, policy...): counted and noted. */
 	size_t n_ignored;
 	void *priv;			/* allocator and interned strings (config.c) */

@@ -2363,9 +2363,11 @@ static void conn_connect_failed(struct tconn *c, int err)
 
 /* ---- accepting ---- */
 
-static void accept_outbound(struct tlisten *l, int fd, const struct tunnel_addr *peer)
+/* An outbound connection of pod, from its port src_port (0: not a TCP
+ * client, as the waypoint's), to dst: through HBONE, direct or passthrough.
+ * Takes fd (closes it on failure). */
+static void outbound_start(struct tpod *pod, int fd, uint16_t src_port, const struct tunnel_addr *dst)
 {
-	struct tpod *pod = l->pod;
 	struct tunnel *t = pod->t;
 	struct tunnel_workload wl;
 	struct tconn *c;
@@ -2387,12 +2389,7 @@ static void accept_outbound(struct tlisten *l, int fd, const struct tunnel_addr 
 		return;
 	}
 	peer_from_pod(&c->peer[0], pod);
-	r = t->ops.orig_dst(t->arg, fd, &c->dst);
-	if (r) {
-		pr_info("tunnel: %s/%s: no original destination for a connection on %u: %s",
-			pod->ns, pod->name, peer->port, strerror(-r));
-		goto fail;
-	}
+	c->dst = *dst;
 	sl_ip_unmap(&c->dst.ip);
 	for (size_t i = 0; i < pod->n_ips; i++)
 		if (pod->ips[i].family == c->dst.ip.family)
@@ -2402,7 +2399,7 @@ static void accept_outbound(struct tlisten *l, int fd, const struct tunnel_addr 
 		goto fail;
 	}
 	c->src.ip = *src;
-	c->src.port = peer->port;
+	c->src.port = src_port;
 	memset(&wl, 0, sizeof(wl));
 	found = !t->ops.lookup(t->arg, &c->dst.ip, &wl);
 	if (found && wl.service[0])
@@ -2450,6 +2447,56 @@ static void accept_outbound(struct tlisten *l, int fd, const struct tunnel_addr 
 		return;
 fail:
 	conn_close(c, r);
+}
+
+static struct tpod *pod_find(struct tunnel *t, const char *ns, const char *name);
+
+static void accept_outbound(struct tlisten *l, int fd, const struct tunnel_addr *peer)
+{
+	struct tpod *pod = l->pod;
+	struct tunnel *t = pod->t;
+	struct tunnel_addr dst, vip;
+	int r;
+
+	memset(&vip, 0, sizeof(vip));
+	r = t->ops.orig_dst(t->arg, fd, &dst, &vip);
+	if (r) {
+		pr_info("tunnel: %s/%s: no original destination for a connection on %u: %s",
+			pod->ns, pod->name, peer->port, strerror(-r));
+		t->st.conns_total++;
+		t->st.conns_failed++;
+		xprt_close_rst(fd);
+		return;
+	}
+	sl_ip_unmap(&dst.ip);
+	/* A Service with L7 routes: the waypoint reads the requests and comes
+	 * back through tunnel_outbound_open() for each backend. */
+	if (vip.ip.family && t->ops.l7_accept) {
+		struct tunnel_client cl = {
+			.ns = pod->ns, .name = pod->name, .service_account = pod->sa,
+			.identity = pod->identity, .ips = pod->ips, .n_ips = pod->n_ips,
+			.port = peer->port,
+		};
+
+		sl_ip_unmap(&vip.ip);
+		if (t->ops.l7_accept(t->arg, fd, &cl, &vip))
+			return;
+	}
+	outbound_start(pod, fd, peer->port, &dst);
+}
+
+int tunnel_outbound_open(struct tunnel *t, const char *ns, const char *name,
+			 const struct tunnel_addr *dst)
+{
+	struct tpod *pod = pod_find(t, ns, name);
+	int sv[2];
+
+	if (!pod)
+		return -ENOENT;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	outbound_start(pod, sv[1], 0, dst);
+	return sv[0];
 }
 
 static void accept_inbound(struct tlisten *l, int fd, const struct tunnel_addr *peer)

@@ -99,6 +99,15 @@ enum tunnel_path {
 	TUNNEL_PATH_PLAINTEXT,		/* inbound on 15006 */
 };
 
+/* The pod a connection on 15001 came from (for ops->l7_accept). */
+struct tunnel_client {
+	const char *ns, *name, *service_account;
+	const char *identity;		/* its SPIFFE ID */
+	const struct sl_ip *ips;	/* at most one per family */
+	size_t n_ips;
+	uint16_t port;			/* the client's TCP port */
+};
+
 /* What ops->authorize decides on: a connection about to be delivered to a
  * pod of this node (HBONE inbound, direct, plaintext inbound). */
 struct tunnel_authz {
@@ -112,8 +121,10 @@ struct tunnel_authz {
 /* The directory and identity, as callbacks; arg is tunnel_new's arg. Required
  * unless marked optional. Strings passed in are valid during the call only. */
 struct tunnel_ops {
-	/* The original destination of a connection accepted on 15001: 0 or -errno. */
-	int (*orig_dst)(void *arg, int fd, struct tunnel_addr *dst);
+	/* The original destination of a connection accepted on 15001: 0 or
+	 * -errno. When the application asked for a Service VIP, *vip is that
+	 * VIP:port (vip->ip.family stays 0 otherwise). */
+	int (*orig_dst)(void *arg, int fd, struct tunnel_addr *dst, struct tunnel_addr *vip);
 	/* The workload holding ip: 0 and *wl filled, or -ENOENT. */
 	int (*lookup)(void *arg, const struct sl_ip *ip, struct tunnel_workload *wl);
 	/* A non-blocking TCP socket of family (AF_INET/AF_INET6) in the netns of
@@ -147,6 +158,10 @@ struct tunnel_ops {
 	int (*shortcut_relayed)(void *arg, void *sc, int client_fd, int server_fd, int d, uint64_t relayed);
 	void (*shortcut_bytes)(void *arg, void *sc, uint64_t direct[2]);
 	void (*shortcut_close)(void *arg, void *sc, uint64_t direct[2]);
+	/* Optional: a connection to a Service VIP, accepted on 15001. Return
+	 * true to take fd over (the waypoint, for Services with L7 routes);
+	 * false leaves it to the tunnel, bound for dst as usual. */
+	bool (*l7_accept)(void *arg, int fd, const struct tunnel_client *cl, const struct tunnel_addr *vip);
 };
 
 struct tunnel_opts {
@@ -179,6 +194,13 @@ int tunnel_pod_add(struct tunnel *t, const struct tunnel_pod *pod);
  * (either end in the pod) and HBONE connections (GOAWAY) may finish within
  * opts.drain_ms; what is left then is reset. 0 or -ENOENT. */
 int tunnel_pod_remove(struct tunnel *t, const char *ns, const char *name);
+
+/* A connection from the local pod ns/name to dst, as if the pod had
+ * connected there itself (HBONE, direct or passthrough, with its identity and
+ * policy): the caller's end of a non-blocking socketpair, or -errno (-ENOENT:
+ * no such pod). For the waypoint's requests to their backends. */
+int tunnel_outbound_open(struct tunnel *t, const char *ns, const char *name,
+			 const struct tunnel_addr *dst);
 
 /* ---- observability ---- */
 

@@ -18,6 +18,7 @@
 #include "pods.h"
 #include "policy.h"
 #include "polsync.h"
+#include "route.h"
 #include "tunnel.h"
 #include "views.h"
 
@@ -697,4 +698,129 @@ int views_policy_metrics(const struct agent *a, FILE *f)
 			c->kind, c->ns, c->name, (unsigned long long)c->denied);
 	}
 	return ferror(f) ? -EIO : 0;
+}
+
+/* ---- Gateway API routes ---- */
+
+static const char *const route_kind_names[] = { "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute" };
+
+json_t *views_routes(const struct agent *a)
+{
+	json_t *routes = json_array();
+	size_t n = a->routes ? route_status_count(a->routes) : 0;
+	json_t *cur = NULL;
+	const struct sl_route *last = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct route_parent_status *ps = route_status_at(a->routes, i);
+		const struct sl_route *r = ps->route;
+		const struct sl_parent_ref *pr = &r->parents[ps->parent];
+
+		if (r != last) {
+			json_t *hosts = json_array();
+
+			for (size_t h = 0; h < r->n_hostnames; h++)
+				json_array_append_new(hosts, json_string(r->hostnames[h]));
+			cur = json_array();
+			json_array_append_new(routes,
+					      json_pack("{s:s, s:s, s:s, s:o, s:i, s:o, s:s, s:i}", "kind",
+							route_kind_names[r->kind], "namespace", r->ns, "name",
+							r->name, "hostnames", hosts, "rules", (int)r->n_rules,
+							"parents", cur, "file", r->src.file, "line", r->src.line));
+			last = r;
+		}
+		json_array_append_new(cur, json_pack("{s:s, s:s, s:s, s:s?, s:i, s:b, s:s, s:b, s:s, s:s}",
+						     "kind", pr->kind ? pr->kind : "Gateway", "namespace",
+						     pr->ns ? pr->ns : r->ns, "name", pr->name,
+						     "section", pr->section_name, "port", pr->port,
+						     "accepted", ps->accepted, "accepted_reason",
+						     ps->accepted_reason ? ps->accepted_reason : "",
+						     "resolved_refs", ps->resolved_refs, "refs_reason",
+						     ps->refs_reason ? ps->refs_reason : "", "message",
+						     ps->message));
+	}
+	return json_pack("{s:o}", "routes", routes);
+}
+
+static json_t *edits_json(const struct route_hdr_edit *e, size_t n)
+{
+	static const char *const ops[] = { "set", "add", "remove" };
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s?}", "op", ops[e[i].op], "name",
+						     e[i].name, "value", e[i].value));
+	return arr;
+}
+
+/* ?service=ns/name&port=N&method=M&path=P[&from=NS][&host=H][&h0=k:v...] */
+json_t *views_route_check(const struct agent *a, const char *q, int *code)
+{
+	static const char *const actions[] = { "forward", "redirect", "respond" };
+	static struct route_decision d;	/* large; the status socket runs on one thread */
+	char svc[300] = "", port_s[16] = "80", method[16] = "GET", path[2048] = "/", from[64] = "";
+	char host[256] = "", hv[WAYPOINT_HEADER_ARGS][512];
+	struct route_header hdrs[WAYPOINT_HEADER_ARGS];
+	const struct route_set *set;
+	char *slash, *query;
+	size_t nh = 0;
+	long port;
+
+	if (!query_get(q, "service", svc, sizeof(svc)) || !(slash = strchr(svc, '/'))) {
+		*code = 400;
+		return json_pack("{s:s}", "error", "want ?service=<ns>/<name>&port=N&method=M&path=P[&from=NS][&h0=k:v]");
+	}
+	*slash = 0;
+	query_get(q, "port", port_s, sizeof(port_s));
+	query_get(q, "method", method, sizeof(method));
+	query_get(q, "path", path, sizeof(path));
+	query_get(q, "host", host, sizeof(host));
+	if (!query_get(q, "from", from, sizeof(from)))
+		snprintf(from, sizeof(from), "%s", svc);
+	for (int i = 0; i < WAYPOINT_HEADER_ARGS; i++) {
+		char key[8], *colon;
+
+		snprintf(key, sizeof(key), "h%d", i);
+		if (!query_get(q, key, hv[nh], sizeof(hv[nh])))
+			break;
+		colon = strchr(hv[nh], ':');
+		if (!colon)
+			continue;
+		*colon = 0;
+		hdrs[nh] = (struct route_header){ hv[nh], strlen(hv[nh]), colon + 1 + strspn(colon + 1, " "),
+						  strlen(colon + 1 + strspn(colon + 1, " ")) };
+		nh++;
+	}
+	port = strtol(port_s, NULL, 10);
+	if (port < 1 || port > 65535) {
+		*code = 400;
+		return json_pack("{s:s}", "error", "port: 1 to 65535");
+	}
+	if (!a->routes) {
+		*code = 503;
+		return json_pack("{s:s}", "error", "no configuration in force yet");
+	}
+	set = route_for_service(a->routes, from, svc, slash + 1, (uint16_t)port);
+	if (!set)
+		return json_pack("{s:s, s:s, s:i, s:s, s:s}", "service", svc, "name", slash + 1, "port",
+				 (int)port, "from", from, "result", "no routes: plain L4 to the Service");
+	query = strchr(path, '?');
+	if (query)
+		*query++ = 0;
+	{
+		struct route_request rq = {
+			.method = method, .path = path, .query = query, .host = host[0] ? host : NULL,
+			.scheme = "http", .port = (uint16_t)port, .headers = hdrs, .n_headers = nh,
+		};
+
+		route_decide(set, &rq, (uint32_t)random(), &d);
+	}
+	return json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:s?, s:s?, s:i, s:s, s:s, s:o, s:o, s:s?}",
+			 "service", svc, "name", slash + 1, "port", (int)port, "from", from, "result",
+			 "routed", "action", actions[d.action], "status", d.status, "backend_namespace",
+			 d.action == ROUTE_FORWARD ? d.backend.ns : NULL, "backend", d.action == ROUTE_FORWARD ? d.backend.name : NULL,
+			 "backend_port", d.backend.port, "path", d.path, "rule", d.why,
+			 "request_edits", edits_json(d.req_edits, d.n_req_edits), "response_edits",
+			 edits_json(d.resp_edits, d.n_resp_edits), "location",
+			 d.action == ROUTE_REDIRECT ? d.location : NULL);
 }

@@ -148,14 +148,16 @@ remember:
 
 /* Look up key as a Service frontend and choose a backend into *out.
  * Returns LB_NOT_SERVICE, LB_REFUSE, or LB_XLATE with *out and *svc_id set. */
-static __always_inline enum lb_verdict lb_select(void *ctx, const struct sl_svc_key *key,
-						 struct sl_sticky_val *out, __u32 *svc_id)
+static __always_inline enum lb_verdict lb_select_flags(void *ctx, const struct sl_svc_key *key,
+						       struct sl_sticky_val *out, __u32 *svc_id,
+						       __u16 *flags)
 {
 	struct sl_svc_val *svc = bpf_map_lookup_elem(&sl_svc_v1, key);
 
 	if (!svc)
 		return LB_NOT_SERVICE;
 	*svc_id = svc->svc_id;
+	*flags = svc->flags;
 	if (svc->count == 0) {
 		metrics_inc(SL_CNT_LB_NO_BACKEND);
 		return LB_REFUSE;
@@ -167,6 +169,14 @@ static __always_inline enum lb_verdict lb_select(void *ctx, const struct sl_svc_
 		return LB_NOT_SERVICE;
 	}
 	return LB_XLATE;
+}
+
+static __always_inline enum lb_verdict lb_select(void *ctx, const struct sl_svc_key *key,
+						 struct sl_sticky_val *out, __u32 *svc_id)
+{
+	__u16 flags;
+
+	return lb_select_flags(ctx, key, out, svc_id, &flags);
 }
 
 /* For an unconnected UDP socket that already sends to this VIP: the backend it

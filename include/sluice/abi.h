@@ -69,6 +69,7 @@ _Static_assert(sizeof(struct sl_svc_key) == 20, "sl_svc_key is ABI");
 /* sl_svc_v1 flags */
 #define SL_SVC_F_AFFINITY	0x0001	/* sessionAffinity: ClientIP */
 #define SL_SVC_F_LOCAL		0x0002	/* internalTrafficPolicy: Local (slots hold local endpoints only) */
+#define SL_SVC_F_L7		0x0004	/* has Gateway API routes: enrolled clients go to the agent on the VIP */
 
 /* sl_svc_v1 value. count == 0 means: refuse the connection (no ready endpoint). */
 struct sl_svc_val {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-/* sl-echo - the lab pods' test server and client (libc only).
+/* sl-echo - the lab pods' test server and client (libc and libnghttp2).
  *
- *   sl-echo serve --pod NAME --namespace NS [--tcp PORT]... [--udp PORT]...
- *                 [--ready-file PATH]
+ *   sl-echo serve --pod NAME --namespace NS [--service NAME] [--tcp PORT]...
+ *                 [--udp PORT]... [--ready-file PATH]
  *   sl-echo probe tcp|udp HOST PORT [--count N] [--timeout-ms MS] [--connected]
  *                 [--line TEXT]
  *   sl-echo stream tcp HOST PORT --duration-ms MS [--interval-ms MS] [--timeout-ms MS]
@@ -11,7 +11,34 @@
  * (AF_INET6 with IPV6_V6ONLY=0; AF_INET when the pod has no IPv6). A TCP
  * connection whose first line looks like an HTTP/1.x request line speaks
  * HTTP/1.1 and answers with a JSON echo in the shape of the Gateway API
- * conformance echo server; any other TCP connection is in line mode:
+ * conformance echo server (echo-basic): fields path (the request target, query
+ * included), host, method, proto, headers (canonical name -> values; Host is
+ * not among them), namespace, service (--service, or ""), pod, and remote
+ * (the peer). Like echo-basic it also
+ *   - sets response headers from X-Echo-Set-Header: comma-separated k:v pairs
+ *     (every such header; a name given twice gets the values joined by ",";
+ *     names that would change the framing are ignored);
+ *   - waits first when the query has delay=<Go duration> (1s, 500ms, 1m30s;
+ *     at most 1 h): a timer of the epoll loop holds that connection's answer,
+ *     other connections go on; a malformed delay is a 500;
+ *   - answers /status/NNN with status NNN.
+ * A TCP connection that starts with the HTTP/2 client preface ("PRI *
+ * HTTP/2.0\r\n\r\nSM\r\n\r\n", h2c with prior knowledge) speaks HTTP/2
+ * (nghttp2, in the same epoll loop): every request gets the same JSON echo
+ * (proto "HTTP/2.0", host from :authority, else Host), answered when the
+ * request ends; ?delay= holds only that stream. A request with content-type
+ * application/grpc is a gRPC call answered as echo-basic's gRPC server does
+ * (conformance/echo-basic/grpcecho.proto): service
+ * gateway_api_conformance.echo_basic.grpcecho.GrpcEcho, methods Echo and
+ * EchoTwo answer an EchoResponse (assertions: fully_qualified_method, the
+ * request's metadata as headers, authority, context {namespace, service_name,
+ * pod}) with grpc-status 0 in the trailers; EchoThree, any other method or
+ * service get grpc-status 12 (UNIMPLEMENTED), trailers only.
+ * Every HTTP request (HTTP/1.x, HTTP/2, gRPC) is logged to stdout (the lab's
+ * server.log), one line
+ *   http <method> <target> host=<host> peer=<peer>
+ * (bytes outside printable ASCII as '?'), written once per loop iteration.
+ * Any other TCP connection is in line mode:
  *
  *   client: <line>\n          server: <pod> <peer-ip>:<peer-port> <line>\n
  *
@@ -59,6 +86,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nghttp2/nghttp2.h>
+
 #define SL_ECHO_IBUF		16384	/* per-connection input; also the max HTTP header block */
 #define SL_ECHO_OBUF_INIT	4096	/* per-connection output, grown on demand, kept on reuse */
 #define SL_ECHO_OBUF_HIGH	(256 * 1024)	/* stop reading while this much output is queued */
@@ -68,6 +97,11 @@
 #define SL_ECHO_ADDRSTR		(INET6_ADDRSTRLEN + 8)
 #define SL_ECHO_LINGER_MS	2000	/* how long a closing connection drains input */
 #define SL_ECHO_LINGER_BYTES	(1024 * 1024)
+#define SL_ECHO_H2_PREFACE	"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define SL_ECHO_H2_PREFACE_LEN	24
+#define SL_ECHO_H2_STREAMS	256	/* SETTINGS_MAX_CONCURRENT_STREAMS */
+#define SL_ECHO_H2_HDR_BYTES	65536	/* a request's header fields, at most (else 431) */
+#define SL_ECHO_GRPC_SERVICE	"gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
 
 /* ---------------------------------------------------------------- common */
 
@@ -178,6 +212,8 @@ static void sb_reserve(struct sbuf *b, size_t more)
 
 static void sb_putn(struct sbuf *b, const char *s, size_t n)
 {
+	if (!n)
+		return;	/* s and b->p may be NULL */
 	sb_reserve(b, n);
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
@@ -232,6 +268,34 @@ static void sb_json_str(struct sbuf *b, const char *s, size_t n)
 	sb_putn(b, "\"", 1);
 }
 
+/* A header field as a record of a field list: u32 name length, u32 value
+ * length, name, value (HTTP/2 requests and responses). */
+static void sb_put_field(struct sbuf *b, const char *n, size_t nl, const char *v, size_t vl)
+{
+	uint32_t l[2] = { (uint32_t)nl, (uint32_t)vl };
+
+	sb_putn(b, (const char *)l, sizeof(l));
+	sb_putn(b, n, nl);
+	sb_putn(b, v, vl);
+}
+
+/* The field at *off of a field list, advancing *off; false at the end. */
+static bool sb_get_field(const struct sbuf *b, size_t *off, const char **n, size_t *nl,
+			 const char **v, size_t *vl)
+{
+	uint32_t l[2];
+
+	if (*off + sizeof(l) > b->len)
+		return false;
+	memcpy(l, b->p + *off, sizeof(l));
+	*n = b->p + *off + sizeof(l);
+	*nl = l[0];
+	*v = *n + l[0];
+	*vl = l[1];
+	*off += sizeof(l) + l[0] + l[1];
+	return true;
+}
+
 /* ---------------------------------------------------------------- serve */
 
 enum item_kind { ITEM_TCP_LISTEN, ITEM_UDP, ITEM_CONN };
@@ -241,7 +305,9 @@ struct item {
 	int fd;
 };
 
-enum conn_mode { MODE_UNKNOWN, MODE_LINE, MODE_HTTP };
+enum conn_mode { MODE_UNKNOWN, MODE_LINE, MODE_HTTP, MODE_H2 };
+
+struct h2_stream;
 
 /* HTTP request body framing still to be consumed (read and discarded). */
 enum body_state { BODY_NONE, BODY_LENGTH, BODY_CHUNK_SIZE, BODY_CHUNK_DATA, BODY_CHUNK_CRLF,
@@ -259,6 +325,12 @@ struct conn {
 	bool draining;			/* in the linger list, discarding input until EOF */
 	int64_t linger_until;		/* CLOCK_MONOTONIC ms */
 	struct conn *lprev, *lnext;	/* linger list, oldest first */
+	bool held;			/* answer held back until hold_until (?delay=); HTTP/2:
+					 * the timer of its earliest delayed stream */
+	int64_t hold_until;		/* CLOCK_MONOTONIC ms */
+	struct conn *hprev, *hnext;	/* held list (unordered) */
+	nghttp2_session *h2;		/* MODE_H2 */
+	struct h2_stream *streams;	/* MODE_H2: the open streams */
 	size_t in_off, in_len;		/* unconsumed input is in[in_off..in_len) */
 	struct sbuf out;		/* queued output */
 	size_t out_off;			/* out.p[out_off..out.len) not yet written */
@@ -269,8 +341,10 @@ struct conn {
 };
 
 struct server {
-	const char *pod, *ns;
+	const char *pod, *ns, *svc;
 	size_t pod_len;
+	struct conn *held_head;
+	struct sbuf log;		/* request log lines not yet written to stdout */
 	int ep;
 	int spare_fd;			/* closed to accept-and-drop at EMFILE */
 	struct conn *free_conns;
@@ -300,6 +374,10 @@ static struct conn *conn_get(void)
 	c->events = 0;
 	c->rd_closed = c->want_close = c->linger = c->draining = false;
 	c->lprev = c->lnext = NULL;
+	c->held = false;
+	c->hprev = c->hnext = NULL;
+	c->h2 = NULL;
+	c->streams = NULL;
 	c->in_off = c->in_len = 0;
 	c->out.len = 0;
 	c->out_off = 0;
@@ -307,9 +385,43 @@ static struct conn *conn_get(void)
 	return c;
 }
 
+static void conn_unhold(struct conn *c)
+{
+	if (!c->held)
+		return;
+	if (c->hprev)
+		c->hprev->hnext = c->hnext;
+	else
+		srv.held_head = c->hnext;
+	if (c->hnext)
+		c->hnext->hprev = c->hprev;
+	c->hprev = c->hnext = NULL;
+	c->held = false;
+}
+
+static void conn_hold(struct conn *c, int64_t until)
+{
+	if (c->held) {
+		if (until > c->hold_until)
+			c->hold_until = until;
+		return;
+	}
+	c->held = true;
+	c->hold_until = until;
+	c->hprev = NULL;
+	c->hnext = srv.held_head;
+	if (srv.held_head)
+		srv.held_head->hprev = c;
+	srv.held_head = c;
+}
+
+static void h2_end(struct conn *c);
+
 /* Terminal: closes the socket and returns c to the free list. */
 static void conn_close(struct conn *c)
 {
+	conn_unhold(c);
+	h2_end(c);
 	if (c->draining) {
 		if (c->lprev)
 			c->lprev->lnext = c->lnext;
@@ -513,6 +625,314 @@ static void http_simple_response(struct conn *c, int status)
 	c->linger = true;
 }
 
+/* tchar of RFC 9110 (header field names). */
+static bool is_tchar(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static int hexval(char ch)
+{
+	return ch >= '0' && ch <= '9' ? ch - '0' :
+	       ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 :
+	       ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* The first value of query parameter key in target[0..n) ("...?a=1&key=v"),
+ * percent-decoded into buf. Returns its length, or -1 when absent or too long. */
+static int query_get(const char *target, size_t n, const char *key, char *buf, size_t cap)
+{
+	const char *q = memchr(target, '?', n), *end = target + n;
+	size_t kl = strlen(key);
+
+	if (!q)
+		return -1;
+	for (q++; q < end;) {
+		const char *amp = memchr(q, '&', (size_t)(end - q)), *pe = amp ? amp : end;
+		const char *eq = memchr(q, '=', (size_t)(pe - q));
+		const char *ke = eq ? eq : pe;
+
+		if ((size_t)(ke - q) == kl && !memcmp(q, key, kl)) {
+			const char *v = eq ? eq + 1 : pe;
+			size_t o = 0;
+
+			for (; v < pe; v++) {
+				char ch = *v;
+
+				if (o + 1 >= cap)
+					return -1;
+				if (ch == '+') {
+					ch = ' ';
+				} else if (ch == '%' && pe - v >= 3 && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
+					ch = (char)(hexval(v[1]) * 16 + hexval(v[2]));
+					v += 2;
+				}
+				buf[o++] = ch;
+			}
+			buf[o] = 0;
+			return (int)o;
+		}
+		q = pe + 1;
+	}
+	return -1;
+}
+
+/* A Go duration (time.ParseDuration: "0", or [-+]?(<decimal><unit>)+ with
+ * units ns, us, µs, μs, ms, s, m, h) in milliseconds, rounded up; a negative
+ * one is 0. False when malformed or longer than max_ms. */
+static bool parse_go_duration(const char *s, int64_t max_ms, int64_t *out)
+{
+	static const struct { const char *u; double ns; } units[] = {
+		{ "ns", 1 }, { "us", 1e3 }, { "\xc2\xb5s", 1e3 }, { "\xce\xbcs", 1e3 },
+		{ "ms", 1e6 }, { "s", 1e9 }, { "m", 60e9 }, { "h", 3600e9 },
+	};
+	bool neg = false;
+	double ns = 0;
+
+	if (*s == '-' || *s == '+')
+		neg = *s++ == '-';
+	if (!strcmp(s, "0")) {
+		*out = 0;
+		return true;
+	}
+	if (!*s)
+		return false;
+	while (*s) {
+		double v = 0, scale = 1, unit = 0;
+		bool digits = false;
+		size_t i, ul, best_len = 0;
+
+		for (; *s >= '0' && *s <= '9'; s++, digits = true)
+			v = v * 10 + (*s - '0');
+		if (*s == '.')
+			for (s++; *s >= '0' && *s <= '9'; s++, digits = true)
+				v += (*s - '0') * (scale /= 10);
+		if (!digits)
+			return false;
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {	/* the longest unit */
+			ul = strlen(units[i].u);
+			if (ul > best_len && !strncmp(s, units[i].u, ul)) {
+				best_len = ul;
+				unit = units[i].ns;
+			}
+		}
+		if (!best_len)
+			return false;
+		s += best_len;
+		ns += v * unit;
+		if (ns > (double)max_ms * 1e6)
+			return false;
+	}
+	*out = neg ? 0 : (int64_t)((ns + 999999) / 1e6);
+	return true;
+}
+
+static void log_flush(void);
+
+/* The log line of a request: "http <method> <target> host=<host> peer=<peer>". */
+static void log_request(const struct conn *c, const char *method, size_t ml, const char *target,
+			size_t tl, const char *host, size_t hl)
+{
+	const struct { const char *p; size_t n; const char *pre; } f[] = {
+		{ method, ml, "http " }, { target, tl, " " }, { host, hl, " host=" },
+		{ c->peer, c->peer_len, " peer=" },
+	};
+	size_t i, j;
+
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		sb_puts(&srv.log, f[i].pre);
+		sb_reserve(&srv.log, f[i].n);
+		for (j = 0; j < f[i].n; j++) {
+			unsigned char ch = (unsigned char)f[i].p[j];
+
+			srv.log.p[srv.log.len++] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
+		}
+	}
+	sb_putn(&srv.log, "\n", 1);
+	if (srv.log.len >= 65536)
+		log_flush();
+}
+
+static void log_flush(void)
+{
+	size_t off = 0;
+
+	while (off < srv.log.len) {
+		ssize_t w = write(STDOUT_FILENO, srv.log.p + off, srv.log.len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;	/* nowhere to log: drop it */
+		off += (size_t)w;
+	}
+	srv.log.len = 0;
+}
+
+/* Response headers asked for by X-Echo-Set-Header ("k:v,k2:v2"; every such
+ * header), each name once (values of a repeated name joined by ","). Names
+ * that are not tokens, or that would change the framing, are ignored. Sets
+ * *ct when one of them is Content-Type. HTTP/1: "Name: value\r\n" lines;
+ * h2: field records (sb_put_field) with lower-case names, connection-specific
+ * fields left out. */
+static void put_echo_set_headers(struct sbuf *o, const struct hdr *hdrs, size_t nh, bool *ct,
+				 bool h2)
+{
+	static struct hdr kv[SL_ECHO_MAX_HDRS];
+	static struct sbuf f;
+	size_t n = 0, i, j, k;
+
+	*ct = false;
+	for (i = 0; i < nh; i++) {
+		const char *v = hdrs[i].value, *end = v + hdrs[i].value_len;
+
+		if (!ieq(hdrs[i].name, hdrs[i].name_len, "x-echo-set-header"))
+			continue;
+		while (v < end && n < SL_ECHO_MAX_HDRS) {
+			const char *comma = memchr(v, ',', (size_t)(end - v)), *pe = comma ? comma : end;
+			const char *colon = memchr(v, ':', (size_t)(pe - v));
+			const char *ns = v, *ne = colon ? colon : pe, *vs = colon ? colon + 1 : pe, *ve = pe;
+			bool ok;
+
+			v = comma ? comma + 1 : end;
+			while (ns < ne && (*ns == ' ' || *ns == '\t'))
+				ns++;
+			while (ne > ns && (ne[-1] == ' ' || ne[-1] == '\t'))
+				ne--;
+			while (vs < ve && (*vs == ' ' || *vs == '\t'))
+				vs++;
+			while (ve > vs && (ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			ok = ns < ne;
+			for (k = 0; ok && ns + k < ne; k++)
+				ok = is_tchar(ns[k]);
+			for (k = 0; ok && vs + k < ve; k++)
+				ok = (unsigned char)vs[k] >= 0x20 || vs[k] == '\t';
+			if (!ok || ieq(ns, (size_t)(ne - ns), "content-length") ||
+			    ieq(ns, (size_t)(ne - ns), "transfer-encoding") ||
+			    ieq(ns, (size_t)(ne - ns), "connection"))
+				continue;
+			if (h2 && (ieq(ns, (size_t)(ne - ns), "keep-alive") ||
+				   ieq(ns, (size_t)(ne - ns), "proxy-connection") ||
+				   ieq(ns, (size_t)(ne - ns), "upgrade") || ieq(ns, (size_t)(ne - ns), "te")))
+				continue;
+			kv[n++] = (struct hdr){ ns, vs, (size_t)(ne - ns), (size_t)(ve - vs) };
+		}
+	}
+	for (i = 0; i < n; i++) {
+		bool seen = false;
+
+		for (j = 0; j < i && !seen; j++)
+			seen = kv[j].name_len == kv[i].name_len &&
+			       !strncasecmp(kv[j].name, kv[i].name, kv[i].name_len);
+		if (seen)
+			continue;
+		*ct |= ieq(kv[i].name, kv[i].name_len, "content-type");
+		f.len = 0;
+		sb_putn(&f, kv[i].name, kv[i].name_len);
+		if (h2)
+			for (k = 0; k < f.len; k++)
+				if (f.p[k] >= 'A' && f.p[k] <= 'Z')
+					f.p[k] = (char)(f.p[k] - 'A' + 'a');
+		if (!h2)
+			sb_puts(&f, ": ");
+		sb_putn(&f, kv[i].value, kv[i].value_len);
+		for (j = i + 1; j < n; j++)
+			if (kv[j].name_len == kv[i].name_len &&
+			    !strncasecmp(kv[j].name, kv[i].name, kv[i].name_len)) {
+				sb_putn(&f, ",", 1);
+				sb_putn(&f, kv[j].value, kv[j].value_len);
+			}
+		if (h2) {
+			sb_put_field(o, f.p, kv[i].name_len, f.p + kv[i].name_len,
+				     f.len - kv[i].name_len);
+		} else {
+			sb_putn(o, f.p, f.len);
+			sb_puts(o, "\r\n");
+		}
+	}
+}
+
+/* The status of the echo answer to target[0..n) and its ?delay= (0 if none):
+ * 200; /status/NNN answers NNN; a malformed delay is a 500. */
+static int echo_status(const char *target, size_t target_len, int64_t *delay_ms)
+{
+	int status = 200;
+	char qv[64];
+
+	*delay_ms = 0;
+	if (query_get(target, target_len, "delay", qv, sizeof(qv)) > 0 &&
+	    !parse_go_duration(qv, 3600 * 1000, delay_ms))
+		status = 500;
+	if (target_len >= 11 && memcmp(target, "/status/", 8) == 0) {
+		const char *d = target + 8;
+		size_t k = 0;
+		int v = 0;
+
+		while (k < 3 && k < target_len - 8 && d[k] >= '0' && d[k] <= '9')
+			v = v * 10 + (d[k++] - '0');
+		if (k == 3 && (target_len == 11 || d[3] == '?' || d[3] == '/'))
+			status = (v >= 200 && v <= 599) ? v : 400;
+	}
+	return status;
+}
+
+/* The JSON echo, in the shape of the Gateway API conformance echo server. Host
+ * is not among the headers (Go's net/http moves it to Request.Host). */
+static void echo_body(struct sbuf *body, const struct conn *c, const char *method, size_t method_len,
+		      const char *target, size_t target_len, const char *host, size_t host_len,
+		      const char *proto, const struct hdr *hdrs, size_t nh)
+{
+	bool first = true;
+	size_t i, j;
+
+	body->len = 0;
+	sb_puts(body, "{\"path\": ");
+	sb_json_str(body, target, target_len);
+	sb_puts(body, ", \"host\": ");
+	sb_json_str(body, host, host_len);
+	sb_puts(body, ", \"method\": ");
+	sb_json_str(body, method, method_len);
+	sb_puts(body, ", \"proto\": ");
+	sb_json_str(body, proto, strlen(proto));
+	sb_puts(body, ", \"headers\": {");
+	for (i = 0; i < nh; i++) {
+		bool seen = false;
+
+		if (ieq(hdrs[i].name, hdrs[i].name_len, "host"))
+			continue;
+		for (j = 0; j < i && !seen; j++)
+			seen = hdrs[j].name_len == hdrs[i].name_len &&
+			       strncasecmp(hdrs[j].name, hdrs[i].name, hdrs[i].name_len) == 0;
+		if (seen)
+			continue;
+		if (!first)
+			sb_puts(body, ", ");
+		first = false;
+		sb_putn(body, "\"", 1);
+		sb_canon_name(body, hdrs[i].name, hdrs[i].name_len);
+		sb_puts(body, "\": [");
+		sb_json_str(body, hdrs[i].value, hdrs[i].value_len);
+		for (j = i + 1; j < nh; j++)
+			if (hdrs[j].name_len == hdrs[i].name_len &&
+			    strncasecmp(hdrs[j].name, hdrs[i].name, hdrs[i].name_len) == 0) {
+				sb_puts(body, ", ");
+				sb_json_str(body, hdrs[j].value, hdrs[j].value_len);
+			}
+		sb_putn(body, "]", 1);
+	}
+	sb_puts(body, "}, \"namespace\": ");
+	sb_json_str(body, srv.ns, strlen(srv.ns));
+	sb_puts(body, ", \"service\": ");
+	sb_json_str(body, srv.svc, strlen(srv.svc));
+	sb_puts(body, ", \"pod\": ");
+	sb_json_str(body, srv.pod, srv.pod_len);
+	sb_puts(body, ", \"remote\": ");
+	sb_json_str(body, c->peer, c->peer_len);
+	sb_puts(body, "}\n");
+}
+
 /* Parse one request head in h[0..n) (ending with the blank line) and queue the
  * response. Sets up body consumption. Returns false on a malformed request
  * (a 400 is queued and the connection will close). */
@@ -521,11 +941,13 @@ static bool http_handle(struct conn *c, const char *h, size_t n)
 	static struct hdr hdrs[SL_ECHO_MAX_HDRS];
 	const char *line = h, *end = h + n, *eol;
 	const char *method, *target, *proto, *host = "";
-	size_t method_len, target_len, proto_len, host_len = 0, nh = 0, i, j;
+	size_t method_len, target_len, host_len = 0, nh = 0;
 	bool keep_alive, head, chunked = false, has_len = false, v10;
-	bool conn_close_tok = false, conn_keep_tok = false, expect_continue = false;
+	bool conn_close_tok = false, conn_keep_tok = false, expect_continue = false, ct_set;
 	uint64_t clen = 0;
-	int status = 200;
+	int status;
+	int64_t delay_ms;
+	char proto_buf[9];
 	struct sbuf *body = &srv.scratch;
 
 	/* request line */
@@ -547,7 +969,6 @@ static bool http_handle(struct conn *c, const char *h, size_t n)
 		target = sp1 + 1;
 		target_len = (size_t)(sp2 - target);
 		proto = sp2 + 1;
-		proto_len = 8;
 	}
 	v10 = proto[7] == '0';
 	head = ieq(method, method_len, "HEAD");
@@ -620,67 +1041,11 @@ static bool http_handle(struct conn *c, const char *h, size_t n)
 		line = eol + 1;
 	}
 	keep_alive = v10 ? conn_keep_tok && !conn_close_tok : !conn_close_tok;
-
-	/* /status/NNN */
-	if (target_len >= 11 && memcmp(target, "/status/", 8) == 0) {
-		const char *d = target + 8;
-		size_t k = 0;
-		int v = 0;
-
-		while (k < 3 && k < target_len - 8 && d[k] >= '0' && d[k] <= '9')
-			v = v * 10 + (d[k++] - '0');
-		if (k == 3 && (target_len == 11 || d[3] == '?' || d[3] == '/'))
-			status = (v >= 200 && v <= 599) ? v : 400;
-	}
-
-	/* JSON body, in the shape of the Gateway API conformance echo server. Host
-	 * is not among the headers (Go's net/http moves it to Request.Host). */
-	body->len = 0;
-	sb_puts(body, "{\"path\": ");
-	sb_json_str(body, target, target_len);
-	sb_puts(body, ", \"host\": ");
-	sb_json_str(body, host, host_len);
-	sb_puts(body, ", \"method\": ");
-	sb_json_str(body, method, method_len);
-	sb_puts(body, ", \"proto\": ");
-	sb_json_str(body, proto, proto_len);
-	sb_puts(body, ", \"headers\": {");
-	{
-		bool first = true;
-
-		for (i = 0; i < nh; i++) {
-			bool seen = false;
-
-			if (ieq(hdrs[i].name, hdrs[i].name_len, "host"))
-				continue;
-			for (j = 0; j < i && !seen; j++)
-				seen = hdrs[j].name_len == hdrs[i].name_len &&
-				       strncasecmp(hdrs[j].name, hdrs[i].name, hdrs[i].name_len) == 0;
-			if (seen)
-				continue;
-			if (!first)
-				sb_puts(body, ", ");
-			first = false;
-			sb_putn(body, "\"", 1);
-			sb_canon_name(body, hdrs[i].name, hdrs[i].name_len);
-			sb_puts(body, "\": [");
-			sb_json_str(body, hdrs[i].value, hdrs[i].value_len);
-			for (j = i + 1; j < nh; j++)
-				if (hdrs[j].name_len == hdrs[i].name_len &&
-				    strncasecmp(hdrs[j].name, hdrs[i].name, hdrs[i].name_len) == 0) {
-					sb_puts(body, ", ");
-					sb_json_str(body, hdrs[j].value, hdrs[j].value_len);
-				}
-			sb_putn(body, "]", 1);
-		}
-	}
-	sb_puts(body, "}, \"namespace\": ");
-	sb_json_str(body, srv.ns, strlen(srv.ns));
-	sb_puts(body, ", \"pod\": ");
-	sb_json_str(body, srv.pod, srv.pod_len);
-	sb_puts(body, ", \"remote\": ");
-	sb_json_str(body, c->peer, c->peer_len);
-	sb_puts(body, "}\n");
+	log_request(c, method, method_len, target, target_len, host, host_len);
+	status = echo_status(target, target_len, &delay_ms);
+	memcpy(proto_buf, proto, 8);
+	proto_buf[8] = 0;
+	echo_body(body, c, method, method_len, target, target_len, host, host_len, proto_buf, hdrs, nh);
 
 	/* body framing of the request */
 	if (chunked) {
@@ -696,10 +1061,12 @@ static bool http_handle(struct conn *c, const char *h, size_t n)
 	sb_putu(&c->out, (unsigned long)status);
 	sb_putn(&c->out, " ", 1);
 	sb_puts(&c->out, reason_phrase(status));
-	if (status == 204 || status == 304) {
-		sb_puts(&c->out, "\r\n");
-	} else {
-		sb_puts(&c->out, "\r\nContent-Type: application/json\r\nContent-Length: ");
+	sb_puts(&c->out, "\r\n");
+	put_echo_set_headers(&c->out, hdrs, nh, &ct_set, false);
+	if (status != 204 && status != 304) {
+		if (!ct_set)
+			sb_puts(&c->out, "Content-Type: application/json\r\n");
+		sb_puts(&c->out, "Content-Length: ");
 		sb_putu(&c->out, body->len);
 		sb_puts(&c->out, "\r\n");
 	}
@@ -712,6 +1079,8 @@ static bool http_handle(struct conn *c, const char *h, size_t n)
 		sb_putn(&c->out, body->p, body->len);
 	if (!keep_alive)
 		c->want_close = true;
+	if (delay_ms > 0)
+		conn_hold(c, now_ms() + delay_ms);
 	return true;
 bad:
 	http_simple_response(c, 400);
@@ -796,7 +1165,7 @@ bad:
 
 static void http_process(struct conn *c)
 {
-	while (!c->want_close && c->out.len - c->out_off < SL_ECHO_OBUF_HIGH) {
+	while (!c->want_close && !c->held && c->out.len - c->out_off < SL_ECHO_OBUF_HIGH) {
 		char *s, *p;
 		size_t n, hlen;
 
@@ -838,6 +1207,503 @@ static void http_process(struct conn *c)
 	}
 }
 
+/* ---------------------------------------------------------------- HTTP/2 */
+
+/* One request stream of an HTTP/2 connection. Freed when nghttp2 closes the
+ * stream, or with the connection. */
+struct h2_stream {
+	int32_t id;
+	bool too_big;			/* header fields over the limits: answered with 431 */
+	bool answered;			/* the response is submitted (or waits: delayed) */
+	bool delayed;			/* submitted at due (?delay=) */
+	bool grpc_trailers;		/* the body ends with the gRPC trailers */
+	int64_t due;			/* CLOCK_MONOTONIC ms */
+	size_t nfields;
+	struct sbuf req;		/* request fields (sb_put_field records) */
+	struct sbuf rsp;		/* response fields */
+	struct sbuf trailers;		/* gRPC trailers */
+	struct sbuf body;		/* response body */
+	size_t body_off;		/* body.p[body_off..len) not yet handed to nghttp2 */
+	struct h2_stream *prev, *next;	/* the connection's streams */
+};
+
+static void h2_stream_destroy(struct h2_stream *st)
+{
+	free(st->req.p);
+	free(st->rsp.p);
+	free(st->trailers.p);
+	free(st->body.p);
+	free(st);
+}
+
+/* Unlink st from its connection and free it. */
+static void h2_stream_free(struct conn *c, struct h2_stream *st)
+{
+	if (st->prev)
+		st->prev->next = st->next;
+	else
+		c->streams = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	h2_stream_destroy(st);
+}
+
+/* With the connection: the session and every stream. */
+static void h2_end(struct conn *c)
+{
+	struct h2_stream *st, *next;
+
+	if (c->h2) {
+		nghttp2_session_del(c->h2);
+		c->h2 = NULL;
+	}
+	for (st = c->streams; st; st = next) {
+		next = st->next;
+		h2_stream_destroy(st);
+	}
+	c->streams = NULL;
+}
+
+/* Queue what nghttp2 has to send, up to the output high-water mark. */
+static void h2_send(struct conn *c)
+{
+	while (c->out.len - c->out_off < SL_ECHO_OBUF_HIGH) {
+		const uint8_t *d;
+		ssize_t n = nghttp2_session_mem_send(c->h2, &d);
+
+		if (n < 0) {
+			c->want_close = true;
+			c->linger = true;
+		}
+		if (n <= 0)
+			return;
+		sb_putn(&c->out, (const char *)d, (size_t)n);
+	}
+}
+
+static ssize_t h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+			    uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	struct h2_stream *st = src->ptr;
+	size_t n = st->body.len - st->body_off;
+
+	if (n > len)
+		n = len;
+	memcpy(buf, st->body.p + st->body_off, n);
+	st->body_off += n;
+	if (st->body_off == st->body.len) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (st->grpc_trailers) {
+			static nghttp2_nv nv[SL_ECHO_MAX_HDRS];
+			const char *fn, *fv;
+			size_t off = 0, nl, vl, k = 0;
+
+			while (k < SL_ECHO_MAX_HDRS && sb_get_field(&st->trailers, &off, &fn, &nl, &fv, &vl))
+				nv[k++] = (nghttp2_nv){ (uint8_t *)fn, (uint8_t *)fv, nl, vl, NGHTTP2_NV_FLAG_NONE };
+			if (nghttp2_submit_trailer(s, id, nv, k) == 0)
+				*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		}
+	}
+	return (ssize_t)n;
+}
+
+/* Hand the prepared response of st to nghttp2 (it copies the fields). */
+static void h2_submit(struct conn *c, struct h2_stream *st)
+{
+	static nghttp2_nv nv[SL_ECHO_MAX_HDRS + 8];
+	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = h2_read_body };
+	const char *fn, *fv;
+	size_t off = 0, nl, vl, k = 0;
+
+	st->delayed = false;
+	while (k < SL_ECHO_MAX_HDRS + 8 && sb_get_field(&st->rsp, &off, &fn, &nl, &fv, &vl))
+		nv[k++] = (nghttp2_nv){ (uint8_t *)fn, (uint8_t *)fv, nl, vl, NGHTTP2_NV_FLAG_NONE };
+	nghttp2_submit_response(c->h2, st->id, nv, k,
+				st->body.len || st->grpc_trailers ? &prd : NULL);
+}
+
+/* Arm the connection's timer for its earliest delayed stream. */
+static void h2_rearm(struct conn *c)
+{
+	int64_t first = INT64_MAX;
+	const struct h2_stream *st;
+
+	for (st = c->streams; st; st = st->next)
+		if (st->delayed && st->due < first)
+			first = st->due;
+	conn_unhold(c);
+	if (first != INT64_MAX)
+		conn_hold(c, first);
+}
+
+static void h2_status_field(struct sbuf *b, int status)
+{
+	char v[4] = { (char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+		      (char)('0' + status % 10), 0 };
+
+	sb_put_field(b, ":status", 7, v, 3);
+}
+
+/* Protocol buffers, just what EchoResponse needs: varints and
+ * length-delimited fields. */
+static void pb_varint(struct sbuf *b, uint64_t v)
+{
+	char tmp[10];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+	sb_putn(b, tmp, n);
+}
+
+/* A length-delimited field (a string, bytes or an embedded message). */
+static void pb_bytes(struct sbuf *b, unsigned field, const char *s, size_t n)
+{
+	pb_varint(b, (uint64_t)field << 3 | 2);
+	pb_varint(b, n);
+	sb_putn(b, s, n);
+}
+
+/* A proto3 string field: left out when empty. */
+static void pb_str(struct sbuf *b, unsigned field, const char *s, size_t n)
+{
+	if (n)
+		pb_bytes(b, field, s, n);
+}
+
+/* grpc-message: percent-encoded outside printable ASCII, and '%' itself. */
+static void grpc_message(struct sbuf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch >= 0x20 && ch <= 0x7e && ch != '%') {
+			sb_putn(b, s + i, 1);
+		} else {
+			char e[3] = { '%', hex[ch >> 4], hex[ch & 15] };
+
+			sb_putn(b, e, 3);
+		}
+	}
+}
+
+/* Metadata the gRPC-Go server does not pass to the application. */
+static bool grpc_hidden_field(const char *n, size_t nl)
+{
+	static const char *const hidden[] = { "host", "te", "connection", "grpc-timeout",
+					      "grpc-encoding", "grpc-message-type", "grpc-message",
+					      "grpc-status" };
+	size_t i;
+
+	for (i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+		if (ieq(n, nl, hidden[i]))
+			return true;
+	return false;
+}
+
+/* A gRPC call, answered as echo-basic's GrpcEcho server does. */
+static void h2_grpc(struct h2_stream *st, const char *path, size_t path_len, const char *auth,
+		    size_t auth_len, const struct hdr *hdrs, size_t nh)
+{
+	static const char svc[] = SL_ECHO_GRPC_SERVICE;
+	static struct sbuf ctx, asrt, one, msg;
+	const char *slash = NULL, *m = "";
+	size_t ml = 0, i;
+	int code = 12;
+
+	msg.len = 0;
+	if (path_len > 1 && path[0] == '/')
+		slash = memrchr(path + 1, '/', path_len - 1);
+	if (slash) {
+		m = slash + 1;
+		ml = (size_t)(path + path_len - m);
+	}
+	if (!slash || slash == path + 1) {
+		sb_puts(&msg, "malformed method name: \"");
+		sb_putn(&msg, path, path_len);
+		sb_puts(&msg, "\"");
+	} else if ((size_t)(slash - path - 1) != sizeof(svc) - 1 ||
+		   memcmp(path + 1, svc, sizeof(svc) - 1)) {
+		sb_puts(&msg, "unknown service ");
+		sb_putn(&msg, path + 1, (size_t)(slash - path - 1));
+	} else if ((ml == 4 && !memcmp(m, "Echo", 4)) || (ml == 7 && !memcmp(m, "EchoTwo", 7))) {
+		code = 0;
+	} else if (ml == 9 && !memcmp(m, "EchoThree", 9)) {
+		sb_puts(&msg, "method EchoThree not implemented");
+	} else {
+		sb_puts(&msg, "unknown method ");
+		sb_putn(&msg, m, ml);
+		sb_puts(&msg, " for service " SL_ECHO_GRPC_SERVICE);
+	}
+
+	h2_status_field(&st->rsp, 200);
+	sb_put_field(&st->rsp, "content-type", 12, "application/grpc", 16);
+	if (code) {
+		/* trailers only */
+		sb_put_field(&st->rsp, "grpc-status", 11, "12", 2);
+		one.len = 0;
+		grpc_message(&one, msg.p, msg.len);
+		sb_put_field(&st->rsp, "grpc-message", 12, one.p, one.len);
+		return;
+	}
+
+	/* EchoResponse { Assertions assertions = 1 { string fully_qualified_method = 1;
+	 * repeated Header headers = 2 { key = 1; value = 2 }; string authority = 3;
+	 * Context context = 4 { namespace = 1; ingress = 2; service_name = 3; pod = 4 } } } */
+	ctx.len = asrt.len = 0;
+	pb_str(&ctx, 1, srv.ns, strlen(srv.ns));
+	pb_str(&ctx, 3, srv.svc, strlen(srv.svc));
+	pb_str(&ctx, 4, srv.pod, srv.pod_len);
+	pb_str(&asrt, 1, path, path_len);
+	if (auth_len) {
+		one.len = 0;
+		pb_str(&one, 1, ":authority", 10);
+		pb_str(&one, 2, auth, auth_len);
+		pb_bytes(&asrt, 2, one.p, one.len);
+	}
+	for (i = 0; i < nh; i++) {
+		if (grpc_hidden_field(hdrs[i].name, hdrs[i].name_len))
+			continue;
+		one.len = 0;
+		pb_str(&one, 1, hdrs[i].name, hdrs[i].name_len);
+		pb_str(&one, 2, hdrs[i].value, hdrs[i].value_len);
+		pb_bytes(&asrt, 2, one.p, one.len);
+	}
+	pb_str(&asrt, 3, auth, auth_len);
+	pb_bytes(&asrt, 4, ctx.p, ctx.len);
+	one.len = 0;
+	pb_bytes(&one, 1, asrt.p, asrt.len);
+	/* the message, length-prefixed: not compressed, u32 length (big-endian) */
+	st->body.len = 0;
+	sb_reserve(&st->body, 5 + one.len);
+	st->body.p[0] = 0;
+	st->body.p[1] = (char)(one.len >> 24);
+	st->body.p[2] = (char)(one.len >> 16);
+	st->body.p[3] = (char)(one.len >> 8);
+	st->body.p[4] = (char)one.len;
+	st->body.len = 5;
+	sb_putn(&st->body, one.p, one.len);
+	sb_put_field(&st->trailers, "grpc-status", 11, "0", 1);
+	st->grpc_trailers = true;
+}
+
+/* Is this content-type gRPC's (application/grpc, application/grpc+proto, ...)? */
+static bool is_grpc_type(const char *v, size_t n)
+{
+	return n >= 16 && !strncasecmp(v, "application/grpc", 16) &&
+	       (n == 16 || v[16] == '+' || v[16] == ';');
+}
+
+/* The request on st is complete: prepare its answer and submit it, now or
+ * when its delay is over. */
+static void h2_answer(struct conn *c, struct h2_stream *st)
+{
+	static struct hdr hdrs[SL_ECHO_MAX_HDRS];
+	const char *method = "", *path = "", *auth = NULL, *host = "", *fn, *fv;
+	size_t method_len = 0, path_len = 0, auth_len = 0, host_len = 0, nh = 0, off = 0, nl, vl;
+	bool grpc = false, ct_set;
+	int64_t delay_ms;
+	int status;
+
+	st->answered = true;
+	while (sb_get_field(&st->req, &off, &fn, &nl, &fv, &vl)) {
+		if (nl && fn[0] == ':') {
+			if (ieq(fn, nl, ":method")) {
+				method = fv;
+				method_len = vl;
+			} else if (ieq(fn, nl, ":path")) {
+				path = fv;
+				path_len = vl;
+			} else if (ieq(fn, nl, ":authority")) {
+				auth = fv;
+				auth_len = vl;
+			}
+			continue;
+		}
+		if (nh == SL_ECHO_MAX_HDRS)
+			break;
+		hdrs[nh++] = (struct hdr){ fn, fv, nl, vl };
+		if (ieq(fn, nl, "host")) {
+			host = fv;
+			host_len = vl;
+		} else if (ieq(fn, nl, "content-type")) {
+			grpc = is_grpc_type(fv, vl);
+		}
+	}
+	if (!auth) {
+		auth = host;
+		auth_len = host_len;
+	}
+	log_request(c, method, method_len, path, path_len, auth, auth_len);
+
+	if (st->too_big) {
+		h2_status_field(&st->rsp, 431);
+		h2_submit(c, st);
+		return;
+	}
+	if (grpc) {
+		h2_grpc(st, path, path_len, auth, auth_len, hdrs, nh);
+		h2_submit(c, st);
+		return;
+	}
+	status = echo_status(path, path_len, &delay_ms);
+	echo_body(&st->body, c, method, method_len, path, path_len, auth, auth_len, "HTTP/2.0",
+		  hdrs, nh);
+	h2_status_field(&st->rsp, status);
+	put_echo_set_headers(&st->rsp, hdrs, nh, &ct_set, true);
+	if (status == 204 || status == 304) {
+		st->body.len = 0;
+	} else {
+		char cl[24];
+		int n = snprintf(cl, sizeof(cl), "%zu", st->body.len);
+
+		if (!ct_set)
+			sb_put_field(&st->rsp, "content-type", 12, "application/json", 16);
+		sb_put_field(&st->rsp, "content-length", 14, cl, (size_t)n);
+		if (ieq(method, method_len, "HEAD"))
+			st->body.len = 0;
+	}
+	if (delay_ms > 0) {
+		st->delayed = true;
+		st->due = now_ms() + delay_ms;
+		h2_rearm(c);
+		return;
+	}
+	h2_submit(c, st);
+}
+
+static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	struct conn *c = ud;
+	struct h2_stream *st;
+
+	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	st->id = f->hd.stream_id;
+	st->next = c->streams;
+	if (c->streams)
+		c->streams->prev = st;
+	c->streams = st;
+	nghttp2_session_set_stream_user_data(s, st->id, st);
+	return 0;
+}
+
+static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+			size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+	struct h2_stream *st;
+
+	/* request trailers are not echoed */
+	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+	if (!st || st->too_big)
+		return 0;
+	if (st->nfields == SL_ECHO_MAX_HDRS || st->req.len + nl + vl > SL_ECHO_H2_HDR_BYTES) {
+		st->too_big = true;
+		return 0;
+	}
+	sb_put_field(&st->req, (const char *)name, nl, (const char *)value, vl);
+	st->nfields++;
+	return 0;
+}
+
+static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	struct h2_stream *st;
+
+	if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
+	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+	if (st && !st->answered)
+		h2_answer(ud, st);
+	return 0;
+}
+
+static int h2_on_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
+{
+	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
+
+	if (st) {
+		bool was_delayed = st->delayed;
+
+		nghttp2_session_set_stream_user_data(s, id, NULL);
+		h2_stream_free(ud, st);
+		if (was_delayed)
+			h2_rearm(ud);
+	}
+	return 0;
+}
+
+/* The connection starts with the client preface: speak HTTP/2. */
+static bool h2_start(struct conn *c)
+{
+	static nghttp2_session_callbacks *cbs;
+	static const nghttp2_settings_entry settings[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SL_ECHO_H2_STREAMS },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, SL_ECHO_H2_HDR_BYTES * 2 },
+	};
+
+	if (!cbs) {
+		if (nghttp2_session_callbacks_new(&cbs))
+			return false;
+		nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_on_begin_headers);
+		nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
+		nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_on_frame_recv);
+		nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_on_stream_close);
+	}
+	if (nghttp2_session_server_new(&c->h2, cbs, c))
+		return false;
+	c->mode = MODE_H2;
+	nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, settings,
+				sizeof(settings) / sizeof(settings[0]));
+	return true;
+}
+
+/* Feed the input to nghttp2 and queue its output. */
+static void h2_process(struct conn *c)
+{
+	if (c->in_off < c->in_len && !c->want_close) {
+		ssize_t r = nghttp2_session_mem_recv(c->h2, (const uint8_t *)c->in + c->in_off,
+						     c->in_len - c->in_off);
+
+		c->in_off = c->in_len;
+		if (r < 0) {
+			/* a connection error: GOAWAY (if nghttp2 has not sent one) and close */
+			nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
+			h2_send(c);
+			c->want_close = true;
+			c->linger = true;
+			return;
+		}
+	}
+	h2_send(c);
+	if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
+		c->want_close = true;
+}
+
+/* The connection's timer: submit the answers whose delay is over. */
+static void h2_timer(struct conn *c)
+{
+	int64_t now = now_ms();
+	struct h2_stream *st;
+
+	for (st = c->streams; st; st = st->next)
+		if (st->delayed && st->due <= now)
+			h2_submit(c, st);
+	h2_rearm(c);
+	h2_send(c);
+}
+
 static void conn_process(struct conn *c)
 {
 	if (c->mode == MODE_UNKNOWN) {
@@ -845,14 +1711,31 @@ static void conn_process(struct conn *c)
 		size_t n = c->in_len - c->in_off;
 		const char *nl = memchr(s, '\n', n);
 
-		if (nl)
+		if (n && !memcmp(s, SL_ECHO_H2_PREFACE,
+				 n < SL_ECHO_H2_PREFACE_LEN ? n : SL_ECHO_H2_PREFACE_LEN)) {
+			/* (a prefix of) the HTTP/2 client preface */
+			if (n >= SL_ECHO_H2_PREFACE_LEN) {
+				if (!h2_start(c)) {
+					c->want_close = true;
+					c->in_off = c->in_len;
+					return;
+				}
+			} else if (!c->rd_closed) {
+				return;
+			} else {
+				c->mode = MODE_LINE;
+			}
+		} else if (nl) {
 			c->mode = looks_like_request_line(s, (size_t)(nl - s)) ? MODE_HTTP : MODE_LINE;
-		else if (c->rd_closed || c->in_len == sizeof(c->in) || !may_be_http(s, n))
+		} else if (c->rd_closed || c->in_len == sizeof(c->in) || !may_be_http(s, n)) {
 			c->mode = MODE_LINE;
-		else
+		} else {
 			return;
+		}
 	}
-	if (c->mode == MODE_HTTP)
+	if (c->mode == MODE_H2)
+		h2_process(c);
+	else if (c->mode == MODE_HTTP)
 		http_process(c);
 	else
 		line_process(c);
@@ -861,6 +1744,8 @@ static void conn_process(struct conn *c)
 /* Write queued output. Returns false when the connection was closed. */
 static bool conn_flush(struct conn *c)
 {
+	if (c->held && c->mode != MODE_H2)
+		return true;	/* an answer waits for its delay */
 	while (c->out_off < c->out.len) {
 		ssize_t w = write(c->it.fd, c->out.p + c->out_off, c->out.len - c->out_off);
 
@@ -886,6 +1771,18 @@ static void conn_settle(struct conn *c)
 	bool pending = c->out.len > c->out_off;
 	uint32_t ev = 0;
 
+	if ((c->held && c->mode != MODE_H2) || (c->held && c->rd_closed && !pending)) {
+		/* Out of the epoll set until the timer releases it (input waits
+		 * in the socket; a level-triggered interest would spin). An
+		 * HTTP/2 connection with delayed streams stays in it, unless
+		 * the client has stopped sending. */
+		if (c->events && epoll_ctl(srv.ep, EPOLL_CTL_DEL, c->it.fd, NULL) < 0) {
+			conn_close(c);
+			return;
+		}
+		c->events = 0;
+		return;
+	}
 	if (!pending && (c->rd_closed || (c->want_close && c->body == BODY_NONE))) {
 		/* Closing with unread input would send an RST, which can destroy
 		 * the response in the client's receive queue: half-close and drain
@@ -955,7 +1852,7 @@ static void conn_readable(struct conn *c)
 			c->linger = true;
 		}
 		/* Level-triggered: one read per wakeup unless it filled the buffer. */
-		if (r == 0 || (size_t)r < room || c->want_close ||
+		if (r == 0 || (size_t)r < room || c->want_close || (c->held && c->mode != MODE_H2) ||
 		    c->out.len - c->out_off >= SL_ECHO_OBUF_HIGH)
 			break;
 	}
@@ -978,6 +1875,26 @@ static void conn_drain(struct conn *c)
 	c->body_left -= (uint64_t)r;
 }
 
+/* A held answer's delay is over: send it, go on with what the client sent since. */
+static void conn_release(struct conn *c)
+{
+	if (c->mode == MODE_H2) {
+		h2_timer(c);
+		if (conn_flush(c))
+			conn_settle(c);
+		return;
+	}
+	conn_unhold(c);
+	if (!conn_flush(c))
+		return;
+	if (c->in_off < c->in_len && !c->want_close) {
+		conn_process(c);
+		if (!conn_flush(c))
+			return;
+	}
+	conn_settle(c);
+}
+
 static void conn_event(struct conn *c, uint32_t ev)
 {
 	if (c->draining) {
@@ -995,8 +1912,10 @@ static void conn_event(struct conn *c, uint32_t ev)
 	if (ev & EPOLLOUT) {
 		if (!conn_flush(c))
 			return;
-		/* output drained: continue with input that was held back */
-		if (c->out.len == 0 && c->in_off < c->in_len && !c->want_close) {
+		/* output drained: continue with input that was held back (HTTP/2:
+		 * and with what nghttp2 has still to send) */
+		if (c->out.len == 0 && (c->in_off < c->in_len || c->mode == MODE_H2) &&
+		    !c->want_close) {
 			conn_process(c);
 			if (!conn_flush(c))
 				return;
@@ -1205,6 +2124,7 @@ static int cmd_serve(int argc, char **argv)
 
 	srv.pod = "pod";
 	srv.ns = "default";
+	srv.svc = "";
 	for (a = 0; a < argc; a++) {
 		const char *o = argv[a];
 
@@ -1214,6 +2134,8 @@ static int cmd_serve(int argc, char **argv)
 			srv.pod = argv[++a];
 		else if (!strcmp(o, "--namespace"))
 			srv.ns = argv[++a];
+		else if (!strcmp(o, "--service"))
+			srv.svc = argv[++a];
 		else if (!strcmp(o, "--tcp") && ntcp < SL_ECHO_MAX_LISTEN)
 			tcp[ntcp++] = (unsigned)parse_num(argv[++a], 1, 65535, "tcp port");
 		else if (!strcmp(o, "--udp") && nudp < SL_ECHO_MAX_LISTEN)
@@ -1256,8 +2178,20 @@ static int cmd_serve(int argc, char **argv)
 
 	for (;;) {
 		struct epoll_event evs[256];
-		int n = epoll_wait(srv.ep, evs, 256, srv.linger_head ? 500 : -1), k;
+		int timeout = srv.linger_head ? 500 : -1, n, k;
+		struct conn *c, *next;
 
+		if (srv.held_head) {
+			int64_t now = now_ms(), first = INT64_MAX;
+
+			for (c = srv.held_head; c; c = c->hnext)
+				if (c->hold_until < first)
+					first = c->hold_until;
+			first = first > now ? first - now : 0;
+			if (timeout < 0 || first < timeout)
+				timeout = (int)first;
+		}
+		n = epoll_wait(srv.ep, evs, 256, timeout);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1278,12 +2212,23 @@ static int cmd_serve(int argc, char **argv)
 				break;
 			}
 		}
+		if (srv.held_head) {
+			int64_t now = now_ms();
+
+			for (c = srv.held_head; c; c = next) {
+				next = c->hnext;
+				if (c->hold_until <= now)
+					conn_release(c);
+			}
+		}
 		if (srv.linger_head) {
 			int64_t now = now_ms();
 
 			while (srv.linger_head && srv.linger_head->linger_until <= now)
 				conn_close(srv.linger_head);
 		}
+		if (srv.log.len)
+			log_flush();
 	}
 }
 
@@ -1723,8 +2668,8 @@ static int cmd_stream(int argc, char **argv)
 
 static void usage(void)
 {
-	fputs("usage: sl-echo serve --pod NAME --namespace NS [--tcp PORT]... [--udp PORT]...\n"
-	      "                     [--ready-file PATH]\n"
+	fputs("usage: sl-echo serve --pod NAME --namespace NS [--service NAME] [--tcp PORT]...\n"
+	      "                     [--udp PORT]... [--ready-file PATH]\n"
 	      "       sl-echo probe tcp|udp HOST PORT [--count N] [--timeout-ms MS] [--connected]\n"
 	      "                     [--line TEXT]\n"
 	      "       sl-echo stream tcp HOST PORT --duration-ms MS [--interval-ms MS]\n"

@@ -6,6 +6,7 @@
  * and memory).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -705,20 +706,12 @@ void test_config_typed_list(void)
 void test_config_ignored_kinds(void)
 {
 	static const char *const kinds[][2] = {
-		{ "gateway.networking.k8s.io/v1", "GatewayClass" },
-		{ "gateway.networking.k8s.io/v1", "Gateway" },
-		{ "gateway.networking.k8s.io/v1", "HTTPRoute" },
-		{ "gateway.networking.k8s.io/v1", "GRPCRoute" },
-		{ "gateway.networking.k8s.io/v1beta1", "ReferenceGrant" },
-		{ "gateway.networking.k8s.io/v1alpha2", "TCPRoute" },
-		{ "gateway.networking.k8s.io/v1alpha2", "TLSRoute" },
 		{ "gateway.networking.k8s.io/v1alpha3", "BackendTLSPolicy" },
 		{ "apps/v1", "Deployment" },
 		{ "apps/v1", "StatefulSet" },
 		{ "apps/v1", "DaemonSet" },
 		{ "apps/v1", "ReplicaSet" },
 		{ "v1", "ConfigMap" },
-		{ "v1", "Secret" },
 		{ "v1", "ServiceAccount" },
 	};
 	const size_t n = sizeof(kinds) / sizeof(kinds[0]);
@@ -739,6 +732,1051 @@ void test_config_ignored_kinds(void)
 	dump_diags(&e);
 	resources_free(r);
 	diags_clear(&e);
+}
+
+/* ---- Gateway API and TLS Secrets ------------------------------------------ */
+
+static const char route_full[] =
+	"apiVersion: gateway.networking.k8s.io/v1\n"		/* 1 */
+	"kind: HTTPRoute\n"
+	"metadata:\n"
+	"  name: web\n"
+	"  namespace: shop\n"					/* 5 */
+	"  generation: 7\n"
+	"  creationTimestamp: \"2024-05-01T10:00:00Z\"\n"
+	"spec:\n"
+	"  parentRefs:\n"
+	"  - name: gw\n"					/* 10 */
+	"    namespace: infra\n"
+	"    sectionName: http\n"
+	"    port: 8080\n"
+	"  - {group: \"\", kind: Service, name: web}\n"
+	"  hostnames: [\"shop.example.com\", \"*.example.org\"]\n"	/* 15 */
+	"  rules:\n"
+	"  - name: main\n"
+	"    matches:\n"
+	"    - path: {type: Exact, value: /cart}\n"
+	"      headers:\n"					/* 20 */
+	"      - {name: x-env, value: canary}\n"
+	"      - {type: RegularExpression, name: x-user, value: \"^a.*\"}\n"
+	"      queryParams: [{name: q, value: \"1\"}]\n"
+	"      method: POST\n"
+	"    - path: {type: RegularExpression, value: \"^/api/v[0-9]+\"}\n"	/* 25 */
+	"    filters:\n"
+	"    - type: RequestHeaderModifier\n"
+	"      requestHeaderModifier:\n"
+	"        set: [{name: x-set, value: s}]\n"
+	"        add: [{name: x-add, value: a}]\n"		/* 30 */
+	"        remove: [x-drop]\n"
+	"    - type: ResponseHeaderModifier\n"
+	"      responseHeaderModifier: {add: [{name: x-resp, value: r}]}\n"
+	"    - type: URLRewrite\n"
+	"      urlRewrite: {hostname: internal.shop, path: {type: ReplaceFullPath, replaceFullPath: /v2/cart}}\n"	/* 35 */
+	"    - type: RequestMirror\n"
+	"      requestMirror: {backendRef: {name: shadow, port: 8080}, percent: 25}\n"
+	"    - type: RequestMirror\n"
+	"      requestMirror: {backendRef: {name: shadow2, namespace: qa, port: 81}, fraction: {numerator: 1, denominator: 3}}\n"
+	"    - type: CORS\n"					/* 40 */
+	"      cors:\n"
+	"        allowOrigins: [\"https://a.example\"]\n"
+	"        allowMethods: [GET, PUT]\n"
+	"        allowHeaders: [x-a]\n"
+	"        exposeHeaders: [x-b]\n"			/* 45 */
+	"        allowCredentials: true\n"
+	"        maxAge: 600\n"
+	"    - type: ExtensionRef\n"
+	"      extensionRef: {group: example.net, kind: Limit, name: slow}\n"
+	"    backendRefs:\n"					/* 50 */
+	"    - name: web-v1\n"
+	"      port: 80\n"
+	"      weight: 90\n"
+	"    - name: web-v2\n"
+	"      namespace: canary\n"				/* 55 */
+	"      port: 80\n"
+	"      weight: 0\n"
+	"      filters:\n"
+	"      - type: RequestHeaderModifier\n"
+	"        requestHeaderModifier: {set: [{name: x-v, value: \"2\"}]}\n"	/* 60 */
+	"    timeouts: {request: 10s, backendRequest: 500ms}\n"
+	"    retry: {codes: [500, 503], attempts: 3, backoff: 1h2m}\n"
+	"  - matches: [{path: {type: PathPrefix, value: /old}}]\n"
+	"    filters:\n"
+	"    - type: RequestRedirect\n"				/* 65 */
+	"      requestRedirect:\n"
+	"        scheme: https\n"
+	"        hostname: new.example.com\n"
+	"        port: 8443\n"
+	"        statusCode: 301\n"				/* 70 */
+	"        path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}\n";
+
+void test_config_httproute_fields(void)
+{
+	struct diags e = { 0 };
+	const struct sl_route_filter *f;
+	const struct sl_route_rule *r;
+	const struct sl_http_match *m;
+	const struct sl_route *rt;
+	struct sl_resources *res;
+	int ret;
+
+	res = decode("route.yaml", route_full, &e, &ret);
+	dump_diags(&e);
+	if (!ASSERT_OK(ret, "decode") || !ASSERT_EQ(res->n_routes, 1, "one route"))
+		goto out;
+	rt = &res->routes[0];
+	ASSERT_EQ(rt->kind, SL_ROUTE_HTTP, "kind");
+	ASSERT_STREQ(rt->ns, "shop", "ns");
+	ASSERT_STREQ(rt->name, "web", "name");
+	ASSERT_EQ(rt->generation, 7, "generation");
+	ASSERT_STREQ(rt->created, "2024-05-01T10:00:00Z", "creationTimestamp");
+	ASSERT_STREQ(rt->src.file, "route.yaml", "src file");
+	ASSERT_EQ(rt->src.line, 1, "src line");
+	ASSERT_EQ(res->n_ignored, 0, "not ignored any more");
+	if (ASSERT_EQ(rt->n_parents, 2, "parents")) {
+		ASSERT_STREQ(rt->parents[0].group, "gateway.networking.k8s.io", "parent group default");
+		ASSERT_STREQ(rt->parents[0].kind, "Gateway", "parent kind default");
+		ASSERT_STREQ(rt->parents[0].ns, "infra", "parent ns");
+		ASSERT_STREQ(rt->parents[0].name, "gw", "parent name");
+		ASSERT_STREQ(rt->parents[0].section_name, "http", "sectionName");
+		ASSERT_EQ(rt->parents[0].port, 8080, "parent port");
+		ASSERT_STREQ(rt->parents[1].group, "", "mesh parent: core group");
+		ASSERT_STREQ(rt->parents[1].kind, "Service", "mesh parent: Service");
+		ASSERT_TRUE(rt->parents[1].ns == NULL, "parent ns: the route's");
+		ASSERT_TRUE(rt->parents[1].section_name == NULL, "no sectionName");
+	}
+	if (ASSERT_EQ(rt->n_hostnames, 2, "hostnames")) {
+		ASSERT_STREQ(rt->hostnames[0], "shop.example.com", "hostname");
+		ASSERT_STREQ(rt->hostnames[1], "*.example.org", "wildcard hostname");
+	}
+	if (!ASSERT_EQ(rt->n_rules, 2, "rules"))
+		goto out;
+	r = &rt->rules[0];
+	ASSERT_STREQ(r->name, "main", "rule name");
+	if (ASSERT_EQ(r->n_matches, 2, "matches")) {
+		m = &r->matches[0];
+		ASSERT_TRUE(m->has_path, "has path");
+		ASSERT_EQ(m->path_type, SL_MATCH_EXACT, "Exact");
+		ASSERT_STREQ(m->path, "/cart", "path");
+		if (ASSERT_EQ(m->n_headers, 2, "headers")) {
+			ASSERT_EQ(m->headers[0].type, SL_MATCH_EXACT, "header Exact by default");
+			ASSERT_STREQ(m->headers[0].name, "x-env", "header name");
+			ASSERT_STREQ(m->headers[0].value, "canary", "header value");
+			ASSERT_EQ(m->headers[1].type, SL_MATCH_REGEX, "header regex");
+			ASSERT_STREQ(m->headers[1].value, "^a.*", "header regex value");
+		}
+		if (ASSERT_EQ(m->n_query, 1, "query")) {
+			ASSERT_EQ(m->query[0].type, SL_MATCH_EXACT, "query Exact");
+			ASSERT_STREQ(m->query[0].name, "q", "query name");
+			ASSERT_STREQ(m->query[0].value, "1", "query value");
+		}
+		ASSERT_STREQ(m->method, "POST", "method");
+		ASSERT_FALSE(m->has_grpc, "not gRPC");
+		ASSERT_EQ(r->matches[1].path_type, SL_MATCH_REGEX, "RegularExpression");
+		ASSERT_STREQ(r->matches[1].path, "^/api/v[0-9]+", "regex path");
+		ASSERT_TRUE(r->matches[1].method == NULL, "any method");
+	}
+	if (ASSERT_EQ(r->n_filters, 7, "filters")) {
+		f = &r->filters[0];
+		ASSERT_EQ(f->type, SL_FILTER_REQUEST_HEADER, "RequestHeaderModifier");
+		if (ASSERT_EQ(f->headers.n_set, 1, "set") && ASSERT_EQ(f->headers.n_add, 1, "add") &&
+		    ASSERT_EQ(f->headers.n_remove, 1, "remove")) {
+			ASSERT_STREQ(f->headers.set[0].name, "x-set", "set name");
+			ASSERT_STREQ(f->headers.set[0].value, "s", "set value");
+			ASSERT_STREQ(f->headers.add[0].name, "x-add", "add name");
+			ASSERT_STREQ(f->headers.add[0].value, "a", "add value");
+			ASSERT_STREQ(f->headers.remove[0], "x-drop", "remove");
+		}
+		f = &r->filters[1];
+		ASSERT_EQ(f->type, SL_FILTER_RESPONSE_HEADER, "ResponseHeaderModifier");
+		if (ASSERT_EQ(f->headers.n_add, 1, "response add"))
+			ASSERT_STREQ(f->headers.add[0].name, "x-resp", "response add name");
+		f = &r->filters[2];
+		ASSERT_EQ(f->type, SL_FILTER_REWRITE, "URLRewrite");
+		ASSERT_STREQ(f->hostname, "internal.shop", "rewrite hostname");
+		ASSERT_EQ(f->path.type, SL_PATH_MOD_FULL, "ReplaceFullPath");
+		ASSERT_STREQ(f->path.value, "/v2/cart", "rewrite path");
+		f = &r->filters[3];
+		ASSERT_EQ(f->type, SL_FILTER_MIRROR, "RequestMirror");
+		ASSERT_STREQ(f->mirror.name, "shadow", "mirror backend");
+		ASSERT_STREQ(f->mirror.kind, "Service", "mirror kind default");
+		ASSERT_EQ(f->mirror.port, 8080, "mirror port");
+		ASSERT_EQ(f->mirror_num, 25, "percent");
+		ASSERT_EQ(f->mirror_den, 100, "percent of 100");
+		f = &r->filters[4];
+		ASSERT_STREQ(f->mirror.ns, "qa", "mirror ns");
+		ASSERT_EQ(f->mirror_num, 1, "fraction numerator");
+		ASSERT_EQ(f->mirror_den, 3, "fraction denominator");
+		f = &r->filters[5];
+		ASSERT_EQ(f->type, SL_FILTER_CORS, "CORS");
+		if (ASSERT_EQ(f->allow_origins.n, 1, "origins") && ASSERT_EQ(f->allow_methods.n, 2, "methods") &&
+		    ASSERT_EQ(f->allow_headers.n, 1, "allow headers") &&
+		    ASSERT_EQ(f->expose_headers.n, 1, "expose headers")) {
+			ASSERT_STREQ(f->allow_origins.v[0], "https://a.example", "origin");
+			ASSERT_STREQ(f->allow_methods.v[1], "PUT", "method");
+			ASSERT_STREQ(f->allow_headers.v[0], "x-a", "allow header");
+			ASSERT_STREQ(f->expose_headers.v[0], "x-b", "expose header");
+		}
+		ASSERT_TRUE(f->allow_credentials, "allowCredentials");
+		ASSERT_EQ(f->max_age, 600, "maxAge");
+		f = &r->filters[6];
+		ASSERT_EQ(f->type, SL_FILTER_EXTENSION, "ExtensionRef");
+		ASSERT_STREQ(f->extension, "example.net/Limit/slow", "extension");
+	}
+	if (ASSERT_EQ(r->n_backends, 2, "backends")) {
+		ASSERT_STREQ(r->backends[0].group, "", "backend core group");
+		ASSERT_STREQ(r->backends[0].kind, "Service", "backend kind default");
+		ASSERT_STREQ(r->backends[0].name, "web-v1", "backend name");
+		ASSERT_TRUE(r->backends[0].ns == NULL, "backend ns: the route's");
+		ASSERT_EQ(r->backends[0].port, 80, "backend port");
+		ASSERT_EQ(r->backends[0].weight, 90, "weight");
+		ASSERT_EQ(r->backends[0].n_filters, 0, "no backend filters");
+		ASSERT_STREQ(r->backends[1].ns, "canary", "backend ns");
+		ASSERT_EQ(r->backends[1].weight, 0, "weight 0");
+		if (ASSERT_EQ(r->backends[1].n_filters, 1, "backend filter") &&
+		    ASSERT_EQ(r->backends[1].filters[0].headers.n_set, 1, "backend filter set"))
+			ASSERT_STREQ(r->backends[1].filters[0].headers.set[0].value, "2", "backend filter value");
+	}
+	ASSERT_EQ(r->timeouts.request_ms, 10000, "request timeout");
+	ASSERT_EQ(r->timeouts.backend_request_ms, 500, "backendRequest timeout");
+	ASSERT_TRUE(r->has_retry, "retry");
+	if (ASSERT_EQ(r->retry.n_codes, 2, "retry codes")) {
+		ASSERT_EQ(r->retry.codes[0], 500, "code 500");
+		ASSERT_EQ(r->retry.codes[1], 503, "code 503");
+	}
+	ASSERT_EQ(r->retry.attempts, 3, "attempts");
+	ASSERT_EQ(r->retry.backoff_ms, 3720000, "backoff 1h2m");
+	r = &rt->rules[1];
+	ASSERT_TRUE(r->name == NULL, "unnamed rule");
+	ASSERT_FALSE(r->has_retry, "no retry");
+	ASSERT_EQ(r->timeouts.request_ms, 0, "no timeout");
+	if (ASSERT_EQ(r->n_filters, 1, "redirect")) {
+		f = &r->filters[0];
+		ASSERT_EQ(f->type, SL_FILTER_REDIRECT, "RequestRedirect");
+		ASSERT_STREQ(f->scheme, "https", "scheme");
+		ASSERT_STREQ(f->hostname, "new.example.com", "redirect hostname");
+		ASSERT_EQ(f->port, 8443, "redirect port");
+		ASSERT_EQ(f->status, 301, "statusCode");
+		ASSERT_EQ(f->path.type, SL_PATH_MOD_PREFIX, "ReplacePrefixMatch");
+		ASSERT_STREQ(f->path.value, "/new", "redirect path");
+	}
+out:
+	resources_free(res);
+	diags_clear(&e);
+}
+
+void test_config_httproute_defaults(void)
+{
+	static const char text[] =
+		"apiVersion: gateway.networking.k8s.io/v1beta1\n"
+		"kind: HTTPRoute\n"
+		"metadata: {name: min}\n"
+		"spec:\n"
+		"  parentRefs: [{name: gw}]\n"
+		"  rules:\n"
+		"  - matches: [{path: {value: /x}}, {headers: [{name: h, value: v}]}, {path: {}}, null]\n"
+		"    backendRefs: [{name: svc, port: 80}]\n"
+		"    filters:\n"
+		"    - {type: RequestRedirect, requestRedirect: {}}\n"
+		"    - {type: RequestMirror, requestMirror: {backendRef: {name: m}}}\n"
+		"    - {type: RequestMirror, requestMirror: {backendRef: {name: m}, fraction: {numerator: 5}}}\n"
+		"    - {type: CORS, cors: {}}\n"
+		"    timeouts: {request: 0s, backendRequest: 1s}\n"
+		"---\n"
+		"apiVersion: gateway.networking.k8s.io/v1\n"
+		"kind: HTTPRoute\n"
+		"metadata: {name: norules, namespace: a, creationTimestamp: null}\n"
+		"spec: {parentRefs: [{name: gw}]}\n";
+	struct diags e = { 0 };
+	const struct sl_route_filter *f;
+	const struct sl_route_rule *r;
+	const struct sl_route *rt;
+	struct sl_resources *res;
+	int ret;
+
+	res = decode("min.yaml", text, &e, &ret);
+	dump_diags(&e);
+	if (!ASSERT_OK(ret, "decode") || !ASSERT_EQ(res->n_routes, 2, "routes"))
+		goto out;
+	rt = &res->routes[0];
+	ASSERT_STREQ(rt->ns, "default", "namespace default");
+	ASSERT_EQ(rt->generation, 0, "no generation");
+	ASSERT_TRUE(rt->created == NULL, "no creationTimestamp");
+	ASSERT_EQ(rt->n_hostnames, 0, "no hostnames");
+	if (ASSERT_EQ(rt->n_parents, 1, "parent")) {
+		ASSERT_STREQ(rt->parents[0].group, "gateway.networking.k8s.io", "group");
+		ASSERT_STREQ(rt->parents[0].kind, "Gateway", "kind");
+		ASSERT_TRUE(rt->parents[0].ns == NULL, "ns");
+		ASSERT_EQ(rt->parents[0].port, 0, "port unset");
+	}
+	if (!ASSERT_EQ(rt->n_rules, 1, "rule"))
+		goto out;
+	r = &rt->rules[0];
+	if (ASSERT_EQ(r->n_matches, 4, "matches")) {
+		ASSERT_TRUE(r->matches[0].has_path, "path given");
+		ASSERT_EQ(r->matches[0].path_type, SL_MATCH_PREFIX, "PathPrefix by default");
+		ASSERT_STREQ(r->matches[0].path, "/x", "value");
+		ASSERT_FALSE(r->matches[1].has_path, "no path");
+		ASSERT_EQ(r->matches[1].path_type, SL_MATCH_PREFIX, "no path: PathPrefix");
+		ASSERT_STREQ(r->matches[1].path, "/", "no path: /");
+		ASSERT_TRUE(r->matches[2].has_path, "empty path");
+		ASSERT_EQ(r->matches[2].path_type, SL_MATCH_PREFIX, "empty path: PathPrefix");
+		ASSERT_STREQ(r->matches[2].path, "/", "empty path: /");
+		ASSERT_FALSE(r->matches[3].has_path, "null match: every request");
+		ASSERT_STREQ(r->matches[3].path, "/", "null match: /");
+	}
+	if (ASSERT_EQ(r->n_backends, 1, "backend")) {
+		ASSERT_STREQ(r->backends[0].group, "", "core group");
+		ASSERT_STREQ(r->backends[0].kind, "Service", "Service");
+		ASSERT_EQ(r->backends[0].weight, 1, "weight 1");
+	}
+	if (ASSERT_EQ(r->n_filters, 4, "filters")) {
+		f = &r->filters[0];
+		ASSERT_EQ(f->status, 302, "redirect 302");
+		ASSERT_TRUE(f->scheme == NULL && f->hostname == NULL, "scheme, hostname unset");
+		ASSERT_EQ(f->port, 0, "redirect port unset");
+		ASSERT_EQ(f->path.type, SL_PATH_MOD_NONE, "no path change");
+		f = &r->filters[1];
+		ASSERT_EQ(f->mirror_num, 100, "mirror all: num");
+		ASSERT_EQ(f->mirror_den, 100, "mirror all: den");
+		ASSERT_EQ(f->mirror.port, 0, "mirror port unset");
+		ASSERT_STREQ(f->mirror.group, "", "mirror group");
+		f = &r->filters[2];
+		ASSERT_EQ(f->mirror_num, 5, "fraction num");
+		ASSERT_EQ(f->mirror_den, 100, "fraction denominator 100");
+		f = &r->filters[3];
+		ASSERT_EQ(f->max_age, 5, "maxAge 5");
+		ASSERT_FALSE(f->allow_credentials, "no credentials");
+		ASSERT_EQ(f->allow_origins.n, 0, "no origins");
+	}
+	ASSERT_EQ(r->timeouts.request_ms, 0, "0s: no timeout");
+	ASSERT_EQ(r->timeouts.backend_request_ms, 1000, "backendRequest under an unlimited request");
+	rt = &res->routes[1];
+	ASSERT_STREQ(rt->ns, "a", "ns");
+	ASSERT_TRUE(rt->created == NULL, "null creationTimestamp");
+	if (ASSERT_EQ(rt->n_rules, 1, "the CRD's default rule")) {
+		ASSERT_EQ(rt->rules[0].n_matches, 0, "matches everything");
+		ASSERT_EQ(rt->rules[0].n_backends, 0, "no backends");
+		ASSERT_EQ(rt->rules[0].n_filters, 0, "no filters");
+	}
+out:
+	resources_free(res);
+	diags_clear(&e);
+}
+
+void test_config_grpcroute_fields(void)
+{
+	static const char text[] =
+		"apiVersion: gateway.networking.k8s.io/v1\n"
+		"kind: GRPCRoute\n"
+		"metadata: {name: g, namespace: rpc, generation: 2}\n"
+		"spec:\n"
+		"  parentRefs: [{name: gw}]\n"
+		"  hostnames: [grpc.example.com]\n"
+		"  rules:\n"
+		"  - name: echo\n"
+		"    matches:\n"
+		"    - method: {service: grpc.Echo, method: Ping}\n"
+		"      headers: [{name: x-tenant, value: a}]\n"
+		"    - method: {type: RegularExpression, service: 'grpc\\..*'}\n"
+		"    - headers: [{type: RegularExpression, name: x-v, value: \"v[12]\"}]\n"
+		"    filters:\n"
+		"    - {type: ResponseHeaderModifier, responseHeaderModifier: {remove: [x-internal]}}\n"
+		"    - {type: RequestMirror, requestMirror: {backendRef: {name: shadow, port: 9000}}}\n"
+		"    backendRefs:\n"
+		"    - {name: echo-v1, port: 7070, weight: 3}\n"
+		"    - name: echo-v2\n"
+		"      port: 7070\n"
+		"      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: x-v, value: \"2\"}]}}]\n";
+	struct diags e = { 0 };
+	const struct sl_http_match *m;
+	const struct sl_route_rule *r;
+	const struct sl_route *rt;
+	struct sl_resources *res;
+	int ret;
+
+	res = decode("grpc.yaml", text, &e, &ret);
+	dump_diags(&e);
+	if (!ASSERT_OK(ret, "decode") || !ASSERT_EQ(res->n_routes, 1, "route"))
+		goto out;
+	rt = &res->routes[0];
+	ASSERT_EQ(rt->kind, SL_ROUTE_GRPC, "GRPCRoute");
+	ASSERT_EQ(rt->generation, 2, "generation");
+	if (ASSERT_EQ(rt->n_hostnames, 1, "hostname"))
+		ASSERT_STREQ(rt->hostnames[0], "grpc.example.com", "hostname");
+	if (!ASSERT_EQ(rt->n_rules, 1, "rule"))
+		goto out;
+	r = &rt->rules[0];
+	ASSERT_STREQ(r->name, "echo", "rule name");
+	if (ASSERT_EQ(r->n_matches, 3, "matches")) {
+		m = &r->matches[0];
+		ASSERT_TRUE(m->has_grpc, "method match");
+		ASSERT_EQ(m->grpc_type, SL_MATCH_EXACT, "Exact by default");
+		ASSERT_STREQ(m->grpc_service, "grpc.Echo", "service");
+		ASSERT_STREQ(m->grpc_method, "Ping", "method");
+		ASSERT_FALSE(m->has_path, "no path for gRPC");
+		if (ASSERT_EQ(m->n_headers, 1, "header"))
+			ASSERT_STREQ(m->headers[0].name, "x-tenant", "header name");
+		m = &r->matches[1];
+		ASSERT_EQ(m->grpc_type, SL_MATCH_REGEX, "RegularExpression");
+		ASSERT_STREQ(m->grpc_service, "grpc\\..*", "service regex");
+		ASSERT_TRUE(m->grpc_method == NULL, "any method");
+		m = &r->matches[2];
+		ASSERT_FALSE(m->has_grpc, "headers only");
+		if (ASSERT_EQ(m->n_headers, 1, "regex header"))
+			ASSERT_EQ(m->headers[0].type, SL_MATCH_REGEX, "header regex");
+	}
+	if (ASSERT_EQ(r->n_filters, 2, "filters")) {
+		ASSERT_EQ(r->filters[0].type, SL_FILTER_RESPONSE_HEADER, "ResponseHeaderModifier");
+		ASSERT_EQ(r->filters[0].headers.n_remove, 1, "remove");
+		ASSERT_EQ(r->filters[1].type, SL_FILTER_MIRROR, "RequestMirror");
+		ASSERT_EQ(r->filters[1].mirror.port, 9000, "mirror port");
+	}
+	if (ASSERT_EQ(r->n_backends, 2, "backends")) {
+		ASSERT_EQ(r->backends[0].weight, 3, "weight");
+		ASSERT_EQ(r->backends[1].weight, 1, "default weight");
+		if (ASSERT_EQ(r->backends[1].n_filters, 1, "backend filter"))
+			ASSERT_EQ(r->backends[1].filters[0].type, SL_FILTER_REQUEST_HEADER, "backend filter type");
+	}
+out:
+	resources_free(res);
+	diags_clear(&e);
+}
+
+void test_config_tcp_tls_routes(void)
+{
+	static const char text[] =
+		"apiVersion: gateway.networking.k8s.io/v1alpha2\n"
+		"kind: TCPRoute\n"
+		"metadata: {name: t, namespace: db}\n"
+		"spec:\n"
+		"  parentRefs: [{name: gw, sectionName: tcp}]\n"
+		"  rules: [{backendRefs: [{name: pg, port: 5432}]}]\n"
+		"---\n"
+		"apiVersion: gateway.networking.k8s.io/v1alpha2\n"
+		"kind: TLSRoute\n"
+		"metadata: {name: s}\n"
+		"spec:\n"
+		"  parentRefs: [{name: gw}]\n"
+		"  hostnames: [db.example.com]\n"
+		"  rules: [{name: r, backendRefs: [{name: tls, port: 443, weight: 2}]}]\n"
+		"---\n"
+		"apiVersion: gateway.networking.k8s.io/v1alpha2\n"
+		"kind: TCPRoute\n"
+		"metadata: {name: empty}\n"
+		"spec: {}\n";
+	struct diags e = { 0 };
+	struct sl_resources *res;
+	int ret;
+
+	res = decode("l4.yaml", text, &e, &ret);
+	dump_diags(&e);
+	if (!ASSERT_OK(ret, "decode") || !ASSERT_EQ(res->n_routes, 3, "routes"))
+		goto out;
+	ASSERT_EQ(res->routes[0].kind, SL_ROUTE_TCP, "TCPRoute");
+	ASSERT_STREQ(res->routes[0].parents[0].section_name, "tcp", "sectionName");
+	if (ASSERT_EQ(res->routes[0].n_rules, 1, "tcp rule") &&
+	    ASSERT_EQ(res->routes[0].rules[0].n_backends, 1, "tcp backend")) {
+		ASSERT_STREQ(res->routes[0].rules[0].backends[0].name, "pg", "tcp backend name");
+		ASSERT_EQ(res->routes[0].rules[0].backends[0].port, 5432, "tcp backend port");
+	}
+	ASSERT_EQ(res->routes[1].kind, SL_ROUTE_TLS, "TLSRoute");
+	ASSERT_STREQ(res->routes[1].ns, "default", "ns");
+	if (ASSERT_EQ(res->routes[1].n_hostnames, 1, "tls hostname"))
+		ASSERT_STREQ(res->routes[1].hostnames[0], "db.example.com", "sni");
+	if (ASSERT_EQ(res->routes[1].n_rules, 1, "tls rule")) {
+		ASSERT_STREQ(res->routes[1].rules[0].name, "r", "tls rule name");
+		ASSERT_EQ(res->routes[1].rules[0].backends[0].weight, 2, "tls weight");
+	}
+	ASSERT_EQ(res->routes[2].n_rules, 0, "no default rule outside HTTPRoute");
+out:
+	resources_free(res);
+	diags_clear(&e);
+}
+
+void test_config_gateway_fields(void)
+{
+	static const char text[] =
+		"apiVersion: gateway.networking.k8s.io/v1\n"
+		"kind: GatewayClass\n"
+		"metadata: {name: sluice}\n"
+		"spec: {controllerName: sluice.dev/gateway-controller}\n"
+		"---\n"
+		"apiVersion: gateway.networking.k8s.io/v1\n"
+		"kind: Gateway\n"
+		"metadata: {name: gw, namespace: infra, generation: 3}\n"
+		"spec:\n"
+		"  gatewayClassName: sluice\n"
+		"  addresses:\n"
+		"  - {value: 10.0.0.9}\n"
+		"  - {type: IPAddress, value: \"fd00::9\"}\n"
+		"  - {type: Hostname, value: gw.example.com}\n"
+		"  listeners:\n"
+		"  - name: http\n"
+		"    port: 80\n"
+		"    protocol: HTTP\n"
+		"    allowedRoutes: {namespaces: {from: All}}\n"
+		"  - name: https\n"
+		"    hostname: \"*.example.com\"\n"
+		"    port: 443\n"
+		"    protocol: HTTPS\n"
+		"    tls:\n"
+		"      certificateRefs:\n"
+		"      - name: cert\n"
+		"      - {group: \"\", kind: Secret, name: other, namespace: certs}\n"
+		"    allowedRoutes:\n"
+		"      namespaces:\n"
+		"        from: Selector\n"
+		"        selector: {matchLabels: {gateway-access: \"true\"}}\n"
+		"      kinds: [{kind: HTTPRoute}, {group: gateway.networking.k8s.io, kind: GRPCRoute}]\n"
+		"  - name: tls\n"
+		"    port: 8443\n"
+		"    protocol: TLS\n"
+		"    tls: {mode: Passthrough}\n";
+	struct diags e = { 0 };
+	const struct sl_listener *l;
+	const struct sl_gateway *gw;
+	struct sl_resources *res;
+	int ret;
+
+	res = decode("gw.yaml", text, &e, &ret);
+	dump_diags(&e);
+	if (!ASSERT_OK(ret, "decode"))
+		goto out;
+	if (ASSERT_EQ(res->n_gateway_classes, 1, "class")) {
+		ASSERT_STREQ(res->gateway_classes[0].name, "sluice", "class name");
+		ASSERT_STREQ(res->gateway_classes[0].controller, "sluice.dev/gateway-controller", "controllerName");
+		ASSERT_EQ(res->gateway_classes[0].src.line, 1, "class line");
+	}
+	if (!ASSERT_EQ(res->n_gateways, 1, "gateway"))
+		goto out;
+	gw = &res->gateways[0];
+	ASSERT_STREQ(gw->ns, "infra", "ns");
+	ASSERT_STREQ(gw->name, "gw", "name");
+	ASSERT_STREQ(gw->class_name, "sluice", "gatewayClassName");
+	ASSERT_EQ(gw->generation, 3, "generation");
+	ASSERT_EQ(gw->src.line, 6, "line");
+	if (ASSERT_EQ(gw->n_addresses, 2, "IP addresses only")) {
+		ASSERT_TRUE(ip_is(&gw->addresses[0], "10.0.0.9"), "IPAddress by default");
+		ASSERT_TRUE(ip_is(&gw->addresses[1], "fd00::9"), "IPv6");
+	}
+	if (!ASSERT_EQ(gw->n_listeners, 3, "listeners"))
+		goto out;
+	l = &gw->listeners[0];
+	ASSERT_STREQ(l->name, "http", "listener name");
+	ASSERT_TRUE(l->hostname == NULL, "any hostname");
+	ASSERT_EQ(l->port, 80, "port");
+	ASSERT_STREQ(l->protocol, "HTTP", "protocol");
+	ASSERT_TRUE(l->tls_mode == NULL, "no tls");
+	ASSERT_EQ(l->routes_from, SL_ROUTES_FROM_ALL, "from All");
+	ASSERT_EQ(l->n_route_kinds, 0, "kinds by protocol");
+	l = &gw->listeners[1];
+	ASSERT_STREQ(l->hostname, "*.example.com", "wildcard hostname");
+	ASSERT_STREQ(l->tls_mode, "Terminate", "Terminate by default");
+	if (ASSERT_EQ(l->n_certs, 2, "certificateRefs")) {
+		ASSERT_STREQ(l->certs[0].group, "", "cert group default");
+		ASSERT_STREQ(l->certs[0].kind, "Secret", "cert kind default");
+		ASSERT_STREQ(l->certs[0].name, "cert", "cert name");
+		ASSERT_TRUE(l->certs[0].ns == NULL, "cert ns: the gateway's");
+		ASSERT_STREQ(l->certs[1].ns, "certs", "cert ns");
+	}
+	ASSERT_EQ(l->routes_from, SL_ROUTES_FROM_SELECTOR, "from Selector");
+	if (ASSERT_EQ(l->routes_selector.match.n, 1, "selector"))
+		ASSERT_STREQ(label(&l->routes_selector.match, "gateway-access"), "true", "selector label");
+	if (ASSERT_EQ(l->n_route_kinds, 2, "kinds")) {
+		ASSERT_STREQ(l->route_kinds[0].group, "gateway.networking.k8s.io", "kind group default");
+		ASSERT_STREQ(l->route_kinds[0].kind, "HTTPRoute", "kind");
+		ASSERT_STREQ(l->route_kinds[1].kind, "GRPCRoute", "kind 2");
+	}
+	l = &gw->listeners[2];
+	ASSERT_STREQ(l->tls_mode, "Passthrough", "Passthrough");
+	ASSERT_EQ(l->n_certs, 0, "no certs");
+	ASSERT_EQ(l->routes_from, SL_ROUTES_FROM_SAME, "from Same by default");
+out:
+	resources_free(res);
+	diags_clear(&e);
+}
+
+void test_config_ref_grant(void)
+{
+	static const char text[] =
+		"apiVersion: gateway.networking.k8s.io/v1beta1\n"
+		"kind: ReferenceGrant\n"
+		"metadata: {name: allow, namespace: backends}\n"
+		"spec:\n"
+		"  from:\n"
+		"  - {group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}\n"
+		"  to:\n"
+		"  - {group: \"\", kind: Service}\n"
+		"  - {group: \"\", kind: Secret, name: cert}\n";
+	struct diags e = { 0 };
+	const struct sl_ref_grant *g;
+	struct sl_resources *res;
+	int ret;
+
+	res = decode("grant.yaml", text, &e, &ret);
+	dump_diags(&e);
+	if (!ASSERT_OK(ret, "decode") || !ASSERT_EQ(res->n_ref_grants, 1, "grant"))
+		goto out;
+	g = &res->ref_grants[0];
+	ASSERT_STREQ(g->ns, "backends", "ns");
+	ASSERT_STREQ(g->name, "allow", "name");
+	if (ASSERT_EQ(g->n_from, 1, "from")) {
+		ASSERT_STREQ(g->from[0].group, "gateway.networking.k8s.io", "from group");
+		ASSERT_STREQ(g->from[0].kind, "HTTPRoute", "from kind");
+		ASSERT_STREQ(g->from[0].ns, "shop", "from namespace");
+	}
+	if (ASSERT_EQ(g->n_to, 2, "to")) {
+		ASSERT_STREQ(g->to[0].group, "", "core group");
+		ASSERT_STREQ(g->to[0].kind, "Service", "to kind");
+		ASSERT_TRUE(g->to[0].name == NULL, "any name");
+		ASSERT_STREQ(g->to[1].name, "cert", "to name");
+	}
+out:
+	resources_free(res);
+	diags_clear(&e);
+}
+
+#define PEM_CRT "-----BEGIN CERTIFICATE-----\nABC\n-----END CERTIFICATE-----\n"
+#define PEM_KEY "-----BEGIN PRIVATE KEY-----\nDEF\n-----END PRIVATE KEY-----\n"
+
+void test_config_secret(void)
+{
+	static const char text[] =
+		/* kubectl's key order: data comes before kind */
+		"apiVersion: v1\n"
+		"data:\n"
+		"  ca.crt: bm90IGtlcHQ=\n"
+		"  tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCkFCQwotLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0tCg==\n"
+		"  tls.key: |\n"
+		"    LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0t\n"
+		"    CkRFRgotLS0tLUVORCBQUklWQVRFIEtFWS0tLS0tCg==\n"
+		"kind: Secret\n"
+		"metadata: {name: cert, namespace: infra}\n"
+		"type: kubernetes.io/tls\n"
+		"---\n"
+		"apiVersion: v1\n"
+		"kind: Secret\n"
+		"metadata: {name: plain}\n"
+		"stringData:\n"
+		"  tls.crt: |\n"
+		"    " "-----BEGIN CERTIFICATE-----\n"
+		"    ABC\n"
+		"    -----END CERTIFICATE-----\n"
+		"data: {tls.crt: QUI=, tls.key: QUJD}\n"
+		"---\n"
+		"apiVersion: v1\n"
+		"kind: Secret\n"
+		"metadata: {name: opaque}\n"
+		"data: {password: aHVudGVyMg==, tls.key: \"\"}\n"
+		"---\n"
+		"apiVersion: v1\n"
+		"kind: Secret\n"
+		"metadata: {name: empty}\n";
+	static const char json[] =
+		"{\"apiVersion\": \"v1\", \"kind\": \"SecretList\", \"items\": [\n"
+		"  {\"data\": {\"tls.crt\": \"QUJDRA==\"}, \"kind\": \"Secret\", \"apiVersion\": \"v1\",\n"
+		"   \"metadata\": {\"name\": \"j\", \"namespace\": \"x\"}, \"type\": \"kubernetes.io/tls\"}]}\n";
+	struct diags e = { 0 };
+	struct sl_resources *res;
+	int ret;
+
+	res = decode("secrets.yaml", text, &e, &ret);
+	dump_diags(&e);
+	if (!ASSERT_OK(ret, "decode") || !ASSERT_EQ(res->n_secrets, 4, "secrets"))
+		goto out;
+	ASSERT_STREQ(res->secrets[0].ns, "infra", "ns");
+	ASSERT_STREQ(res->secrets[0].name, "cert", "name");
+	ASSERT_STREQ(res->secrets[0].type, "kubernetes.io/tls", "type");
+	ASSERT_STREQ(res->secrets[0].tls_crt, PEM_CRT, "tls.crt decoded");
+	ASSERT_STREQ(res->secrets[0].tls_key, PEM_KEY, "tls.key decoded across lines");
+	ASSERT_EQ(res->secrets[0].src.line, 1, "line");
+	ASSERT_STREQ(res->secrets[1].type, "Opaque", "type Opaque by default");
+	ASSERT_STREQ(res->secrets[1].tls_crt, PEM_CRT, "stringData as is, over data");
+	ASSERT_STREQ(res->secrets[1].tls_key, "ABC", "data where stringData has none");
+	ASSERT_TRUE(res->secrets[2].tls_crt == NULL, "no tls.crt");
+	ASSERT_STREQ(res->secrets[2].tls_key, "", "empty tls.key");
+	ASSERT_TRUE(res->secrets[3].tls_crt == NULL && res->secrets[3].tls_key == NULL, "no data");
+	ASSERT_EQ(config_decode_buf(res, "s.json", json, strlen(json), &e), 0, "JSON List");
+	dump_diags(&e);
+	if (ASSERT_EQ(res->n_secrets, 5, "JSON secret"))
+		ASSERT_STREQ(res->secrets[4].tls_crt, "ABCD", "JSON tls.crt");
+out:
+	resources_free(res);
+	diags_clear(&e);
+}
+
+void test_config_gateway_api_errors(void)
+{
+	static const char text[] =
+		"apiVersion: gateway.networking.k8s.io/v1\n"		/* 1 */
+		"kind: HTTPRoute\n"
+		"metadata: {name: bad, namespace: shop}\n"
+		"spec:\n"
+		"  parentRefs: [{name: gw, port: 0}]\n"		/* 5 */
+		"  hostnames: [\"Shop.example.com\"]\n"
+		"  rules:\n"
+		"  - matches:\n"
+		"    - path: {type: Prefix, value: /x}\n"
+		"    - path: {type: Exact, value: x}\n"		/* 10 */
+		"    - method: FETCH\n"
+		"    - headers: [{name: \"bad header\", value: v}]\n"
+		"    filters:\n"
+		"    - type: Rewrite\n"
+		"    - type: RequestRedirect\n"			/* 15 */
+		"      requestRedirect: {statusCode: 304}\n"
+		"    - type: URLRewrite\n"
+		"    - type: RequestMirror\n"
+		"      requestMirror: {backendRef: {name: m}, percent: 50, fraction: {numerator: 1}}\n"
+		"    - type: RequestRedirect\n"			/* 20 */
+		"      requestRedirect: {path: {type: ReplacePrefixMatch, replaceFullPath: /x}}\n"
+		"    backendRefs:\n"
+		"    - {name: a, port: 80, weight: 1000001}\n"
+		"    - {port: 80}\n"
+		"    timeouts: {request: 10sec, backendRequest: 1d}\n"	/* 25 */
+		"    retry: {codes: [200], backoff: 1.5s}\n"
+		"  - timeouts: {request: 1s, backendRequest: 2s}\n"
+		"    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: m}, fraction: {numerator: 3, denominator: 2}}}]\n"
+		"---\n"
+		"apiVersion: gateway.networking.k8s.io/v1\n"		/* 30 */
+		"kind: GRPCRoute\n"
+		"metadata: {name: g}\n"
+		"spec:\n"
+		"  rules:\n"
+		"  - matches: [{method: {type: Exact}}]\n"		/* 35 */
+		"    filters: [{type: RequestRedirect, requestRedirect: {}}]\n"
+		"---\n"
+		"apiVersion: gateway.networking.k8s.io/v1\n"
+		"kind: Gateway\n"
+		"metadata: {name: gw}\n"				/* 40 */
+		"spec:\n"
+		"  listeners:\n"
+		"  - {name: http, port: 80}\n"
+		"  - {name: https, port: 443, protocol: HTTPS, tls: {mode: Terminated}, allowedRoutes: {namespaces: {from: Selector}}}\n"
+		"---\n"							/* 45 */
+		"apiVersion: v1\n"
+		"kind: Secret\n"
+		"metadata: {name: s}\n"
+		"data:\n"
+		"  tls.crt: \"QUJD!A==\"\n"				/* 50 */
+		"  tls.key: QUJDRA\n"
+		"---\n"
+		"apiVersion: v1\n"
+		"kind: Secret\n"
+		"metadata: {name: t}\n"				/* 55 */
+		"data: {tls.crt: \"QU=D\", tls.key: AA==}\n"
+		"---\n"
+		"apiVersion: gateway.networking.k8s.io/v1\n"
+		"kind: HTTPRoute\n"
+		"metadata: {name: nospec}\n"				/* 60 */
+		"---\n"
+		"apiVersion: gateway.networking.k8s.io/v1beta1\n"
+		"kind: ReferenceGrant\n"
+		"metadata: {name: rg}\n"
+		"spec:\n"						/* 65 */
+		"  from: [{kind: HTTPRoute, namespace: a}]\n"
+		"  to: []\n";
+	static const char *const want[] = {
+		"bad.yaml:5: HTTPRoute shop/bad: spec.parentRefs[0].port: expected an integer 1-65535, got \"0\"",
+		"bad.yaml:6: HTTPRoute shop/bad: spec.hostnames[0]: not a valid hostname: \"Shop.example.com\" (lowercase letters, digits, '-' and '.', optionally after \"*.\")",
+		"bad.yaml:9: HTTPRoute shop/bad: spec.rules[0].matches[0].path.type: expected Exact, PathPrefix or RegularExpression, got \"Prefix\"",
+		"bad.yaml:10: HTTPRoute shop/bad: spec.rules[0].matches[1].path.value: must start with '/' (type Exact)",
+		"bad.yaml:11: HTTPRoute shop/bad: spec.rules[0].matches[2].method: expected GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE or PATCH, got \"FETCH\"",
+		"bad.yaml:12: HTTPRoute shop/bad: spec.rules[0].matches[3].headers[0].name: not a valid header name: \"bad header\" (1 to 256 letters, digits and !#$%&'*+-.^_`|~)",
+		"bad.yaml:14: HTTPRoute shop/bad: spec.rules[0].filters[0].type: expected RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror, CORS or ExtensionRef, got \"Rewrite\"",
+		"bad.yaml:16: HTTPRoute shop/bad: spec.rules[0].filters[1].requestRedirect.statusCode: expected 301, 302, 303, 307 or 308, got 304",
+		"bad.yaml:17: HTTPRoute shop/bad: spec.rules[0].filters[2].urlRewrite: missing (type URLRewrite needs it)",
+		"bad.yaml:19: HTTPRoute shop/bad: spec.rules[0].filters[3].requestMirror: percent and fraction cannot both be set",
+		"bad.yaml:21: HTTPRoute shop/bad: spec.rules[0].filters[4].requestRedirect.path.replaceFullPath: only with type ReplaceFullPath",
+		"bad.yaml:23: HTTPRoute shop/bad: spec.rules[0].backendRefs[0].weight: expected an integer 0-1000000, got \"1000001\"",
+		"bad.yaml:24: HTTPRoute shop/bad: spec.rules[0].backendRefs[1].name: missing",
+		"bad.yaml:25: HTTPRoute shop/bad: spec.rules[0].timeouts.request: not a duration: \"10sec\" (1 to 4 parts of up to 5 digits and a unit h, m, s or ms, like 10s, 500ms, 1h30m)",
+		"bad.yaml:25: HTTPRoute shop/bad: spec.rules[0].timeouts.backendRequest: not a duration: \"1d\" (1 to 4 parts of up to 5 digits and a unit h, m, s or ms, like 10s, 500ms, 1h30m)",
+		"bad.yaml:26: HTTPRoute shop/bad: spec.rules[0].retry.codes[0]: expected an integer 400-599, got \"200\"",
+		"bad.yaml:26: HTTPRoute shop/bad: spec.rules[0].retry.backoff: not a duration: \"1.5s\" (1 to 4 parts of up to 5 digits and a unit h, m, s or ms, like 10s, 500ms, 1h30m)",
+		"bad.yaml:27: HTTPRoute shop/bad: spec.rules[1].timeouts.backendRequest: longer than the request timeout",
+		"bad.yaml:28: HTTPRoute shop/bad: spec.rules[1].filters[0].requestMirror.fraction: numerator 3 is larger than denominator 2",
+		"bad.yaml:35: GRPCRoute default/g: spec.rules[0].matches[0].method: needs service or method (or both)",
+		"bad.yaml:36: GRPCRoute default/g: spec.rules[0].filters[0].type: expected RequestHeaderModifier, ResponseHeaderModifier, RequestMirror or ExtensionRef, got \"RequestRedirect\"",
+		"bad.yaml:42: Gateway default/gw: spec.gatewayClassName: missing",
+		"bad.yaml:43: Gateway default/gw: spec.listeners[0].protocol: missing",
+		"bad.yaml:44: Gateway default/gw: spec.listeners[1].tls.mode: expected Terminate or Passthrough, got \"Terminated\"",
+		"bad.yaml:44: Gateway default/gw: spec.listeners[1].allowedRoutes.namespaces.selector: missing (from: Selector needs it)",
+		"bad.yaml:50: Secret default/s: data[\"tls.crt\"]: not valid base64 (\"!\" at offset 4)",
+		"bad.yaml:51: Secret default/s: data[\"tls.key\"]: not valid base64 (6 characters, not a multiple of 4)",
+		"bad.yaml:56: Secret default/t: data[\"tls.crt\"]: not valid base64 (\"=\" at offset 2)",
+		"bad.yaml:56: Secret default/t: data[\"tls.key\"]: decodes to binary data with a NUL byte (want PEM text)",
+		"bad.yaml:58: HTTPRoute default/nospec: spec: missing",
+		"bad.yaml:66: ReferenceGrant default/rg: spec.from[0].group: missing (\"\" for the core group)",
+		"bad.yaml:67: ReferenceGrant default/rg: spec.to: must not be empty",
+	};
+	struct diags e = { 0 };
+	struct sl_resources *res;
+	int ret;
+
+	res = decode("bad.yaml", text, &e, &ret);
+	ASSERT_EQ(ret, -EINVAL, "ret");
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		ASSERT_TRUE(has_diag(&e, want[i]), want[i]);
+	if (!ASSERT_EQ(e.n, sizeof(want) / sizeof(want[0]), "no other problem"))
+		dump_diags(&e);
+	ASSERT_EQ(res->n_routes + res->n_gateways + res->n_secrets + res->n_ref_grants, 0, "all left out");
+	resources_free(res);
+	diags_clear(&e);
+}
+
+/* Durations at their edges (GEP-2257): every unit, repeats, leading zeros,
+ * four parts at most, five digits each, and what a uint32_t of ms holds. */
+void test_config_route_durations(void)
+{
+	static const struct {
+		const char *text;
+		long ms;		/* -1: refused */
+	} cases[] = {
+		{ "0s", 0 }, { "1ms", 1 }, { "1s", 1000 }, { "2m", 120000 }, { "1h", 3600000 },
+		{ "1h30m30s500ms", 5430500 }, { "00060m", 3600000 }, { "1s1s", 2000 }, { "99999ms", 99999 },
+		{ "1193h", 4294800000 }, { "1194h", -1 }, { "100000ms", -1 }, { "1h1m1s1ms1ms", -1 },
+		{ "", -1 }, { "s", -1 }, { "1", -1 }, { "1.5s", -1 }, { "-1s", -1 }, { "1us", -1 },
+		{ "1 s", -1 }, { "1H", -1 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[512];
+		struct diags e = { 0 };
+		struct sl_resources *res;
+		int ret;
+
+		snprintf(text, sizeof(text),
+			 "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: d}\n"
+			 "spec: {rules: [{timeouts: {request: \"%s\"}}]}\n", cases[i].text);
+		res = decode("d.yaml", text, &e, &ret);
+		if (cases[i].ms < 0) {
+			ASSERT_EQ(ret, -EINVAL, cases[i].text);
+		} else if (ASSERT_OK(ret, cases[i].text) && ASSERT_EQ(res->n_routes, 1, cases[i].text)) {
+			ASSERT_EQ(res->routes[0].rules[0].timeouts.request_ms, cases[i].ms, cases[i].text);
+		}
+		if (test_failed)
+			dump_diags(&e);
+		resources_free(res);
+		diags_clear(&e);
+	}
+}
+
+/* The top-level JSON array text[key] of a case file: [*start, *end). */
+static bool json_top_array(const char *text, const char *key, size_t *start, size_t *end)
+{
+	size_t klen = strlen(key), at = 0;
+	int depth = 0;
+
+	for (size_t i = 0; text[i]; i++) {
+		char c = text[i];
+
+		if (c == '"') {
+			size_t s = ++i;
+
+			for (; text[i] && text[i] != '"'; i++)
+				if (text[i] == '\\' && text[i + 1])
+					i++;
+			if (!text[i])
+				return false;
+			if (depth == 1 && i - s == klen && !memcmp(text + s, key, klen))
+				at = i + 1;
+			continue;
+		}
+		if (c == '[' || c == '{') {
+			if (at && depth == 1 && c == '[')
+				*start = i;
+			depth++;
+		} else if (c == ']' || c == '}') {
+			depth--;
+			if (at && depth == 1 && c == ']') {
+				*end = i + 1;
+				return true;
+			}
+		} else if (c == ',' && depth == 1) {
+			at = 0;
+		}
+	}
+	return false;
+}
+
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	long n;
+
+	if (!f)
+		return NULL;
+	if (!fseek(f, 0, SEEK_END) && (n = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
+	    (buf = malloc((size_t)n + 1))) {
+		if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+			free(buf);
+			buf = NULL;
+		} else {
+			buf[n] = '\0';
+		}
+	}
+	fclose(f);
+	return buf;
+}
+
+/* Every manifest of the Gateway API conformance cases (../shared/conformance
+ * beside the repository, or $SLUICE_CONFORMANCE_CASES) decodes cleanly: the
+ * objects real suites apply. Each file's manifests go through as one List,
+ * on the lines they hold in the file. */
+void test_config_conformance_manifests(void)
+{
+	const char *root = getenv("SLUICE_CONFORMANCE_CASES");
+	struct sl_resources *res = NULL;
+	struct dirent **ents = NULL;
+	struct diags e = { 0 };
+	size_t files = 0;
+	int n;
+
+	if (!root)
+		root = "../shared/conformance/cases";
+	n = scandir(root, &ents, NULL, alphasort);
+	if (n < 0) {
+		test_skip("no conformance cases in %s (a plain clone has none)", root);
+		return;
+	}
+	res = config_resources_new();
+	if (!ASSERT_OK_PTR(res, "set"))
+		goto out;
+	for (int i = 0; i < n; i++) {
+		const char *name = ents[i]->d_name;
+		size_t len = strlen(name), start = 0, end = 0, lines = 0, o = 0;
+		char path[1024], *text, *buf;
+
+		if (name[0] == '.' || len < 5 || strcmp(name + len - 5, ".json"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", root, name);
+		text = read_text(path);
+		if (!ASSERT_OK_PTR(text, path))
+			continue;
+		if (json_top_array(text, "manifests", &start, &end)) {
+			for (size_t k = 0; k < start; k++)
+				lines += text[k] == '\n';
+			buf = malloc(lines + (end - start) + 64);
+			if (ASSERT_OK_PTR(buf, "buf")) {
+				memset(buf, '\n', lines);
+				o = lines;
+				o += (size_t)sprintf(buf + o, "{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": ");
+				memcpy(buf + o, text + start, end - start);
+				o += end - start;
+				buf[o++] = '}';
+				buf[o] = '\0';
+				ASSERT_OK(config_decode_buf(res, name, buf, o, &e), name);
+				files++;
+			}
+			free(buf);
+		}
+		free(text);
+	}
+	dump_diags(&e);
+	ASSERT_EQ(e.n, 0, "no problems");
+	ASSERT_GE(files, 40, "case files");
+	ASSERT_GE(res->n_routes, 50, "routes");
+	ASSERT_GE(res->n_gateways, 6, "gateways");
+	ASSERT_GE(res->n_ref_grants, 1, "reference grants");
+	ASSERT_GE(res->n_services, 10, "services");
+out:
+	for (int i = 0; i < n; i++)
+		free(ents[i]);
+	free(ents);
+	resources_free(res);
+	diags_clear(&e);
+}
+
+/* A set built by hand (priv NULL) owns every string and array: resources_free
+ * releases the Gateway API kinds one by one (ASan sees a leak or a double free). */
+void test_config_free_hand_built_gateway_api(void)
+{
+	struct sl_resources *r = calloc(1, sizeof(*r));
+	struct sl_route_rule *rule;
+	struct sl_route_filter *f;
+	struct sl_listener *l;
+
+	if (!ASSERT_OK_PTR(r, "set"))
+		return;
+	r->routes = calloc(1, sizeof(*r->routes));
+	r->gateways = calloc(1, sizeof(*r->gateways));
+	r->gateway_classes = calloc(1, sizeof(*r->gateway_classes));
+	r->ref_grants = calloc(1, sizeof(*r->ref_grants));
+	r->secrets = calloc(1, sizeof(*r->secrets));
+	if (!ASSERT_TRUE(r->routes && r->gateways && r->gateway_classes && r->ref_grants && r->secrets,
+			 "arrays")) {
+		resources_free(r);
+		return;
+	}
+	r->n_routes = r->n_gateways = r->n_gateway_classes = r->n_ref_grants = r->n_secrets = 1;
+	r->routes[0].ns = strdup("a");
+	r->routes[0].name = strdup("r");
+	r->routes[0].created = strdup("2024-01-01T00:00:00Z");
+	r->routes[0].parents = calloc(1, sizeof(*r->routes[0].parents));
+	r->routes[0].n_parents = 1;
+	r->routes[0].parents[0].name = strdup("gw");
+	r->routes[0].parents[0].group = strdup("gateway.networking.k8s.io");
+	r->routes[0].hostnames = calloc(1, sizeof(char *));
+	r->routes[0].hostnames[0] = strdup("h");
+	r->routes[0].n_hostnames = 1;
+	rule = r->routes[0].rules = calloc(1, sizeof(*rule));
+	r->routes[0].n_rules = 1;
+	rule->name = strdup("main");
+	rule->matches = calloc(1, sizeof(*rule->matches));
+	rule->n_matches = 1;
+	rule->matches[0].path = strdup("/");
+	rule->matches[0].headers = calloc(1, sizeof(*rule->matches[0].headers));
+	rule->matches[0].n_headers = 1;
+	rule->matches[0].headers[0].name = strdup("x");
+	rule->matches[0].headers[0].value = strdup("y");
+	rule->matches[0].grpc_service = strdup("s");
+	f = rule->filters = calloc(1, sizeof(*f));
+	rule->n_filters = 1;
+	f->headers.set = calloc(1, sizeof(*f->headers.set));
+	f->headers.n_set = 1;
+	f->headers.set[0].name = strdup("a");
+	f->headers.remove = calloc(1, sizeof(char *));
+	f->headers.remove[0] = strdup("b");
+	f->headers.n_remove = 1;
+	f->mirror.name = strdup("m");
+	f->allow_origins.v = calloc(1, sizeof(char *));
+	f->allow_origins.v[0] = strdup("*");
+	f->allow_origins.n = 1;
+	f->extension = strdup("g/k/n");
+	rule->backends = calloc(1, sizeof(*rule->backends));
+	rule->n_backends = 1;
+	rule->backends[0].name = strdup("svc");
+	rule->backends[0].filters = calloc(1, sizeof(*rule->backends[0].filters));
+	rule->backends[0].n_filters = 1;
+	rule->backends[0].filters[0].path.value = strdup("/p");
+	rule->retry.codes = calloc(1, sizeof(uint16_t));
+	rule->retry.n_codes = 1;
+	r->gateways[0].name = strdup("gw");
+	l = r->gateways[0].listeners = calloc(1, sizeof(*l));
+	r->gateways[0].n_listeners = 1;
+	l->name = strdup("http");
+	l->certs = calloc(1, sizeof(*l->certs));
+	l->n_certs = 1;
+	l->certs[0].name = strdup("cert");
+	l->route_kinds = calloc(1, sizeof(*l->route_kinds));
+	l->n_route_kinds = 1;
+	l->route_kinds[0].kind = strdup("HTTPRoute");
+	l->routes_selector.match.v = calloc(1, sizeof(struct sl_label));
+	l->routes_selector.match.n = 1;
+	l->routes_selector.match.v[0].key = strdup("k");
+	r->gateways[0].addresses = calloc(1, sizeof(struct sl_ip));
+	r->gateways[0].n_addresses = 1;
+	r->gateway_classes[0].controller = strdup("c");
+	r->ref_grants[0].from = calloc(1, sizeof(*r->ref_grants[0].from));
+	r->ref_grants[0].n_from = 1;
+	r->ref_grants[0].from[0].kind = strdup("HTTPRoute");
+	r->ref_grants[0].to = calloc(1, sizeof(*r->ref_grants[0].to));
+	r->ref_grants[0].n_to = 1;
+	r->ref_grants[0].to[0].name = strdup("x");
+	r->secrets[0].tls_crt = strdup(PEM_CRT);
+	r->secrets[0].type = strdup("kubernetes.io/tls");
+	resources_free(r);
 }
 
 /* ---- problems ---------------------------------------------------------------- */

@@ -287,8 +287,9 @@ static struct wpod *pod_named(struct world *w, const char *name)
 	return NULL;
 }
 
-static int op_orig_dst(void *arg, int fd, struct tunnel_addr *dst)
+static int op_orig_dst(void *arg, int fd, struct tunnel_addr *dst, struct tunnel_addr *vip)
 {
+	(void)vip;
 	struct node *n = arg;
 	struct world *w = n->w;
 	struct sockaddr_storage ss;

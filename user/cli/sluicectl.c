@@ -80,6 +80,10 @@ static void ctl_usage(FILE *f)
 		"  policies      NetworkPolicies in force, their counters, the pods they isolate\n"
 		"  policy check --from NS/POD|IP --to NS/POD:PORT|IP:PORT|[IPv6]:PORT [--udp]\n"
 		"                would policy allow it, and which policy and rule decide\n"
+		"  routes        Gateway API routes, what they attach to, accepted or why not\n"
+		"  gateways      Gateways of class sluice on this node: addresses, listeners\n"
+		"  route-check NS/SERVICE[:PORT] METHOD PATH [-H NAME:VALUE]... [--from NS] [--host H]\n"
+		"                which rule and backend a request would take\n"
 		"  get PATH      the JSON the agent serves at PATH (e.g. /status)\n"
 		"\n"
 		"options:\n"
@@ -1071,6 +1075,143 @@ static void url_encode(char *out, size_t len, const char *in)
 	out[o] = '\0';
 }
 
+static int print_routes(const json_t *root)
+{
+	const json_t *routes = json_object_get(root, "routes"), *r, *p;
+	size_t i, j;
+	char b[32];
+
+	printf("%-10s %-40s %-40s %-9s %-9s %s\n", "KIND", "ROUTE", "PARENT", "ACCEPTED", "RESOLVED",
+	       "REASON");
+	json_array_foreach(routes, i, r) {
+		char name[300];
+
+		snprintf(name, sizeof(name), "%s/%s", js(r, "namespace"), js(r, "name"));
+		json_array_foreach(json_object_get(r, "parents"), j, p) {
+			char parent[400];
+			const char *sect = json_string_value(json_object_get(p, "section"));
+			long port = (long)json_integer_value(json_object_get(p, "port"));
+			bool acc = json_is_true(json_object_get(p, "accepted"));
+			bool res = json_is_true(json_object_get(p, "resolved_refs"));
+			const char *msg = js(p, "message");
+
+			snprintf(parent, sizeof(parent), "%s %s/%s%s%s%s%s", js(p, "kind"), js(p, "namespace"),
+				 js(p, "name"), sect ? "#" : "", sect ? sect : "", port ? ":" : "",
+				 port ? jf(p, "port", b, sizeof(b)) : "");
+			printf("%-10s %-40s %-40s %-9s %-9s %s%s%s\n", j ? "" : js(r, "kind"), j ? "" : name,
+			       parent, acc ? "True" : "False", res ? "True" : "False",
+			       !acc ? js(p, "accepted_reason") : js(p, "refs_reason"), msg[0] ? ": " : "", msg);
+		}
+	}
+	if (!json_array_size(routes))
+		printf("(no routes)\n");
+	return 0;
+}
+
+static int print_gateways(const json_t *root)
+{
+	const json_t *gws = json_object_get(root, "gateways"), *g, *l, *a;
+	size_t i, j;
+	char b[32];
+
+	json_array_foreach(gws, i, g) {
+		printf("Gateway %s/%s (class %s), addresses:", js(g, "namespace"), js(g, "name"), js(g, "class"));
+		json_array_foreach(json_object_get(g, "addresses"), j, a)
+			printf(" %s", json_string_value(a));
+		if (!json_array_size(json_object_get(g, "addresses")))
+			printf(" every address of the node");
+		printf("\n  %-20s %-6s %-9s %-30s %-7s %s\n", "LISTENER", "PORT", "PROTOCOL", "HOSTNAME", "ROUTES",
+		       "STATE");
+		json_array_foreach(json_object_get(g, "listeners"), j, l) {
+			const char *problem = js(l, "problem");
+
+			printf("  %-20s %-6s %-9s %-30s %-7s %s\n", js(l, "name"), jf(l, "port", b, sizeof(b)),
+			       js(l, "protocol"),
+			       json_is_string(json_object_get(l, "hostname")) ? js(l, "hostname") : "*",
+			       json_is_true(json_object_get(l, "routes")) ? "yes" : "none",
+			       problem[0] ? problem : "listening");
+		}
+	}
+	if (!json_array_size(gws))
+		printf("(no Gateways of class sluice)\n");
+	return 0;
+}
+
+static int print_route_check(const json_t *root)
+{
+	const json_t *e;
+	size_t i;
+	char b[32];
+
+	printf("%s/%s:%s from namespace %s: ", js(root, "service"), js(root, "name"),
+	       jf(root, "port", b, sizeof(b)), js(root, "from"));
+	if (strcmp(js(root, "result"), "routed")) {
+		printf("%s\n", js(root, "result"));
+		return 0;
+	}
+	if (!strcmp(js(root, "action"), "forward"))
+		printf("forward to %s/%s:%s path %s\n", js(root, "backend_namespace"), js(root, "backend"),
+		       jf(root, "backend_port", b, sizeof(b)), js(root, "path"));
+	else if (!strcmp(js(root, "action"), "redirect"))
+		printf("redirect %s to %s\n", jf(root, "status", b, sizeof(b)), js(root, "location"));
+	else
+		printf("answer %s\n", jf(root, "status", b, sizeof(b)));
+	printf("  rule: %s\n", js(root, "rule")[0] ? js(root, "rule") : "(none matched)");
+	json_array_foreach(json_object_get(root, "request_edits"), i, e)
+		printf("  request header %s %s%s%s\n", js(e, "op"), js(e, "name"),
+		       json_is_string(json_object_get(e, "value")) ? ": " : "",
+		       json_is_string(json_object_get(e, "value")) ? js(e, "value") : "");
+	json_array_foreach(json_object_get(root, "response_edits"), i, e)
+		printf("  response header %s %s%s%s\n", js(e, "op"), js(e, "name"),
+		       json_is_string(json_object_get(e, "value")) ? ": " : "",
+		       json_is_string(json_object_get(e, "value")) ? js(e, "value") : "");
+	return 0;
+}
+
+/* route-check NS/SVC[:PORT] METHOD PATH [-H k:v]... [--from NS] [--host H]: the path into *path. */
+static int route_check_path(int argc, char **argv, char **path)
+{
+	char svc[300], port[8] = "80", e[3][2048], hq[1200];
+	char *colon;
+	FILE *f;
+	size_t len = 0;
+	int nh = 0;
+
+	if (argc < 3 || !strchr(argv[0], '/'))
+		return -EINVAL;
+	snprintf(svc, sizeof(svc), "%s", argv[0]);
+	colon = strchr(svc, ':');
+	if (colon) {
+		*colon = 0;
+		snprintf(port, sizeof(port), "%s", colon + 1);
+		if (!port[0] || strspn(port, "0123456789") != strlen(port))
+			return -EINVAL;
+	}
+	url_encode(e[0], sizeof(e[0]), svc);
+	url_encode(e[1], sizeof(e[1]), argv[1]);
+	url_encode(e[2], sizeof(e[2]), argv[2]);
+	f = open_memstream(path, &len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "/route-check?service=%s&port=%s&method=%s&path=%s", e[0], port, e[1], e[2]);
+	for (int i = 3; i < argc; i++) {
+		if (!strcmp(argv[i], "-H") && i + 1 < argc && strchr(argv[i + 1], ':') && nh < 16) {
+			url_encode(hq, sizeof(hq), argv[++i]);
+			fprintf(f, "&h%d=%s", nh++, hq);
+		} else if ((!strcmp(argv[i], "--from") || !strcmp(argv[i], "--host")) && i + 1 < argc) {
+			url_encode(hq, sizeof(hq), argv[i + 1]);
+			fprintf(f, "&%s=%s", argv[i] + 2, hq);
+			i++;
+		} else {
+			fclose(f);
+			free(*path);
+			*path = NULL;
+			return -EINVAL;
+		}
+	}
+	return fclose(f) ? -ENOMEM : 0;
+}
+
 /* policy check --from X --to Y:PORT [--udp]: the request path into *path. */
 static int policy_check_path(int argc, char **argv, char **path)
 {
@@ -1129,6 +1270,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "certs", "/certs", print_certs },
 	{ "policies", "/policies", print_policies },
 	{ "policy", "", print_policy_check },
+	{ "routes", "/routes", print_routes },
+	{ "gateways", "/gateways", print_gateways },
+	{ "route-check", "", print_route_check },
 	{ "get", NULL, NULL },
 };
 
@@ -1259,6 +1403,15 @@ int main(int argc, char **argv)
 		ctl_err("unknown command '%s'", argv[optind]);
 		ctl_usage(stderr);
 		return 1;
+	}
+	if (cmd->path && !cmd->path[0] && cmd->print == print_route_check) {
+		if (route_check_path(argc - optind - 1, argv + optind + 1, &owned)) {
+			ctl_err("usage: sluicectl route-check NS/SERVICE[:PORT] METHOD PATH [-H NAME:VALUE]... [--from NS] [--host H]");
+			return 1;
+		}
+		ret = ctl_run(&o, cmd, owned);
+		free(owned);
+		return ret ? 1 : 0;
 	}
 	if (cmd->path && !cmd->path[0]) {
 		/* policy check ... */

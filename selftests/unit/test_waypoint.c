@@ -1,0 +1,918 @@
+// SPDX-License-Identifier: Apache-2.0
+/* test_waypoint.c - the L7 proxy's HTTP/1.1 mechanics with real sockets: a
+ * client socket handed to waypoint_accept(), upstreams served by backend
+ * threads speaking HTTP/1.1 as scripted. Routing itself is route.c's (see
+ * test_route.c); here the waypoint forwards to the Service it was given, or
+ * to what a route table built from YAML decides. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "lib/test.h"
+#include "loop.h"
+#include "model.h"
+#include "route.h"
+#include "waypoint.h"
+
+enum backend_mode {
+	BE_OK,			/* answer 200 with a body naming what it saw */
+	BE_CLOSE_DELIMITED,	/* 200 without length, body, close */
+	BE_CONTINUE,		/* 100 Continue first */
+	BE_UPGRADE,		/* 101, then echo bytes */
+	BE_STALL,		/* read, answer nothing */
+	BE_RESET,		/* close at once */
+	BE_HEAD_LEN,		/* Content-Length: 5 and no body (HEAD) */
+	BE_FAIL_FIRST,		/* the first upstream answers 500, the second resets, then 200 */
+};
+
+static struct {
+	struct loop *loop;
+	struct waypoint *wp;
+	pthread_t thr;
+	int call_fd;
+	struct loop_io call_io;
+	void (*call_fn)(void *);
+	void *call_arg;
+	volatile int call_done;
+	bool running;
+	enum backend_mode mode;
+	pthread_mutex_t mu;
+	char seen[65536];		/* every request the backends read, raw */
+	size_t seen_len;
+	int upstreams;			/* opened */
+	int fail_upstream;		/* nonzero: ops->upstream returns it */
+	struct route_table *routes;
+	struct sl_model *model;
+	char route_backend_seen[128];
+} W;
+
+/* ---- backend threads ---- */
+
+/* Read one request (head and body) from fd into buf; its length, 0 on EOF. */
+static size_t read_request(int fd, char *buf, size_t size)
+{
+	size_t len = 0;
+	char *end = NULL;
+
+	while (!end) {
+		ssize_t n = read(fd, buf + len, size - 1 - len);
+
+		if (n <= 0)
+			return 0;
+		len += (size_t)n;
+		buf[len] = 0;
+		end = strstr(buf, "\r\n\r\n");
+	}
+	{
+		size_t head = (size_t)(end + 4 - buf);
+		const char *cl = strcasestr(buf, "content-length:");
+		bool chunked = strcasestr(buf, "transfer-encoding: chunked") != NULL;
+		size_t want = cl && cl < end ? (size_t)strtoul(cl + 15, NULL, 10) : 0;
+
+		if (strcasestr(buf, "expect: 100-continue") && W.mode == BE_CONTINUE &&
+		    write(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 25)
+			return 0;
+		while (chunked ? !strstr(buf + head, "0\r\n\r\n") : len < head + want) {
+			ssize_t n = read(fd, buf + len, size - 1 - len);
+
+			if (n <= 0)
+				return 0;
+			len += (size_t)n;
+			buf[len] = 0;
+		}
+	}
+	return len;
+}
+
+static void *backend_main(void *arg)
+{
+	int fd = (int)(long)arg;
+	char *req = malloc(1 << 20);
+	size_t len;
+
+	while (req && (len = read_request(fd, req, 1 << 20))) {
+		char resp[512];
+		int n;
+
+		pthread_mutex_lock(&W.mu);
+		if (W.seen_len + len < sizeof(W.seen)) {
+			memcpy(W.seen + W.seen_len, req, len);
+			W.seen_len += len;
+			W.seen[W.seen_len] = 0;
+		}
+		pthread_mutex_unlock(&W.mu);
+		switch (W.mode) {
+		case BE_FAIL_FIRST:
+			if (W.upstreams == 1) {
+				n = snprintf(resp, sizeof(resp), "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
+				if (write(fd, resp, (size_t)n) != n)
+					goto out;
+				break;
+			}
+			if (W.upstreams == 2)
+				goto out;	/* closed before any response */
+			n = snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+			if (write(fd, resp, (size_t)n) != n)
+				goto out;
+			break;
+		case BE_STALL:
+			sleep(2);
+			goto out;
+		case BE_RESET:
+			goto out;
+		case BE_CLOSE_DELIMITED:
+			n = snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close");
+			if (write(fd, resp, (size_t)n) != n)
+				goto out;
+			goto out;
+		case BE_UPGRADE:
+			n = snprintf(resp, sizeof(resp),
+				     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n");
+			if (write(fd, resp, (size_t)n) != n)
+				goto out;
+			for (;;) {
+				char b[256];
+				ssize_t r = read(fd, b, sizeof(b));
+
+				if (r <= 0 || write(fd, b, (size_t)r) != r)
+					goto out;
+			}
+		case BE_HEAD_LEN:
+			n = snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+			if (write(fd, resp, (size_t)n) != n)
+				goto out;
+			break;
+		case BE_OK:
+		case BE_CONTINUE: {
+			char line[128];
+
+			snprintf(line, sizeof(line), "%.*s", (int)strcspn(req, "\r\n"), req);
+			n = snprintf(resp, sizeof(resp),
+				     "HTTP/1.1 200 OK\r\nX-Backend: yes\r\nContent-Length: %zu\r\n\r\n%s",
+				     strlen(line), line);
+			if (write(fd, resp, (size_t)n) != n)
+				goto out;
+			break;
+		}
+		}
+	}
+out:
+	free(req);
+	close(fd);
+	return NULL;
+}
+
+/* ---- ops ---- */
+
+static const struct route_set *op_routes(void *arg, const struct tunnel_client *cl,
+					 const struct tunnel_addr *vip, const char *host,
+					 struct route_backend *svc, bool *https)
+{
+	(void)arg, (void)vip, (void)host, (void)https;
+	svc->ns = "default";
+	svc->name = "web";
+	svc->port = 80;
+	return W.routes ? route_for_service(W.routes, cl->ns, "default", "web", 80) : NULL;
+}
+
+static int op_upstream(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+		       const struct route_backend *be, struct waypoint_dst *dst)
+{
+	pthread_t t;
+	int sv[2];
+
+	(void)arg, (void)cl, (void)vip;
+	W.upstreams++;
+	snprintf(W.route_backend_seen, sizeof(W.route_backend_seen), "%s/%s:%u", be->ns, be->name, be->port);
+	if (W.fail_upstream)
+		return W.fail_upstream;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	if (pthread_create(&t, NULL, backend_main, (void *)(long)sv[1])) {
+		close(sv[0]);
+		close(sv[1]);
+		return -EAGAIN;
+	}
+	pthread_detach(t);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	snprintf(dst->ns, sizeof(dst->ns), "default");
+	snprintf(dst->pod, sizeof(dst->pod), "backend-0");
+	snprintf(dst->workload, sizeof(dst->workload), "backend");
+	return sv[0];
+}
+
+static const struct waypoint_ops ops = { .routes = op_routes, .upstream = op_upstream };
+
+/* ---- the loop thread ---- */
+
+static void call_cb(struct loop_io *io, uint32_t ev)
+{
+	uint64_t v;
+
+	(void)io, (void)ev;
+	if (read(W.call_fd, &v, sizeof(v)) != sizeof(v))
+		return;
+	W.call_fn(W.call_arg);
+	W.call_done = 1;
+}
+
+static void wcall(void (*fn)(void *), void *arg)
+{
+	uint64_t one = 1;
+
+	W.call_fn = fn;
+	W.call_arg = arg;
+	W.call_done = 0;
+	if (write(W.call_fd, &one, sizeof(one)) != sizeof(one))
+		return;
+	while (!W.call_done)
+		usleep(500);
+}
+
+static void *loop_main(void *arg)
+{
+	(void)arg;
+	loop_run(W.loop);
+	return NULL;
+}
+
+static void stop_fn(void *arg)
+{
+	(void)arg;
+	loop_stop(W.loop);
+}
+
+static bool setup(unsigned int upstream_timeout_ms)
+{
+	struct waypoint_opts o = { .upstream_timeout_ms = upstream_timeout_ms, .header_timeout_ms = 3000 };
+
+	signal(SIGPIPE, SIG_IGN);
+	pthread_mutex_init(&W.mu, NULL);
+	if (!ASSERT_OK(loop_new(&W.loop), "loop_new") ||
+	    !ASSERT_OK(waypoint_new(&W.wp, W.loop, &ops, NULL, &o), "waypoint_new"))
+		return false;
+	W.call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!ASSERT_OK(loop_add(W.loop, &W.call_io, W.call_fd, EPOLLIN, call_cb, NULL), "loop_add"))
+		return false;
+	if (!ASSERT_OK(pthread_create(&W.thr, NULL, loop_main, NULL), "loop thread"))
+		return false;
+	W.running = true;
+	return true;
+}
+
+static void teardown(void)
+{
+	if (W.running) {
+		wcall(stop_fn, NULL);
+		pthread_join(W.thr, NULL);
+	}
+	waypoint_free(W.wp);
+	route_table_free(W.routes);
+	model_free(W.model);
+	if (W.loop) {
+		loop_del(W.loop, &W.call_io);
+		loop_free(W.loop);
+	}
+	if (W.call_fd > 0)
+		close(W.call_fd);
+}
+
+static void accept_fn(void *arg)
+{
+	static const struct sl_ip ip = { .family = SL_AF_INET, .addr.octets = { 10, 0, 0, 1 } };
+	struct tunnel_client cl = { .ns = "default", .name = "client-0", .service_account = "client",
+				    .identity = "spiffe://cluster.local/ns/default/sa/client", .ips = &ip,
+				    .n_ips = 1, .port = 40000 };
+	struct tunnel_addr vip = { .ip = { .family = SL_AF_INET, .addr.octets = { 10, 96, 0, 1 } },
+				   .port = 80 };
+
+	waypoint_accept(W.wp, (int)(long)arg, &cl, &vip);
+}
+
+/* A client connection into the waypoint: our end, blocking. */
+static int client(void)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	wcall(accept_fn, (void *)(long)sv[1]);
+	return sv[0];
+}
+
+static bool send_all(int fd, const char *s, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, s, len);
+
+		if (n <= 0)
+			return false;
+		s += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static bool send_str(int fd, const char *s)
+{
+	return send_all(fd, s, strlen(s));
+}
+
+/* Read until want appears (or EOF / timeout); returns what was read. */
+static char *read_until(int fd, const char *want, int timeout_ms)
+{
+	static char buf[1 << 16];
+	size_t len = 0;
+
+	buf[0] = 0;
+	while (!want || !strstr(buf, want)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, timeout_ms) <= 0 || len + 1 >= sizeof(buf))
+			break;
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = 0;
+	}
+	return buf;
+}
+
+static int count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+void test_waypoint_keepalive_and_pipelining(void)
+{
+	const char *two = "GET /a HTTP/1.1\r\nHost: web\r\n\r\nGET /b?x=1 HTTP/1.1\r\nHost: web\r\n\r\n";
+	char *out;
+	int fd;
+
+	if (!setup(0))
+		goto out;
+	fd = client();
+	if (!ASSERT_GE(fd, 0, "client"))
+		goto out;
+	ASSERT_TRUE(send_all(fd, two, strlen(two)), "send two pipelined");
+	out = read_until(fd, "GET /b?x=1 HTTP/1.1", 3000);
+	ASSERT_EQ(count(out, "HTTP/1.1 200 OK"), 2, "two responses");
+	ASSERT_TRUE(strstr(out, "GET /a HTTP/1.1") < strstr(out, "GET /b?x=1 HTTP/1.1"), "in order");
+	ASSERT_HAS(out, "X-Backend: yes", "response headers kept");
+	ASSERT_EQ(W.upstreams, 1, "one upstream connection, reused");
+	ASSERT_HAS(W.seen, "Host: web", "Host forwarded");
+	/* a third request on the same connection */
+	ASSERT_TRUE(send_str(fd, "GET /c HTTP/1.1\r\nHost: web\r\n\r\n"), "send third");
+	out = read_until(fd, "GET /c HTTP/1.1", 3000);
+	ASSERT_HAS(out, "GET /c HTTP/1.1", "third answered");
+	close(fd);
+out:
+	teardown();
+}
+
+void test_waypoint_chunked_body(void)
+{
+	const char *req = "POST /up HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n"
+			  "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+	char *out;
+	int fd;
+
+	if (!setup(0))
+		goto out;
+	fd = client();
+	ASSERT_TRUE(send_all(fd, req, strlen(req)), "send");
+	out = read_until(fd, "POST /up HTTP/1.1", 3000);
+	ASSERT_HAS(out, "200 OK", "answered");
+	ASSERT_HAS(W.seen, "\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", "chunked body forwarded as sent");
+	ASSERT_FALSE(strstr(W.seen, "\r\n\r\n\n"), "no stray byte after the head");
+	close(fd);
+out:
+	teardown();
+}
+
+void test_waypoint_content_length_body_split(void)
+{
+	char *out;
+	int fd;
+
+	if (!setup(0))
+		goto out;
+	fd = client();
+	/* the head and the body in several writes */
+	ASSERT_TRUE(send_str(fd, "PUT /p HTTP/1.1\r\nHo"), "part 1");
+	usleep(20000);
+	ASSERT_TRUE(send_str(fd, "st: web\r\nContent-Length: 10\r\n\r\n01234"), "part 2");
+	usleep(20000);
+	ASSERT_TRUE(send_str(fd, "56789"), "part 3");
+	out = read_until(fd, "PUT /p HTTP/1.1", 3000);
+	ASSERT_HAS(out, "200 OK", "answered");
+	ASSERT_HAS(W.seen, "Content-Length: 10\r\n\r\n0123456789", "body intact");
+	close(fd);
+out:
+	teardown();
+}
+
+void test_waypoint_close_delimited_response(void)
+{
+	char *out;
+	int fd;
+
+	if (!setup(0))
+		goto out;
+	W.mode = BE_CLOSE_DELIMITED;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET / HTTP/1.1\r\nHost: web\r\n\r\n"), "send");
+	out = read_until(fd, NULL, 3000);
+	ASSERT_HAS(out, "200 OK", "status");
+	ASSERT_HAS(out, "\r\n\r\nuntil-close", "body until the upstream closed");
+	close(fd);
+out:
+	teardown();
+}
+
+void test_waypoint_expect_continue(void)
+{
+	char *out;
+	int fd;
+
+	if (!setup(0))
+		goto out;
+	W.mode = BE_CONTINUE;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "POST /c HTTP/1.1\r\nHost: web\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"), "head");
+	out = read_until(fd, "100 Continue\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 100 Continue", "interim response passed on");
+	ASSERT_TRUE(send_str(fd, "data"), "body");
+	out = read_until(fd, "POST /c HTTP/1.1", 3000);
+	ASSERT_HAS(out, "200 OK", "final response");
+	close(fd);
+out:
+	teardown();
+}
+
+void test_waypoint_head_response(void)
+{
+	char *out;
+	int fd;
+
+	if (!setup(0))
+		goto out;
+	W.mode = BE_HEAD_LEN;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "HEAD /h HTTP/1.1\r\nHost: web\r\n\r\n"), "HEAD");
+	out = read_until(fd, "Content-Length: 5\r\n\r\n", 3000);
+	ASSERT_HAS(out, "200 OK", "HEAD answered");
+	W.mode = BE_OK;
+	ASSERT_TRUE(send_str(fd, "GET /after HTTP/1.1\r\nHost: web\r\n\r\n"), "GET after HEAD");
+	out = read_until(fd, "GET /after", 3000);
+	ASSERT_HAS(out, "GET /after", "the connection goes on after a bodiless HEAD response");
+	close(fd);
+out:
+	teardown();
+}
+
+void test_waypoint_upgrade(void)
+{
+	char *out;
+	int fd;
+
+	if (!setup(0))
+		goto out;
+	W.mode = BE_UPGRADE;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n"), "upgrade");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "101 Switching Protocols", "101 passed on");
+	ASSERT_TRUE(send_str(fd, "raw bytes\n"), "raw");
+	out = read_until(fd, "raw bytes\n", 3000);
+	ASSERT_HAS(out, "raw bytes", "bytes both ways after 101");
+	close(fd);
+out:
+	teardown();
+}
+
+void test_waypoint_bad_requests(void)
+{
+	char big[WAYPOINT_HEAD_MAX + 100];
+	char *out;
+	int fd;
+
+	if (!setup(0))
+		goto out;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GARBAGE\r\n\r\n"), "garbage");
+	out = read_until(fd, NULL, 3000);
+	ASSERT_HAS(out, "HTTP/1.1 400 Bad Request", "400");
+	close(fd);
+	fd = client();
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "GET / HTTP/1.1\r\nX-Big: ", 23);
+	send_all(fd, big, sizeof(big));
+	out = read_until(fd, NULL, 3000);
+	ASSERT_HAS(out, "HTTP/1.1 431", "431 for an oversized head");
+	close(fd);
+	fd = client();
+	{
+		char many[8192];
+		size_t n = (size_t)snprintf(many, sizeof(many), "GET / HTTP/1.1\r\n");
+
+		for (int i = 0; i < WAYPOINT_HEADERS_MAX + 5; i++)
+			n += (size_t)snprintf(many + n, sizeof(many) - n, "h%d: v\r\n", i);
+		n += (size_t)snprintf(many + n, sizeof(many) - n, "\r\n");
+		send_all(fd, many, n);
+	}
+	out = read_until(fd, NULL, 3000);
+	ASSERT_HAS(out, "HTTP/1.1 431", "431 for too many fields");
+	ASSERT_EQ(W.upstreams, 0, "nothing went upstream");
+	close(fd);
+out:
+	teardown();
+}
+
+void test_waypoint_upstream_failures(void)
+{
+	char *out;
+	int fd;
+
+	if (!setup(300))
+		goto out;
+	W.fail_upstream = -ENOENT;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET / HTTP/1.1\r\nHost: web\r\n\r\n"), "send");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 503", "no endpoint: 503");
+	close(fd);
+	W.fail_upstream = 0;
+	W.mode = BE_RESET;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET / HTTP/1.1\r\nHost: web\r\n\r\n"), "send");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 503", "upstream closed before a response: 503");
+	close(fd);
+	W.mode = BE_STALL;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET / HTTP/1.1\r\nHost: web\r\n\r\n"), "send");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 504", "no response in time: 504");
+	close(fd);
+out:
+	teardown();
+}
+
+static const char routes_yaml[] =
+	"apiVersion: v1\nkind: Namespace\nmetadata: {name: default}\n"
+	"---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n"
+	"spec: {clusterIP: 10.96.0.1, ports: [{name: http, port: 80, targetPort: 8080}]}\n"
+	"---\napiVersion: v1\nkind: Service\nmetadata: {name: v2, namespace: default}\n"
+	"spec: {clusterIP: 10.96.0.2, ports: [{name: http, port: 80, targetPort: 8080}]}\n"
+	"---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+	"metadata: {name: r, namespace: default}\n"
+	"spec:\n"
+	"  parentRefs: [{group: \"\", kind: Service, name: web, port: 80}]\n"
+	"  rules:\n"
+	"  - matches: [{path: {type: PathPrefix, value: /v2}}]\n"
+	"    filters:\n"
+	"    - type: RequestHeaderModifier\n"
+	"      requestHeaderModifier: {set: [{name: x-set, value: one}], remove: [x-gone]}\n"
+	"    - type: ResponseHeaderModifier\n"
+	"      responseHeaderModifier: {add: [{name: x-resp, value: added}], remove: [x-backend]}\n"
+	"    - type: URLRewrite\n"
+	"      urlRewrite: {hostname: rewritten.example, path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}\n"
+	"    backendRefs: [{name: v2, port: 80}]\n"
+	"  - matches: [{path: {type: PathPrefix, value: /retry}}]\n"
+	"    retry: {codes: [500], attempts: 2, backoff: 10ms}\n"
+	"    backendRefs: [{name: v2, port: 80}]\n"
+	"  - matches: [{path: {type: Exact, value: /old}}]\n"
+	"    filters:\n"
+	"    - type: RequestRedirect\n"
+	"      requestRedirect: {hostname: new.example, statusCode: 301}\n";
+
+void test_waypoint_routed(void)
+{
+	struct sl_resources *res = config_resources_new();
+	struct diags errs = { 0 };
+	char *out;
+	int fd;
+
+	if (!ASSERT_OK_PTR(res, "resources") ||
+	    !ASSERT_OK(config_decode_buf(res, "routes.yaml", routes_yaml, strlen(routes_yaml), &errs), "decode") ||
+	    !ASSERT_OK(model_build(res, "node-1", &W.model, &errs), "model") ||
+	    !ASSERT_OK(route_table_build(W.model, &W.routes, &errs), "routes"))
+		goto out;
+	if (!setup(0))
+		goto out;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET /v2/x?q=1 HTTP/1.1\r\nHost: web\r\nX-Gone: a\r\nX-Set: zero\r\n\r\n"),
+		    "send");
+	out = read_until(fd, "GET /x?q=1", 3000);
+	ASSERT_HAS(out, "x-resp: added", "response header added");
+	ASSERT_FALSE(strcasestr(out, "x-backend"), "response header removed");
+	ASSERT_HAS(W.seen, "GET /x?q=1 HTTP/1.1", "prefix rewritten, query kept");
+	ASSERT_HAS(W.seen, "rewritten.example", "host rewritten");
+	ASSERT_TRUE(strcasestr(W.seen, "x-set: one"), "header set");
+	ASSERT_FALSE(strstr(W.seen, "X-Set: zero"), "old value replaced");
+	ASSERT_FALSE(strcasestr(W.seen, "x-gone"), "header removed");
+	ASSERT_STREQ(W.route_backend_seen, "default/v2:80", "backend from the route");
+	ASSERT_TRUE(send_str(fd, "GET /old HTTP/1.1\r\nHost: web\r\n\r\n"), "redirect");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 301", "redirect status");
+	ASSERT_HAS(out, "location: http://new.example/old", "Location");
+	ASSERT_TRUE(send_str(fd, "GET /nothing HTTP/1.1\r\nHost: web\r\n\r\n"), "no match");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 404", "no rule matched: 404");
+	close(fd);
+out:
+	diags_clear(&errs);
+	teardown();
+}
+
+/* ---- HTTP/2 ---- */
+
+#include <nghttp2/nghttp2.h>
+
+/* A blocking HTTP/2 peer over fd: the test's client, or a backend thread. */
+struct h2peer {
+	int fd;
+	nghttp2_session *ng;
+	bool server;
+	/* server: what it saw; client: what came back */
+	char seen_path[256], seen_auth[256], seen_hdrs[2048], body[4096];
+	size_t body_len;
+	int status, done;
+	char trailers[512];
+	int32_t sid;
+};
+
+static ssize_t h2p_send(nghttp2_session *ng, const uint8_t *d, size_t len, int flags, void *ud)
+{
+	struct h2peer *p = ud;
+
+	(void)ng, (void)flags;
+	return send_all(p->fd, (const char *)d, len) ? (ssize_t)len : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+static int h2p_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *n, size_t nl, const uint8_t *v,
+		      size_t vl, uint8_t flags, void *ud)
+{
+	struct h2peer *p = ud;
+	size_t l = strlen(p->seen_hdrs);
+
+	(void)ng, (void)flags;
+	if (nl == 5 && !memcmp(n, ":path", 5))
+		snprintf(p->seen_path, sizeof(p->seen_path), "%.*s", (int)vl, (const char *)v);
+	else if (nl == 10 && !memcmp(n, ":authority", 10))
+		snprintf(p->seen_auth, sizeof(p->seen_auth), "%.*s", (int)vl, (const char *)v);
+	else if (nl == 7 && !memcmp(n, ":status", 7))
+		p->status = atoi((const char *)v);
+	else if (f->headers.cat == NGHTTP2_HCAT_HEADERS && !p->server)
+		snprintf(p->trailers + strlen(p->trailers), sizeof(p->trailers) - strlen(p->trailers), "%.*s=%.*s;",
+			 (int)nl, (const char *)n, (int)vl, (const char *)v);
+	else
+		snprintf(p->seen_hdrs + l, sizeof(p->seen_hdrs) - l, "%.*s=%.*s;", (int)nl, (const char *)n, (int)vl,
+			 (const char *)v);
+	return 0;
+}
+
+static int h2p_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uint8_t *d, size_t len, void *ud)
+{
+	struct h2peer *p = ud;
+
+	(void)ng, (void)flags, (void)sid;
+	if (p->body_len + len < sizeof(p->body)) {
+		memcpy(p->body + p->body_len, d, len);
+		p->body_len += len;
+	}
+	return 0;
+}
+
+static ssize_t h2p_body(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+			nghttp2_data_source *src, void *ud)
+{
+	const char *text = src->ptr;
+	size_t n = strlen(text);
+
+	(void)ng, (void)sid, (void)ud;
+	if (n > len)
+		n = len;
+	memcpy(buf, text, n);
+	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	if (strstr(text, "grpc")) {	/* a gRPC-like answer: trailers after the body */
+		static const nghttp2_nv trl[] = { { (uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, 0 } };
+
+		*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		nghttp2_submit_trailer(ng, sid, trl, 1);
+	}
+	return (ssize_t)n;
+}
+
+static int h2p_frame(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct h2peer *p = ud;
+
+	if (p->server && f->hd.type == NGHTTP2_HEADERS && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		static char body[] = "hello from h2 grpc";
+		nghttp2_data_provider prd = { .source.ptr = body, .read_callback = h2p_body };
+		nghttp2_nv nv[] = { { (uint8_t *)":status", (uint8_t *)"200", 7, 3, 0 },
+				    { (uint8_t *)"x-backend", (uint8_t *)"h2", 9, 2, 0 } };
+
+		pthread_mutex_lock(&W.mu);
+		snprintf(W.seen + W.seen_len, sizeof(W.seen) - W.seen_len, "path=%s auth=%s hdrs=%s\n", p->seen_path,
+			 p->seen_auth, p->seen_hdrs);
+		W.seen_len = strlen(W.seen);
+		pthread_mutex_unlock(&W.mu);
+		nghttp2_submit_response(ng, f->hd.stream_id, nv, 2, &prd);
+	}
+	if (!p->server && (f->hd.flags & NGHTTP2_FLAG_END_STREAM) && f->hd.stream_id == p->sid)
+		p->done = 1;
+	return 0;
+}
+
+static int h2p_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud)
+{
+	struct h2peer *p = ud;
+
+	(void)ng, (void)code;
+	if (!p->server && sid == p->sid)
+		p->done = 1;
+	return 0;
+}
+
+static bool h2p_init(struct h2peer *p, int fd, bool server)
+{
+	nghttp2_session_callbacks *cb;
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	p->fd = fd;
+	p->server = server;
+	if (nghttp2_session_callbacks_new(&cb))
+		return false;
+	nghttp2_session_callbacks_set_send_callback(cb, h2p_send);
+	nghttp2_session_callbacks_set_on_header_callback(cb, h2p_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2p_data);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2p_frame);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2p_close);
+	r = server ? nghttp2_session_server_new(&p->ng, cb, p) : nghttp2_session_client_new(&p->ng, cb, p);
+	nghttp2_session_callbacks_del(cb);
+	return !r && !nghttp2_submit_settings(p->ng, NGHTTP2_FLAG_NONE, NULL, 0) && !nghttp2_session_send(p->ng);
+}
+
+/* Run the session until done (client) or EOF (server), or timeout. */
+static void h2p_run(struct h2peer *p, int timeout_ms)
+{
+	char in[16384];
+
+	while (!p->done) {
+		struct pollfd pf = { .fd = p->fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pf, 1, timeout_ms) <= 0)
+			break;
+		n = read(p->fd, in, sizeof(in));
+		if (n <= 0 || nghttp2_session_mem_recv(p->ng, (const uint8_t *)in, (size_t)n) < 0 ||
+		    nghttp2_session_send(p->ng))
+			break;
+	}
+}
+
+static void *h2_backend_main(void *arg)
+{
+	struct h2peer p;
+
+	if (h2p_init(&p, (int)(long)arg, true))
+		h2p_run(&p, 3000);
+	nghttp2_session_del(p.ng);
+	close((int)(long)arg);
+	return NULL;
+}
+
+static bool h2_backend;
+
+static int op_upstream_h2(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+			  const struct route_backend *be, struct waypoint_dst *dst)
+{
+	pthread_t t;
+	int sv[2];
+
+	(void)arg, (void)cl, (void)vip, (void)dst;
+	W.upstreams++;
+	snprintf(W.route_backend_seen, sizeof(W.route_backend_seen), "%s/%s:%u", be->ns, be->name, be->port);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) ||
+	    pthread_create(&t, NULL, h2_backend_main, (void *)(long)sv[1]))
+		return -EAGAIN;
+	pthread_detach(t);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	return sv[0];
+}
+
+/* One request from a fresh HTTP/2 client connection. */
+static bool h2_request(struct h2peer *p, const char *path, const char *ctype)
+{
+	int fd = client();
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)"web", 10, 3, 0 },
+		{ (uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0 },
+		{ (uint8_t *)"content-type", (uint8_t *)ctype, 12, strlen(ctype), 0 },
+		{ (uint8_t *)"x-gone", (uint8_t *)"1", 6, 1, 0 },
+	};
+
+	/* nghttp2's client session sends the preface itself */
+	if (fd < 0 || !h2p_init(p, fd, false))
+		return false;
+	p->sid = nghttp2_submit_request(p->ng, NULL, nv, 6, NULL, NULL);
+	if (p->sid < 0 || nghttp2_session_send(p->ng))
+		return false;
+	h2p_run(p, 3000);
+	nghttp2_session_del(p->ng);
+	close(fd);
+	return p->done;
+}
+
+void test_waypoint_h2(void)
+{
+	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
+	struct sl_resources *res = config_resources_new();
+	struct diags errs = { 0 };
+	struct h2peer p;
+
+	if (!ASSERT_OK(config_decode_buf(res, "routes.yaml", routes_yaml, strlen(routes_yaml), &errs), "decode") ||
+	    !ASSERT_OK(model_build(res, "node-1", &W.model, &errs), "model") ||
+	    !ASSERT_OK(route_table_build(W.model, &W.routes, &errs), "routes"))
+		goto out;
+	if (!setup(0))
+		goto out;
+	waypoint_free(W.wp);	/* again, with the HTTP/2 backend */
+	h2_backend = true;
+	if (!ASSERT_OK(waypoint_new(&W.wp, W.loop, &ops_h2, NULL, NULL), "waypoint_new"))
+		goto out;
+	/* routed, rewritten, header edits both ways, trailers passed on */
+	ASSERT_TRUE(h2_request(&p, "/v2/call?x=1", "application/grpc"), "h2 request answered");
+	ASSERT_EQ(p.status, 200, "status");
+	ASSERT_HAS(W.seen, "path=/call?x=1", "prefix rewritten upstream");
+	ASSERT_HAS(W.seen, "auth=rewritten.example", "authority rewritten");
+	ASSERT_HAS(W.seen, "x-set=one", "request header set");
+	ASSERT_FALSE(strstr(W.seen, "x-gone"), "request header removed");
+	ASSERT_STREQ(W.route_backend_seen, "default/v2:80", "backend from the route");
+	ASSERT_HAS(p.seen_hdrs, "x-resp=added", "response header added");
+	ASSERT_FALSE(strstr(p.seen_hdrs, "x-backend"), "response header removed");
+	ASSERT_TRUE(p.body_len && strstr(p.body, "hello from h2"), "body");
+	ASSERT_HAS(p.trailers, "grpc-status=0", "trailers passed on");
+	/* no route: gRPC gets a trailers-only UNIMPLEMENTED (12) */
+	ASSERT_TRUE(h2_request(&p, "/nothing", "application/grpc"), "no route answered");
+	ASSERT_EQ(p.status, 200, "gRPC status rides on 200");
+	ASSERT_HAS(p.seen_hdrs, "grpc-status=12", "no route: UNIMPLEMENTED");
+	/* plain HTTP/2: 404, and a redirect */
+	ASSERT_TRUE(h2_request(&p, "/nothing", "text/plain"), "404 answered");
+	ASSERT_EQ(p.status, 404, "no route: 404");
+	ASSERT_TRUE(h2_request(&p, "/old", "text/plain"), "redirect answered");
+	ASSERT_EQ(p.status, 301, "redirect status");
+	ASSERT_HAS(p.seen_hdrs, "location=http://new.example/old", "Location");
+out:
+	diags_clear(&errs);
+	teardown();
+}
+
+void test_waypoint_retry(void)
+{
+	struct sl_resources *res = config_resources_new();
+	struct diags errs = { 0 };
+	char *out;
+	int fd;
+
+	if (!ASSERT_OK(config_decode_buf(res, "routes.yaml", routes_yaml, strlen(routes_yaml), &errs), "decode") ||
+	    !ASSERT_OK(model_build(res, "node-1", &W.model, &errs), "model") ||
+	    !ASSERT_OK(route_table_build(W.model, &W.routes, &errs), "routes"))
+		goto out;
+	if (!setup(0))
+		goto out;
+	W.mode = BE_FAIL_FIRST;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET /retry HTTP/1.1\r\nHost: web\r\n\r\n"), "send");
+	out = read_until(fd, "\r\n\r\nok", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK", "a 500 and a reset retried: the third answer goes back");
+	ASSERT_FALSE(strstr(out, "500"), "the retried 500 is not seen");
+	ASSERT_EQ(W.upstreams, 3, "three upstream connections");
+	ASSERT_EQ(count(W.seen, "GET /retry HTTP/1.1"), 3, "the request went three times");
+	close(fd);
+out:
+	diags_clear(&errs);
+	teardown();
+}

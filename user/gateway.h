@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gateway.h - north-south: the listeners of Gateways of class `sluice` on
+ * this node, served by the waypoint.
+ *
+ * A Gateway's addresses are its spec.addresses, else one address per family
+ * from the pools given with --gateway-addresses (the Gateways of class sluice
+ * in namespace/name order take the pool's .1, .2, ...; every agent computes
+ * the same), else every address of the node. Pool and spec addresses are put
+ * on the node's loopback, as a LoadBalancer address announced by the node,
+ * and removed when no Gateway uses them. One listening socket per address and
+ * port; a connection's Host (HTTP) or SNI (HTTPS) picks the listener, the
+ * listener's routes (route.c) pick the backend, and the waypoint sends the
+ * request to a ready endpoint in plain TCP from the node.
+ *
+ * Single-threaded: on the loop's thread.
+ */
+#ifndef SL_GATEWAY_H
+#define SL_GATEWAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "resources.h"
+#include "route.h"
+#include "tunnel.h"
+
+struct loop;
+struct waypoint;
+struct sl_model;
+struct gateways;
+
+#define GATEWAY_POOLS_MAX 2
+
+struct gateway_opts {
+	struct sl_cidr pools[GATEWAY_POOLS_MAX];	/* at most one per family */
+	size_t n_pools;
+	const char *address_dev;	/* where pool addresses go; NULL: "lo" */
+};
+
+int gateways_new(struct gateways **out, struct loop *l, struct waypoint *wp, const struct gateway_opts *o);
+/* Closes the listeners and removes the addresses it added. NULL-safe. */
+void gateways_free(struct gateways *g);
+
+/* Make the listeners those of m's Gateways (class controllerName
+ * ROUTE_CONTROLLER_NAME). Problems (a port in use, an address that cannot be
+ * added) are logged and shown by gateways_json; the rest goes on. */
+void gateways_apply(struct gateways *g, const struct sl_model *m);
+
+/* For the waypoint: the listener a request on local (the accepted socket's
+ * address) with Host host (port ignored; NULL: none) belongs to, and its
+ * routes. NULL when no listener of that address and port takes host.
+ * *https says whether it is a TLS listener. */
+const struct route_set *gateways_routes(const struct gateways *g, const struct route_table *rt,
+					const struct tunnel_addr *local, const char *host, bool *https);
+
+/* {"gateways": [...]}: addresses, listeners, their sockets and problems. */
+json_t *gateways_json(const struct gateways *g, const struct sl_model *m, const struct route_table *rt);
+
+#endif

@@ -1,0 +1,1520 @@
+// SPDX-License-Identifier: Apache-2.0
+/* waypoint.c - HTTP/1.1 L7 proxy for Services with routes; see waypoint.h.
+ *
+ * One struct wconn per client connection, one request at a time: the client's
+ * bytes are parsed by http-parser up to the end of a request head (the parser
+ * is paused there), the head is routed and rewritten, then the body's bytes
+ * go to the upstream as they were received (chunked stays chunked), parsed
+ * only to find where the request ends. The response is handled the same way
+ * the other direction. Pipelined requests wait in the client buffer until the
+ * response before them is complete. After a 101 the connection is a plain
+ * byte relay both ways.
+ */
+#include <errno.h>
+#include <http_parser.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "loop.h"
+#include "waypoint.h"
+#include "waypoint_int.h"
+#include "xprt.h"
+
+static const double bucket_ms[N_BUCKETS] = { 0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
+					     5000, 10000, 30000 };
+
+static http_parser_settings req_settings, resp_settings;
+
+const char *const waypoint_features[] = {
+	/* north-south: Gateway listeners (HTTP, HTTPS) */
+	"Gateway",
+	"GRPCRoute",
+	"GRPCRouteNamedRouteRule",
+	"HTTPRoute",
+	"HTTPRouteBackendProtocolH2C",
+	"ReferenceGrant",
+	"HTTPRouteBackendRequestHeaderModification",
+	"HTTPRouteCORS",
+	"HTTPRouteNamedRouteRule",
+	"HTTPRouteParentRefPort",
+	"HTTPRoutePathRedirect",
+	"HTTPRoutePathRewrite",
+	"HTTPRoutePortRedirect",
+	"HTTPRouteQueryParamMatching",
+	"HTTPRouteRequestMirror",
+	"HTTPRouteRequestTimeout",
+	"HTTPRouteResponseHeaderModification",
+	"HTTPRouteSchemeRedirect",
+	/* east-west: GAMMA */
+	"Mesh",
+	"MeshHTTPRouteBackendRequestHeaderModification",
+	"MeshHTTPRouteNamedRouteRule",
+	"MeshHTTPRouteQueryParamMatching",
+	"MeshHTTPRouteRedirectPath",
+	"MeshHTTPRouteRedirectPort",
+	"MeshHTTPRouteRewritePath",
+	"MeshHTTPRouteSchemeRedirect",
+	NULL,
+};
+
+uint32_t wp_rand(struct waypoint *w)
+{
+	/* xorshift64*: route choices need spread, not secrecy */
+	w->rnd ^= w->rnd >> 12;
+	w->rnd ^= w->rnd << 25;
+	w->rnd ^= w->rnd >> 27;
+	return (uint32_t)((w->rnd * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+/* Copy, truncating to len - 1 bytes. */
+void wp_copy(char *dst, size_t len, const char *src)
+{
+	size_t n = src ? strnlen(src, len - 1) : 0;
+
+	memcpy(dst, src ? src : "", n);
+	dst[n] = 0;
+}
+
+/* ---- heads ---- */
+
+static int head_append(struct head *h, uint32_t *off, uint32_t *len, const char *p, size_t n)
+{
+	if (h->len + n + 1 > sizeof(h->text)) {
+		h->overflow = true;
+		return -1;
+	}
+	if (!*len)
+		*off = (uint32_t)h->len;
+	memcpy(h->text + h->len, p, n);
+	h->len += n;
+	*len += (uint32_t)n;
+	return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+	struct wconn *c = p->data;
+
+	return head_append(c->h, &c->h->url, &c->h->url_len, at, n) ? 0 : 0;
+}
+
+static int on_field(http_parser *p, const char *at, size_t n)
+{
+	struct head *h = ((struct wconn *)p->data)->h;
+
+	if (h->in_value || !h->n) {
+		if (h->n == WAYPOINT_HEADERS_MAX) {
+			h->overflow = true;
+			return 0;
+		}
+		memset(&h->f[h->n++], 0, sizeof(h->f[0]));
+		h->in_value = false;
+	}
+	head_append(h, &h->f[h->n - 1].name, &h->f[h->n - 1].name_len, at, n);
+	return 0;
+}
+
+static int on_value(http_parser *p, const char *at, size_t n)
+{
+	struct head *h = ((struct wconn *)p->data)->h;
+
+	if (!h->n || h->overflow)
+		return 0;
+	h->in_value = true;
+	head_append(h, &h->f[h->n - 1].value, &h->f[h->n - 1].value_len, at, n);
+	return 0;
+}
+
+static int on_status(http_parser *p, const char *at, size_t n)
+{
+	struct head *h = ((struct wconn *)p->data)->h;
+	size_t have = strlen(h->reason);
+
+	if (have + n >= sizeof(h->reason))
+		n = sizeof(h->reason) - 1 - have;
+	memcpy(h->reason + have, at, n);
+	h->reason[have + n] = 0;
+	return 0;
+}
+
+static void head_reset(struct head *h)
+{
+	h->len = 0;
+	h->n = 0;
+	h->url = h->url_len = 0;
+	h->reason[0] = 0;
+	h->in_value = false;
+	h->overflow = false;
+}
+
+/* Stop at the end of a head: the caller handles it, then resumes. */
+static int on_headers_complete(http_parser *p)
+{
+	struct wconn *c = p->data;
+
+	http_parser_pause(p, 1);
+	/* A response to HEAD has no body, whatever its Content-Length says. */
+	if (p->type == HTTP_RESPONSE && c->head_method)
+		return 1;
+	return 0;
+}
+
+static int on_req_complete(http_parser *p)
+{
+	struct wconn *c = p->data;
+
+	c->req_done = true;
+	http_parser_pause(p, 1);	/* the next pipelined request waits */
+	return 0;
+}
+
+static int on_resp_complete(http_parser *p)
+{
+	struct wconn *c = p->data;
+
+	/* 1xx (not 101) are interim: the final response follows. */
+	if (p->status_code >= 100 && p->status_code < 200 && p->status_code != 101)
+		return 0;
+	c->resp_done = true;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+/* One header edit list, as the connection keeps it: "op\0name\0value\0"... */
+static void edits_copy(struct wconn *c, const struct route_hdr_edit *e, size_t n)
+{
+	size_t off = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *v = e[i].value ? e[i].value : "";
+		size_t need = 1 + strlen(e[i].name) + 1 + strlen(v) + 1;
+
+		if (off + need > sizeof(c->resp_edits))
+			break;
+		c->resp_edits[off++] = (char)('0' + e[i].op);
+		off += (size_t)sprintf(c->resp_edits + off, "%s", e[i].name) + 1;
+		off += (size_t)sprintf(c->resp_edits + off, "%s", v) + 1;
+	}
+	c->resp_edits_len = off;
+}
+
+/* A header list being rewritten: pointers into a head or into edits. */
+struct hlist {
+	const char *name[WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS];
+	size_t name_len[WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS];
+	const char *value[WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS];
+	size_t value_len[WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS];
+	size_t n;
+};
+
+#define HLIST_MAX (WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS)
+
+static void hlist_from_head(struct hlist *l, const struct head *h)
+{
+	l->n = 0;
+	for (size_t i = 0; i < h->n && l->n < HLIST_MAX; i++, l->n++) {
+		l->name[l->n] = h->text + h->f[i].name;
+		l->name_len[l->n] = h->f[i].name_len;
+		l->value[l->n] = h->text + h->f[i].value;
+		l->value_len[l->n] = h->f[i].value_len;
+	}
+}
+
+static bool name_is(const char *a, size_t alen, const char *b)
+{
+	return alen == strlen(b) && !strncasecmp(a, b, alen);
+}
+
+static void hlist_remove(struct hlist *l, const char *name)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < l->n; i++) {
+		if (name_is(l->name[i], l->name_len[i], name))
+			continue;
+		l->name[j] = l->name[i];
+		l->name_len[j] = l->name_len[i];
+		l->value[j] = l->value[i];
+		l->value_len[j] = l->value_len[i];
+		j++;
+	}
+	l->n = j;
+}
+
+static void hlist_add(struct hlist *l, const char *name, const char *value)
+{
+	if (l->n == HLIST_MAX)
+		return;
+	l->name[l->n] = name;
+	l->name_len[l->n] = strlen(name);
+	l->value[l->n] = value;
+	l->value_len[l->n] = strlen(value);
+	l->n++;
+}
+
+static void hlist_set(struct hlist *l, const char *name, const char *value)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (name_is(l->name[i], l->name_len[i], name)) {
+			/* the first keeps its place, the others go */
+			l->value[i] = value;
+			l->value_len[i] = strlen(value);
+			for (size_t k = i + 1; k < l->n; k++)
+				if (name_is(l->name[k], l->name_len[k], name)) {
+					l->name_len[k] = 0;
+					l->name[k] = "";
+				}
+			size_t j = 0;
+			for (size_t k = 0; k < l->n; k++) {
+				if (!l->name_len[k])
+					continue;
+				l->name[j] = l->name[k];
+				l->name_len[j] = l->name_len[k];
+				l->value[j] = l->value[k];
+				l->value_len[j] = l->value_len[k];
+				j++;
+			}
+			l->n = j;
+			return;
+		}
+	hlist_add(l, name, value);
+}
+
+static void hlist_edit(struct hlist *l, enum route_hdr_op op, const char *name, const char *value)
+{
+	switch (op) {
+	case ROUTE_HDR_SET:
+		hlist_set(l, name, value);
+		break;
+	case ROUTE_HDR_ADD:
+		hlist_add(l, name, value);
+		break;
+	case ROUTE_HDR_REMOVE:
+		hlist_remove(l, name);
+		break;
+	}
+}
+
+static void hlist_edits_packed(struct hlist *l, const char *p, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		enum route_hdr_op op = (enum route_hdr_op)(p[off++] - '0');
+		const char *name = p + off;
+		const char *value;
+
+		off += strlen(name) + 1;
+		value = p + off;
+		off += strlen(value) + 1;
+		hlist_edit(l, op, name, value);
+	}
+}
+
+/* Append "name: value\r\n"... and the final CRLF. false: no room. */
+static bool hlist_write(struct buf *b, const struct hlist *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		if (buf_room(b) < l->name_len[i] + l->value_len[i] + 4)
+			return false;
+		buf_put(b, l->name[i], l->name_len[i]);
+		buf_put(b, ": ", 2);
+		buf_put(b, l->value[i], l->value_len[i]);
+		buf_put(b, "\r\n", 2);
+	}
+	return buf_put(b, "\r\n", 2) == 2;
+}
+
+static bool buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool buf_printf(struct buf *b, const char *fmt, ...)
+{
+	size_t room = buf_room(b);
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf_tail(b), room, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= room)
+		return false;
+	buf_add(b, (size_t)n);
+	return true;
+}
+
+/* ---- metrics ---- */
+
+static struct series *series_get(struct waypoint *w, const struct wconn *c, const struct waypoint_dst *dst,
+				  const char *svc_name, unsigned int code)
+{
+	struct series *s;
+
+	for (s = w->series; s; s = s->next)
+		if (s->code == code && !strcmp(s->src_ns, c->ns) && !strcmp(s->src_wl, c->name) &&
+		    !strcmp(s->dst_svc, svc_name) && !strcmp(s->dst_ns, dst->ns) &&
+		    !strcmp(s->dst_wl, dst->workload))
+			return s;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->src_ns = strdup(c->ns);
+	s->src_wl = strdup(c->name);
+	s->dst_svc = strdup(svc_name);
+	s->dst_ns = strdup(dst->ns);
+	s->dst_wl = strdup(dst->workload);
+	if (!s->src_ns || !s->src_wl || !s->dst_svc || !s->dst_ns || !s->dst_wl) {
+		free(s->src_ns);
+		free(s->src_wl);
+		free(s->dst_svc);
+		free(s->dst_ns);
+		free(s->dst_wl);
+		free(s);
+		return NULL;
+	}
+	s->code = code;
+	s->next = w->series;
+	w->series = s;
+	return s;
+}
+
+void wp_count(struct wconn *c, const struct waypoint_dst *dst, const char *svc_name, const char *method,
+	      const char *path, unsigned int status, uint64_t start_ms)
+{
+	struct waypoint *w = c->w;
+	uint64_t ms = loop_now_ms() - start_ms;
+	struct series *s;
+
+	w->st.responses_by_class[status / 100 < 6 ? status / 100 : 0]++;
+	s = series_get(w, c, dst, svc_name, status);
+	if (s) {
+		s->count++;
+		s->sum_ms += (double)ms;
+		for (int i = 0; i < N_BUCKETS; i++)
+			if ((double)ms <= bucket_ms[i])
+				s->buckets[i]++;
+	}
+	if (w->o.access_log)
+		pr_info("access: %s/%s %s %s -> %s %s/%s %u %llums", c->ns, c->name, method, path,
+			svc_name[0] ? svc_name : "-", dst->ns[0] ? dst->ns : "-", dst->pod[0] ? dst->pod : "-",
+			status, (unsigned long long)ms);
+}
+
+static void request_done(struct wconn *c)
+{
+	wp_count(c, &c->dst, c->svc_name, c->method, c->path, c->status, c->req_start_ms);
+}
+
+/* ---- mirrors ---- */
+
+#define MIRROR_TIMEOUT_MS 10000
+
+static void mirror_free(struct mirror *m)
+{
+	struct waypoint *w = m->w;
+
+	loop_del(w->loop, &m->io);
+	close(m->fd);
+	loop_timer_cancel(w->loop, &m->timer);
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		w->mirrors = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+	free(m->out);
+	free(m);
+}
+
+static void mirror_io(struct loop_io *io, uint32_t ev)
+{
+	struct mirror *m = io->arg;
+	char sink[4096];
+
+	(void)ev;
+	while (m->off < m->len) {
+		ssize_t n = send(m->fd, m->out + m->off, m->len - m->off, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			m->off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		mirror_free(m);
+		return;
+	}
+	if (m->io.events & EPOLLOUT)
+		loop_mod(m->w->loop, &m->io, EPOLLIN | EPOLLRDHUP);
+	for (;;) {
+		ssize_t n = read(m->fd, sink, sizeof(sink));
+
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		mirror_free(m);	/* the answer is over (or broken): nobody waits for it */
+		return;
+	}
+}
+
+static void mirror_timeout(struct loop_timer *t)
+{
+	mirror_free(t->arg);
+}
+
+/* Send a copy of a request (head text, no body) to be; the answer is dropped. */
+static void mirror_send(struct waypoint *w, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+			const struct route_backend *be, const char *head, size_t len)
+{
+	struct waypoint_dst dst;
+	struct mirror *m = calloc(1, sizeof(*m));
+	int fd;
+
+	if (!m || !(m->out = malloc(len))) {
+		free(m);
+		return;
+	}
+	fd = w->ops.upstream(w->arg, cl, vip, be, &dst);
+	if (fd < 0) {
+		free(m->out);
+		free(m);
+		return;
+	}
+	memcpy(m->out, head, len);
+	m->len = len;
+	m->w = w;
+	m->fd = fd;
+	loop_timer_init(&m->timer, mirror_timeout, m);
+	if (loop_add(w->loop, &m->io, fd, EPOLLOUT | EPOLLIN | EPOLLRDHUP, mirror_io, m)) {
+		close(fd);
+		free(m->out);
+		free(m);
+		return;
+	}
+	m->next = w->mirrors;
+	if (w->mirrors)
+		w->mirrors->prev = m;
+	w->mirrors = m;
+	loop_timer_arm(w->loop, &m->timer, MIRROR_TIMEOUT_MS);
+}
+
+/* ---- connections ---- */
+
+static void conn_io_cb(struct loop_io *io, uint32_t ev);
+static void conn_timer_cb(struct loop_timer *t);
+static void conn_step(struct wconn *c);
+
+static void side_close(struct wconn *c, enum wend e, bool rst)
+{
+	struct wside *s = &c->s[e];
+
+	if (s->fd < 0)
+		return;
+	loop_del(c->w->loop, &s->io);
+	if (s->use_x)
+		s->x.ops->close(&s->x, rst);
+	else if (rst)
+		xprt_close_rst(s->fd);
+	else
+		close(s->fd);
+	s->fd = -1;
+	s->eof = false;
+	s->shut = false;
+	s->in.data = s->in.head = 0;
+	s->out.data = s->out.head = 0;
+}
+
+void wp_conn_free(struct wconn *c, bool rst)
+{
+	struct waypoint *w = c->w;
+
+	wp_h2_free(c);
+	free(c->retry_head);
+	loop_timer_cancel(w->loop, &c->retry_timer);
+	side_close(c, U, rst);
+	side_close(c, C, rst);
+	loop_timer_cancel(w->loop, &c->timer);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->st.conns_open--;
+	for (int i = 0; i < 2; i++) {
+		free(c->s[i].in.area);
+		free(c->s[i].out.area);
+	}
+	free(c->h);
+	free(c);
+}
+
+static int side_open(struct wconn *c, enum wend e, int fd)
+{
+	struct wside *s = &c->s[e];
+	int r;
+
+	s->fd = fd;
+	s->eof = s->shut = false;
+	r = loop_add(c->w->loop, &s->io, fd, EPOLLIN | EPOLLRDHUP, conn_io_cb, c);
+	if (r) {
+		s->fd = -1;
+		return r;
+	}
+	return 0;
+}
+
+/* Answer the request in flight ourselves (no upstream), then go on as the
+ * request says (keep-alive or close). */
+static void answer(struct wconn *c, unsigned int status, const char *reason, const char *location,
+		   const char *body)
+{
+	struct buf *o = &c->s[C].out;
+	struct hlist l;
+	char clen[24];
+	size_t blen = body ? strlen(body) : 0;
+
+	l.n = 0;
+	snprintf(clen, sizeof(clen), "%zu", blen);
+	hlist_add(&l, "content-length", clen);
+	if (blen)
+		hlist_add(&l, "content-type", "text/plain");
+	if (location)
+		hlist_add(&l, "location", location);
+	if (!c->req_keepalive)
+		hlist_add(&l, "connection", "close");
+	hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
+	if (!buf_printf(o, "HTTP/1.1 %u %s\r\n", status, reason) || !hlist_write(o, &l) ||
+	    buf_put(o, body ? body : "", blen) != blen) {
+		c->st = W_CLOSING;
+		return;
+	}
+	c->status = (uint16_t)status;
+	c->local_answer = true;
+	c->resp_started = c->resp_done = true;
+	c->resp_keepalive = c->req_keepalive;
+}
+
+const char *wp_reason_of(unsigned int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 303: return "See Other";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 408: return "Request Timeout";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Status";
+	}
+}
+
+/* A failure before any response byte went to the client: answer it; after:
+ * nothing to say, close. */
+static void fail(struct wconn *c, unsigned int status, const char *body)
+{
+	if (c->resp_started) {
+		c->st = W_CLOSING;
+		c->req_keepalive = false;
+		return;
+	}
+	c->req_keepalive = false;	/* the request's remains are unknown */
+	side_close(c, U, true);
+	answer(c, status, wp_reason_of(status), NULL, body);
+	c->st = W_CLOSING;
+}
+
+static void retry_clear(struct wconn *c)
+{
+	free(c->retry_head);
+	c->retry_head = NULL;
+	c->retries_left = 0;
+	loop_timer_cancel(c->w->loop, &c->retry_timer);
+}
+
+static void request_reset(struct wconn *c)
+{
+	retry_clear(c);
+	c->req_done = c->resp_started = c->resp_done = c->local_answer = false;
+	c->status = 0;
+	c->resp_edits_len = 0;
+	c->head_method = false;
+	c->dst = (struct waypoint_dst){ 0 };
+	c->svc_name[0] = 0;
+	http_parser_init(&c->rp, HTTP_REQUEST);
+	c->rp.data = c;
+	head_reset(c->h);
+	c->st = W_HEAD;
+	c->deadline_ms = 0;
+	loop_timer_arm(c->w->loop, &c->timer,
+		       c->w->o.idle_timeout_ms ? c->w->o.idle_timeout_ms : 60000);
+}
+
+/* Split the request target into path and query (into buffers of the head). */
+static void target_split(const char *url, size_t len, char *path, size_t plen, char *query, size_t qlen,
+			 bool *has_query)
+{
+	const char *q = memchr(url, '?', len);
+	size_t pl = q ? (size_t)(q - url) : len;
+
+	/* absolute-form (http://host/path): keep the path */
+	if (pl > 7 && !strncasecmp(url, "http://", 7)) {
+		const char *slash = memchr(url + 7, '/', pl - 7);
+
+		if (slash) {
+			pl -= (size_t)(slash - url);
+			url = slash;
+			q = memchr(url, '?', len - (size_t)(slash - url));
+		}
+	}
+	snprintf(path, plen, "%.*s", (int)pl, url);
+	if (!pl)
+		snprintf(path, plen, "/");
+	*has_query = q != NULL;
+	if (q)
+		snprintf(query, qlen, "%.*s", (int)(len - (size_t)(q + 1 - url)), q + 1);
+	else
+		query[0] = 0;
+}
+
+static const char *head_get(const struct head *h, const char *name, size_t *len)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (name_is(h->text + h->f[i].name, h->f[i].name_len, name)) {
+			*len = h->f[i].value_len;
+			return h->text + h->f[i].value;
+		}
+	return NULL;
+}
+
+void wp_client_of(const struct wconn *c, struct tunnel_client *cl)
+{
+	*cl = (struct tunnel_client){
+		.ns = c->ns, .name = c->name, .service_account = c->sa, .identity = c->identity,
+		.ips = c->ips, .n_ips = c->n_ips, .port = c->cport,
+	};
+}
+
+void wp_decide(struct wconn *c, const char *method, const char *path, const char *query, const char *host,
+	       const struct route_header *h, size_t n, struct route_decision *d)
+{
+	struct waypoint *w = c->w;
+	struct route_backend svc = { 0 };
+	const struct route_set *set;
+	struct tunnel_client cl;
+	bool https = false;
+
+	wp_client_of(c, &cl);
+	set = w->ops.routes(w->arg, &cl, &c->vip, host, &svc, &https);
+	memset(d, 0, sizeof(*d));
+	c->svc_name[0] = 0;
+	if (w->ops.authorize && cl.ns[0] && svc.name) {
+		/* AuthorizationPolicy targeting the Service: before any routing */
+		int st = w->ops.authorize(w->arg, &cl, &svc, method, path, host, h, n);
+
+		if (st) {
+			snprintf(c->svc_name, sizeof(c->svc_name), "%s.%s.svc.cluster.local", svc.name,
+				 svc.ns ? svc.ns : "");
+			d->action = ROUTE_RESPOND;
+			d->status = (uint16_t)st;
+			w->st.denied++;
+			return;
+		}
+	}
+	if (set) {
+		struct route_request rq = {
+			.method = method, .path = path, .query = query, .host = host,
+			.scheme = https ? "https" : "http", .port = c->vip.port, .headers = h, .n_headers = n,
+		};
+
+		route_decide(set, &rq, wp_rand(w), d);
+	} else if (svc.name) {
+		int len = snprintf(d->path, sizeof(d->path), "%.*s%s%.*s", (int)(sizeof(d->path) / 2), path,
+				   query ? "?" : "", (int)(sizeof(d->path) / 2 - 2), query ? query : "");
+
+		(void)len;
+		d->action = ROUTE_FORWARD;
+		d->backend = svc;
+	} else {
+		/* a Gateway with no listener for this Host: nothing routes it;
+		 * a Service VIP the model no longer knows: unavailable */
+		d->action = ROUTE_RESPOND;
+		d->status = cl.ns[0] ? 503 : 404;
+	}
+	if (d->action == ROUTE_FORWARD)
+		snprintf(c->svc_name, sizeof(c->svc_name), "%s.%s.svc.cluster.local", d->backend.name,
+			 d->backend.ns ? d->backend.ns : "");
+	else if (svc.name)
+		snprintf(c->svc_name, sizeof(c->svc_name), "%s.%s.svc.cluster.local", svc.name,
+			 svc.ns ? svc.ns : "");
+}
+
+/* Route the head in c->h; write the rewritten head to the upstream. */
+static void route_request(struct wconn *c)
+{
+	struct waypoint *w = c->w;
+	struct head *h = c->h;
+	struct route_header hdrs[WAYPOINT_HEADERS_MAX];
+	static struct route_decision d;	/* large; one loop thread */
+	struct tunnel_client cl;
+	char path[2048], query[2048], host[256] = "";
+	const char *method = http_method_str((enum http_method)c->rp.method);
+	bool has_query;
+	size_t hl = 0;
+	const char *hv = head_get(h, "host", &hl);
+	struct buf *o;
+	struct hlist l;
+	char key[320];
+
+	w->st.requests_total++;
+	c->any_request = true;
+	c->req_start_ms = loop_now_ms();
+	c->req_keepalive = http_should_keep_alive(&c->rp);
+	c->head_method = c->rp.method == HTTP_HEAD;
+	wp_copy(c->method, sizeof(c->method), method);
+	target_split(h->text + h->url, h->url_len, path, sizeof(path), query, sizeof(query), &has_query);
+	wp_copy(c->path, sizeof(c->path), path);
+	if (hv)
+		snprintf(host, sizeof(host), "%.*s", (int)hl, hv);
+	for (size_t i = 0; i < h->n; i++)
+		hdrs[i] = (struct route_header){ h->text + h->f[i].name, h->f[i].name_len,
+						 h->text + h->f[i].value, h->f[i].value_len };
+	wp_client_of(c, &cl);
+	wp_decide(c, method, path, has_query ? query : NULL, hv ? host : NULL, hdrs, h->n, &d);
+	edits_copy(c, d.resp_edits, d.n_resp_edits);
+	if (d.action == ROUTE_REDIRECT) {
+		answer(c, d.status, wp_reason_of(d.status), d.location, NULL);
+		return;
+	}
+	if (d.action == ROUTE_RESPOND) {
+		answer(c, d.status, wp_reason_of(d.status), NULL,
+		       d.status == 404 ? "no route matched\n" : d.status >= 500 ? "no healthy upstream\n" : NULL);
+		return;
+	}
+	/* timeouts: the route's request timeout bounds the whole exchange */
+	{
+		unsigned int t = d.request_timeout_ms ? d.request_timeout_ms : d.backend_timeout_ms;
+
+		if (!t)
+			t = w->o.upstream_timeout_ms ? w->o.upstream_timeout_ms : 300000;
+		c->deadline_ms = c->req_start_ms + t;
+		loop_timer_arm(w->loop, &c->timer, t);
+	}
+	snprintf(key, sizeof(key), "%s/%s:%u", d.backend.ns ? d.backend.ns : "", d.backend.name,
+		 d.backend.port);
+	if (c->s[U].fd >= 0 && (!c->up_reusable || strcmp(key, c->up_key)))
+		side_close(c, U, false);
+	if (c->s[U].fd < 0) {
+		struct waypoint_dst dst = { 0 };
+		int fd = w->ops.upstream(w->arg, &cl, &c->vip, &d.backend, &dst);
+
+		if (fd < 0) {
+			w->st.upstream_errors++;
+			answer(c, fd == -ENOENT ? 503 : 502, wp_reason_of(fd == -ENOENT ? 503 : 502), NULL,
+			       "no healthy upstream\n");
+			return;
+		}
+		if (side_open(c, U, fd)) {
+			close(fd);
+			answer(c, 502, wp_reason_of(502), NULL, NULL);
+			return;
+		}
+		c->dst = dst;
+		wp_copy(c->up_key, sizeof(c->up_key), key);
+	}
+	c->up_reusable = false;
+	http_parser_init(&c->sp, HTTP_RESPONSE);
+	c->sp.data = c;
+	/* the request as it leaves */
+	hlist_from_head(&l, h);
+	if (d.host[0])
+		hlist_set(&l, "host", d.host);
+	for (size_t i = 0; i < d.n_req_edits; i++)
+		hlist_edit(&l, d.req_edits[i].op, d.req_edits[i].name,
+			   d.req_edits[i].value ? d.req_edits[i].value : "");
+	o = &c->s[U].out;
+	{
+		if (!buf_printf(o, "%s %s HTTP/1.1\r\n", method, d.path[0] ? d.path : "/") ||
+		    !hlist_write(o, &l)) {
+			answer(c, 431, wp_reason_of(431), NULL, NULL);
+			c->req_keepalive = false;
+			c->st = W_CLOSING;
+			return;
+		}
+		/* a bodiless request may go again (its bytes are all here) */
+		retry_clear(c);
+		if (d.retry_attempts && !(c->rp.flags & F_CHUNKED) &&
+		    (c->rp.content_length == 0 || c->rp.content_length == ULLONG_MAX) &&
+		    (c->retry_head = malloc(o->data))) {
+			memcpy(c->retry_head, buf_head(o), o->data);
+			c->retry_len = o->data;
+			c->retries_left = d.retry_attempts;
+			c->retry_backoff_ms = d.retry_backoff_ms;
+			c->n_retry_codes = d.n_retry_codes < 16 ? d.n_retry_codes : 16;
+			for (size_t i = 0; i < c->n_retry_codes; i++)
+				c->retry_codes[i] = d.retry_codes[i];
+			wp_copy(c->retry_ns, sizeof(c->retry_ns), d.backend.ns);
+			wp_copy(c->retry_name, sizeof(c->retry_name), d.backend.name);
+			c->retry_port = d.backend.port;
+		}
+		/* mirrors get the same head; a request with a body is not
+		 * mirrored (its bytes stream once, to the backend) */
+		if (d.n_mirrors && !(c->rp.flags & F_CHUNKED) &&
+		    (c->rp.content_length == 0 || c->rp.content_length == ULLONG_MAX)) {
+			struct hlist ml = l;
+
+			hlist_set(&ml, "connection", "close");
+			for (size_t i = 0; i < d.n_mirrors; i++) {
+				char mh[WAYPOINT_HEAD_MAX + 4096];
+				struct buf mb = { .area = mh, .size = sizeof(mh) };
+
+				if (buf_printf(&mb, "%s %s HTTP/1.1\r\n", method, d.path[0] ? d.path : "/") &&
+				    hlist_write(&mb, &ml))
+					mirror_send(w, &cl, &c->vip, &d.mirrors[i], mh, mb.data);
+			}
+		}
+	}
+	c->st = W_REQUEST;
+}
+
+/* After a pause at the end of a head, the parser has not consumed the head's
+ * final LF yet: consume it here, so that it is not taken for a body byte.
+ * This may end the message (no body). 0, or -1 on a parser error. */
+static int head_finish(http_parser *p, const http_parser_settings *st, struct buf *in)
+{
+	size_t n;
+	enum http_errno e;
+
+	http_parser_pause(p, 0);
+	if (!in->data)
+		return 0;
+	n = http_parser_execute(p, st, buf_head(in), 1);
+	buf_del(in, n);
+	e = HTTP_PARSER_ERRNO(p);
+	if (e == HPE_PAUSED)
+		http_parser_pause(p, 0);
+	else if (e != HPE_OK)
+		return -1;
+	return 0;
+}
+
+/* Feed client bytes to the request parser; body bytes go to the upstream. */
+static void client_parse(struct wconn *c)
+{
+	struct wside *cs = &c->s[C], *us = &c->s[U];
+
+	/* a new request waits until what went before has left */
+	while (c->st == W_HEAD && cs->in.data && !cs->out.data && !(us->fd >= 0 && us->out.data)) {
+		size_t n = http_parser_execute(&c->rp, &req_settings, buf_head(&cs->in), cs->in.data);
+		enum http_errno e = HTTP_PARSER_ERRNO(&c->rp);
+
+		buf_del(&cs->in, n);
+		if (c->h->overflow) {
+			c->w->st.bad_requests++;
+			c->req_keepalive = false;
+			answer(c, 431, wp_reason_of(431), NULL, NULL);
+			c->st = W_CLOSING;
+			return;
+		}
+		if (e == HPE_PAUSED) {
+			loop_timer_cancel(c->w->loop, &c->timer);
+			route_request(c);
+			if (c->st == W_CLOSING)
+				return;
+			c->st = W_REQUEST;	/* answered locally too: the body is read and dropped */
+			head_reset(c->h);
+			if (head_finish(&c->rp, &req_settings, &cs->in)) {
+				fail(c, 400, NULL);
+				return;
+			}
+			break;
+		}
+		if (e != HPE_OK) {
+			c->w->st.bad_requests++;
+			c->req_keepalive = false;
+			answer(c, 400, wp_reason_of(400), NULL, NULL);
+			c->st = W_CLOSING;
+			return;
+		}
+	}
+	if (c->st == W_HEAD && cs->eof && !cs->in.data) {
+		c->st = W_CLOSING;
+		return;
+	}
+	/* the body: raw bytes as they came, bounded by the upstream's room */
+	while (c->st == W_REQUEST && !c->req_done && !c->rp.upgrade && cs->in.data) {
+		size_t room = c->local_answer ? cs->in.data : buf_room(&us->out);
+		size_t take = cs->in.data < room ? cs->in.data : room;
+		size_t n;
+		enum http_errno e;
+
+		if (!take)
+			break;
+		n = http_parser_execute(&c->rp, &req_settings, buf_head(&cs->in), take);
+		e = HTTP_PARSER_ERRNO(&c->rp);
+		if (!c->local_answer)
+			buf_put(&us->out, buf_head(&cs->in), n);
+		buf_del(&cs->in, n);
+		if (e == HPE_PAUSED) {
+			http_parser_pause(&c->rp, 0);
+			break;
+		}
+		if (e != HPE_OK) {
+			fail(c, 400, NULL);
+			return;
+		}
+	}
+	if (c->st == W_REQUEST && !c->req_done && !c->rp.upgrade && cs->eof && !cs->in.data)
+		fail(c, 400, NULL);	/* body cut short */
+}
+
+static bool retry_code(const struct wconn *c, unsigned int code)
+{
+	for (size_t i = 0; i < c->n_retry_codes; i++)
+		if (c->retry_codes[i] == code)
+			return true;
+	return false;
+}
+
+static void retry_fire(struct loop_timer *t)
+{
+	struct wconn *c = t->arg;
+	struct waypoint *w = c->w;
+	struct route_backend be = { .ns = c->retry_ns, .name = c->retry_name, .port = c->retry_port };
+	struct waypoint_dst dst = { 0 };
+	struct tunnel_client cl;
+	int fd;
+
+	if (!c->retry_head || c->st != W_REQUEST || c->resp_started)
+		return;
+	wp_client_of(c, &cl);
+	fd = w->ops.upstream(w->arg, &cl, &c->vip, &be, &dst);
+	if (fd < 0 || side_open(c, U, fd)) {
+		if (fd >= 0)
+			close(fd);
+		w->st.upstream_errors++;
+		fail(c, 503, "no healthy upstream\n");
+		request_done(c);
+		conn_step(c);
+		return;
+	}
+	c->dst = dst;
+	c->up_reusable = false;
+	http_parser_init(&c->sp, HTTP_RESPONSE);
+	c->sp.data = c;
+	head_reset(c->h);
+	buf_put(&c->s[U].out, c->retry_head, c->retry_len);
+	conn_step(c);
+}
+
+/* The upstream failed before the response started (or answered a status the
+ * route retries): send the request again, to a new endpoint, after the
+ * backoff. false when no retry is left. */
+static bool retry_start(struct wconn *c)
+{
+	if (!c->retry_head || !c->retries_left || c->resp_started)
+		return false;
+	c->retries_left--;
+	side_close(c, U, true);
+	loop_timer_arm(c->w->loop, &c->retry_timer, c->retry_backoff_ms);
+	return true;
+}
+
+/* Feed upstream bytes to the response parser; they go to the client, the
+ * head rewritten. */
+static void upstream_parse(struct wconn *c)
+{
+	struct wside *cs = &c->s[C], *us = &c->s[U];
+
+	while (!c->resp_done && us->in.data) {
+		size_t n;
+		enum http_errno e;
+
+		if (!c->resp_started) {
+			/* a head (or an interim 1xx one) */
+			if (buf_room(&cs->out) < WAYPOINT_HEAD_MAX + sizeof(c->resp_edits) + 64)
+				break;
+			n = http_parser_execute(&c->sp, &resp_settings, buf_head(&us->in), us->in.data);
+			e = HTTP_PARSER_ERRNO(&c->sp);
+			buf_del(&us->in, n);
+			if (c->h->overflow) {
+				fail(c, 502, NULL);
+				return;
+			}
+			if (e == HPE_PAUSED) {
+				struct hlist l;
+				unsigned int code = c->sp.status_code;
+
+				if (code >= 200 && retry_code(c, code) && retry_start(c))
+					return;
+				hlist_from_head(&l, c->h);
+				hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
+				if (!buf_printf(&cs->out, "HTTP/1.1 %u %s\r\n", code, c->h->reason) ||
+				    !hlist_write(&cs->out, &l)) {
+					fail(c, 502, NULL);
+					return;
+				}
+				head_reset(c->h);
+				if (code >= 200 || code == 101) {
+					c->resp_started = true;
+					c->status = (uint16_t)code;
+					c->resp_keepalive = http_should_keep_alive(&c->sp);
+				}
+				if (head_finish(&c->sp, &resp_settings, &us->in)) {
+					fail(c, 502, NULL);
+					return;
+				}
+				if (code == 101 && c->resp_done)
+					c->st = W_TUNNEL;
+				continue;
+			}
+			if (e != HPE_OK) {
+				c->w->st.upstream_errors++;
+				fail(c, 502, NULL);
+				return;
+			}
+			continue;
+		}
+		{
+			size_t room = buf_room(&cs->out);
+			size_t take = us->in.data < room ? us->in.data : room;
+
+			if (!take)
+				break;
+			n = http_parser_execute(&c->sp, &resp_settings, buf_head(&us->in), take);
+			buf_put(&cs->out, buf_head(&us->in), n);
+			buf_del(&us->in, n);
+		}
+		e = HTTP_PARSER_ERRNO(&c->sp);
+		if (e == HPE_PAUSED) {
+			http_parser_pause(&c->sp, 0);
+			break;
+		}
+		if (e != HPE_OK) {
+			c->w->st.upstream_errors++;
+			fail(c, 502, NULL);
+			return;
+		}
+	}
+	if (!c->resp_done && us->eof && !us->in.data && us->fd >= 0) {
+		/* a body delimited by the end of the connection ends here */
+		if (c->resp_started) {
+			http_parser_execute(&c->sp, &resp_settings, NULL, 0);
+			if (!c->resp_done) {
+				c->st = W_CLOSING;
+				c->req_keepalive = false;
+			}
+			c->resp_keepalive = false;
+		} else {
+			c->w->st.upstream_errors++;
+			if (!retry_start(c))
+				fail(c, 503, "upstream connect error or disconnect/reset before headers\n");
+		}
+	}
+}
+
+bool wp_side_read(struct wconn *c, enum wend e)
+{
+	struct wside *s = &c->s[e];
+	bool any = false;
+
+	if (s->fd < 0 || s->eof)
+		return false;
+	for (;;) {
+		size_t room = buf_room(&s->in);
+		ssize_t n;
+
+		if (!room)
+			return any;
+		if (s->use_x) {
+			n = s->x.ops->rcv(&s->x, buf_tail(&s->in), room);
+			if (n == -EAGAIN) {
+				s->x_want |= s->x.want;
+				return any;
+			}
+			if (n < 0) {
+				s->eof = true;
+				return true;
+			}
+		} else {
+			n = read(s->fd, buf_tail(&s->in), room);
+		}
+		if (n > 0) {
+			buf_add(&s->in, (size_t)n);
+			any = true;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			s->eof = true;	/* a reset too: what was read stays */
+			return true;
+		}
+		return any;
+	}
+}
+
+/* Write what is pending to side e; false on a write error. */
+bool wp_side_flush(struct wconn *c, enum wend e)
+{
+	struct wside *s = &c->s[e];
+
+	while (s->fd >= 0 && s->out.data) {
+		ssize_t n;
+
+		if (s->use_x) {
+			n = s->x.ops->snd(&s->x, buf_head(&s->out), s->out.data);
+			if (n == -EAGAIN) {
+				s->x_want |= s->x.want;
+				return true;
+			}
+			if (n > 0) {
+				buf_del(&s->out, (size_t)n);
+				continue;
+			}
+			return false;
+		}
+		n = send(s->fd, buf_head(&s->out), s->out.data, MSG_NOSIGNAL);
+		if (n > 0) {
+			buf_del(&s->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return true;
+		return false;
+	}
+	return true;
+}
+
+void wp_side_interest(struct wconn *c, enum wend e, bool want_read)
+{
+	struct wside *s = &c->s[e];
+	uint32_t ev = 0;
+
+	if (s->fd < 0)
+		return;
+	if (want_read && !s->eof && buf_room(&s->in))
+		ev |= EPOLLIN | EPOLLRDHUP;
+	if (s->out.data)
+		ev |= EPOLLOUT;
+	ev |= s->x_want;
+	if (ev != s->io.events)
+		loop_mod(c->w->loop, &s->io, ev);
+}
+
+/* Move what can move; decide what comes next. */
+static void conn_step(struct wconn *c)
+{
+	struct wside *cs = &c->s[C], *us = &c->s[U];
+
+	cs->x_want = 0;
+	if (!c->hs_done) {
+		int r = cs->x.ops->handshake(&cs->x);
+
+		if (r == -EAGAIN) {
+			cs->x_want = cs->x.want;
+			wp_side_interest(c, C, false);
+			return;
+		}
+		if (r) {
+			pr_debug("waypoint: %s: TLS handshake: %s", c->ns[0] ? c->ns : "gateway", cs->x.err);
+			wp_conn_free(c, true);
+			return;
+		}
+		c->hs_done = true;
+	}
+	if (c->st == W_H2) {
+		wp_h2_step(c);
+		return;
+	}
+
+	for (int guard = 0; guard < 64; guard++) {
+		enum wstate before = c->st;
+		size_t cin = cs->in.data, uin = us->in.data, cout = cs->out.data, uout = us->out.data;
+
+		wp_side_read(c, C);
+		wp_side_read(c, U);
+		if (c->st == W_HEAD && !c->any_request && cs->in.data) {
+			/* HTTP/2 with prior knowledge: the preface says so */
+			static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+			size_t n = cs->in.data < sizeof(preface) - 1 ? cs->in.data : sizeof(preface) - 1;
+
+			if (!memcmp(buf_head(&cs->in), preface, n)) {
+				if (n == sizeof(preface) - 1) {
+					if (wp_h2_start(c))
+						wp_conn_free(c, true);
+					return;	/* c may be gone */
+				}
+				if (!cs->eof) {
+					wp_side_interest(c, C, true);
+					return;
+				}
+			}
+		}
+		if (c->st == W_TUNNEL) {
+			/* bytes both ways, as they are */
+			size_t n = buf_put(&us->out, buf_head(&cs->in), cs->in.data);
+
+			buf_del(&cs->in, n);
+			n = buf_put(&cs->out, buf_head(&us->in), us->in.data);
+			buf_del(&us->in, n);
+			if (cs->eof && !cs->in.data && us->fd >= 0 && !us->out.data && !us->shut) {
+				shutdown(us->fd, SHUT_WR);
+				us->shut = true;
+			}
+			if (us->eof && !us->in.data && !cs->out.data && !cs->shut) {
+				cs->x.ops->shut(&cs->x);
+				cs->shut = true;
+			}
+			if (cs->shut && us->shut) {
+				wp_conn_free(c, false);
+				return;
+			}
+		} else {
+			if (c->st == W_HEAD || c->st == W_REQUEST)
+				client_parse(c);
+			if (c->st == W_REQUEST && us->fd >= 0)
+				upstream_parse(c);
+			if (c->st == W_REQUEST && c->req_done && c->resp_done) {
+				request_done(c);
+				c->up_reusable = c->resp_keepalive && !c->local_answer;
+				if (!c->up_reusable && !c->local_answer)
+					side_close(c, U, false);
+				if (c->req_keepalive && c->resp_keepalive)
+					request_reset(c);
+				else
+					c->st = W_CLOSING;
+			} else if (c->st == W_REQUEST && c->rp.upgrade && c->resp_done && c->status != 101) {
+				/* an Upgrade refused: the connection cannot go on reliably */
+				request_done(c);
+				c->st = W_CLOSING;
+			}
+		}
+		if (!wp_side_flush(c, C)) {
+			wp_conn_free(c, true);
+			return;
+		}
+		if (!wp_side_flush(c, U)) {
+			if (c->st == W_TUNNEL) {
+				wp_conn_free(c, true);
+				return;
+			}
+			us->eof = true;
+		}
+		if (c->st == W_CLOSING && !cs->out.data) {
+			wp_conn_free(c, false);
+			return;
+		}
+		if (c->st == before && cs->in.data == cin && us->in.data == uin && cs->out.data == cout &&
+		    us->out.data == uout)
+			break;
+	}
+	wp_side_interest(c, C, c->st != W_CLOSING);
+	wp_side_interest(c, U, c->st == W_REQUEST || c->st == W_TUNNEL);
+}
+
+static void conn_io_cb(struct loop_io *io, uint32_t ev)
+{
+	(void)ev;
+	conn_step(io->arg);
+}
+
+static void conn_timer_cb(struct loop_timer *t)
+{
+	struct wconn *c = t->arg;
+
+	if (c->st == W_REQUEST && c->deadline_ms) {
+		c->w->st.timeouts++;
+		if (!c->resp_started) {
+			fail(c, 504, "upstream request timeout\n");
+			request_done(c);
+			conn_step(c);
+			return;
+		}
+	} else {
+		c->w->st.timeouts++;
+	}
+	wp_conn_free(c, c->st != W_HEAD);
+}
+
+bool waypoint_accept(struct waypoint *w, int fd, const struct tunnel_client *cl,
+		     const struct tunnel_addr *vip)
+{
+	return waypoint_accept_tls(w, fd, cl, vip, NULL);
+}
+
+bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client *cl,
+			 const struct tunnel_addr *vip, SSL_CTX *tls)
+{
+	struct wconn *c = calloc(1, sizeof(*c));
+
+	if (c) {
+		c->h = malloc(sizeof(*c->h));
+		for (int i = 0; i < 2; i++) {
+			c->s[i].fd = -1;
+			c->s[i].in.area = malloc(IN_SIZE);
+			c->s[i].in.size = IN_SIZE;
+			c->s[i].out.area = malloc(OUT_SIZE);
+			c->s[i].out.size = OUT_SIZE;
+		}
+	}
+	if (!c || !c->h || !c->s[0].in.area || !c->s[1].in.area || !c->s[0].out.area ||
+	    !c->s[1].out.area) {
+		if (c) {
+			for (int i = 0; i < 2; i++) {
+				free(c->s[i].in.area);
+				free(c->s[i].out.area);
+			}
+			free(c->h);
+			free(c);
+		}
+		xprt_close_rst(fd);
+		return true;
+	}
+	c->w = w;
+	wp_copy(c->ns, sizeof(c->ns), cl->ns);
+	wp_copy(c->name, sizeof(c->name), cl->name);
+	wp_copy(c->sa, sizeof(c->sa), cl->service_account);
+	wp_copy(c->identity, sizeof(c->identity), cl->identity);
+	for (size_t i = 0; i < cl->n_ips && i < 2; i++)
+		c->ips[c->n_ips++] = cl->ips[i];
+	c->cport = cl->port;
+	c->vip = *vip;
+	loop_timer_init(&c->timer, conn_timer_cb, c);
+	loop_timer_init(&c->retry_timer, retry_fire, c);
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->st.conns_open++;
+	w->st.conns_total++;
+	if (tls ? xprt_init_tls(&c->s[C].x, fd, tls, true) : (xprt_init_plain(&c->s[C].x, fd), 0)) {
+		xprt_close_rst(fd);
+		wp_conn_free(c, true);
+		return true;
+	}
+	c->s[C].use_x = true;
+	c->https = tls != NULL;
+	c->hs_done = !tls;
+	if (side_open(c, C, fd)) {
+		c->s[C].x.ops->close(&c->s[C].x, true);
+		c->s[C].fd = -1;
+		wp_conn_free(c, true);
+		return true;
+	}
+	request_reset(c);
+	/* a header deadline for the first request, not the idle one */
+	loop_timer_arm(w->loop, &c->timer, w->o.header_timeout_ms ? w->o.header_timeout_ms : 10000);
+	conn_step(c);
+	return true;
+}
+
+int waypoint_new(struct waypoint **out, struct loop *loop, const struct waypoint_ops *ops, void *arg,
+		 const struct waypoint_opts *opts)
+{
+	struct waypoint *w;
+
+	if (!ops || !ops->routes || !ops->upstream)
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->loop = loop;
+	w->ops = *ops;
+	w->arg = arg;
+	if (opts)
+		w->o = *opts;
+	w->rnd = loop_now_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
+	if (!w->rnd)
+		w->rnd = 1;
+	req_settings = (http_parser_settings){
+		.on_url = on_url, .on_header_field = on_field, .on_header_value = on_value,
+		.on_headers_complete = on_headers_complete, .on_message_complete = on_req_complete,
+	};
+	resp_settings = (http_parser_settings){
+		.on_status = on_status, .on_header_field = on_field, .on_header_value = on_value,
+		.on_headers_complete = on_headers_complete, .on_message_complete = on_resp_complete,
+	};
+	*out = w;
+	return 0;
+}
+
+void waypoint_free(struct waypoint *w)
+{
+	if (!w)
+		return;
+	while (w->conns)
+		wp_conn_free(w->conns, true); /* NOLINT(clang-analyzer-unix.Malloc): it unlinks it */
+	while (w->mirrors)
+		mirror_free(w->mirrors); /* NOLINT(clang-analyzer-unix.Malloc): it unlinks it */
+	while (w->series) {
+		struct series *s = w->series;
+
+		w->series = s->next;
+		free(s->src_ns);
+		free(s->src_wl);
+		free(s->dst_svc);
+		free(s->dst_ns);
+		free(s->dst_wl);
+		free(s);
+	}
+	free(w);
+}
+
+void waypoint_stats_get(const struct waypoint *w, struct waypoint_stats *st)
+{
+	*st = w->st;
+}
+
+static void prom_labels(FILE *f, const struct series *s)
+{
+	fprintf(f,
+		"reporter=\"waypoint\",source_workload=\"%s\",source_workload_namespace=\"%s\","
+		"destination_service=\"%s\",destination_workload=\"%s\","
+		"destination_workload_namespace=\"%s\",response_code=\"%u\",request_protocol=\"http\"",
+		s->src_wl, s->src_ns, s->dst_svc[0] ? s->dst_svc : "unknown",
+		s->dst_wl[0] ? s->dst_wl : "unknown", s->dst_ns[0] ? s->dst_ns : "unknown", s->code);
+}
+
+int waypoint_metrics_write(struct waypoint *w, FILE *f)
+{
+	fprintf(f, "# HELP istio_requests_total Requests the waypoint answered.\n"
+		   "# TYPE istio_requests_total counter\n");
+	for (const struct series *s = w->series; s; s = s->next) {
+		fprintf(f, "istio_requests_total{");
+		prom_labels(f, s);
+		fprintf(f, "} %llu\n", (unsigned long long)s->count);
+	}
+	fprintf(f, "# HELP istio_request_duration_milliseconds Request duration.\n"
+		   "# TYPE istio_request_duration_milliseconds histogram\n");
+	for (const struct series *s = w->series; s; s = s->next) {
+		for (int i = 0; i < N_BUCKETS; i++) {
+			fprintf(f, "istio_request_duration_milliseconds_bucket{");
+			prom_labels(f, s);
+			fprintf(f, ",le=\"%g\"} %llu\n", bucket_ms[i], (unsigned long long)s->buckets[i]);
+		}
+		fprintf(f, "istio_request_duration_milliseconds_bucket{");
+		prom_labels(f, s);
+		fprintf(f, ",le=\"+Inf\"} %llu\n", (unsigned long long)s->count);
+		fprintf(f, "istio_request_duration_milliseconds_sum{");
+		prom_labels(f, s);
+		fprintf(f, "} %g\n", s->sum_ms);
+		fprintf(f, "istio_request_duration_milliseconds_count{");
+		prom_labels(f, s);
+		fprintf(f, "} %llu\n", (unsigned long long)s->count);
+	}
+	return ferror(f) ? -EIO : 0;
+}

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* waypoint.h - the agent's L7 proxy for Services with Gateway API routes.
+ *
+ * The tunnel hands over connections an enrolled pod made to such a Service's
+ * VIP (tunnel_ops.l7_accept). The waypoint reads the HTTP/1.1 requests on
+ * them (http-parser: keep-alive, pipelining, chunked bodies, Expect:
+ * 100-continue, Upgrade passed through), asks route.c what each request does,
+ * and sends it on to the backend it names through a connection the pod would
+ * have made itself (ops->upstream: HBONE, direct or passthrough with the
+ * pod's identity and policy), or answers it (redirects, 404, 500, CORS).
+ * Responses stream back with the route's response header edits.
+ *
+ * Limits: a request or response head larger than WAYPOINT_HEAD_MAX, or with
+ * more than WAYPOINT_HEADERS_MAX fields, is refused (431 / 502); a client
+ * that sends no complete head within opts.header_timeout_ms, or stays idle
+ * between requests longer than opts.idle_timeout_ms, is closed.
+ *
+ * Single-threaded: everything runs on the loop's thread.
+ */
+#ifndef SL_WAYPOINT_H
+#define SL_WAYPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "route.h"
+#include "tunnel.h"
+
+struct loop;
+struct waypoint;
+
+#define WAYPOINT_HEAD_MAX	32768	/* bytes of one request or response head */
+#define WAYPOINT_HEADERS_MAX	100	/* header fields of one head */
+
+/* The workload that answered, as ops->upstream found it. */
+struct waypoint_dst {
+	char ns[64];
+	char workload[TUNNEL_NAME_MAX];
+	char pod[TUNNEL_NAME_MAX];
+};
+
+struct waypoint_ops {
+	/* The routes for a request (Host host, NULL when none) of client cl
+	 * to vip, and the Service the VIP belongs to (*svc, strings valid
+	 * until the next configuration). For a Gateway listener's connection
+	 * (cl->ns ""), vip is the listener's local address and port, and
+	 * *https tells whether it is a TLS listener.
+	 * NULL: no routes (any more); requests then go to *svc as they are,
+	 * or get 503 when svc->name is NULL. Asked again for every request, so
+	 * that a new configuration applies to open connections. */
+	const struct route_set *(*routes)(void *arg, const struct tunnel_client *cl,
+					  const struct tunnel_addr *vip, const char *host,
+					  struct route_backend *svc, bool *https);
+	/* A connection from client cl's pod to an endpoint of Service be: a
+	 * non-blocking stream fd, or -errno (-ENOENT: no ready endpoint, 503).
+	 * vip is what the client connected to (its family is preferred).
+	 * *dst says which workload it reaches. */
+	int (*upstream)(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+			const struct route_backend *be, struct waypoint_dst *dst);
+	/* Optional: may client cl make this request to Service svc (the one it
+	 * addressed)? 0, or the status to refuse it with (403). Asked before
+	 * routing, for mesh clients (cl->ns not ""). path without the query. */
+	int (*authorize)(void *arg, const struct tunnel_client *cl, const struct route_backend *svc,
+			 const char *method, const char *path, const char *host, const struct route_header *h,
+			 size_t n);
+};
+
+struct waypoint_opts {
+	unsigned int header_timeout_ms;	/* a request head must arrive within; 0: 10000 */
+	unsigned int idle_timeout_ms;	/* keep-alive idle; 0: 60000 */
+	unsigned int upstream_timeout_ms;	/* no response head within, and no route timeout: 0: 300000 */
+	bool access_log;		/* one info line per request */
+};
+
+/* The Gateway API SupportedFeatures this waypoint passes the conformance
+ * cases of (NULL-terminated). */
+extern const char *const waypoint_features[];
+
+int waypoint_new(struct waypoint **out, struct loop *loop, const struct waypoint_ops *ops, void *arg,
+		 const struct waypoint_opts *opts);
+/* Closes every connection. NULL-safe. */
+void waypoint_free(struct waypoint *w);
+
+/* Take over fd, a connection of client cl to the Service at vip (tunnel
+ * l7_accept). Returns true; on failure fd is reset and closed and it still
+ * returns true (it was taken). */
+bool waypoint_accept(struct waypoint *w, int fd, const struct tunnel_client *cl,
+		     const struct tunnel_addr *vip);
+
+/* The same for a TLS listener: the waypoint terminates TLS with tls (a
+ * server context; SSL_new takes its own reference). */
+bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client *cl,
+			 const struct tunnel_addr *vip, struct ssl_ctx_st *tls);
+
+struct waypoint_stats {
+	uint64_t conns_open, conns_total;
+	uint64_t requests_total;
+	uint64_t responses_by_class[6];	/* index status / 100 (0: none sent) */
+	uint64_t upstream_errors;	/* connect failures, resets before a response */
+	uint64_t timeouts;		/* 504s and header/idle timeouts */
+	uint64_t bad_requests;		/* 400s and 431s */
+	uint64_t denied;		/* refused by AuthorizationPolicy (403) */
+};
+void waypoint_stats_get(const struct waypoint *w, struct waypoint_stats *st);
+
+/* Prometheus text: istio_requests_total and
+ * istio_request_duration_milliseconds (histogram), reporter "waypoint", one
+ * series per source workload, destination service, destination workload and
+ * response code. 0 or -EIO. */
+int waypoint_metrics_write(struct waypoint *w, FILE *f);
+
+#endif

@@ -1,0 +1,1046 @@
+// SPDX-License-Identifier: Apache-2.0
+/* waypoint_h2.c - HTTP/2 on the waypoint's client connections (h2c prior
+ * knowledge, or h2 after TLS), with nghttp2 on both sides.
+ *
+ * Each client stream is one request: routed like an HTTP/1.1 one
+ * (wp_decide), then sent as a stream of an HTTP/2 connection to a ready
+ * endpoint of the chosen backend (one connection per backend Service and
+ * client connection, reused by its next streams). gRPC rides on this as it
+ * is: trailers pass through, and an answer the waypoint makes itself to a
+ * gRPC request is a trailers-only gRPC status.
+ *
+ * Bodies move through one bounded buffer per stream and direction; a side's
+ * flow-control window reopens (nghttp2_session_consume) only as the other
+ * side takes the bytes, so a slow reader slows its writer, not the agent's
+ * memory.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "log.h"
+#include "waypoint_int.h"
+
+#define BODY_BUF	65536		/* = the initial stream window: never overflows */
+#define MAX_STREAMS	100
+#define MAX_HDRS	WAYPOINT_HEADERS_MAX
+
+struct h2hdr {
+	char *name, *value;
+	size_t nlen, vlen;
+};
+
+struct hvec {
+	struct h2hdr v[MAX_HDRS];
+	size_t n;
+	size_t bytes;
+};
+
+struct h2up;
+
+/* One request: a client stream, and its stream upstream. */
+struct h2st {
+	struct h2st *next, *prev;
+	struct wp_h2 *h;
+	int32_t cid, uid;		/* client / upstream stream ids (uid 0: none) */
+	struct h2up *up;
+	struct hvec *req, *resp, *trl;
+	struct buf reqb, respb;
+	bool req_eof, resp_eof, resp_submitted, up_closed, client_closed, trl_pending, counted;
+	bool grpc, local, too_big;
+	unsigned int status;
+	uint64_t start_ms;
+	struct loop_timer timer;	/* the route's request timeout */
+	char method[16], path[256];
+	struct waypoint_dst dst;
+	char svc_name[320];
+	char edits[4096];		/* response header edits, packed "op\0name\0value\0" */
+	size_t edits_len;
+	const char *local_body;
+	size_t local_len, local_off;
+};
+
+/* An HTTP/2 connection to one endpoint of a backend Service. */
+struct h2up {
+	struct h2up *next;
+	struct wp_h2 *h;
+	int fd;
+	struct loop_io io;
+	nghttp2_session *ng;
+	struct buf out;
+	char out_area[32768];
+	char key[320];
+	struct waypoint_dst dst;
+	size_t n_streams;
+	bool dead;
+};
+
+struct wp_h2 {
+	struct wconn *c;
+	nghttp2_session *ng;
+	struct h2st *streams;
+	struct h2up *ups;
+};
+
+/* ---- small helpers ---- */
+
+static struct hvec *hvec_new(void)
+{
+	return calloc(1, sizeof(struct hvec));
+}
+
+static void hvec_free(struct hvec *v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < v->n; i++) {
+		free(v->v[i].name);
+		free(v->v[i].value);
+	}
+	free(v);
+}
+
+/* false when the list is full or too large (the stream is then refused) */
+static bool hvec_add(struct hvec *v, const uint8_t *n, size_t nl, const uint8_t *val, size_t vl)
+{
+	struct h2hdr *e;
+
+	if (v->n == MAX_HDRS || v->bytes + nl + vl > WAYPOINT_HEAD_MAX)
+		return false;
+	e = &v->v[v->n];
+	e->name = malloc(nl + 1);
+	e->value = malloc(vl + 1);
+	if (!e->name || !e->value) {
+		free(e->name);
+		free(e->value);
+		return false;
+	}
+	memcpy(e->name, n, nl);
+	e->name[nl] = 0;
+	memcpy(e->value, val, vl);
+	e->value[vl] = 0;
+	e->nlen = nl;
+	e->vlen = vl;
+	v->bytes += nl + vl;
+	v->n++;
+	return true;
+}
+
+static const char *hvec_get(const struct hvec *v, const char *name)
+{
+	for (size_t i = 0; v && i < v->n; i++)
+		if (!strcasecmp(v->v[i].name, name))
+			return v->v[i].value;
+	return NULL;
+}
+
+static bool buf_alloc(struct buf *b)
+{
+	if (b->area)
+		return true;
+	b->area = malloc(BODY_BUF);
+	b->size = b->area ? BODY_BUF : 0;
+	return b->area != NULL;
+}
+
+/* Headers that belong to one hop only (RFC 9113 8.2.2), and Host, which
+ * travels as :authority. */
+static bool hop_header(const char *n)
+{
+	return !strcasecmp(n, "connection") || !strcasecmp(n, "keep-alive") ||
+	       !strcasecmp(n, "proxy-connection") || !strcasecmp(n, "transfer-encoding") ||
+	       !strcasecmp(n, "upgrade") || !strcasecmp(n, "host");
+}
+
+/* An nghttp2_nv list being built: names lower-cased into scratch. */
+struct nvlist {
+	nghttp2_nv v[MAX_HDRS + 2 * ROUTE_MAX_EDITS + 8];
+	size_t n;
+	char lower[MAX_HDRS + 2 * ROUTE_MAX_EDITS + 8][128];
+};
+
+static void nv_add(struct nvlist *l, const char *name, const char *value)
+{
+	size_t nl = strlen(name), i;
+
+	if (l->n == sizeof(l->v) / sizeof(l->v[0]))
+		return;
+	if (name[0] != ':' && nl < sizeof(l->lower[0])) {
+		for (i = 0; i < nl; i++)
+			l->lower[l->n][i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+		l->lower[l->n][nl] = 0;
+		name = l->lower[l->n];
+	}
+	/* nghttp2 takes const bytes through a non-const pointer (and does not
+	 * write to them: NO_COPY is not set) */
+	memcpy(&l->v[l->n].name, &name, sizeof(name));
+	memcpy(&l->v[l->n].value, &value, sizeof(value));
+	l->v[l->n].namelen = nl;
+	l->v[l->n].valuelen = strlen(value);
+	l->v[l->n].flags = NGHTTP2_NV_FLAG_NONE;
+	l->n++;
+}
+
+/* Apply header edits (in route order) to a header list: names compared
+ * case-insensitively; REMOVE drops all, SET replaces all by one, ADD appends. */
+struct elist {
+	const char *name[MAX_HDRS + 2 * ROUTE_MAX_EDITS];
+	const char *value[MAX_HDRS + 2 * ROUTE_MAX_EDITS];
+	size_t n;
+};
+
+static void el_remove(struct elist *l, const char *name)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		if (strcasecmp(l->name[i], name)) {
+			l->name[j] = l->name[i];
+			l->value[j++] = l->value[i];
+		}
+	l->n = j;
+}
+
+static void el_add(struct elist *l, const char *name, const char *value)
+{
+	if (l->n < sizeof(l->name) / sizeof(l->name[0])) {
+		l->name[l->n] = name;
+		l->value[l->n++] = value;
+	}
+}
+
+static void el_edit(struct elist *l, enum route_hdr_op op, const char *name, const char *value)
+{
+	switch (op) {
+	case ROUTE_HDR_SET:
+		for (size_t i = 0; i < l->n; i++)
+			if (!strcasecmp(l->name[i], name)) {
+				l->value[i] = value;
+				for (size_t k = i + 1; k < l->n;)
+					if (!strcasecmp(l->name[k], name)) {
+						memmove(&l->name[k], &l->name[k + 1], (l->n - k - 1) * sizeof(l->name[0]));
+						memmove(&l->value[k], &l->value[k + 1], (l->n - k - 1) * sizeof(l->value[0]));
+						l->n--;
+					} else {
+						k++;
+					}
+				return;
+			}
+		el_add(l, name, value);
+		break;
+	case ROUTE_HDR_ADD:
+		el_add(l, name, value);
+		break;
+	case ROUTE_HDR_REMOVE:
+		el_remove(l, name);
+		break;
+	}
+}
+
+static void el_packed(struct elist *l, const char *p, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		enum route_hdr_op op = (enum route_hdr_op)(p[off++] - '0');
+		const char *name = p + off;
+		const char *value;
+
+		off += strlen(name) + 1;
+		value = p + off;
+		off += strlen(value) + 1;
+		el_edit(l, op, name, value);
+	}
+}
+
+static void edits_pack(struct h2st *st, const struct route_hdr_edit *e, size_t n)
+{
+	size_t off = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *v = e[i].value ? e[i].value : "";
+		size_t need = 1 + strlen(e[i].name) + 1 + strlen(v) + 1;
+
+		if (off + need > sizeof(st->edits))
+			break;
+		st->edits[off++] = (char)('0' + e[i].op);
+		off += (size_t)sprintf(st->edits + off, "%s", e[i].name) + 1;
+		off += (size_t)sprintf(st->edits + off, "%s", v) + 1;
+	}
+	st->edits_len = off;
+}
+
+/* HTTP status to gRPC code, as gRPC's "HTTP to gRPC Status Code Mapping". */
+static int grpc_code_of(unsigned int status)
+{
+	switch (status) {
+	case 400: return 13;
+	case 401: return 16;
+	case 403: return 7;
+	case 404: return 12;
+	case 429: case 502: case 503: return 14;
+	case 504: return 4;
+	default: return 2;
+	}
+}
+
+/* ---- streams ---- */
+
+static void stream_count(struct h2st *st)
+{
+	if (st->counted)
+		return;
+	st->counted = true;
+	wp_count(st->h->c, &st->dst, st->svc_name, st->method, st->path, st->status, st->start_ms);
+}
+
+static void stream_free(struct h2st *st)
+{
+	struct wp_h2 *h = st->h;
+
+	stream_count(st);
+	loop_timer_cancel(h->c->w->loop, &st->timer);
+	if (st->prev)
+		st->prev->next = st->next;
+	else
+		h->streams = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	if (st->up && st->uid && !st->up_closed && st->up->ng)
+		nghttp2_session_set_stream_user_data(st->up->ng, st->uid, NULL);
+	if (st->up)
+		st->up->n_streams--;
+	hvec_free(st->req);
+	hvec_free(st->resp);
+	hvec_free(st->trl);
+	free(st->reqb.area);
+	free(st->respb.area);
+	free(st);
+}
+
+static void stream_maybe_free(struct h2st *st)
+{
+	if (st->client_closed && (!st->uid || st->up_closed))
+		stream_free(st);
+}
+
+static ssize_t local_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t len, uint32_t *flags,
+			  nghttp2_data_source *src, void *ud)
+{
+	struct h2st *st = src->ptr;
+	size_t n = st->local_len - st->local_off;
+
+	(void)ng, (void)sid, (void)ud;
+	if (n > len)
+		n = len;
+	memcpy(out, st->local_body + st->local_off, n);
+	st->local_off += n;
+	if (st->local_off == st->local_len)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+/* The waypoint answers the stream itself (redirects, 404, 5xx; gRPC: a
+ * trailers-only status). */
+static void respond_local(struct h2st *st, unsigned int status, const char *location)
+{
+	struct wp_h2 *h = st->h;
+	struct nvlist *nv = calloc(1, sizeof(*nv));
+	struct elist el = { .n = 0 };
+	char sbuf[8], gbuf[8];
+	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = local_read };
+
+	if (!nv || st->resp_submitted)
+		goto out;
+	st->status = status;
+	st->local = true;
+	st->resp_submitted = true;
+	snprintf(sbuf, sizeof(sbuf), "%u", st->grpc ? 200 : status);
+	nv_add(nv, ":status", sbuf);
+	if (st->grpc) {
+		snprintf(gbuf, sizeof(gbuf), "%d", grpc_code_of(status));
+		el_add(&el, "content-type", "application/grpc");
+		el_add(&el, "grpc-status", gbuf);
+		el_add(&el, "grpc-message", wp_reason_of(status));
+	} else {
+		st->local_body = status == 404 ? "no route matched\n" : status >= 500 ? "no healthy upstream\n" : "";
+		st->local_len = strlen(st->local_body);
+		if (location)
+			el_add(&el, "location", location);
+		if (st->local_len)
+			el_add(&el, "content-type", "text/plain");
+	}
+	el_packed(&el, st->edits, st->edits_len);
+	for (size_t i = 0; i < el.n; i++)
+		nv_add(nv, el.name[i], el.value[i]);
+	nghttp2_submit_response(h->ng, st->cid, nv->v, nv->n, st->local_len ? &prd : NULL);
+out:
+	free(nv);
+}
+
+static ssize_t resp_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t len, uint32_t *flags,
+			 nghttp2_data_source *src, void *ud)
+{
+	struct h2st *st = src->ptr;
+	size_t n = st->respb.data < len ? st->respb.data : len;
+
+	(void)sid, (void)ud;
+	if (n) {
+		memcpy(out, buf_head(&st->respb), n);
+		buf_del(&st->respb, n);
+		if (st->up && st->uid && !st->up_closed)
+			nghttp2_session_consume(st->up->ng, st->uid, n);
+	}
+	if (!st->respb.data && st->resp_eof) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (st->trl_pending && st->trl && st->trl->n) {
+			struct nvlist *nv = calloc(1, sizeof(*nv));
+
+			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+			if (nv) {
+				for (size_t i = 0; i < st->trl->n; i++)
+					nv_add(nv, st->trl->v[i].name, st->trl->v[i].value);
+				nghttp2_submit_trailer(ng, st->cid, nv->v, nv->n);
+				free(nv);
+			}
+		}
+		return (ssize_t)n;
+	}
+	return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+}
+
+/* The backend's response head, rewritten, to the client. */
+static void respond_upstream(struct h2st *st, bool end_stream)
+{
+	struct wp_h2 *h = st->h;
+	struct nvlist *nv = calloc(1, sizeof(*nv));
+	struct elist el = { .n = 0 };
+	char sbuf[8];
+	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = resp_read };
+
+	if (!nv)
+		return;
+	st->resp_submitted = true;
+	snprintf(sbuf, sizeof(sbuf), "%u", st->status);
+	nv_add(nv, ":status", sbuf);
+	for (size_t i = 0; st->resp && i < st->resp->n; i++)
+		if (!hop_header(st->resp->v[i].name))
+			el_add(&el, st->resp->v[i].name, st->resp->v[i].value);
+	el_packed(&el, st->edits, st->edits_len);
+	for (size_t i = 0; i < el.n; i++)
+		nv_add(nv, el.name[i], el.value[i]);
+	if (end_stream)
+		st->resp_eof = true;
+	nghttp2_submit_response(h->ng, st->cid, nv->v, nv->n, end_stream ? NULL : &prd);
+	free(nv);
+}
+
+/* ---- upstream connections ---- */
+
+static void up_io(struct loop_io *io, uint32_t ev);
+static void h2_pump(struct wp_h2 *h);
+
+static ssize_t up_send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int flags, void *ud)
+{
+	struct h2up *up = ud;
+	size_t n = buf_put(&up->out, data, len);
+
+	(void)ng, (void)flags;
+	return n ? (ssize_t)n : NGHTTP2_ERR_WOULDBLOCK;
+}
+
+static int up_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+			const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+	struct h2st *st = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+
+	(void)flags, (void)ud;
+	if (!st || f->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	if (f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+		if (nl == 7 && !memcmp(name, ":status", 7)) {
+			char b[8];
+
+			snprintf(b, sizeof(b), "%.*s", (int)(vl < 7 ? vl : 7), (const char *)value);
+			st->status = (unsigned int)atoi(b);
+			return 0;
+		}
+		if (!st->resp)
+			st->resp = hvec_new();
+		if (st->resp && !hvec_add(st->resp, name, nl, value, vl))
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	} else if (f->headers.cat == NGHTTP2_HCAT_HEADERS) {
+		if (!st->trl)
+			st->trl = hvec_new();
+		if (st->trl && !hvec_add(st->trl, name, nl, value, vl))
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
+	return 0;
+}
+
+static int up_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct h2st *st = f->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, f->hd.stream_id) : NULL;
+	struct h2up *up = ud;
+	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+
+	if (!st)
+		return 0;
+	if (f->hd.type == NGHTTP2_HEADERS) {
+		if (f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+			if (st->status >= 100 && st->status < 200) {	/* interim: dropped */
+				hvec_free(st->resp);
+				st->resp = NULL;
+				return 0;
+			}
+			if (!st->client_closed && !st->resp_submitted)
+				respond_upstream(st, end);
+		} else if (end) {
+			st->trl_pending = true;
+			st->resp_eof = true;
+			if (!st->client_closed)
+				nghttp2_session_resume_data(up->h->ng, st->cid);
+		}
+	} else if (f->hd.type == NGHTTP2_DATA && end) {
+		st->resp_eof = true;
+		if (!st->client_closed)
+			nghttp2_session_resume_data(up->h->ng, st->cid);
+	}
+	return 0;
+}
+
+static int up_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uint8_t *data, size_t len, void *ud)
+{
+	struct h2st *st = nghttp2_session_get_stream_user_data(ng, sid);
+	struct h2up *up = ud;
+
+	(void)flags;
+	if (!st || st->client_closed) {
+		nghttp2_session_consume(ng, sid, len);
+		return 0;
+	}
+	if (!buf_alloc(&st->respb) || buf_put(&st->respb, data, len) != len)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;	/* cannot happen within the window */
+	nghttp2_session_resume_data(up->h->ng, st->cid);
+	return 0;
+}
+
+static int up_on_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud)
+{
+	struct h2st *st = nghttp2_session_get_stream_user_data(ng, sid);
+
+	(void)ud;
+	if (!st)
+		return 0;
+	st->up_closed = true;
+	if (!st->client_closed) {
+		if (!st->resp_submitted) {
+			respond_local(st, 503, NULL);
+		} else if (!st->resp_eof) {
+			/* cut short: the client's stream ends the same way */
+			nghttp2_submit_rst_stream(st->h->ng, NGHTTP2_FLAG_NONE, st->cid,
+						  code ? code : NGHTTP2_INTERNAL_ERROR);
+		}
+	}
+	stream_maybe_free(st);
+	return 0;
+}
+
+static ssize_t req_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t len, uint32_t *flags,
+			nghttp2_data_source *src, void *ud)
+{
+	struct h2st *st = src->ptr;
+	size_t n = st->reqb.data < len ? st->reqb.data : len;
+
+	(void)ng, (void)sid, (void)ud;
+	if (n) {
+		memcpy(out, buf_head(&st->reqb), n);
+		buf_del(&st->reqb, n);
+		if (!st->client_closed)
+			nghttp2_session_consume(st->h->ng, st->cid, n);
+	}
+	if (!st->reqb.data && st->req_eof) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		return (ssize_t)n;
+	}
+	return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+}
+
+static void up_kill(struct h2up *up)
+{
+	struct wp_h2 *h = up->h;
+
+	if (up->dead)
+		return;
+	up->dead = true;
+	/* its streams: answered 503, or cut short */
+	for (struct h2st *st = h->streams, *next; st; st = next) {
+		next = st->next;
+		if (st->up != up || st->up_closed)
+			continue;
+		st->up_closed = true;
+		if (!st->client_closed) {
+			if (!st->resp_submitted)
+				respond_local(st, 503, NULL);
+			else if (!st->resp_eof)
+				nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->cid, NGHTTP2_INTERNAL_ERROR);
+		}
+		stream_maybe_free(st);
+	}
+	if (up->fd >= 0) {
+		loop_del(h->c->w->loop, &up->io);
+		close(up->fd);
+		up->fd = -1;
+	}
+}
+
+static void up_free(struct h2up *up)
+{
+	up_kill(up);
+	nghttp2_session_del(up->ng);
+	free(up);
+}
+
+static struct h2up *up_get(struct wp_h2 *h, const struct route_backend *be, const char *key)
+{
+	struct wconn *c = h->c;
+	struct waypoint *w = c->w;
+	nghttp2_session_callbacks *cb = NULL;
+	nghttp2_option *opt = NULL;
+	struct tunnel_client cl;
+	struct h2up *up;
+	int fd;
+
+	for (up = h->ups; up; up = up->next)
+		if (!up->dead && up->n_streams < MAX_STREAMS && !strcmp(up->key, key) &&
+		    nghttp2_session_check_request_allowed(up->ng))
+			return up;
+	up = calloc(1, sizeof(*up));
+	if (!up)
+		return NULL;
+	up->h = h;
+	up->fd = -1;
+	up->out.area = up->out_area;
+	up->out.size = sizeof(up->out_area);
+	wp_copy(up->key, sizeof(up->key), key);
+	wp_client_of(c, &cl);
+	fd = w->ops.upstream(w->arg, &cl, &c->vip, be, &up->dst);
+	if (fd < 0)
+		goto fail;
+	up->fd = fd;
+	if (nghttp2_session_callbacks_new(&cb) || nghttp2_option_new(&opt))
+		goto fail;
+	nghttp2_session_callbacks_set_send_callback(cb, up_send_cb);
+	nghttp2_session_callbacks_set_on_header_callback(cb, up_on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, up_on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, up_on_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, up_on_close);
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	if (nghttp2_session_client_new2(&up->ng, cb, up, opt))
+		goto fail;
+	nghttp2_session_callbacks_del(cb);
+	nghttp2_option_del(opt);
+	cb = NULL;
+	opt = NULL;
+	if (nghttp2_submit_settings(up->ng, NGHTTP2_FLAG_NONE, NULL, 0) ||
+	    loop_add(w->loop, &up->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, up_io, up))
+		goto fail;
+	up->next = h->ups;
+	h->ups = up;
+	return up;
+fail:
+	nghttp2_session_callbacks_del(cb);
+	nghttp2_option_del(opt);
+	if (up->ng)
+		nghttp2_session_del(up->ng);
+	if (up->fd >= 0)
+		close(up->fd);
+	free(up);
+	return NULL;
+}
+
+/* Move an upstream connection's bytes; false when it is over. */
+static bool up_step(struct h2up *up)
+{
+	uint8_t in[16384];
+
+	if (up->dead)
+		return false;
+	for (;;) {
+		ssize_t n = read(up->fd, in, sizeof(in));
+
+		if (n > 0) {
+			if (nghttp2_session_mem_recv(up->ng, in, (size_t)n) < 0)
+				return false;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			return false;
+		break;
+	}
+	for (;;) {
+		int r = nghttp2_session_send(up->ng);
+
+		if (r)
+			return false;
+		while (up->out.data) {
+			ssize_t n = send(up->fd, buf_head(&up->out), up->out.data, MSG_NOSIGNAL);
+
+			if (n > 0) {
+				buf_del(&up->out, (size_t)n);
+				continue;
+			}
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			return false;
+		}
+		if (up->out.data || !nghttp2_session_want_write(up->ng))
+			break;
+	}
+	loop_mod(up->h->c->w->loop, &up->io, EPOLLIN | EPOLLRDHUP | (up->out.data ? EPOLLOUT : 0));
+	return nghttp2_session_want_read(up->ng) || nghttp2_session_want_write(up->ng) || up->n_streams;
+}
+
+static void up_io(struct loop_io *io, uint32_t ev)
+{
+	struct h2up *up = io->arg;
+	struct wp_h2 *h = up->h;
+
+	(void)ev;
+	if (!up_step(up))
+		up_kill(up);
+	h2_pump(h);
+}
+
+/* ---- routing a client stream ---- */
+
+static void stream_timeout(struct loop_timer *t)
+{
+	struct h2st *st = t->arg;
+	struct wp_h2 *h = st->h;
+
+	st->h->c->w->st.timeouts++;
+	if (st->up && st->uid && !st->up_closed)
+		nghttp2_submit_rst_stream(st->up->ng, NGHTTP2_FLAG_NONE, st->uid, NGHTTP2_CANCEL);
+	if (!st->resp_submitted)
+		respond_local(st, 504, NULL);
+	else
+		nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->cid, NGHTTP2_CANCEL);
+	h2_pump(h);
+}
+
+static void stream_route(struct h2st *st)
+{
+	struct wp_h2 *h = st->h;
+	struct wconn *c = h->c;
+	struct waypoint *w = c->w;
+	static struct route_decision d;	/* large; one loop thread */
+	struct route_header rh[MAX_HDRS];
+	struct nvlist *nv;
+	struct elist el = { .n = 0 };
+	char path[2048], key[320];
+	const char *method = hvec_get(st->req, ":method"), *p = hvec_get(st->req, ":path");
+	const char *auth = hvec_get(st->req, ":authority"), *q, *ct;
+	const char *scheme = hvec_get(st->req, ":scheme");
+	size_t n = 0;
+	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = req_read };
+
+	w->st.requests_total++;
+	st->start_ms = loop_now_ms();
+	if (!auth)
+		auth = hvec_get(st->req, "host");
+	ct = hvec_get(st->req, "content-type");
+	st->grpc = ct && !strncasecmp(ct, "application/grpc", 16);
+	wp_copy(st->method, sizeof(st->method), method ? method : "");
+	if (!method || !p || st->too_big) {
+		w->st.bad_requests++;
+		respond_local(st, st->too_big ? 431 : 400, NULL);
+		return;
+	}
+	q = strchr(p, '?');
+	snprintf(path, sizeof(path), "%.*s", q ? (int)(q - p) : (int)strlen(p), p);
+	wp_copy(st->path, sizeof(st->path), path);
+	for (size_t i = 0; i < st->req->n; i++)
+		if (st->req->v[i].name[0] != ':')
+			rh[n++] = (struct route_header){ st->req->v[i].name, st->req->v[i].nlen,
+							 st->req->v[i].value, st->req->v[i].vlen };
+	wp_decide(c, method, path, q ? q + 1 : NULL, auth, rh, n, &d);
+	wp_copy(st->svc_name, sizeof(st->svc_name), c->svc_name);
+	edits_pack(st, d.resp_edits, d.n_resp_edits);
+	if (d.action == ROUTE_REDIRECT) {
+		respond_local(st, d.status, d.location);
+		return;
+	}
+	if (d.action == ROUTE_RESPOND) {
+		respond_local(st, d.status, NULL);
+		return;
+	}
+	snprintf(key, sizeof(key), "%s/%s:%u", d.backend.ns ? d.backend.ns : "", d.backend.name, d.backend.port);
+	st->up = up_get(h, &d.backend, key);
+	if (!st->up) {
+		w->st.upstream_errors++;
+		respond_local(st, 503, NULL);
+		return;
+	}
+	st->up->n_streams++;
+	st->dst = st->up->dst;
+	nv = calloc(1, sizeof(*nv));
+	if (!nv) {
+		respond_local(st, 503, NULL);
+		return;
+	}
+	nv_add(nv, ":method", method);
+	nv_add(nv, ":scheme", scheme ? scheme : "http");
+	nv_add(nv, ":authority", d.host[0] ? d.host : auth ? auth : "");
+	nv_add(nv, ":path", d.path[0] ? d.path : p);
+	for (size_t i = 0; i < st->req->n; i++)
+		if (st->req->v[i].name[0] != ':' && !hop_header(st->req->v[i].name))
+			el_add(&el, st->req->v[i].name, st->req->v[i].value);
+	for (size_t i = 0; i < d.n_req_edits; i++)
+		el_edit(&el, d.req_edits[i].op, d.req_edits[i].name, d.req_edits[i].value ? d.req_edits[i].value : "");
+	for (size_t i = 0; i < el.n; i++)
+		if (!hop_header(el.name[i]))
+			nv_add(nv, el.name[i], el.value[i]);
+	st->uid = nghttp2_submit_request(st->up->ng, NULL, nv->v, nv->n, st->req_eof ? NULL : &prd, st);
+	free(nv);
+	if (st->uid < 0) {
+		st->uid = 0;
+		respond_local(st, 503, NULL);
+		return;
+	}
+	{
+		unsigned int t = d.request_timeout_ms ? d.request_timeout_ms : d.backend_timeout_ms;
+
+		if (t)
+			loop_timer_arm(w->loop, &st->timer, t);
+	}
+}
+
+/* ---- the client's session ---- */
+
+static ssize_t cl_send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int flags, void *ud)
+{
+	struct wp_h2 *h = ud;
+	size_t n = buf_put(&h->c->s[C].out, data, len);
+
+	(void)ng, (void)flags;
+	return n ? (ssize_t)n : NGHTTP2_ERR_WOULDBLOCK;
+}
+
+static int cl_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct wp_h2 *h = ud;
+	struct h2st *st;
+
+	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	st = calloc(1, sizeof(*st));
+	if (!st || !(st->req = hvec_new())) {
+		free(st);
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
+	st->h = h;
+	st->cid = f->hd.stream_id;
+	loop_timer_init(&st->timer, stream_timeout, st);
+	st->next = h->streams;
+	if (h->streams)
+		h->streams->prev = st;
+	h->streams = st;
+	nghttp2_session_set_stream_user_data(ng, st->cid, st);
+	return 0;
+}
+
+static int cl_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+			const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+	struct h2st *st = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+
+	(void)flags, (void)ud;
+	if (!st || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;	/* request trailers: dropped */
+	if (!hvec_add(st->req, name, nl, value, vl))
+		st->too_big = true;
+	return 0;
+}
+
+static int cl_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+	struct h2st *st = f->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, f->hd.stream_id) : NULL;
+
+	(void)ud;
+	if (!st)
+		return 0;
+	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+		st->req_eof = true;
+	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+		stream_route(st);
+	else if (st->req_eof && st->up && st->uid && !st->up_closed)
+		nghttp2_session_resume_data(st->up->ng, st->uid);
+	return 0;
+}
+
+static int cl_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uint8_t *data, size_t len, void *ud)
+{
+	struct h2st *st = nghttp2_session_get_stream_user_data(ng, sid);
+
+	(void)flags, (void)ud;
+	if (!st || !st->up || !st->uid || st->up_closed) {
+		nghttp2_session_consume(ng, sid, len);	/* nobody takes them */
+		return 0;
+	}
+	if (!buf_alloc(&st->reqb) || buf_put(&st->reqb, data, len) != len)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	nghttp2_session_resume_data(st->up->ng, st->uid);
+	return 0;
+}
+
+static int cl_on_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud)
+{
+	struct h2st *st = nghttp2_session_get_stream_user_data(ng, sid);
+
+	(void)code, (void)ud;
+	if (!st)
+		return 0;
+	st->client_closed = true;
+	if (st->up && st->uid && !st->up_closed)
+		nghttp2_submit_rst_stream(st->up->ng, NGHTTP2_FLAG_NONE, st->uid, NGHTTP2_CANCEL);
+	stream_maybe_free(st);
+	return 0;
+}
+
+/* Write what both sides' sessions have; drop finished upstreams. */
+static void h2_pump(struct wp_h2 *h)
+{
+	struct wconn *c = h->c;
+
+	for (struct h2up **pp = &h->ups; *pp;) {
+		struct h2up *up = *pp;
+
+		if (!up->dead && !up_step(up))
+			up_kill(up);
+		if (up->dead && !up->n_streams) {
+			*pp = up->next;
+			up_free(up);
+			continue;
+		}
+		pp = &up->next;
+	}
+	nghttp2_session_send(h->ng);
+	if (!wp_side_flush(c, C)) {
+		wp_conn_free(c, true);
+		return;
+	}
+	/* the session may have more once the buffer drained */
+	if (!c->s[C].out.data && nghttp2_session_want_write(h->ng)) {
+		nghttp2_session_send(h->ng);
+		if (!wp_side_flush(c, C)) {
+			wp_conn_free(c, true);
+			return;
+		}
+	}
+	if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng) && !c->s[C].out.data) {
+		wp_conn_free(c, false);
+		return;
+	}
+	wp_side_interest(c, C, true);
+}
+
+void wp_h2_step(struct wconn *c)
+{
+	struct wp_h2 *h = c->h2;
+	struct wside *cs = &c->s[C];
+
+	wp_side_read(c, C);
+	if (cs->in.data) {
+		ssize_t n = nghttp2_session_mem_recv(h->ng, (const uint8_t *)buf_head(&cs->in), cs->in.data);
+
+		if (n < 0) {
+			c->w->st.bad_requests++;
+			wp_conn_free(c, true);
+			return;
+		}
+		buf_del(&cs->in, (size_t)n);
+	}
+	if (cs->eof && !cs->in.data) {
+		wp_conn_free(c, false);	/* the client is gone: its streams with it */
+		return;
+	}
+	h2_pump(h);
+}
+
+int wp_h2_start(struct wconn *c)
+{
+	struct wp_h2 *h = calloc(1, sizeof(*h));
+	nghttp2_session_callbacks *cb = NULL;
+	nghttp2_option *opt = NULL;
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, WAYPOINT_HEAD_MAX },
+	};
+	int r = -ENOMEM;
+
+	if (!h)
+		return -ENOMEM;
+	h->c = c;
+	if (nghttp2_session_callbacks_new(&cb) || nghttp2_option_new(&opt))
+		goto fail;
+	nghttp2_session_callbacks_set_send_callback(cb, cl_send_cb);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, cl_on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cb, cl_on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, cl_on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, cl_on_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, cl_on_close);
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	if (nghttp2_session_server_new2(&h->ng, cb, h, opt))
+		goto fail;
+	if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])))
+		goto fail;
+	nghttp2_session_callbacks_del(cb);
+	nghttp2_option_del(opt);
+	c->h2 = h;
+	c->st = W_H2;
+	loop_timer_cancel(c->w->loop, &c->timer);
+	wp_h2_step(c);
+	return 0;
+fail:
+	nghttp2_session_callbacks_del(cb);
+	nghttp2_option_del(opt);
+	if (h->ng)
+		nghttp2_session_del(h->ng);
+	free(h);
+	return r;
+}
+
+void wp_h2_free(struct wconn *c)
+{
+	struct wp_h2 *h = c->h2;
+
+	if (!h)
+		return;
+	c->h2 = NULL;
+	/* streams first (they point at their upstreams), counted as they go */
+	while (h->streams) {
+		struct h2st *st = h->streams;
+
+		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): stream_free unlinks st */
+		if (st->up && st->uid && !st->up_closed && st->up->ng && !st->up->dead)
+			nghttp2_submit_rst_stream(st->up->ng, NGHTTP2_FLAG_NONE, st->uid, NGHTTP2_CANCEL);
+		st->up = NULL;
+		stream_free(st);
+	}
+	while (h->ups) {
+		struct h2up *up = h->ups;
+
+		h->ups = up->next;
+		up->n_streams = 0;
+		up_free(up);
+	}
+	nghttp2_session_del(h->ng);
+	free(h);
+}

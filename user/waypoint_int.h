@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* waypoint_int.h - what waypoint.c (HTTP/1.1) and waypoint_h2.c (HTTP/2)
+ * share: the connection and the waypoint, and the steps both take for a
+ * request (decide, open an upstream, count). Not for other modules. */
+#ifndef SL_WAYPOINT_INT_H
+#define SL_WAYPOINT_INT_H
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "loop.h"
+#include "route.h"
+#include "waypoint.h"
+#include "xprt.h"
+
+struct wp_h2;
+
+#define IN_SIZE		WAYPOINT_HEAD_MAX	/* client / upstream input buffers */
+#define OUT_SIZE	(2 * WAYPOINT_HEAD_MAX + 16384)	/* room for one rewritten head and more */
+#define REASON_MAX	64
+#define N_BUCKETS	14
+
+struct hfield {
+	uint32_t name, name_len, value, value_len;	/* offsets into the head's text */
+};
+
+/* A parsed head: request line parts or status, and its fields. */
+struct head {
+	char text[WAYPOINT_HEAD_MAX];
+	size_t len;
+	struct hfield f[WAYPOINT_HEADERS_MAX];
+	size_t n;
+	uint32_t url, url_len;
+	char reason[REASON_MAX];
+	bool in_value;			/* the last callback was a value */
+	bool overflow;			/* too big or too many fields */
+};
+
+struct series {
+	struct series *next;
+	char *src_ns, *src_wl, *dst_svc, *dst_ns, *dst_wl;
+	unsigned int code;
+	uint64_t count;
+	uint64_t buckets[N_BUCKETS];
+	double sum_ms;
+};
+
+enum wstate {
+	W_HEAD,				/* reading a request head */
+	W_REQUEST,			/* request routed, its body (if any) moving */
+	W_TUNNEL,			/* after 101: bytes both ways */
+	W_CLOSING,			/* flushing, then close */
+	W_H2,				/* HTTP/2: waypoint_h2.c has it */
+};
+
+enum wend { C = 0, U = 1 };
+
+struct wside {
+	int fd;
+	struct loop_io io;
+	struct xprt x;			/* the client side: plain or TLS (owns fd) */
+	bool use_x;
+	uint32_t x_want;		/* what the transport waits for after -EAGAIN */
+	struct buf in, out;		/* in: read from this side; out: to write to it */
+	bool eof;			/* read side closed */
+	bool shut;			/* we sent FIN */
+};
+
+struct wconn {
+	struct wconn *next, *prev;
+	struct waypoint *w;
+	struct wside s[2];		/* C: client, U: upstream (fd -1 when none) */
+	enum wstate st;
+	struct loop_timer timer;
+	/* the client */
+	char ns[64], name[TUNNEL_NAME_MAX], sa[TUNNEL_NAME_MAX], identity[TUNNEL_ID_MAX];
+	struct sl_ip ips[2];
+	size_t n_ips;
+	uint16_t cport;
+	struct tunnel_addr vip;
+	/* the request in flight */
+	http_parser rp, sp;
+	struct head *h;			/* scratch for the head being parsed */
+	bool req_done, resp_started, resp_done, local_answer;
+	bool hs_done;			/* TLS handshake (plain: at once) */
+	bool https;
+	bool req_keepalive, resp_keepalive, head_method;
+	bool up_reusable;
+	uint16_t status;
+	uint64_t req_start_ms, deadline_ms;
+	char up_key[320];		/* "ns/name:port" of the upstream fd's Service */
+	struct waypoint_dst dst;
+	char svc_name[320];		/* destination service FQDN, for metrics */
+	char method[16], path[256];
+	/* response header edits of the route in force, copied (the table may go) */
+	char resp_edits[4096];
+	size_t resp_edits_len;
+	/* retries (HTTPRoute retry): a bodiless request is sent again on a
+	 * connect failure or a listed status, to a new endpoint */
+	char *retry_head;		/* the request as sent upstream; NULL: no retry */
+	size_t retry_len;
+	unsigned int retries_left, retry_backoff_ms;
+	uint16_t retry_codes[16];
+	size_t n_retry_codes;
+	char retry_ns[64], retry_name[254];
+	uint16_t retry_port;
+	struct loop_timer retry_timer;
+	struct wp_h2 *h2;		/* W_H2 */
+	bool any_request;		/* an HTTP/1.1 request came: no HTTP/2 preface now */
+};
+
+/* A mirrored request: sent, its answer read and dropped. */
+struct mirror {
+	struct mirror *next, *prev;
+	struct waypoint *w;
+	int fd;
+	struct loop_io io;
+	struct loop_timer timer;
+	char *out;
+	size_t len, off;
+};
+
+struct waypoint {
+	struct loop *loop;
+	struct mirror *mirrors;
+	struct waypoint_ops ops;
+	void *arg;
+	struct waypoint_opts o;
+	struct wconn *conns;
+	struct waypoint_stats st;
+	struct series *series;
+	uint64_t rnd;
+};
+
+/* ---- shared steps ---- */
+
+uint32_t wp_rand(struct waypoint *w);
+void wp_copy(char *dst, size_t len, const char *src);
+const char *wp_reason_of(unsigned int status);
+void wp_client_of(const struct wconn *c, struct tunnel_client *cl);
+/* What to do with one request: the route's decision (or the Service as it is
+ * when it has no routes); sets c->svc_name. path without the query. */
+void wp_decide(struct wconn *c, const char *method, const char *path, const char *query, const char *host,
+	       const struct route_header *h, size_t n, struct route_decision *d);
+/* One request finished: metrics and the access log. */
+void wp_count(struct wconn *c, const struct waypoint_dst *dst, const char *svc_name, const char *method,
+	      const char *path, unsigned int status, uint64_t start_ms);
+void wp_conn_free(struct wconn *c, bool rst);
+void wp_side_interest(struct wconn *c, enum wend e, bool want_read);
+/* Read what fits into the side's input (sets eof); true when anything changed. */
+bool wp_side_read(struct wconn *c, enum wend e);
+/* Write the side's output; false on a write error. */
+bool wp_side_flush(struct wconn *c, enum wend e);
+
+/* waypoint_h2.c: the client's bytes in c->s[C].in start with the HTTP/2
+ * preface: take the connection over. 0, or -errno (then close it). */
+int wp_h2_start(struct wconn *c);
+/* Its io: read, process, write. */
+void wp_h2_step(struct wconn *c);
+void wp_h2_free(struct wconn *c);
+/* The upstream sessions and streams left: for waypoint_free. */
+
+#endif
