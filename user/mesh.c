@@ -423,6 +423,7 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 	struct tunnel_addr dst;
 	const char *kind;
 	char buf[TUNNEL_NAME_MAX];
+	int fd;
 
 	if (!a->model || !a->tunnel)
 		return -ENOENT;
@@ -451,6 +452,9 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 	}
 	if (!cl->ns[0])		/* from a Gateway: plain TCP from the node */
 		return gateway_connect(&dst);
+	fd = tunnel_direct_open(a->tunnel, cl->ns, cl->name, &dst);
+	if (fd != -EXDEV)
+		return fd;
 	return tunnel_outbound_open(a->tunnel, cl->ns, cl->name, &dst);
 }
 

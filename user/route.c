@@ -138,12 +138,23 @@ struct rt_entry {
 	const struct rt_hosts *hosts;	/* listener sets; NULL for mesh sets */
 };
 
+/* An entry's HTTP path by its first segment ("/api/v1" -> "api"), so that a
+ * request looks only at the entries that can match its path. */
+struct rt_seg {
+	const char *s;
+	uint32_t len, idx;		/* idx: into route_set.v */
+};
+
 struct route_set {
 	bool listener;
 	const char *a, *b, *c;
 	uint16_t port;
 	struct rt_entry *v;		/* sorted by precedence */
 	size_t n;
+	struct rt_seg *segs;		/* Exact and PathPrefix entries, by segment then idx */
+	size_t n_segs;
+	uint32_t *always;		/* the others (prefix "/", regex, gRPC), by idx */
+	size_t n_always;
 };
 
 struct rt_consumer {
@@ -1161,6 +1172,60 @@ static bool att_same_key(const struct rt_att *a, const struct rt_att *b)
  * prefix, a method match, most header matches, most query matches.
  * GRPCRoute: longest service, longest method, most header matches. Then the
  * oldest route, then "ns/name", then rule order (and match order). */
+/* The first segment of a path that starts with '/', within its n bytes. */
+static void first_seg(const char *p, size_t n, const char **seg, size_t *len)
+{
+	size_t i = 1;
+
+	while (i < n && p[i] != '/')
+		i++;
+	*seg = p + 1;
+	*len = i ? i - 1 : 0;
+}
+
+static int seg_cmp(const void *pa, const void *pb)
+{
+	const struct rt_seg *a = pa, *b = pb;
+	int c = memcmp(a->s, b->s, a->len < b->len ? a->len : b->len);
+
+	if (c)
+		return c;
+	if (a->len != b->len)
+		return a->len < b->len ? -1 : 1;
+	return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+static int set_index(struct route_table *t, struct route_set *s)
+{
+	if (!s->n)
+		return 0;
+	s->segs = rt_calloc(t, s->n, sizeof(*s->segs));
+	s->always = rt_calloc(t, s->n, sizeof(*s->always));
+	if (!s->segs || !s->always)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct rt_match *mt = s->v[i].mt;
+		bool http = s->v[i].rr->r->kind != SL_ROUTE_GRPC;
+		size_t n = 0, len;
+		const char *seg;
+
+		if (http && mt->path && mt->path[0] == '/') {
+			if (mt->ptype == SL_MATCH_EXACT)
+				n = strlen(mt->path);
+			else if (mt->ptype == SL_MATCH_PREFIX)
+				n = mt->plen;	/* 0 for "/": every path */
+		}
+		if (!n) {
+			s->always[s->n_always++] = (uint32_t)i;
+			continue;
+		}
+		first_seg(mt->path, n, &seg, &len);
+		s->segs[s->n_segs++] = (struct rt_seg){ seg, (uint32_t)len, (uint32_t)i };
+	}
+	qsort(s->segs, s->n_segs, sizeof(*s->segs), seg_cmp);
+	return 0;
+}
+
 static int entry_cmp(const void *pa, const void *pb)
 {
 	const struct rt_entry *a = pa, *b = pb;
@@ -1242,6 +1307,8 @@ static int build_sets(struct route_table *t)
 			}
 		}
 		qsort(s->v, s->n, sizeof(*s->v), entry_cmp);
+		if (set_index(t, s))
+			return -ENOMEM;
 		if (!s->listener && s->c) {
 			/* sets are sorted by port before client ns: dedupe by search */
 			bool seen = false;
@@ -1714,8 +1781,36 @@ static const struct rt_entry *pick(const struct route_set *s, const struct rt_re
 {
 	const struct rt_entry *best = NULL;
 	struct rt_hscore best_sc = { 0 };
+	size_t lo = 0, hi = 0, j = 0;
 
-	for (size_t i = 0; i < s->n; i++) {
+	/* the entries of the request's first path segment, merged in
+	 * precedence order with those every path may match */
+	if (rq->path[0] == '/') {
+		struct rt_seg key;
+		size_t a = 0, b = s->n_segs, len;
+
+		first_seg(rq->path, strlen(rq->path), &key.s, &len);
+		key.len = (uint32_t)len;
+		key.idx = 0;
+		while (a < b) {
+			size_t mid = (a + b) / 2;
+
+			if (seg_cmp(&s->segs[mid], &key) < 0)
+				a = mid + 1;
+			else
+				b = mid;
+		}
+		lo = hi = a;
+		while (hi < s->n_segs && s->segs[hi].len == key.len && !memcmp(s->segs[hi].s, key.s, key.len))
+			hi++;
+	}
+	while (lo < hi || j < s->n_always) {
+		size_t i;
+
+		if (j == s->n_always || (lo < hi && s->segs[lo].idx < s->always[j]))
+			i = s->segs[lo++].idx;
+		else
+			i = s->always[j++];
 		const struct rt_entry *e = &s->v[i];
 		struct rt_hscore sc = { 0 };
 

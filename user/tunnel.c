@@ -2499,6 +2499,44 @@ int tunnel_outbound_open(struct tunnel *t, const char *ns, const char *name,
 	return sv[0];
 }
 
+int tunnel_direct_open(struct tunnel *t, const char *ns, const char *name, const struct tunnel_addr *dst)
+{
+	struct tpod *pod = pod_find(t, ns, name);
+	struct tunnel_workload wl;
+	struct tunnel_addr d = *dst, src = { .port = 0 };
+	const struct sl_ip *ip = NULL;
+
+	if (!pod)
+		return -ENOENT;
+	bool found;
+
+	sl_ip_unmap(&d.ip);
+	memset(&wl, 0, sizeof(wl));
+	found = !t->ops.lookup(t->arg, &d.ip, &wl);
+	if (found && wl.enrolled && !wl.local)
+		return -EXDEV;	/* HBONE: the tunnel's */
+	for (size_t i = 0; i < pod->n_ips; i++)
+		if (pod->ips[i].family == d.ip.family)
+			ip = &pod->ips[i];
+	if (!ip)
+		return -EAFNOSUPPORT;
+	src.ip = *ip;
+	if (!found || !wl.enrolled)	/* passthrough: plain TCP from the pod */
+		return sock_connect(t, &src.ip, &src.ip, &d, SL_MARK_AGENT, false);
+	if (t->ops.authorize) {
+		struct tunnel_authz az = {
+			.path = TUNNEL_PATH_DIRECT, .src_identity = pod->identity, .src = &src, .dst = &d,
+			.dst_ns = wl.ns, .dst_name = wl.name, .dst_service_account = wl.service_account,
+		};
+
+		if (t->ops.authorize(t->arg, &az))
+			return -EACCES;
+	}
+	/* as the direct path's delivery socket: in the destination pod's
+	 * netns, from the client pod's address */
+	return sock_connect(t, &d.ip, &src.ip, &d, SL_MARK_DELIVER, true);
+}
+
 static void accept_inbound(struct tlisten *l, int fd, const struct tunnel_addr *peer)
 {
 	struct tpod *pod = l->pod;

@@ -202,6 +202,15 @@ int tunnel_pod_remove(struct tunnel *t, const char *ns, const char *name);
 int tunnel_outbound_open(struct tunnel *t, const char *ns, const char *name,
 			 const struct tunnel_addr *dst);
 
+/* A connection for the waypoint that needs no relay: for an enrolled pod of
+ * this node, the delivery socket itself (in that pod's netns from the
+ * client pod's address, policy checked as for the direct path); for a
+ * destination outside the mesh, the passthrough socket (from the client
+ * pod's netns). Non-blocking, connecting. -EXDEV when dst is an enrolled pod
+ * of another node (HBONE: use tunnel_outbound_open), -EACCES when policy
+ * refuses, or -errno. */
+int tunnel_direct_open(struct tunnel *t, const char *ns, const char *name, const struct tunnel_addr *dst);
+
 /* ---- observability ---- */
 
 /* One proxied connection, for `sluicectl connections`. Strings are "" when

@@ -27,6 +27,9 @@
 #include "waypoint_int.h"
 #include "xprt.h"
 
+#define DEFAULT_RETRIES		2
+#define DEFAULT_RETRY_BACKOFF_MS	25
+
 static const double bucket_ms[N_BUCKETS] = { 0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
 					     5000, 10000, 30000 };
 
@@ -188,33 +191,30 @@ static int on_resp_complete(http_parser *p)
 }
 
 /* One header edit list, as the connection keeps it: "op\0name\0value\0"... */
-static void edits_copy(struct wconn *c, const struct route_hdr_edit *e, size_t n)
+size_t wp_edits_pack(char *buf, size_t size, const struct route_hdr_edit *e, size_t n)
 {
 	size_t off = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		const char *v = e[i].value ? e[i].value : "";
-		size_t need = 1 + strlen(e[i].name) + 1 + strlen(v) + 1;
+		size_t nl = strlen(e[i].name), vl = strlen(v);
 
-		if (off + need > sizeof(c->resp_edits))
+		if (off + 1 + nl + 1 + vl + 1 > size)
 			break;
-		c->resp_edits[off++] = (char)('0' + e[i].op);
-		off += (size_t)sprintf(c->resp_edits + off, "%s", e[i].name) + 1;
-		off += (size_t)sprintf(c->resp_edits + off, "%s", v) + 1;
+		buf[off++] = (char)('0' + e[i].op);
+		memcpy(buf + off, e[i].name, nl + 1);
+		off += nl + 1;
+		memcpy(buf + off, v, vl + 1);
+		off += vl + 1;
 	}
-	c->resp_edits_len = off;
+	return off;
 }
 
-/* A header list being rewritten: pointers into a head or into edits. */
-struct hlist {
-	const char *name[WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS];
-	size_t name_len[WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS];
-	const char *value[WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS];
-	size_t value_len[WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS];
-	size_t n;
-};
+static void edits_copy(struct wconn *c, const struct route_hdr_edit *e, size_t n)
+{
+	c->resp_edits_len = wp_edits_pack(c->resp_edits, sizeof(c->resp_edits), e, n);
+}
 
-#define HLIST_MAX (WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS)
 
 static void hlist_from_head(struct hlist *l, const struct head *h)
 {
@@ -232,7 +232,7 @@ static bool name_is(const char *a, size_t alen, const char *b)
 	return alen == strlen(b) && !strncasecmp(a, b, alen);
 }
 
-static void hlist_remove(struct hlist *l, const char *name)
+void wp_hlist_remove(struct hlist *l, const char *name)
 {
 	size_t j = 0;
 
@@ -248,7 +248,7 @@ static void hlist_remove(struct hlist *l, const char *name)
 	l->n = j;
 }
 
-static void hlist_add(struct hlist *l, const char *name, const char *value)
+void wp_hlist_add(struct hlist *l, const char *name, const char *value)
 {
 	if (l->n == HLIST_MAX)
 		return;
@@ -259,7 +259,7 @@ static void hlist_add(struct hlist *l, const char *name, const char *value)
 	l->n++;
 }
 
-static void hlist_set(struct hlist *l, const char *name, const char *value)
+void wp_hlist_set(struct hlist *l, const char *name, const char *value)
 {
 	for (size_t i = 0; i < l->n; i++)
 		if (name_is(l->name[i], l->name_len[i], name)) {
@@ -284,25 +284,25 @@ static void hlist_set(struct hlist *l, const char *name, const char *value)
 			l->n = j;
 			return;
 		}
-	hlist_add(l, name, value);
+	wp_hlist_add(l, name, value);
 }
 
-static void hlist_edit(struct hlist *l, enum route_hdr_op op, const char *name, const char *value)
+void wp_hlist_edit(struct hlist *l, enum route_hdr_op op, const char *name, const char *value)
 {
 	switch (op) {
 	case ROUTE_HDR_SET:
-		hlist_set(l, name, value);
+		wp_hlist_set(l, name, value);
 		break;
 	case ROUTE_HDR_ADD:
-		hlist_add(l, name, value);
+		wp_hlist_add(l, name, value);
 		break;
 	case ROUTE_HDR_REMOVE:
-		hlist_remove(l, name);
+		wp_hlist_remove(l, name);
 		break;
 	}
 }
 
-static void hlist_edits_packed(struct hlist *l, const char *p, size_t len)
+void wp_hlist_edits_packed(struct hlist *l, const char *p, size_t len)
 {
 	size_t off = 0;
 
@@ -314,7 +314,7 @@ static void hlist_edits_packed(struct hlist *l, const char *p, size_t len)
 		off += strlen(name) + 1;
 		value = p + off;
 		off += strlen(value) + 1;
-		hlist_edit(l, op, name, value);
+		wp_hlist_edit(l, op, name, value);
 	}
 }
 
@@ -428,7 +428,7 @@ static void mirror_free(struct mirror *m)
 	if (m->next)
 		m->next->prev = m->prev;
 	free(m->out);
-	free(m);
+	wp_bury(w, m, NULL);
 }
 
 static void mirror_io(struct loop_io *io, uint32_t ev)
@@ -530,6 +530,48 @@ static void side_close(struct wconn *c, enum wend e, bool rst)
 	s->out.data = s->out.head = 0;
 }
 
+static void conn_release(void *p)
+{
+	struct wconn *c = p;
+
+	for (int i = 0; i < 2; i++) {
+		free(c->s[i].in.area);
+		free(c->s[i].out.area);
+	}
+	free(c->h);
+	free(c);
+}
+
+static void reap(struct loop_timer *t)
+{
+	struct waypoint *w = t->arg;
+
+	/* a release never buries more: the list is stable while it runs */
+	for (size_t i = 0; i < w->n_graves; i++)
+		w->graves[i].release(w->graves[i].p);
+	w->n_graves = 0;
+}
+
+void wp_bury(struct waypoint *w, void *p, void (*release)(void *p))
+{
+	if (!release)
+		release = free;
+	if (w->n_graves == w->cap_graves) {
+		size_t cap = w->cap_graves ? 2 * w->cap_graves : 64;
+		struct grave *v = realloc(w->graves, cap * sizeof(*v));
+
+		if (!v) {	/* no room to wait: the lesser risk is to free now */
+			release(p);
+			return;
+		}
+		w->graves = v;
+		w->cap_graves = cap;
+	}
+	w->graves[w->n_graves++] = (struct grave){ p, release };
+	if (!loop_timer_armed(&w->reaper))
+		loop_timer_arm(w->loop, &w->reaper, 0);
+}
+
 void wp_conn_free(struct wconn *c, bool rst)
 {
 	struct waypoint *w = c->w;
@@ -547,12 +589,7 @@ void wp_conn_free(struct wconn *c, bool rst)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->st.conns_open--;
-	for (int i = 0; i < 2; i++) {
-		free(c->s[i].in.area);
-		free(c->s[i].out.area);
-	}
-	free(c->h);
-	free(c);
+	wp_bury(w, c, conn_release);
 }
 
 static int side_open(struct wconn *c, enum wend e, int fd)
@@ -582,14 +619,14 @@ static void answer(struct wconn *c, unsigned int status, const char *reason, con
 
 	l.n = 0;
 	snprintf(clen, sizeof(clen), "%zu", blen);
-	hlist_add(&l, "content-length", clen);
+	wp_hlist_add(&l, "content-length", clen);
 	if (blen)
-		hlist_add(&l, "content-type", "text/plain");
+		wp_hlist_add(&l, "content-type", "text/plain");
 	if (location)
-		hlist_add(&l, "location", location);
+		wp_hlist_add(&l, "location", location);
 	if (!c->req_keepalive)
-		hlist_add(&l, "connection", "close");
-	hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
+		wp_hlist_add(&l, "connection", "close");
+	wp_hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
 	if (!buf_printf(o, "HTTP/1.1 %u %s\r\n", status, reason) || !hlist_write(o, &l) ||
 	    buf_put(o, body ? body : "", blen) != blen) {
 		c->st = W_CLOSING;
@@ -669,25 +706,29 @@ static void request_reset(struct wconn *c)
 static void target_split(const char *url, size_t len, char *path, size_t plen, char *query, size_t qlen,
 			 bool *has_query)
 {
-	const char *q = memchr(url, '?', len);
-	size_t pl = q ? (size_t)(q - url) : len;
+	const char *end = url + len, *q, *p = url;
 
-	/* absolute-form (http://host/path): keep the path */
-	if (pl > 7 && !strncasecmp(url, "http://", 7)) {
-		const char *slash = memchr(url + 7, '/', pl - 7);
+	/* absolute-form (http://host/path?q): the path starts at the first
+	 * '/' after the authority (none: "/") */
+	if (len > 7 && !strncasecmp(url, "http://", 7)) {
+		const char *auth_end = url + 7;
 
-		if (slash) {
-			pl -= (size_t)(slash - url);
-			url = slash;
-			q = memchr(url, '?', len - (size_t)(slash - url));
-		}
+		while (auth_end < end && *auth_end != '/' && *auth_end != '?')
+			auth_end++;
+		p = auth_end;
 	}
-	snprintf(path, plen, "%.*s", (int)pl, url);
-	if (!pl)
-		snprintf(path, plen, "/");
+	q = memchr(p, '?', (size_t)(end - p));
+	{
+		size_t pl = (size_t)((q ? q : end) - p);
+
+		if (pl)
+			snprintf(path, plen, "%.*s", (int)pl, p);
+		else
+			snprintf(path, plen, "/");
+	}
 	*has_query = q != NULL;
 	if (q)
-		snprintf(query, qlen, "%.*s", (int)(len - (size_t)(q + 1 - url)), q + 1);
+		snprintf(query, qlen, "%.*s", (int)(end - q - 1), q + 1);
 	else
 		query[0] = 0;
 }
@@ -843,9 +884,9 @@ static void route_request(struct wconn *c)
 	/* the request as it leaves */
 	hlist_from_head(&l, h);
 	if (d.host[0])
-		hlist_set(&l, "host", d.host);
+		wp_hlist_set(&l, "host", d.host);
 	for (size_t i = 0; i < d.n_req_edits; i++)
-		hlist_edit(&l, d.req_edits[i].op, d.req_edits[i].name,
+		wp_hlist_edit(&l, d.req_edits[i].op, d.req_edits[i].name,
 			   d.req_edits[i].value ? d.req_edits[i].value : "");
 	o = &c->s[U].out;
 	{
@@ -856,8 +897,15 @@ static void route_request(struct wconn *c)
 			c->st = W_CLOSING;
 			return;
 		}
-		/* a bodiless request may go again (its bytes are all here) */
+		/* a bodiless request may go again (its bytes are all here): as the
+		 * route says, else, as Istio's default, twice when the upstream
+		 * fails before a response starts */
 		retry_clear(c);
+		if (!d.retry_attempts) {
+			d.retry_attempts = DEFAULT_RETRIES;
+			d.retry_backoff_ms = DEFAULT_RETRY_BACKOFF_MS;
+			d.n_retry_codes = 0;
+		}
 		if (d.retry_attempts && !(c->rp.flags & F_CHUNKED) &&
 		    (c->rp.content_length == 0 || c->rp.content_length == ULLONG_MAX) &&
 		    (c->retry_head = malloc(o->data))) {
@@ -878,7 +926,7 @@ static void route_request(struct wconn *c)
 		    (c->rp.content_length == 0 || c->rp.content_length == ULLONG_MAX)) {
 			struct hlist ml = l;
 
-			hlist_set(&ml, "connection", "close");
+			wp_hlist_set(&ml, "connection", "close");
 			for (size_t i = 0; i < d.n_mirrors; i++) {
 				char mh[WAYPOINT_HEAD_MAX + 4096];
 				struct buf mb = { .area = mh, .size = sizeof(mh) };
@@ -1063,7 +1111,7 @@ static void upstream_parse(struct wconn *c)
 				if (code >= 200 && retry_code(c, code) && retry_start(c))
 					return;
 				hlist_from_head(&l, c->h);
-				hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
+				wp_hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
 				if (!buf_printf(&cs->out, "HTTP/1.1 %u %s\r\n", code, c->h->reason) ||
 				    !hlist_write(&cs->out, &l)) {
 					fail(c, 502, NULL);
@@ -1151,8 +1199,19 @@ bool wp_side_read(struct wconn *c, enum wend e)
 				s->eof = true;
 				return true;
 			}
+			/* plain TCP: as below; TLS may hold decrypted bytes */
+			if (n > 0 && (size_t)n < room && s->x.ops == &xprt_plain_ops) {
+				buf_add(&s->in, (size_t)n);
+				return true;
+			}
 		} else {
 			n = read(s->fd, buf_tail(&s->in), room);
+			/* a short read emptied the socket: no extra read to learn
+			 * EAGAIN (level-triggered epoll says when more comes) */
+			if (n > 0 && (size_t)n < room) {
+				buf_add(&s->in, (size_t)n);
+				return true;
+			}
 		}
 		if (n > 0) {
 			buf_add(&s->in, (size_t)n);
@@ -1247,6 +1306,10 @@ static void conn_step(struct wconn *c)
 
 		wp_side_read(c, C);
 		wp_side_read(c, U);
+		/* a pooled upstream that closed (or spoke) between requests is
+		 * done: reading it no more, and epoll would report its HUP forever */
+		if (c->st == W_HEAD && us->fd >= 0 && (us->eof || us->in.data))
+			side_close(c, U, true);
 		if (c->st == W_HEAD && !c->any_request && cs->in.data) {
 			/* HTTP/2 with prior knowledge: the preface says so */
 			static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -1433,6 +1496,7 @@ int waypoint_new(struct waypoint **out, struct loop *loop, const struct waypoint
 	if (!w)
 		return -ENOMEM;
 	w->loop = loop;
+	loop_timer_init(&w->reaper, reap, w);
 	w->ops = *ops;
 	w->arg = arg;
 	if (opts)
@@ -1460,6 +1524,9 @@ void waypoint_free(struct waypoint *w)
 		wp_conn_free(w->conns, true); /* NOLINT(clang-analyzer-unix.Malloc): it unlinks it */
 	while (w->mirrors)
 		mirror_free(w->mirrors); /* NOLINT(clang-analyzer-unix.Malloc): it unlinks it */
+	loop_timer_cancel(w->loop, &w->reaper);
+	reap(&w->reaper);
+	free(w->graves);
 	while (w->series) {
 		struct series *s = w->series;
 

@@ -165,115 +165,50 @@ struct nvlist {
 	char lower[MAX_HDRS + 2 * ROUTE_MAX_EDITS + 8][128];
 };
 
-static void nv_add(struct nvlist *l, const char *name, const char *value)
+/* A field for nghttp2 (which copies it on submit): names lower-cased into
+ * the list's scratch, values by pointer. */
+static void nv_add_n(struct nvlist *l, const char *name, size_t nl, const char *value, size_t vl)
 {
-	size_t nl = strlen(name), i;
-
-	if (l->n == sizeof(l->v) / sizeof(l->v[0]))
+	if (l->n == sizeof(l->v) / sizeof(l->v[0]) || nl >= sizeof(l->lower[0]))
 		return;
-	if (name[0] != ':' && nl < sizeof(l->lower[0])) {
-		for (i = 0; i < nl; i++)
-			l->lower[l->n][i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-		l->lower[l->n][nl] = 0;
-		name = l->lower[l->n];
-	}
+	for (size_t i = 0; i < nl; i++)
+		l->lower[l->n][i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+	l->lower[l->n][nl] = 0;
+	name = l->lower[l->n];
 	/* nghttp2 takes const bytes through a non-const pointer (and does not
 	 * write to them: NO_COPY is not set) */
 	memcpy(&l->v[l->n].name, &name, sizeof(name));
 	memcpy(&l->v[l->n].value, &value, sizeof(value));
 	l->v[l->n].namelen = nl;
-	l->v[l->n].valuelen = strlen(value);
+	l->v[l->n].valuelen = vl;
 	l->v[l->n].flags = NGHTTP2_NV_FLAG_NONE;
 	l->n++;
 }
 
-/* Apply header edits (in route order) to a header list: names compared
- * case-insensitively; REMOVE drops all, SET replaces all by one, ADD appends. */
-struct elist {
-	const char *name[MAX_HDRS + 2 * ROUTE_MAX_EDITS];
-	const char *value[MAX_HDRS + 2 * ROUTE_MAX_EDITS];
-	size_t n;
-};
-
-static void el_remove(struct elist *l, const char *name)
+static void nv_add(struct nvlist *l, const char *name, const char *value)
 {
-	size_t j = 0;
-
-	for (size_t i = 0; i < l->n; i++)
-		if (strcasecmp(l->name[i], name)) {
-			l->name[j] = l->name[i];
-			l->value[j++] = l->value[i];
-		}
-	l->n = j;
-}
-
-static void el_add(struct elist *l, const char *name, const char *value)
-{
-	if (l->n < sizeof(l->name) / sizeof(l->name[0])) {
-		l->name[l->n] = name;
-		l->value[l->n++] = value;
-	}
-}
-
-static void el_edit(struct elist *l, enum route_hdr_op op, const char *name, const char *value)
-{
-	switch (op) {
-	case ROUTE_HDR_SET:
-		for (size_t i = 0; i < l->n; i++)
-			if (!strcasecmp(l->name[i], name)) {
-				l->value[i] = value;
-				for (size_t k = i + 1; k < l->n;)
-					if (!strcasecmp(l->name[k], name)) {
-						memmove(&l->name[k], &l->name[k + 1], (l->n - k - 1) * sizeof(l->name[0]));
-						memmove(&l->value[k], &l->value[k + 1], (l->n - k - 1) * sizeof(l->value[0]));
-						l->n--;
-					} else {
-						k++;
-					}
-				return;
-			}
-		el_add(l, name, value);
-		break;
-	case ROUTE_HDR_ADD:
-		el_add(l, name, value);
-		break;
-	case ROUTE_HDR_REMOVE:
-		el_remove(l, name);
-		break;
-	}
-}
-
-static void el_packed(struct elist *l, const char *p, size_t len)
-{
-	size_t off = 0;
-
-	while (off < len) {
-		enum route_hdr_op op = (enum route_hdr_op)(p[off++] - '0');
-		const char *name = p + off;
-		const char *value;
-
-		off += strlen(name) + 1;
-		value = p + off;
-		off += strlen(value) + 1;
-		el_edit(l, op, name, value);
-	}
+	nv_add_n(l, name, strlen(name), value, strlen(value));
 }
 
 static void edits_pack(struct h2st *st, const struct route_hdr_edit *e, size_t n)
 {
-	size_t off = 0;
+	st->edits_len = wp_edits_pack(st->edits, sizeof(st->edits), e, n);
+}
 
-	for (size_t i = 0; i < n; i++) {
-		const char *v = e[i].value ? e[i].value : "";
-		size_t need = 1 + strlen(e[i].name) + 1 + strlen(v) + 1;
+/* The list's fields as nghttp2 name/value pairs, without the hop-by-hop ones. */
+static void nv_add_list(struct nvlist *nv, const struct hlist *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		char name[32];
 
-		if (off + need > sizeof(st->edits))
-			break;
-		st->edits[off++] = (char)('0' + e[i].op);
-		off += (size_t)sprintf(st->edits + off, "%s", e[i].name) + 1;
-		off += (size_t)sprintf(st->edits + off, "%s", v) + 1;
+		if (l->name_len[i] < sizeof(name)) {
+			memcpy(name, l->name[i], l->name_len[i]);
+			name[l->name_len[i]] = 0;
+			if (hop_header(name))
+				continue;
+		}
+		nv_add_n(nv, l->name[i], l->name_len[i], l->value[i], l->value_len[i]);
 	}
-	st->edits_len = off;
 }
 
 /* HTTP status to gRPC code, as gRPC's "HTTP to gRPC Status Code Mapping". */
@@ -316,6 +251,11 @@ static void stream_free(struct h2st *st)
 		nghttp2_session_set_stream_user_data(st->up->ng, st->uid, NULL);
 	if (st->up)
 		st->up->n_streams--;
+	/* bytes taken in but never passed on still count in the windows */
+	if (st->up && !st->up->dead && st->respb.data)
+		nghttp2_session_consume_connection(st->up->ng, st->respb.data);
+	if (st->reqb.data && h->ng)
+		nghttp2_session_consume_connection(h->ng, st->reqb.data);
 	hvec_free(st->req);
 	hvec_free(st->resp);
 	hvec_free(st->trl);
@@ -352,7 +292,7 @@ static void respond_local(struct h2st *st, unsigned int status, const char *loca
 {
 	struct wp_h2 *h = st->h;
 	struct nvlist *nv = calloc(1, sizeof(*nv));
-	struct elist el = { .n = 0 };
+	static struct hlist el;		/* large; one loop thread */
 	char sbuf[8], gbuf[8];
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = local_read };
 
@@ -361,24 +301,24 @@ static void respond_local(struct h2st *st, unsigned int status, const char *loca
 	st->status = status;
 	st->local = true;
 	st->resp_submitted = true;
+	el.n = 0;
 	snprintf(sbuf, sizeof(sbuf), "%u", st->grpc ? 200 : status);
 	nv_add(nv, ":status", sbuf);
 	if (st->grpc) {
 		snprintf(gbuf, sizeof(gbuf), "%d", grpc_code_of(status));
-		el_add(&el, "content-type", "application/grpc");
-		el_add(&el, "grpc-status", gbuf);
-		el_add(&el, "grpc-message", wp_reason_of(status));
+		wp_hlist_add(&el, "content-type", "application/grpc");
+		wp_hlist_add(&el, "grpc-status", gbuf);
+		wp_hlist_add(&el, "grpc-message", wp_reason_of(status));
 	} else {
 		st->local_body = status == 404 ? "no route matched\n" : status >= 500 ? "no healthy upstream\n" : "";
 		st->local_len = strlen(st->local_body);
 		if (location)
-			el_add(&el, "location", location);
+			wp_hlist_add(&el, "location", location);
 		if (st->local_len)
-			el_add(&el, "content-type", "text/plain");
+			wp_hlist_add(&el, "content-type", "text/plain");
 	}
-	el_packed(&el, st->edits, st->edits_len);
-	for (size_t i = 0; i < el.n; i++)
-		nv_add(nv, el.name[i], el.value[i]);
+	wp_hlist_edits_packed(&el, st->edits, st->edits_len);
+	nv_add_list(nv, &el);
 	nghttp2_submit_response(h->ng, st->cid, nv->v, nv->n, st->local_len ? &prd : NULL);
 out:
 	free(nv);
@@ -394,8 +334,15 @@ static ssize_t resp_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t 
 	if (n) {
 		memcpy(out, buf_head(&st->respb), n);
 		buf_del(&st->respb, n);
-		if (st->up && st->uid && !st->up_closed)
-			nghttp2_session_consume(st->up->ng, st->uid, n);
+		/* the upstream's window reopens as the client takes the bytes; a
+		 * stream already closed there (a short answer ends with its last
+		 * DATA) still owes them to the connection's window */
+		if (st->up && st->uid && !st->up->dead) {
+			if (!st->up_closed)
+				nghttp2_session_consume(st->up->ng, st->uid, n);
+			else
+				nghttp2_session_consume_connection(st->up->ng, n);
+		}
 	}
 	if (!st->respb.data && st->resp_eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -420,7 +367,7 @@ static void respond_upstream(struct h2st *st, bool end_stream)
 {
 	struct wp_h2 *h = st->h;
 	struct nvlist *nv = calloc(1, sizeof(*nv));
-	struct elist el = { .n = 0 };
+	static struct hlist el;		/* large; one loop thread */
 	char sbuf[8];
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = resp_read };
 
@@ -429,12 +376,11 @@ static void respond_upstream(struct h2st *st, bool end_stream)
 	st->resp_submitted = true;
 	snprintf(sbuf, sizeof(sbuf), "%u", st->status);
 	nv_add(nv, ":status", sbuf);
+	el.n = 0;
 	for (size_t i = 0; st->resp && i < st->resp->n; i++)
-		if (!hop_header(st->resp->v[i].name))
-			el_add(&el, st->resp->v[i].name, st->resp->v[i].value);
-	el_packed(&el, st->edits, st->edits_len);
-	for (size_t i = 0; i < el.n; i++)
-		nv_add(nv, el.name[i], el.value[i]);
+		wp_hlist_add(&el, st->resp->v[i].name, st->resp->v[i].value);
+	wp_hlist_edits_packed(&el, st->edits, st->edits_len);
+	nv_add_list(nv, &el);
 	if (end_stream)
 		st->resp_eof = true;
 	nghttp2_submit_response(h->ng, st->cid, nv->v, nv->n, end_stream ? NULL : &prd);
@@ -564,6 +510,8 @@ static ssize_t req_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t l
 		buf_del(&st->reqb, n);
 		if (!st->client_closed)
 			nghttp2_session_consume(st->h->ng, st->cid, n);
+		else
+			nghttp2_session_consume_connection(st->h->ng, n);
 	}
 	if (!st->reqb.data && st->req_eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -604,7 +552,8 @@ static void up_free(struct h2up *up)
 {
 	up_kill(up);
 	nghttp2_session_del(up->ng);
-	free(up);
+	up->ng = NULL;
+	wp_bury(up->h->c->w, up, NULL);	/* its io may be in this batch */
 }
 
 static struct h2up *up_get(struct wp_h2 *h, const struct route_backend *be, const char *key)
@@ -743,7 +692,7 @@ static void stream_route(struct h2st *st)
 	static struct route_decision d;	/* large; one loop thread */
 	struct route_header rh[MAX_HDRS];
 	struct nvlist *nv;
-	struct elist el = { .n = 0 };
+	static struct hlist el;		/* large; one loop thread */
 	char path[2048], key[320];
 	const char *method = hvec_get(st->req, ":method"), *p = hvec_get(st->req, ":path");
 	const char *auth = hvec_get(st->req, ":authority"), *q, *ct;
@@ -799,14 +748,14 @@ static void stream_route(struct h2st *st)
 	nv_add(nv, ":scheme", scheme ? scheme : "http");
 	nv_add(nv, ":authority", d.host[0] ? d.host : auth ? auth : "");
 	nv_add(nv, ":path", d.path[0] ? d.path : p);
+	el.n = 0;
 	for (size_t i = 0; i < st->req->n; i++)
-		if (st->req->v[i].name[0] != ':' && !hop_header(st->req->v[i].name))
-			el_add(&el, st->req->v[i].name, st->req->v[i].value);
+		if (st->req->v[i].name[0] != ':')
+			wp_hlist_add(&el, st->req->v[i].name, st->req->v[i].value);
 	for (size_t i = 0; i < d.n_req_edits; i++)
-		el_edit(&el, d.req_edits[i].op, d.req_edits[i].name, d.req_edits[i].value ? d.req_edits[i].value : "");
-	for (size_t i = 0; i < el.n; i++)
-		if (!hop_header(el.name[i]))
-			nv_add(nv, el.name[i], el.value[i]);
+		wp_hlist_edit(&el, d.req_edits[i].op, d.req_edits[i].name,
+			      d.req_edits[i].value ? d.req_edits[i].value : "");
+	nv_add_list(nv, &el);
 	st->uid = nghttp2_submit_request(st->up->ng, NULL, nv->v, nv->n, st->req_eof ? NULL : &prd, st);
 	free(nv);
 	if (st->uid < 0) {

@@ -122,8 +122,18 @@ struct mirror {
 	size_t len, off;
 };
 
+/* Something freed while the loop's current batch of events may still name
+ * its loop_io: freed once the batch is over (loop.h's rule). */
+struct grave {
+	void *p;
+	void (*release)(void *p);
+};
+
 struct waypoint {
 	struct loop *loop;
+	struct grave *graves;
+	size_t n_graves, cap_graves;
+	struct loop_timer reaper;
 	struct mirror *mirrors;
 	struct waypoint_ops ops;
 	void *arg;
@@ -133,6 +143,28 @@ struct waypoint {
 	struct series *series;
 	uint64_t rnd;
 };
+
+/* A header list being rewritten: names and values by pointer and length
+ * (into a head, an HTTP/2 header block, or route edits). */
+#define HLIST_MAX (WAYPOINT_HEADERS_MAX + 2 * ROUTE_MAX_EDITS)
+
+struct hlist {
+	const char *name[HLIST_MAX];
+	size_t name_len[HLIST_MAX];
+	const char *value[HLIST_MAX];
+	size_t value_len[HLIST_MAX];
+	size_t n;
+};
+
+void wp_hlist_add(struct hlist *l, const char *name, const char *value);
+void wp_hlist_set(struct hlist *l, const char *name, const char *value);
+void wp_hlist_remove(struct hlist *l, const char *name);
+/* One route edit, as route.h's route_hdr_op says. */
+void wp_hlist_edit(struct hlist *l, enum route_hdr_op op, const char *name, const char *value);
+/* Edits kept by a connection or stream (the route table may go meanwhile):
+ * packed as "op\0name\0value\0"...; what fits in size. */
+size_t wp_edits_pack(char *buf, size_t size, const struct route_hdr_edit *e, size_t n);
+void wp_hlist_edits_packed(struct hlist *l, const char *p, size_t len);
 
 /* ---- shared steps ---- */
 
@@ -148,6 +180,10 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 void wp_count(struct wconn *c, const struct waypoint_dst *dst, const char *svc_name, const char *method,
 	      const char *path, unsigned int status, uint64_t start_ms);
 void wp_conn_free(struct wconn *c, bool rst);
+/* Free p with release (free when NULL) after the current batch of events:
+ * for objects whose loop_io may still be in it. Their fds are closed and
+ * their ios deleted already. */
+void wp_bury(struct waypoint *w, void *p, void (*release)(void *p));
 void wp_side_interest(struct wconn *c, enum wend e, bool want_read);
 /* Read what fits into the side's input (sets eof); true when anything changed. */
 bool wp_side_read(struct wconn *c, enum wend e);

@@ -727,7 +727,13 @@ static int h2p_frame(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 
 	if (p->server && f->hd.type == NGHTTP2_HEADERS && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 		static char body[] = "hello from h2 grpc";
+		static char big[4097];
 		nghttp2_data_provider prd = { .source.ptr = body, .read_callback = h2p_body };
+
+		if (strstr(p->seen_path, "/big")) {
+			memset(big, 'b', sizeof(big) - 1);
+			prd.source.ptr = big;
+		}
 		nghttp2_nv nv[] = { { (uint8_t *)":status", (uint8_t *)"200", 7, 3, 0 },
 				    { (uint8_t *)"x-backend", (uint8_t *)"h2", 9, 2, 0 } };
 
@@ -846,6 +852,37 @@ static bool h2_request(struct h2peer *p, const char *path, const char *ctype)
 	return p->done;
 }
 
+/* Many streams of 4 KiB answers on one connection: more than the 64 KiB
+ * windows, so the waypoint must give the bytes back on both sessions. */
+static int h2_many(int n)
+{
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)"web", 10, 3, 0 },
+		{ (uint8_t *)":path", (uint8_t *)"/v2/big", 5, 7, 0 },
+	};
+	struct h2peer p;
+	int fd = client(), done = 0;
+
+	if (fd < 0 || !h2p_init(&p, fd, false))
+		return -1;
+	for (int i = 0; i < n; i++) {
+		p.done = 0;
+		p.body_len = 0;
+		p.sid = nghttp2_submit_request(p.ng, NULL, nv, 4, NULL, NULL);
+		if (p.sid < 0 || nghttp2_session_send(p.ng))
+			break;
+		h2p_run(&p, 3000);
+		if (!p.done)
+			break;
+		done++;
+	}
+	nghttp2_session_del(p.ng);
+	close(fd);
+	return done;
+}
+
 void test_waypoint_h2(void)
 {
 	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
@@ -885,6 +922,7 @@ void test_waypoint_h2(void)
 	ASSERT_TRUE(h2_request(&p, "/old", "text/plain"), "redirect answered");
 	ASSERT_EQ(p.status, 301, "redirect status");
 	ASSERT_HAS(p.seen_hdrs, "location=http://new.example/old", "Location");
+	ASSERT_EQ(h2_many(100), 100, "100 streams of 4 KiB on one connection (past the 64 KiB windows)");
 out:
 	diags_clear(&errs);
 	teardown();
