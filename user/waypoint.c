@@ -1127,8 +1127,16 @@ static void upstream_parse(struct wconn *c)
 					fail(c, 502, NULL);
 					return;
 				}
-				if (code == 101 && c->resp_done)
+				if (code == 101 && c->resp_done) {
+					if (!c->rp.upgrade) {	/* not asked for: not a tunnel */
+						c->w->st.upstream_errors++;
+						c->st = W_CLOSING;
+						c->req_keepalive = false;
+						return;
+					}
 					c->st = W_TUNNEL;
+					loop_timer_cancel(c->w->loop, &c->timer);	/* no request deadline now */
+				}
 				continue;
 			}
 			if (e != HPE_OK) {
@@ -1310,6 +1318,15 @@ static void conn_step(struct wconn *c)
 		 * done: reading it no more, and epoll would report its HUP forever */
 		if (c->st == W_HEAD && us->fd >= 0 && (us->eof || us->in.data))
 			side_close(c, U, true);
+		/* it answered in full and hung up before the request's body was
+		 * all there: nowhere to send the rest; done once the answer left */
+		if (c->st == W_REQUEST && us->fd >= 0 && us->eof && !us->in.data && c->resp_done &&
+		    !c->req_done) {
+			side_close(c, U, true);
+			request_done(c);
+			c->req_keepalive = false;
+			c->st = W_CLOSING;
+		}
 		if (c->st == W_HEAD && !c->any_request && cs->in.data) {
 			/* HTTP/2 with prior knowledge: the preface says so */
 			static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -1399,6 +1416,8 @@ static void conn_timer_cb(struct loop_timer *t)
 {
 	struct wconn *c = t->arg;
 
+	if (c->st == W_TUNNEL)	/* after 101: the peers' business */
+		return;
 	if (c->st == W_REQUEST && c->deadline_ms) {
 		c->w->st.timeouts++;
 		if (!c->resp_started) {

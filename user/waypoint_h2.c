@@ -485,7 +485,7 @@ static int up_on_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud
 	if (!st)
 		return 0;
 	st->up_closed = true;
-	if (!st->client_closed) {
+	if (!st->client_closed && !st->local) {	/* a local answer (504) stands */
 		if (!st->resp_submitted) {
 			respond_local(st, 503, NULL);
 		} else if (!st->resp_eof) {
@@ -533,7 +533,7 @@ static void up_kill(struct h2up *up)
 		if (st->up != up || st->up_closed)
 			continue;
 		st->up_closed = true;
-		if (!st->client_closed) {
+		if (!st->client_closed && !st->local) {
 			if (!st->resp_submitted)
 				respond_local(st, 503, NULL);
 			else if (!st->resp_eof)
