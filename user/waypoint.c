@@ -526,6 +526,7 @@ static void side_close(struct wconn *c, enum wend e, bool rst)
 	s->fd = -1;
 	s->eof = false;
 	s->shut = false;
+	s->hup = false;
 	s->in.data = s->in.head = 0;
 	s->out.data = s->out.head = 0;
 }
@@ -598,7 +599,7 @@ static int side_open(struct wconn *c, enum wend e, int fd)
 	int r;
 
 	s->fd = fd;
-	s->eof = s->shut = false;
+	s->eof = s->shut = s->hup = false;
 	r = loop_add(c->w->loop, &s->io, fd, EPOLLIN | EPOLLRDHUP, conn_io_cb, c);
 	if (r) {
 		s->fd = -1;
@@ -1273,6 +1274,14 @@ void wp_side_interest(struct wconn *c, enum wend e, bool want_read)
 
 	if (s->fd < 0)
 		return;
+	if (s->hup) {
+		/* level-triggered HUP comes back whatever we ask for: stop
+		 * watching; each step still reads what is left, and the other
+		 * side's events or the deadline drive the rest */
+		if (s->io.fd >= 0)
+			loop_del(c->w->loop, &s->io);
+		return;
+	}
 	if (want_read && !s->eof && buf_room(&s->in))
 		ev |= EPOLLIN | EPOLLRDHUP;
 	if (s->out.data)
@@ -1320,8 +1329,7 @@ static void conn_step(struct wconn *c)
 			side_close(c, U, true);
 		/* it answered in full and hung up before the request's body was
 		 * all there: nowhere to send the rest; done once the answer left */
-		if (c->st == W_REQUEST && us->fd >= 0 && us->eof && !us->in.data && c->resp_done &&
-		    !c->req_done) {
+		if (c->st == W_REQUEST && us->fd >= 0 && us->eof && c->resp_done && !c->req_done) {
 			side_close(c, U, true);
 			request_done(c);
 			c->req_keepalive = false;
@@ -1408,8 +1416,11 @@ static void conn_step(struct wconn *c)
 
 static void conn_io_cb(struct loop_io *io, uint32_t ev)
 {
-	(void)ev;
-	conn_step(io->arg);
+	struct wconn *c = io->arg;
+
+	if (ev & (EPOLLHUP | EPOLLERR))
+		c->s[io == &c->s[U].io ? U : C].hup = true;
+	conn_step(c);
 }
 
 static void conn_timer_cb(struct loop_timer *t)

@@ -65,6 +65,7 @@ struct wside {
 	uint32_t x_want;		/* what the transport waits for after -EAGAIN */
 	struct buf in, out;		/* in: read from this side; out: to write to it */
 	bool eof;			/* read side closed */
+	bool hup;			/* epoll said HUP/ERR: it would say so forever, so unwatched */
 	bool shut;			/* we sent FIN */
 };
 
