@@ -3300,16 +3300,6 @@ static void decode_backend_ref(struct dec *d, const struct node *m, const struct
 		decode_filters(d, map_get(m, "filters"), PK(pa, "filters"), kind, &b->filters, &b->n_filters);
 }
 
-static const char *const filter_types[] = {
-	[SL_FILTER_REQUEST_HEADER] = "RequestHeaderModifier",
-	[SL_FILTER_RESPONSE_HEADER] = "ResponseHeaderModifier",
-	[SL_FILTER_REDIRECT] = "RequestRedirect",
-	[SL_FILTER_REWRITE] = "URLRewrite",
-	[SL_FILTER_MIRROR] = "RequestMirror",
-	[SL_FILTER_CORS] = "CORS",
-	[SL_FILTER_EXTENSION] = "ExtensionRef",
-};
-
 /* The field that holds each type's settings. */
 static const char *const filter_fields[] = {
 	[SL_FILTER_REQUEST_HEADER] = "requestHeaderModifier",
@@ -3439,14 +3429,14 @@ static void decode_filter(struct dec *d, const struct node *m, const struct path
 		t = get_enum(d, n, PK(pa, "type"), grpc_names, 4, -1);
 		t = t < 0 ? -1 : (int)grpc_types[t];
 	} else {
-		t = get_enum(d, n, PK(pa, "type"), filter_types, 7, -1);
+		t = get_enum(d, n, PK(pa, "type"), sl_filter_type_names, SL_FILTER_TYPE_COUNT, -1);
 	}
 	if (t < 0)
 		return;
 	f->type = (enum sl_filter_type)t;
 	ps = PK(pa, filter_fields[t]);
 	if (!(sub = map_get(m, filter_fields[t]))) {
-		dec_err(d, m, ps, "missing (type %s needs it)", filter_types[t]);
+		dec_err(d, m, ps, "missing (type %s needs it)", sl_filter_type_names[t]);
 		return;
 	}
 	if (!want_map(d, sub, ps))
@@ -3483,6 +3473,8 @@ static void decode_filter(struct dec *d, const struct node *m, const struct path
 		break;
 	case SL_FILTER_EXTENSION:
 		decode_extension(d, sub, ps, f);
+		break;
+	case SL_FILTER_TYPE_COUNT:	/* get_enum gives no such value */
 		break;
 	}
 }

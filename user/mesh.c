@@ -515,6 +515,15 @@ static int mesh_wp_authorize(void *arg, const struct tunnel_client *cl, const st
 			s = &a->model->res->services[i];
 	if (!s)
 		return 0;
+	{
+		/* per request: nothing to copy or decide when no policy names it */
+		bool any = false;
+
+		for (size_t i = 0; i < a->model->res->n_authzs && !any; i++)
+			any = authz_targets_service(&a->model->res->authzs[i], s);
+		if (!any)
+			return 0;
+	}
 	if (cl->identity && authz_principal(cl->identity, principal, sizeof(principal), ns, sizeof(ns))) {
 		peer.principal = principal;
 		peer.ns = ns;

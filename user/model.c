@@ -108,6 +108,16 @@ int sl_ip_parse(const char *s, struct sl_ip *out)
 	return -EINVAL;
 }
 
+const char *const sl_filter_type_names[SL_FILTER_TYPE_COUNT] = {
+	[SL_FILTER_REQUEST_HEADER] = "RequestHeaderModifier",
+	[SL_FILTER_RESPONSE_HEADER] = "ResponseHeaderModifier",
+	[SL_FILTER_REDIRECT] = "RequestRedirect",
+	[SL_FILTER_REWRITE] = "URLRewrite",
+	[SL_FILTER_MIRROR] = "RequestMirror",
+	[SL_FILTER_CORS] = "CORS",
+	[SL_FILTER_EXTENSION] = "ExtensionRef",
+};
+
 const char *sl_proto_str(uint8_t proto)
 {
 	switch (proto) {

@@ -318,8 +318,12 @@ enum sl_filter_type {
 	SL_FILTER_REWRITE,		/* URLRewrite */
 	SL_FILTER_MIRROR,		/* RequestMirror */
 	SL_FILTER_CORS,			/* CORS */
-	SL_FILTER_EXTENSION,		/* ExtensionRef: not supported (route not accepted) */
+	SL_FILTER_EXTENSION,		/* ExtensionRef: its rule answers 500 (route.c) */
+	SL_FILTER_TYPE_COUNT,
 };
+
+/* The filter types as the Gateway API spells them (model.c). */
+extern const char *const sl_filter_type_names[SL_FILTER_TYPE_COUNT];
 
 struct sl_route_filter {
 	enum sl_filter_type type;

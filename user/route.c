@@ -674,16 +674,6 @@ static bool check_backend(struct route_table *t, struct rt_route *rr, const stru
 	return true;
 }
 
-static const char *const filter_names[] = {
-	[SL_FILTER_REQUEST_HEADER] = "RequestHeaderModifier",
-	[SL_FILTER_RESPONSE_HEADER] = "ResponseHeaderModifier",
-	[SL_FILTER_REDIRECT] = "RequestRedirect",
-	[SL_FILTER_REWRITE] = "URLRewrite",
-	[SL_FILTER_MIRROR] = "RequestMirror",
-	[SL_FILTER_CORS] = "CORS",
-	[SL_FILTER_EXTENSION] = "ExtensionRef",
-};
-
 /* Is the rule's only match a PathPrefix (what ReplacePrefixMatch needs)? */
 static bool rule_single_prefix(const struct sl_route_rule *rule)
 {
@@ -719,7 +709,7 @@ static int compile_filters(struct route_table *t, struct rt_route *rr, struct rt
 		if (rr->r->kind == SL_ROUTE_GRPC &&
 		    (g->type == SL_FILTER_REDIRECT || g->type == SL_FILTER_REWRITE || g->type == SL_FILTER_CORS)) {
 			route_reject(rr, "UnsupportedValue", "filter %s is not valid in a GRPCRoute",
-				     filter_names[g->type]);
+				     sl_filter_type_names[g->type]);
 			continue;
 		}
 		switch (g->type) {
@@ -736,7 +726,7 @@ static int compile_filters(struct route_table *t, struct rt_route *rr, struct rt
 		case SL_FILTER_REWRITE:
 			if ((unsigned)g->path.type > SL_PATH_MOD_PREFIX)
 				route_reject(rr, "UnsupportedValue", "%s path type %d is not supported",
-					     filter_names[g->type], (int)g->path.type);
+					     sl_filter_type_names[g->type], (int)g->path.type);
 			if (g->path.type == SL_PATH_MOD_PREFIX && !rule_single_prefix(rule))
 				rule_invalid(rr, ru, ri, "ReplacePrefixMatch needs exactly one PathPrefix match");
 			break;
@@ -772,7 +762,7 @@ static int compile_filters(struct route_table *t, struct rt_route *rr, struct rt
 		if (k != SL_FILTER_MIRROR && k != SL_FILTER_EXTENSION && count[k] > 1) {
 			char what[64];
 
-			snprintf(what, sizeof(what), "filter %s repeated", filter_names[k]);
+			snprintf(what, sizeof(what), "filter %s repeated", sl_filter_type_names[k]);
 			rule_invalid(rr, ru, ri, what);
 		}
 	if (count[SL_FILTER_REDIRECT] && count[SL_FILTER_REWRITE])

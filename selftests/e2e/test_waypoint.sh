@@ -190,7 +190,7 @@ out=$(get 4 /admin/x -X POST -d a=1)
 expect_contains "L7 AuthorizationPolicy: POST /admin/x is not the denied method (200)" "$out" "status=200"
 out=$(get 6 /v2/ok)
 expect_contains "L7 AuthorizationPolicy: other paths routed (no L4 deny at the pods)" "$out" '"pod": "pod-node-2-1"'
-expect_contains "sluicectl policies: the waypoint's decisions counted" "$(ctl node-1 policies)" "web-l7"
+expect_contains "sluicectl policies lists the policy the waypoint judged" "$(ctl node-1 policies)" "web-l7"
 rm -f "$SLUICE_LAB_CONFIG/authz.yaml"
 
 # A consumer route in another namespace does not change what default sees,
