@@ -124,12 +124,18 @@ static const struct lspec {
 	[PODS_L_HBONE6] = { SL_PORT_HBONE, AF_INET6, false, false },
 };
 
-/* Sysctls set in each pod's netns (paths follow the opener's netns). */
-enum { SYS_TCP_FWMARK_ACCEPT, SYS_FWMARK_REFLECT4, SYS_FWMARK_REFLECT6, SYS_COUNT };
+/* Sysctls set to 1 in each pod's netns (paths follow the opener's netns).
+ * tcp_tw_reuse: the agent's deliveries connect from their client's IP, from
+ * a narrow port range (tunnel.c), and close first when the client did; their
+ * TIME_WAIT would hold each port for 60 s. Reuse (after 1 s, by timestamps)
+ * applies to connect() only, so the pod's own connections change only in
+ * getting the same. */
+enum { SYS_TCP_FWMARK_ACCEPT, SYS_FWMARK_REFLECT4, SYS_FWMARK_REFLECT6, SYS_TCP_TW_REUSE, SYS_COUNT };
 static const char *const sysctl_paths[SYS_COUNT] = {
 	[SYS_TCP_FWMARK_ACCEPT] = "/proc/sys/net/ipv4/tcp_fwmark_accept",
 	[SYS_FWMARK_REFLECT4] = "/proc/sys/net/ipv4/fwmark_reflect",
 	[SYS_FWMARK_REFLECT6] = "/proc/sys/net/ipv6/fwmark_reflect",
+	[SYS_TCP_TW_REUSE] = "/proc/sys/net/ipv4/tcp_tw_reuse",
 };
 
 struct pod {

@@ -326,6 +326,7 @@ struct tunnel {
 	nghttp2_session_callbacks *cbs;
 	nghttp2_option *ngopt;
 	struct series *series[SERIES_BUCKETS];
+	uint32_t deliver_port_next;	/* cursor in the plaintext delivery port range */
 	struct tunnel_stats st;
 };
 
@@ -929,24 +930,30 @@ static void conn_bury(struct tconn *c, struct tend *e)
 
 /* ---- sockets ---- */
 
-/* A socket in the netns of the local pod holding netns_ip, marked, bound to
- * from (port 0; transparent when from is not local there), connecting to to.
- * Returns the fd (connect in progress) or -errno. */
-static int sock_connect(struct tunnel *t, const struct sl_ip *netns_ip, const struct sl_ip *from,
-			const struct tunnel_addr *to, uint32_t mark, bool transparent)
-{
-	struct sockaddr_storage ss = { 0 };
-	int fam = ip_family(&to->ip), one = 1, fd, r;
-	socklen_t len;
+/* Source ports of plaintext deliveries. Such a delivery spoofs the client's
+ * IP inside the destination pod's netns, where the client's own connections
+ * arrive too (steered to 15006). Had the kernel picked the port, it would come
+ * from the range the client picks from as well (the same sequence even, on a
+ * node with the same kernel): a later connection of that client on that port
+ * then meets the app's socket of the delivery in the pod's netns, still open or
+ * in TIME_WAIT, and its SYN is dropped (a 1 s stall, or a reset). So these
+ * ports come from above Linux's default ephemeral range (32768-60999), which
+ * no Linux client picks from. */
+#define DELIVER_PORT_LO		61000
+#define DELIVER_PORT_HI		65535
+#define DELIVER_PORT_TRIES	64	/* then the kernel picks, as before */
 
-	if (from->family != to->ip.family)
-		return -EAFNOSUPPORT;
+/* A new socket in the netns of the local pod holding netns_ip, marked,
+ * non-blocking; transparent when its source is not local there. */
+static int sock_new(struct tunnel *t, const struct sl_ip *netns_ip, int fam, uint32_t mark, bool transparent)
+{
+	int one = 1, fd, r;
+
 	fd = t->ops.pod_socket(t->arg, netns_ip, fam);
 	if (fd < 0)
 		return fd;
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
-		goto fail;
-	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) == -1)
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) == -1)
 		goto fail;
 	if (transparent) {
 		if (fam == AF_INET6)
@@ -956,20 +963,67 @@ static int sock_connect(struct tunnel *t, const struct sl_ip *netns_ip, const st
 		if (r == -1)
 			goto fail;
 	}
-	/* Pick the port at connect time: many clients share few source IPs. */
-	setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	len = addr_to_sa(from, 0, &ss);
-	if (bind(fd, (struct sockaddr *)&ss, len) == -1)
-		goto fail;
-	len = addr_to_sa(&to->ip, to->port, &ss);
-	if (connect(fd, (struct sockaddr *)&ss, len) == -1 && errno != EINPROGRESS)
-		goto fail;
 	return fd;
 fail:
 	r = -errno;
 	close(fd);
 	return r;
+}
+
+/* bind from:port and connect to `to`: 0, or -errno (fd left to the caller). */
+static int sock_bind_connect(int fd, const struct sl_ip *from, uint16_t port, const struct tunnel_addr *to)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t len = addr_to_sa(from, port, &ss);
+
+	if (bind(fd, (struct sockaddr *)&ss, len) == -1)
+		return -errno;
+	len = addr_to_sa(&to->ip, to->port, &ss);
+	if (connect(fd, (struct sockaddr *)&ss, len) == -1 && errno != EINPROGRESS)
+		return -errno;
+	return 0;
+}
+
+/* A socket in the netns of the local pod holding netns_ip, marked, bound to
+ * from (transparent when from is not local there), connecting to to; its port
+ * from the delivery range when own_port, else the kernel's. Returns the fd
+ * (connect in progress) or -errno. */
+static int sock_connect(struct tunnel *t, const struct sl_ip *netns_ip, const struct sl_ip *from,
+			const struct tunnel_addr *to, uint32_t mark, bool transparent, bool own_port)
+{
+	int fam = ip_family(&to->ip), one = 1, fd, r;
+
+	if (from->family != to->ip.family)
+		return -EAFNOSUPPORT;
+	for (int i = 0; own_port && i < DELIVER_PORT_TRIES; i++) {
+		uint16_t port = (uint16_t)(DELIVER_PORT_LO +
+					   t->deliver_port_next++ % (DELIVER_PORT_HI - DELIVER_PORT_LO + 1));
+
+		fd = sock_new(t, netns_ip, fam, mark, transparent);
+		if (fd < 0)
+			return fd;
+		/* The port may serve other destinations at once: the 4-tuple is
+		 * what must be free, and connect says when it is not. */
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		r = sock_bind_connect(fd, from, port, to);
+		if (!r)
+			return fd;
+		close(fd);
+		if (r != -EADDRINUSE && r != -EADDRNOTAVAIL)
+			return r;
+	}
+	fd = sock_new(t, netns_ip, fam, mark, transparent);
+	if (fd < 0)
+		return fd;
+	/* Pick the port at connect time: many clients share few source IPs. */
+	setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	r = sock_bind_connect(fd, from, 0, to);
+	if (r) {
+		close(fd);
+		return r;
+	}
+	return fd;
 }
 
 /* Connect end 1 of c to c->dst: a delivery (transparent, from the client's
@@ -980,9 +1034,10 @@ static int conn_connect(struct tconn *c, bool deliver)
 	int fd, r;
 
 	if (deliver)
-		fd = sock_connect(t, &c->dst.ip, &c->src.ip, &c->dst, SL_MARK_DELIVER, true);
+		fd = sock_connect(t, &c->dst.ip, &c->src.ip, &c->dst, SL_MARK_DELIVER, true,
+				  c->path == TUNNEL_PATH_PLAINTEXT);
 	else
-		fd = sock_connect(t, &c->src.ip, &c->src.ip, &c->dst, SL_MARK_AGENT, false);
+		fd = sock_connect(t, &c->src.ip, &c->src.ip, &c->dst, SL_MARK_AGENT, false, false);
 	if (fd < 0)
 		return fd;
 	r = end_set_fd(c, 1, fd, true);
@@ -1701,7 +1756,7 @@ static struct h2s *pool_get(struct tconn *c, const struct tpod *pod, int *err)
 		*err = -ENOMEM;
 		return NULL;
 	}
-	fd = sock_connect(t, &c->src.ip, &c->src.ip, &to, SL_MARK_AGENT, false);
+	fd = sock_connect(t, &c->src.ip, &c->src.ip, &to, SL_MARK_AGENT, false, false);
 	if (fd < 0) {
 		SSL_CTX_free(ctx);
 		h2s_discard(s);
@@ -2522,7 +2577,7 @@ int tunnel_direct_open(struct tunnel *t, const char *ns, const char *name, const
 		return -EAFNOSUPPORT;
 	src.ip = *ip;
 	if (!found || !wl.enrolled)	/* passthrough: plain TCP from the pod */
-		return sock_connect(t, &src.ip, &src.ip, &d, SL_MARK_AGENT, false);
+		return sock_connect(t, &src.ip, &src.ip, &d, SL_MARK_AGENT, false, false);
 	if (t->ops.authorize) {
 		struct tunnel_authz az = {
 			.path = TUNNEL_PATH_DIRECT, .src_identity = pod->identity, .src = &src, .dst = &d,
@@ -2534,7 +2589,7 @@ int tunnel_direct_open(struct tunnel *t, const char *ns, const char *name, const
 	}
 	/* as the direct path's delivery socket: in the destination pod's
 	 * netns, from the client pod's address */
-	return sock_connect(t, &d.ip, &src.ip, &d, SL_MARK_DELIVER, true);
+	return sock_connect(t, &d.ip, &src.ip, &d, SL_MARK_DELIVER, true, false);
 }
 
 static void accept_inbound(struct tlisten *l, int fd, const struct tunnel_addr *peer)

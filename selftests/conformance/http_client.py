@@ -223,12 +223,6 @@ def main():
                 return {"id": r.get("id"), "status": None, "headers": [], "body": "", "ms": 0,
                         "error": "not sent: the first %d requests of this case got no answer" % give_up}
         res = one(r, timeout)
-        if res["error"] and r.get("resend_on_error"):
-            # a request of a weight count that got no answer at all goes
-            # once more; the harness reports how many did
-            first = res["error"]
-            res = one(r, timeout)
-            res["resent_after"] = first
         with lock:
             if res["error"]:
                 errors[g] += 1

@@ -171,6 +171,12 @@ expect_contains "enrolled -> unenrolled pod: passthrough works" "$(grep summary 
 out=$(lab exec plain/plain-client sl-echo probe tcp "$S2_4" 8080 --count 5)
 expect_contains "unenrolled -> enrolled pod (inbound 15006)" "$(grep summary <<<"$out")" "ok=5 err=0"
 check "unenrolled -> enrolled: server sees the client's IP" test "$(grep -c 'server_saw=10.244.1.20:' <<<"$out")" -eq 5
+# The delivery's port comes from 61000-65535, never the client's own range
+# (docs/mesh.md, "Delivery ports").
+check "unenrolled -> enrolled: delivered from a port in 61000-65535" test "$(grep -oE 'server_saw=10.244.1.20:[0-9]+' <<<"$out" | awk -F: '$2 >= 61000 && $2 <= 65535' | wc -l)" -eq 5
+out=$(lab exec plain/plain-client sl-echo probe tcp "$S2_6" 8080 --count 5)
+expect_contains "ipv6 unenrolled -> enrolled pod (inbound 15006)" "$(grep summary <<<"$out")" "ok=5 err=0"
+check "ipv6 unenrolled -> enrolled: delivered from a port in 61000-65535" test "$(grep -oE 'server_saw=\[[0-9a-f:]+\]:[0-9]+' <<<"$out" | awk -F: '$NF >= 61000 && $NF <= 65535' | wc -l)" -eq 5
 
 # --- only TLS to 15008 on the wire ---
 MARK=sluice-plaintext-marker-$$

@@ -654,6 +654,7 @@ void test_pods_enrol(void)
 			  "ipv4 fwmark_reflect");
 		ASSERT_EQ(sysctl_get("/proc/sys/net/ipv6/fwmark_reflect"), 1,
 			  "ipv6 fwmark_reflect");
+		ASSERT_EQ(sysctl_get("/proc/sys/net/ipv4/tcp_tw_reuse"), 1, "tcp_tw_reuse");
 		lab_leave(&l);
 	}
 	ASSERT_EQ(sysctl_get("/proc/sys/net/ipv4/tcp_fwmark_accept"), 0, "agent's netns untouched");
@@ -722,6 +723,7 @@ void test_pods_enrol(void)
 	if (lab_enter(&l, PREFIX "a")) {
 		ASSERT_EQ(sysctl_get("/proc/sys/net/ipv4/tcp_fwmark_accept"), 0, "sysctl restored");
 		ASSERT_EQ(sysctl_get("/proc/sys/net/ipv6/fwmark_reflect"), 0, "v6 sysctl restored");
+		ASSERT_EQ(sysctl_get("/proc/sys/net/ipv4/tcp_tw_reuse"), 2, "tcp_tw_reuse restored");
 		fd = fx_connect(AF_INET, SOCK_STREAM, "127.0.0.1", SL_PORT_OUTBOUND);
 		lab_leave(&l);
 		ASSERT_EQ(fd, -ECONNREFUSED, "15001 closed");

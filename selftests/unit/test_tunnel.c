@@ -1971,6 +1971,14 @@ home:
 	close(fd);
 	last_peer(peer, sizeof(peer));
 	ASSERT_HAS(peer, "192.0.2.1:", "plaintext delivered from the client's IP");
+	{
+		/* From above Linux's ephemeral range: the client's own later
+		 * connections must not meet the delivery's 4-tuple in Q2. */
+		const char *colon = strrchr(peer, ':');
+		long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+
+		ASSERT_TRUE(port >= 61000 && port <= 65535, "plaintext delivery port in 61000-65535");
+	}
 
 	/* Denied by policy: a reset, and the app never sees it. */
 	W.deny_status = 401;
