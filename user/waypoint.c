@@ -54,6 +54,7 @@ const char *const waypoint_features[] = {
 	"HTTPRouteRequestMirror",
 	"HTTPRouteRequestTimeout",
 	"HTTPRouteResponseHeaderModification",
+	"HTTPRouteRetry",
 	"HTTPRouteSchemeRedirect",
 	/* east-west: GAMMA */
 	"Mesh",
