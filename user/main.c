@@ -28,6 +28,7 @@
 #include "model.h"
 #include "pods.h"
 #include "policy.h"
+#include "privs.h"
 #include "route.h"
 #include "polsync.h"
 #include "status.h"
@@ -77,6 +78,8 @@ static const char usage[] =
 	"                        the default), all (every pod of the node) or none\n"
 	"  --ingress-clsact      attach pod_ingress with clsact even where tcx exists\n"
 	"  --log-level LEVEL     err, warn, info or debug (default info)\n"
+	"  --keep-capabilities   keep every capability after set-up (by default the agent\n"
+	"                        drops all but the seven it needs: docs/security.md)\n"
 	"  --uninstall           detach the programs and remove every pin, then exit\n"
 	"  --version\n";
 
@@ -93,8 +96,34 @@ struct options {
 	const char *uplinks[LOADER_UPLINKS_MAX];
 	size_t n_uplinks;
 	bool uninstall;
+	bool keep_capabilities;
 	const char *cmd;	/* "run", "plan" or "check" */
 };
+
+enum { OPT_KEEP_CAPABILITIES = 1000 };
+
+/* Set up is done: keep only the capabilities running needs (privs.h). */
+static void drop_capabilities(const struct options *o)
+{
+	char err[160], names[200];
+	int r;
+
+	if (o->keep_capabilities) {
+		pr_info("agent: --keep-capabilities: every capability kept");
+		return;
+	}
+	r = privs_drop(err, sizeof(err));
+	if (r == -EPERM) {
+		pr_info("agent: %s", err);
+		return;
+	}
+	if (r) {
+		pr_warn("agent: dropping capabilities: %s", err);
+		return;
+	}
+	privs_names(privs_kept_mask(), names, sizeof(names));
+	pr_info("agent: capabilities kept: %s; the rest dropped (bounding set too), no_new_privs", names);
+}
 
 /* "10.99.0.0/24" or "fd00:99::/64": 0 or -EINVAL. */
 static int cidr_parse(const char *s, struct sl_cidr *c)
@@ -601,6 +630,7 @@ static int run_agent(const struct options *o)
 			pr_warn("config: no valid configuration yet: the pinned maps stay as they are "
 				"(%zu frontends)", sync_n_frontends(agent.sync));
 	}
+	drop_capabilities(o);
 	pr_info("agent: %s ready on node %s, status on %s", SL_VERSION, agent.node_name, o->status_socket);
 	err = loop_run(loop);
 out:
@@ -650,6 +680,7 @@ int main(int argc, char **argv)
 		{ "uplink", required_argument, NULL, 'L' },
 		{ "ingress-clsact", no_argument, NULL, 'I' },
 		{ "uninstall", no_argument, NULL, 'U' },
+		{ "keep-capabilities", no_argument, NULL, OPT_KEEP_CAPABILITIES },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -781,6 +812,9 @@ int main(int argc, char **argv)
 			break;
 		case 'U':
 			o.uninstall = true;
+			break;
+		case OPT_KEEP_CAPABILITIES:
+			o.keep_capabilities = true;
 			break;
 		case 'V':
 			printf("sluice-agent %s\n", SL_VERSION);
