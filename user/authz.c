@@ -335,18 +335,44 @@ const char *authz_action_str(enum sl_authz_action a)
 
 /* ---- L7: the waypoint (see authz.h) ---- */
 
-bool authz_targets_service(const struct sl_authz *a, const struct sl_service *svc)
+/* What an L7 policy names: a Service (kind Service, core group) or a
+ * Gateway (kind Gateway, gateway.networking.k8s.io), and the addresses a
+ * request to it arrives on (destination.ip). */
+struct l7_target {
+	const char *kind, *group, *ns, *name;
+	const struct sl_ip *ips;
+	size_t n_ips;
+};
+
+/* Does a's targetRefs name kind/group ns/name? ("" group: the core group,
+ * which a targetRef may also leave out.) */
+static bool targets(const struct sl_authz *a, const char *kind, const char *group, const char *ns, const char *name)
 {
-	if (!a || !svc || !a->ns || !svc->ns || !svc->name || strcmp(a->ns, svc->ns))
+	if (!a || !ns || !name || !a->ns || strcmp(a->ns, ns))
 		return false;
 	for (size_t i = 0; i < a->n_targets; i++) {
 		const struct sl_target_ref *t = &a->targets[i];
 
-		if (t->kind && t->name && !strcmp(t->kind, "Service") && (!t->group || !*t->group) &&
-		    !strcmp(t->name, svc->name))
+		if (t->kind && t->name && !strcmp(t->kind, kind) && !strcmp(t->group ? t->group : "", group) &&
+		    !strcmp(t->name, name))
 			return true;
 	}
 	return false;
+}
+
+bool authz_targets_service(const struct sl_authz *a, const struct sl_service *svc)
+{
+	return svc && targets(a, "Service", "", svc->ns, svc->name);
+}
+
+bool authz_targets_gateway(const struct sl_authz *a, const char *ns, const char *name)
+{
+	return targets(a, "Gateway", "gateway.networking.k8s.io", ns, name);
+}
+
+static bool targets_l7(const struct sl_authz *a, const struct l7_target *t)
+{
+	return targets(a, t->kind, t->group, t->ns, t->name);
 }
 
 static int hexval(int c)
@@ -433,7 +459,7 @@ bool authz_normalize_path(const char *path, char *out, size_t outlen)
 }
 
 struct l7_ctx {
-	const struct sl_service *svc;
+	const struct l7_target *t;
 	uint16_t port;
 	const struct authz_peer *peer;
 	const struct authz_request *req;
@@ -647,13 +673,13 @@ static bool operation_match_l7(const struct sl_authz_operation *o, const struct 
 static const char *const l4_cond_keys[] = { "source.ip", "remote.ip", "source.namespace", "source.principal",
 					    "destination.ip", "destination.port", NULL };
 
-/* An L4 key's values at the waypoint: destination.ip is the Service's. */
+/* An L4 key's values at the waypoint: destination.ip is the target's. */
 static bool cond_values_svc(const struct sl_strs *l, const char *key, const struct l7_ctx *x)
 {
 	if (strcmp(key, "destination.ip"))
 		return cond_values(l, key, x->peer, NULL, x->port);
-	for (size_t i = 0; i < x->svc->n_cluster_ips; i++)
-		if (cond_values(l, key, x->peer, &x->svc->cluster_ips[i], x->port))
+	for (size_t i = 0; i < x->t->n_ips; i++)
+		if (cond_values(l, key, x->peer, &x->t->ips[i], x->port))
 			return true;
 	return false;
 }
@@ -703,12 +729,12 @@ static bool rule_match_l7(const struct sl_authz_rule *r, struct l7_ctx *x, bool 
 	return true;
 }
 
-void authz_decide_request(const struct sl_model *m, const char *root_ns, const struct sl_service *svc, uint16_t port,
-			  const struct authz_peer *peer, const struct authz_request *req, struct authz_decision *out)
+static void decide_request(const struct sl_model *m, const struct l7_target *tg, uint16_t port,
+			   const struct authz_peer *peer, const struct authz_request *req, struct authz_decision *out)
 {
 	const struct sl_resources *r = m->res;
 	const struct sl_authz *first_allow = NULL;
-	struct l7_ctx x = { .svc = svc, .port = port, .peer = peer, .req = req };
+	struct l7_ctx x = { .t = tg, .port = port, .peer = peer, .req = req };
 	size_t n_allow = 0, n_any = 0;
 	char *path = NULL;
 
@@ -717,7 +743,7 @@ void authz_decide_request(const struct sl_model *m, const char *root_ns, const s
 	for (size_t i = 0; i < r->n_authzs; i++) {
 		const struct sl_authz *a = &r->authzs[i];
 
-		if (!authz_targets_service(a, svc))
+		if (!targets_l7(a, tg))
 			continue;
 		n_any++;
 		if (a->action != SL_AUTHZ_CUSTOM)
@@ -730,7 +756,7 @@ void authz_decide_request(const struct sl_model *m, const char *root_ns, const s
 	}
 	if (!n_any) {
 		out->allow = true;
-		snprintf(out->reason, sizeof(out->reason), "no policy targets Service %s/%s", svc->ns, svc->name);
+		snprintf(out->reason, sizeof(out->reason), "no policy targets %s %s/%s", tg->kind, tg->ns, tg->name);
 		return;
 	}
 	if (req->path) {
@@ -748,7 +774,7 @@ void authz_decide_request(const struct sl_model *m, const char *root_ns, const s
 	for (size_t i = 0; i < r->n_authzs; i++) {
 		const struct sl_authz *a = &r->authzs[i];
 
-		if (a->action == SL_AUTHZ_ALLOW || a->action == SL_AUTHZ_CUSTOM || !authz_targets_service(a, svc))
+		if (a->action == SL_AUTHZ_ALLOW || a->action == SL_AUTHZ_CUSTOM || !targets_l7(a, tg))
 			continue;
 		x.unk = a->action == SL_AUTHZ_DENY;
 		for (size_t j = 0; j < a->n_rules; j++) {
@@ -772,7 +798,7 @@ void authz_decide_request(const struct sl_model *m, const char *root_ns, const s
 	for (size_t i = 0; i < r->n_authzs; i++) {
 		const struct sl_authz *a = &r->authzs[i];
 
-		if (a->action != SL_AUTHZ_ALLOW || !authz_targets_service(a, svc))
+		if (a->action != SL_AUTHZ_ALLOW || !targets_l7(a, tg))
 			continue;
 		if (!first_allow)
 			first_allow = a;
@@ -792,7 +818,7 @@ void authz_decide_request(const struct sl_model *m, const char *root_ns, const s
 	}
 	if (!n_allow) {
 		out->allow = true;
-		snprintf(out->reason, sizeof(out->reason), "no ALLOW policy targets Service %s/%s", svc->ns, svc->name);
+		snprintf(out->reason, sizeof(out->reason), "no ALLOW policy targets %s %s/%s", tg->kind, tg->ns, tg->name);
 	} else {
 		out->by = first_allow;
 		snprintf(out->reason, sizeof(out->reason), "no rule of %zu ALLOW polic%s matched (%s/%s%s)", n_allow,
@@ -805,4 +831,24 @@ out:
 		out->rule = -1;
 		snprintf(out->reason, sizeof(out->reason), "out of memory while matching headers: denied");
 	}
+}
+
+void authz_decide_request(const struct sl_model *m, const char *root_ns, const struct sl_service *svc, uint16_t port,
+			  const struct authz_peer *peer, const struct authz_request *req, struct authz_decision *out)
+{
+	struct l7_target t = { .kind = "Service", .group = "", .ns = svc->ns, .name = svc->name,
+			       .ips = svc->cluster_ips, .n_ips = svc->n_cluster_ips };
+
+	(void)root_ns;	/* targetRefs policies apply in their own namespace only */
+	decide_request(m, &t, port, peer, req, out);
+}
+
+void authz_decide_gateway_request(const struct sl_model *m, const char *gw_ns, const char *gw_name,
+				  const struct sl_ip *addr, uint16_t port, const struct authz_peer *peer,
+				  const struct authz_request *req, struct authz_decision *out)
+{
+	struct l7_target t = { .kind = "Gateway", .group = "gateway.networking.k8s.io", .ns = gw_ns,
+			       .name = gw_name, .ips = addr, .n_ips = addr ? 1 : 0 };
+
+	decide_request(m, &t, port, peer, req, out);
 }

@@ -112,6 +112,19 @@ void authz_decide_request(const struct sl_model *m, const char *root_ns, const s
 /* Does a targetRefs policy name Service svc? */
 bool authz_targets_service(const struct sl_authz *a, const struct sl_service *svc);
 
+/* The same for a request through a Gateway of class sluice: the policies
+ * whose targetRefs name the Gateway (kind Gateway, group
+ * gateway.networking.k8s.io, the policy's namespace), as Istio applies them
+ * at its gateways. addr and port: where the request arrived (destination.ip,
+ * destination.port, to.operation ports); peer: the client's address (no
+ * principal: Gateway clients come from outside the mesh). */
+void authz_decide_gateway_request(const struct sl_model *m, const char *gw_ns, const char *gw_name,
+				  const struct sl_ip *addr, uint16_t port, const struct authz_peer *peer,
+				  const struct authz_request *req, struct authz_decision *out);
+
+/* Does a targetRefs policy name Gateway ns/name? */
+bool authz_targets_gateway(const struct sl_authz *a, const char *ns, const char *name);
+
 /* Istio's default path normalization (BASE), the form policies are matched
  * on and the one Istio forwards: the query cut; %XX of an unreserved
  * character decoded (once); '\' made '/'; "." and ".." segments resolved

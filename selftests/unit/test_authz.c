@@ -821,3 +821,47 @@ void test_authz_free_hand_built(void)
 	}
 	resources_free(r);
 }
+
+/* Policies whose targetRefs name a Gateway: judged on requests through it,
+ * by the client's address (no principal: clients come from outside the
+ * mesh), and never on a Service or at L4. */
+void test_authz_request_gateway(void)
+{
+	struct sl_model *m = build(
+		AP("shop", "  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: edge}]\n"
+			   "  action: DENY\n  rules:\n  - to: [{operation: {paths: [\"/admin*\"]}}]\n")
+		"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: office, namespace: shop}\n"
+		"spec:\n  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: edge}]\n"
+		"  rules:\n  - from: [{source: {remoteIpBlocks: [192.0.2.0/24]}}]\n"
+		"    when: [{key: destination.ip, values: [10.99.0.1]}]\n---\n");
+	struct sl_ip office, home, addr, other_addr;
+	struct authz_peer from_office = { .ip = &office }, from_home = { .ip = &home };
+	struct authz_request get = { .method = "GET", .path = "/shop", .host = "shop.example.com" };
+	struct authz_request admin = { .method = "GET", .path = "/admin/x", .host = "shop.example.com" };
+	struct authz_decision d;
+
+	if (!ASSERT_OK_PTR(m, "model"))
+		return;
+	sl_ip_parse("192.0.2.7", &office);
+	sl_ip_parse("198.51.100.7", &home);
+	sl_ip_parse("10.99.0.1", &addr);
+	sl_ip_parse("10.99.0.2", &other_addr);
+	ASSERT_TRUE(authz_targets_gateway(&m->res->authzs[0], "shop", "edge"), "targets shop/edge");
+	ASSERT_FALSE(authz_targets_gateway(&m->res->authzs[0], "misc", "edge"), "not another namespace's");
+	ASSERT_FALSE(authz_targets_service(&m->res->authzs[0], find_svc(m, "websvc")), "not a Service");
+
+	authz_decide_gateway_request(m, "shop", "edge", &addr, 80, &from_office, &get, &d);
+	ASSERT_TRUE(d.allow, d.reason);
+	authz_decide_gateway_request(m, "shop", "edge", &addr, 80, &from_home, &get, &d);
+	ASSERT_FALSE(d.allow, "not from the office: no ALLOW rule matches");
+	ASSERT_HAS(d.reason, "no rule of 1 ALLOW policy matched", "reason");
+	authz_decide_gateway_request(m, "shop", "edge", &addr, 80, &from_office, &admin, &d);
+	ASSERT_FALSE(d.allow, "DENY /admin* first");
+	ASSERT_HAS(d.reason, "denied by shop/p-shop rules[0]", "the DENY policy decides");
+	authz_decide_gateway_request(m, "shop", "edge", &other_addr, 80, &from_office, &get, &d);
+	ASSERT_FALSE(d.allow, "destination.ip: another address of the Gateway");
+	authz_decide_gateway_request(m, "shop", "other", &addr, 80, &from_home, &admin, &d);
+	ASSERT_TRUE(d.allow, "another Gateway: no policy");
+	ASSERT_HAS(d.reason, "no policy targets Gateway shop/other", "reason names the Gateway");
+	model_free(m);
+}
