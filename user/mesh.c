@@ -427,15 +427,8 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 
 	if (!a->model || !a->tunnel)
 		return -ENOENT;
-	for (size_t i = 0; i < a->model->n_frontends; i++) {
-		const struct sl_frontend *fe = &a->model->frontends[i];
-
-		if (fe->key.proto != SL_IPPROTO_TCP || fe->port->port != be->port || !fe->n_slots ||
-		    strcmp(fe->svc->name, be->name) || strcmp(fe->svc->ns, be->ns))
-			continue;
-		if (!pick || fe->key.family == vip->ip.family)
-			pick = fe;
-	}
+	pick = model_service_frontend(a->model, model_find_service(a->model, be->ns, be->name), be->port,
+				      vip->ip.family);
 	if (!pick)
 		return -ENOENT;
 	slot = &pick->slots[(size_t)random() % pick->n_slots];
@@ -510,9 +503,7 @@ static int mesh_wp_authorize(void *arg, const struct tunnel_client *cl, const st
 	struct agent_authz_count *cnt;
 	struct authz_decision d;
 
-	for (size_t i = 0; a->model && i < a->model->res->n_services; i++)
-		if (!strcmp(a->model->res->services[i].ns, svc->ns) && !strcmp(a->model->res->services[i].name, svc->name))
-			s = &a->model->res->services[i];
+	s = model_find_service(a->model, svc->ns, svc->name);
 	if (!s)
 		return 0;
 	{

@@ -608,6 +608,31 @@ static int validate(const struct sl_resources *r, struct diags *errs)
 	return err ? err : check_ip_claims(r, errs);
 }
 
+static int svc_name_cmp(const void *pa, const void *pb)
+{
+	const struct sl_service *a = *(const struct sl_service *const *)pa;
+	const struct sl_service *b = *(const struct sl_service *const *)pb;
+	int c = strcmp(a->ns, b->ns);
+
+	return c ? c : strcmp(a->name, b->name);
+}
+
+static int index_services(struct sl_model *m)
+{
+	const struct sl_resources *r = m->res;
+
+	if (!r->n_services)
+		return 0;
+	m->svc_by_name = malloc(r->n_services * sizeof(*m->svc_by_name));
+	if (!m->svc_by_name)
+		return -ENOMEM;
+	for (size_t i = 0; i < r->n_services; i++)
+		if (r->services[i].ns && r->services[i].name)
+			m->svc_by_name[m->n_svc_by_name++] = &r->services[i];
+	qsort(m->svc_by_name, m->n_svc_by_name, sizeof(*m->svc_by_name), svc_name_cmp);
+	return 0;
+}
+
 int model_build(struct sl_resources *res, const char *node_name, struct sl_model **out,
 		struct diags *errs)
 {
@@ -669,6 +694,8 @@ int model_build(struct sl_resources *res, const char *node_name, struct sl_model
 	}
 	if (!err)
 		qsort(m->frontends, m->n_frontends, sizeof(*m->frontends), frontend_cmp);
+	if (!err)
+		err = index_services(m);
 out:
 	free(ix.slices);
 	free(ix.pods);
@@ -684,6 +711,7 @@ void model_free(struct sl_model *m)
 {
 	if (!m)
 		return;
+	free(m->svc_by_name);
 	for (size_t i = 0; m->frontends && i < m->n_frontends; i++) {
 		free(m->frontends[i].backends);
 		free(m->frontends[i].slots);
@@ -701,4 +729,41 @@ const struct sl_frontend *model_find_frontend(const struct sl_model *m, const st
 	struct sl_frontend probe = { .key = *k };
 
 	return bsearch(&probe, m->frontends, m->n_frontends, sizeof(*m->frontends), frontend_cmp);
+}
+
+const struct sl_service *model_find_service(const struct sl_model *m, const char *ns, const char *name)
+{
+	struct sl_service probe = { .ns = (char *)ns, .name = (char *)name };
+	const struct sl_service *pp = &probe;
+	const struct sl_service *const *hit;
+
+	if (!m || !ns || !name || !m->n_svc_by_name)
+		return NULL;
+	hit = bsearch(&pp, m->svc_by_name, m->n_svc_by_name, sizeof(*m->svc_by_name), svc_name_cmp);
+	return hit ? *hit : NULL;
+}
+
+const struct sl_frontend *model_service_frontend(const struct sl_model *m, const struct sl_service *s,
+						 uint16_t port, uint8_t family)
+{
+	const struct sl_frontend *other = NULL;
+
+	for (size_t i = 0; s && i < s->n_cluster_ips; i++) {
+		struct sl_svc_key k;
+		const struct sl_frontend *f;
+
+		memset(&k, 0, sizeof(k));
+		k.vip = s->cluster_ips[i].addr;
+		k.port = htons(port);
+		k.proto = SL_IPPROTO_TCP;
+		k.family = s->cluster_ips[i].family;
+		f = model_find_frontend(m, &k);
+		if (!f || !f->n_slots)
+			continue;
+		if (k.family == family)
+			return f;
+		if (!other)
+			other = f;
+	}
+	return other;
 }

@@ -72,6 +72,8 @@ struct sl_model {
 	size_t n_frontends;
 	size_t n_backends_total;	/* sum of n_slots */
 	size_t n_headless;		/* Services left alone */
+	const struct sl_service **svc_by_name;	/* every Service, sorted by (ns, name) */
+	size_t n_svc_by_name;
 };
 
 /* Resolve res (taken over, also on error) for node_name. Returns 0 with *out, or
@@ -81,6 +83,13 @@ int model_build(struct sl_resources *res, const char *node_name, struct sl_model
 void model_free(struct sl_model *m);			/* NULL-safe */
 
 const struct sl_frontend *model_find_frontend(const struct sl_model *m, const struct sl_svc_key *k);
+/* Service ns/name, or NULL (O(log n): per request and per upstream). */
+const struct sl_service *model_find_service(const struct sl_model *m, const char *ns, const char *name);
+/* The TCP frontend of Service s on port (the Service port) with endpoints
+ * chosen, for a VIP of family (SL_AF_*), else of the other family; NULL when
+ * there is none. */
+const struct sl_frontend *model_service_frontend(const struct sl_model *m, const struct sl_service *s,
+						 uint16_t port, uint8_t family);
 /* The pod that has ip, or NULL. */
 const struct sl_workload *model_workload_by_ip(const struct sl_model *m, const struct sl_ip *ip);
 

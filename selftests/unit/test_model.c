@@ -193,6 +193,20 @@ void test_model_dual_stack_affinity_headless(void)
 	ASSERT_TRUE(has_slot(f6, "fd00:244:1::30", 8080), "v6 backend");
 	ASSERT_TRUE(f6->flags & SL_SVC_F_AFFINITY, "affinity flag");
 	ASSERT_EQ(f6->aff_timeout, 60, "affinity timeout");
+	/* By name, as the waypoint finds a backendRef's frontend. */
+	{
+		const struct sl_service *ds = model_find_service(m, "default", "ds");
+
+		ASSERT_OK_PTR(ds, "Service default/ds by name");
+		ASSERT_OK_PTR(model_find_service(m, "default", "headless"), "a headless one too");
+		ASSERT_TRUE(!model_find_service(m, "default", "nope") && !model_find_service(m, "other", "ds"),
+			    "no such Service");
+		ASSERT_TRUE(model_service_frontend(m, ds, 80, SL_AF_INET) == f4, "its v4 frontend");
+		ASSERT_TRUE(model_service_frontend(m, ds, 80, SL_AF_INET6) == f6, "its v6 frontend");
+		ASSERT_TRUE(!model_service_frontend(m, ds, 8080, SL_AF_INET), "not a Service port");
+		ASSERT_TRUE(!model_service_frontend(m, model_find_service(m, "default", "headless"), 80, SL_AF_INET),
+			    "headless: no frontend");
+	}
 out:
 	model_free(m);
 	diags_clear(&errs);
