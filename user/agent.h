@@ -13,6 +13,7 @@
 #include "sync.h"
 
 struct identity;
+struct kube;
 struct loader;
 struct pods;
 struct tunnel;
@@ -32,7 +33,8 @@ struct agent_authz_count {
 
 struct agent {
 	const char *node_name;
-	const char *config_dir;		/* NULL: no config source */
+	const char *config_dir;		/* NULL: no config directory */
+	struct kube *kube;		/* Kubernetes mode: the API source, else NULL */
 	struct loader *loader;
 	struct sync *sync;
 	struct pods *pods;		/* enrolled pods' netns; NULL without mesh */

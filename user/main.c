@@ -21,6 +21,7 @@
 #include "agent.h"
 #include "config.h"
 #include "hbone_hdr.h"
+#include "kube.h"
 #include "loader.h"
 #include "log.h"
 #include "loop.h"
@@ -50,6 +51,8 @@ static const char usage[] =
 	"       sluice-agent features               the Gateway API features it supports\n"
 	"\n"
 	"  --config-dir DIR      Kubernetes YAML/JSON to serve (default " DEFAULT_CONFIG_DIR ")\n"
+	"  --kubeconfig FILE     list and watch the Kubernetes API instead (its current-context)\n"
+	"  --kube-in-cluster     the same, with the pod's service account (" KUBE_SA_DIR ")\n"
 	"  --node-name NAME      this node, as Pods' spec.nodeName says (default: hostname)\n"
 	"  --bpffs-root DIR      where maps and links are pinned (default " SL_BPFFS_ROOT ")\n"
 	"  --cgroup DIR          cgroup v2 directory to attach to (default: the v2 root)\n"
@@ -85,6 +88,8 @@ static const char usage[] =
 
 struct options {
 	const char *config_dir;
+	const char *kubeconfig;	/* Kubernetes mode: a kubeconfig file, or */
+	bool kube_in_cluster;	/* the pod's service account */
 	const char *node_name;
 	struct loader_opts loader;
 	const char *status_socket;
@@ -164,7 +169,26 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Load, validate and resolve the config directory; on success *out is the model.
+/* The objects from the source in use: the Kubernetes API's stores (bad
+ * objects skipped there, see kube.h) or the directory (all or nothing). */
+static int load_resources(const char *dir, struct sl_resources **res, struct diags *errs)
+{
+	int err;
+
+	if (agent.kube)
+		return kube_resources(agent.kube, res, NULL);
+	err = config_load_dir(dir, res, errs);
+	if (err && !errs->n)
+		diags_add(errs, dir, 0, "cannot read: %s", strerror(-err));
+	return err;
+}
+
+static const char *config_source(void)
+{
+	return agent.kube ? "the Kubernetes API" : agent.config_dir;
+}
+
+/* Load, validate and resolve the configuration; on success *out is the model.
  * times[0] and [1] get the decode and resolve durations (ms). */
 static int build_model(const char *dir, const char *node, struct sl_model **out, struct diags *errs,
 		       double times[2])
@@ -173,13 +197,10 @@ static int build_model(const char *dir, const char *node, struct sl_model **out,
 	double t0 = now_ms();
 	int err;
 
-	err = config_load_dir(dir, &res, errs);
+	err = load_resources(dir, &res, errs);
 	times[0] = now_ms() - t0;
-	if (err) {
-		if (!errs->n)
-			diags_add(errs, dir, 0, "cannot read: %s", strerror(-err));
+	if (err)
 		return err;
-	}
 	t0 = now_ms();
 	err = model_build(res, node, out, errs);
 	times[1] = now_ms() - t0;
@@ -234,8 +255,12 @@ static void agent_reload(void)
 	double times[2] = { 0 };
 	int err;
 
-	if (!agent.config_dir)
+	if (!agent.config_dir && !agent.kube)
 		return;
+	if (agent.kube && !kube_ready(agent.kube)) {	/* SIGHUP early: a partial set would drop traffic */
+		pr_info("config: the Kubernetes API is not fully listed yet; nothing to reload");
+		return;
+	}
 	struct policy *pol = NULL;
 	struct route_table *routes = NULL;
 	struct polsync_stats pst = { 0 };
@@ -257,7 +282,7 @@ static void agent_reload(void)
 		diags_add(&errs, NULL, 0, "out of memory");
 	if (err) {
 		log_diags("config", &errs);
-		pr_err("config: %s rejected (%zu problem%s); generation %lu stays in force", agent.config_dir,
+		pr_err("config: %s rejected (%zu problem%s); generation %lu stays in force", config_source(),
 		       errs.n, errs.n == 1 ? "" : "s", (unsigned long)agent.generation);
 		diags_clear(&agent.errors);
 		diags_move(&agent.errors, &errs);
@@ -302,6 +327,13 @@ static void agent_reload(void)
 	agent_sync_pods();
 	/* Decoding churns the heap; hand what it no longer needs back to the kernel. */
 	malloc_trim(0);
+}
+
+static void on_kube_changed(void *arg)
+{
+	(void)arg;
+	pr_debug("config: the Kubernetes API changed, rebuilding");
+	agent_reload();
 }
 
 static void on_config_changed(void *arg)
@@ -557,6 +589,33 @@ static int start_metrics(const struct options *o, struct status **out)
 				 "text/plain; version=0.0.4; charset=utf-8", &agent);
 }
 
+/* Kubernetes mode: the API server's objects replace the directory. */
+static int start_kube(const struct options *o)
+{
+	struct kube_opts ko = { 0 };	/* the defaults */
+	struct kube_cfg cfg;
+	struct diags errs = { 0 };
+	int err;
+
+	if (o->kubeconfig)
+		err = kube_cfg_load(&cfg, o->kubeconfig, &errs);
+	else
+		err = kube_cfg_in_cluster(&cfg, KUBE_SA_DIR, &errs);
+	if (err) {
+		log_diags("kube", &errs);
+		diags_clear(&errs);
+		return err;
+	}
+	err = kube_new(&agent.kube, loop, &cfg, &ko, on_kube_changed, NULL);
+	kube_cfg_clear(&cfg);
+	if (err)
+		pr_err("kube: cannot start: %s", strerror(-err));
+	else
+		pr_info("config: from the Kubernetes API; the pinned maps stay as they are until every "
+			"required kind is listed (%zu frontends)", sync_n_frontends(agent.sync));
+	return err;
+}
+
 static int run_agent(const struct options *o)
 {
 	struct status *status = NULL, *metrics = NULL;
@@ -617,7 +676,11 @@ static int run_agent(const struct options *o)
 	status_route(status, "/gateways", h_gateways, NULL);
 	status_route(status, "/route-check", h_route_check, NULL);
 
-	if (stat(o->config_dir, &st) || !S_ISDIR(st.st_mode)) {
+	if (o->kubeconfig || o->kube_in_cluster) {
+		err = start_kube(o);
+		if (err)
+			goto out;
+	} else if (stat(o->config_dir, &st) || !S_ISDIR(st.st_mode)) {
 		pr_warn("config: %s is not a directory: serving what the pinned maps hold (%zu frontends)",
 			o->config_dir, sync_n_frontends(agent.sync));
 	} else {
@@ -635,6 +698,7 @@ static int run_agent(const struct options *o)
 	err = loop_run(loop);
 out:
 	config_watch_free(watch);
+	kube_free(agent.kube);
 	status_free(status);
 	status_free(metrics);
 	mesh_stop(&agent);	/* undoes capture in every pod: the listeners die with us */
@@ -657,6 +721,8 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "config-dir", required_argument, NULL, 'c' },
+		{ "kubeconfig", required_argument, NULL, 'k' },
+		{ "kube-in-cluster", no_argument, NULL, 'i' },
 		{ "node-name", required_argument, NULL, 'n' },
 		{ "bpffs-root", required_argument, NULL, 'b' },
 		{ "cgroup", required_argument, NULL, 'g' },
@@ -704,6 +770,12 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'c':
 			o.config_dir = optarg;
+			break;
+		case 'k':
+			o.kubeconfig = optarg;
+			break;
+		case 'i':
+			o.kube_in_cluster = true;
 			break;
 		case 'n':
 			o.node_name = optarg;

@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "authz.h"
 #include "identity.h"
+#include "kube.h"
 #include "loader.h"
 #include "model.h"
 #include "pods.h"
@@ -152,10 +153,10 @@ json_t *views_status(const struct agent *a)
 		"{s:s, s:s, s:i, s:f,"
 		" s:{s:s?, s:I, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o},"
 		" s:{s:s, s:s, s:o, s:b},"
-		" s:{s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o, s:o, s:o}",
+		" s:{s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o, s:o, s:o, s:o}",
 		"version", SL_VERSION, "node", a->node_name, "pid", (int)getpid(), "uptime_s",
 		(double)(now.tv_sec - a->started.tv_sec) + (double)(now.tv_nsec - a->started.tv_nsec) / 1e9,
-		"config", "source", a->config_dir, "generation", (json_int_t)a->generation, "state",
+		"config", "source", a->kube ? "kubernetes" : a->config_dir, "generation", (json_int_t)a->generation, "state",
 		config_state_names[a->config_state], "last_good_at", time_or_null(a->last_good_at),
 		"objects", "namespaces", (json_int_t)(r ? r->n_namespaces : 0), "pods",
 		(json_int_t)(r ? r->n_pods : 0), "services", (json_int_t)(r ? r->n_services : 0),
@@ -169,7 +170,7 @@ json_t *views_status(const struct agent *a)
 		"last_sync_ms", a->last_sync.ms, "last_sync_at", time_or_null(a->last_sync_at), "updates",
 		(json_int_t)a->last_sync.updates, "deletes", (json_int_t)a->last_sync.deletes, "errors",
 		(json_int_t)a->last_sync.errors, "mesh", mesh_json(a), "policy", policy_json(a),
-		"sockmap", sockmap_json(a));
+		"sockmap", sockmap_json(a), "kubernetes", kube_status_json(a->kube));
 }
 
 static json_t *backend_json(const struct sl_backend *b)

@@ -537,6 +537,37 @@ static void print_status_config(const json_t *cfg)
 	}
 }
 
+/* Kubernetes mode: the API server, and per kind its watch. */
+static int print_status_kube(const json_t *k)
+{
+	static const char *const cols[] = { "KIND", "STATE", "RESOURCEVERSION", "OBJECTS", "LAST ERROR", NULL };
+	const json_t *kinds = json_object_get(k, "kinds"), *bad = json_object_get(k, "bad_objects"), *v;
+	struct table t = { 0 };
+	char b[64];
+	size_t i;
+
+	if (!json_is_object(k))
+		return 0;
+	KV("Kubernetes:", "%s (%s)", js(k, "server"),
+	   json_is_true(json_object_get(k, "ready")) ? "ready" : "waiting for the first lists");
+	if (json_is_array(bad) && json_array_size(bad)) {
+		KV("  Skipped:", "%zu bad object%s", json_array_size(bad), json_array_size(bad) == 1 ? "" : "s");
+		json_array_foreach(bad, i, v)
+			printf("    %s\n", jfmt(v, b, sizeof(b)));
+	}
+	if (!json_is_array(kinds))
+		return 0;
+	table_header(&t, cols);
+	json_array_foreach(kinds, i, v) {
+		table_cell(&t, "%s", js(v, "kind"));
+		table_cell(&t, "%s", js(v, "state"));
+		table_cell(&t, "%s", js(v, "resource_version"));
+		table_cell(&t, "%s", jf(v, "objects", b, sizeof(b)));
+		table_cell(&t, "%s", js(v, "last_error"));
+	}
+	return table_print(&t, 4);
+}
+
 static int print_status_datapath(const json_t *dp)
 {
 	const json_t *progs = json_object_get(dp, "programs"), *p, *reused;
@@ -686,6 +717,7 @@ static int print_status(const json_t *root)
 		snprintf(b, sizeof(b), "-");
 	KV("Uptime:", "%s", b);
 	print_status_config(json_object_get(root, "config"));
+	print_status_kube(json_object_get(root, "kubernetes"));
 	ret = print_status_datapath(json_object_get(root, "datapath"));
 	print_status_sync(json_object_get(root, "sync"));
 	print_status_mesh(json_object_get(root, "mesh"));
