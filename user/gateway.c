@@ -1,6 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-/* gateway.c - Gateway listeners on the node; see gateway.h. */
+/* gateway.c - Gateway listeners on the node; see gateway.h.
+ *
+ * gwplan.c says which listeners are served; here they get their addresses
+ * (on the node's loopback), sockets (one per address and port) and TLS
+ * contexts, and each accepted connection goes where its protocol says:
+ * HTTP and HTTPS to the waypoint's HTTP parser, TCP to the listener's
+ * TCPRoute, TLS Passthrough to the TLSRoute its ClientHello's server name
+ * picks (peeked at, never consumed), both as a byte relay (waypoint_relay).
+ */
 #include <errno.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,20 +29,28 @@
 #include <netlink/route/addr.h>
 
 #include "gateway.h"
+#include "gwplan.h"
 #include "ip.h"
 #include "log.h"
 #include "loop.h"
 #include "model.h"
+#include "sni.h"
 #include "waypoint.h"
 #include "xprt.h"
 
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
 #define GW_BACKLOG	1024
 #define ACCEPT_BUDGET	64
+#define HELLO_TIMEOUT_MS	10000	/* a TLS Passthrough client's ClientHello must be whole by then */
+#define NODE_SRC_TTL_MS	30000	/* how long the node's own addresses are taken as known */
 
 struct glistener {
 	char *gw_ns, *gw_name, *name, *hostname;	/* hostname NULL: any */
-	bool https;
-	SSL_CTX *ctx;			/* HTTPS: its certificates; NULL when they do not load */
+	enum gw_proto proto;
+	SSL_CTX *ctx;			/* HTTPS: its certificate; NULL when it does not load */
 	char cert_err[160];
 };
 
@@ -49,38 +66,53 @@ struct gsock {
 	struct gsock *next;
 	struct gateways *g;
 	struct tunnel_addr addr;	/* ip.family 0: every address (dual-stack) */
-	bool https;
+	enum gw_proto proto;		/* one per socket: gwplan leaves conflicts out */
 	int fd;
 	struct loop_io io;
 	SSL_CTX *ctx;			/* HTTPS: the default context, with the SNI callback */
 	struct glistener *ls;
 	size_t n_ls;
-	bool keep;
 	char err[160];			/* why it does not listen; "" when it does */
 };
 
 struct gaddr {
 	struct sl_ip ip;
 	bool keep;
+	int err;			/* adding it failed: -errno; 0 */
 };
 
-/* A Gateway's addresses as assigned, for /gateways. */
-struct gassign {
-	char *ns, *name;
-	struct sl_ip ips[4];
-	size_t n_ips;
+/* A TLS Passthrough connection waiting for its whole ClientHello. */
+struct ghello {
+	struct ghello *next, *prev;
+	struct gateways *g;
+	int fd;
+	struct loop_io io;
+	struct loop_timer timer;
+	struct tunnel_addr local;
 };
 
 struct gateways {
 	struct loop *loop;
 	struct waypoint *wp;
 	struct gateway_opts o;
+	const struct route_table *rt;	/* in force, with the model plan points into */
+	struct gwplan *plan;
 	struct gsock *socks;
+	struct gsock *dead;		/* closed; freed once the loop's batch of events is over */
+	struct loop_timer reaper;
+	struct ghello *hellos;
 	struct gaddr *addrs;		/* the ones we put on o.address_dev */
 	size_t n_addrs;
-	struct gassign *assigned;
-	size_t n_assigned;
+	/* the node's own address per family (IPv4, IPv6), as source of upstreams */
+	struct sl_ip node_src[2];
+	bool node_src_ok[2];
+	uint64_t node_src_at;		/* loop_now_ms() of the last look; 0: look again */
 };
+
+static const char *dev_of(const struct gateways *g)
+{
+	return g->o.address_dev ? g->o.address_dev : "lo";
+}
 
 static void glisteners_free(struct glistener *ls, size_t n)
 {
@@ -94,26 +126,38 @@ static void glisteners_free(struct glistener *ls, size_t n)
 	free(ls);
 }
 
-static void gsock_close(struct gateways *g, struct gsock *s)
+static void gsock_free(struct gsock *s)
 {
-	if (s->fd >= 0) {
-		loop_del(g->loop, &s->io);
-		close(s->fd);
-	}
 	SSL_CTX_free(s->ctx);
 	glisteners_free(s->ls, s->n_ls);
 	free(s);
 }
 
-static void assigned_clear(struct gateways *g)
+static void reap(struct loop_timer *t)
 {
-	for (size_t i = 0; i < g->n_assigned; i++) {
-		free(g->assigned[i].ns);
-		free(g->assigned[i].name);
+	struct gateways *g = t->arg;
+
+	while (g->dead) {
+		struct gsock *s = g->dead;
+
+		g->dead = s->next;
+		gsock_free(s);
 	}
-	free(g->assigned);
-	g->assigned = NULL;
-	g->n_assigned = 0;
+}
+
+/* Stop listening at once; free later: an accept event of this batch may
+ * still name its io (loop.h). */
+static void gsock_retire(struct gateways *g, struct gsock *s)
+{
+	if (s->fd >= 0) {
+		loop_del(g->loop, &s->io);
+		close(s->fd);
+		s->fd = -1;
+	}
+	s->next = g->dead;
+	g->dead = s;
+	if (!loop_timer_armed(&g->reaper))
+		loop_timer_arm(g->loop, &g->reaper, 0);
 }
 
 /* ---- addresses on the node ---- */
@@ -162,120 +206,212 @@ out:
 	return err;
 }
 
-static bool ip_eq(const struct sl_ip *a, const struct sl_ip *b)
+static bool gateway_addr(const struct gateways *g, const struct sl_ip *ip)
 {
-	return a->family == b->family && !memcmp(&a->addr, &b->addr, sizeof(a->addr));
+	for (size_t i = 0; i < g->n_addrs; i++)
+		if (sl_ip_eq(&g->addrs[i].ip, ip))
+			return true;
+	return false;
 }
 
-/* ---- listening ---- */
-
-static void accept_cb(struct loop_io *io, uint32_t ev)
+/* The addresses of the plan's Gateways on the node (the ones there stay). */
+static void addresses_take(struct gateways *g, const struct gwplan *p)
 {
-	struct gsock *s = io->arg;
+	for (size_t i = 0; i < g->n_addrs; i++)
+		g->addrs[i].keep = false;
+	for (size_t i = 0; i < p->n_gws; i++) {
+		const struct gwplan_gateway *pg = &p->gws[i];
 
-	(void)ev;
-	for (int i = 0; i < ACCEPT_BUDGET; i++) {
-		union {
-			struct sockaddr sa;
-			struct sockaddr_in in;
-			struct sockaddr_in6 in6;
-		} u;
-		socklen_t len = sizeof(u);
-		struct tunnel_addr local = { .port = 0 };
-		struct tunnel_client cl = { .ns = "", .name = "sluice-gateway", .service_account = "",
-					    .identity = "" };
-		int one = 1;
-		int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		for (size_t j = 0; j < pg->n_ips; j++) {
+			struct gaddr *v;
+			size_t k;
 
-		if (fd < 0)
-			return;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		memset(&local, 0, sizeof(local));
-		memset(&u, 0, sizeof(u));
-		if (getsockname(fd, &u.sa, &len)) {
-			close(fd);
-			continue;
-		}
-		if (u.sa.sa_family == AF_INET) {
-			local.ip.family = SL_AF_INET;
-			memcpy(local.ip.addr.octets, &u.in.sin_addr, 4);
-			local.port = ntohs(u.in.sin_port);
-		} else {
-			local.ip.family = SL_AF_INET6;
-			memcpy(local.ip.addr.octets, &u.in6.sin6_addr, 16);
-			local.port = ntohs(u.in6.sin6_port);
-			sl_ip_unmap(&local.ip);	/* a dual-stack socket's IPv4 client */
-		}
-		if (s->https) {
-			if (!s->ctx) {	/* no certificate: nothing to say */
-				xprt_close_rst(fd);
+			for (k = 0; k < g->n_addrs && !sl_ip_eq(&g->addrs[k].ip, &pg->ips[j]); k++)
+				;
+			if (k < g->n_addrs) {
+				g->addrs[k].keep = true;
 				continue;
 			}
-			waypoint_accept_tls(s->g->wp, fd, &cl, &local, s->ctx);
-		} else {
-			waypoint_accept(s->g->wp, fd, &cl, &local);
+			if (!(v = realloc(g->addrs, (g->n_addrs + 1) * sizeof(*v))))
+				continue;
+			g->addrs = v;
+			v[k] = (struct gaddr){ .ip = pg->ips[j], .keep = true };
+			v[k].err = addr_change(dev_of(g), &pg->ips[j], true);
+			if (v[k].err) {
+				char b[SL_IP_STRLEN];
+
+				pr_warn("gateway: %s/%s: cannot add %s to %s: %s", pg->gw->ns, pg->gw->name,
+					sl_ip_str(&pg->ips[j], b), dev_of(g), strerror(-v[k].err));
+			}
+			g->n_addrs++;
 		}
 	}
 }
 
-static int gsock_listen(struct gateways *g, struct gsock *s)
+/* Addresses no Gateway holds any more. */
+static void addresses_release(struct gateways *g)
+{
+	for (size_t i = 0; i < g->n_addrs;) {
+		if (g->addrs[i].keep) {
+			i++;
+			continue;
+		}
+		addr_change(dev_of(g), &g->addrs[i].ip, false);
+		g->addrs[i] = g->addrs[--g->n_addrs];
+	}
+}
+
+/* ---- upstream connections, from the node's own address ---- */
+
+static void sa_of(const struct tunnel_addr *a, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (a->ip.family == SL_AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons(a->port);
+		memcpy(&in->sin_addr, a->ip.addr.octets, 4);
+		*len = sizeof(*in);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(a->port);
+		if (a->ip.family)
+			memcpy(&in6->sin6_addr, a->ip.addr.octets, 16);
+		*len = sizeof(*in6);
+	}
+}
+
+/* The source the kernel's routes give toward dst: a route lookup (a UDP
+ * connect sends nothing). 0 or -errno. */
+static int route_source(const struct tunnel_addr *dst, struct sl_ip *src)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int one = 1, zero = 0, fd;
-	int family = s->addr.ip.family == SL_AF_INET ? AF_INET : AF_INET6;
+	int fd, err = 0;
 
-	memset(&ss, 0, sizeof(ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-		in->sin_family = AF_INET;
-		in->sin_port = htons(s->addr.port);
-		memcpy(&in->sin_addr, s->addr.ip.addr.octets, 4);
-		len = sizeof(*in);
-	} else {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons(s->addr.port);
-		if (s->addr.ip.family)
-			memcpy(&in6->sin6_addr, s->addr.ip.addr.octets, 16);
-		len = sizeof(*in6);
-	}
-	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	sa_of(dst, &ss, &len);
+	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* the address may reach the loopback a moment later */
-	setsockopt(fd, family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6,
-		   family == AF_INET ? IP_FREEBIND : IPV6_FREEBIND, &one, sizeof(one));
-	if (family == AF_INET6 && !s->addr.ip.family)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, GW_BACKLOG) ||
-	    loop_add(g->loop, &s->io, fd, EPOLLIN, accept_cb, s)) {
-		int err = -errno;
-
-		close(fd);
-		return err ? err : -EIO;
+	if (connect(fd, (struct sockaddr *)&ss, len) || getsockname(fd, (struct sockaddr *)&ss, &len))
+		err = -errno;
+	close(fd);
+	if (err)
+		return err;
+	memset(src, 0, sizeof(*src));
+	if (ss.ss_family == AF_INET) {
+		src->family = SL_AF_INET;
+		memcpy(src->addr.octets, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	} else {
+		src->family = SL_AF_INET6;
+		memcpy(src->addr.octets, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
 	}
-	s->fd = fd;
 	return 0;
 }
 
-static const char *addr_str(const struct tunnel_addr *a, char *buf, size_t len)
+/* An address a node would give as its own: global, not loopback, not
+ * link-local, not a Gateway's. */
+static bool node_like(const struct gateways *g, const struct sl_ip *ip)
 {
-	char ip[SL_IP_STRLEN];
+	const uint8_t *o = ip->addr.octets;
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const uint8_t loop6[16] = { [15] = 1 };
 
-	if (!a->ip.family)
-		snprintf(buf, len, "*:%u", a->port);
-	else if (a->ip.family == SL_AF_INET6)
-		snprintf(buf, len, "[%s]:%u", sl_ip_str(&a->ip, ip), a->port);
-	else
-		snprintf(buf, len, "%s:%u", sl_ip_str(&a->ip, ip), a->port);
-	return buf;
+	if (gateway_addr(g, ip))
+		return false;
+	if (ip->family == SL_AF_INET)
+		return o[0] != 127 && !(o[0] == 169 && o[1] == 254) && o[0] != 0;
+	return !(o[0] == 0xfe && (o[1] & 0xc0) == 0x80) && memcmp(o, mapped, 12) && memcmp(o, loop6, 16) &&
+	       o[0] != 0xff;
 }
 
-/* ---- TLS ---- */
+/* The node's own address per family: the first node_like address of the
+ * first interface that is up and not a loopback (interfaces in index
+ * order: the uplink before the bridges and tunnels CNIs add later). */
+static void node_addresses(struct gateways *g)
+{
+	struct ifaddrs *ifa = NULL;
+
+	g->node_src_ok[0] = g->node_src_ok[1] = false;
+	g->node_src_at = loop_now_ms();
+	if (getifaddrs(&ifa))
+		return;
+	for (const struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+		struct sl_ip ip = { 0 };
+		int fi;
+
+		if (!i->ifa_addr || (i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_UP))
+			continue;
+		if (i->ifa_addr->sa_family == AF_INET) {
+			ip.family = SL_AF_INET;
+			memcpy(ip.addr.octets, &((const struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+		} else if (i->ifa_addr->sa_family == AF_INET6) {
+			ip.family = SL_AF_INET6;
+			memcpy(ip.addr.octets, &((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, 16);
+		} else {
+			continue;
+		}
+		fi = ip.family == SL_AF_INET6;
+		if (!g->node_src_ok[fi] && node_like(g, &ip)) {
+			g->node_src[fi] = ip;
+			g->node_src_ok[fi] = true;
+		}
+	}
+	freeifaddrs(ifa);
+}
+
+/* The source for an upstream to dst: the route's own choice, unless that is
+ * a Gateway address (the kernel picks one of those on the loopback for a
+ * pod whose route has no source): then the node's own address. */
+static bool node_source(struct gateways *g, const struct tunnel_addr *dst, struct sl_ip *src)
+{
+	int fi = dst->ip.family == SL_AF_INET6;
+
+	memset(src, 0, sizeof(*src));
+	if (!route_source(dst, src) && !gateway_addr(g, src))
+		return true;
+	if (!g->node_src_at || loop_now_ms() - g->node_src_at > NODE_SRC_TTL_MS)
+		node_addresses(g);
+	*src = g->node_src[fi];
+	return g->node_src_ok[fi];
+}
+
+int gateways_connect(struct gateways *g, const struct tunnel_addr *dst)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct sl_ip src;
+	int fd, one = 1;
+
+	sa_of(dst, &ss, &len);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (g && node_source(g, dst, &src)) {
+		struct tunnel_addr from = { .ip = src, .port = 0 };
+		struct sockaddr_storage sb;
+		socklen_t blen;
+
+		sa_of(&from, &sb, &blen);
+		/* the port comes with connect(): the 4-tuple, not the address, must be unique */
+		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (bind(fd, (struct sockaddr *)&sb, blen))
+			pr_debug("gateway: upstream source: bind: %s (the kernel picks)", strerror(errno));
+	}
+	if (connect(fd, (struct sockaddr *)&ss, len) && errno != EINPROGRESS) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* ---- TLS contexts ---- */
 
 static long host_score(const char *lh, const char *host);
 
@@ -377,36 +513,15 @@ fail:
 	return NULL;
 }
 
-/* The listener's certificate from its first certificateRef (a Secret). */
-static void listener_tls(struct glistener *gl, const struct sl_gateway *gw, const struct sl_listener *l,
-			 const struct sl_model *m)
+/* The listener's certificate: the Secret gwplan resolved. */
+static void listener_tls(struct glistener *gl, const struct gwplan_listener *pl)
 {
-	const struct sl_object_ref *r = l->n_certs ? &l->certs[0] : NULL;
-	const char *ns = r && r->ns ? r->ns : gw->ns;
-
-	if (!r) {
-		snprintf(gl->cert_err, sizeof(gl->cert_err), "no certificateRefs");
+	if (!pl->cert) {
+		snprintf(gl->cert_err, sizeof(gl->cert_err), "%.150s",
+			 pl->message[0] ? pl->message : "no certificate");
 		return;
 	}
-	if ((r->kind && strcmp(r->kind, "Secret")) || (r->group && r->group[0])) {
-		snprintf(gl->cert_err, sizeof(gl->cert_err), "certificateRef %s/%s: not a Secret",
-			 r->kind ? r->kind : "", r->name ? r->name : "");
-		return;
-	}
-	for (size_t i = 0; i < m->res->n_secrets; i++) {
-		const struct sl_secret *sec = &m->res->secrets[i];
-
-		if (strcmp(sec->ns, ns) || strcmp(sec->name, r->name))
-			continue;
-		if (!sec->tls_crt || !sec->tls_key) {
-			snprintf(gl->cert_err, sizeof(gl->cert_err), "Secret %s/%s: no tls.crt and tls.key", ns,
-				 r->name);
-			return;
-		}
-		gl->ctx = ctx_from_pem(sec->tls_crt, sec->tls_key, gl->cert_err, sizeof(gl->cert_err));
-		return;
-	}
-	snprintf(gl->cert_err, sizeof(gl->cert_err), "Secret %s/%s not found", ns, r->name);
+	gl->ctx = ctx_from_pem(pl->cert->tls_crt, pl->cert->tls_key, gl->cert_err, sizeof(gl->cert_err));
 }
 
 /* The socket's default context: the first usable certificate, and SNI to
@@ -457,247 +572,7 @@ fail:
 	return NULL;
 }
 
-/* ---- applying a model ---- */
-
-static const struct sl_gateway_class *class_of(const struct sl_model *m, const char *name)
-{
-	for (size_t i = 0; i < m->res->n_gateway_classes; i++)
-		if (name && !strcmp(m->res->gateway_classes[i].name, name))
-			return &m->res->gateway_classes[i];
-	return NULL;
-}
-
-static bool ours(const struct sl_model *m, const struct sl_gateway *gw)
-{
-	const struct sl_gateway_class *c = class_of(m, gw->class_name);
-
-	return c && c->controller && !strcmp(c->controller, ROUTE_CONTROLLER_NAME);
-}
-
-static int gw_cmp(const void *pa, const void *pb)
-{
-	const struct sl_gateway *a = *(const struct sl_gateway *const *)pa;
-	const struct sl_gateway *b = *(const struct sl_gateway *const *)pb;
-	int c = strcmp(a->ns, b->ns);
-
-	return c ? c : strcmp(a->name, b->name);
-}
-
-/* The i-th address of a pool (.1 is the first). */
-static struct sl_ip pool_addr(const struct sl_cidr *c, size_t i)
-{
-	struct sl_ip ip = c->ip;
-	int last = ip.family == SL_AF_INET ? 3 : 15;
-	unsigned int carry = (unsigned int)i + 1;
-
-	for (int b = last; b >= 0 && carry; b--) {
-		unsigned int v = ip.addr.octets[b] + (carry & 0xff);
-
-		ip.addr.octets[b] = (uint8_t)v;
-		carry = (carry >> 8) + (v >> 8);
-	}
-	return ip;
-}
-
-static bool proto_served(const char *p, bool *https)
-{
-	if (!p)
-		return false;
-	*https = !strcmp(p, "HTTPS");
-	return *https || !strcmp(p, "HTTP");
-}
-
-static struct gsock *gsock_find(struct gsock *list, const struct tunnel_addr *a)
-{
-	for (struct gsock *s = list; s; s = s->next)
-		if (s->addr.port == a->port && ip_eq(&s->addr.ip, &a->ip))
-			return s;
-	return NULL;
-}
-
-static int listener_add(struct gsock *s, const struct sl_gateway *gw, const struct sl_listener *l, bool https,
-			const struct sl_model *m)
-{
-	struct glistener *v = realloc(s->ls, (s->n_ls + 1) * sizeof(*v));
-	struct glistener *n;
-
-	if (!v)
-		return -ENOMEM;
-	s->ls = v;
-	n = &v[s->n_ls];
-	memset(n, 0, sizeof(*n));
-	n->gw_ns = strdup(gw->ns);
-	n->gw_name = strdup(gw->name);
-	n->name = strdup(l->name ? l->name : "");
-	n->hostname = l->hostname && l->hostname[0] ? strdup(l->hostname) : NULL;
-	n->https = https;
-	s->n_ls++;
-	if (https)
-		listener_tls(n, gw, l, m);
-	if (!n->gw_ns || !n->gw_name || !n->name || (l->hostname && l->hostname[0] && !n->hostname))
-		return -ENOMEM;
-	return 0;
-}
-
-void gateways_apply(struct gateways *g, const struct sl_model *m)
-{
-	const struct sl_gateway **gws;
-	struct gsock *want = NULL;
-	size_t n = 0;
-
-	assigned_clear(g);
-	gws = calloc(m->res->n_gateways ? m->res->n_gateways : 1, sizeof(*gws));
-	if (!gws) {
-		pr_err("gateway: out of memory");
-		return;
-	}
-	for (size_t i = 0; i < m->res->n_gateways; i++)
-		if (ours(m, &m->res->gateways[i]))
-			gws[n++] = &m->res->gateways[i];
-	qsort(gws, n, sizeof(*gws), gw_cmp);
-	g->assigned = calloc(n ? n : 1, sizeof(*g->assigned));
-	for (size_t i = 0; i < g->n_addrs; i++)
-		g->addrs[i].keep = false;
-	for (size_t i = 0; i < n; i++) {
-		const struct sl_gateway *gw = gws[i];
-		struct sl_ip ips[4];
-		size_t n_ips = 0;
-
-		for (size_t j = 0; j < gw->n_addresses && n_ips < 4; j++)
-			ips[n_ips++] = gw->addresses[j];
-		if (!n_ips)
-			for (size_t j = 0; j < g->o.n_pools; j++)
-				ips[n_ips++] = pool_addr(&g->o.pools[j], i);
-		if (g->assigned) {
-			struct gassign *as = &g->assigned[g->n_assigned++];
-
-			as->ns = strdup(gw->ns);
-			as->name = strdup(gw->name);
-			memcpy(as->ips, ips, sizeof(ips));
-			as->n_ips = n_ips;
-		}
-		/* addresses for the node */
-		for (size_t j = 0; j < n_ips; j++) {
-			size_t k;
-
-			for (k = 0; k < g->n_addrs; k++)
-				if (ip_eq(&g->addrs[k].ip, &ips[j]))
-					break;
-			if (k == g->n_addrs) {
-				struct gaddr *v = realloc(g->addrs, (g->n_addrs + 1) * sizeof(*v));
-				int err;
-
-				if (!v)
-					continue;
-				g->addrs = v;
-				err = addr_change(g->o.address_dev ? g->o.address_dev : "lo", &ips[j], true);
-				if (err) {
-					char b[SL_IP_STRLEN];
-
-					pr_warn("gateway: %s/%s: cannot add %s to %s: %s", gw->ns, gw->name,
-						sl_ip_str(&ips[j], b), g->o.address_dev ? g->o.address_dev : "lo",
-						strerror(-err));
-				}
-				g->addrs[g->n_addrs].ip = ips[j];
-				g->addrs[g->n_addrs++].keep = true;
-			} else {
-				g->addrs[k].keep = true;
-			}
-		}
-		/* sockets: one per address and port (every address when none) */
-		for (size_t li = 0; li < gw->n_listeners; li++) {
-			const struct sl_listener *l = &gw->listeners[li];
-			bool https;
-
-			if (!proto_served(l->protocol, &https))
-				continue;
-			for (size_t j = 0; j < (n_ips ? n_ips : 1); j++) {
-				struct tunnel_addr a = { .port = l->port };
-				struct gsock *s;
-
-				if (n_ips)
-					a.ip = ips[j];
-				s = gsock_find(want, &a);
-				if (!s) {
-					s = calloc(1, sizeof(*s));
-					if (!s)
-						continue;
-					s->g = g;
-					s->addr = a;
-					s->https = https;
-					s->fd = -1;
-					s->next = want;
-					want = s;
-				}
-				if (s->https != https) {
-					snprintf(s->err, sizeof(s->err),
-						 "HTTP and HTTPS listeners on one port (%s/%s %s)", gw->ns,
-						 gw->name, l->name ? l->name : "");
-					continue;
-				}
-				if (listener_add(s, gw, l, https, m))
-					pr_err("gateway: out of memory");
-			}
-		}
-	}
-	free(gws);
-	/* keep the sockets that stay; open the new ones; close the rest */
-	for (struct gsock *s = want; s; s = s->next) {
-		struct gsock *old = gsock_find(g->socks, &s->addr);
-		char b[64];
-		int err;
-
-		if (s->https) {
-			s->ctx = gsock_tls(s);
-			if (!s->ctx) {
-				snprintf(s->err, sizeof(s->err), "no usable certificate (%.120s)",
-					 s->n_ls ? s->ls[0].cert_err : "no listener");
-				pr_warn("gateway: %s: %s", addr_str(&s->addr, b, sizeof(b)), s->err);
-			}
-		}
-		if (old && old->https == s->https && old->fd >= 0) {
-			s->fd = old->fd;
-			old->fd = -1;
-			loop_del(g->loop, &old->io);
-			if (loop_add(g->loop, &s->io, s->fd, EPOLLIN, accept_cb, s)) {
-				close(s->fd);
-				s->fd = -1;
-			}
-			continue;
-		}
-		if (old && old->fd >= 0) {	/* the same port, now with(out) TLS */
-			loop_del(g->loop, &old->io);
-			close(old->fd);
-			old->fd = -1;
-		}
-		err = gsock_listen(g, s);
-		if (err) {
-			snprintf(s->err, sizeof(s->err), "cannot listen: %s", strerror(-err));
-			pr_warn("gateway: %s: %s", addr_str(&s->addr, b, sizeof(b)), s->err);
-		} else {
-			pr_info("gateway: listening on %s (%s, %zu listener%s)", addr_str(&s->addr, b, sizeof(b)),
-				s->https ? "HTTPS" : "HTTP", s->n_ls, s->n_ls == 1 ? "" : "s");
-		}
-	}
-	while (g->socks) {
-		struct gsock *s = g->socks;
-
-		g->socks = s->next;
-		gsock_close(g, s);
-	}
-	g->socks = want;
-	/* addresses no Gateway holds any more */
-	for (size_t i = 0; i < g->n_addrs;) {
-		if (g->addrs[i].keep) {
-			i++;
-			continue;
-		}
-		addr_change(g->o.address_dev ? g->o.address_dev : "lo", &g->addrs[i].ip, false);
-		g->addrs[i] = g->addrs[--g->n_addrs];
-	}
-}
-
-/* ---- per request ---- */
+/* ---- which listener ---- */
 
 /* How well a listener hostname takes host: -1 not at all; higher is more
  * specific (exact beats wildcard beats none), as the spec's listener
@@ -718,26 +593,49 @@ static long host_score(const char *lh, const char *host)
 	return !strcasecmp(lh, host) ? 100000 + (long)hl : -1;
 }
 
+/* The listening socket a connection to local came in on. */
+static const struct gsock *gsock_of(const struct gateways *g, const struct tunnel_addr *local)
+{
+	for (const struct gsock *x = g->socks; x; x = x->next)
+		if (x->fd >= 0 && x->addr.port == local->port && sl_ip_eq(&x->addr.ip, &local->ip))
+			return x;
+	for (const struct gsock *x = g->socks; x; x = x->next)
+		if (x->fd >= 0 && x->addr.port == local->port && !x->addr.ip.family)
+			return x;
+	return NULL;
+}
+
+/* The listener of s that takes host best (Host, or SNI; "" none). */
+static const struct glistener *listener_for(const struct gsock *s, const char *host)
+{
+	const struct glistener *best = NULL;
+	long best_score = -1;
+
+	for (size_t i = 0; s && i < s->n_ls; i++) {
+		long sc = host_score(s->ls[i].hostname, host);
+
+		if (sc > best_score) {
+			best_score = sc;
+			best = &s->ls[i];
+		}
+	}
+	return best;
+}
+
 const struct route_set *gateways_routes(const struct gateways *g, const struct route_table *rt,
 					const struct tunnel_addr *local, const char *host, bool *https)
 {
-	const struct gsock *s = NULL;
-	const struct glistener *best = NULL;
+	const struct gsock *s;
+	const struct glistener *best;
 	char h[256] = "";
-	long best_score = -1;
 
 	*https = false;
 	if (!g || !rt)
 		return NULL;
-	for (const struct gsock *x = g->socks; x && !s; x = x->next)
-		if (x->fd >= 0 && x->addr.port == local->port && ip_eq(&x->addr.ip, &local->ip))
-			s = x;
-	for (const struct gsock *x = g->socks; x && !s; x = x->next)
-		if (x->fd >= 0 && x->addr.port == local->port && !x->addr.ip.family)
-			s = x;
-	if (!s)
+	s = gsock_of(g, local);
+	if (!s || (s->proto != GW_PROTO_HTTP && s->proto != GW_PROTO_HTTPS))
 		return NULL;
-	*https = s->https;
+	*https = s->proto == GW_PROTO_HTTPS;
 	if (host) {
 		/* the port goes; "[v6]" keeps its brackets off */
 		const char *e;
@@ -750,66 +648,516 @@ const struct route_set *gateways_routes(const struct gateways *g, const struct r
 			snprintf(h, sizeof(h), "%.*s", e ? (int)(e - host) : (int)strlen(host), host);
 		}
 	}
-	for (size_t i = 0; i < s->n_ls; i++) {
-		long sc = host_score(s->ls[i].hostname, h);
-
-		if (sc > best_score) {
-			best_score = sc;
-			best = &s->ls[i];
-		}
-	}
+	best = listener_for(s, h);
 	if (!best)
 		return NULL;
 	return route_for_listener(rt, best->gw_ns, best->gw_name, best->name);
 }
 
+/* ---- TCP and TLS Passthrough: a byte relay to the route's backend ---- */
+
+static const struct tunnel_client gateway_client = { .ns = "", .name = "sluice-gateway", .service_account = "",
+						     .identity = "" };
+
+static uint32_t rnd32(void)
+{
+	/* random() gives 31 bits; weights scale a full 32 */
+	return (uint32_t)random() << 16 ^ (uint32_t)random();
+}
+
+static const char *local_str(const struct tunnel_addr *a, char *buf, size_t len);
+
+/* Send fd where listener gl's route of kind says (sni: the TLS server name,
+ * NULL none), or close it at once. Takes fd. */
+static void l4_forward(struct gateways *g, int fd, const struct tunnel_addr *local, const struct glistener *gl,
+		       enum sl_route_kind kind, const char *sni)
+{
+	const struct route_set *set = gl ? route_for_listener(g->rt, gl->gw_ns, gl->gw_name, gl->name) : NULL;
+	struct route_l4_decision d;
+	char b[64];
+
+	if (!route_decide_l4(set, kind, sni, rnd32(), &d)) {
+		pr_debug("gateway: %s %s%s%s: %s (%s): closed", route_kind_str(kind), local_str(local, b, sizeof(b)),
+			 sni ? " SNI " : "", sni ? sni : "", d.reason, d.why);
+		xprt_close_rst(fd);
+		return;
+	}
+	if (!waypoint_relay(g->wp, fd, &gateway_client, local, &d.backend))
+		pr_debug("gateway: %s %s: %s/%s:%u has no ready endpoint: closed", route_kind_str(kind),
+			 local_str(local, b, sizeof(b)), d.backend.ns, d.backend.name, d.backend.port);
+}
+
+static void hello_free(struct ghello *h, bool close_fd)
+{
+	struct gateways *g = h->g;
+
+	loop_del(g->loop, &h->io);
+	loop_timer_cancel(g->loop, &h->timer);
+	if (close_fd)
+		xprt_close_rst(h->fd);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		g->hellos = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	free(h);
+}
+
+static void hello_timeout(struct loop_timer *t)
+{
+	hello_free(t->arg, true);
+}
+
+/* Peek (never read) until the ClientHello is whole; SO_RCVLOWAT holds epoll
+ * back until as many bytes as the parser needs are there, so a slow client
+ * costs no wakeups. Then the server name picks the listener and route. */
+static void hello_io(struct loop_io *io, uint32_t ev)
+{
+	static uint8_t buf[SNI_PEEK_MAX];	/* one loop thread */
+	struct ghello *h = io->arg;
+	struct gateways *g = h->g;
+	struct tunnel_addr local = h->local;
+	struct sni_info info;
+	enum sni_result r;
+	ssize_t n = recv(h->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	int fd = h->fd, one = 1;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		hello_free(h, true);
+		return;
+	}
+	r = sni_parse(buf, (size_t)n, &info);
+	if (r == SNI_INCOMPLETE && !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+		int want = (int)info.need;
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof(want));
+		return;
+	}
+	if (r != SNI_FOUND && r != SNI_ABSENT) {
+		char b[64];
+
+		pr_debug("gateway: TLS %s: ClientHello %s%s%s: closed", local_str(&local, b, sizeof(b)),
+			 sni_result_str(r), info.why[0] ? ": " : "", info.why);
+		hello_free(h, true);
+		return;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+	hello_free(h, false);
+	l4_forward(g, fd, &local, listener_for(gsock_of(g, &local), r == SNI_FOUND ? info.name : ""),
+		   SL_ROUTE_TLS, r == SNI_FOUND ? info.name : NULL);
+}
+
+static void hello_start(struct gateways *g, int fd, const struct tunnel_addr *local)
+{
+	struct ghello *h = calloc(1, sizeof(*h));
+
+	if (!h || loop_add(g->loop, &h->io, fd, EPOLLIN | EPOLLRDHUP, hello_io, h)) {
+		free(h);
+		xprt_close_rst(fd);
+		return;
+	}
+	h->g = g;
+	h->fd = fd;
+	h->local = *local;
+	loop_timer_init(&h->timer, hello_timeout, h);
+	loop_timer_arm(g->loop, &h->timer, HELLO_TIMEOUT_MS);
+	h->next = g->hellos;
+	if (g->hellos)
+		g->hellos->prev = h;
+	g->hellos = h;
+}
+
+/* ---- listening ---- */
+
+static bool local_of(int fd, struct tunnel_addr *local)
+{
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} u;
+	socklen_t len = sizeof(u);
+
+	memset(local, 0, sizeof(*local));
+	memset(&u, 0, sizeof(u));
+	if (getsockname(fd, &u.sa, &len))
+		return false;
+	if (u.sa.sa_family == AF_INET) {
+		local->ip.family = SL_AF_INET;
+		memcpy(local->ip.addr.octets, &u.in.sin_addr, 4);
+		local->port = ntohs(u.in.sin_port);
+	} else {
+		local->ip.family = SL_AF_INET6;
+		memcpy(local->ip.addr.octets, &u.in6.sin6_addr, 16);
+		local->port = ntohs(u.in6.sin6_port);
+		sl_ip_unmap(&local->ip);	/* a dual-stack socket's IPv4 client */
+	}
+	return true;
+}
+
+static void accept_cb(struct loop_io *io, uint32_t ev)
+{
+	struct gsock *s = io->arg;
+
+	(void)ev;
+	for (int i = 0; i < ACCEPT_BUDGET; i++) {
+		struct tunnel_addr local;
+		int one = 1;
+		int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (!local_of(fd, &local)) {
+			close(fd);
+			continue;
+		}
+		switch (s->proto) {
+		case GW_PROTO_HTTPS:
+			if (!s->ctx) {	/* no certificate: nothing to say */
+				xprt_close_rst(fd);
+				continue;
+			}
+			waypoint_accept_tls(s->g->wp, fd, &gateway_client, &local, s->ctx);
+			break;
+		case GW_PROTO_TLS:
+			hello_start(s->g, fd, &local);
+			break;
+		case GW_PROTO_TCP:
+			l4_forward(s->g, fd, &local, s->n_ls ? &s->ls[0] : NULL, SL_ROUTE_TCP, NULL);
+			break;
+		case GW_PROTO_HTTP:
+		default:
+			waypoint_accept(s->g->wp, fd, &gateway_client, &local);
+			break;
+		}
+	}
+}
+
+static int gsock_listen(struct gateways *g, struct gsock *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1, zero = 0, fd;
+	int family;
+
+	sa_of(&s->addr, &ss, &len);
+	family = ss.ss_family;
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* the address may reach the loopback a moment later */
+	setsockopt(fd, family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6,
+		   family == AF_INET ? IP_FREEBIND : IPV6_FREEBIND, &one, sizeof(one));
+	if (family == AF_INET6 && !s->addr.ip.family)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, GW_BACKLOG) ||
+	    loop_add(g->loop, &s->io, fd, EPOLLIN, accept_cb, s)) {
+		int err = -errno;
+
+		close(fd);
+		return err ? err : -EIO;
+	}
+	s->fd = fd;
+	return 0;
+}
+
+static const char *local_str(const struct tunnel_addr *a, char *buf, size_t len)
+{
+	char ip[SL_IP_STRLEN];
+
+	if (!a->ip.family)
+		snprintf(buf, len, "*:%u", a->port);
+	else if (a->ip.family == SL_AF_INET6)
+		snprintf(buf, len, "[%s]:%u", sl_ip_str(&a->ip, ip), a->port);
+	else
+		snprintf(buf, len, "%s:%u", sl_ip_str(&a->ip, ip), a->port);
+	return buf;
+}
+
+/* ---- applying a plan ---- */
+
+static struct gsock *gsock_find(struct gsock *list, const struct tunnel_addr *a)
+{
+	for (struct gsock *s = list; s; s = s->next)
+		if (s->addr.port == a->port && (s->addr.ip.family == a->ip.family) &&
+		    (!a->ip.family || sl_ip_eq(&s->addr.ip, &a->ip)))
+			return s;
+	return NULL;
+}
+
+static int listener_add(struct gsock *s, const struct gwplan_gateway *pg, const struct gwplan_listener *pl)
+{
+	const struct sl_listener *l = pl->l;
+	struct glistener *v = realloc(s->ls, (s->n_ls + 1) * sizeof(*v));
+	struct glistener *n;
+	bool host = l->hostname && l->hostname[0] && pl->proto != GW_PROTO_TCP;
+
+	if (!v)
+		return -ENOMEM;
+	s->ls = v;
+	n = &v[s->n_ls];
+	memset(n, 0, sizeof(*n));
+	n->gw_ns = strdup(pg->gw->ns);
+	n->gw_name = strdup(pg->gw->name);
+	n->name = strdup(l->name ? l->name : "");
+	n->hostname = host ? strdup(l->hostname) : NULL;
+	n->proto = pl->proto;
+	s->n_ls++;
+	if (pl->proto == GW_PROTO_HTTPS)
+		listener_tls(n, pl);
+	if (!n->gw_ns || !n->gw_name || !n->name || (host && !n->hostname))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The sockets the plan wants: one per address and port (every address when
+ * the Gateway has none), holding the listeners served there. */
+static struct gsock *sockets_want(struct gateways *g, const struct gwplan *p)
+{
+	struct gsock *want = NULL;
+
+	for (size_t i = 0; i < p->n_gws; i++) {
+		const struct gwplan_gateway *pg = &p->gws[i];
+
+		for (size_t li = 0; li < pg->n_ls; li++) {
+			const struct gwplan_listener *pl = &pg->ls[li];
+
+			if (!pl->serve)
+				continue;
+			for (size_t j = 0; j < (pg->n_ips ? pg->n_ips : 1); j++) {
+				struct tunnel_addr a = { .port = pl->l->port };
+				struct gsock *s;
+
+				if (pg->n_ips)
+					a.ip = pg->ips[j];
+				s = gsock_find(want, &a);
+				if (!s) {
+					if (!(s = calloc(1, sizeof(*s))))
+						continue;
+					*s = (struct gsock){ .g = g, .addr = a, .proto = pl->proto, .fd = -1,
+							     .next = want };
+					want = s;
+				}
+				if (s->proto != pl->proto)	/* gwplan's conflicts rule this out */
+					continue;
+				if (listener_add(s, pg, pl))
+					pr_err("gateway: out of memory");
+			}
+		}
+	}
+	return want;
+}
+
+/* Keep the listening fds that stay (the protocol only changes what
+ * accept_cb does), open the new ones, retire the rest. */
+static void sockets_swap(struct gateways *g, struct gsock *want)
+{
+	for (struct gsock *s = want; s; s = s->next) {
+		struct gsock *old = gsock_find(g->socks, &s->addr);
+		char b[64];
+		int err;
+
+		/* without a certificate it still listens (and resets): its
+		 * listeners say why they are not programmed */
+		if (s->proto == GW_PROTO_HTTPS && !(s->ctx = gsock_tls(s)))
+			pr_warn("gateway: %s: no usable certificate (%.120s)", local_str(&s->addr, b, sizeof(b)),
+				s->n_ls ? s->ls[0].cert_err : "no listener");
+		if (old && old->fd >= 0) {
+			s->fd = old->fd;
+			old->fd = -1;
+			loop_del(g->loop, &old->io);
+			if (loop_add(g->loop, &s->io, s->fd, EPOLLIN, accept_cb, s)) {
+				close(s->fd);
+				s->fd = -1;
+			}
+			continue;
+		}
+		err = gsock_listen(g, s);
+		if (err) {
+			snprintf(s->err, sizeof(s->err), "cannot listen: %s", strerror(-err));
+			pr_warn("gateway: %s: %s", local_str(&s->addr, b, sizeof(b)), s->err);
+		} else {
+			pr_info("gateway: listening on %s (%s, %zu listener%s)", local_str(&s->addr, b, sizeof(b)),
+				gw_proto_str(s->proto), s->n_ls, s->n_ls == 1 ? "" : "s");
+		}
+	}
+	while (g->socks) {
+		struct gsock *s = g->socks;
+
+		g->socks = s->next;
+		gsock_retire(g, s);
+	}
+	g->socks = want;
+}
+
+void gateways_apply(struct gateways *g, const struct sl_model *m, const struct route_table *rt)
+{
+	struct gwplan *plan = NULL;
+
+	/* the old plan points into the model just freed: let it go unread */
+	gwplan_free(g->plan);
+	g->plan = NULL;
+	g->rt = rt;
+	g->node_src_at = 0;	/* addresses change: look at the node's again */
+	if (gwplan_build(m, rt, g->o.pools, g->o.n_pools, &plan)) {
+		pr_err("gateway: out of memory; the listeners stay as they were");
+		return;
+	}
+	g->plan = plan;
+	addresses_take(g, plan);
+	sockets_swap(g, sockets_want(g, plan));
+	addresses_release(g);
+}
+
 /* ---- observability ---- */
 
-json_t *gateways_json(const struct gateways *g, const struct sl_model *m, const struct route_table *rt)
+/* What the sockets say of one planned listener: listening sockets, why one
+ * does not listen, why its certificate does not load. */
+struct lstate {
+	int sockets;
+	const char *listen_err;		/* NULL: none */
+	const char *cert_err;		/* NULL: none */
+};
+
+static struct lstate listener_state(const struct gateways *g, const struct gwplan_gateway *pg,
+				    const struct gwplan_listener *pl)
+{
+	struct lstate st = { 0 };
+	const char *name = pl->l->name ? pl->l->name : "";
+
+	for (const struct gsock *s = g->socks; s; s = s->next)
+		for (size_t k = 0; k < s->n_ls; k++) {
+			const struct glistener *gl = &s->ls[k];
+
+			if (strcmp(gl->gw_ns, pg->gw->ns) || strcmp(gl->gw_name, pg->gw->name) ||
+			    strcmp(gl->name, name))
+				continue;
+			if (s->fd >= 0)
+				st.sockets++;
+			else if (s->err[0])
+				st.listen_err = s->err;
+			if (gl->proto == GW_PROTO_HTTPS && !gl->ctx)
+				st.cert_err = gl->cert_err;
+		}
+	return st;
+}
+
+static json_t *kinds_json(unsigned kinds)
+{
+	json_t *a = json_array();
+
+	for (unsigned k = SL_ROUTE_HTTP; k <= SL_ROUTE_TLS; k++)
+		if (kinds & ROUTE_KIND_BIT(k))
+			json_array_append_new(a, json_string(route_kind_str((enum sl_route_kind)k)));
+	return a;
+}
+
+/* A condition as two fields: key (its status) and reason_key. */
+static void cond_set(json_t *o, const char *key, const char *reason_key, bool status, const char *reason)
+{
+	json_object_set_new(o, key, json_boolean(status));
+	json_object_set_new(o, reason_key, json_string(reason));
+}
+
+/* One listener: the plan's conditions, with what the sockets add. */
+static json_t *listener_json(const struct gateways *g, const struct gwplan_gateway *pg,
+			     const struct gwplan_listener *pl, bool *programmed)
+{
+	const struct sl_listener *l = pl->l;
+	struct lstate st = listener_state(g, pg, pl);
+	bool accepted = pl->accepted, refs = pl->resolved_refs;
+	const char *acc_reason = pl->accepted_reason, *refs_reason = pl->refs_reason, *msg = pl->message;
+	const char *prog_reason = "Programmed";
+	char problem[300] = "";
+	json_t *o;
+
+	if (accepted && st.listen_err && !st.sockets) {
+		accepted = false;
+		acc_reason = "PortUnavailable";
+		msg = st.listen_err;
+	}
+	if (refs && st.cert_err) {
+		refs = false;
+		refs_reason = "InvalidCertificateRef";
+		msg = st.cert_err;
+	}
+	*programmed = pl->serve && accepted && st.sockets > 0 && !(pl->proto == GW_PROTO_HTTPS && st.cert_err);
+	if (!*programmed)
+		prog_reason = pl->serve && accepted && !st.sockets && !st.listen_err ? "Pending" : "Invalid";
+	if (pl->conflicted)
+		snprintf(problem, sizeof(problem), "Conflicted %s: %s", pl->conflict_reason, msg);
+	else if (!accepted)
+		snprintf(problem, sizeof(problem), "not Accepted %s: %s", acc_reason, msg);
+	else if (!*programmed && !refs)
+		snprintf(problem, sizeof(problem), "ResolvedRefs %s: %s", refs_reason, msg);
+	else if (!*programmed)
+		snprintf(problem, sizeof(problem), "not Programmed %s: %s", prog_reason,
+			 msg[0] ? msg
+				: !pl->serve ? "its Gateway has no address (AddressNotAssigned)" : "no socket yet");
+	o = json_pack("{s:s, s:i, s:s, s:s?, s:i, s:b, s:i, s:o, s:s, s:s}", "name", l->name ? l->name : "",
+		      "port", l->port, "protocol", l->protocol ? l->protocol : "", "hostname",
+		      pl->proto == GW_PROTO_TCP ? NULL : l->hostname, "sockets", st.sockets, "routes",
+		      g->rt && route_for_listener(g->rt, pg->gw->ns, pg->gw->name, l->name ? l->name : ""),
+		      "attached_routes", (int)pl->attached, "supported_kinds", kinds_json(pl->kinds), "message", msg,
+		      "problem", problem);
+	cond_set(o, "accepted", "accepted_reason", accepted, acc_reason);
+	cond_set(o, "resolved_refs", "refs_reason", refs, refs_reason);
+	cond_set(o, "conflicted", "conflict_reason", pl->conflicted, pl->conflict_reason);
+	cond_set(o, "programmed", "programmed_reason", *programmed, prog_reason);
+	return o;
+}
+
+static json_t *gateway_json(const struct gateways *g, const struct gwplan_gateway *pg)
+{
+	json_t *addrs = json_array(), *ls = json_array(), *o;
+	const char *prog_reason = "Invalid";
+	const char *msg = pg->message;
+	char addr_msg[GWPLAN_MSG] = "";
+	bool any = false, unusable = false;
+
+	for (size_t j = 0; j < pg->n_ips; j++) {
+		char b[SL_IP_STRLEN];
+
+		json_array_append_new(addrs, json_string(sl_ip_str(&pg->ips[j], b)));
+		for (size_t k = 0; k < g->n_addrs; k++)
+			if (sl_ip_eq(&g->addrs[k].ip, &pg->ips[j]) && g->addrs[k].err && !unusable) {
+				unusable = true;
+				snprintf(addr_msg, sizeof(addr_msg), "cannot add %s to %s: %s", b, dev_of(g),
+					 strerror(-g->addrs[k].err));
+			}
+	}
+	for (size_t j = 0; j < pg->n_ls; j++) {
+		bool prog;
+
+		json_array_append_new(ls, listener_json(g, pg, &pg->ls[j], &prog));
+		any |= prog;
+	}
+	if (!pg->n_ips && pg->address_missing) {
+		prog_reason = "AddressNotAssigned";
+	} else if (unusable) {
+		prog_reason = "AddressNotUsable";
+		msg = addr_msg;
+	} else if (any) {
+		prog_reason = "Programmed";
+	}
+	o = json_pack("{s:s, s:s, s:s?, s:o, s:s, s:o}", "namespace", pg->gw->ns, "name", pg->gw->name, "class",
+		      pg->gw->class_name, "addresses", addrs, "message", msg, "listeners", ls);
+	cond_set(o, "accepted", "accepted_reason", pg->accepted, pg->accepted_reason);
+	cond_set(o, "programmed", "programmed_reason", !strcmp(prog_reason, "Programmed"), prog_reason);
+	return o;
+}
+
+json_t *gateways_json(const struct gateways *g)
 {
 	json_t *arr = json_array();
 
-	for (size_t i = 0; g && i < g->n_assigned; i++) {
-		const struct gassign *as = &g->assigned[i];
-		json_t *addrs = json_array(), *ls = json_array();
-		const struct sl_gateway *gw = NULL;
-
-		for (size_t j = 0; m && j < m->res->n_gateways; j++)
-			if (!strcmp(m->res->gateways[j].ns, as->ns) && !strcmp(m->res->gateways[j].name, as->name))
-				gw = &m->res->gateways[j];
-		for (size_t j = 0; j < as->n_ips; j++) {
-			char b[SL_IP_STRLEN];
-
-			json_array_append_new(addrs, json_string(sl_ip_str(&as->ips[j], b)));
-		}
-		for (size_t j = 0; gw && j < gw->n_listeners; j++) {
-			const struct sl_listener *l = &gw->listeners[j];
-			bool https;
-			const char *err = proto_served(l->protocol, &https) ? "" : "protocol not served yet";
-			int sockets = 0;
-
-			for (const struct gsock *s = g->socks; s; s = s->next)
-				for (size_t k = 0; k < s->n_ls; k++)
-					if (!strcmp(s->ls[k].gw_ns, as->ns) && !strcmp(s->ls[k].gw_name, as->name) &&
-					    !strcmp(s->ls[k].name, l->name ? l->name : "")) {
-						if (s->fd >= 0)
-							sockets++;
-						else if (s->err[0])
-							err = s->err;
-						if (s->ls[k].https && !s->ls[k].ctx)
-							err = s->ls[k].cert_err;
-					}
-			json_array_append_new(
-				ls, json_pack("{s:s, s:i, s:s, s:s?, s:i, s:b, s:s}", "name", l->name ? l->name : "",
-					      "port", l->port, "protocol", l->protocol ? l->protocol : "",
-					      "hostname", l->hostname, "sockets", sockets, "routes",
-					      rt && route_for_listener(rt, as->ns, as->name, l->name ? l->name : ""),
-					      "problem", err));
-		}
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s?, s:o, s:o}", "namespace", as->ns, "name",
-						     as->name, "class", gw ? gw->class_name : NULL, "addresses",
-						     addrs, "listeners", ls));
-	}
+	for (size_t i = 0; g && g->plan && i < g->plan->n_gws; i++)
+		json_array_append_new(arr, gateway_json(g, &g->plan->gws[i]));
 	return json_pack("{s:o}", "gateways", arr);
 }
 
@@ -825,6 +1173,7 @@ int gateways_new(struct gateways **out, struct loop *l, struct waypoint *wp, con
 	g->wp = wp;
 	if (o)
 		g->o = *o;
+	loop_timer_init(&g->reaper, reap, g);
 	*out = g;
 	return 0;
 }
@@ -833,15 +1182,19 @@ void gateways_free(struct gateways *g)
 {
 	if (!g)
 		return;
+	while (g->hellos)
+		hello_free(g->hellos, true); /* NOLINT(clang-analyzer-unix.Malloc): it unlinks it */
 	while (g->socks) {
 		struct gsock *s = g->socks;
 
 		g->socks = s->next;
-		gsock_close(g, s);
+		gsock_retire(g, s);
 	}
+	loop_timer_cancel(g->loop, &g->reaper);
+	reap(&g->reaper);
 	for (size_t i = 0; i < g->n_addrs; i++)
-		addr_change(g->o.address_dev ? g->o.address_dev : "lo", &g->addrs[i].ip, false);
+		addr_change(dev_of(g), &g->addrs[i].ip, false);
 	free(g->addrs);
-	assigned_clear(g);
+	gwplan_free(g->plan);
 	free(g);
 }

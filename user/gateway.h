@@ -1,16 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* gateway.h - north-south: the listeners of Gateways of class `sluice` on
- * this node, served by the waypoint.
+ * this node. HTTP and HTTPS listeners are served by the waypoint's HTTP
+ * proxy; TCP listeners send each connection to their TCPRoute's backend,
+ * TLS Passthrough listeners to the TLSRoute the ClientHello's server name
+ * picks, both as an untouched byte relay (waypoint_relay).
  *
- * A Gateway's addresses are its spec.addresses, else one address per family
- * from the pools given with --gateway-addresses (the Gateways of class sluice
- * in namespace/name order take the pool's .1, .2, ...; every agent computes
- * the same), else every address of the node. Pool and spec addresses are put
- * on the node's loopback, as a LoadBalancer address announced by the node,
- * and removed when no Gateway uses them. One listening socket per address and
- * port; a connection's Host (HTTP) or SNI (HTTPS) picks the listener, the
- * listener's routes (route.c) pick the backend, and the waypoint sends the
- * request to a ready endpoint in plain TCP from the node.
+ * What is served, and every Gateway and listener condition, comes from
+ * gwplan.c. A Gateway's addresses are its spec.addresses, else one address
+ * per family from the pools given with --gateway-addresses (the Gateways of
+ * class sluice in namespace/name order take the pool's .1, .2, ...; every
+ * agent computes the same), else every address of the node. Pool and spec
+ * addresses are put on the node's loopback, as a LoadBalancer address
+ * announced by the node, and removed when no Gateway uses them. One
+ * listening socket per address and port; a connection's Host (HTTP) or SNI
+ * (HTTPS, TLS) picks the listener, the listener's routes (route.c) pick the
+ * backend, and the request or connection goes to a ready endpoint in plain
+ * TCP from the node's own address (gateways_connect).
  *
  * Single-threaded: on the loop's thread.
  */
@@ -44,9 +49,20 @@ int gateways_new(struct gateways **out, struct loop *l, struct waypoint *wp, con
 void gateways_free(struct gateways *g);
 
 /* Make the listeners those of m's Gateways (class controllerName
- * ROUTE_CONTROLLER_NAME). Problems (a port in use, an address that cannot be
+ * ROUTE_CONTROLLER_NAME), routed by rt (built from m; both stay in force
+ * until the next call). Problems (a port in use, an address that cannot be
  * added) are logged and shown by gateways_json; the rest goes on. */
-void gateways_apply(struct gateways *g, const struct sl_model *m);
+void gateways_apply(struct gateways *g, const struct sl_model *m, const struct route_table *rt);
+
+/* A non-blocking TCP connection (connecting) from the node to dst, a
+ * backend endpoint, from the node's own address: the source the node's
+ * routes give toward dst, unless that is one of the Gateway addresses put
+ * on the node (as for a pod on this node whose route names no source; a
+ * backend would see the Gateway's address as its client), then the first
+ * global address of the node's first up, non-loopback interface (as
+ * kube-proxy and Istio gateways show backends the node's IP). g NULL: the
+ * kernel's choice. An fd, or -errno. */
+int gateways_connect(struct gateways *g, const struct tunnel_addr *dst);
 
 /* For the waypoint: the listener a request on local (the accepted socket's
  * address) with Host host (port ignored; NULL: none) belongs to, and its
@@ -55,7 +71,10 @@ void gateways_apply(struct gateways *g, const struct sl_model *m);
 const struct route_set *gateways_routes(const struct gateways *g, const struct route_table *rt,
 					const struct tunnel_addr *local, const char *host, bool *https);
 
-/* {"gateways": [...]}: addresses, listeners, their sockets and problems. */
-json_t *gateways_json(const struct gateways *g, const struct sl_model *m, const struct route_table *rt);
+/* {"gateways": [...]}: each Gateway's addresses and conditions (Accepted,
+ * Programmed), each listener's conditions (Accepted, ResolvedRefs,
+ * Conflicted, Programmed with reasons), attachedRoutes, supported kinds,
+ * sockets, and "problem": why it is not served ("" when it is). */
+json_t *gateways_json(const struct gateways *g);
 
 #endif

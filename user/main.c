@@ -305,7 +305,7 @@ static void agent_reload(void)
 	model_free(agent.model);
 	agent.model = m;
 	if (agent.gateways)
-		gateways_apply(agent.gateways, m);
+		gateways_apply(agent.gateways, m, routes);
 	agent.generation++;
 	agent.last_good_at = time(NULL);
 	agent.config_state = CONFIG_OK;
@@ -384,7 +384,7 @@ static json_t *h_routes(void *arg, const char *q, int *code)
 static json_t *h_gateways(void *arg, const char *q, int *code)
 {
 	(void)arg, (void)q, (void)code;
-	return gateways_json(agent.gateways, agent.model, agent.routes);
+	return gateways_json(agent.gateways);
 }
 
 static json_t *h_route_check(void *arg, const char *q, int *code)

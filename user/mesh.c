@@ -410,8 +410,6 @@ static const struct route_set *mesh_wp_routes(void *arg, const struct tunnel_cli
 	return a->routes ? route_for_service(a->routes, cl->ns, svc->ns, svc->name, svc->port) : NULL;
 }
 
-static int gateway_connect(const struct tunnel_addr *dst);
-
 /* An endpoint of be, preferring the VIP's family; as sock_lb would pick. */
 static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
 			    const struct route_backend *be, struct waypoint_dst *out)
@@ -443,48 +441,12 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 		copy(out->pod, sizeof(out->pod), w->pod->name);
 		copy(out->workload, sizeof(out->workload), workload_of(w->pod, buf, sizeof(buf), &kind));
 	}
-	if (!cl->ns[0])		/* from a Gateway: plain TCP from the node */
-		return gateway_connect(&dst);
+	if (!cl->ns[0])		/* from a Gateway: plain TCP from the node's address */
+		return gateways_connect(a->gateways, &dst);
 	fd = tunnel_direct_open(a->tunnel, cl->ns, cl->name, &dst);
 	if (fd != -EXDEV)
 		return fd;
 	return tunnel_outbound_open(a->tunnel, cl->ns, cl->name, &dst);
-}
-
-/* A non-blocking connect from the agent's netns (the node). */
-static int gateway_connect(const struct tunnel_addr *dst)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int fd, one = 1;
-
-	memset(&ss, 0, sizeof(ss));
-	if (dst->ip.family == SL_AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-		in->sin_family = AF_INET;
-		in->sin_port = htons(dst->port);
-		memcpy(&in->sin_addr, dst->ip.addr.octets, 4);
-		len = sizeof(*in);
-	} else {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons(dst->port);
-		memcpy(&in6->sin6_addr, dst->ip.addr.octets, 16);
-		len = sizeof(*in6);
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&ss, len) && errno != EINPROGRESS) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
 }
 
 /* AuthorizationPolicies that target the Service, with the request's L7

@@ -3,14 +3,16 @@
  *
  * Build, in four passes over the model:
  *
- *   1. every HTTPRoute/GRPCRoute is compiled once into a struct rt_route:
+ *   1. every route (HTTPRoute, GRPCRoute, TCPRoute, TLSRoute) is compiled
+ *      once into a struct rt_route:
  *      regexes (POSIX ERE), filter checks, backendRefs resolved against the
  *      Services and ReferenceGrants. Problems become the route's conditions.
  *   2. every parentRef is resolved (a Service port for one client namespace,
  *      or the listeners of a Gateway with the hostnames both allow) into
  *      attachments and one status entry.
  *   3. HTTPRoutes and GRPCRoutes whose hostnames meet on one listener: the
- *      older wins (GRPCRoute spec), the other is not accepted there.
+ *      older wins (GRPCRoute spec), the other is not accepted there; so
+ *      does the older of two TCPRoutes on one TCP listener.
  *   4. attachments with one key form a route_set: one entry per (route, rule,
  *      match), sorted by the spec's precedence, so route_decide() takes the
  *      first entry that matches (after the hostname precedence of Gateway
@@ -127,7 +129,8 @@ struct rt_att {
 	struct rt_hosts hosts;
 	size_t status;			/* index into the table's status */
 	size_t seq;			/* creation order, for a stable sort */
-	bool dropped;			/* lost an HTTPRoute/GRPCRoute hostname conflict */
+	bool dropped;			/* lost an HTTPRoute/GRPCRoute hostname conflict, or
+					 * a TCP listener to an older TCPRoute */
 	const struct rt_route *beaten_by;
 };
 
@@ -278,9 +281,23 @@ static int str_cmp_null(const char *a, const char *b)	/* NULL sorts first */
 	return strcmp(a, b);
 }
 
+const char *route_kind_str(enum sl_route_kind k)
+{
+	static const char *const names[] = { [SL_ROUTE_HTTP] = "HTTPRoute", [SL_ROUTE_GRPC] = "GRPCRoute",
+					     [SL_ROUTE_TCP] = "TCPRoute", [SL_ROUTE_TLS] = "TLSRoute" };
+
+	return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "HTTPRoute";
+}
+
 static const char *kind_str(const struct sl_route *r)
 {
-	return r->kind == SL_ROUTE_GRPC ? "GRPCRoute" : "HTTPRoute";
+	return route_kind_str(r->kind);
+}
+
+/* TCPRoute and TLSRoute: a connection's bytes go as they are to one backend. */
+static bool kind_l4(enum sl_route_kind k)
+{
+	return k == SL_ROUTE_TCP || k == SL_ROUTE_TLS;
 }
 
 static int svc_cmp(const void *pa, const void *pb)
@@ -807,6 +824,10 @@ static int compile_route(struct route_table *t, struct rt_route *rr, const struc
 			if ((rc = compile_filters(t, rr, ru, i, b->filters, b->n_filters, &ru->be[j].fx, false)) < 0)
 				return rc;
 		}
+		/* The API allows one rule (v1); v1alpha2 allowed more, without
+		 * saying how a connection would choose between them. */
+		if (kind_l4(r->kind) && i > 0)
+			rule_invalid(rr, ru, i, r->kind == SL_ROUTE_TCP ? "a TCPRoute has one rule" : "a TLSRoute has one rule");
 		if (!ru->invalid)
 			rr->n_valid++;
 	}
@@ -878,19 +899,47 @@ static bool listener_allows_ns(const struct sl_resources *res, const struct sl_g
 	}
 }
 
-/* allowedRoutes.kinds, or by protocol: HTTP and HTTPS take HTTPRoute and GRPCRoute. */
+/* The route kinds a listener protocol can carry at all. */
+static unsigned proto_kinds(const char *protocol)
+{
+	if (str_eq(protocol, "HTTP") || str_eq(protocol, "HTTPS"))
+		return ROUTE_KIND_BIT(SL_ROUTE_HTTP) | ROUTE_KIND_BIT(SL_ROUTE_GRPC);
+	if (str_eq(protocol, "TLS"))
+		return ROUTE_KIND_BIT(SL_ROUTE_TLS);
+	if (str_eq(protocol, "TCP"))
+		return ROUTE_KIND_BIT(SL_ROUTE_TCP);
+	return 0;
+}
+
+unsigned route_listener_kinds(const struct sl_listener *l, bool *invalid)
+{
+	unsigned can = proto_kinds(l->protocol), out = 0;
+
+	*invalid = false;
+	if (!l->n_route_kinds)
+		return can;
+	for (size_t i = 0; i < l->n_route_kinds; i++) {
+		const struct sl_route_group_kind *k = &l->route_kinds[i];
+		unsigned bit = 0;
+
+		for (unsigned kind = SL_ROUTE_HTTP; kind <= SL_ROUTE_TLS && !bit; kind++)
+			if ((!k->group || str_eq(k->group, RT_GROUP)) &&
+			    str_eq(k->kind, route_kind_str((enum sl_route_kind)kind)))
+				bit = ROUTE_KIND_BIT(kind);
+		if (bit & can)
+			out |= bit;
+		else
+			*invalid = true;
+	}
+	return out;
+}
+
+/* allowedRoutes.kinds, or by protocol (route_listener_kinds). */
 static bool listener_allows_kind(const struct sl_listener *l, const struct sl_route *r)
 {
-	if (l->n_route_kinds) {
-		for (size_t i = 0; i < l->n_route_kinds; i++) {
-			const struct sl_route_group_kind *k = &l->route_kinds[i];
+	bool invalid;
 
-			if ((!k->group || str_eq(k->group, RT_GROUP)) && str_eq(k->kind, kind_str(r)))
-				return true;
-		}
-		return false;
-	}
-	return str_eq(l->protocol, "HTTP") || str_eq(l->protocol, "HTTPS");
+	return route_listener_kinds(l, &invalid) & ROUTE_KIND_BIT(r->kind);
 }
 
 /* The hostnames a route serves on a listener: listener hostname and route
@@ -899,7 +948,8 @@ static bool listener_allows_kind(const struct sl_listener *l, const struct sl_ro
 static int listener_hosts(struct route_table *t, const struct sl_listener *l, const struct sl_route *r,
 			  struct rt_hosts *out)
 {
-	const char *lh = l->hostname && *l->hostname ? l->hostname : NULL;
+	/* a TCP listener has no hostname to meet (the API forbids one) */
+	const char *lh = l->hostname && *l->hostname && !str_eq(l->protocol, "TCP") ? l->hostname : NULL;
 
 	*out = (struct rt_hosts){ 0 };
 	if (!lh && !r->n_hostnames)
@@ -944,6 +994,10 @@ static int attach_service(struct route_table *t, struct rt_route *rr, const stru
 	size_t n = 0;
 	int rc;
 
+	if (kind_l4(r->kind)) {
+		st_fail(st, "UnsupportedValue", "a %s with a Service parent (GAMMA) is not supported", kind_str(r));
+		return 0;
+	}
 	if (!s) {
 		st_fail(st, "NoMatchingParent", "Service %s/%s not found", ns, p->name ? p->name : "");
 		return 0;
@@ -988,7 +1042,7 @@ static int attach_gateway(struct route_table *t, struct rt_route *rr, const stru
 	const char *ns = p->ns ? p->ns : r->ns;
 	const struct sl_gateway *gw = gw_find(t->res, ns, p->name);
 	const struct sl_gateway_class *gc;
-	size_t named = 0, allowed = 0, n = 0;
+	size_t named = 0, allowed = 0, n = 0, wrong_proto = 0, terminate = 0;
 	int rc;
 
 	if (!gw) {
@@ -1013,9 +1067,16 @@ static int attach_gateway(struct route_table *t, struct rt_route *rr, const stru
 		if ((p->section_name && !str_eq(l->name, p->section_name)) || (p->port && l->port != p->port))
 			continue;
 		named++;
+		if (!(proto_kinds(l->protocol) & ROUTE_KIND_BIT(r->kind)))
+			wrong_proto++;
 		if (!listener_allows_ns(t->res, gw, l, r->ns) || !listener_allows_kind(l, r))
 			continue;
 		allowed++;
+		/* TLSRouteTermination (a TLS listener in mode Terminate) is not ours */
+		if (r->kind == SL_ROUTE_TLS && !str_eq(l->tls_mode, "Passthrough")) {
+			terminate++;
+			continue;
+		}
 		if ((rc = listener_hosts(t, l, r, &a.hosts)) < 0)
 			return rc;
 		if (rc)
@@ -1031,13 +1092,21 @@ static int attach_gateway(struct route_table *t, struct rt_route *rr, const stru
 			snprintf(port, sizeof(port), " on port %u", p->port);
 		st_fail(st, "NoMatchingParent", "Gateway %s/%s has no listener%s%s%s", ns, gw->name,
 			p->section_name ? " named " : "", p->section_name ? p->section_name : "", port);
-	} else if (!allowed)
+	} else if (!allowed && r->kind == SL_ROUTE_TLS && wrong_proto == named) {
+		/* the TLSRoute spec's reason for "a Listener of the wrong type" */
+		st_fail(st, "UnsupportedValue", "Gateway %s/%s: no listener%s%s of protocol TLS", ns, gw->name,
+			p->section_name ? " " : "", p->section_name ? p->section_name : "");
+	} else if (!allowed) {
 		st_fail(st, "NotAllowedByListeners", "Gateway %s/%s: no listener%s%s admits %s from namespace %s",
 			ns, gw->name, p->section_name ? " " : "", p->section_name ? p->section_name : "",
 			kind_str(r), r->ns);
-	else if (!n)
+	} else if (!n && terminate) {
+		st_fail(st, "UnsupportedValue", "Gateway %s/%s: a TLSRoute needs a TLS listener in mode Passthrough "
+			"(Terminate is not supported)", ns, gw->name);
+	} else if (!n) {
 		st_fail(st, "NoMatchingListenerHostname",
 			"Gateway %s/%s: no listener hostname meets the route's hostnames", ns, gw->name);
+	}
 	return 0;
 }
 
@@ -1087,10 +1156,38 @@ static int route_age_cmp(const struct rt_route *a, const struct rt_route *b)
 	return strcmp(a->key, b->key);
 }
 
+static bool att_same_listener(const struct rt_att *a, const struct rt_att *b)
+{
+	return a->listener && b->listener && !strcmp(a->a, b->a) && !strcmp(a->b, b->b) && !str_cmp_null(a->c, b->c);
+}
+
+/* A TCP listener gives each connection to one TCPRoute: the oldest (then
+ * alphabetically first); the others are not accepted there. */
+static void tcp_route_conflicts(struct route_table *t)
+{
+	for (size_t i = 0; i < t->n_att; i++) {
+		struct rt_att *a = &t->att[i];
+
+		if (!a->listener || a->rr->r->kind != SL_ROUTE_TCP)
+			continue;
+		for (size_t j = 0; j < t->n_att && !a->dropped; j++) {
+			struct rt_att *b = &t->att[j];
+
+			if (b == a || b->dropped || b->rr == a->rr || b->rr->r->kind != SL_ROUTE_TCP ||
+			    !att_same_listener(a, b) || route_age_cmp(a->rr, b->rr) < 0)
+				continue;
+			a->dropped = true;
+			a->beaten_by = b->rr;
+		}
+	}
+}
+
 /* GRPCRoute spec: an HTTPRoute and a GRPCRoute on one listener whose
- * hostnames meet: only the older (then alphabetically first) is accepted. */
+ * hostnames meet: only the older (then alphabetically first) is accepted.
+ * And one TCPRoute per TCP listener. */
 static void listener_conflicts(struct route_table *t)
 {
+	tcp_route_conflicts(t);
 	for (size_t i = 0; i < t->n_att; i++) {
 		struct rt_att *a = &t->att[i];
 
@@ -1121,7 +1218,11 @@ static void listener_conflicts(struct route_table *t)
 			else
 				live = true;
 		}
-		if (lost && !live)
+		if (lost && !live && lost->rr->r->kind == SL_ROUTE_TCP)
+			st_fail(&t->st[s], "NotAllowedByListeners",
+				"listener %s takes one TCPRoute: TCPRoute %s is older", lost->c ? lost->c : "",
+				lost->beaten_by->key);
+		else if (lost && !live)
 			st_fail(&t->st[s], "NotAllowedByListeners",
 				"listener %s: its hostnames meet those of %s %s, which is older", lost->c ? lost->c : "",
 				lost->rr->r->kind == SL_ROUTE_GRPC ? "HTTPRoute" : "GRPCRoute", lost->beaten_by->key);
@@ -1373,7 +1474,7 @@ int route_table_build(const struct sl_model *m, struct route_table **out, struct
 	for (size_t i = 0; i < res->n_routes; i++) {
 		const struct sl_route *r = &res->routes[i];
 
-		if ((r->kind == SL_ROUTE_HTTP || r->kind == SL_ROUTE_GRPC) && r->ns && r->name) {
+		if (r->ns && r->name) {
 			t->n_routes++;
 			n_st += r->n_parents;
 		}
@@ -1386,7 +1487,7 @@ int route_table_build(const struct sl_model *m, struct route_table **out, struct
 		const struct sl_route *r = &res->routes[i];
 		struct rt_route *rr;
 
-		if ((r->kind != SL_ROUTE_HTTP && r->kind != SL_ROUTE_GRPC) || !r->ns || !r->name)
+		if (!r->ns || !r->name)
 			continue;
 		rr = &t->routes[k++];
 		if ((rc = compile_route(t, rr, r)) < 0)
@@ -2231,6 +2332,28 @@ static void redirect(struct rt_ctx *c, const struct sl_route_filter *f)
 	c->stop = true;
 }
 
+/* The backendRef of rule that rnd picks by weight: its index, or
+ * rule->n_backends when there are none or every weight is 0. */
+static size_t weighted_backend(const struct sl_route_rule *rule, uint32_t rnd)
+{
+	uint64_t total = 0, x;
+	size_t bi;
+
+	for (size_t i = 0; i < rule->n_backends; i++)
+		total += rule->backends[i].weight;
+	if (!total)
+		return rule->n_backends;
+	/* rnd scaled to [0, total): uniform, and the weights stay exact. The
+	 * API caps a weight at 1e6 (16 backends: < 2^24); past 2^32 a modulo. */
+	x = total <= UINT32_MAX ? ((uint64_t)rnd * total) >> 32 : rnd % total;
+	for (bi = 0; bi < rule->n_backends; bi++) {
+		if (x < rule->backends[bi].weight)
+			break;
+		x -= rule->backends[bi].weight;
+	}
+	return bi;
+}
+
 enum route_action route_decide(const struct route_set *set, const struct route_request *req, uint32_t rnd,
 			       struct route_decision *out)
 {
@@ -2240,7 +2363,6 @@ enum route_action route_decide(const struct route_set *set, const struct route_r
 	const struct sl_route_rule *rule;
 	const struct rt_rule *ru;
 	const struct sl_route *r;
-	uint64_t total = 0, x;
 	size_t bi;
 
 	memset(out, 0, offsetof(struct route_decision, strbuf));
@@ -2293,21 +2415,12 @@ enum route_action route_decide(const struct route_set *set, const struct route_r
 		redirect(&c, c.redirect);
 	if (c.stop)
 		return out->action;
-	for (size_t i = 0; i < rule->n_backends; i++)
-		total += rule->backends[i].weight;
-	if (!rule->n_backends || !total) {
+	bi = weighted_backend(rule, rnd);
+	if (bi >= rule->n_backends) {
 		respond(&c, 500, rule->n_backends ? "every backendRef has weight 0" : "no backendRefs");
 		return out->action;
 	}
-	/* rnd scaled to [0, total): uniform, and the weights stay exact. The
-	 * API caps a weight at 1e6 (16 backends: < 2^24); past 2^32 a modulo. */
-	x = total <= UINT32_MAX ? ((uint64_t)rnd * total) >> 32 : rnd % total;
-	for (bi = 0; bi < rule->n_backends; bi++) {
-		if (x < rule->backends[bi].weight)
-			break;
-		x -= rule->backends[bi].weight;
-	}
-	if (bi >= rule->n_backends || !ru->be[bi].ok) {
+	if (!ru->be[bi].ok) {
 		respond(&c, 500, "invalid backendRef");
 		return out->action;
 	}
@@ -2322,4 +2435,94 @@ enum route_action route_decide(const struct route_set *set, const struct route_r
 	out->action = ROUTE_FORWARD;
 	out->status = 0;
 	return out->action;
+}
+
+/* ---- deciding: TCPRoute and TLSRoute ------------------------------------ */
+
+/* The entry a connection of kind takes: for TLS the most specific hostname
+ * that takes sni (exact, then the longest wildcard, then routes without
+ * hostnames), then the oldest route; for TCP the oldest route. */
+static const struct rt_entry *pick_l4(const struct route_set *s, enum sl_route_kind kind, const char *sni)
+{
+	const struct rt_entry *best = NULL;
+	struct rt_hscore best_sc = { 0 };
+	struct rt_req rq = { 0 };
+	size_t n = sni ? strlen(sni) : 0;
+
+	if (n && n < sizeof(rq.host)) {
+		memcpy(rq.host, sni, n + 1);
+		rq.host_len = n;
+		rq.host_ok = true;
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		const struct rt_entry *e = &s->v[i];
+		struct rt_hscore sc = { 0 };
+
+		if (e->rr->r->kind != kind)
+			continue;
+		if (kind == SL_ROUTE_TCP)
+			return e;	/* entries are oldest first */
+		if (!host_score(e->hosts, &rq, &sc))
+			continue;
+		if (best && (sc.exact < best_sc.exact || (sc.exact == best_sc.exact && sc.any <= best_sc.any)))
+			continue;
+		best = e;
+		best_sc = sc;
+	}
+	return best;
+}
+
+bool route_decide_l4(const struct route_set *set, enum sl_route_kind kind, const char *sni, uint32_t rnd,
+		     struct route_l4_decision *out)
+{
+	const struct rt_entry *e = set && kind_l4(kind) ? pick_l4(set, kind, sni) : NULL;
+	const struct sl_route_rule *rule;
+	size_t bi;
+
+	memset(out, 0, sizeof(*out));
+	if (!e) {
+		out->reason = kind == SL_ROUTE_TLS ? "no TLSRoute takes this server name" : "no route";
+		snprintf(out->why, sizeof(out->why), "no route");
+		return false;
+	}
+	rule = &e->rr->r->rules[e->rule];
+	out->route = e->rr->r;
+	if (rule->name)
+		snprintf(out->why, sizeof(out->why), "%s rule %s", e->rr->key, rule->name);
+	else
+		snprintf(out->why, sizeof(out->why), "%s rule %u", e->rr->key, e->rule);
+	/* the spec: an invalid backend's share of connections is refused */
+	bi = weighted_backend(rule, rnd);
+	if (bi >= rule->n_backends) {
+		out->reason = rule->n_backends ? "every backendRef has weight 0" : "no backendRefs";
+		return false;
+	}
+	if (!e->rr->rules[e->rule].be[bi].ok) {
+		out->reason = "invalid backendRef";
+		return false;
+	}
+	out->backend = (struct route_backend){ e->rr->rules[e->rule].be[bi].ns, rule->backends[bi].name,
+					       rule->backends[bi].port };
+	out->forward = true;
+	out->reason = "";
+	return true;
+}
+
+size_t route_listener_attached(const struct route_table *t, const char *gw_ns, const char *gw_name,
+			       const char *listener)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; t && i < t->n_att; i++) {
+		const struct rt_att *a = &t->att[i];
+		bool dup = false;
+
+		if (!a->listener || a->dropped || !str_eq(a->a, gw_ns) || !str_eq(a->b, gw_name) ||
+		    !str_eq(a->c, listener))
+			continue;
+		for (size_t j = 0; j < i && !dup; j++)	/* one route through two parentRefs */
+			dup = t->att[j].rr == a->rr && !t->att[j].dropped && att_same_listener(&t->att[j], a);
+		n += !dup;
+	}
+	return n;
 }

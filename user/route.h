@@ -2,9 +2,9 @@
 /* route.h - Gateway API routing: which routes attach where, whether they are
  * accepted, and what one request does under them.
  *
- * route_table_build() resolves every HTTPRoute and GRPCRoute of a model
- * against its Services (mesh routes, GAMMA: parentRef kind Service) and
- * Gateways (north-south), checks them (filters, regexes, backendRefs and
+ * route_table_build() resolves every HTTPRoute, GRPCRoute, TCPRoute and
+ * TLSRoute of a model against its Services (mesh routes, GAMMA: parentRef
+ * kind Service; HTTPRoute and GRPCRoute only) and Gateways (north-south), checks them (filters, regexes, backendRefs and
  * ReferenceGrants) and records per parentRef the conditions the spec names
  * (Accepted, ResolvedRefs with their reasons). The table is immutable and
  * pure: no I/O, so the agent and the unit tests use it the same way.
@@ -59,6 +59,24 @@ bool route_service_has_l7(const struct route_table *t, const char *svc_ns, const
 const struct route_set *route_for_listener(const struct route_table *t, const char *gw_ns,
 					   const char *gw_name, const char *listener);
 
+/* ---- listeners ---- */
+
+#define ROUTE_KIND_BIT(k)	(1u << (unsigned)(k))
+
+/* "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute". */
+const char *route_kind_str(enum sl_route_kind k);
+
+/* The route kinds (ROUTE_KIND_BIT) listener l takes: its allowedRoutes.kinds
+ * that its protocol can carry, or without kinds the protocol's defaults
+ * (HTTP, HTTPS: HTTPRoute and GRPCRoute; TLS: TLSRoute; TCP: TCPRoute;
+ * anything else none). *invalid: some kind listed is unknown or one the
+ * protocol cannot carry (the listener's ResolvedRefs InvalidRouteKinds). */
+unsigned route_listener_kinds(const struct sl_listener *l, bool *invalid);
+
+/* attachedRoutes: how many routes are attached to the listener and accepted there. */
+size_t route_listener_attached(const struct route_table *t, const char *gw_ns, const char *gw_name,
+			       const char *listener);
+
 /* ---- status ---- */
 
 /* One parentRef of one route, with the spec's conditions. */
@@ -67,8 +85,10 @@ struct route_parent_status {
 	size_t parent;			/* index into route->parents */
 	bool accepted;
 	const char *accepted_reason;	/* "Accepted", "NotAllowedByListeners", "NoMatchingParent",
-					 * "NoMatchingListenerHostname", "UnsupportedValue",
-					 * "IncompatibleFilters" (every rule invalid) */
+					 * "NoMatchingListenerHostname", "UnsupportedValue" (also: a
+					 * TLSRoute on a listener not TLS Passthrough, a TCPRoute or
+					 * TLSRoute with a Service parent), "IncompatibleFilters"
+					 * (every rule invalid) */
 	bool partially_invalid;		/* condition PartiallyInvalid: some rules were dropped */
 	bool resolved_refs;
 	const char *refs_reason;	/* "ResolvedRefs", "RefNotPermitted", "InvalidKind",
@@ -165,5 +185,22 @@ struct route_decision {
  * returns out->action. */
 enum route_action route_decide(const struct route_set *set, const struct route_request *req,
 			       uint32_t rnd, struct route_decision *out);
+
+/* TCPRoute / TLSRoute: where one connection goes. */
+struct route_l4_decision {
+	bool forward;
+	struct route_backend backend;	/* forward: the Service picked by weight */
+	const struct sl_route *route;	/* the route that took it, NULL when none */
+	const char *reason;		/* not forward: static text ("no route", "invalid backendRef", ...) */
+	char why[320];			/* "ns/name rule N", or "no route" */
+};
+
+/* Decide for a connection to a listener of set: kind SL_ROUTE_TCP (the
+ * listener's TCPRoute) or SL_ROUTE_TLS (the TLSRoute whose hostnames take
+ * sni best: exact, then the longest wildcard, then none; NULL sni: only
+ * routes without hostnames). The backend by weight, where an unresolved
+ * backend's share is refused, as the spec says. Returns out->forward. */
+bool route_decide_l4(const struct route_set *set, enum sl_route_kind kind, const char *sni, uint32_t rnd,
+		     struct route_l4_decision *out);
 
 #endif

@@ -703,8 +703,6 @@ int views_policy_metrics(const struct agent *a, FILE *f)
 
 /* ---- Gateway API routes ---- */
 
-static const char *const route_kind_names[] = { "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute" };
-
 json_t *views_routes(const struct agent *a)
 {
 	json_t *routes = json_array();
@@ -725,7 +723,7 @@ json_t *views_routes(const struct agent *a)
 			cur = json_array();
 			json_array_append_new(routes,
 					      json_pack("{s:s, s:s, s:s, s:o, s:i, s:o, s:s, s:i}", "kind",
-							route_kind_names[r->kind], "namespace", r->ns, "name",
+							route_kind_str(r->kind), "namespace", r->ns, "name",
 							r->name, "hostnames", hosts, "rules", (int)r->n_rules,
 							"parents", cur, "file", r->src.file, "line", r->src.line));
 			last = r;

@@ -1210,15 +1210,16 @@ bool wp_side_read(struct wconn *c, enum wend e)
 				return true;
 			}
 			/* plain TCP: as below; TLS may hold decrypted bytes */
-			if (n > 0 && (size_t)n < room && s->x.ops == &xprt_plain_ops) {
+			if (n > 0 && (size_t)n < room && s->x.ops == &xprt_plain_ops && !s->hup) {
 				buf_add(&s->in, (size_t)n);
 				return true;
 			}
 		} else {
 			n = read(s->fd, buf_tail(&s->in), room);
 			/* a short read emptied the socket: no extra read to learn
-			 * EAGAIN (level-triggered epoll says when more comes) */
-			if (n > 0 && (size_t)n < room) {
+			 * EAGAIN (level-triggered epoll says when more comes; not
+			 * once HUP took the side off epoll: then read to the end) */
+			if (n > 0 && (size_t)n < room && !s->hup) {
 				buf_add(&s->in, (size_t)n);
 				return true;
 			}
@@ -1321,6 +1322,7 @@ static void conn_step(struct wconn *c)
 	for (int guard = 0; guard < 64; guard++) {
 		enum wstate before = c->st;
 		size_t cin = cs->in.data, uin = us->in.data, cout = cs->out.data, uout = us->out.data;
+		size_t moved = 0;	/* relayed bytes: the buffers may look as before */
 
 		wp_side_read(c, C);
 		wp_side_read(c, U);
@@ -1358,8 +1360,10 @@ static void conn_step(struct wconn *c)
 			size_t n = buf_put(&us->out, buf_head(&cs->in), cs->in.data);
 
 			buf_del(&cs->in, n);
+			moved = n;
 			n = buf_put(&cs->out, buf_head(&us->in), us->in.data);
 			buf_del(&us->in, n);
+			moved += n;
 			if (cs->eof && !cs->in.data && us->fd >= 0 && !us->out.data && !us->shut) {
 				shutdown(us->fd, SHUT_WR);
 				us->shut = true;
@@ -1407,7 +1411,7 @@ static void conn_step(struct wconn *c)
 			wp_conn_free(c, false);
 			return;
 		}
-		if (c->st == before && cs->in.data == cin && us->in.data == uin && cs->out.data == cout &&
+		if (c->st == before && !moved && cs->in.data == cin && us->in.data == uin && cs->out.data == cout &&
 		    us->out.data == uout)
 			break;
 	}
@@ -1450,8 +1454,10 @@ bool waypoint_accept(struct waypoint *w, int fd, const struct tunnel_client *cl,
 	return waypoint_accept_tls(w, fd, cl, vip, NULL);
 }
 
-bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client *cl,
-			 const struct tunnel_addr *vip, SSL_CTX *tls)
+/* A connection for client fd (plain, or TLS with tls), linked in; NULL
+ * when it cannot be had (fd reset and closed). */
+static struct wconn *conn_new(struct waypoint *w, int fd, const struct tunnel_client *cl,
+			      const struct tunnel_addr *vip, SSL_CTX *tls)
 {
 	struct wconn *c = calloc(1, sizeof(*c));
 
@@ -1476,7 +1482,7 @@ bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client 
 			free(c);
 		}
 		xprt_close_rst(fd);
-		return true;
+		return NULL;
 	}
 	c->w = w;
 	wp_copy(c->ns, sizeof(c->ns), cl->ns);
@@ -1498,7 +1504,7 @@ bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client 
 	if (tls ? xprt_init_tls(&c->s[C].x, fd, tls, true) : (xprt_init_plain(&c->s[C].x, fd), 0)) {
 		xprt_close_rst(fd);
 		wp_conn_free(c, true);
-		return true;
+		return NULL;
 	}
 	c->s[C].use_x = true;
 	c->https = tls != NULL;
@@ -1507,11 +1513,50 @@ bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client 
 		c->s[C].x.ops->close(&c->s[C].x, true);
 		c->s[C].fd = -1;
 		wp_conn_free(c, true);
-		return true;
+		return NULL;
 	}
+	return c;
+}
+
+bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client *cl,
+			 const struct tunnel_addr *vip, SSL_CTX *tls)
+{
+	struct wconn *c = conn_new(w, fd, cl, vip, tls);
+
+	if (!c)
+		return true;
 	request_reset(c);
 	/* a header deadline for the first request, not the idle one */
 	loop_timer_arm(w->loop, &c->timer, w->o.header_timeout_ms ? w->o.header_timeout_ms : 10000);
+	conn_step(c);
+	return true;
+}
+
+bool waypoint_relay(struct waypoint *w, int fd, const struct tunnel_client *cl, const struct tunnel_addr *local,
+		    const struct route_backend *be)
+{
+	struct waypoint_dst dst = { .ns = "" };
+	int up = w->ops.upstream(w->arg, cl, local, be, &dst);
+	struct wconn *c;
+
+	if (up < 0) {
+		w->st.upstream_errors++;
+		xprt_close_rst(fd);
+		return false;
+	}
+	c = conn_new(w, fd, cl, local, NULL);
+	if (!c) {
+		close(up);
+		return false;
+	}
+	if (side_open(c, U, up)) {
+		close(up);
+		wp_conn_free(c, true);
+		return false;
+	}
+	c->dst = dst;
+	/* W_TUNNEL: bytes as they are, half-closes passed on, no deadline */
+	c->st = W_TUNNEL;
 	conn_step(c);
 	return true;
 }

@@ -8,7 +8,9 @@
  * and sends it on to the backend it names through a connection the pod would
  * have made itself (ops->upstream: HBONE, direct or passthrough with the
  * pod's identity and policy), or answers it (redirects, 404, 500, CORS).
- * Responses stream back with the route's response header edits.
+ * Responses stream back with the route's response header edits. A Gateway's
+ * TCP and TLS Passthrough connections are only relayed (waypoint_relay):
+ * the same connection object, in the state an HTTP Upgrade ends in.
  *
  * Limits: a request or response head larger than WAYPOINT_HEAD_MAX, or with
  * more than WAYPOINT_HEADERS_MAX fields, is refused (431 / 502); a client
@@ -93,6 +95,14 @@ bool waypoint_accept(struct waypoint *w, int fd, const struct tunnel_client *cl,
  * server context; SSL_new takes its own reference). */
 bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client *cl,
 			 const struct tunnel_addr *vip, struct ssl_ctx_st *tls);
+
+/* A connection of a Gateway's TCP or TLS Passthrough listener (cl, local:
+ * as for waypoint_accept): its bytes go untouched to an endpoint of be
+ * (ops->upstream) and back, each side's end of stream passed on to the
+ * other (half-close), until both have ended. No deadline. fd is taken in
+ * every case; false when there was no upstream (fd reset and closed). */
+bool waypoint_relay(struct waypoint *w, int fd, const struct tunnel_client *cl, const struct tunnel_addr *local,
+		    const struct route_backend *be);
 
 struct waypoint_stats {
 	uint64_t conns_open, conns_total;

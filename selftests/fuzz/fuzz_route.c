@@ -5,7 +5,8 @@
  * Gateway listener, with every match type and filter) is built once; each
  * input becomes one request:
  *
- *   byte 0      which route set (mesh port / client namespace / listener)
+ *   byte 0      which route set (mesh port / client namespace / listener,
+ *               HTTP, TLS Passthrough or TCP)
  *   bytes 1-4   rnd (weights, mirrors)
  *   bytes 5-6   the port the client sent to
  *   the rest    lines: method, path[?query], host, scheme, then "name: value"
@@ -13,7 +14,8 @@
  *
  * The decision must hold the contract (bounded buffers NUL-terminated, counts
  * within their arrays, only the statuses route.c gives, edits with names) and
- * be the same when made twice. A violation aborts.
+ * be the same when made twice; so must the TCPRoute and TLSRoute decision
+ * on the same set (the Host taken as the SNI). A violation aborts.
  *
  * fuzz-srcs: user/config.c user/model.c user/route.c user/lib/diag.c user/lib/log.c user/lib/loop.c
  * fuzz-libs: -lyaml -lpthread
@@ -122,6 +124,9 @@ static const char routes_yaml[] =
 	"spec:\n  gatewayClassName: sluice\n  listeners:\n"
 	"  - {name: http, protocol: HTTP, port: 80, hostname: '*.example.com', "
 	"allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {gw: 'yes'}}}}}\n"
+	"  - {name: tls, protocol: TLS, port: 443, hostname: '*.example.com', tls: {mode: Passthrough}, "
+	"allowedRoutes: {namespaces: {from: All}}}\n"
+	"  - {name: tcp, protocol: TCP, port: 5432, allowedRoutes: {namespaces: {from: All}}}\n"
 	"---\napiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: team}\n"
 	"spec: {clusterIP: 10.96.0.20, ports: [{port: 8080}]}\n"
 	"---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
@@ -131,7 +136,19 @@ static const char routes_yaml[] =
 	"---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
 	"metadata: {name: wild, namespace: team}\n"
 	"spec:\n  parentRefs: [{name: gw, namespace: infra, sectionName: http}]\n  hostnames: ['*.example.com']\n"
-	"  rules: [{matches: [{path: {type: Exact, value: /w}}], backendRefs: [{name: app, port: 8080}]}]\n";
+	"  rules: [{matches: [{path: {type: Exact, value: /w}}], backendRefs: [{name: app, port: 8080}]}]\n"
+	"---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\n"
+	"metadata: {name: tls-exact, namespace: team, creationTimestamp: '2024-05-01T00:00:00Z'}\n"
+	"spec:\n  parentRefs: [{name: gw, namespace: infra, sectionName: tls}]\n  hostnames: [app.example.com]\n"
+	"  rules: [{backendRefs: [{name: app, port: 8080, weight: 3}, {name: gone, port: 8080}]}]\n"
+	"---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\n"
+	"metadata: {name: tls-wild, namespace: team}\n"
+	"spec:\n  parentRefs: [{name: gw, namespace: infra, port: 443}]\n  hostnames: ['*.example.com', '*.b.example.com']\n"
+	"  rules: [{backendRefs: [{name: app, port: 8080}]}]\n"
+	"---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\n"
+	"metadata: {name: tcp, namespace: team}\n"
+	"spec:\n  parentRefs: [{name: gw, namespace: infra, sectionName: tcp}]\n"
+	"  rules: [{backendRefs: [{name: app, port: 8080}, {name: store, namespace: db, port: 5432, weight: 2}]}]\n";
 
 static struct sl_model *model;
 static struct route_table *table;
@@ -158,7 +175,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static const struct route_set *pick_set(uint8_t sel)
 {
-	switch (sel % 6) {
+	switch (sel % 8) {
+	case 6:
+		return route_for_listener(table, "infra", "gw", "tls");
+	case 7:
+		return route_for_listener(table, "infra", "gw", "tcp");
 	case 0:
 		return route_for_service(table, "shop", "shop", "web", 80);
 	case 1:
@@ -234,6 +255,24 @@ static void check(const struct route_request *req, const struct route_decision *
 	}
 }
 
+/* TCPRoute and TLSRoute decisions on the same set, with the Host as SNI:
+ * a backend when forwarded, a reason when not, the same twice. */
+static void check_l4(const struct route_set *set, const char *sni, uint32_t rnd)
+{
+	static struct route_l4_decision e1, e2;
+
+	for (int kind = SL_ROUTE_TCP; kind <= SL_ROUTE_TLS; kind++) {
+		bool f1 = route_decide_l4(set, (enum sl_route_kind)kind, sni, rnd, &e1);
+		bool f2 = route_decide_l4(set, (enum sl_route_kind)kind, sni, rnd, &e2);
+
+		terminated(e1.why, sizeof(e1.why), "l4 why");
+		if (f1 != e1.forward || f1 != f2 || e1.route != e2.route || !e1.reason ||
+		    (f1 && (!e1.route || !e1.backend.ns || !e1.backend.name || !e1.backend.port || e1.reason[0])) ||
+		    (!f1 && !e1.reason[0]))
+			abort();
+	}
+}
+
 /* The next '\n'-terminated field of [*p, end), copied NUL-terminated. */
 static size_t field(const uint8_t **p, const uint8_t *end, char *buf, size_t cap)
 {
@@ -297,6 +336,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	a1 = route_decide(set, &req, rnd, &d1);
 	check(&req, &d1);
+	check_l4(set, req.host, rnd);
 	a2 = route_decide(set, &req, rnd, &d2);
 	if (a1 != a2 || d1.status != d2.status || d1.route != d2.route || d1.rule != d2.rule ||
 	    strcmp(d1.path, d2.path) || strcmp(d1.location, d2.location) || d1.n_req_edits != d2.n_req_edits ||

@@ -1549,6 +1549,179 @@ out:
 	fx_free(f);
 }
 
+/* ---- tests: TCPRoute and TLSRoute --------------------------------------- */
+
+/* A TCPRoute or TLSRoute on gw's listener section, one rule, backends
+ * name:weight pairs (port 443), NULL-terminated. */
+static struct sl_route *l4_route(struct fx *f, enum sl_route_kind kind, const char *name, const char *created,
+				 const char *section, ...)
+{
+	struct sl_route *r = route(f, kind, "team", name, created);
+	struct sl_route_rule *ru = rule(f, r);
+	const char *be;
+	va_list ap;
+
+	parent_gw(r, "infra", "gw", section, 0);
+	va_start(ap, section);
+	while ((be = va_arg(ap, const char *))) {
+		unsigned w = va_arg(ap, unsigned);
+
+		backend(f, ru, strchr(be, '/') ? "other" : "team", strchr(be, '/') ? strchr(be, '/') + 1 : be, 443, w);
+	}
+	va_end(ap);
+	return r;
+}
+
+static struct sl_gateway *l4_gateway(struct fx *f)
+{
+	struct sl_gateway *gw;
+	struct sl_listener *l;
+
+	svc(f, "team", "db", 443, 0);
+	svc(f, "team", "a", 443, 0);
+	svc(f, "team", "b", 443, 0);
+	svc(f, "other", "x", 443, 0);
+	gwclass(f, "sluice", ROUTE_CONTROLLER_NAME);
+	gw = gateway(f, "infra", "gw", "sluice");
+	listener(f, gw, "tcp", "TCP", 9000, NULL)->routes_from = SL_ROUTES_FROM_ALL;
+	l = listener(f, gw, "tls", "TLS", 443, "*.example.com");
+	l->routes_from = SL_ROUTES_FROM_ALL;
+	l->tls_mode = S("Passthrough");
+	l = listener(f, gw, "tls-open", "TLS", 8443, NULL);
+	l->routes_from = SL_ROUTES_FROM_ALL;
+	l->tls_mode = S("Passthrough");
+	l = listener(f, gw, "tls-term", "TLS", 9443, NULL);
+	l->routes_from = SL_ROUTES_FROM_ALL;
+	l->tls_mode = S("Terminate");
+	listener(f, gw, "http", "HTTP", 80, NULL)->routes_from = SL_ROUTES_FROM_ALL;
+	l = listener(f, gw, "http-tcp", "HTTP", 81, NULL);
+	l->routes_from = SL_ROUTES_FROM_ALL;
+	l->route_kinds[l->n_route_kinds++] = (struct sl_route_group_kind){ NULL, S("TCPRoute") };
+	listener(f, gw, "tcp2", "TCP", 9001, NULL)->routes_from = SL_ROUTES_FROM_ALL;
+	return gw;
+}
+
+void test_route_tcp_tls_attach(void)
+{
+	struct fx *f = fx_new();
+	struct sl_route *r;
+	bool invalid;
+
+	l4_gateway(f);
+	l4_route(f, SL_ROUTE_TCP, "db", "2024-01-01T00:00:00Z", "tcp", "db", 1u, NULL);
+	l4_route(f, SL_ROUTE_TCP, "db-younger", "2024-02-01T00:00:00Z", "tcp", "a", 1u, NULL);
+	l4_route(f, SL_ROUTE_TCP, "db-http", "2024-01-01T00:00:00Z", "http", "db", 1u, NULL);
+	l4_route(f, SL_ROUTE_TCP, "db-http-kinds", "2024-01-01T00:00:00Z", "http-tcp", "db", 1u, NULL);
+	l4_route(f, SL_ROUTE_TCP, "missing", "2024-01-01T00:00:00Z", "tcp", "nope", 1u, NULL);
+	r = l4_route(f, SL_ROUTE_TCP, "two-rules", "2024-03-01T00:00:00Z", "tcp2", "db", 1u, NULL);
+	backend(f, rule(f, r), "team", "a", 443, 1);
+	r = route(f, SL_ROUTE_TCP, "team", "mesh", NULL);
+	parent_svc(r, "team", "db", 443);
+	backend(f, rule(f, r), "team", "db", 443, 1);
+	hostname(l4_route(f, SL_ROUTE_TLS, "tls-a", "2024-05-01T00:00:00Z", "tls", "a", 1u, NULL), "a.example.com");
+	hostname(l4_route(f, SL_ROUTE_TLS, "tls-out", "2024-01-01T00:00:00Z", "tls", "a", 1u, NULL), "a.example.net");
+	hostname(l4_route(f, SL_ROUTE_TLS, "tls-term", "2024-01-01T00:00:00Z", "tls-term", "a", 1u, NULL), "a.example.com");
+	hostname(l4_route(f, SL_ROUTE_TLS, "tls-http", "2024-01-01T00:00:00Z", "http", "a", 1u, NULL), "a.example.com");
+	hostname(l4_route(f, SL_ROUTE_TLS, "tls-cross", "2024-01-01T00:00:00Z", "tls-open", "other/x", 1u, NULL),
+		 "x.example.org");
+	if (!build(f))
+		goto out;
+#define ST(n) status(f->t, "team", n, 0)
+	ASSERT_TRUE(ST("db")->accepted && ST("db")->resolved_refs, "TCPRoute on a TCP listener");
+	ASSERT_FALSE(ST("db-younger")->accepted, "a younger TCPRoute on the same listener");
+	ASSERT_STREQ(ST("db-younger")->accepted_reason, "NotAllowedByListeners", "reason");
+	ASSERT_HAS(ST("db-younger")->message, "team/db", "names the older route");
+	ASSERT_STREQ(ST("db-http")->accepted_reason, "NotAllowedByListeners", "TCPRoute on HTTP");
+	ASSERT_STREQ(ST("db-http-kinds")->accepted_reason, "NotAllowedByListeners",
+		     "kinds lists TCPRoute, but HTTP cannot carry it");
+	ASSERT_STREQ(ST("missing")->refs_reason, "BackendNotFound", "missing backend");
+	ASSERT_TRUE(ST("two-rules")->accepted, "two rules: accepted");
+	ASSERT_TRUE(ST("two-rules")->partially_invalid, "rule 1 dropped (PartiallyInvalid)");
+	ASSERT_HAS(ST("two-rules")->message, "one rule", "message");
+	ASSERT_STREQ(ST("mesh")->accepted_reason, "UnsupportedValue", "TCPRoute with a Service parent");
+	ASSERT_TRUE(ST("tls-a")->accepted, "TLSRoute a.example.com on *.example.com");
+	ASSERT_STREQ(ST("tls-out")->accepted_reason, "NoMatchingListenerHostname", "outside the listener's");
+	ASSERT_STREQ(ST("tls-term")->accepted_reason, "UnsupportedValue", "TLS listener in mode Terminate");
+	ASSERT_HAS(ST("tls-term")->message, "Passthrough", "message");
+	ASSERT_STREQ(ST("tls-http")->accepted_reason, "UnsupportedValue", "a listener of the wrong type (spec)");
+	ASSERT_TRUE(ST("tls-cross")->accepted, "cross-namespace backend: still accepted");
+	ASSERT_STREQ(ST("tls-cross")->refs_reason, "RefNotPermitted", "no ReferenceGrant");
+	ASSERT_EQ(route_listener_attached(f->t, "infra", "gw", "tcp"), 1, "db: one TCPRoute per TCP listener");
+	ASSERT_EQ(route_listener_attached(f->t, "infra", "gw", "tls"), 1, "tls-a");
+	ASSERT_EQ(route_listener_attached(f->t, "infra", "gw", "http"), 0, "nothing on http");
+	ASSERT_EQ(route_listener_kinds(&f->res.gateways[0].listeners[5], &invalid), 0, "http-tcp takes nothing");
+	ASSERT_TRUE(invalid, "InvalidRouteKinds");
+	ASSERT_EQ(route_listener_kinds(&f->res.gateways[0].listeners[1], &invalid), ROUTE_KIND_BIT(SL_ROUTE_TLS),
+		  "TLS takes TLSRoute");
+	ASSERT_EQ(route_listener_kinds(&f->res.gateways[0].listeners[4], &invalid),
+		  ROUTE_KIND_BIT(SL_ROUTE_HTTP) | ROUTE_KIND_BIT(SL_ROUTE_GRPC), "HTTP: HTTPRoute, GRPCRoute");
+	/* with a grant for TLSRoutes of team, the cross-namespace backend resolves */
+	grant(f, "other", "TLSRoute", "team", "x");
+	if (!build(f))
+		goto out;
+	ASSERT_TRUE(ST("tls-cross")->resolved_refs, "ReferenceGrant from TLSRoute");
+	f->res.ref_grants[0].from[0].kind = S("HTTPRoute");
+	if (!build(f))
+		goto out;
+	ASSERT_STREQ(ST("tls-cross")->refs_reason, "RefNotPermitted", "a grant for HTTPRoutes does not do");
+#undef ST
+out:
+	fx_free(f);
+}
+
+void test_route_tcp_tls_decide(void)
+{
+	struct fx *f = fx_new();
+	const struct route_set *s;
+	struct route_l4_decision dd;
+	struct sl_route *r;
+
+	l4_gateway(f);
+	l4_route(f, SL_ROUTE_TCP, "db", "2024-01-01T00:00:00Z", "tcp", "db", 1u, "a", 3u, "nope", 1u, "b", 0u, NULL);
+	hostname(l4_route(f, SL_ROUTE_TLS, "exact", "2024-05-01T00:00:00Z", "tls", "a", 1u, NULL), "a.example.com");
+	hostname(l4_route(f, SL_ROUTE_TLS, "wild", "2024-01-01T00:00:00Z", "tls", "b", 1u, NULL), "*.example.com");
+	hostname(l4_route(f, SL_ROUTE_TLS, "deep", "2024-06-01T00:00:00Z", "tls", "db", 1u, NULL), "*.x.example.com");
+	l4_route(f, SL_ROUTE_TLS, "any", "2024-01-01T00:00:00Z", "tls-open", "db", 1u, NULL);
+	r = l4_route(f, SL_ROUTE_TLS, "zero", "2024-01-01T00:00:00Z", "tls-open", "a", 0u, NULL);
+	hostname(r, "zero.example.org");
+	if (!build(f) || !ASSERT_OK_PTR(s = route_for_listener(f->t, "infra", "gw", "tcp"), "tcp set"))
+		goto out;
+	/* weights 1:3:1:0 of 5: [0, 1/5) db, [1/5, 4/5) a, [4/5, 1) nope (refused) */
+	ASSERT_TRUE(route_decide_l4(s, SL_ROUTE_TCP, NULL, 0, &dd), "rnd 0: forward");
+	ASSERT_STREQ(dd.backend.name, "db", "rnd 0: db");
+	ASSERT_EQ(dd.backend.port, 443, "port");
+	ASSERT_STREQ(dd.why, "team/db rule 0", "why");
+	ASSERT_TRUE(route_decide_l4(s, SL_ROUTE_TCP, NULL, 0x80000000u, &dd), "rnd 1/2");
+	ASSERT_STREQ(dd.backend.name, "a", "rnd 1/2: a");
+	ASSERT_FALSE(route_decide_l4(s, SL_ROUTE_TCP, NULL, 0xf0000000u, &dd), "rnd 15/16: the missing one's share");
+	ASSERT_STREQ(dd.reason, "invalid backendRef", "refused");
+	ASSERT_FALSE(route_decide_l4(s, SL_ROUTE_TLS, "a.example.com", 0, &dd), "no TLSRoute on a TCP listener");
+	if (!ASSERT_OK_PTR(s = route_for_listener(f->t, "infra", "gw", "tls"), "tls set"))
+		goto out;
+	ASSERT_TRUE(route_decide_l4(s, SL_ROUTE_TLS, "a.example.com", 0, &dd), "exact");
+	ASSERT_STREQ(dd.backend.name, "a", "exact beats the older wildcard");
+	ASSERT_TRUE(route_decide_l4(s, SL_ROUTE_TLS, "A.Example.COM", 0, &dd), "case");
+	ASSERT_STREQ(dd.backend.name, "a", "case-insensitive");
+	ASSERT_TRUE(route_decide_l4(s, SL_ROUTE_TLS, "b.example.com", 0, &dd), "wildcard");
+	ASSERT_STREQ(dd.backend.name, "b", "*.example.com");
+	ASSERT_TRUE(route_decide_l4(s, SL_ROUTE_TLS, "y.x.example.com", 0, &dd), "longer wildcard");
+	ASSERT_STREQ(dd.backend.name, "db", "*.x.example.com beats *.example.com");
+	ASSERT_FALSE(route_decide_l4(s, SL_ROUTE_TLS, "example.com", 0, &dd), "the apex is not *.example.com");
+	ASSERT_FALSE(route_decide_l4(s, SL_ROUTE_TLS, "a.example.net", 0, &dd), "another domain");
+	ASSERT_FALSE(route_decide_l4(s, SL_ROUTE_TLS, NULL, 0, &dd), "no SNI, no route without hostnames");
+	ASSERT_STREQ(dd.reason, "no TLSRoute takes this server name", "reason");
+	if (!ASSERT_OK_PTR(s = route_for_listener(f->t, "infra", "gw", "tls-open"), "tls-open set"))
+		goto out;
+	ASSERT_TRUE(route_decide_l4(s, SL_ROUTE_TLS, NULL, 0, &dd), "no SNI: the route without hostnames");
+	ASSERT_STREQ(dd.backend.name, "db", "any");
+	ASSERT_TRUE(route_decide_l4(s, SL_ROUTE_TLS, "whatever.example", 0, &dd), "any name");
+	ASSERT_FALSE(route_decide_l4(s, SL_ROUTE_TLS, "zero.example.org", 0, &dd), "exact route, weight 0");
+	ASSERT_STREQ(dd.reason, "every backendRef has weight 0", "refused");
+	ASSERT_FALSE(route_decide_l4(NULL, SL_ROUTE_TCP, NULL, 0, &dd), "no set");
+out:
+	fx_free(f);
+}
+
 /* ---- tests: from YAML --------------------------------------------------- */
 
 static int yaml_build(struct fx *f, struct sl_model **m, const char *yaml)

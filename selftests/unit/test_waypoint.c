@@ -32,6 +32,7 @@ enum backend_mode {
 	BE_RESET,		/* close at once */
 	BE_HEAD_LEN,		/* Content-Length: 5 and no body (HEAD) */
 	BE_FAIL_FIRST,		/* the first upstream answers 500, the second resets, then 200 */
+	BE_RAW,			/* no HTTP: echo bytes; at EOF say "bye\n" and close */
 };
 
 static struct {
@@ -128,6 +129,7 @@ static void *backend_main(void *arg)
 			sleep(2);
 			goto out;
 		case BE_RESET:
+		case BE_RAW:	/* served by raw_backend_main */
 			goto out;
 		case BE_CLOSE_DELIMITED:
 			n = snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close");
@@ -171,6 +173,22 @@ out:
 	return NULL;
 }
 
+/* BE_RAW: what a TCPRoute backend might do, half-close included. */
+static void *raw_backend_main(void *arg)
+{
+	int fd = (int)(long)arg;
+	char b[4096];
+	ssize_t n;
+
+	while ((n = read(fd, b, sizeof(b))) > 0)
+		if (write(fd, b, (size_t)n) != n)
+			break;
+	if (!n && write(fd, "bye\n", 4) != 4)
+		n = -1;
+	close(fd);
+	return NULL;
+}
+
 /* ---- ops ---- */
 
 static const struct route_set *op_routes(void *arg, const struct tunnel_client *cl,
@@ -197,7 +215,7 @@ static int op_upstream(void *arg, const struct tunnel_client *cl, const struct t
 		return W.fail_upstream;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		return -errno;
-	if (pthread_create(&t, NULL, backend_main, (void *)(long)sv[1])) {
+	if (pthread_create(&t, NULL, W.mode == BE_RAW ? raw_backend_main : backend_main, (void *)(long)sv[1])) {
 		close(sv[0]);
 		close(sv[1]);
 		return -EAGAIN;
@@ -572,6 +590,61 @@ void test_waypoint_upstream_failures(void)
 	ASSERT_HAS(out, "HTTP/1.1 504", "no response in time: 504");
 	close(fd);
 out:
+	teardown();
+}
+
+static void relay_fn(void *arg)
+{
+	static const struct tunnel_client gw = { .ns = "", .name = "sluice-gateway", .service_account = "",
+						 .identity = "" };
+	struct tunnel_addr local = { .ip = { .family = SL_AF_INET, .addr.octets = { 10, 99, 0, 1 } }, .port = 9000 };
+	struct route_backend be = { "default", "db", 5432 };
+
+	waypoint_relay(W.wp, (int)(long)arg, &gw, &local, &be);
+}
+
+/* A Gateway TCP listener's connection relayed to a backend: bytes both ways,
+ * the client's half-close passed on, the backend's answer to it and its own
+ * end back; no backend: the connection closed at once. */
+void test_waypoint_relay(void)
+{
+	struct waypoint_stats st;
+	uint64_t t0;
+	char *out;
+	int sv[2], fd;
+
+	if (!setup(0))
+		goto out;
+	W.mode = BE_RAW;
+	if (!ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair"))
+		goto out;
+	fd = sv[0];
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	wcall(relay_fn, (void *)(long)sv[1]);
+	ASSERT_STREQ(W.route_backend_seen, "default/db:5432", "the route's backend asked for");
+	ASSERT_TRUE(send_str(fd, "GET / HTTP/1.1\r\n\r\nnot parsed\n"), "send");
+	out = read_until(fd, "not parsed\n", 3000);
+	ASSERT_STREQ(out, "GET / HTTP/1.1\r\n\r\nnot parsed\n", "echoed untouched (no HTTP parsing)");
+	ASSERT_OK(shutdown(fd, SHUT_WR), "half-close");
+	t0 = loop_now_ms();
+	out = read_until(fd, NULL, 3000);
+	ASSERT_LE(loop_now_ms() - t0, 1000, "the end passed on at once (not after a timeout)");
+	ASSERT_STREQ(out, "bye\n", "the backend saw the end, answered, and its end came back");
+	close(fd);
+	waypoint_stats_get(W.wp, &st);
+	ASSERT_EQ(st.requests_total, 0, "no requests counted");
+	W.fail_upstream = -ENOENT;
+	if (!ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair"))
+		goto out;
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	wcall(relay_fn, (void *)(long)sv[1]);
+	t0 = loop_now_ms();
+	out = read_until(sv[0], NULL, 3000);
+	ASSERT_STREQ(out, "", "no endpoint: closed at once, nothing said");
+	ASSERT_LE(loop_now_ms() - t0, 1000, "at once");
+	close(sv[0]);
+out:
+	W.fail_upstream = 0;
 	teardown();
 }
 

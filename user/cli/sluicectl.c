@@ -81,7 +81,8 @@ static void ctl_usage(FILE *f)
 		"  policy check --from NS/POD|IP --to NS/POD:PORT|IP:PORT|[IPv6]:PORT [--udp]\n"
 		"                would policy allow it, and which policy and rule decide\n"
 		"  routes        Gateway API routes, what they attach to, accepted or why not\n"
-		"  gateways      Gateways of class sluice on this node: addresses, listeners\n"
+		"  gateways      Gateways of class sluice on this node: addresses, listeners,\n"
+		"                their conditions (conflicts, why not served) and attached routes\n"
 		"  route-check NS/SERVICE[:PORT] METHOD PATH [-H NAME:VALUE]... [--from NS] [--host H]\n"
 		"                which rule and backend a request would take\n"
 		"  get PATH      the JSON the agent serves at PATH (e.g. /status)\n"
@@ -1140,19 +1141,31 @@ static int print_routes(const json_t *root)
 	return 0;
 }
 
+/* "True (Reason)" / "False (Reason)" of a condition given as key and key_reason. */
+static const char *cond(const json_t *o, const char *key, const char *reason, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s (%s)", json_is_true(json_object_get(o, key)) ? "True" : "False", js(o, reason));
+	return buf;
+}
+
 static int print_gateways(const json_t *root)
 {
 	const json_t *gws = json_object_get(root, "gateways"), *g, *l, *a;
 	size_t i, j;
-	char b[32];
+	char b[32], c1[96], c2[96];
 
 	json_array_foreach(gws, i, g) {
+		const char *msg = js(g, "message");
+
 		printf("Gateway %s/%s (class %s), addresses:", js(g, "namespace"), js(g, "name"), js(g, "class"));
 		json_array_foreach(json_object_get(g, "addresses"), j, a)
 			printf(" %s", json_string_value(a));
 		if (!json_array_size(json_object_get(g, "addresses")))
 			printf(" every address of the node");
-		printf("\n  %-20s %-6s %-9s %-30s %-7s %s\n", "LISTENER", "PORT", "PROTOCOL", "HOSTNAME", "ROUTES",
+		printf("\n  Accepted %s, Programmed %s%s%s\n", cond(g, "accepted", "accepted_reason", c1, sizeof(c1)),
+		       cond(g, "programmed", "programmed_reason", c2, sizeof(c2)), msg[0] && strcmp(msg, "-") ? ": " : "",
+		       msg[0] && strcmp(msg, "-") ? msg : "");
+		printf("  %-20s %-6s %-9s %-30s %-7s %s\n", "LISTENER", "PORT", "PROTOCOL", "HOSTNAME", "ROUTES",
 		       "STATE");
 		json_array_foreach(json_object_get(g, "listeners"), j, l) {
 			const char *problem = js(l, "problem");
@@ -1160,8 +1173,8 @@ static int print_gateways(const json_t *root)
 			printf("  %-20s %-6s %-9s %-30s %-7s %s\n", js(l, "name"), jf(l, "port", b, sizeof(b)),
 			       js(l, "protocol"),
 			       json_is_string(json_object_get(l, "hostname")) ? js(l, "hostname") : "*",
-			       json_is_true(json_object_get(l, "routes")) ? "yes" : "none",
-			       problem[0] ? problem : "listening");
+			       jf(l, "attached_routes", c1, sizeof(c1)),
+			       problem[0] && strcmp(problem, "-") ? problem : "listening");
 		}
 	}
 	if (!json_array_size(gws))
