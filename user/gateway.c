@@ -622,15 +622,15 @@ static const struct glistener *listener_for(const struct gsock *s, const char *h
 	return best;
 }
 
-const struct route_set *gateways_routes(const struct gateways *g, const struct route_table *rt,
-					const struct tunnel_addr *local, const char *host, bool *https)
+/* The HTTP(S) listener a request to local with Host host belongs to. */
+static const struct glistener *http_listener_of(const struct gateways *g, const struct tunnel_addr *local,
+						const char *host, bool *https)
 {
 	const struct gsock *s;
-	const struct glistener *best;
 	char h[256] = "";
 
 	*https = false;
-	if (!g || !rt)
+	if (!g)
 		return NULL;
 	s = gsock_of(g, local);
 	if (!s || (s->proto != GW_PROTO_HTTP && s->proto != GW_PROTO_HTTPS))
@@ -648,10 +648,30 @@ const struct route_set *gateways_routes(const struct gateways *g, const struct r
 			snprintf(h, sizeof(h), "%.*s", e ? (int)(e - host) : (int)strlen(host), host);
 		}
 	}
-	best = listener_for(s, h);
-	if (!best)
+	return listener_for(s, h);
+}
+
+const struct route_set *gateways_routes(const struct gateways *g, const struct route_table *rt,
+					const struct tunnel_addr *local, const char *host, bool *https)
+{
+	const struct glistener *best = http_listener_of(g, local, host, https);
+
+	if (!best || !rt)
 		return NULL;
 	return route_for_listener(rt, best->gw_ns, best->gw_name, best->name);
+}
+
+bool gateways_gateway_of(const struct gateways *g, const struct tunnel_addr *local, const char *host,
+			 const char **ns, const char **name)
+{
+	bool https;
+	const struct glistener *l = http_listener_of(g, local, host, &https);
+
+	if (!l)
+		return false;
+	*ns = l->gw_ns;
+	*name = l->gw_name;
+	return true;
 }
 
 /* ---- TCP and TLS Passthrough: a byte relay to the route's backend ---- */
@@ -772,6 +792,34 @@ static void hello_start(struct gateways *g, int fd, const struct tunnel_addr *lo
 
 /* ---- listening ---- */
 
+/* The accepted client's address (an IPv4 client of a dual-stack socket as
+ * IPv4), for AuthorizationPolicies that name source IPs. */
+static void peer_of(int fd, struct sl_ip *ip, uint16_t *port)
+{
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} u;
+	socklen_t len = sizeof(u);
+
+	memset(ip, 0, sizeof(*ip));
+	memset(&u, 0, sizeof(u));
+	*port = 0;
+	if (getpeername(fd, &u.sa, &len))
+		return;
+	if (u.sa.sa_family == AF_INET) {
+		ip->family = SL_AF_INET;
+		memcpy(ip->addr.octets, &u.in.sin_addr, 4);
+		*port = ntohs(u.in.sin_port);
+	} else if (u.sa.sa_family == AF_INET6) {
+		ip->family = SL_AF_INET6;
+		memcpy(ip->addr.octets, &u.in6.sin6_addr, 16);
+		*port = ntohs(u.in6.sin6_port);
+		sl_ip_unmap(ip);
+	}
+}
+
 static bool local_of(int fd, struct tunnel_addr *local)
 {
 	union {
@@ -805,6 +853,8 @@ static void accept_cb(struct loop_io *io, uint32_t ev)
 	(void)ev;
 	for (int i = 0; i < ACCEPT_BUDGET; i++) {
 		struct tunnel_addr local;
+		struct sl_ip peer;
+		struct tunnel_client cl = gateway_client;
 		int one = 1;
 		int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -815,13 +865,18 @@ static void accept_cb(struct loop_io *io, uint32_t ev)
 			close(fd);
 			continue;
 		}
+		peer_of(fd, &peer, &cl.port);
+		if (peer.family) {
+			cl.ips = &peer;
+			cl.n_ips = 1;
+		}
 		switch (s->proto) {
 		case GW_PROTO_HTTPS:
 			if (!s->ctx) {	/* no certificate: nothing to say */
 				xprt_close_rst(fd);
 				continue;
 			}
-			waypoint_accept_tls(s->g->wp, fd, &gateway_client, &local, s->ctx);
+			waypoint_accept_tls(s->g->wp, fd, &cl, &local, s->ctx);
 			break;
 		case GW_PROTO_TLS:
 			hello_start(s->g, fd, &local);
@@ -831,7 +886,7 @@ static void accept_cb(struct loop_io *io, uint32_t ev)
 			break;
 		case GW_PROTO_HTTP:
 		default:
-			waypoint_accept(s->g->wp, fd, &gateway_client, &local);
+			waypoint_accept(s->g->wp, fd, &cl, &local);
 			break;
 		}
 	}

@@ -71,6 +71,11 @@ int gateways_connect(struct gateways *g, const struct tunnel_addr *dst);
 const struct route_set *gateways_routes(const struct gateways *g, const struct route_table *rt,
 					const struct tunnel_addr *local, const char *host, bool *https);
 
+/* The Gateway (namespace, name) whose HTTP or HTTPS listener a request to
+ * local with Host host belongs to; false when none takes it. */
+bool gateways_gateway_of(const struct gateways *g, const struct tunnel_addr *local, const char *host,
+			 const char **ns, const char **name);
+
 /* {"gateways": [...]}: each Gateway's addresses and conditions (Accepted,
  * Programmed), each listener's conditions (Accepted, ResolvedRefs,
  * Conflicted, Programmed with reasons), attachedRoutes, supported kinds,

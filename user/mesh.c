@@ -451,32 +451,41 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 
 /* AuthorizationPolicies that target the Service, with the request's L7
  * attributes and the client pod's own identity (the waypoint is its agent). */
-static int mesh_wp_authorize(void *arg, const struct tunnel_client *cl, const struct route_backend *svc,
-			     const char *method, const char *path, const char *host, const struct route_header *h,
-			     size_t n)
+/* AuthorizationPolicies that target the Service a mesh client addressed (with
+ * the client pod's own identity: the waypoint is its agent), or the Gateway
+ * whose listener took a Gateway client's request (its address only), with
+ * the request's L7 attributes. */
+static int mesh_wp_authorize(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+			     const struct route_backend *svc, const char *method, const char *path, const char *host,
+			     const struct route_header *h, size_t n)
 {
 	struct agent *a = arg;
 	const struct sl_service *s = NULL;
+	const char *gw_ns = NULL, *gw_name = NULL;
 	struct authz_header hv[WAYPOINT_HEADERS_MAX];
-	char principal[256], ns[64], names[WAYPOINT_HEADERS_MAX][128], what[400];
+	char principal[256], ns[64], names[WAYPOINT_HEADERS_MAX][128], what[400], ipbuf[64];
 	char *values[WAYPOINT_HEADERS_MAX] = { 0 };
 	struct authz_peer peer = { .ip = cl->n_ips ? &cl->ips[0] : NULL };
 	struct authz_request rq = { .method = method, .path = path, .host = host, .headers = hv };
 	struct agent_authz_count *cnt;
 	struct authz_decision d;
+	bool any = false;
 
-	s = model_find_service(a->model, svc->ns, svc->name);
-	if (!s)
+	if (!a->model)
 		return 0;
-	{
-		/* per request: nothing to copy or decide when no policy names it */
-		bool any = false;
-
-		for (size_t i = 0; i < a->model->res->n_authzs && !any; i++)
-			any = authz_targets_service(&a->model->res->authzs[i], s);
-		if (!any)
+	if (cl->ns[0]) {
+		s = model_find_service(a->model, svc->ns, svc->name);
+		if (!s)
 			return 0;
+	} else if (!gateways_gateway_of(a->gateways, vip, host, &gw_ns, &gw_name)) {
+		return 0;	/* no listener takes it: the waypoint answers 404 */
 	}
+	/* per request: nothing to copy or decide when no policy names it */
+	for (size_t i = 0; i < a->model->res->n_authzs && !any; i++)
+		any = s ? authz_targets_service(&a->model->res->authzs[i], s)
+			: authz_targets_gateway(&a->model->res->authzs[i], gw_ns, gw_name);
+	if (!any)
+		return 0;
 	if (cl->identity && authz_principal(cl->identity, principal, sizeof(principal), ns, sizeof(ns))) {
 		peer.principal = principal;
 		peer.ns = ns;
@@ -489,7 +498,10 @@ static int mesh_wp_authorize(void *arg, const struct tunnel_client *cl, const st
 		hv[rq.n_headers].value = values[i] ? values[i] : "";
 		rq.n_headers++;
 	}
-	authz_decide_request(a->model, a->root_ns, s, svc->port, &peer, &rq, &d);
+	if (s)
+		authz_decide_request(a->model, a->root_ns, s, svc->port, &peer, &rq, &d);
+	else
+		authz_decide_gateway_request(a->model, gw_ns, gw_name, &vip->ip, vip->port, &peer, &rq, &d);
 	for (size_t i = 0; i < n && i < WAYPOINT_HEADERS_MAX; i++)
 		free(values[i]);
 	if (d.by && (cnt = authz_count(a, "AuthorizationPolicy", d.by->ns, d.by->name))) {
@@ -498,7 +510,12 @@ static int mesh_wp_authorize(void *arg, const struct tunnel_client *cl, const st
 		else
 			cnt->denied++;
 	}
-	snprintf(what, sizeof(what), "%s/%s %s %s to %s/%s", cl->ns, cl->name, method, path, svc->ns, svc->name);
+	if (s)
+		snprintf(what, sizeof(what), "%s/%s %s %s to %s/%s", cl->ns, cl->name, method, path, svc->ns,
+			 svc->name);
+	else
+		snprintf(what, sizeof(what), "%s %s %s through Gateway %s/%s",
+			 peer.ip ? sl_ip_str(peer.ip, ipbuf) : "?", method, path, gw_ns, gw_name);
 	if (d.audit)
 		pr_info("policy: audit %s: an AUDIT policy matched", what);
 	if (d.allow)

@@ -766,13 +766,14 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 	set = w->ops.routes(w->arg, &cl, &c->vip, host, &svc, &https);
 	memset(d, 0, sizeof(*d));
 	c->svc_name[0] = 0;
-	if (w->ops.authorize && cl.ns[0] && svc.name) {
-		/* AuthorizationPolicy targeting the Service: before any routing */
-		int st = w->ops.authorize(w->arg, &cl, &svc, method, path, host, h, n);
+	if (w->ops.authorize && (cl.ns[0] ? svc.name != NULL : true)) {
+		/* AuthorizationPolicy targeting the Service or the Gateway: before any routing */
+		int st = w->ops.authorize(w->arg, &cl, &c->vip, &svc, method, path, host, h, n);
 
 		if (st) {
-			snprintf(c->svc_name, sizeof(c->svc_name), "%s.%s.svc.cluster.local", svc.name,
-				 svc.ns ? svc.ns : "");
+			if (svc.name)
+				snprintf(c->svc_name, sizeof(c->svc_name), "%s.%s.svc.cluster.local", svc.name,
+					 svc.ns ? svc.ns : "");
 			d->action = ROUTE_RESPOND;
 			d->status = (uint16_t)st;
 			w->st.denied++;

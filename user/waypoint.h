@@ -61,12 +61,13 @@ struct waypoint_ops {
 	 * *dst says which workload it reaches. */
 	int (*upstream)(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
 			const struct route_backend *be, struct waypoint_dst *dst);
-	/* Optional: may client cl make this request to Service svc (the one it
-	 * addressed)? 0, or the status to refuse it with (403). Asked before
-	 * routing, for mesh clients (cl->ns not ""). path without the query. */
-	int (*authorize)(void *arg, const struct tunnel_client *cl, const struct route_backend *svc,
-			 const char *method, const char *path, const char *host, const struct route_header *h,
-			 size_t n);
+	/* Optional: may client cl make this request, to Service svc (the one a
+	 * mesh client addressed), or through the Gateway listening on vip (a
+	 * Gateway's client: cl->ns "", svc->name NULL)? 0, or the status to
+	 * refuse it with (403). Asked before routing. path without the query. */
+	int (*authorize)(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+			 const struct route_backend *svc, const char *method, const char *path, const char *host,
+			 const struct route_header *h, size_t n);
 };
 
 struct waypoint_opts {

@@ -269,6 +269,37 @@ if grep -q '"proto"' <<<"$out"; then
 else
 	skip "gateway h2c prior knowledge" "the lab's echo server does not speak h2c in this build"
 fi
+# AuthorizationPolicy targeting the Gateway: judged per request at the
+# Gateway, on the client's address (curl here comes from the Gateway's own
+# address, as node-2 connects to itself).
+cat >"$SLUICE_LAB_CONFIG/gw-authz.yaml" <<'Y'
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: default}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: shop}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+Y
+gw_denies() { gwget -H "Host: www.shop.example" http://10.99.7.1/admin/x | grep -q "status=403"; }
+check "Gateway policy: DENY /admin* answers 403" wait_until 10 gw_denies
+out=$(gwget -H "Host: www.shop.example" http://10.99.7.1/v2/ok)
+expect_contains "Gateway policy: other paths still routed" "$out" '"pod": "pod-node-2-1"'
+cat >>"$SLUICE_LAB_CONFIG/gw-authz.yaml" <<'Y'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: office-only, namespace: default}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: shop}]
+  rules: [{from: [{source: {remoteIpBlocks: [192.0.2.0/24]}}]}]
+Y
+gw_ip_denied() { gwget -H "Host: www.shop.example" "http://[fd00:99:7::1]/v2/ok" | grep -q "status=403"; }
+check "Gateway policy: ALLOW by remoteIpBlocks refuses other clients (IPv6)" wait_until 10 gw_ip_denied
+sed -i 's|192.0.2.0/24|10.99.7.0/24, "fd00:99:7::/64"|' "$SLUICE_LAB_CONFIG/gw-authz.yaml"
+gw_ip_allowed() { gwget -H "Host: www.shop.example" "http://[fd00:99:7::1]/v2/ok" | grep -q '"pod": "pod-node-2-1"'; }
+check "Gateway policy: ALLOW by remoteIpBlocks lets its clients through" wait_until 10 gw_ip_allowed
+rm -f "$SLUICE_LAB_CONFIG/gw-authz.yaml"
 rm -f "$SLUICE_LAB_CONFIG/gateway.yaml"
 gw_gone() { ! ip -n "sl$E2E_ID-node-2" addr show lo | grep -q 10.99.7.1; }
 check "Gateway removed: its address leaves the node" wait_until 10 gw_gone

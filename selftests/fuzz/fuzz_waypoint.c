@@ -461,12 +461,12 @@ static int op_upstream(void *arg, const struct tunnel_client *cl, const struct t
 }
 
 /* Mesh clients may not ask for /deny... (403), nor send x-deny (401). */
-static int op_authorize(void *arg, const struct tunnel_client *cl, const struct route_backend *svc,
-			const char *method, const char *path, const char *host, const struct route_header *h,
-			size_t n)
+static int op_authorize(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+			const struct route_backend *svc, const char *method, const char *path, const char *host,
+			const struct route_header *h, size_t n)
 {
 	(void)arg, (void)host;
-	if (!cl || !svc || !svc->name || !method || !path)
+	if (!cl || !vip || !svc || (cl->ns[0] && !svc->name) || !method || !path)
 		abort();	/* the waypoint must say what it asks about */
 	if (!strncmp(path, "/deny", 5))
 		return 403;
