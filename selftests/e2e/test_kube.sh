@@ -95,6 +95,10 @@ agent dir --config-dir "$E2E_REPO/manifests/examples"
 agent kube --kubeconfig "$E2E_TMP/kubeconfig"
 check "directory agent has a configuration" wait_until 20 has_gen dir 1
 check "kube agent has a configuration" wait_until 20 has_gen kube 1
+if ! has_gen kube 1; then
+	echo "    the kube agent's log:"; tail -n 15 "$E2E_TMP/agent-kube.log" | sed 's/^/    /'
+	echo "    the API server's log:"; tail -n 5 "$E2E_TMP/api.log" | sed 's/^/    /'
+fi
 
 # svc_id and the like are the map's, not the configuration's: compare what
 # the Services and workloads say.
