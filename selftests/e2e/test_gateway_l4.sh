@@ -288,5 +288,5 @@ out=$(probe $GW4 9000 --timeout-ms 2000)
 check "TCPRoute removed: the listener closes connections ($(head -n1 <<<"$out"))" \
 	grep -qE '^err (ECONNRESET|ECONNABORTED|EPIPE)' <<<"$out"
 rm -f "$SLUICE_LAB_CONFIG/gateway.yaml"
-gw_gone() { ! ip -n "sl$E2E_ID-node-2" addr show lo | grep -q "$GW4"; }
+gw_gone() { nsenter --net="/run/netns/sl$E2E_ID-node-2" ip addr show lo >"$E2E_TMP/lo" && ! grep -q "$GW4" "$E2E_TMP/lo"; }
 check "Gateways removed: their address leaves the node" wait_until 10 gw_gone

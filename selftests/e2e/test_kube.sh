@@ -42,7 +42,7 @@ if [ -z "$CG2" ] || ! python3 -c 'import yaml' 2>/dev/null; then
 	exit 0
 fi
 mkdir -p "$API" "$CG/dir" "$CG/kube"
-ip netns add "$NS" && ip -n "$NS" link set lo up
+ip netns add "$NS" && nsenter --net="/run/netns/$NS" ip link set lo up	# not ip -n: it fails in a chroot
 
 # The examples as the API server holds them, plus one bad Service.
 python3 - "$E2E_REPO/manifests/examples" >"$E2E_TMP/objects.json" <<'EOF'

@@ -301,5 +301,5 @@ gw_ip_allowed() { gwget -H "Host: www.shop.example" "http://[fd00:99:7::1]/v2/ok
 check "Gateway policy: ALLOW by remoteIpBlocks lets its clients through" wait_until 10 gw_ip_allowed
 rm -f "$SLUICE_LAB_CONFIG/gw-authz.yaml"
 rm -f "$SLUICE_LAB_CONFIG/gateway.yaml"
-gw_gone() { ! ip -n "sl$E2E_ID-node-2" addr show lo | grep -q 10.99.7.1; }
+gw_gone() { nsenter --net="/run/netns/sl$E2E_ID-node-2" ip addr show lo >"$E2E_TMP/lo" && ! grep -q 10.99.7.1 "$E2E_TMP/lo"; }
 check "Gateway removed: its address leaves the node" wait_until 10 gw_gone
