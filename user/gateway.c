@@ -792,9 +792,9 @@ static void hello_start(struct gateways *g, int fd, const struct tunnel_addr *lo
 
 /* ---- listening ---- */
 
-/* The accepted client's address (an IPv4 client of a dual-stack socket as
- * IPv4), for AuthorizationPolicies that name source IPs. */
-static void peer_of(int fd, struct sl_ip *ip, uint16_t *port)
+/* One end of an accepted connection (peer: the client's, else ours), an IPv4
+ * client of a dual-stack socket as IPv4. false when it cannot be read. */
+static bool end_of(int fd, bool peer, struct tunnel_addr *out)
 {
 	union {
 		struct sockaddr sa;
@@ -803,45 +803,21 @@ static void peer_of(int fd, struct sl_ip *ip, uint16_t *port)
 	} u;
 	socklen_t len = sizeof(u);
 
-	memset(ip, 0, sizeof(*ip));
+	memset(out, 0, sizeof(*out));
 	memset(&u, 0, sizeof(u));
-	*port = 0;
-	if (getpeername(fd, &u.sa, &len))
-		return;
-	if (u.sa.sa_family == AF_INET) {
-		ip->family = SL_AF_INET;
-		memcpy(ip->addr.octets, &u.in.sin_addr, 4);
-		*port = ntohs(u.in.sin_port);
-	} else if (u.sa.sa_family == AF_INET6) {
-		ip->family = SL_AF_INET6;
-		memcpy(ip->addr.octets, &u.in6.sin6_addr, 16);
-		*port = ntohs(u.in6.sin6_port);
-		sl_ip_unmap(ip);
-	}
-}
-
-static bool local_of(int fd, struct tunnel_addr *local)
-{
-	union {
-		struct sockaddr sa;
-		struct sockaddr_in in;
-		struct sockaddr_in6 in6;
-	} u;
-	socklen_t len = sizeof(u);
-
-	memset(local, 0, sizeof(*local));
-	memset(&u, 0, sizeof(u));
-	if (getsockname(fd, &u.sa, &len))
+	if (peer ? getpeername(fd, &u.sa, &len) : getsockname(fd, &u.sa, &len))
 		return false;
 	if (u.sa.sa_family == AF_INET) {
-		local->ip.family = SL_AF_INET;
-		memcpy(local->ip.addr.octets, &u.in.sin_addr, 4);
-		local->port = ntohs(u.in.sin_port);
+		out->ip.family = SL_AF_INET;
+		memcpy(out->ip.addr.octets, &u.in.sin_addr, 4);
+		out->port = ntohs(u.in.sin_port);
+	} else if (u.sa.sa_family == AF_INET6) {
+		out->ip.family = SL_AF_INET6;
+		memcpy(out->ip.addr.octets, &u.in6.sin6_addr, 16);
+		out->port = ntohs(u.in6.sin6_port);
+		sl_ip_unmap(&out->ip);
 	} else {
-		local->ip.family = SL_AF_INET6;
-		memcpy(local->ip.addr.octets, &u.in6.sin6_addr, 16);
-		local->port = ntohs(u.in6.sin6_port);
-		sl_ip_unmap(&local->ip);	/* a dual-stack socket's IPv4 client */
+		return false;
 	}
 	return true;
 }
@@ -852,8 +828,7 @@ static void accept_cb(struct loop_io *io, uint32_t ev)
 
 	(void)ev;
 	for (int i = 0; i < ACCEPT_BUDGET; i++) {
-		struct tunnel_addr local;
-		struct sl_ip peer;
+		struct tunnel_addr local, peer;
 		struct tunnel_client cl = gateway_client;
 		int one = 1;
 		int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -861,14 +836,15 @@ static void accept_cb(struct loop_io *io, uint32_t ev)
 		if (fd < 0)
 			return;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (!local_of(fd, &local)) {
+		if (!end_of(fd, false, &local)) {
 			close(fd);
 			continue;
 		}
-		peer_of(fd, &peer, &cl.port);
-		if (peer.family) {
-			cl.ips = &peer;
+		/* the client's address, for AuthorizationPolicies that name IPs */
+		if (end_of(fd, true, &peer)) {
+			cl.ips = &peer.ip;
 			cl.n_ips = 1;
+			cl.port = peer.port;
 		}
 		switch (s->proto) {
 		case GW_PROTO_HTTPS:
