@@ -2354,6 +2354,31 @@ static size_t weighted_backend(const struct sl_route_rule *rule, uint32_t rnd)
 	return bi;
 }
 
+/* Append s at dst[*off], truncating to cap - 1 as snprintf would: the
+ * per-request strings of route_decide without printf. false when cut. */
+static bool decide_put(char *dst, size_t cap, size_t *off, const char *s)
+{
+	size_t l = strlen(s), room = cap - 1 - *off;
+
+	if (l > room) {
+		memcpy(dst + *off, s, room);
+		*off += room;
+		dst[*off] = '\0';
+		return false;
+	}
+	memcpy(dst + *off, s, l + 1);
+	*off += l;
+	return true;
+}
+
+void route_decision_reset(struct route_decision *d)
+{
+	/* the small fields, and the strings' first bytes: not ~8 KiB a request */
+	memset(d, 0, offsetof(struct route_decision, path));
+	d->reason = "";
+	d->path[0] = d->host[0] = d->location[0] = d->why[0] = d->strbuf[0] = '\0';
+}
+
 enum route_action route_decide(const struct route_set *set, const struct route_request *req, uint32_t rnd,
 			       struct route_decision *out)
 {
@@ -2365,10 +2390,7 @@ enum route_action route_decide(const struct route_set *set, const struct route_r
 	const struct sl_route *r;
 	size_t bi;
 
-	memset(out, 0, offsetof(struct route_decision, strbuf));
-	out->strbuf_used = 0;
-	out->strbuf[0] = '\0';
-	out->reason = "";
+	route_decision_reset(out);
 	if (set && req) {
 		req_prepare(&rq, req);
 		/* HTTPRoutes and GRPCRoutes are never merged: a gRPC request
@@ -2391,10 +2413,19 @@ enum route_action route_decide(const struct route_set *set, const struct route_r
 	c.rule = rule;
 	out->route = r;
 	out->rule = e->rule;
-	if (rule->name)
-		snprintf(out->why, sizeof(out->why), "%s rule %s", e->rr->key, rule->name);
-	else
-		snprintf(out->why, sizeof(out->why), "%s rule %u", e->rr->key, e->rule);
+	{
+		char num[12];
+		size_t off = 0, k = sizeof(num) - 1;
+		uint32_t v = e->rule;
+
+		num[k] = '\0';
+		do
+			num[--k] = (char)('0' + v % 10);
+		while ((v /= 10));
+		if (decide_put(out->why, sizeof(out->why), &off, e->rr->key))
+			if (decide_put(out->why, sizeof(out->why), &off, " rule "))
+				decide_put(out->why, sizeof(out->why), &off, rule->name ? rule->name : num + k);
+	}
 	out->request_timeout_ms = rule->timeouts.request_ms;
 	out->backend_timeout_ms = rule->timeouts.backend_request_ms;
 	if (rule->has_retry) {
@@ -2404,9 +2435,12 @@ enum route_action route_decide(const struct route_set *set, const struct route_r
 		out->n_retry_codes = rule->retry.n_codes;
 	}
 	{
-		struct sl_path_mod same = { SL_PATH_MOD_NONE, NULL };
+		/* the path as it came, and "?query": path_modify's SL_PATH_MOD_NONE */
+		size_t off = 0;
 
-		if (!path_modify(&c, &same, out->path, sizeof(out->path)))
+		if (!decide_put(out->path, sizeof(out->path), &off, rq.path) ||
+		    (req->query && (!decide_put(out->path, sizeof(out->path), &off, "?") ||
+				    !decide_put(out->path, sizeof(out->path), &off, req->query))))
 			overflow(&c);
 	}
 	if (!c.stop)

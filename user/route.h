@@ -148,37 +148,43 @@ struct route_backend {
 };
 
 struct route_decision {
+	/* Small fields first: route_decision_reset() clears these and only the
+	 * first byte of each string below (the decision is ~8 KiB, made per
+	 * request). Arrays are valid up to their counts only. */
 	enum route_action action;
 	uint16_t status;		/* REDIRECT / RESPOND */
 	const struct sl_route *route;	/* the matched route, NULL when none */
 	size_t rule;			/* index into route->rules */
 	/* FORWARD */
 	struct route_backend backend;
-	char path[2048];		/* path after URLRewrite, with "?query" when there was one */
-	char host[256];			/* Host after URLRewrite ("" keeps the request's) */
-	struct route_hdr_edit req_edits[ROUTE_MAX_EDITS];
 	size_t n_req_edits;
-	struct route_hdr_edit resp_edits[ROUTE_MAX_EDITS];	/* also for REDIRECT/RESPOND */
 	size_t n_resp_edits;
-	struct route_backend mirrors[ROUTE_MAX_MIRRORS];
 	size_t n_mirrors;
 	uint32_t request_timeout_ms, backend_timeout_ms;	/* 0: none */
 	uint32_t retry_attempts;	/* 0: no retry */
 	uint32_t retry_backoff_ms;
 	const uint16_t *retry_codes;
 	size_t n_retry_codes;
+	/* Why a RESPOND (static text: "no matching rule", "invalid backendRef",
+	 * "CORS preflight", ...); "" otherwise. */
+	const char *reason;
+	size_t strbuf_used;
+	char path[2048];		/* path after URLRewrite, with "?query" when there was one */
+	char host[256];			/* Host after URLRewrite ("" keeps the request's) */
+	struct route_hdr_edit req_edits[ROUTE_MAX_EDITS];
+	struct route_hdr_edit resp_edits[ROUTE_MAX_EDITS];	/* also for REDIRECT/RESPOND */
+	struct route_backend mirrors[ROUTE_MAX_MIRRORS];
 	/* REDIRECT */
 	char location[2560];
 	/* Which rule, for logs and sluicectl route-check: "ns/name rule N" */
 	char why[320];
-	/* Why a RESPOND (static text: "no matching rule", "invalid backendRef",
-	 * "CORS preflight", ...); "" otherwise. */
-	const char *reason;
 	/* Storage for edit values made per request (an echoed Origin); edits may
 	 * point here, so use them only while this decision lives. */
 	char strbuf[2048];
-	size_t strbuf_used;
 };
+
+/* An empty decision (FORWARD, nothing set), as route_decide starts from. */
+void route_decision_reset(struct route_decision *d);
 
 /* Decide for req under set. rnd is a uniformly random 32-bit number (weights
  * and mirror percentages use it; tests pass fixed ones). Always fills out;

@@ -86,6 +86,57 @@ void wp_copy(char *dst, size_t len, const char *src)
 	dst[n] = 0;
 }
 
+/* Copy n bytes of src (no NUL needed), truncating to len - 1; as
+ * snprintf(dst, len, "%.*s", n, src) without the format parsing (heads
+ * have no NUL bytes: http-parser refuses them). */
+void wp_copy_n(char *dst, size_t len, const char *src, size_t n)
+{
+	if (n > len - 1)
+		n = len - 1;
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
+/* Concatenate the NUL-terminated parts (NULL as ""), truncating to len - 1. */
+void wp_cat(char *dst, size_t len, const char *const *parts, size_t n)
+{
+	size_t off = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t l = parts[i] ? strlen(parts[i]) : 0;
+
+		if (l > len - 1 - off)
+			l = len - 1 - off;
+		if (l)
+			memcpy(dst + off, parts[i], l);
+		off += l;
+	}
+	dst[off] = 0;
+}
+
+/* "%u" of v into b (at least 11 bytes); returns b. */
+char *wp_utoa(char *b, unsigned int v)
+{
+	char t[11];
+	size_t n = 0, i = 0;
+
+	do
+		t[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (n)
+		b[i++] = t[--n];
+	b[i] = 0;
+	return b;
+}
+
+/* "name.ns.svc.cluster.local", the destination_service of metrics */
+static void svc_fqdn(char *dst, size_t len, const char *name, const char *ns)
+{
+	const char *p[] = { name, ".", ns, ".svc.cluster.local" };
+
+	wp_cat(dst, len, p, 4);
+}
+
 /* ---- heads ---- */
 
 static int head_append(struct head *h, uint32_t *off, uint32_t *len, const char *p, size_t n)
@@ -349,6 +400,23 @@ static bool buf_printf(struct buf *b, const char *fmt, ...)
 	return true;
 }
 
+/* Append the parts (one line, say); false, with nothing appended, when
+ * they do not fit (as buf_printf). */
+static bool buf_cat(struct buf *b, const char *const *parts, size_t n)
+{
+	size_t len[8], total = 0;
+
+	if (n > 8)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		total += len[i] = strlen(parts[i]);
+	if (total >= buf_room(b))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		buf_put(b, parts[i], len[i]);
+	return true;
+}
+
 /* ---- metrics ---- */
 
 static struct series *series_get(struct waypoint *w, const struct wconn *c, const struct waypoint_dst *dst,
@@ -384,6 +452,82 @@ static struct series *series_get(struct waypoint *w, const struct wconn *c, cons
 	return s;
 }
 
+#define ALOG_SIZE		65536
+#define ALOG_LINE_MAX		2200	/* room kept for one line */
+#define ALOG_FLUSH_MS		1000
+
+static void alog_flush(struct waypoint *w)
+{
+	size_t off = 0;
+
+	while (off < w->alog_len) {
+		ssize_t n = write(STDERR_FILENO, w->alog + off, w->alog_len - off);
+
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		break;		/* stderr gone or full: the lines are lost, as a log line's would be */
+	}
+	w->alog_len = 0;
+	loop_timer_cancel(w->loop, &w->alog_timer);
+}
+
+static void alog_timer_cb(struct loop_timer *t)
+{
+	alog_flush(t->arg);
+}
+
+/* "%llu" of v into b (21 bytes); returns b. */
+static char *u64toa(char *b, uint64_t v)
+{
+	char t[20];
+	size_t n = 0, i = 0;
+
+	do
+		t[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (n)
+		b[i++] = t[--n];
+	b[i] = 0;
+	return b;
+}
+
+/* One line, as pr_info("access: %s/%s %s %s -> %s %s/%s %u %llums") would
+ * write it, put together without printf (it is per request). */
+static void alog_line(struct waypoint *w, const struct wconn *c, const struct waypoint_dst *dst,
+		      const char *svc_name, const char *method, const char *path, unsigned int status,
+		      uint64_t ms)
+{
+	char num[12], dur[21];
+	const char *parts[] = {
+		"access: ", c->ns, "/", c->name, " ", method, " ", path, " -> ", svc_name[0] ? svc_name : "-",
+		" ", dst->ns[0] ? dst->ns : "-", "/", dst->pod[0] ? dst->pod : "-", " ", wp_utoa(num, status),
+		" ", u64toa(dur, ms), "ms\n",
+	};
+	size_t n;
+
+	if (ALOG_SIZE - w->alog_len < ALOG_LINE_MAX)
+		alog_flush(w);
+	n = log_prefix(w->alog + w->alog_len, ALOG_SIZE - w->alog_len, LOG_INFO);
+	if (!n)
+		return;
+	/* at most about 1,300 bytes (the fields' sizes): it fits in ALOG_LINE_MAX */
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		size_t l = strlen(parts[i]);
+
+		if (n + l > ALOG_LINE_MAX - 1)
+			l = ALOG_LINE_MAX - 1 - n;
+		memcpy(w->alog + w->alog_len + n, parts[i], l);
+		n += l;
+	}
+	if (!w->alog_len)
+		loop_timer_arm(w->loop, &w->alog_timer, ALOG_FLUSH_MS);
+	w->alog_len += n;
+}
+
 void wp_count(struct wconn *c, const struct waypoint_dst *dst, const char *svc_name, const char *method,
 	      const char *path, unsigned int status, uint64_t start_ms)
 {
@@ -400,10 +544,8 @@ void wp_count(struct wconn *c, const struct waypoint_dst *dst, const char *svc_n
 			if ((double)ms <= bucket_ms[i])
 				s->buckets[i]++;
 	}
-	if (w->o.access_log)
-		pr_info("access: %s/%s %s %s -> %s %s/%s %u %llums", c->ns, c->name, method, path,
-			svc_name[0] ? svc_name : "-", dst->ns[0] ? dst->ns : "-", dst->pod[0] ? dst->pod : "-",
-			status, (unsigned long long)ms);
+	if (w->alog)
+		alog_line(w, c, dst, svc_name, method, path, status, ms);
 }
 
 static void request_done(struct wconn *c)
@@ -528,6 +670,7 @@ static void side_close(struct wconn *c, enum wend e, bool rst)
 	s->eof = false;
 	s->shut = false;
 	s->hup = false;
+	s->rd = false;
 	s->in.data = s->in.head = 0;
 	s->out.data = s->out.head = 0;
 }
@@ -601,6 +744,8 @@ static int side_open(struct wconn *c, enum wend e, int fd)
 
 	s->fd = fd;
 	s->eof = s->shut = s->hup = false;
+	/* a client may have spoken already; an upstream has nothing to say yet */
+	s->rd = e == C;
 	r = loop_add(c->w->loop, &s->io, fd, EPOLLIN | EPOLLRDHUP, conn_io_cb, c);
 	if (r) {
 		s->fd = -1;
@@ -680,10 +825,35 @@ static void fail(struct wconn *c, unsigned int status, const char *body)
 
 static void retry_clear(struct wconn *c)
 {
-	free(c->retry_head);
-	c->retry_head = NULL;
+	c->retry_len = 0;
 	c->retries_left = 0;
 	loop_timer_cancel(c->w->loop, &c->retry_timer);
+}
+
+/* Room for n bytes of request to send again; false when none. */
+static bool retry_reserve(struct wconn *c, size_t n)
+{
+	char *p;
+
+	if (n <= c->retry_cap)
+		return true;
+	p = realloc(c->retry_head, n < 1024 ? 1024 : n);
+	if (!p)
+		return false;
+	c->retry_head = p;
+	c->retry_cap = n < 1024 ? 1024 : n;
+	return true;
+}
+
+/* The connection's deadline (a head, idle, the request) is now + ms. The
+ * timer moves only when that is earlier than where it is armed: set per
+ * request, a later one costs no heap update; a firing before due_ms
+ * re-arms for the rest. */
+static void conn_deadline(struct wconn *c, uint64_t now, unsigned int ms)
+{
+	c->due_ms = now + ms;
+	if (!loop_timer_armed(&c->timer) || c->timer.due_ms > c->due_ms)
+		loop_timer_arm(c->w->loop, &c->timer, ms);
 }
 
 static void request_reset(struct wconn *c)
@@ -700,8 +870,7 @@ static void request_reset(struct wconn *c)
 	head_reset(c->h);
 	c->st = W_HEAD;
 	c->deadline_ms = 0;
-	loop_timer_arm(c->w->loop, &c->timer,
-		       c->w->o.idle_timeout_ms ? c->w->o.idle_timeout_ms : 60000);
+	conn_deadline(c, loop_now_ms(), c->w->o.idle_timeout_ms ? c->w->o.idle_timeout_ms : 60000);
 }
 
 /* Split the request target into path and query (into buffers of the head). */
@@ -724,13 +893,13 @@ static void target_split(const char *url, size_t len, char *path, size_t plen, c
 		size_t pl = (size_t)((q ? q : end) - p);
 
 		if (pl)
-			snprintf(path, plen, "%.*s", (int)pl, p);
+			wp_copy_n(path, plen, p, pl);
 		else
-			snprintf(path, plen, "/");
+			wp_copy_n(path, plen, "/", 1);
 	}
 	*has_query = q != NULL;
 	if (q)
-		snprintf(query, qlen, "%.*s", (int)(end - q - 1), q + 1);
+		wp_copy_n(query, qlen, q + 1, (size_t)(end - q - 1));
 	else
 		query[0] = 0;
 }
@@ -764,7 +933,7 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 
 	wp_client_of(c, &cl);
 	set = w->ops.routes(w->arg, &cl, &c->vip, host, &svc, &https);
-	memset(d, 0, sizeof(*d));
+	route_decision_reset(d);
 	c->svc_name[0] = 0;
 	if (w->ops.authorize && (cl.ns[0] ? svc.name != NULL : true)) {
 		/* AuthorizationPolicy targeting the Service or the Gateway: before any routing */
@@ -772,8 +941,7 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 
 		if (st) {
 			if (svc.name)
-				snprintf(c->svc_name, sizeof(c->svc_name), "%s.%s.svc.cluster.local", svc.name,
-					 svc.ns ? svc.ns : "");
+				svc_fqdn(c->svc_name, sizeof(c->svc_name), svc.name, svc.ns);
 			d->action = ROUTE_RESPOND;
 			d->status = (uint16_t)st;
 			w->st.denied++;
@@ -801,11 +969,9 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 		d->status = cl.ns[0] ? 503 : 404;
 	}
 	if (d->action == ROUTE_FORWARD)
-		snprintf(c->svc_name, sizeof(c->svc_name), "%s.%s.svc.cluster.local", d->backend.name,
-			 d->backend.ns ? d->backend.ns : "");
+		svc_fqdn(c->svc_name, sizeof(c->svc_name), d->backend.name, d->backend.ns);
 	else if (svc.name)
-		snprintf(c->svc_name, sizeof(c->svc_name), "%s.%s.svc.cluster.local", svc.name,
-			 svc.ns ? svc.ns : "");
+		svc_fqdn(c->svc_name, sizeof(c->svc_name), svc.name, svc.ns);
 }
 
 /* Route the head in c->h; write the rewritten head to the upstream. */
@@ -834,7 +1000,7 @@ static void route_request(struct wconn *c)
 	target_split(h->text + h->url, h->url_len, path, sizeof(path), query, sizeof(query), &has_query);
 	wp_copy(c->path, sizeof(c->path), path);
 	if (hv)
-		snprintf(host, sizeof(host), "%.*s", (int)hl, hv);
+		wp_copy_n(host, sizeof(host), hv, hl);
 	for (size_t i = 0; i < h->n; i++)
 		hdrs[i] = (struct route_header){ h->text + h->f[i].name, h->f[i].name_len,
 						 h->text + h->f[i].value, h->f[i].value_len };
@@ -857,10 +1023,14 @@ static void route_request(struct wconn *c)
 		if (!t)
 			t = w->o.upstream_timeout_ms ? w->o.upstream_timeout_ms : 300000;
 		c->deadline_ms = c->req_start_ms + t;
-		loop_timer_arm(w->loop, &c->timer, t);
+		conn_deadline(c, c->req_start_ms, t);
 	}
-	snprintf(key, sizeof(key), "%s/%s:%u", d.backend.ns ? d.backend.ns : "", d.backend.name,
-		 d.backend.port);
+	{
+		char port[12];
+		const char *p[] = { d.backend.ns, "/", d.backend.name, ":", wp_utoa(port, d.backend.port) };
+
+		wp_cat(key, sizeof(key), p, 5);
+	}
 	if (c->s[U].fd >= 0 && (!c->up_reusable || strcmp(key, c->up_key)))
 		side_close(c, U, false);
 	if (c->s[U].fd < 0) {
@@ -893,8 +1063,9 @@ static void route_request(struct wconn *c)
 			   d.req_edits[i].value ? d.req_edits[i].value : "");
 	o = &c->s[U].out;
 	{
-		if (!buf_printf(o, "%s %s HTTP/1.1\r\n", method, d.path[0] ? d.path : "/") ||
-		    !hlist_write(o, &l)) {
+		const char *rl[] = { method, " ", d.path[0] ? d.path : "/", " HTTP/1.1\r\n" };
+
+		if (!buf_cat(o, rl, 4) || !hlist_write(o, &l)) {
 			answer(c, 431, wp_reason_of(431), NULL, NULL);
 			c->req_keepalive = false;
 			c->st = W_CLOSING;
@@ -911,7 +1082,7 @@ static void route_request(struct wconn *c)
 		}
 		if (d.retry_attempts && !(c->rp.flags & F_CHUNKED) &&
 		    (c->rp.content_length == 0 || c->rp.content_length == ULLONG_MAX) &&
-		    (c->retry_head = malloc(o->data))) {
+		    retry_reserve(c, o->data)) {
 			memcpy(c->retry_head, buf_head(o), o->data);
 			c->retry_len = o->data;
 			c->retries_left = d.retry_attempts;
@@ -983,7 +1154,7 @@ static void client_parse(struct wconn *c)
 			return;
 		}
 		if (e == HPE_PAUSED) {
-			loop_timer_cancel(c->w->loop, &c->timer);
+			c->due_ms = 0;	/* no deadline while routing (the timer may stay: it checks) */
 			route_request(c);
 			if (c->st == W_CLOSING)
 				return;
@@ -1051,7 +1222,7 @@ static void retry_fire(struct loop_timer *t)
 	struct tunnel_client cl;
 	int fd;
 
-	if (!c->retry_head || c->st != W_REQUEST || c->resp_started)
+	if (!c->retry_len || c->st != W_REQUEST || c->resp_started)
 		return;
 	wp_client_of(c, &cl);
 	fd = w->ops.upstream(w->arg, &cl, &c->vip, &be, &dst);
@@ -1078,7 +1249,7 @@ static void retry_fire(struct loop_timer *t)
  * backoff. false when no retry is left. */
 static bool retry_start(struct wconn *c)
 {
-	if (!c->retry_head || !c->retries_left || c->resp_started)
+	if (!c->retry_len || !c->retries_left || c->resp_started)
 		return false;
 	c->retries_left--;
 	side_close(c, U, true);
@@ -1110,13 +1281,14 @@ static void upstream_parse(struct wconn *c)
 			if (e == HPE_PAUSED) {
 				struct hlist l;
 				unsigned int code = c->sp.status_code;
+				char num[12];
+				const char *sl[] = { "HTTP/1.1 ", wp_utoa(num, code), " ", c->h->reason, "\r\n" };
 
 				if (code >= 200 && retry_code(c, code) && retry_start(c))
 					return;
 				hlist_from_head(&l, c->h);
 				wp_hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
-				if (!buf_printf(&cs->out, "HTTP/1.1 %u %s\r\n", code, c->h->reason) ||
-				    !hlist_write(&cs->out, &l)) {
+				if (!buf_cat(&cs->out, sl, 5) || !hlist_write(&cs->out, &l)) {
 					fail(c, 502, NULL);
 					return;
 				}
@@ -1138,7 +1310,8 @@ static void upstream_parse(struct wconn *c)
 						return;
 					}
 					c->st = W_TUNNEL;
-					loop_timer_cancel(c->w->loop, &c->timer);	/* no request deadline now */
+					c->due_ms = 0;	/* no request deadline now */
+					loop_timer_cancel(c->w->loop, &c->timer);
 				}
 				continue;
 			}
@@ -1192,18 +1365,21 @@ bool wp_side_read(struct wconn *c, enum wend e)
 	struct wside *s = &c->s[e];
 	bool any = false;
 
-	if (s->fd < 0 || s->eof)
+	/* not flagged: nothing came since it last read dry (an unwatched,
+	 * hung-up side is read at every step: no event will flag it) */
+	if (s->fd < 0 || s->eof || (!s->rd && !s->hup))
 		return false;
 	for (;;) {
 		size_t room = buf_room(&s->in);
 		ssize_t n;
 
 		if (!room)
-			return any;
+			return any;	/* still flagged: read again once there is room */
 		if (s->use_x) {
 			n = s->x.ops->rcv(&s->x, buf_tail(&s->in), room);
 			if (n == -EAGAIN) {
 				s->x_want |= s->x.want;
+				s->rd = false;
 				return any;
 			}
 			if (n < 0) {
@@ -1213,15 +1389,17 @@ bool wp_side_read(struct wconn *c, enum wend e)
 			/* plain TCP: as below; TLS may hold decrypted bytes */
 			if (n > 0 && (size_t)n < room && s->x.ops == &xprt_plain_ops && !s->hup) {
 				buf_add(&s->in, (size_t)n);
+				s->rd = false;
 				return true;
 			}
 		} else {
-			n = read(s->fd, buf_tail(&s->in), room);
+			n = recv(s->fd, buf_tail(&s->in), room, 0);
 			/* a short read emptied the socket: no extra read to learn
 			 * EAGAIN (level-triggered epoll says when more comes; not
 			 * once HUP took the side off epoll: then read to the end) */
 			if (n > 0 && (size_t)n < room && !s->hup) {
 				buf_add(&s->in, (size_t)n);
+				s->rd = false;
 				return true;
 			}
 		}
@@ -1234,6 +1412,8 @@ bool wp_side_read(struct wconn *c, enum wend e)
 			s->eof = true;	/* a reset too: what was read stays */
 			return true;
 		}
+		if (errno == EAGAIN)
+			s->rd = false;
 		return any;
 	}
 }
@@ -1416,23 +1596,37 @@ static void conn_step(struct wconn *c)
 		    us->out.data == uout)
 			break;
 	}
+	/* a pooled upstream stays watched between requests (no epoll_ctl per
+	 * request): if it speaks or hangs up meanwhile, it is closed above */
 	wp_side_interest(c, C, c->st != W_CLOSING);
-	wp_side_interest(c, U, c->st == W_REQUEST || c->st == W_TUNNEL);
+	wp_side_interest(c, U, c->st == W_HEAD || c->st == W_REQUEST || c->st == W_TUNNEL);
 }
 
 static void conn_io_cb(struct loop_io *io, uint32_t ev)
 {
 	struct wconn *c = io->arg;
+	struct wside *s = &c->s[io == &c->s[U].io ? U : C];
 
 	if (ev & (EPOLLHUP | EPOLLERR))
-		c->s[io == &c->s[U].io ? U : C].hup = true;
+		s->hup = true;
+	/* TLS may read to write and write to read: any event may let it read */
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) || (s->use_x && s->x.ops != &xprt_plain_ops))
+		s->rd = true;
 	conn_step(c);
 }
 
 static void conn_timer_cb(struct loop_timer *t)
 {
 	struct wconn *c = t->arg;
+	uint64_t now = loop_now_ms();
 
+	if (!c->due_ms)		/* none now: armed for one that went */
+		return;
+	if (now < c->due_ms) {	/* armed for an earlier one that went */
+		loop_timer_arm(c->w->loop, &c->timer, c->due_ms - now);
+		return;
+	}
+	c->due_ms = 0;
 	if (c->st == W_TUNNEL)	/* after 101: the peers' business */
 		return;
 	if (c->st == W_REQUEST && c->deadline_ms) {
@@ -1528,7 +1722,7 @@ bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client 
 		return true;
 	request_reset(c);
 	/* a header deadline for the first request, not the idle one */
-	loop_timer_arm(w->loop, &c->timer, w->o.header_timeout_ms ? w->o.header_timeout_ms : 10000);
+	conn_deadline(c, loop_now_ms(), w->o.header_timeout_ms ? w->o.header_timeout_ms : 10000);
 	conn_step(c);
 	return true;
 }
@@ -1574,10 +1768,15 @@ int waypoint_new(struct waypoint **out, struct loop *loop, const struct waypoint
 		return -ENOMEM;
 	w->loop = loop;
 	loop_timer_init(&w->reaper, reap, w);
+	loop_timer_init(&w->alog_timer, alog_timer_cb, w);
 	w->ops = *ops;
 	w->arg = arg;
 	if (opts)
 		w->o = *opts;
+	if (w->o.access_log && !(w->alog = malloc(ALOG_SIZE))) {
+		free(w);
+		return -ENOMEM;
+	}
 	w->rnd = loop_now_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
 	if (!w->rnd)
 		w->rnd = 1;
@@ -1604,6 +1803,11 @@ void waypoint_free(struct waypoint *w)
 	loop_timer_cancel(w->loop, &w->reaper);
 	reap(&w->reaper);
 	free(w->graves);
+	if (w->alog)
+		alog_flush(w);
+	free(w->alog);
+	while (w->n_bodies)
+		free(w->bodies[--w->n_bodies]);
 	while (w->series) {
 		struct series *s = w->series;
 

@@ -74,7 +74,9 @@ struct waypoint_opts {
 	unsigned int header_timeout_ms;	/* a request head must arrive within; 0: 10000 */
 	unsigned int idle_timeout_ms;	/* keep-alive idle; 0: 60000 */
 	unsigned int upstream_timeout_ms;	/* no response head within, and no route timeout: 0: 300000 */
-	bool access_log;		/* one info line per request */
+	bool access_log;		/* one info line per request, written to stderr in
+					 * batches: up to a second late (as Envoy's flush
+					 * interval), at the latest at waypoint_free */
 };
 
 /* The Gateway API SupportedFeatures this waypoint passes the conformance

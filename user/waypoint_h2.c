@@ -15,6 +15,7 @@
  * memory.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -36,10 +37,22 @@ struct h2hdr {
 	size_t nlen, vlen;
 };
 
+/* A header list. Its strings live in blocks that never move (pointers to
+ * them stay valid): the one inline here, which holds a usual request's or
+ * response's, then blocks from malloc; not two mallocs per field. */
+struct hblk {
+	struct hblk *next;
+	char data[];
+};
+
 struct hvec {
 	struct h2hdr v[MAX_HDRS];
 	size_t n;
 	size_t bytes;
+	char *room;			/* the free part of the current block */
+	size_t room_len;
+	struct hblk *blocks;		/* from malloc */
+	char first[1024];
 };
 
 struct h2up;
@@ -60,10 +73,11 @@ struct h2st {
 	char method[16], path[256];
 	struct waypoint_dst dst;
 	char svc_name[320];
-	char edits[4096];		/* response header edits, packed "op\0name\0value\0" */
 	size_t edits_len;
 	const char *local_body;
 	size_t local_len, local_off;
+	/* last: a new stream clears what comes before (cl_on_begin_headers) */
+	char edits[4096];		/* response header edits, packed "op\0name\0value\0" */
 };
 
 /* An HTTP/2 connection to one endpoint of a backend Service. */
@@ -79,6 +93,7 @@ struct h2up {
 	struct waypoint_dst dst;
 	size_t n_streams;
 	bool dead;
+	bool rd;			/* may have bytes (as struct wside's rd) */
 };
 
 struct wp_h2 {
@@ -92,18 +107,51 @@ struct wp_h2 {
 
 static struct hvec *hvec_new(void)
 {
-	return calloc(1, sizeof(struct hvec));
+	struct hvec *v = malloc(sizeof(*v));	/* fields past n are written before read */
+
+	if (!v)
+		return NULL;
+	v->n = 0;
+	v->bytes = 0;
+	v->room = v->first;
+	v->room_len = sizeof(v->first);
+	v->blocks = NULL;
+	return v;
 }
 
 static void hvec_free(struct hvec *v)
 {
 	if (!v)
 		return;
-	for (size_t i = 0; i < v->n; i++) {
-		free(v->v[i].name);
-		free(v->v[i].value);
+	while (v->blocks) {
+		struct hblk *b = v->blocks;
+
+		v->blocks = b->next;
+		free(b);
 	}
 	free(v);
+}
+
+/* n bytes of the list's storage, or NULL. */
+static char *hvec_store(struct hvec *v, size_t n)
+{
+	char *p;
+
+	if (n > v->room_len) {
+		size_t size = n > 4096 ? n : 4096;
+		struct hblk *b = malloc(sizeof(*b) + size);
+
+		if (!b)
+			return NULL;
+		b->next = v->blocks;
+		v->blocks = b;
+		v->room = b->data;
+		v->room_len = size;
+	}
+	p = v->room;
+	v->room += n;
+	v->room_len -= n;
+	return p;
 }
 
 /* false when the list is full or too large (the stream is then refused) */
@@ -114,13 +162,10 @@ static bool hvec_add(struct hvec *v, const uint8_t *n, size_t nl, const uint8_t 
 	if (v->n == MAX_HDRS || v->bytes + nl + vl > WAYPOINT_HEAD_MAX)
 		return false;
 	e = &v->v[v->n];
-	e->name = malloc(nl + 1);
-	e->value = malloc(vl + 1);
-	if (!e->name || !e->value) {
-		free(e->name);
-		free(e->value);
+	e->name = hvec_store(v, nl + 1 + vl + 1);
+	if (!e->name)
 		return false;
-	}
+	e->value = e->name + nl + 1;
 	memcpy(e->name, n, nl);
 	e->name[nl] = 0;
 	memcpy(e->value, val, vl);
@@ -132,30 +177,40 @@ static bool hvec_add(struct hvec *v, const uint8_t *n, size_t nl, const uint8_t 
 	return true;
 }
 
-static const char *hvec_get(const struct hvec *v, const char *name)
-{
-	for (size_t i = 0; v && i < v->n; i++)
-		if (!strcasecmp(v->v[i].name, name))
-			return v->v[i].value;
-	return NULL;
-}
-
-static bool buf_alloc(struct buf *b)
+/* A body buffer: from the waypoint's few spare ones when it has one
+ * (malloc and free of 64 KiB per stream cost, free with a consolidation of
+ * the heap's small chunks). */
+static bool buf_alloc(struct waypoint *w, struct buf *b)
 {
 	if (b->area)
 		return true;
-	b->area = malloc(BODY_BUF);
+	b->area = w->n_bodies ? w->bodies[--w->n_bodies] : malloc(BODY_BUF);
 	b->size = b->area ? BODY_BUF : 0;
+	b->head = b->data = 0;
 	return b->area != NULL;
+}
+
+static void buf_release(struct waypoint *w, struct buf *b)
+{
+	if (b->area && w->n_bodies < WP_SPARE_BODIES)
+		w->bodies[w->n_bodies++] = b->area;
+	else
+		free(b->area);
+	*b = BUF_NULL;
 }
 
 /* Headers that belong to one hop only (RFC 9113 8.2.2), and Host, which
  * travels as :authority. */
-static bool hop_header(const char *n)
+static bool hop_header(const char *n, size_t len)
 {
-	return !strcasecmp(n, "connection") || !strcasecmp(n, "keep-alive") ||
-	       !strcasecmp(n, "proxy-connection") || !strcasecmp(n, "transfer-encoding") ||
-	       !strcasecmp(n, "upgrade") || !strcasecmp(n, "host");
+	switch (len) {	/* by length first: this runs for every field forwarded */
+	case 4: return !strncasecmp(n, "host", 4);
+	case 7: return !strncasecmp(n, "upgrade", 7);
+	case 10: return !strncasecmp(n, "connection", 10) || !strncasecmp(n, "keep-alive", 10);
+	case 16: return !strncasecmp(n, "proxy-connection", 16);
+	case 17: return !strncasecmp(n, "transfer-encoding", 17);
+	default: return false;
+	}
 }
 
 /* An nghttp2_nv list being built: names lower-cased into scratch. */
@@ -164,6 +219,16 @@ struct nvlist {
 	size_t n;
 	char lower[MAX_HDRS + 2 * ROUTE_MAX_EDITS + 8][128];
 };
+
+/* The one list being built (one loop thread; each use fills it and submits
+ * it, which copies it, before the next): not 38 KB of calloc per head. */
+static struct nvlist nv_scratch;
+
+static struct nvlist *nv_begin(void)
+{
+	nv_scratch.n = 0;
+	return &nv_scratch;
+}
 
 /* A field for nghttp2 (which copies it on submit): names lower-cased into
  * the list's scratch, values by pointer. */
@@ -199,14 +264,8 @@ static void edits_pack(struct h2st *st, const struct route_hdr_edit *e, size_t n
 static void nv_add_list(struct nvlist *nv, const struct hlist *l)
 {
 	for (size_t i = 0; i < l->n; i++) {
-		char name[32];
-
-		if (l->name_len[i] < sizeof(name)) {
-			memcpy(name, l->name[i], l->name_len[i]);
-			name[l->name_len[i]] = 0;
-			if (hop_header(name))
-				continue;
-		}
+		if (hop_header(l->name[i], l->name_len[i]))
+			continue;
 		nv_add_n(nv, l->name[i], l->name_len[i], l->value[i], l->value_len[i]);
 	}
 }
@@ -259,8 +318,8 @@ static void stream_free(struct h2st *st)
 	hvec_free(st->req);
 	hvec_free(st->resp);
 	hvec_free(st->trl);
-	free(st->reqb.area);
-	free(st->respb.area);
+	buf_release(h->c->w, &st->reqb);
+	buf_release(h->c->w, &st->respb);
 	free(st);
 }
 
@@ -291,21 +350,21 @@ static ssize_t local_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t
 static void respond_local(struct h2st *st, unsigned int status, const char *location)
 {
 	struct wp_h2 *h = st->h;
-	struct nvlist *nv = calloc(1, sizeof(*nv));
+	struct nvlist *nv;
 	static struct hlist el;		/* large; one loop thread */
-	char sbuf[8], gbuf[8];
+	char sbuf[12], gbuf[12];
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = local_read };
 
-	if (!nv || st->resp_submitted)
-		goto out;
+	if (st->resp_submitted)
+		return;
+	nv = nv_begin();
 	st->status = status;
 	st->local = true;
 	st->resp_submitted = true;
 	el.n = 0;
-	snprintf(sbuf, sizeof(sbuf), "%u", st->grpc ? 200 : status);
-	nv_add(nv, ":status", sbuf);
+	nv_add(nv, ":status", wp_utoa(sbuf, st->grpc ? 200 : status));
 	if (st->grpc) {
-		snprintf(gbuf, sizeof(gbuf), "%d", grpc_code_of(status));
+		wp_utoa(gbuf, (unsigned int)grpc_code_of(status));
 		wp_hlist_add(&el, "content-type", "application/grpc");
 		wp_hlist_add(&el, "grpc-status", gbuf);
 		wp_hlist_add(&el, "grpc-message", wp_reason_of(status));
@@ -320,8 +379,6 @@ static void respond_local(struct h2st *st, unsigned int status, const char *loca
 	wp_hlist_edits_packed(&el, st->edits, st->edits_len);
 	nv_add_list(nv, &el);
 	nghttp2_submit_response(h->ng, st->cid, nv->v, nv->n, st->local_len ? &prd : NULL);
-out:
-	free(nv);
 }
 
 static ssize_t resp_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t len, uint32_t *flags,
@@ -347,15 +404,12 @@ static ssize_t resp_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t 
 	if (!st->respb.data && st->resp_eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		if (st->trl_pending && st->trl && st->trl->n) {
-			struct nvlist *nv = calloc(1, sizeof(*nv));
+			struct nvlist *nv = nv_begin();
 
 			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-			if (nv) {
-				for (size_t i = 0; i < st->trl->n; i++)
-					nv_add(nv, st->trl->v[i].name, st->trl->v[i].value);
-				nghttp2_submit_trailer(ng, st->cid, nv->v, nv->n);
-				free(nv);
-			}
+			for (size_t i = 0; i < st->trl->n; i++)
+				nv_add(nv, st->trl->v[i].name, st->trl->v[i].value);
+			nghttp2_submit_trailer(ng, st->cid, nv->v, nv->n);
 		}
 		return (ssize_t)n;
 	}
@@ -366,16 +420,13 @@ static ssize_t resp_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t 
 static void respond_upstream(struct h2st *st, bool end_stream)
 {
 	struct wp_h2 *h = st->h;
-	struct nvlist *nv = calloc(1, sizeof(*nv));
+	struct nvlist *nv = nv_begin();
 	static struct hlist el;		/* large; one loop thread */
-	char sbuf[8];
+	char sbuf[12];
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = resp_read };
 
-	if (!nv)
-		return;
 	st->resp_submitted = true;
-	snprintf(sbuf, sizeof(sbuf), "%u", st->status);
-	nv_add(nv, ":status", sbuf);
+	nv_add(nv, ":status", wp_utoa(sbuf, st->status));
 	el.n = 0;
 	for (size_t i = 0; st->resp && i < st->resp->n; i++)
 		wp_hlist_add(&el, st->resp->v[i].name, st->resp->v[i].value);
@@ -384,7 +435,6 @@ static void respond_upstream(struct h2st *st, bool end_stream)
 	if (end_stream)
 		st->resp_eof = true;
 	nghttp2_submit_response(h->ng, st->cid, nv->v, nv->n, end_stream ? NULL : &prd);
-	free(nv);
 }
 
 /* ---- upstream connections ---- */
@@ -411,10 +461,12 @@ static int up_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8
 		return 0;
 	if (f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
 		if (nl == 7 && !memcmp(name, ":status", 7)) {
-			char b[8];
+			unsigned int code = 0;
 
-			snprintf(b, sizeof(b), "%.*s", (int)(vl < 7 ? vl : 7), (const char *)value);
-			st->status = (unsigned int)atoi(b);
+			/* nghttp2 has checked it is three digits */
+			for (size_t i = 0; i < vl && i < 7 && value[i] >= '0' && value[i] <= '9'; i++)
+				code = code * 10 + (unsigned int)(value[i] - '0');
+			st->status = code;
 			return 0;
 		}
 		if (!st->resp)
@@ -471,7 +523,7 @@ static int up_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 		nghttp2_session_consume(ng, sid, len);
 		return 0;
 	}
-	if (!buf_alloc(&st->respb) || buf_put(&st->respb, data, len) != len)
+	if (!buf_alloc(up->h->c->w, &st->respb) || buf_put(&st->respb, data, len) != len)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;	/* cannot happen within the window */
 	nghttp2_session_resume_data(up->h->ng, st->cid);
 	return 0;
@@ -621,17 +673,22 @@ static bool up_step(struct h2up *up)
 
 	if (up->dead)
 		return false;
-	for (;;) {
-		ssize_t n = read(up->fd, in, sizeof(in));
+	/* only when epoll said so (level-triggered: it says again while bytes
+	 * wait); a short read emptied the socket */
+	while (up->rd) {
+		ssize_t n = recv(up->fd, in, sizeof(in), 0);
 
 		if (n > 0) {
 			if (nghttp2_session_mem_recv(up->ng, in, (size_t)n) < 0)
 				return false;
+			if ((size_t)n < sizeof(in))
+				up->rd = false;
 			continue;
 		}
 		if (n == 0 || (errno != EAGAIN && errno != EINTR))
 			return false;
-		break;
+		if (errno == EAGAIN)
+			up->rd = false;
 	}
 	for (;;) {
 		int r = nghttp2_session_send(up->ng);
@@ -661,7 +718,8 @@ static void up_io(struct loop_io *io, uint32_t ev)
 	struct h2up *up = io->arg;
 	struct wp_h2 *h = up->h;
 
-	(void)ev;
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		up->rd = true;
 	if (!up_step(up))
 		up_kill(up);
 	h2_pump(h);
@@ -694,17 +752,30 @@ static void stream_route(struct h2st *st)
 	struct nvlist *nv;
 	static struct hlist el;		/* large; one loop thread */
 	char path[2048], key[320];
-	const char *method = hvec_get(st->req, ":method"), *p = hvec_get(st->req, ":path");
-	const char *auth = hvec_get(st->req, ":authority"), *q, *ct;
-	const char *scheme = hvec_get(st->req, ":scheme");
+	const char *method = NULL, *p = NULL, *auth = NULL, *scheme = NULL, *host = NULL, *ct = NULL, *q;
 	size_t n = 0;
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = req_read };
 
+	/* the fields routing needs, in one pass (the first of each name) */
+	for (size_t i = 0; i < st->req->n; i++) {
+		const struct h2hdr *e = &st->req->v[i];
+		const char **to = NULL;
+
+		switch (e->nlen) {
+		case 4: to = !strcasecmp(e->name, "host") ? &host : NULL; break;
+		case 5: to = !strcasecmp(e->name, ":path") ? &p : NULL; break;
+		case 7: to = !strcasecmp(e->name, ":method") ? &method : !strcasecmp(e->name, ":scheme") ? &scheme : NULL; break;
+		case 10: to = !strcasecmp(e->name, ":authority") ? &auth : NULL; break;
+		case 12: to = !strcasecmp(e->name, "content-type") ? &ct : NULL; break;
+		default: break;
+		}
+		if (to && !*to)
+			*to = e->value;
+	}
 	w->st.requests_total++;
 	st->start_ms = loop_now_ms();
 	if (!auth)
-		auth = hvec_get(st->req, "host");
-	ct = hvec_get(st->req, "content-type");
+		auth = host;
 	st->grpc = ct && !strncasecmp(ct, "application/grpc", 16);
 	wp_copy(st->method, sizeof(st->method), method ? method : "");
 	if (!method || !p || st->too_big) {
@@ -713,7 +784,7 @@ static void stream_route(struct h2st *st)
 		return;
 	}
 	q = strchr(p, '?');
-	snprintf(path, sizeof(path), "%.*s", q ? (int)(q - p) : (int)strlen(p), p);
+	wp_copy_n(path, sizeof(path), p, q ? (size_t)(q - p) : strlen(p));
 	wp_copy(st->path, sizeof(st->path), path);
 	for (size_t i = 0; i < st->req->n; i++)
 		if (st->req->v[i].name[0] != ':')
@@ -730,7 +801,12 @@ static void stream_route(struct h2st *st)
 		respond_local(st, d.status, NULL);
 		return;
 	}
-	snprintf(key, sizeof(key), "%s/%s:%u", d.backend.ns ? d.backend.ns : "", d.backend.name, d.backend.port);
+	{
+		char port[12];
+		const char *kp[] = { d.backend.ns, "/", d.backend.name, ":", wp_utoa(port, d.backend.port) };
+
+		wp_cat(key, sizeof(key), kp, 5);
+	}
 	st->up = up_get(h, &d.backend, key);
 	if (!st->up) {
 		w->st.upstream_errors++;
@@ -739,11 +815,7 @@ static void stream_route(struct h2st *st)
 	}
 	st->up->n_streams++;
 	st->dst = st->up->dst;
-	nv = calloc(1, sizeof(*nv));
-	if (!nv) {
-		respond_local(st, 503, NULL);
-		return;
-	}
+	nv = nv_begin();
 	nv_add(nv, ":method", method);
 	nv_add(nv, ":scheme", scheme ? scheme : "http");
 	nv_add(nv, ":authority", d.host[0] ? d.host : auth ? auth : "");
@@ -757,7 +829,6 @@ static void stream_route(struct h2st *st)
 			      d.req_edits[i].value ? d.req_edits[i].value : "");
 	nv_add_list(nv, &el);
 	st->uid = nghttp2_submit_request(st->up->ng, NULL, nv->v, nv->n, st->req_eof ? NULL : &prd, st);
-	free(nv);
 	if (st->uid < 0) {
 		st->uid = 0;
 		respond_local(st, 503, NULL);
@@ -789,7 +860,10 @@ static int cl_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void
 
 	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	st = calloc(1, sizeof(*st));
+	/* the small fields zeroed; edits (4 KiB, last) are written before read */
+	st = malloc(sizeof(*st));
+	if (st)
+		memset(st, 0, offsetof(struct h2st, edits));
 	if (!st || !(st->req = hvec_new())) {
 		free(st);
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -843,7 +917,7 @@ static int cl_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 		nghttp2_session_consume(ng, sid, len);	/* nobody takes them */
 		return 0;
 	}
-	if (!buf_alloc(&st->reqb) || buf_put(&st->reqb, data, len) != len)
+	if (!buf_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	nghttp2_session_resume_data(st->up->ng, st->uid);
 	return 0;
@@ -954,6 +1028,7 @@ int wp_h2_start(struct wconn *c)
 	nghttp2_option_del(opt);
 	c->h2 = h;
 	c->st = W_H2;
+	c->due_ms = 0;
 	loop_timer_cancel(c->w->loop, &c->timer);
 	wp_h2_step(c);
 	return 0;

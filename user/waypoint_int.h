@@ -21,6 +21,7 @@ struct wp_h2;
 #define OUT_SIZE	(2 * WAYPOINT_HEAD_MAX + 16384)	/* room for one rewritten head and more */
 #define REASON_MAX	64
 #define N_BUCKETS	14
+#define WP_SPARE_BODIES	16
 
 struct hfield {
 	uint32_t name, name_len, value, value_len;	/* offsets into the head's text */
@@ -65,6 +66,9 @@ struct wside {
 	uint32_t x_want;		/* what the transport waits for after -EAGAIN */
 	struct buf in, out;		/* in: read from this side; out: to write to it */
 	bool eof;			/* read side closed */
+	bool rd;			/* may have bytes: epoll said so, or the last read
+					 * stopped for want of room (epoll is level-triggered:
+					 * a side not flagged is not read, no EAGAIN to learn) */
 	bool hup;			/* epoll said HUP/ERR: it would say so forever, so unwatched */
 	bool shut;			/* we sent FIN */
 };
@@ -75,6 +79,8 @@ struct wconn {
 	struct wside s[2];		/* C: client, U: upstream (fd -1 when none) */
 	enum wstate st;
 	struct loop_timer timer;
+	uint64_t due_ms;		/* the deadline timer is for (0: none); the timer
+					 * may be armed earlier (see conn_deadline) */
 	/* the client */
 	char ns[64], name[TUNNEL_NAME_MAX], sa[TUNNEL_NAME_MAX], identity[TUNNEL_ID_MAX];
 	struct sl_ip ips[2];
@@ -100,8 +106,10 @@ struct wconn {
 	size_t resp_edits_len;
 	/* retries (HTTPRoute retry): a bodiless request is sent again on a
 	 * connect failure or a listed status, to a new endpoint */
-	char *retry_head;		/* the request as sent upstream; NULL: no retry */
-	size_t retry_len;
+	char *retry_head;		/* the request as sent upstream (kept allocated
+					 * from request to request: no malloc per request) */
+	size_t retry_len;		/* 0: no retry */
+	size_t retry_cap;
 	unsigned int retries_left, retry_backoff_ms;
 	uint16_t retry_codes[16];
 	size_t n_retry_codes;
@@ -143,6 +151,16 @@ struct waypoint {
 	struct waypoint_stats st;
 	struct series *series;
 	uint64_t rnd;
+	/* access log lines, written together when the buffer fills, a second
+	 * after the first line in it, and at waypoint_free (not a write(2) per
+	 * request); NULL when the log is off */
+	char *alog;
+	size_t alog_len;
+	struct loop_timer alog_timer;
+	/* HTTP/2 body buffers (WP_BODY_BUF bytes) of finished streams, for the
+	 * next ones */
+	void *bodies[WP_SPARE_BODIES];
+	size_t n_bodies;
 };
 
 /* A header list being rewritten: names and values by pointer and length
@@ -171,6 +189,12 @@ void wp_hlist_edits_packed(struct hlist *l, const char *p, size_t len);
 
 uint32_t wp_rand(struct waypoint *w);
 void wp_copy(char *dst, size_t len, const char *src);
+/* Per-request strings without printf: n bytes of src (no NUL needed)
+ * truncated to len - 1; the parts (NULL as "") concatenated, truncated; "%u"
+ * of v into b (12 bytes), returning b. */
+void wp_copy_n(char *dst, size_t len, const char *src, size_t n);
+void wp_cat(char *dst, size_t len, const char *const *parts, size_t n);
+char *wp_utoa(char *b, unsigned int v);
 const char *wp_reason_of(unsigned int status);
 void wp_client_of(const struct wconn *c, struct tunnel_client *cl);
 /* What to do with one request: the route's decision (or the Service as it is

@@ -11,6 +11,11 @@ enum log_level log_get_level(void);
 /* Parses "err", "warn", "info", "debug"; -1 when unknown. */
 int log_level_parse(const char *s);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The start of the line log_msg would write ("<time> <level> "), for
+ * callers that put the rest together themselves (the waypoint's access
+ * log, per request: no printf); buf holds 64 bytes at least. Returns its
+ * length; 0 when lvl is not logged now. */
+size_t log_prefix(char *buf, size_t size, enum log_level lvl);
 /* Route libbpf's own messages into the log, one level lower than libbpf says. */
 void log_route_libbpf(void);
 
