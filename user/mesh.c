@@ -477,8 +477,16 @@ static int mesh_wp_authorize(void *arg, const struct tunnel_client *cl, const st
 		s = model_find_service(a->model, svc->ns, svc->name);
 		if (!s)
 			return 0;
-	} else if (!gateways_gateway_of(a->gateways, vip, host, &gw_ns, &gw_name)) {
-		return 0;	/* no listener takes it: the waypoint answers 404 */
+	} else {
+		/* per request: find the listener's Gateway only when some policy
+		 * names a Gateway at all (the routes op has just found it too) */
+		for (size_t i = 0; i < a->model->res->n_authzs && !any; i++)
+			for (size_t j = 0; j < a->model->res->authzs[i].n_targets && !any; j++)
+				any = a->model->res->authzs[i].targets[j].kind &&
+				      !strcmp(a->model->res->authzs[i].targets[j].kind, "Gateway");
+		if (!any || !gateways_gateway_of(a->gateways, vip, host, &gw_ns, &gw_name))
+			return 0;	/* no listener takes it: the waypoint answers 404 */
+		any = false;
 	}
 	/* per request: nothing to copy or decide when no policy names it */
 	for (size_t i = 0; i < a->model->res->n_authzs && !any; i++)

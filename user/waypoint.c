@@ -114,10 +114,10 @@ void wp_cat(char *dst, size_t len, const char *const *parts, size_t n)
 	dst[off] = 0;
 }
 
-/* "%u" of v into b (at least 11 bytes); returns b. */
-char *wp_utoa(char *b, unsigned int v)
+/* "%llu" of v into b (21 bytes); returns b. */
+static char *u64toa(char *b, uint64_t v)
 {
-	char t[11];
+	char t[20];
 	size_t n = 0, i = 0;
 
 	do
@@ -127,6 +127,12 @@ char *wp_utoa(char *b, unsigned int v)
 		b[i++] = t[--n];
 	b[i] = 0;
 	return b;
+}
+
+/* "%u" of v into b (at least 11 bytes); returns b. */
+char *wp_utoa(char *b, unsigned int v)
+{
+	return u64toa(b, v);
 }
 
 /* "name.ns.svc.cluster.local", the destination_service of metrics */
@@ -478,21 +484,6 @@ static void alog_flush(struct waypoint *w)
 static void alog_timer_cb(struct loop_timer *t)
 {
 	alog_flush(t->arg);
-}
-
-/* "%llu" of v into b (21 bytes); returns b. */
-static char *u64toa(char *b, uint64_t v)
-{
-	char t[20];
-	size_t n = 0, i = 0;
-
-	do
-		t[n++] = (char)('0' + v % 10);
-	while ((v /= 10));
-	while (n)
-		b[i++] = t[--n];
-	b[i] = 0;
-	return b;
 }
 
 /* One line, as pr_info("access: %s/%s %s %s -> %s %s/%s %u %llums") would
