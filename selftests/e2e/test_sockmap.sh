@@ -59,8 +59,11 @@ check "sluicectl sockmap: the app's hop to 15001, both ends" \
 check "sluicectl sockmap: the delivery hop from the client's IP, both ends" \
 	bash -c "grep -E '$SLUICE_LAB_POD1_IP4:[0-9]+ +$S4:8080 .* yes' <<<'$hops' && grep -E '$S4:8080 +$SLUICE_LAB_POD1_IP4:[0-9]+ .* yes' <<<'$hops'"
 check "the agent still lists the connection, carried app to app (direct+)" grep -qE '^outbound +direct\+ ' <<<"$(ctl node-1 connections)"
+# The agent pairs the two app sockets in sl_hoppair_v1 (an entry per
+# direction) from its loop, after the delivery connected: wait for both, as
+# for the hops above (one CI run read the status before the second entry).
 check "sluicectl status: both directions app to app" \
-	sh -c "sluicectl --socket /run/sluice-lab/$E2E_ID/node-1/agent.sock status | grep -q ', 2 directions app to app'"
+	wait_until 2 sh -c "sluicectl --socket /run/sluice-lab/$E2E_ID/node-1/agent.sock status | grep -q ', 2 directions app to app'"
 wait "$SPID"; src=$?
 check "the stream kept flowing: every line answered, no error" \
 	bash -c "test $src -eq 0 && grep -qE '^stream sent=[1-9][0-9]* replies=[1-9]' '$E2E_TMP/stream.out'"
