@@ -187,7 +187,7 @@ check "gateways: TLS Terminate not Accepted (UnsupportedValue)" \
 	grep -qE "^  tls-term .*not Accepted UnsupportedValue" <<<"$gws"
 expect_contains "gateways: l4 Accepted with ListenersNotValid" "$gws" "Accepted True (ListenersNotValid)"
 js=$(ctl node-2 --json gateways)
-check "gateways JSON: listener conditions" python3 -c '
+check "gateways JSON: listener conditions" /usr/bin/python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
 l4 = [g for g in d["gateways"] if g["name"] == "l4"][0]
@@ -219,7 +219,7 @@ out=$(probe $GW6 9000 --line src --timeout-ms 3000)
 expect_contains "TCP IPv6: the backend sees the node's address ($NODE6)" "$out" "server_saw=[$NODE6]:"
 # half-close: no newline, so the echo answers only at our end; its end comes back
 halfclose() {
-	lab node-exec node-2 timeout 10 python3 - "$@" <<'P'
+	lab node-exec node-2 timeout 10 /usr/bin/python3 - "$@" <<'P'
 import socket, sys
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
 s.sendall(b"half-closed")

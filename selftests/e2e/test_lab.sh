@@ -77,10 +77,9 @@ nothing_left() {
 	if [[ -n $cg2 && -e $cg2/sluice-lab-$id ]]; then echo "cgroup left"; left=1; fi
 	if [[ -e /sys/fs/bpf/sluice-lab-$id ]]; then echo "bpffs dir left"; left=1; fi
 	if [[ -e /run/sluice-lab/$id ]]; then echo "state dir left"; left=1; fi
+	# a killed process may take a moment to exit on a loaded machine
 	for p in "${@:2}"; do
-		if [[ -e /proc/$p ]] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null; then
-			echo "process $p left"; left=1
-		fi
+		gone "$p" >/dev/null || { echo "process $p left"; left=1; }
 	done
 	return $left
 }
@@ -216,7 +215,7 @@ cat >"$TMP/build/sluice-agent" <<'EOF'
 # stand-in agent: serves its --status-socket until SIGTERM
 sock=
 while (($#)); do [[ $1 == --status-socket ]] && sock=$2; shift; done
-exec python3 -c '
+exec /usr/bin/python3 -c '
 import os, signal, socket, sys
 path = sys.argv[2]
 s = socket.socket(socket.AF_UNIX)
@@ -234,7 +233,7 @@ EOF
 cat >"$TMP/build/sluicectl" <<'EOF'
 #!/bin/bash
 # stand-in sluicectl: `--socket PATH status` succeeds when the socket accepts
-exec python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$2"
+exec /usr/bin/python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$2"
 EOF
 chmod +x "$TMP/build/sluice-agent" "$TMP/build/sluicectl"
 labc() { SLUICE_BUILD=$TMP/build timeout "$T" "$LAB" --id "$C" "$@"; }
