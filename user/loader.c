@@ -405,6 +405,25 @@ static void unpin_stale_maps(struct bpf_object *obj)
 	}
 }
 
+/* What a load error usually means, for the operator (docs/troubleshooting.md). */
+static const char *load_hint(int err)
+{
+	switch (-err) {
+	case ESRCH:	/* libbpf: "Error loading vmlinux BTF" */
+		return " (no kernel BTF: sluice needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, "
+		       "which provides /sys/kernel/btf/vmlinux)";
+	case EINVAL:
+		return " (a pinned map of another layout? see `sluice-agent --uninstall`)";
+	case EACCES:
+		return " (the verifier refused a program: its log is above, as libbpf lines)";
+	case EPERM:
+		return " (not privileged: the agent needs root, or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN "
+		       "and CAP_SYS_ADMIN: docs/security.md)";
+	default:
+		return "";
+	}
+}
+
 static int load_one(struct loader *l, struct bpf_object *obj, int (*load)(void *), void *skel,
 		    const char *name)
 {
@@ -414,8 +433,7 @@ static int load_one(struct loader *l, struct bpf_object *obj, int (*load)(void *
 	err = load(skel);
 
 	if (err) {
-		pr_err("loader: load %s: %s%s", name, strerror(-err),
-		       err == -EINVAL ? " (a pinned map of another layout? see `sluice-agent --uninstall`)" : "");
+		pr_err("loader: load %s: %s%s", name, strerror(-err), load_hint(err));
 		return err;
 	}
 	if (l->n_objs >= sizeof(l->objs) / sizeof(l->objs[0])) {
@@ -546,6 +564,13 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 	*out = l;
 	return 0;
 out:
+	if (l->lock_fd >= 0 && !l->reused) {
+		/* a first start that failed leaves no empty directories behind
+		 * (rmdir removes nothing that holds a pin) */
+		snprintf(path, sizeof(path), "%s/%s", l->root, SL_LINKS_DIR);
+		rmdir(path);
+		rmdir(l->root);
+	}
 	loader_free(l);
 	return err;
 }
