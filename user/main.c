@@ -69,6 +69,10 @@ static const char usage[] =
 	"  --metrics ADDR:PORT   Prometheus metrics (default 127.0.0.1:15020; off: none)\n"
 	"  --no-mesh             Service load balancing only: no capture, no tunnel\n"
 	"  --no-access-log       no log line per request through the waypoint\n"
+	"  --http-header-timeout DURATION  a request head (each one on a keep-alive\n"
+	"                        connection) must arrive within it (default 10s)\n"
+	"  --http-idle-timeout DURATION    an idle keep-alive client connection is\n"
+	"                        closed after it (default 60s)\n"
 	"  --gateway-addresses CIDR  addresses for Gateways without spec.addresses, put on\n"
 	"                        the node's loopback (one CIDR per family; repeatable)\n"
 	"  --no-sockmap          no same-node acceleration: mesh hops inside the node go\n"
@@ -105,7 +109,25 @@ struct options {
 	const char *cmd;	/* "run", "plan" or "check" */
 };
 
-enum { OPT_KEEP_CAPABILITIES = 1000 };
+enum { OPT_KEEP_CAPABILITIES = 1000, OPT_HTTP_HEADER_TIMEOUT, OPT_HTTP_IDLE_TIMEOUT };
+
+/* "10", "10s", "2.5s" or "500ms" into milliseconds, 100 ms to 1 hour; -1 when
+ * it is none of those. */
+static long duration_ms(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || v != v)
+		return -1;
+	if (!strcmp(end, "ms"))
+		;
+	else if (!*end || !strcmp(end, "s"))
+		v *= 1000;
+	else
+		return -1;
+	return v >= 100 && v <= 3600000 ? (long)v : -1;
+}
 
 /* Set up is done: keep only the capabilities running needs (privs.h). */
 static void drop_capabilities(const struct options *o)
@@ -747,6 +769,8 @@ int main(int argc, char **argv)
 		{ "ingress-clsact", no_argument, NULL, 'I' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "keep-capabilities", no_argument, NULL, OPT_KEEP_CAPABILITIES },
+		{ "http-header-timeout", required_argument, NULL, OPT_HTTP_HEADER_TIMEOUT },
+		{ "http-idle-timeout", required_argument, NULL, OPT_HTTP_IDLE_TIMEOUT },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -885,6 +909,21 @@ int main(int argc, char **argv)
 		case 'U':
 			o.uninstall = true;
 			break;
+		case OPT_HTTP_HEADER_TIMEOUT:
+		case OPT_HTTP_IDLE_TIMEOUT: {
+			long ms = duration_ms(optarg);
+
+			if (ms < 0) {
+				fprintf(stderr, "sluice-agent: --%s: a duration from 100ms to 3600s (e.g. 10s, 500ms)\n",
+					opt == OPT_HTTP_HEADER_TIMEOUT ? "http-header-timeout" : "http-idle-timeout");
+				return 2;
+			}
+			if (opt == OPT_HTTP_HEADER_TIMEOUT)
+				o.mesh.waypoint.header_timeout_ms = (unsigned int)ms;
+			else
+				o.mesh.waypoint.idle_timeout_ms = (unsigned int)ms;
+			break;
+		}
 		case OPT_KEEP_CAPABILITIES:
 			o.keep_capabilities = true;
 			break;

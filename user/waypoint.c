@@ -861,6 +861,7 @@ static void request_reset(struct wconn *c)
 	head_reset(c->h);
 	c->st = W_HEAD;
 	c->deadline_ms = 0;
+	c->head_timed = false;
 	conn_deadline(c, loop_now_ms(), c->w->o.idle_timeout_ms ? c->w->o.idle_timeout_ms : 60000);
 }
 
@@ -1133,6 +1134,17 @@ static void client_parse(struct wconn *c)
 
 	/* a new request waits until what went before has left */
 	while (c->st == W_HEAD && cs->in.data && !cs->out.data && !(us->fd >= 0 && us->out.data)) {
+		if (!c->head_timed) {
+			/* a keep-alive head that has begun gets the header deadline,
+			 * not what is left of the idle one: a client dripping it byte
+			 * by byte is cut off as on a new connection */
+			uint64_t now = loop_now_ms();
+			unsigned int ht = c->w->o.header_timeout_ms ? c->w->o.header_timeout_ms : 10000;
+
+			c->head_timed = true;
+			if (!c->due_ms || now + ht < c->due_ms)
+				conn_deadline(c, now, ht);
+		}
 		size_t n = http_parser_execute(&c->rp, &req_settings, buf_head(&cs->in), cs->in.data);
 		enum http_errno e = HTTP_PARSER_ERRNO(&c->rp);
 

@@ -118,6 +118,7 @@ struct wconn {
 	struct loop_timer retry_timer;
 	struct wp_h2 *h2;		/* W_H2 */
 	bool any_request;		/* an HTTP/1.1 request came: no HTTP/2 preface now */
+	bool head_timed;		/* this head's bytes started: its header deadline is set */
 };
 
 /* A mirrored request: sent, its answer read and dropped. */

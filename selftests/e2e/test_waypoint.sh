@@ -12,7 +12,7 @@
 # "N passed, N failed".
 . "$(dirname "$0")/lib.sh"
 
-export SLUICE_LAB_AGENT_ARGS="--gateway-addresses 10.99.7.0/24 --gateway-addresses fd00:99:7::/64"
+export SLUICE_LAB_AGENT_ARGS="--gateway-addresses 10.99.7.0/24 --gateway-addresses fd00:99:7::/64 --http-header-timeout 2s"
 e2e_lab_up
 C=default/pod-node-1-1
 VIP4=10.96.7.10 VIP6=fd00:96::7:10
@@ -269,6 +269,61 @@ if grep -q '"proto"' <<<"$out"; then
 else
 	skip "gateway h2c prior knowledge" "the lab's echo server does not speak h2c in this build"
 fi
+# Slowloris: 200 connections drip their heads (a field every 200 ms); the
+# agent's --http-header-timeout (2s here) cuts each off, while whole requests
+# from another client keep being answered. IPv4 and IPv6.
+slowloris() {	# slowloris ADDR: prints "cut=N of M, max_s=S ok=N of K"
+	lab node-exec node-2 timeout 30 /usr/bin/python3 - "$1" <<'P'
+import socket, sys, time, urllib.request
+addr = sys.argv[1]
+fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+slow, t0 = [], time.monotonic()
+for _ in range(200):
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect((addr, 80))
+    s.sendall(b"GET /v2/slow HTTP/1.1\r\nHost: www.shop.example\r\n")
+    s.setblocking(False)
+    slow.append(s)
+open_at = {s: time.monotonic() for s in slow}
+cut, ok, tries, max_s = {}, 0, 0, 0.0
+host = "[%s]" % addr if fam == socket.AF_INET6 else addr
+while len(cut) < len(slow) and time.monotonic() - t0 < 15:
+    for s in slow:
+        if s in cut:
+            continue
+        try:
+            if s.recv(4096) == b"":
+                cut[s] = time.monotonic() - open_at[s]
+                continue
+        except BlockingIOError:
+            pass
+        except OSError:
+            cut[s] = time.monotonic() - open_at[s]
+            continue
+        try:
+            s.send(b"X-Slow: y\r\n")
+        except OSError:
+            cut[s] = time.monotonic() - open_at[s]
+    tries += 1
+    try:
+        r = urllib.request.urlopen(urllib.request.Request("http://%s/v2/good" % host,
+                                   headers={"Host": "www.shop.example"}), timeout=5)
+        ok += r.status == 200
+    except Exception:
+        pass
+    time.sleep(0.2)
+print("cut=%d of %d, max_s=%.1f ok=%d of %d" % (len(cut), len(slow), max(cut.values() or [0]), ok, tries))
+P
+}
+for a in 10.99.7.1 fd00:99:7::1; do
+	out=$(slowloris $a 2>&1)
+	echo "    slowloris $a: $out"
+	check "slowloris $a: all 200 dripping heads cut off by the header timeout" \
+		bash -c "[[ '$out' =~ cut=200\ of\ 200,\ max_s=([0-9.]+) ]] && (( \${BASH_REMATCH[1]%.*} < 8 ))"
+	check "slowloris $a: whole requests answered all along" \
+		bash -c "[[ '$out' =~ ok=([0-9]+)\ of\ ([0-9]+) ]] && (( BASH_REMATCH[1] == BASH_REMATCH[2] && BASH_REMATCH[2] >= 5 ))"
+done
 # AuthorizationPolicy targeting the Gateway: judged per request at the
 # Gateway, on the client's address (curl here comes from the Gateway's own
 # address, as node-2 connects to itself).

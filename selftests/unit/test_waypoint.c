@@ -269,14 +269,21 @@ static void stop_fn(void *arg)
 	loop_stop(W.loop);
 }
 
+static bool setup_opts(const struct waypoint_opts *o);
+
 static bool setup(unsigned int upstream_timeout_ms)
 {
 	struct waypoint_opts o = { .upstream_timeout_ms = upstream_timeout_ms, .header_timeout_ms = 3000 };
 
+	return setup_opts(&o);
+}
+
+static bool setup_opts(const struct waypoint_opts *o)
+{
 	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_init(&W.mu, NULL);
 	if (!ASSERT_OK(loop_new(&W.loop), "loop_new") ||
-	    !ASSERT_OK(waypoint_new(&W.wp, W.loop, &ops, NULL, &o), "waypoint_new"))
+	    !ASSERT_OK(waypoint_new(&W.wp, W.loop, &ops, NULL, o), "waypoint_new"))
 		return false;
 	W.call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (!ASSERT_OK(loop_add(W.loop, &W.call_io, W.call_fd, EPOLLIN, call_cb, NULL), "loop_add"))
@@ -559,6 +566,69 @@ void test_waypoint_bad_requests(void)
 	ASSERT_HAS(out, "HTTP/1.1 431", "431 for too many fields");
 	ASSERT_EQ(W.upstreams, 0, "nothing went upstream");
 	close(fd);
+out:
+	teardown();
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Drip a head's fields every 50 ms until the waypoint closes the connection
+ * (or limit_ms pass); how long it took, in ms. */
+static uint64_t drip_until_closed(int fd, uint64_t limit_ms)
+{
+	uint64_t t0 = mono_ms();
+
+	while (mono_ms() - t0 < limit_ms) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char b[4096];
+
+		if (poll(&p, 1, 50) > 0 && read(fd, b, sizeof(b)) <= 0)
+			break;
+		if (send(fd, "X-Slow: y\r\n", 11, MSG_NOSIGNAL) < 0)
+			break;
+	}
+	return mono_ms() - t0;
+}
+
+/* Slowloris: a head dripped byte by byte is cut off at the header deadline,
+ * on a new connection and on a keep-alive one after its first request (whose
+ * idle deadline is far longer); a client that sends whole requests is
+ * served all along. */
+void test_waypoint_slow_heads(void)
+{
+	struct waypoint_opts o = { .header_timeout_ms = 300, .idle_timeout_ms = 60000 };
+	char *out;
+	int slow, ka, good;
+
+	if (!setup_opts(&o))
+		goto out;
+	slow = client();
+	ASSERT_TRUE(send_str(slow, "GET / HTTP/1.1\r\nHost: web\r\n"), "slow head begins");
+	ASSERT_LE(drip_until_closed(slow, 5000), 2000, "a dripped head is cut off near 300 ms");
+	good = client();
+	ASSERT_TRUE(send_str(good, "GET /g HTTP/1.1\r\nHost: web\r\n\r\n"), "whole request");
+	out = read_until(good, "GET /g HTTP/1.1", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK", "a whole request is answered meanwhile");
+	close(slow);
+
+	ka = client();
+	ASSERT_TRUE(send_str(ka, "GET /1 HTTP/1.1\r\nHost: web\r\n\r\n"), "first request");
+	out = read_until(ka, "GET /1 HTTP/1.1", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK", "first request answered");
+	usleep(100 * 1000);
+	ASSERT_TRUE(send_str(ka, "GET /2 HTTP/1.1\r\n"), "second head begins");
+	ASSERT_LE(drip_until_closed(ka, 5000), 2000, "a dripped keep-alive head is cut off too, not after 60 s");
+	close(ka);
+	ASSERT_TRUE(send_str(good, "GET /h HTTP/1.1\r\nHost: web\r\n\r\n"), "whole request again");
+	out = read_until(good, "GET /h HTTP/1.1", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK", "the well-behaved connection is still served");
+	close(good);
 out:
 	teardown();
 }
