@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -127,6 +128,24 @@ static long duration_ms(const char *s)
 	else
 		return -1;
 	return v >= 100 && v <= 3600000 ? (long)v : -1;
+}
+
+/* Each proxied connection costs the agent up to five descriptors (the
+ * client's, the upstream's, two splice pipes): the soft limit, often 1024,
+ * would cap a node at a few hundred connections. Raise it to the hard one
+ * (no capability needed), as Envoy and ztunnel do. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		pr_warn("agent: raising the open files limit to %llu: %s", (unsigned long long)rl.rlim_max,
+			strerror(errno));
+	else
+		pr_info("agent: open files limit %llu", (unsigned long long)rl.rlim_cur);
 }
 
 /* Set up is done: keep only the capabilities running needs (privs.h). */
@@ -648,6 +667,7 @@ static int run_agent(const struct options *o)
 
 	clock_gettime(CLOCK_MONOTONIC, &agent.started);
 	agent.node_name = o->node_name;
+	raise_nofile();
 	err = loop_new(&loop);
 	if (err)
 		goto out;
