@@ -59,6 +59,8 @@ static const char usage[] =
 	"  --status-socket PATH  status socket (default " SL_STATUS_SOCK ")\n"
 	"  --netns-dir DIR       where pods' network namespaces are named (default " PODS_NETNS_DIR ")\n"
 	"  --netns-prefix STR    only namespaces whose name starts with STR (the lab's own)\n"
+	"  --procfs DIR          procfs for the sysctls set in pods' namespaces (default /proc;\n"
+	"                        in a container, where /proc/sys is read-only: the host's)\n"
 	"  --trust-domain TD     SPIFFE trust domain (default cluster.local)\n"
 	"  --ca-cert FILE        mesh-ca mode: the CA that signs workload certificates\n"
 	"                        (default " DEFAULT_CA_DIR "/ca.crt when it exists)\n"
@@ -105,7 +107,7 @@ struct options {
 	const char *cmd;	/* "run", "plan" or "check" */
 };
 
-enum { OPT_KEEP_CAPABILITIES = 1000 };
+enum { OPT_KEEP_CAPABILITIES = 1000, OPT_PROCFS };
 
 /* Set up is done: keep only the capabilities running needs (privs.h). */
 static void drop_capabilities(const struct options *o)
@@ -747,6 +749,7 @@ int main(int argc, char **argv)
 		{ "ingress-clsact", no_argument, NULL, 'I' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "keep-capabilities", no_argument, NULL, OPT_KEEP_CAPABILITIES },
+		{ "procfs", required_argument, NULL, OPT_PROCFS },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -802,6 +805,9 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			o.mesh.pods.prefix = optarg;
+			break;
+		case OPT_PROCFS:
+			o.mesh.pods.procfs = optarg;
 			break;
 		case 'T':
 			o.mesh.identity.trust_domain = optarg;
