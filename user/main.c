@@ -60,6 +60,8 @@ static const char usage[] =
 	"  --status-socket PATH  status socket (default " SL_STATUS_SOCK ")\n"
 	"  --netns-dir DIR       where pods' network namespaces are named (default " PODS_NETNS_DIR ")\n"
 	"  --netns-prefix STR    only namespaces whose name starts with STR (the lab's own)\n"
+	"  --procfs DIR          procfs for the sysctls set in pods' namespaces (default /proc;\n"
+	"                        in a container, where /proc/sys is read-only: the host's)\n"
 	"  --trust-domain TD     SPIFFE trust domain (default cluster.local)\n"
 	"  --ca-cert FILE        mesh-ca mode: the CA that signs workload certificates\n"
 	"                        (default " DEFAULT_CA_DIR "/ca.crt when it exists)\n"
@@ -110,7 +112,7 @@ struct options {
 	const char *cmd;	/* "run", "plan" or "check" */
 };
 
-enum { OPT_KEEP_CAPABILITIES = 1000, OPT_HTTP_HEADER_TIMEOUT, OPT_HTTP_IDLE_TIMEOUT };
+enum { OPT_KEEP_CAPABILITIES = 1000, OPT_HTTP_HEADER_TIMEOUT, OPT_HTTP_IDLE_TIMEOUT, OPT_PROCFS };
 
 /* "10", "10s", "2.5s" or "500ms" into milliseconds, 100 ms to 1 hour; -1 when
  * it is none of those. */
@@ -791,6 +793,7 @@ int main(int argc, char **argv)
 		{ "keep-capabilities", no_argument, NULL, OPT_KEEP_CAPABILITIES },
 		{ "http-header-timeout", required_argument, NULL, OPT_HTTP_HEADER_TIMEOUT },
 		{ "http-idle-timeout", required_argument, NULL, OPT_HTTP_IDLE_TIMEOUT },
+		{ "procfs", required_argument, NULL, OPT_PROCFS },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -846,6 +849,9 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			o.mesh.pods.prefix = optarg;
+			break;
+		case OPT_PROCFS:
+			o.mesh.pods.procfs = optarg;
 			break;
 		case 'T':
 			o.mesh.identity.trust_domain = optarg;

@@ -124,7 +124,9 @@ static const struct lspec {
 	[PODS_L_HBONE6] = { SL_PORT_HBONE, AF_INET6, false, false },
 };
 
-/* Sysctls set to 1 in each pod's netns (paths follow the opener's netns).
+/* Sysctls set to 1 in each pod's netns (paths follow the opener's netns),
+ * relative to the procfs in use (--procfs: a container's own /proc/sys is
+ * read-only, the host's /proc mounted elsewhere is not).
  * tcp_tw_reuse: the agent's deliveries connect from their client's IP, from
  * a narrow port range (tunnel.c), and close first when the client did; their
  * TIME_WAIT would hold each port for 60 s. Reuse (after 1 s, by timestamps)
@@ -132,10 +134,10 @@ static const struct lspec {
  * getting the same. */
 enum { SYS_TCP_FWMARK_ACCEPT, SYS_FWMARK_REFLECT4, SYS_FWMARK_REFLECT6, SYS_TCP_TW_REUSE, SYS_COUNT };
 static const char *const sysctl_paths[SYS_COUNT] = {
-	[SYS_TCP_FWMARK_ACCEPT] = "/proc/sys/net/ipv4/tcp_fwmark_accept",
-	[SYS_FWMARK_REFLECT4] = "/proc/sys/net/ipv4/fwmark_reflect",
-	[SYS_FWMARK_REFLECT6] = "/proc/sys/net/ipv6/fwmark_reflect",
-	[SYS_TCP_TW_REUSE] = "/proc/sys/net/ipv4/tcp_tw_reuse",
+	[SYS_TCP_FWMARK_ACCEPT] = "sys/net/ipv4/tcp_fwmark_accept",
+	[SYS_FWMARK_REFLECT4] = "sys/net/ipv4/fwmark_reflect",
+	[SYS_FWMARK_REFLECT6] = "sys/net/ipv6/fwmark_reflect",
+	[SYS_TCP_TW_REUSE] = "sys/net/ipv4/tcp_tw_reuse",
 };
 
 struct pod {
@@ -174,6 +176,7 @@ struct pods {
 	void *arg;
 	char *dir, *prefix;
 	size_t prefix_len;
+	char *sysctl[SYS_COUNT];	/* <procfs>/sysctl_paths[i] */
 	unsigned int retry_min, retry_max, backoff;
 
 	int home_fd;			/* the agent's netns, open from the start */
@@ -495,7 +498,7 @@ out:
 
 /* Undo what the setup did inside the netns: rules, routes, sysctls. The
  * caller is inside. Failures are logged: the netns may be on its way out. */
-static void pod_undo_inside(struct pod *pod)
+static void pod_undo_inside(struct pods *p, struct pod *pod)
 {
 	struct nl_sock *sk = NULL;
 	int err;
@@ -528,10 +531,10 @@ static void pod_undo_inside(struct pod *pod)
 	for (int i = 0; i < SYS_COUNT; i++) {
 		if (pod->sysctl_prev[i] < 0)
 			continue;
-		err = sysctl_write(sysctl_paths[i], pod->sysctl_prev[i]);
+		err = sysctl_write(p->sysctl[i], pod->sysctl_prev[i]);
 		if (err)
 			pr_warn("pods: %s/%s: restoring %s: %s", pod->ns, pod->name,
-				sysctl_paths[i], strerror(-err));
+				p->sysctl[i], strerror(-err));
 		pod->sysctl_prev[i] = -1;
 	}
 }
@@ -601,7 +604,7 @@ static int netns_cookie_here(uint64_t *out)
 
 /* Step 2 of pod_setup: everything done inside the netns in one visit. The
  * caller is inside and returns to the agent's netns whatever this returns. */
-static int pod_setup_inside(struct pod *pod)
+static int pod_setup_inside(struct pods *p, struct pod *pod)
 {
 	struct nsaddr *addrs = NULL;
 	struct nl_sock *sk = NULL;
@@ -641,14 +644,14 @@ static int pod_setup_inside(struct pod *pod)
 
 		if (i == SYS_FWMARK_REFLECT6 && !pod->v6)
 			continue;
-		err = sysctl_read(sysctl_paths[i], &v);
+		err = sysctl_read(p->sysctl[i], &v);
 		if (!err && v != 1) {
-			err = sysctl_write(sysctl_paths[i], 1);
+			err = sysctl_write(p->sysctl[i], 1);
 			if (!err)
 				pod->sysctl_prev[i] = v;
 		}
 		if (err) {
-			setup_err(pod, "setting %s: %s", sysctl_paths[i], strerror(-err));
+			setup_err(pod, "setting %s: %s", p->sysctl[i], strerror(-err));
 			goto out;
 		}
 	}
@@ -786,7 +789,7 @@ static void pod_teardown(struct pods *p, struct pod *pod)
 	if (inside && pod->nsfd >= 0) {
 		err = ns_enter(p, pod->nsfd);
 		if (!err) {
-			pod_undo_inside(pod);
+			pod_undo_inside(p, pod);
 			ns_leave(p);
 		} else {
 			pr_warn("pods: %s/%s: entering netns %s to clean up: %s", pod->ns,
@@ -845,7 +848,7 @@ static int pod_setup(struct pods *p, struct pod *pod, struct nsent *ent)
 		setup_err(pod, "entering netns %s: %s", ent->name, strerror(-err));
 		goto out;
 	}
-	err = pod_setup_inside(pod);
+	err = pod_setup_inside(p, pod);
 	ns_leave(p);
 	t_in = now_us() - t0;
 	if (err == -EADDRNOTAVAIL)
@@ -1334,6 +1337,14 @@ int pods_new(struct pods **out, struct loop *loop, const struct pods_opts *opts,
 		err = -ENOMEM;
 		goto out;
 	}
+	for (int i = 0; i < SYS_COUNT; i++) {
+		if (asprintf(&p->sysctl[i], "%s/%s", opts && opts->procfs ? opts->procfs : "/proc",
+			     sysctl_paths[i]) == -1) {
+			p->sysctl[i] = NULL;
+			err = -ENOMEM;
+			goto out;
+		}
+	}
 	p->prefix_len = strlen(p->prefix);
 	p->retry_min = opts && opts->retry_min_ms ? opts->retry_min_ms : PODS_RETRY_MIN_MS;
 	p->retry_max = opts && opts->retry_max_ms ? opts->retry_max_ms : PODS_RETRY_MAX_MS;
@@ -1391,6 +1402,8 @@ void pods_free(struct pods *p)
 		close(p->home_fd);
 	free(p->dir);
 	free(p->prefix);
+	for (int i = 0; i < SYS_COUNT; i++)
+		free(p->sysctl[i]);
 	ns_assert_home(p);
 	free(p);
 }

@@ -122,6 +122,7 @@ struct pods_ops {
 struct pods_opts {
 	const char *netns_dir;		/* NULL: PODS_NETNS_DIR */
 	const char *prefix;		/* only names starting with it; NULL or "": all */
+	const char *procfs;		/* where the pods' sysctls are written; NULL: /proc */
 	unsigned int retry_min_ms;	/* first retry of a pending pod; 0: 100 */
 	unsigned int retry_max_ms;	/* backoff doubles up to this; 0: 5000 */
 };

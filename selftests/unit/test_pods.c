@@ -1142,6 +1142,67 @@ out:
 	lab_teardown(&l);
 }
 
+/* --procfs: the pods' sysctls are written through that procfs (in a
+ * container /proc/sys is read-only and the host's /proc is mounted elsewhere);
+ * the files still follow the writer's netns, so they are the pod's. */
+void test_pods_procfs(void)
+{
+	struct lab l;
+	struct pods_spec s[1];
+	const struct pods_info *f;
+	char proc[PATH_MAX], want[PATH_MAX + 96];
+	struct pods_opts o = { .prefix = PREFIX };
+	bool mounted = false;
+
+	if (!lab_setup(&l))
+		goto out;
+	if (!lab_pod(&l, PREFIX "p", "10.250.10.2/24", NULL))
+		goto out;
+	o.netns_dir = l.dir;
+	s[0] = spec("p", "10.250.10.2", NULL);
+
+	/* No such procfs: the pod's setup names the path it could not write. */
+	snprintf(proc, sizeof(proc), "%s/noproc", test_tmpdir());
+	o.procfs = proc;
+	if (!ASSERT_OK(pods_new(&l.pods, l.loop, &o, &rec_ops, &l.rec), "pods_new (no procfs)"))
+		goto out;
+	ASSERT_OK(pods_set_enrolled(l.pods, s, 1), "set");
+	f = lab_info(&l, 0);
+	if (ASSERT_OK_PTR(f, "info")) {
+		ASSERT_FALSE(f->enrolled, "not enrolled without the sysctls");
+		snprintf(want, sizeof(want), "setting %s/sys/net/ipv4/tcp_fwmark_accept: No such file", proc);
+		ASSERT_HAS(f->error, want, "the error names the path under --procfs");
+	}
+	pods_free(l.pods);
+	l.pods = NULL;
+
+	/* A second mount of procfs, as the host's /proc in the DaemonSet. */
+	snprintf(proc, sizeof(proc), "%s/hostproc", test_tmpdir());
+	if (!ASSERT_OK(mkdir(proc, 0755) ? -errno : 0, "mkdir") ||
+	    !ASSERT_OK(mount("proc", proc, "proc", 0, NULL) ? -errno : 0, "mount proc"))
+		goto out;
+	mounted = true;
+	if (!ASSERT_OK(pods_new(&l.pods, l.loop, &o, &rec_ops, &l.rec), "pods_new (procfs)"))
+		goto out;
+	ASSERT_OK(pods_set_enrolled(l.pods, s, 1), "set");
+	if (!ASSERT_TRUE(lab_wait_enrolled(&l, 0, true, 3000), "enrolled"))
+		goto out;
+	if (lab_enter(&l, PREFIX "p")) {
+		ASSERT_EQ(sysctl_get("/proc/sys/net/ipv4/tcp_fwmark_accept"), 1, "the pod's sysctl set");
+		lab_leave(&l);
+	}
+	ASSERT_EQ(sysctl_get("/proc/sys/net/ipv4/tcp_fwmark_accept"), 0, "agent's netns untouched");
+	ASSERT_OK(pods_set_enrolled(l.pods, NULL, 0), "unenrol");
+	if (lab_enter(&l, PREFIX "p")) {
+		ASSERT_EQ(sysctl_get("/proc/sys/net/ipv4/tcp_fwmark_accept"), 0, "restored through it");
+		lab_leave(&l);
+	}
+out:
+	lab_teardown(&l);
+	if (mounted)
+		umount2(proc, MNT_DETACH);
+}
+
 /* An ingress attached without a link (clsact) is detached from inside the
  * pod's netns when the pod leaves; a linked one is never "detached". */
 void test_pods_ingress_no_link(void)

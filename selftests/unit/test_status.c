@@ -1368,6 +1368,50 @@ out:
 	srv_stop(&s);
 }
 
+/* ready: the readiness probe. Exit 0 once sync.generation >= 1, else 1. */
+static const char doc_status_unsynced[] =
+	"{\"version\": \"1.2.3\", \"config\": {\"source\": \"kubernetes\", \"generation\": 0,"
+	" \"state\": \"empty\"}, \"sync\": {\"generation\": 0}, \"kubernetes\": {\"ready\": false}}";
+
+static const struct route_def ctl_routes_unsynced[] = {
+	{ "/status", h_doc, (void *)doc_status_unsynced },
+	{ NULL, NULL, NULL },
+};
+
+void test_status_cli_ready(void)
+{
+	struct ctl_out o = { 0 };
+	struct srv s, u = { .stop_fd = -1 };
+
+	if (!ctl_srv_start(&s))
+		goto out;
+	if (ctl_run(&o, s.path, (const char *[]){ "ready", NULL })) {
+		ASSERT_EQ(o.rc, 0, "synced: rc");
+		HAS_LINE(o.out, "ready: configuration generation 3 is in the maps");
+	}
+	ctl_out_free(&o);
+	/* --json changes nothing: the probe's answer is its exit code. */
+	if (ctl_run(&o, s.path, (const char *[]){ "--json", "ready", NULL }))
+		ASSERT_EQ(o.rc, 0, "synced --json: rc");
+	ctl_out_free(&o);
+	if (!srv_init(&u, "unsynced.sock", 0, 0, ctl_routes_unsynced) || !srv_run(&u))
+		goto out;
+	if (ctl_run(&o, u.path, (const char *[]){ "ready", NULL })) {
+		ASSERT_EQ(o.rc, 1, "not synced: rc");
+		ASSERT_STREQ(o.out, "", "not synced: stdout");
+		ASSERT_HAS(o.err, "sluicectl: not ready: no configuration in the maps yet (source kubernetes, "
+			   "config empty, the Kubernetes API not fully listed)", "not synced: why");
+	}
+	ctl_out_free(&o);
+	/* No agent at all: not ready either. */
+	if (ctl_run(&o, NULL, (const char *[]){ "--socket", "/nonexistent/agent.sock", "ready", NULL }))
+		ASSERT_EQ(o.rc, 1, "no agent: rc");
+out:
+	ctl_out_free(&o);
+	srv_stop(&u);
+	srv_stop(&s);
+}
+
 /* A server that accepts but never answers: sluicectl gives up at --timeout. */
 void test_status_cli_timeout(void)
 {

@@ -71,6 +71,8 @@ static void ctl_usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  status        agent, configuration, datapath and sync state\n"
+		"  ready         exit 0 once a configuration is in the maps, else 1 (a\n"
+		"                readiness probe)\n"
 		"  services      services with their VIPs and chosen backends\n"
 		"  workloads     pods known to the agent\n"
 		"  connections   live mesh connections: workloads, identities, bytes, age\n"
@@ -1305,8 +1307,31 @@ struct ctl_cmd {
 	int (*print)(const json_t *root);
 };
 
+/* ready: exit 0 once the agent has put a configuration into the maps (its
+ * /status sync.generation is 1 or more), else 1 with why on stderr. Until
+ * then the pinned maps hold what a previous agent left, or nothing: the
+ * DaemonSet's readiness probe. Not a table: --json does not change it. */
+static int print_ready(const json_t *root)
+{
+	const json_t *sync = json_object_get(root, "sync"), *cfg = json_object_get(root, "config");
+	const json_t *kube = json_object_get(root, "kubernetes");
+	const json_t *gen = json_object_get(sync, "generation");
+
+	if (json_is_integer(gen) && json_integer_value(gen) >= 1) {
+		printf("ready: configuration generation %lld is in the maps\n",
+		       (long long)json_integer_value(gen));
+		return 0;
+	}
+	ctl_err("not ready: no configuration in the maps yet (source %s, config %s%s)", js(cfg, "source"),
+		js(cfg, "state"),
+		json_is_object(kube) && !json_is_true(json_object_get(kube, "ready")) ?
+			", the Kubernetes API not fully listed" : "");
+	return -EAGAIN;
+}
+
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "status", "/status", print_status },
+	{ "ready", "/status", print_ready },
 	{ "services", "/services", print_services },
 	{ "workloads", "/workloads", print_workloads },
 	{ "maps", "/maps", print_maps },
@@ -1376,7 +1401,7 @@ static int ctl_run(const struct ctl_opts *o, const struct ctl_cmd *cmd, const ch
 		ret = -EPROTO;
 		goto out;
 	}
-	if (o->json) {
+	if (o->json && cmd->print != print_ready) {
 		ret = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY) ? -EIO : 0;
 		putchar('\n');
 	} else if (!json_is_object(root)) {
