@@ -9,9 +9,9 @@
 # lab; a few seconds.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-if ! python3 -c 'import yaml' 2>/dev/null; then
+if ! /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
 	echo "[manifests] SKIP: needs python3-yaml (scripts/deps)"
 	echo "0 passed, 0 failed, 1 skipped"
 	exit 0
 fi
-exec python3 "$repo/selftests/e2e/check_manifests.py" "$repo"
+exec /usr/bin/python3 "$repo/selftests/e2e/check_manifests.py" "$repo"
