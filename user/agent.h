@@ -14,6 +14,7 @@
 
 struct identity;
 struct kube;
+struct kstatus;
 struct loader;
 struct pods;
 struct tunnel;
@@ -35,6 +36,7 @@ struct agent {
 	const char *node_name;
 	const char *config_dir;		/* NULL: no config directory */
 	struct kube *kube;		/* Kubernetes mode: the API source, else NULL */
+	struct kstatus *kstatus;	/* Kubernetes mode: status write-back (Lease holder only) */
 	struct loader *loader;
 	struct sync *sync;
 	struct pods *pods;		/* enrolled pods' netns; NULL without mesh */

@@ -39,6 +39,7 @@
 #define KUBE_BODY_MAX		(512u << 20)	/* one LIST page */
 #define KUBE_CONNECT_MS		10000
 #define KUBE_LIST_MS		60000
+#define KUBE_REQ_MS		10000		/* one write (GET, PUT, PATCH, POST) */
 #define KUBE_WATCH_S		300		/* timeoutSeconds asked of the server */
 #define KUBE_WATCH_IDLE_MS	((KUBE_WATCH_S + 30) * 1000)
 #define KUBE_RECHECK_MS		(5 * 60 * 1000)	/* a kind not served: ask again */
@@ -511,9 +512,18 @@ static const struct kind_def kind_defs[] = {
 #define N_KINDS (sizeof(kind_defs) / sizeof(kind_defs[0]))
 
 enum conn_st { CONN_NONE = 0, CONN_CONNECTING, CONN_HANDSHAKE, CONN_OPEN };
-enum kw_phase { PHASE_LIST = 0, PHASE_WATCH };
+enum kw_phase { PHASE_LIST = 0, PHASE_WATCH, PHASE_REQ };
 enum kw_state { KW_STARTING = 0, KW_LISTING, KW_WATCHING, KW_BACKOFF, KW_NOT_SERVED };
 static const char *const kw_state_names[] = { "starting", "listing", "watching", "backoff", "not-served" };
+
+/* A request of kube_request(), queued on the requests connection. */
+struct kube_req {
+	struct kube_req *next;
+	char *method, *path, *ctype, *body;
+	kube_req_cb cb;			/* NULL: cancelled */
+	void *arg;
+	unsigned int tries;
+};
 
 /* What the parser's callbacks ask for once http_parser_execute returns. */
 enum kw_after { AFTER_NONE = 0, AFTER_RELIST, AFTER_RETRY };
@@ -580,13 +590,36 @@ struct kube {
 	bool was_ready;
 	struct diags bad;		/* the last build's skipped objects */
 	struct kw kinds[N_KINDS];
+	/* kube_request(): one connection of its own, one request at a time */
+	struct kw reqw;
+	struct kube_req *reqs, **reqs_tail;
+	void (*status_changed)(void *arg);
+	void *status_arg;
 };
+
+/* The requests connection is a struct kw like the watches, so it shares
+ * their connect, TLS and HTTP code; it only lists nothing. */
+static const struct kind_def req_def = { "requests", "", "", "", false, NULL };
 
 static http_parser_settings parser_settings;
 
 static void kw_start_list(struct kw *w);
 static void kw_send(struct kw *w);
 static void kube_check_ready(struct kube *k);
+
+static void req_failed(struct kube *k);
+static void req_next(struct kube *k);
+static void req_answered(struct kw *w, bool keep);
+
+static const char *kw_phase_str(const struct kw *w)
+{
+	return w->phase == PHASE_LIST ? "LIST" : w->phase == PHASE_REQ ? "request" : "WATCH";
+}
+
+static unsigned int kw_deadline_ms(const struct kw *w)
+{
+	return w->phase == PHASE_LIST ? KUBE_LIST_MS : w->phase == PHASE_REQ ? KUBE_REQ_MS : KUBE_WATCH_IDLE_MS;
+}
 
 static void kw_error(struct kw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Logged as a warning once; the same error again (each retry) at debug. */
@@ -705,6 +738,12 @@ static void kw_retry(struct kw *w)
 	unsigned int d;
 
 	kw_close(w);
+	if (w->phase == PHASE_REQ) {	/* no backoff: the callers try again on their own clock */
+		loop_timer_cancel(w->k->loop, &w->timer);
+		w->reconnects++;
+		req_failed(w->k);
+		return;
+	}
 	w->tried = true;
 	w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : w->k->o.backoff_min_ms;
 	if (w->backoff_ms > w->k->o.backoff_max_ms)
@@ -746,12 +785,40 @@ static int kw_token_header(struct kw *w, char *buf, size_t len)
 	return snprintf(buf, len, "Authorization: Bearer %s\r\n", w->k->token);
 }
 
+/* The request at the head of the queue, with its body. */
+static int req_build(struct kw *w)
+{
+	const struct kube_req *r = w->k->reqs;
+	char auth[8192], host[300], ctype[200] = "";
+	size_t blen = r->body ? strlen(r->body) : 0;
+	int n;
+
+	kw_token_header(w, auth, sizeof(auth));
+	snprintf(host, sizeof(host), strchr(w->k->host, ':') ? "[%s]:%s" : "%s:%s", w->k->host, w->k->port);
+	if (r->body)
+		snprintf(ctype, sizeof(ctype), "Content-Type: %s\r\n", r->ctype ? r->ctype : "application/json");
+	free(w->out);
+	n = asprintf(&w->out,
+		     "%s %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-agent/%s\r\n"
+		     "Accept: application/json\r\n%s%sContent-Length: %zu\r\n\r\n%s",
+		     r->method, w->k->prefix, r->path, host, SL_VERSION, auth, ctype, blen, r->body ? r->body : "");
+	if (n < 0) {
+		w->out = NULL;
+		return -ENOMEM;
+	}
+	w->out_len = (size_t)n;
+	w->out_off = 0;
+	return 0;
+}
+
 static int kw_build_request(struct kw *w)
 {
 	char path[512], q[2048], esc[1024], auth[8192];
 	char host[300];
 	int n;
 
+	if (w->phase == PHASE_REQ)
+		return req_build(w);
 	gvr_path(w, path, sizeof(path));
 	if (w->phase == PHASE_LIST) {
 		n = snprintf(q, sizeof(q), "limit=%u", w->k->o.page_limit);
@@ -854,7 +921,7 @@ static void kw_send(struct kw *w)
 		kw_retry(w);
 		return;
 	}
-	w->state = w->phase == PHASE_LIST ? KW_LISTING : KW_WATCHING;
+	w->state = w->phase == PHASE_WATCH ? KW_WATCHING : KW_LISTING;
 	http_parser_init(&w->parser, HTTP_RESPONSE);
 	w->parser.data = w;
 	w->msg_done = false;
@@ -867,7 +934,7 @@ static void kw_send(struct kw *w)
 		kw_connect(w);
 		return;
 	}
-	loop_timer_arm(w->k->loop, &w->timer, w->phase == PHASE_LIST ? KUBE_LIST_MS : KUBE_WATCH_IDLE_MS);
+	loop_timer_arm(w->k->loop, &w->timer, kw_deadline_ms(w));
 	kw_watch_fd(w, EPOLLIN | EPOLLOUT);
 }
 
@@ -926,6 +993,33 @@ static int on_message_complete(http_parser *p)
 	return 0;
 }
 
+/* A copy without what a status write changes. */
+static json_t *sans_status(json_t *obj)
+{
+	json_t *c = json_deep_copy(obj);
+
+	json_object_del(c, "status");
+	json_object_del(json_object_get(c, "metadata"), "resourceVersion");
+	return c;
+}
+
+/* Did only the status of a Gateway API object change? The model reads none
+ * of it; a Pod's status (IPs, readiness), it does. */
+static bool status_only(const struct kw *w, json_t *old, json_t *obj)
+{
+	json_t *a, *b;
+	bool same;
+
+	if (!old || strcmp(w->def->group, "gateway.networking.k8s.io"))
+		return false;
+	a = sans_status(old);
+	b = sans_status(obj);
+	same = a && b && json_equal(a, b);
+	json_decref(a);
+	json_decref(b);
+	return same;
+}
+
 static int kw_on_event(void *arg, const char *type, json_t *obj)
 {
 	struct kw *w = arg;
@@ -961,8 +1055,16 @@ static int kw_on_event(void *arg, const char *type, json_t *obj)
 		return 0;
 	}
 	if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED")) {
+		bool st_only;
+
 		obj_prepare(w, obj);
+		st_only = !strcmp(type, "MODIFIED") && status_only(w, json_object_get(w->store, key), obj);
 		json_object_set(w->store, key, obj);
+		if (st_only) {	/* a status write (ours, mostly): nothing to rebuild */
+			if (w->k->status_changed)
+				w->k->status_changed(w->k->status_arg);
+			return 0;
+		}
 	} else if (!strcmp(type, "DELETED")) {
 		json_object_del(w->store, key);
 	} else {
@@ -1059,6 +1161,10 @@ static void kw_on_response(struct kw *w)
 	bool keep = http_should_keep_alive(&w->parser), more = false;
 
 	w->in_flight = false;
+	if (w->phase == PHASE_REQ) {
+		req_answered(w, keep);
+		return;
+	}
 	if (w->status == 200 && w->phase == PHASE_LIST) {
 		if (kw_list_page(w, &more)) {
 			kw_retry(w);
@@ -1171,7 +1277,7 @@ static void kw_handshake(struct kw *w)
 	r = SSL_do_handshake(w->ssl);
 	if (r == 1) {
 		w->cst = CONN_OPEN;
-		loop_timer_arm(w->k->loop, &w->timer, w->phase == PHASE_LIST ? KUBE_LIST_MS : KUBE_WATCH_IDLE_MS);
+		loop_timer_arm(w->k->loop, &w->timer, kw_deadline_ms(w));
 		kw_watch_fd(w, EPOLLIN | EPOLLOUT);
 		return;
 	}
@@ -1228,8 +1334,7 @@ static void kw_read(struct kw *w)
 		    (SSL_get_error(w->ssl, r) == SSL_ERROR_SYSCALL && !errno)) {
 			/* the end of a body that runs to the close */
 			if (w->in_flight && kw_parse(w, NULL, 0) && w->in_flight) {
-				kw_error(w, "%s: connection closed by the server",
-					 w->phase == PHASE_LIST ? "LIST" : "WATCH");
+				kw_error(w, "%s: connection closed by the server", kw_phase_str(w));
 				kw_retry(w);
 			} else if (!w->in_flight) {
 				kw_close(w);
@@ -1285,9 +1390,12 @@ static void kw_timer_cb(struct loop_timer *t)
 {
 	struct kw *w = t->arg;
 
+	if (w->phase == PHASE_REQ && !w->in_flight) {	/* kube_request's kick */
+		req_next(w->k);
+		return;
+	}
 	if (w->cst != CONN_NONE) {	/* a deadline */
-		kw_error(w, "%s: no answer in time", w->cst == CONN_OPEN ? (w->phase == PHASE_LIST ? "LIST" : "WATCH")
-									   : "connect");
+		kw_error(w, "%s: no answer in time", w->cst != CONN_OPEN ? "connect" : kw_phase_str(w));
 		kw_retry(w);
 		return;
 	}
@@ -1296,6 +1404,118 @@ static void kw_timer_cb(struct loop_timer *t)
 		kw_start_list(w);
 	else
 		kw_send(w);
+}
+
+/* ---- requests (kube_request) ---- */
+
+static void req_free(struct kube_req *r)
+{
+	free(r->method);
+	free(r->path);
+	free(r->ctype);
+	free(r->body);
+	free(r);
+}
+
+/* Pop the head; its callback gets status (0: no answer) and the body. */
+static void req_finish(struct kube *k, int status, json_t *body)
+{
+	struct kube_req *r = k->reqs;
+
+	k->reqs = r->next;
+	if (!k->reqs)
+		k->reqs_tail = &k->reqs;
+	if (r->cb)
+		r->cb(r->arg, status, body);
+	req_free(r);
+}
+
+static void req_next(struct kube *k)
+{
+	if (k->reqs && !k->reqw.in_flight) {
+		k->reqs->tries++;
+		kw_send(&k->reqw);
+	}
+}
+
+/* The connection failed. A request tried once goes again on a new
+ * connection (a kept-alive one the server had closed); the rest fail. */
+static void req_failed(struct kube *k)
+{
+	size_t n = 0;
+
+	if (!k->reqs)
+		return;
+	if (k->reqs->tries < 2) {
+		req_next(k);
+		return;
+	}
+	/* callbacks may queue more: fail only those queued now, then go on */
+	for (struct kube_req *r = k->reqs; r; r = r->next)
+		n++;
+	while (n-- && k->reqs)
+		req_finish(k, 0, NULL);
+	req_next(k);
+}
+
+static void req_answered(struct kw *w, bool keep)
+{
+	struct kube *k = w->k;
+	json_t *body = json_loadb(w->body ? w->body : "", w->body_len, 0, NULL);
+
+	loop_timer_cancel(k->loop, &w->timer);	/* no deadline while idle */
+	if (!keep)
+		kw_close(w);
+	else if (w->cst == CONN_OPEN)
+		kw_watch_fd(w, EPOLLIN);	/* see the server close an idle connection */
+	req_finish(k, w->status, body);
+	json_decref(body);
+	req_next(k);
+}
+
+int kube_request(struct kube *k, const char *method, const char *path, const char *ctype, const char *body,
+		 kube_req_cb cb, void *arg)
+{
+	struct kube_req *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->method = strdup(method);
+	r->path = strdup(path);
+	r->ctype = ctype ? strdup(ctype) : NULL;
+	r->body = body ? strdup(body) : NULL;
+	r->cb = cb;
+	r->arg = arg;
+	if (!r->method || !r->path || (ctype && !r->ctype) || (body && !r->body)) {
+		req_free(r);
+		return -ENOMEM;
+	}
+	*k->reqs_tail = r;
+	k->reqs_tail = &r->next;
+	if (!k->reqw.in_flight && !loop_timer_armed(&k->reqw.timer))
+		loop_timer_arm(k->loop, &k->reqw.timer, 0);	/* sent from the loop */
+	return 0;
+}
+
+void kube_requests_cancel(struct kube *k, void *arg)
+{
+	for (struct kube_req *r = k ? k->reqs : NULL; r; r = r->next)
+		if (r->arg == arg)
+			r->cb = NULL;
+}
+
+void kube_on_status(struct kube *k, void (*cb)(void *arg), void *arg)
+{
+	k->status_changed = cb;
+	k->status_arg = arg;
+}
+
+json_t *kube_objects(const struct kube *k, const char *kind)
+{
+	for (size_t i = 0; i < N_KINDS; i++)
+		if (!strcmp(k->kinds[i].def->kind, kind))
+			return k->kinds[i].store;
+	return NULL;
 }
 
 /* ---- the source ---- */
@@ -1492,6 +1712,12 @@ int kube_new(struct kube **out, struct loop *l, const struct kube_cfg *cfg, cons
 	if (!k->o.page_limit)
 		k->o.page_limit = 500;
 	loop_timer_init(&k->settle, settle_cb, k);
+	k->reqs_tail = &k->reqs;
+	k->reqw.k = k;
+	k->reqw.def = &req_def;
+	k->reqw.fd = -1;
+	k->reqw.phase = PHASE_REQ;
+	loop_timer_init(&k->reqw.timer, kw_timer_cb, &k->reqw);
 	for (size_t i = 0; i < N_KINDS; i++) {
 		struct kw *w = &k->kinds[i];
 
@@ -1552,6 +1778,17 @@ void kube_free(struct kube *k)
 		kube_lines_clear(&w->lines);
 	}
 	loop_timer_cancel(k->loop, &k->settle);
+	if (k->reqw.def) {
+		kw_close(&k->reqw);
+		loop_timer_cancel(k->loop, &k->reqw.timer);
+		free(k->reqw.body);
+	}
+	while (k->reqs) {
+		struct kube_req *r = k->reqs;
+
+		k->reqs = r->next;
+		req_free(r);
+	}
 	SSL_CTX_free(k->ctx);
 	if (k->token)
 		OPENSSL_cleanse(k->token, strlen(k->token));

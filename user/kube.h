@@ -63,6 +63,31 @@ bool kube_ready(const struct kube *k);
 /* {"server", "ready", "kinds": [...], "bad_objects": [...]} */
 json_t *kube_status_json(const struct kube *k);
 
+/* ---- writes (status, the Lease) ---- */
+
+/* The answer to a kube_request: status 0 when none came (connection failed
+ * twice, or timed out); body the decoded JSON answer, or NULL; borrowed. */
+typedef void (*kube_req_cb)(void *arg, int status, json_t *body);
+
+/* Queue method path ("/apis/..." below the server's prefix) with body (NULL:
+ * none) of content type ctype (NULL: application/json). Requests go one at a
+ * time, in order, on a connection of their own, non-blocking on the loop.
+ * cb is called from the loop, never from within kube_request. 0 or -ENOMEM. */
+int kube_request(struct kube *k, const char *method, const char *path, const char *ctype, const char *body,
+		 kube_req_cb cb, void *arg);
+/* Queued requests of arg will not call back (their owner goes away). */
+void kube_requests_cancel(struct kube *k, void *arg);
+
+/* The stored objects of kind ("Gateway", "HTTPRoute", ...): "ns/name" ->
+ * object as the watch last delivered it (status included). Borrowed; NULL
+ * for a kind not watched. */
+json_t *kube_objects(const struct kube *k, const char *kind);
+
+/* A Gateway API object changed in its status only (a status write coming
+ * back): it is stored, changed() is not called (the model reads no status),
+ * cb(arg) is, at once. NULL: nothing is called. */
+void kube_on_status(struct kube *k, void (*cb)(void *arg), void *arg);
+
 /* ---- the watch stream, apart for tests and fuzzing ---- */
 
 /* Splits a body into lines and decodes each as a watch event. */

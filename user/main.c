@@ -22,6 +22,7 @@
 #include "agent.h"
 #include "config.h"
 #include "hbone_hdr.h"
+#include "kstatus.h"
 #include "kube.h"
 #include "loader.h"
 #include "log.h"
@@ -54,6 +55,10 @@ static const char usage[] =
 	"  --config-dir DIR      Kubernetes YAML/JSON to serve (default " DEFAULT_CONFIG_DIR ")\n"
 	"  --kubeconfig FILE     list and watch the Kubernetes API instead (its current-context)\n"
 	"  --kube-in-cluster     the same, with the pod's service account (" KUBE_SA_DIR ")\n"
+	"  --lease-namespace NS  Kubernetes mode: the namespace of the Lease " KSTATUS_LEASE_NAME " whose\n"
+	"                        holder writes Gateway API status (default $POD_NAMESPACE,\n"
+	"                        else " KSTATUS_LEASE_NS ")\n"
+	"  --lease-duration S    its leaseDurationSeconds (default 15; renewed every third)\n"
 	"  --node-name NAME      this node, as Pods' spec.nodeName says (default: hostname)\n"
 	"  --bpffs-root DIR      where maps and links are pinned (default " SL_BPFFS_ROOT ")\n"
 	"  --cgroup DIR          cgroup v2 directory to attach to (default: the v2 root)\n"
@@ -97,6 +102,8 @@ struct options {
 	const char *config_dir;
 	const char *kubeconfig;	/* Kubernetes mode: a kubeconfig file, or */
 	bool kube_in_cluster;	/* the pod's service account */
+	const char *lease_ns;	/* NULL: $POD_NAMESPACE, else KSTATUS_LEASE_NS */
+	unsigned int lease_s;	/* 0: KSTATUS_LEASE_S */
 	const char *node_name;
 	struct loader_opts loader;
 	const char *status_socket;
@@ -112,7 +119,9 @@ struct options {
 	const char *cmd;	/* "run", "plan" or "check" */
 };
 
-enum { OPT_KEEP_CAPABILITIES = 1000, OPT_HTTP_HEADER_TIMEOUT, OPT_HTTP_IDLE_TIMEOUT, OPT_PROCFS };
+enum {
+	OPT_KEEP_CAPABILITIES = 1000, OPT_HTTP_HEADER_TIMEOUT, OPT_HTTP_IDLE_TIMEOUT, OPT_PROCFS, OPT_LEASE_NS, OPT_LEASE_S
+};
 
 /* "10", "10s", "2.5s" or "500ms" into milliseconds, 100 ms to 1 hour; -1 when
  * it is none of those. */
@@ -349,6 +358,9 @@ static void agent_reload(void)
 	agent.model = m;
 	if (agent.gateways)
 		gateways_apply(agent.gateways, m, routes);
+	if (agent.kstatus && kstatus_update(agent.kstatus, m, routes))
+		pr_warn("kstatus: out of memory: status not worked out for generation %lu",
+			(unsigned long)agent.generation + 1);
 	agent.generation++;
 	agent.last_good_at = time(NULL);
 	agent.config_state = CONFIG_OK;
@@ -632,6 +644,25 @@ static int start_metrics(const struct options *o, struct status **out)
 				 "text/plain; version=0.0.4; charset=utf-8", &agent);
 }
 
+/* Gateway API status, written by whichever agent holds the Lease. The pod's
+ * name (two agents on one node during an upgrade), else the node's. */
+static int start_kstatus(const struct options *o)
+{
+	const char *pod = getenv("POD_NAME"), *ns = getenv("POD_NAMESPACE");
+	struct kstatus_opts so = {
+		.identity = pod && pod[0] ? pod : agent.node_name,
+		.ns = o->lease_ns ? o->lease_ns : ns && ns[0] ? ns : KSTATUS_LEASE_NS,
+		.lease_s = o->lease_s,
+		.pools = o->mesh.gateway.pools,
+		.n_pools = o->mesh.gateway.n_pools,
+	};
+	int err = kstatus_new(&agent.kstatus, loop, agent.kube, &so);
+
+	if (err)
+		pr_err("kstatus: cannot start: %s", strerror(-err));
+	return err;
+}
+
 /* Kubernetes mode: the API server's objects replace the directory. */
 static int start_kube(const struct options *o)
 {
@@ -651,12 +682,13 @@ static int start_kube(const struct options *o)
 	}
 	err = kube_new(&agent.kube, loop, &cfg, &ko, on_kube_changed, NULL);
 	kube_cfg_clear(&cfg);
-	if (err)
+	if (err) {
 		pr_err("kube: cannot start: %s", strerror(-err));
-	else
-		pr_info("config: from the Kubernetes API; the pinned maps stay as they are until every "
-			"required kind is listed (%zu frontends)", sync_n_frontends(agent.sync));
-	return err;
+		return err;
+	}
+	pr_info("config: from the Kubernetes API; the pinned maps stay as they are until every "
+		"required kind is listed (%zu frontends)", sync_n_frontends(agent.sync));
+	return start_kstatus(o);
 }
 
 static int run_agent(const struct options *o)
@@ -742,6 +774,7 @@ static int run_agent(const struct options *o)
 	err = loop_run(loop);
 out:
 	config_watch_free(watch);
+	kstatus_free(agent.kstatus);	/* its requests are queued in kube */
 	kube_free(agent.kube);
 	status_free(status);
 	status_free(metrics);
@@ -794,6 +827,8 @@ int main(int argc, char **argv)
 		{ "http-header-timeout", required_argument, NULL, OPT_HTTP_HEADER_TIMEOUT },
 		{ "http-idle-timeout", required_argument, NULL, OPT_HTTP_IDLE_TIMEOUT },
 		{ "procfs", required_argument, NULL, OPT_PROCFS },
+		{ "lease-namespace", required_argument, NULL, OPT_LEASE_NS },
+		{ "lease-duration", required_argument, NULL, OPT_LEASE_S },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -952,6 +987,17 @@ int main(int argc, char **argv)
 		}
 		case OPT_KEEP_CAPABILITIES:
 			o.keep_capabilities = true;
+			break;
+		case OPT_LEASE_NS:
+			o.lease_ns = optarg;
+			break;
+		case OPT_LEASE_S:
+			ttl = strtoul(optarg, &end, 10);
+			if (*end || ttl < 3 || ttl > 3600) {	/* renewals every third: at least a second */
+				fprintf(stderr, "sluice-agent: --lease-duration: expected 3 to 3600 seconds\n");
+				return 2;
+			}
+			o.lease_s = (unsigned int)ttl;
 			break;
 		case 'V':
 			printf("sluice-agent %s\n", SL_VERSION);

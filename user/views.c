@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "authz.h"
 #include "identity.h"
+#include "kstatus.h"
 #include "kube.h"
 #include "loader.h"
 #include "model.h"
@@ -133,6 +134,16 @@ json_t *views_sockmap(const struct agent *a)
 	return json_pack("{s:o, s:o}", "sockmap", sockmap_json(a), "sockets", socks);
 }
 
+/* kube_status_json, with the status writer's Lease and writes. */
+static json_t *kube_json(const struct agent *a)
+{
+	json_t *k = kube_status_json(a->kube);
+
+	if (json_is_object(k) && a->kstatus)
+		json_object_set_new(k, "status_writer", kstatus_json(a->kstatus));
+	return k;
+}
+
 json_t *views_status(const struct agent *a)
 {
 	const struct sl_resources *r = a->model ? a->model->res : NULL;
@@ -170,7 +181,7 @@ json_t *views_status(const struct agent *a)
 		"last_sync_ms", a->last_sync.ms, "last_sync_at", time_or_null(a->last_sync_at), "updates",
 		(json_int_t)a->last_sync.updates, "deletes", (json_int_t)a->last_sync.deletes, "errors",
 		(json_int_t)a->last_sync.errors, "mesh", mesh_json(a), "policy", policy_json(a),
-		"sockmap", sockmap_json(a), "kubernetes", kube_status_json(a->kube));
+		"sockmap", sockmap_json(a), "kubernetes", kube_json(a));
 }
 
 static json_t *backend_json(const struct sl_backend *b)

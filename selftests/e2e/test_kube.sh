@@ -37,7 +37,7 @@ cleanup() {
 }
 trap 'cleanup; e2e_finish' EXIT
 
-if [ -z "$CG2" ] || ! python3 -c 'import yaml' 2>/dev/null; then
+if [ -z "$CG2" ] || ! /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
 	skip kube "needs cgroup2 and python3-yaml (to turn the examples into JSON)"
 	exit 0
 fi
@@ -45,7 +45,7 @@ mkdir -p "$API" "$CG/dir" "$CG/kube"
 ip netns add "$NS" && nsenter --net="/run/netns/$NS" ip link set lo up	# not ip -n: it fails in a chroot
 
 # The examples as the API server holds them, plus one bad Service.
-python3 - "$E2E_REPO/manifests/examples" >"$E2E_TMP/objects.json" <<'EOF'
+/usr/bin/python3 - "$E2E_REPO/manifests/examples" >"$E2E_TMP/objects.json" <<'EOF'
 import glob, json, sys, yaml
 items = []
 for f in sorted(glob.glob(sys.argv[1] + "/*.yaml")):
@@ -55,7 +55,7 @@ items.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad",
 json.dump(items, sys.stdout)
 EOF
 
-nsenter --net="/run/netns/$NS" python3 "$E2E_REPO/selftests/tools/sl-kube-api.py" --dir "$API" \
+nsenter --net="/run/netns/$NS" /usr/bin/python3 "$E2E_REPO/selftests/tools/sl-kube-api.py" --dir "$API" \
 	--objects "$E2E_TMP/objects.json" --token e2e-token --unserved security.istio.io \
 	--lifetime 300 2>"$E2E_TMP/api.log" &
 pids+=($!)
@@ -87,7 +87,7 @@ agent() {	# agent NAME ARGS...
 	pids+=($!)
 }
 sctl() { local name=$1; shift; sluicectl --socket "$E2E_TMP/$name.sock" "$@"; }
-generation() { sctl "$1" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["generation"])'; }
+generation() { sctl "$1" --json status | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["generation"])'; }
 has_gen() { [ "$(generation "$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
 ctl_api() { nsenter --net="/run/netns/$NS" curl -s --max-time 5 -X POST --data "$2" "http://127.0.0.1:$CTL_PORT$1" >/dev/null; }
 
@@ -102,7 +102,7 @@ fi
 
 # svc_id and the like are the map's, not the configuration's: compare what
 # the Services and workloads say.
-norm() { python3 -c '
+norm() { /usr/bin/python3 -c '
 import json, sys
 def strip(v):
     if isinstance(v, dict):

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """sl-kube-api: a test Kubernetes API server (list + watch), stdlib only.
 
@@ -7,8 +7,14 @@ the shapes of the Kubernetes API reference: List objects with
 metadata.resourceVersion and metadata.continue (limit/continue paging), and
 watch streams as chunked JSON lines (ADDED/MODIFIED/DELETED, BOOKMARK every
 half second, ERROR 410 when a resourceVersion is too old). Groups named with
---unserved answer 404. A plain-HTTP control port on 127.0.0.1 changes objects
-and injects faults:
+--unserved answer 404. Writes, as the agent's status writer makes them:
+coordination.k8s.io/v1 Leases (GET, POST, PUT; 409 on a stale
+metadata.resourceVersion or a POST of one that exists) and the /status
+subresource of gateway.networking.k8s.io objects (PATCH as a JSON merge patch,
+or PUT; 409 on a stale resourceVersion), stored with a new resourceVersion and
+a MODIFIED watch event. metadata.generation starts at 1 and grows when /apply
+changes an object's spec. A plain-HTTP control port on 127.0.0.1 changes
+objects, shows them and the writes, and injects faults:
 
   POST /apply   {"object": {...}}            ADDED or MODIFIED
   POST /delete  {"kind": K, "namespace": N, "name": X}
@@ -17,6 +23,8 @@ and injects faults:
   POST /drop    {"resource": R or null}      abort open watch connections
   POST /fail    {"resource": R, "status": 500, "count": 1}
   GET  /stats   {"lists": {R: n}, "watches": {R: n}, "open": {R: n}}
+  GET  /writes  [{"verb", "kind", "namespace", "name", "code", "holder"?}, ...]
+  GET  /object?kind=K&namespace=N&name=X   the object as stored (404: none)
 
 usage: sl-kube-api.py --dir DIR [--objects FILE] [--token T] [--unserved GROUP]...
 Writes DIR/ca.crt, client.crt/key, server.crt/key and DIR/ports ("api ctl").
@@ -51,6 +59,7 @@ KINDS = {
     "AuthorizationPolicy": ("security.istio.io", "v1", "authorizationpolicies", True),
     "PeerAuthentication": ("security.istio.io", "v1", "peerauthentications", True),
     "Secret": ("", "v1", "secrets", True),
+    "Lease": ("coordination.k8s.io", "v1", "leases", True),
 }
 BY_PATH = {}
 for _k, (_g, _v, _r, _n) in KINDS.items():
@@ -70,12 +79,18 @@ class State:
         self.socks = {}                           # kind -> set of open watch sockets
         self.unserved = set()
         self.token = None
+        self.writes = []                          # what clients wrote, in order
 
-    def apply(self, obj, typ=None):
+    def apply(self, obj, typ=None, spec_change=True):
         kind = obj["kind"]
         md = obj.setdefault("metadata", {})
         key = "%s/%s" % (md.get("namespace", ""), md["name"])
         with self.cond:
+            old = self.objs[kind].get(key)
+            gen = (old or {}).get("metadata", {}).get("generation", 0)
+            if spec_change and (not old or old.get("spec") != obj.get("spec")):
+                gen += 1
+            md["generation"] = gen or 1
             self.rv += 1
             md["resourceVersion"] = str(self.rv)
             t = typ or ("MODIFIED" if key in self.objs[kind] else "ADDED")
@@ -89,6 +104,19 @@ class State:
 
 
 S = State()
+
+
+def merge_patch(target, patch):
+    """RFC 7386: objects merge key by key, null deletes, the rest replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
 
 
 def bump(table, kind):
@@ -117,10 +145,128 @@ class Api(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
+    def body(self):
+        n = int(self.headers.get("Content-Length", "0") or 0)
+        return json.loads(self.rfile.read(n) or b"null")
+
+    def write_target(self):
+        """(kind, "ns/name", subresource) of a namespaced object path, or None."""
+        parts = urlparse(self.path).path.strip("/").split("/")
+        if parts[:1] == ["api"]:
+            gv, rest = parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) > 2:
+            gv, rest = parts[1] + "/" + parts[2], parts[3:]
+        else:
+            return None
+        if len(rest) < 3 or rest[0] != "namespaces":
+            return None
+        kind = BY_PATH.get(gv + "/" + rest[2])
+        if not kind or KINDS[kind][0] in S.unserved:
+            return None
+        name = rest[3] if len(rest) > 3 else None
+        sub = rest[4] if len(rest) > 4 else None
+        return kind, rest[1], name, sub
+
+    def authorized(self):
+        if S.token and self.headers.get("Authorization") != "Bearer " + S.token:
+            self.status(401, "Unauthorized", "Unauthorized")
+            return False
+        return True
+
+    def record(self, verb, kind, ns, name, code, obj=None):
+        w = {"verb": verb, "kind": kind, "namespace": ns, "name": name, "code": code, "time": time.time()}
+        if kind == "Lease" and obj:
+            w["holder"] = obj.get("spec", {}).get("holderIdentity")
+        with S.cond:
+            S.writes.append(w)
+
+    def lease_get(self, ns, name):
+        with S.cond:
+            o = S.objs["Lease"].get(ns + "/" + name)
+            o = json.loads(json.dumps(o)) if o else None
+        if not o:
+            return self.status(404, "NotFound", 'leases.coordination.k8s.io "%s" not found' % name)
+        self.reply(200, o)
+
+    def write(self, verb):
+        t = self.write_target()
+        try:
+            body = self.body()
+        except ValueError:
+            return self.status(400, "BadRequest", "not JSON")
+        if not self.authorized():
+            return
+        if not t:
+            return self.status(404, "NotFound", "the server could not find the requested resource")
+        kind, ns, name, sub = t
+        if verb == "POST" and name is None and kind == "Lease":
+            name = (body.get("metadata") or {}).get("name")
+            with S.cond:
+                exists = (ns + "/" + name) in S.objs[kind]
+                if not exists:
+                    body.setdefault("metadata", {})["namespace"] = ns
+                    body["metadata"].pop("resourceVersion", None)
+                    body["kind"], body["apiVersion"] = "Lease", "coordination.k8s.io/v1"
+                    S.apply(body)
+                    out = json.loads(json.dumps(body))
+            if exists:
+                self.record(verb, kind, ns, name, 409, body)
+                return self.status(409, "AlreadyExists", 'leases "%s" already exists' % name)
+            self.record(verb, kind, ns, name, 201, out)
+            return self.reply(201, out)
+        if name is None or (verb == "PUT" and sub not in (None, "status")) or \
+                (verb == "PATCH" and sub != "status") or (sub == "status" and kind == "Lease") or \
+                (sub is None and kind != "Lease"):
+            return self.status(405, "MethodNotAllowed", "not served by this test server")
+        key = ns + "/" + name
+        with S.cond:
+            cur = S.objs[kind].get(key)
+            want = (body.get("metadata") or {}).get("resourceVersion")
+            if not cur:
+                code = 404
+            elif want and want != cur["metadata"]["resourceVersion"]:
+                code = 409
+            elif verb == "PUT" and not want:
+                code = 422  # an update needs the resourceVersion it saw
+            else:
+                code = 200
+                new = json.loads(json.dumps(cur))
+                if sub == "status" and verb == "PATCH":
+                    new["status"] = merge_patch(cur.get("status"), body.get("status"))
+                elif sub == "status":
+                    new["status"] = body.get("status")
+                else:
+                    new["spec"] = body.get("spec")
+                S.apply(new, spec_change=False)
+                out = json.loads(json.dumps(new))
+        self.record(verb + ("/status" if sub else ""), kind, ns, name, code, body)
+        if code == 404:
+            return self.status(404, "NotFound", '%s "%s" not found' % (KINDS[kind][2], name))
+        if code == 409:
+            return self.status(409, "Conflict", "the object has been modified; please apply your changes "
+                               "to the latest version and try again")
+        if code == 422:
+            return self.status(422, "Invalid", "metadata.resourceVersion: must be specified for an update")
+        self.reply(200, out)
+
+    def do_POST(self):
+        self.write("POST")
+
+    def do_PUT(self):
+        self.write("PUT")
+
+    def do_PATCH(self):
+        self.write("PATCH")
+
     def do_GET(self):
         u = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
         parts = u.path.strip("/").split("/")
+        t = self.write_target()
+        if t and t[0] == "Lease" and t[2]:
+            if not self.authorized():
+                return
+            return self.lease_get(t[1], t[2])
         if parts[:1] == ["api"]:
             key = "/".join(parts[1:])
         elif parts[:1] == ["apis"]:
@@ -240,7 +386,18 @@ class Ctl(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        u = urlparse(self.path)
+        q = {k: v[0] for k, v in parse_qs(u.query).items()}
         with S.cond:
+            if u.path == "/writes":
+                return self.reply(S.writes)
+            if u.path == "/object":
+                o = S.objs.get(q.get("kind"), {}).get(q.get("namespace", "") + "/" + q.get("name", ""))
+                if o is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                return self.reply(o)
             self.reply(S.stats)
 
     def do_POST(self):

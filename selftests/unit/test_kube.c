@@ -4,7 +4,10 @@
  * test API server (selftests/tools/sl-kube-api.py, TLS): the same model as
  * the directory source for manifests/examples, paging, watch events, 410 ->
  * relist, dropped connections and 500s -> backoff and reconnect, 404 -> kind
- * skipped, a bad object skipped while the others apply.
+ * skipped, a bad object skipped while the others apply. Writes through
+ * kube_request (Lease create, update, 409 on a stale resourceVersion, a
+ * /status merge patch that the watch brings back), and kstatus writing a
+ * Gateway's status once, and not again while nothing changes.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -23,9 +26,11 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "kstatus.h"
 #include "kube.h"
 #include "loop.h"
 #include "model.h"
+#include "route.h"
 #include "lib/test.h"
 
 extern char **environ;
@@ -931,6 +936,211 @@ void test_kube_tls_verify(void)
 		json_decref(st);
 	}
 out:
+	fx_stop(&f);
+	json_decref(items);
+}
+
+/* ---- writes: kube_request, kstatus ---- */
+
+struct answer {
+	int status;			/* -1: none yet */
+	json_t *body;
+};
+
+static void on_answer(void *arg, int status, json_t *body)
+{
+	struct answer *a = arg;
+
+	a->status = status;
+	json_decref(a->body);
+	a->body = json_incref(body);
+}
+
+static struct answer *cur_answer;
+
+static bool answered(struct fx *f)
+{
+	(void)f;
+	return cur_answer->status >= 0;
+}
+
+/* One request, run to its answer (its status; -1: none within 5 s). */
+static int request(struct fx *f, struct answer *a, const char *method, const char *path, const char *ctype,
+		   const char *body)
+{
+	a->status = -1;
+	cur_answer = a;
+	if (kube_request(f->kube, method, path, ctype, body, on_answer, a))
+		return -1;
+	run_until(f, answered, 5000);
+	return a->status;
+}
+
+static const char *body_rv(const struct answer *a)
+{
+	return json_string_value(json_object_get(json_object_get(a->body, "metadata"), "resourceVersion"));
+}
+
+#define LEASE_PATH "/apis/coordination.k8s.io/v1/namespaces/sluice-system/leases"
+#define GW_STATUS_PATH "/apis/gateway.networking.k8s.io/v1/namespaces/infra/gateways/gw/status"
+
+static const char gw_objects[] =
+	"[{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"infra\"}},"
+	"{\"apiVersion\":\"gateway.networking.k8s.io/v1\",\"kind\":\"GatewayClass\",\"metadata\":{\"name\":\"sluice\"},"
+	"\"spec\":{\"controllerName\":\"sluice.io/gateway-controller\"}},"
+	"{\"apiVersion\":\"gateway.networking.k8s.io/v1\",\"kind\":\"Gateway\",\"metadata\":{\"name\":\"gw\","
+	"\"namespace\":\"infra\"},\"spec\":{\"gatewayClassName\":\"sluice\",\"listeners\":"
+	"[{\"name\":\"web\",\"port\":80,\"protocol\":\"HTTP\"}]}}]";
+
+static bool gw_has_status(struct fx *f)
+{
+	json_t *gw = json_object_get(kube_objects(f->kube, "Gateway"), "infra/gw");
+
+	return json_is_object(json_object_get(gw, "status"));
+}
+
+/* Lease create/read/update with optimistic concurrency, and a /status patch. */
+void test_kube_requests(void)
+{
+	struct answer a = { .status = -1 };
+	json_t *items;
+	struct fx f;
+	char body[1024], rv[32];
+
+	if (!python_ok())
+		return;
+	items = json_loads(gw_objects, 0, NULL);
+	if (!fx_start(&f, items, NULL, "tok", 0))
+		goto out;
+	ASSERT_EQ(request(&f, &a, "GET", LEASE_PATH "/sluice-status", NULL, NULL), 404, "GET: no Lease yet");
+	ASSERT_EQ(request(&f, &a, "POST", LEASE_PATH, NULL,
+			  "{\"metadata\":{\"name\":\"sluice-status\"},\"spec\":{\"holderIdentity\":\"a\"}}"),
+		  201, "POST: created");
+	snprintf(rv, sizeof(rv), "%s", body_rv(&a) ? body_rv(&a) : "");
+	ASSERT_TRUE(rv[0], "created with a resourceVersion");
+	ASSERT_EQ(request(&f, &a, "POST", LEASE_PATH, NULL, "{\"metadata\":{\"name\":\"sluice-status\"}}"), 409,
+		  "POST again: AlreadyExists");
+	ASSERT_EQ(request(&f, &a, "PUT", LEASE_PATH "/sluice-status", NULL,
+			  "{\"metadata\":{\"name\":\"sluice-status\",\"resourceVersion\":\"1\"},\"spec\":{}}"),
+		  409, "PUT with a stale resourceVersion: Conflict");
+	snprintf(body, sizeof(body),
+		 "{\"metadata\":{\"name\":\"sluice-status\",\"resourceVersion\":\"%s\"},\"spec\":{\"holderIdentity\":\"b\"}}",
+		 rv);
+	ASSERT_EQ(request(&f, &a, "PUT", LEASE_PATH "/sluice-status", NULL, body), 200, "PUT with its resourceVersion");
+	ASSERT_STREQ(json_string_value(json_object_get(json_object_get(a.body, "spec"), "holderIdentity")), "b",
+		     "updated");
+	ASSERT_TRUE(run_until(&f, was_changed, 15000), "listed");
+	ASSERT_EQ(request(&f, &a, "PATCH", GW_STATUS_PATH, "application/merge-patch+json",
+			  "{\"metadata\":{\"resourceVersion\":\"1\"},\"status\":{\"conditions\":[]}}"),
+		  409, "PATCH /status with a stale resourceVersion: Conflict");
+	ASSERT_EQ(request(&f, &a, "PATCH", GW_STATUS_PATH, "application/merge-patch+json",
+			  "{\"status\":{\"conditions\":[]}}"),
+		  200, "PATCH /status");
+	ASSERT_TRUE(run_until(&f, gw_has_status, 5000), "the watch brings the status back");
+	ASSERT_EQ(request(&f, &a, "GET", LEASE_PATH "/sluice-status", NULL, NULL), 200,
+		  "a kept-alive connection serves the next request");
+out:
+	json_decref(a.body);
+	fx_stop(&f);
+	json_decref(items);
+}
+
+static struct kstatus *cur_ks, *cur_ks2;
+
+/* The first wrote, and the second has read the Lease since. */
+static bool ks_wrote(struct fx *f)
+{
+	json_t *st = kstatus_json(cur_ks), *st2 = kstatus_json(cur_ks2);
+	const char *h = json_string_value(json_object_get(st2, "holder"));
+	bool ok = json_integer_value(json_object_get(st, "writes")) >= 1 && gw_has_status(f) && h && h[0];
+
+	json_decref(st);
+	json_decref(st2);
+	return ok;
+}
+
+static long long status_writes(struct fx *f)
+{
+	json_t *w = ctl(f, "GET", "/writes", NULL), *e;
+	long long n = 0;
+	size_t i;
+
+	json_array_foreach(w, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "verb")), "PATCH/status"))
+			n++;
+	json_decref(w);
+	return n;
+}
+
+static bool never(struct fx *f)
+{
+	(void)f;
+	return false;
+}
+
+/* Model and routes from the stored objects, handed to kstatus. */
+static bool ks_update(struct fx *f, struct kstatus *ks)
+{
+	struct sl_resources *res = NULL;
+	struct sl_model *m = NULL;
+	struct route_table *rt = NULL;
+	struct diags errs = { 0 };
+	bool ok = !kube_resources(f->kube, &res, NULL) && !model_build(res, "node-1", &m, &errs) &&
+		  !route_table_build(m, &rt, &errs) && !kstatus_update(ks, m, rt);
+
+	route_table_free(rt);
+	if (m)
+		model_free(m);
+	else
+		resources_free(res);
+	diags_clear(&errs);
+	return ok;
+}
+
+/* Two writers on one API: one takes the Lease and writes the Gateway's
+ * status once; nothing is written again while nothing changes. */
+void test_kube_status_writer(void)
+{
+	struct kstatus_opts o1 = { .identity = "node-1", .ns = "sluice-system", .lease_s = 3 };
+	struct kstatus_opts o2 = { .identity = "node-2", .ns = "sluice-system", .lease_s = 3 };
+	struct kstatus *k1 = NULL, *k2 = NULL;
+	json_t *items, *s1, *s2, *gw;
+	struct fx f;
+	long long n;
+
+	if (!python_ok())
+		return;
+	items = json_loads(gw_objects, 0, NULL);
+	if (!fx_start(&f, items, NULL, NULL, 0) || !ASSERT_TRUE(run_until(&f, was_changed, 15000), "listed"))
+		goto out;
+	if (!ASSERT_OK(kstatus_new(&k1, f.loop, f.kube, &o1), "kstatus 1") ||
+	    !ASSERT_OK(kstatus_new(&k2, f.loop, f.kube, &o2), "kstatus 2"))
+		goto out;
+	ASSERT_TRUE(ks_update(&f, k1) && ks_update(&f, k2), "update");
+	cur_ks = k1;
+	cur_ks2 = k2;
+	ASSERT_TRUE(run_until(&f, ks_wrote, 5000), "node-1 (first to ask) holds the Lease and writes");
+	s1 = kstatus_json(k1);
+	s2 = kstatus_json(k2);
+	ASSERT_TRUE(json_is_true(json_object_get(s1, "leader")), "node-1 leads");
+	ASSERT_FALSE(json_is_true(json_object_get(s2, "leader")), "node-2 does not");
+	ASSERT_STREQ(json_string_value(json_object_get(s2, "holder")), "node-1", "node-2 sees node-1 hold it");
+	json_decref(s1);
+	json_decref(s2);
+	gw = json_object_get(kube_objects(f.kube, "Gateway"), "infra/gw");
+	ASSERT_STREQ(json_string_value(json_object_get(
+			     json_array_get(json_object_get(json_object_get(gw, "status"), "conditions"), 0), "reason")),
+		     "Accepted", "Accepted written");
+	/* the echo arrives, another update computes the same: no write */
+	n = status_writes(&f);
+	run_until(&f, never, 1500);
+	ASSERT_TRUE(ks_update(&f, k1) && ks_update(&f, k2), "update again");
+	run_until(&f, never, 1000);
+	ASSERT_EQ(status_writes(&f), n, "no second write of the same status");
+	ASSERT_EQ(n, 1, "one write");
+out:
+	kstatus_free(k2);
+	kstatus_free(k1);
 	fx_stop(&f);
 	json_decref(items);
 }

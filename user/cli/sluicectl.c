@@ -540,6 +540,24 @@ static void print_status_config(const json_t *cfg)
 	}
 }
 
+/* Gateway API status write-back: the Lease, and this agent's writes. */
+static void print_status_writer(const json_t *w)
+{
+	char b1[32], b2[32], b3[32];
+
+	if (!json_is_object(w))
+		return;
+	if (json_is_true(json_object_get(w, "leader")))
+		KV("  Status:", "holding Lease %s as %s: %s writes, %s conflicts, %s errors, last at %s", js(w, "lease"),
+		   js(w, "identity"), jf(w, "writes", b1, sizeof(b1)), jf(w, "conflicts", b2, sizeof(b2)),
+		   jf(w, "write_errors", b3, sizeof(b3)), js(w, "last_write_at"));
+	else
+		KV("  Status:", "not holding Lease %s (holder: %s); %s writes before", js(w, "lease"),
+		   js(w, "holder")[0] ? js(w, "holder") : "none seen", jf(w, "writes", b1, sizeof(b1)));
+	if (json_is_string(json_object_get(w, "last_error")))
+		KV("  Status error:", "%s", js(w, "last_error"));
+}
+
 /* Kubernetes mode: the API server, and per kind its watch. */
 static int print_status_kube(const json_t *k)
 {
@@ -553,6 +571,7 @@ static int print_status_kube(const json_t *k)
 		return 0;
 	KV("Kubernetes:", "%s (%s)", js(k, "server"),
 	   json_is_true(json_object_get(k, "ready")) ? "ready" : "waiting for the first lists");
+	print_status_writer(json_object_get(k, "status_writer"));
 	if (json_is_array(bad) && json_array_size(bad)) {
 		KV("  Skipped:", "%zu bad object%s", json_array_size(bad), json_array_size(bad) == 1 ? "" : "s");
 		json_array_foreach(bad, i, v)

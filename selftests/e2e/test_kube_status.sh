@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Gateway API status write-back in Kubernetes mode: two agents (node-1 and
+# node-2, own bpffs roots and cgroup subtrees, no mesh) against one test API
+# server (selftests/tools/sl-kube-api.py) with a 3 s Lease. Exactly one holds
+# the Lease and writes; the Gateway gets gwplan's conditions (a listener
+# conflict), the HTTPRoutes theirs (BackendNotFound), another controller's
+# entry stays, a route of another class's Gateway is left alone; nothing is
+# written while nothing changes; conditions someone else overwrites are
+# written back, without a rebuild; the holder killed, the other takes over
+# and writes the next change.
+. "$(dirname "$0")/lib.sh"
+need_root kube_status
+
+NS=slks-$E2E_ID
+CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+CG=$CG2/sluice-kstatus-$E2E_ID
+API=$E2E_TMP/api
+declare -A apid
+pids=()
+
+cleanup() {
+	local rc=$?
+	# agents first, then the server (no "unexpected eof" noise in their logs)
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null; done
+	for p in "${pids[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null
+	done
+	for n in node-1 node-2; do
+		r=/sys/fs/bpf/sluice-kstatus-$E2E_ID-$n
+		[ -d "$r" ] && nsenter --net="/run/netns/$NS" sluice-agent --uninstall --bpffs-root "$r" >/dev/null 2>&1
+		rm -rf "$r" 2>/dev/null
+	done
+	rmdir "$CG/node-1" "$CG/node-2" "$CG" 2>/dev/null
+	ip netns del "$NS" 2>/dev/null
+	return "$rc"
+}
+trap 'cleanup; e2e_finish' EXIT
+
+if [ -z "$CG2" ]; then
+	skip kube_status "needs cgroup2"
+	exit 0
+fi
+mkdir -p "$API" "$CG/node-1" "$CG/node-2"
+ip netns add "$NS" && nsenter --net="/run/netns/$NS" ip link set lo up
+
+/usr/bin/python3 - >"$E2E_TMP/objects.json" <<'EOF'
+import json
+GW = "gateway.networking.k8s.io"
+def ns(n): return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
+def route(name, parents, backend, status=None):
+    o = {"apiVersion": GW + "/v1", "kind": "HTTPRoute", "metadata": {"name": name, "namespace": "demo"},
+         "spec": {"parentRefs": parents, "rules": [{"backendRefs": [{"name": backend, "port": 80}]}]}}
+    if status:
+        o["status"] = status
+    return o
+gw = {"group": GW, "kind": "Gateway", "namespace": "infra", "name": "gw"}
+items = [ns("demo"), ns("infra"), ns("sluice-system"),
+    {"apiVersion": GW + "/v1", "kind": "GatewayClass", "metadata": {"name": "sluice"},
+     "spec": {"controllerName": "sluice.io/gateway-controller"}},
+    {"apiVersion": GW + "/v1", "kind": "GatewayClass", "metadata": {"name": "other"},
+     "spec": {"controllerName": "example.com/other"}},
+    {"apiVersion": GW + "/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "infra"},
+     "spec": {"gatewayClassName": "sluice", "addresses": [{"type": "IPAddress", "value": "10.99.0.1"}],
+              "listeners": [{"name": "web", "port": 80, "protocol": "HTTP",
+                             "allowedRoutes": {"namespaces": {"from": "All"}}},
+                            {"name": "t1", "port": 9000, "protocol": "TCP"},
+                            {"name": "t2", "port": 9000, "protocol": "TCP"}]}},
+    {"apiVersion": GW + "/v1", "kind": "Gateway", "metadata": {"name": "theirs", "namespace": "infra"},
+     "spec": {"gatewayClassName": "other", "listeners": [{"name": "web", "port": 80, "protocol": "HTTP"}]}},
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": "demo"},
+     "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": "echo"}}},
+    route("good", [dict(gw, sectionName="web")], "echo",
+          {"parents": [{"parentRef": {"name": "elsewhere"}, "controllerName": "example.com/other",
+                        "conditions": []}]}),
+    route("bad", [dict(gw, sectionName="web")], "missing"),
+    route("foreign", [{"group": GW, "kind": "Gateway", "namespace": "infra", "name": "theirs"}], "echo"),
+]
+json.dump(items, open("/dev/stdout", "w"))
+EOF
+
+nsenter --net="/run/netns/$NS" /usr/bin/python3 "$E2E_REPO/selftests/tools/sl-kube-api.py" --dir "$API" \
+	--objects "$E2E_TMP/objects.json" --token e2e-token --lifetime 120 2>"$E2E_TMP/api.log" &
+pids+=($!)
+wait_until 15 test -e "$API/ports" || { fail "test API server starts" "$(tail -3 "$E2E_TMP/api.log")"; exit 1; }
+read -r API_PORT CTL_PORT <"$API/ports"
+
+cat >"$E2E_TMP/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+current-context: e2e
+contexts:
+- name: e2e
+  context: {cluster: test, user: agent}
+clusters:
+- name: test
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority: api/ca.crt
+users:
+- name: agent
+  user: {token: e2e-token}
+EOF
+
+agent() {	# agent NODE
+	local n=$1
+	nsenter --net="/run/netns/$NS" env -u POD_NAME -u POD_NAMESPACE sluice-agent --node-name "$n" \
+		--bpffs-root "/sys/fs/bpf/sluice-kstatus-$E2E_ID-$n" --cgroup "$CG/$n" \
+		--status-socket "$E2E_TMP/$n.sock" --no-mesh --policy-scope none --metrics off \
+		--kubeconfig "$E2E_TMP/kubeconfig" --lease-namespace sluice-system --lease-duration 3 \
+		>"$E2E_TMP/agent-$n.log" 2>&1 &
+	apid[$n]=$!
+	disown "$!"	# no "Killed" line when the test kills it
+	pids+=($!)
+}
+
+# One Python process polls and checks (each start costs seconds on a loaded
+# machine): it prints "PASS name" / "FAIL name: why" lines, turned into
+# checks here, and kills the holder itself (by its PID).
+cat >"$E2E_TMP/kst.py" <<'PY'
+import json, os, signal, subprocess, sys, time, urllib.request
+ctl, tmp, pids = sys.argv[1], sys.argv[2], {"node-1": int(sys.argv[3]), "node-2": int(sys.argv[4])}
+OURS = "sluice.io/gateway-controller"
+
+def say(ok, name, why=""):
+    print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + why), flush=True)
+
+def get(path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%s%s" % (ctl, path), timeout=5) as r:
+            return json.load(r)
+    except Exception:
+        return None
+
+def post(path, body):
+    req = urllib.request.Request("http://127.0.0.1:%s%s" % (ctl, path), data=json.dumps(body).encode())
+    urllib.request.urlopen(req, timeout=5).read()
+
+def obj(kind, ns, name):
+    return get("/object?kind=%s&namespace=%s&name=%s" % (kind, ns, name)) or {}
+
+def agent_status(node):
+    try:
+        out = subprocess.run(["sluicectl", "--socket", "%s/%s.sock" % (tmp, node), "--json", "status"],
+                             capture_output=True, timeout=5).stdout
+        return json.loads(out)
+    except Exception:
+        return {}
+
+def writer(node):
+    return agent_status(node).get("kubernetes", {}).get("status_writer") or {}
+
+def config_gen(node):
+    return agent_status(node).get("config", {}).get("generation")
+
+def holder():
+    return obj("Lease", "sluice-system", "sluice-status").get("spec", {}).get("holderIdentity")
+
+def status_writes():
+    return sum(1 for w in get("/writes") or [] if w["verb"] == "PATCH/status" and w["code"] == 200)
+
+def cond(conds, t):
+    return next((c for c in conds or [] if c.get("type") == t), {})
+
+def listener(st, name):
+    return next((l for l in st.get("listeners", []) if l.get("name") == name), {})
+
+def ours(st):
+    return [p for p in st.get("parents", []) if p.get("controllerName") == OURS]
+
+def wait(name, secs, pred):
+    end, why = time.time() + secs, ""
+    while time.time() < end:
+        try:
+            if pred():
+                say(True, name)
+                return True
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
+            why = repr(e)
+        time.sleep(0.05)
+    say(False, name, why or "not within %d s" % secs)
+    return False
+
+def gw():
+    return obj("Gateway", "infra", "gw").get("status") or {}
+
+def route(name):
+    return obj("HTTPRoute", "demo", name)
+
+def route_cond(name, t):
+    return cond(ours(route(name)["status"])[0]["conditions"], t)
+
+def one_leader():
+    a, b = writer("node-1").get("leader"), writer("node-2").get("leader")
+    return a is not None and b is not None and a != b
+
+if not wait("exactly one agent holds the Lease", 15, one_leader):
+    sys.exit(0)
+L = "node-1" if writer("node-1")["leader"] else "node-2"
+F = "node-2" if L == "node-1" else "node-1"
+wait("the Lease's holderIdentity is the holder's", 5, lambda: holder() == L)
+wait("Gateway: Accepted True ListenersNotValid", 10,
+     lambda: cond(gw()["conditions"], "Accepted")["reason"] == "ListenersNotValid"
+     and cond(gw()["conditions"], "Accepted")["status"] == "True")
+g = obj("Gateway", "infra", "gw")
+st = g.get("status") or {}
+say(cond(st.get("conditions"), "Programmed").get("status") == "True"
+    and cond(st.get("conditions"), "Accepted").get("observedGeneration") == g["metadata"]["generation"],
+    "Gateway: Programmed, observedGeneration", json.dumps(st.get("conditions")))
+t1 = listener(st, "t1").get("conditions")
+say(cond(t1, "Conflicted").get("reason") == "HostnameConflict" and cond(t1, "Conflicted").get("status") == "True"
+    and cond(t1, "Programmed").get("status") == "False",
+    "listener t1: Conflicted True HostnameConflict, not Programmed", json.dumps(t1))
+web = listener(st, "web")
+say(cond(web.get("conditions"), "Programmed").get("status") == "True" and web.get("attachedRoutes") == 2
+    and web.get("supportedKinds", [{}])[0].get("kind") == "HTTPRoute",
+    "listener web: Programmed, 2 routes attached, supportedKinds", json.dumps(web))
+wait("HTTPRoute bad: ResolvedRefs False BackendNotFound", 10,
+     lambda: route_cond("bad", "ResolvedRefs")["reason"] == "BackendNotFound"
+     and route_cond("bad", "ResolvedRefs")["status"] == "False" and route_cond("bad", "Accepted")["status"] == "True")
+wait("HTTPRoute good: Accepted, ResolvedRefs; the other controller's entry kept", 10,
+     lambda: route_cond("good", "Accepted")["status"] == "True" and route_cond("good", "ResolvedRefs")["status"] == "True"
+     and len(route("good")["status"]["parents"]) == 2
+     and ours(route("good")["status"])[0]["parentRef"]["sectionName"] == "web")
+say("status" not in route("foreign"), "HTTPRoute of another class's Gateway: left alone")
+say("status" not in obj("Gateway", "infra", "theirs"), "Gateway of another class: left alone")
+
+# No write loop: each write comes back by the watch and compares equal.
+n, end, same = status_writes(), time.time() + 3, True
+while time.time() < end and same:
+    same = status_writes() == n
+    time.sleep(0.2)
+say(same, "no writes while nothing changes (3 s)", "%d -> %d" % (n, status_writes()))
+say(writer(L).get("writes") == n, "the holder made every write (%d)" % n, str(writer(L)))
+say(writer(F).get("writes") == 0, "the other agent wrote nothing", str(writer(F)))
+
+# Someone else overwrites our conditions: a status-only change, which
+# rebuilds nothing, and the holder writes its conditions back.
+gen = config_gen(L)
+g = obj("Gateway", "infra", "gw")
+g["status"]["conditions"] = []
+post("/apply", {"object": g})
+wait("conditions overwritten by someone else are written back", 10,
+     lambda: cond(gw()["conditions"], "Accepted")["reason"] == "ListenersNotValid")
+say(gen is not None and config_gen(L) == gen, "a status-only change rebuilds nothing", "generation %s -> %s" % (gen, config_gen(L)))
+
+def bad_backend(svc):
+    post("/apply", {"object": {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                               "metadata": {"name": "bad", "namespace": "demo"},
+                               "spec": {"parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                                        "namespace": "infra", "name": "gw", "sectionName": "web"}],
+                                        "rules": [{"backendRefs": [{"name": svc, "port": 80}]}]}}})
+
+bad_backend("echo")
+wait("a fixed backendRef: ResolvedRefs True, observedGeneration 2", 10,
+     lambda: route_cond("bad", "ResolvedRefs")["status"] == "True"
+     and route_cond("bad", "Accepted")["observedGeneration"] == 2)
+
+# The holder goes away: the other takes over (3 s Lease) and writes.
+os.kill(pids[L], signal.SIGKILL)
+t = time.time()
+if wait("the other agent takes over the Lease", 20, lambda: writer(F).get("leader")):
+    print("INFO take-over after %.1f s" % (time.time() - t))
+wait("the Lease's holderIdentity is the new holder's", 5, lambda: holder() == F)
+bad_backend("gone")
+wait("the new holder writes the next change", 10,
+     lambda: route_cond("bad", "ResolvedRefs")["reason"] == "BackendNotFound"
+     and route_cond("bad", "Accepted")["observedGeneration"] == 3)
+say(writer(F).get("writes", 0) >= 1, "the new holder counts its writes", str(writer(F)))
+print("NEW " + F)
+PY
+
+t0=$(date +%s)
+agent node-1
+agent node-2
+new=
+while read -r verdict rest; do
+	case $verdict in
+	PASS) pass "$rest" ;;
+	FAIL) fail "${rest%%: *}" "${rest#*: }" ;;
+	NEW) new=$rest ;;
+	INFO) echo "    $rest" ;;
+	*) echo "$verdict $rest" ;;
+	esac
+done < <(nsenter --net="/run/netns/$NS" /usr/bin/python3 "$E2E_TMP/kst.py" "$CTL_PORT" "$E2E_TMP" "${apid[node-1]}" \
+	"${apid[node-2]}" 2>&1)
+if [ -n "$new" ]; then
+	st=$(sluicectl --socket "$E2E_TMP/$new.sock" status)
+	expect_contains "sluicectl status: the Lease held" "$st" "holding Lease sluice-system/sluice-status as $new"
+else
+	fail "the checks ran to the end" "$(tail -n 5 "$E2E_TMP"/agent-node-*.log)"
+fi
+check "the agents logged no error" bash -c "! grep -hE ' err ' $E2E_TMP/agent-node-*.log"
+echo "    $(( $(date +%s) - t0 )) s with the agents up"

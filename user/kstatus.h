@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* kstatus.h - Gateway API status written back to Kubernetes by one agent:
+ * the one that holds a coordination.k8s.io/v1 Lease.
+ *
+ * Leader election as client-go's leaderelection does it: GET the Lease; take
+ * it when it has no holder or its record (holderIdentity, renewTime) has not
+ * changed for leaseDurationSeconds as this agent's own clock measures (no
+ * trust in other nodes' clocks); PUT with the resourceVersion read
+ * (optimistic concurrency: 409 Conflict means read again); renew every third
+ * of the duration; stop writing when no renewal has succeeded for two thirds
+ * of it, before another agent may take over.
+ *
+ * Status: after each applied configuration, the conditions of every Gateway
+ * of class sluice (gwplan.h: Accepted, Programmed, and per listener
+ * Accepted, ResolvedRefs, Conflicted, Programmed, attachedRoutes,
+ * supportedKinds) and of every route parentRef that is ours (a Gateway of
+ * class sluice, or a Service: GAMMA) with Accepted and ResolvedRefs
+ * (route.h). The holder PATCHes /status (merge patch with the object's
+ * resourceVersion) only where the result differs from what the object
+ * already has, ignoring lastTransitionTime: the watch brings our write back,
+ * and it then compares equal, so nothing loops. Entries of route
+ * status.parents of other controllers are kept as they are.
+ *
+ * Programmed is the plan's (the same on every node): a node-local failure
+ * (a port in use) shows in sluicectl gateways on that node, not here.
+ */
+#ifndef SL_KSTATUS_H
+#define SL_KSTATUS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "resources.h"
+
+struct loop;
+struct kube;
+struct sl_model;
+struct route_table;
+struct gwplan_gateway;
+struct kstatus;
+
+#define KSTATUS_LEASE_NAME	"sluice-status"
+#define KSTATUS_LEASE_NS	"sluice-system"
+#define KSTATUS_LEASE_S		15
+
+struct kstatus_opts {
+	const char *identity;		/* holderIdentity: the pod's name, else the node's */
+	const char *ns;			/* the Lease's namespace */
+	const char *lease_name;		/* NULL: KSTATUS_LEASE_NAME */
+	unsigned int lease_s;		/* leaseDurationSeconds; 0: KSTATUS_LEASE_S */
+	const struct sl_cidr *pools;	/* Gateway address pools, as gateway_opts */
+	size_t n_pools;
+};
+
+int kstatus_new(struct kstatus **out, struct loop *l, struct kube *k, const struct kstatus_opts *o);
+void kstatus_free(struct kstatus *s);		/* NULL-safe; cancels its requests */
+
+/* A configuration was applied: work out every object's status from m and rt
+ * (both borrowed for this call only) and, when holding the Lease, write what
+ * differs. 0 or -ENOMEM. */
+int kstatus_update(struct kstatus *s, const struct sl_model *m, const struct route_table *rt);
+
+/* {"identity", "lease", "leader", "holder", "transitions", "writes",
+ *  "write_errors", "last_write_at", "last_error", ...} */
+json_t *kstatus_json(const struct kstatus *s);
+
+/* ---- the Lease, apart for tests: no I/O, the caller's clocks ---- */
+
+enum klease_op { KLEASE_WAIT = 0, KLEASE_GET, KLEASE_CREATE, KLEASE_UPDATE };
+
+struct klease {
+	char identity[128];
+	unsigned int duration_s;
+	bool leader;
+	uint64_t renewed_ms;		/* the last acquire or renew that succeeded */
+	json_t *record;			/* the Lease as last read or written; NULL: none known */
+	char seen[256];			/* holderIdentity and renewTime last observed */
+	uint64_t seen_ms;		/* when they last changed, by our clock */
+	char holder[128];		/* "" none */
+	uint64_t transitions;		/* times we became the holder */
+};
+
+void klease_init(struct klease *l, const char *identity, unsigned int duration_s);
+void klease_clear(struct klease *l);
+/* Every duration/3: what to do now (a leader that could not renew for
+ * 2/3 of the duration stops leading here). */
+enum klease_op klease_tick(struct klease *l, uint64_t now_ms);
+/* The answer to op (status 0: none); returns what to do next. */
+enum klease_op klease_answer(struct klease *l, enum klease_op op, int status, json_t *body, uint64_t now_ms);
+/* The Lease to POST (CREATE) or PUT (UPDATE); now is a MicroTime. New reference. */
+json_t *klease_body(const struct klease *l, enum klease_op op, const char *ns, const char *name,
+		    const char *now);
+
+/* ---- status documents, apart for tests ---- */
+
+/* What our conditions say, without times and generations. */
+json_t *kstatus_gateway_intent(const struct gwplan_gateway *pg);
+/* One route parentRef (parent_ref: its spec entry, borrowed) as a status.parents entry. */
+json_t *kstatus_parent_intent(json_t *parent_ref, bool accepted, const char *acc_reason, bool refs,
+			      const char *refs_reason, bool partially_invalid, const char *message);
+/* The status to write: intent (a Gateway's) or ours (a route's parents
+ * entries, array) stamped with obj's metadata.generation and with
+ * lastTransitionTime kept from obj's status where a condition's status did
+ * not change, else now; a route keeps other controllers' parents entries.
+ * New reference. */
+json_t *kstatus_gateway_status(json_t *intent, json_t *obj, const char *now);
+json_t *kstatus_route_status(json_t *ours, json_t *obj, const char *now);
+/* Equal but for lastTransitionTime (NULL equals an empty object). */
+bool kstatus_same(json_t *a, json_t *b);
+
+#endif
