@@ -306,6 +306,7 @@ static void agent_reload(void)
 	agent.model = m;
 	if (agent.gateways)
 		gateways_apply(agent.gateways, m, routes);
+	mesh_gateways_applied(&agent);
 	agent.generation++;
 	agent.last_good_at = time(NULL);
 	agent.config_state = CONFIG_OK;
