@@ -379,6 +379,11 @@ static bool node_source(struct gateways *g, const struct tunnel_addr *dst, struc
 	return g->node_src_ok[fi];
 }
 
+bool gateways_source(struct gateways *g, const struct tunnel_addr *dst, struct sl_ip *src)
+{
+	return g && node_source(g, dst, src);
+}
+
 int gateways_connect(struct gateways *g, const struct tunnel_addr *dst)
 {
 	struct sockaddr_storage ss;
@@ -694,6 +699,7 @@ static void l4_forward(struct gateways *g, int fd, const struct tunnel_addr *loc
 {
 	const struct route_set *set = gl ? route_for_listener(g->rt, gl->gw_ns, gl->gw_name, gl->name) : NULL;
 	struct route_l4_decision d;
+	struct tunnel_client cl;
 	char b[64];
 
 	if (!route_decide_l4(set, kind, sni, rnd32(), &d)) {
@@ -702,7 +708,10 @@ static void l4_forward(struct gateways *g, int fd, const struct tunnel_addr *loc
 		xprt_close_rst(fd);
 		return;
 	}
-	if (!waypoint_relay(g->wp, fd, &gateway_client, local, &d.backend))
+	cl = gateway_client;
+	cl.gw_ns = gl->gw_ns;	/* its identity goes into the mesh */
+	cl.gw_name = gl->gw_name;
+	if (!waypoint_relay(g->wp, fd, &cl, local, &d.backend))
 		pr_debug("gateway: %s %s: %s/%s:%u has no ready endpoint: closed", route_kind_str(kind),
 			 local_str(local, b, sizeof(b)), d.backend.ns, d.backend.name, d.backend.port);
 }

@@ -14,8 +14,10 @@
  * announced by the node, and removed when no Gateway uses them. One
  * listening socket per address and port; a connection's Host (HTTP) or SNI
  * (HTTPS, TLS) picks the listener, the listener's routes (route.c) pick the
- * backend, and the request or connection goes to a ready endpoint in plain
- * TCP from the node's own address (gateways_connect).
+ * backend, and the request or connection goes to a ready endpoint from the
+ * node's own address: in plain TCP (gateways_connect) unless the endpoint
+ * is an enrolled pod, which the agent's wiring (mesh.c) reaches through the
+ * tunnel with the Gateway's identity (gateways_source gives the address).
  *
  * Single-threaded: on the loop's thread.
  */
@@ -63,6 +65,11 @@ void gateways_apply(struct gateways *g, const struct sl_model *m, const struct r
  * kube-proxy and Istio gateways show backends the node's IP). g NULL: the
  * kernel's choice. An fd, or -errno. */
 int gateways_connect(struct gateways *g, const struct tunnel_addr *dst);
+
+/* The source gateways_connect binds toward dst (the node's address), for an
+ * upstream the tunnel opens instead (a Gateway's identity into the mesh).
+ * false when it would leave the choice to the kernel (or g is NULL). */
+bool gateways_source(struct gateways *g, const struct tunnel_addr *dst, struct sl_ip *src);
 
 /* For the waypoint: the listener a request on local (the accepted socket's
  * address) with Host host (port ignored; NULL: none) belongs to, and its

@@ -361,6 +361,7 @@ static void agent_reload(void)
 	if (agent.kstatus && kstatus_update(agent.kstatus, m, routes))
 		pr_warn("kstatus: out of memory: status not worked out for generation %lu",
 			(unsigned long)agent.generation + 1);
+	mesh_gateways_applied(&agent);
 	agent.generation++;
 	agent.last_good_at = time(NULL);
 	agent.config_state = CONFIG_OK;

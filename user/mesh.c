@@ -410,6 +410,66 @@ static const struct route_set *mesh_wp_routes(void *arg, const struct tunnel_cli
 	return a->routes ? route_for_service(a->routes, cl->ns, svc->ns, svc->name, svc->port) : NULL;
 }
 
+/* A Gateway's proxy is a mesh client of its own: service account
+ * <gateway name>-sluice in the Gateway's namespace, as Istio names the one
+ * of a Gateway it deploys (<name>-<gatewayClassName>). */
+#define GATEWAY_SA_SUFFIX "-sluice"
+
+/* An upstream of a Gateway's client to dst: for an enrolled pod, through the
+ * tunnel with the Gateway's identity (HBONE to another node, delivery here
+ * after the policy check); else plain TCP from the node's address. An fd,
+ * or -errno. */
+static int mesh_gw_upstream(struct agent *a, const struct tunnel_client *cl, const struct tunnel_addr *dst,
+			    bool enrolled)
+{
+	char sa[TUNNEL_NAME_MAX];
+	struct sl_ip src;
+	int fd;
+
+	if (!enrolled || !cl->gw_ns || !cl->gw_ns[0] || !cl->gw_name || !cl->gw_name[0] ||
+	    !gateways_source(a->gateways, dst, &src))
+		return gateways_connect(a->gateways, dst);
+	fd = tunnel_vclient_open(a->tunnel, cl->gw_ns, cl->gw_name, &src, dst);
+	if (fd == -ENOENT) {
+		/* first upstream into the mesh of this Gateway: its identity
+		 * (the certificate comes with its first HBONE connection) */
+		struct tunnel_vclient v = {
+			.ns = cl->gw_ns, .name = cl->gw_name, .service_account = sa, .workload = sa,
+			.workload_kind = "deployment",
+		};
+		int r;
+
+		if (snprintf(sa, sizeof(sa), "%s" GATEWAY_SA_SUFFIX, cl->gw_name) >= (int)sizeof(sa))
+			return -ENAMETOOLONG;
+		r = tunnel_vclient_add(a->tunnel, &v);
+		if (r) {
+			pr_warn("mesh: gateway %s/%s as a mesh client: %s", cl->gw_ns, cl->gw_name, strerror(-r));
+			return r;
+		}
+		fd = tunnel_vclient_open(a->tunnel, cl->gw_ns, cl->gw_name, &src, dst);
+	}
+	if (fd == -ESRCH)	/* the directory changed its mind: not the mesh's */
+		return gateways_connect(a->gateways, dst);
+	return fd;
+}
+
+static int vclient_stale(void *arg, const char *ns, const char *name)
+{
+	struct agent *a = arg;
+
+	for (size_t i = 0; a->model && i < a->model->res->n_gateways; i++)
+		if (!strcmp(a->model->res->gateways[i].ns, ns) && !strcmp(a->model->res->gateways[i].name, name))
+			return 0;
+	tunnel_vclient_remove(a->tunnel, ns, name);
+	return 0;
+}
+
+void mesh_gateways_applied(struct agent *a)
+{
+	if (a->tunnel)
+		tunnel_vclient_names(a->tunnel, vclient_stale, a);
+}
+
 /* An endpoint of be, preferring the VIP's family; as sock_lb would pick. */
 static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
 			    const struct route_backend *be, struct waypoint_dst *out)
@@ -441,8 +501,8 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 		copy(out->pod, sizeof(out->pod), w->pod->name);
 		copy(out->workload, sizeof(out->workload), workload_of(w->pod, buf, sizeof(buf), &kind));
 	}
-	if (!cl->ns[0])		/* from a Gateway: plain TCP from the node's address */
-		return gateways_connect(a->gateways, &dst);
+	if (!cl->ns[0])		/* from a Gateway */
+		return mesh_gw_upstream(a, cl, &dst, w && w->enrolled);
 	fd = tunnel_direct_open(a->tunnel, cl->ns, cl->name, &dst);
 	if (fd != -EXDEV)
 		return fd;

@@ -35,6 +35,10 @@ void mesh_stop(struct agent *a);	/* NULL-safe parts; before loop_free() */
  * still needs the pods' TC programs). */
 int mesh_pods_start(struct agent *a, struct loop *l, const struct pods_opts *o, char **err);
 
+/* A new configuration is in force: Gateways that are gone stop being mesh
+ * clients (their HBONE connections drain). */
+void mesh_gateways_applied(struct agent *a);
+
 /* Free the agent's AuthorizationPolicy counters. */
 void mesh_authz_counts_free(struct agent *a);
 

@@ -1583,6 +1583,15 @@ bool route_service_has_l7(const struct route_table *t, const char *svc_ns, const
 	return lo < t->n_mesh && !strcmp(t->mesh[lo].a, svc_ns) && !strcmp(t->mesh[lo].b, svc_name);
 }
 
+bool route_set_gateway(const struct route_set *s, const char **gw_ns, const char **gw_name)
+{
+	if (!s || !s->listener)
+		return false;
+	*gw_ns = s->a;
+	*gw_name = s->b;
+	return true;
+}
+
 const struct route_set *route_for_listener(const struct route_table *t, const char *gw_ns,
 					   const char *gw_name, const char *listener)
 {

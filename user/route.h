@@ -58,6 +58,8 @@ bool route_service_has_l7(const struct route_table *t, const char *svc_ns, const
  * name), for requests whose Host matched the listener. NULL when none. */
 const struct route_set *route_for_listener(const struct route_table *t, const char *gw_ns,
 					   const char *gw_name, const char *listener);
+/* The Gateway (ns, name) of a listener's set; false for a Service's (or s NULL). */
+bool route_set_gateway(const struct route_set *s, const char **gw_ns, const char **gw_name);
 
 /* ---- listeners ---- */
 

@@ -147,6 +147,7 @@ struct tpod {
 	size_t n_ips;
 	struct tlisten lis[TUNNEL_POD_LISTENERS];
 	size_t n_lis;
+	bool virt;			/* a virtual client (tunnel_vclient_add): no netns of its own */
 };
 
 /* One side's workload as reported: NULL members are unknown. */
@@ -253,6 +254,7 @@ struct tconn {
 	bool zombie;			/* closed, waiting for nghttp2 to drop the stream */
 	bool retried;			/* REFUSED_STREAM retry used */
 	bool need_retry;
+	bool src_virt;			/* the source is a virtual client: its sockets are the agent's */
 };
 
 enum h2s_st {
@@ -943,13 +945,20 @@ static void conn_bury(struct tconn *c, struct tend *e)
 #define DELIVER_PORT_HI		65535
 #define DELIVER_PORT_TRIES	64	/* then the kernel picks, as before */
 
-/* A new socket in the netns of the local pod holding netns_ip, marked,
- * non-blocking; transparent when its source is not local there. */
+/* A new socket in the netns of the local pod holding netns_ip (NULL: the
+ * agent's own, for a virtual client), marked, non-blocking; transparent when
+ * its source is not local there. */
 static int sock_new(struct tunnel *t, const struct sl_ip *netns_ip, int fam, uint32_t mark, bool transparent)
 {
 	int one = 1, fd, r;
 
-	fd = t->ops.pod_socket(t->arg, netns_ip, fam);
+	if (netns_ip) {
+		fd = t->ops.pod_socket(t->arg, netns_ip, fam);
+	} else {
+		fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd == -1)
+			fd = -errno;
+	}
 	if (fd < 0)
 		return fd;
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1 ||
@@ -1033,11 +1042,15 @@ static int conn_connect(struct tconn *c, bool deliver)
 	struct tunnel *t = c->t;
 	int fd, r;
 
+	/* a virtual client's source is the node's address, which the node's
+	 * own connections into the pod use too: deliver from the delivery port
+	 * range, as for plaintext */
 	if (deliver)
 		fd = sock_connect(t, &c->dst.ip, &c->src.ip, &c->dst, SL_MARK_DELIVER, true,
-				  c->path == TUNNEL_PATH_PLAINTEXT);
+				  c->path == TUNNEL_PATH_PLAINTEXT || c->src_virt);
 	else
-		fd = sock_connect(t, &c->src.ip, &c->src.ip, &c->dst, SL_MARK_AGENT, false, false);
+		fd = sock_connect(t, c->src_virt ? NULL : &c->src.ip, &c->src.ip, &c->dst, SL_MARK_AGENT,
+				  false, false);
 	if (fd < 0)
 		return fd;
 	r = end_set_fd(c, 1, fd, true);
@@ -1756,7 +1769,7 @@ static struct h2s *pool_get(struct tconn *c, const struct tpod *pod, int *err)
 		*err = -ENOMEM;
 		return NULL;
 	}
-	fd = sock_connect(t, &c->src.ip, &c->src.ip, &to, SL_MARK_AGENT, false, false);
+	fd = sock_connect(t, pod->virt ? NULL : &c->src.ip, &c->src.ip, &to, SL_MARK_AGENT, false, false);
 	if (fd < 0) {
 		SSL_CTX_free(ctx);
 		h2s_discard(s);
@@ -2420,8 +2433,10 @@ static void conn_connect_failed(struct tconn *c, int err)
 
 /* An outbound connection of pod, from its port src_port (0: not a TCP
  * client, as the waypoint's), to dst: through HBONE, direct or passthrough.
- * Takes fd (closes it on failure). */
-static void outbound_start(struct tpod *pod, int fd, uint16_t src_port, const struct tunnel_addr *dst)
+ * from: the source address (a virtual client's); NULL: the pod's own of dst's
+ * family. Takes fd (closes it on failure). */
+static void outbound_start(struct tpod *pod, int fd, const struct sl_ip *from, uint16_t src_port,
+			   const struct tunnel_addr *dst)
 {
 	struct tunnel *t = pod->t;
 	struct tunnel_workload wl;
@@ -2436,6 +2451,7 @@ static void outbound_start(struct tpod *pod, int fd, uint16_t src_port, const st
 		return;
 	}
 	c->pod_ids[0] = pod->id;
+	c->src_virt = pod->virt;
 	r = end_set_fd(c, 0, fd, false);
 	if (r) {
 		c->end[0].kind = END_NONE;
@@ -2446,9 +2462,11 @@ static void outbound_start(struct tpod *pod, int fd, uint16_t src_port, const st
 	peer_from_pod(&c->peer[0], pod);
 	c->dst = *dst;
 	sl_ip_unmap(&c->dst.ip);
-	for (size_t i = 0; i < pod->n_ips; i++)
+	for (size_t i = 0; !from && i < pod->n_ips; i++)
 		if (pod->ips[i].family == c->dst.ip.family)
 			src = &pod->ips[i];
+	if (from && from->family == c->dst.ip.family)
+		src = from;
 	if (!src) {
 		r = -EAFNOSUPPORT;
 		goto fail;
@@ -2504,7 +2522,7 @@ fail:
 	conn_close(c, r);
 }
 
-static struct tpod *pod_find(struct tunnel *t, const char *ns, const char *name);
+static struct tpod *pod_find(struct tunnel *t, const char *ns, const char *name, bool virt);
 
 static void accept_outbound(struct tlisten *l, int fd, const struct tunnel_addr *peer)
 {
@@ -2537,26 +2555,26 @@ static void accept_outbound(struct tlisten *l, int fd, const struct tunnel_addr 
 		if (t->ops.l7_accept(t->arg, fd, &cl, &vip))
 			return;
 	}
-	outbound_start(pod, fd, peer->port, &dst);
+	outbound_start(pod, fd, NULL, peer->port, &dst);
 }
 
 int tunnel_outbound_open(struct tunnel *t, const char *ns, const char *name,
 			 const struct tunnel_addr *dst)
 {
-	struct tpod *pod = pod_find(t, ns, name);
+	struct tpod *pod = pod_find(t, ns, name, false);
 	int sv[2];
 
 	if (!pod)
 		return -ENOENT;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
 		return -errno;
-	outbound_start(pod, sv[1], 0, dst);
+	outbound_start(pod, sv[1], NULL, 0, dst);
 	return sv[0];
 }
 
 int tunnel_direct_open(struct tunnel *t, const char *ns, const char *name, const struct tunnel_addr *dst)
 {
-	struct tpod *pod = pod_find(t, ns, name);
+	struct tpod *pod = pod_find(t, ns, name, false);
 	struct tunnel_workload wl;
 	struct tunnel_addr d = *dst, src = { .port = 0 };
 	const struct sl_ip *ip = NULL;
@@ -2590,6 +2608,44 @@ int tunnel_direct_open(struct tunnel *t, const char *ns, const char *name, const
 	/* as the direct path's delivery socket: in the destination pod's
 	 * netns, from the client pod's address */
 	return sock_connect(t, &d.ip, &src.ip, &d, SL_MARK_DELIVER, true, false);
+}
+
+int tunnel_vclient_open(struct tunnel *t, const char *ns, const char *name, const struct sl_ip *src,
+			const struct tunnel_addr *dst)
+{
+	struct tpod *v = pod_find(t, ns, name, true);
+	struct tunnel_workload wl;
+	struct tunnel_addr d = *dst, from = { .ip = *src, .port = 0 };
+	int sv[2];
+
+	if (!v)
+		return -ENOENT;
+	sl_ip_unmap(&d.ip);
+	sl_ip_unmap(&from.ip);
+	if (from.ip.family != d.ip.family)
+		return -EAFNOSUPPORT;
+	memset(&wl, 0, sizeof(wl));
+	if (t->ops.lookup(t->arg, &d.ip, &wl) || !wl.enrolled)
+		return -ESRCH;	/* not the mesh's: the caller's plain connection */
+	if (wl.local) {
+		if (t->ops.authorize) {
+			struct tunnel_authz az = {
+				.path = TUNNEL_PATH_DIRECT, .src_identity = v->identity, .src = &from, .dst = &d,
+				.dst_ns = wl.ns, .dst_name = wl.name, .dst_service_account = wl.service_account,
+			};
+
+			if (t->ops.authorize(t->arg, &az))
+				return -EACCES;
+		}
+		/* as tunnel_direct_open: the delivery socket itself, in the
+		 * destination pod's netns, from the client's address; ports from
+		 * the delivery range (conn_connect says why) */
+		return sock_connect(t, &d.ip, &from.ip, &d, SL_MARK_DELIVER, true, true);
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	outbound_start(v, sv[1], &from.ip, 0, &d);
+	return sv[0];
 }
 
 static void accept_inbound(struct tlisten *l, int fd, const struct tunnel_addr *peer)
@@ -2750,12 +2806,14 @@ static void listen_cb(struct loop_io *io, uint32_t ev)
 
 /* ---- pods ---- */
 
-static struct tpod *pod_find(struct tunnel *t, const char *ns, const char *name)
+/* Pods and virtual clients have names of their own (a Gateway may be named
+ * as a pod of its namespace). */
+static struct tpod *pod_find(struct tunnel *t, const char *ns, const char *name, bool virt)
 {
 	for (struct tl *n = t->pods.next; n != &t->pods; n = n->next) {
 		struct tpod *p = container_of(n, struct tpod, node);
 
-		if (!strcmp(p->ns, ns) && !strcmp(p->name, name))
+		if (p->virt == virt && !strcmp(p->ns, ns) && !strcmp(p->name, name))
 			return p;
 	}
 	return NULL;
@@ -2782,7 +2840,8 @@ static void pod_stop(struct tunnel *t, struct tpod *p)
 	}
 }
 
-int tunnel_pod_add(struct tunnel *t, const struct tunnel_pod *pod)
+/* tunnel_pod_add, and tunnel_vclient_add (virt: no listeners, no IPs). */
+static int pod_add(struct tunnel *t, const struct tunnel_pod *pod, bool virt)
 {
 	const char *wl, *kind, *app, *ver;
 	struct tpod *p;
@@ -2794,12 +2853,13 @@ int tunnel_pod_add(struct tunnel *t, const struct tunnel_pod *pod)
 	for (size_t i = 0; i < pod->n_listeners; i++)
 		if (pod->listeners[i].fd < 0 || pod->listeners[i].role >= TUNNEL_LISTEN_ROLE_COUNT)
 			return -EINVAL;
-	if (pod_find(t, pod->ns, pod->name))
+	if (pod_find(t, pod->ns, pod->name, virt))
 		return -EEXIST;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	p->t = t;
+	p->virt = virt;
 	p->id = ++t->next_id;
 	wl = pod->workload ? pod->workload : pod->name;
 	kind = pod->workload_kind ? pod->workload_kind : "pod";
@@ -2843,7 +2903,8 @@ int tunnel_pod_add(struct tunnel *t, const struct tunnel_pod *pod)
 		p->n_lis = i + 1;
 	}
 	tl_add_tail(&t->pods, &p->node);
-	pr_debug("tunnel: serving pod %s/%s (%zu listeners)", p->ns, p->name, p->n_lis);
+	pr_debug("tunnel: serving %s %s/%s (%zu listeners)", virt ? "virtual client" : "pod", p->ns, p->name,
+		 p->n_lis);
 	return 0;
 fail:
 	pod_stop(t, p);
@@ -2851,9 +2912,25 @@ fail:
 	return r;
 }
 
-int tunnel_pod_remove(struct tunnel *t, const char *ns, const char *name)
+int tunnel_pod_add(struct tunnel *t, const struct tunnel_pod *pod)
 {
-	struct tpod *p = pod_find(t, ns, name);
+	return pod_add(t, pod, false);
+}
+
+int tunnel_vclient_add(struct tunnel *t, const struct tunnel_vclient *v)
+{
+	const struct tunnel_pod pod = {
+		.ns = v->ns, .name = v->name, .service_account = v->service_account,
+		.workload = v->workload, .workload_kind = v->workload_kind,
+	};
+
+	return pod_add(t, &pod, true);
+}
+
+/* tunnel_pod_remove and tunnel_vclient_remove. */
+static int pod_remove(struct tunnel *t, const char *ns, const char *name, bool virt)
+{
+	struct tpod *p = pod_find(t, ns, name, virt);
 	uint64_t due = loop_now_ms() + t->o.drain_ms;
 	struct tl *n, *next;
 
@@ -2892,8 +2969,33 @@ int tunnel_pod_remove(struct tunnel *t, const char *ns, const char *name)
 			conn_arm(c, t->o.drain_ms);
 	}
 	tl_del(&p->node);
-	pr_debug("tunnel: stopped serving pod %s/%s", p->ns, p->name);
+	pr_debug("tunnel: stopped serving %s %s/%s", virt ? "virtual client" : "pod", p->ns, p->name);
 	pod_free(p);
+	return 0;
+}
+
+int tunnel_pod_remove(struct tunnel *t, const char *ns, const char *name)
+{
+	return pod_remove(t, ns, name, false);
+}
+
+int tunnel_vclient_remove(struct tunnel *t, const char *ns, const char *name)
+{
+	return pod_remove(t, ns, name, true);
+}
+
+int tunnel_vclient_names(struct tunnel *t, int (*cb)(void *arg, const char *ns, const char *name), void *arg)
+{
+	struct tl *n, *next;
+	int r;
+
+	for (n = t->pods.next; n != &t->pods; n = next) {
+		const struct tpod *p = container_of(n, struct tpod, node);
+
+		next = n->next;	/* cb may remove this one */
+		if (p->virt && (r = cb(arg, p->ns, p->name)))
+			return r;
+	}
 	return 0;
 }
 

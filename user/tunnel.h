@@ -13,6 +13,9 @@
  *                   CONNECT stream is checked, authorized and delivered to the
  *                   pod from the client's IP.
  *
+ * Virtual clients (a Gateway's proxy: an identity without a pod) make
+ * outbound connections as a pod would, from an address of the node.
+ *
  * One struct tunnel serves every pod of the node from the agent's loop;
  * sockets keep their netns, so nothing here enters a namespace: sockets in a
  * pod's netns come from ops->pod_socket. Single-threaded: call everything from
@@ -106,6 +109,9 @@ struct tunnel_client {
 	const struct sl_ip *ips;	/* at most one per family */
 	size_t n_ips;
 	uint16_t port;			/* the client's TCP port */
+	/* A Gateway listener's client (ns ""): the Gateway whose listener took
+	 * the connection (for HTTP, the current request's); NULL: not known. */
+	const char *gw_ns, *gw_name;
 };
 
 /* What ops->authorize decides on: a connection about to be delivered to a
@@ -210,6 +216,44 @@ int tunnel_outbound_open(struct tunnel *t, const char *ns, const char *name,
  * of another node (HBONE: use tunnel_outbound_open), -EACCES when policy
  * refuses, or -errno. */
 int tunnel_direct_open(struct tunnel *t, const char *ns, const char *name, const struct tunnel_addr *dst);
+
+/* ---- virtual clients ----
+ *
+ * A mesh client of this node that is not a pod: a Gateway's proxy, which the
+ * agent runs in its own netns. It has an identity (ns, service_account) and
+ * a certificate (ops->client_ctx), but no listeners and no address of its
+ * own: each connection names its source (an address of the node). Its
+ * connections to enrolled pods are the mesh's, as a pod's would be (HBONE
+ * pooled per identity and addresses, policy with its identity); the rest is
+ * the caller's. Names are their own: a virtual client and a pod may share
+ * ns/name. */
+struct tunnel_vclient {
+	const char *ns, *name, *service_account;
+	const char *workload, *workload_kind;	/* baggage and reports; NULL: name, "pod" */
+};
+
+/* 0, -EEXIST, -EINVAL or -ENOMEM. Everything is copied. */
+int tunnel_vclient_add(struct tunnel *t, const struct tunnel_vclient *v);
+/* Its HBONE connections (GOAWAY) and open connections may finish within
+ * opts.drain_ms, as a pod's. 0 or -ENOENT. */
+int tunnel_vclient_remove(struct tunnel *t, const char *ns, const char *name);
+/* cb for each virtual client (it may remove that one); stops at the first
+ * nonzero return and returns it. */
+int tunnel_vclient_names(struct tunnel *t, int (*cb)(void *arg, const char *ns, const char *name), void *arg);
+
+/* A connection of virtual client ns/name from src (an address of the node,
+ * dst's family) to dst:
+ *   - an enrolled pod of another node: HBONE from src (a socket of the
+ *     agent's netns) with the client's identity; returns the caller's end of
+ *     a non-blocking socketpair, as tunnel_outbound_open;
+ *   - an enrolled pod of this node: policy checked with the client's identity
+ *     as for the direct path (-EACCES when refused), then the delivery
+ *     socket itself, as tunnel_direct_open (non-blocking, connecting);
+ *   - anything else: -ESRCH, nothing of the mesh's: the caller connects on
+ *     its own (plain TCP).
+ * -ENOENT: no such virtual client; -EAFNOSUPPORT: src and dst families differ. */
+int tunnel_vclient_open(struct tunnel *t, const char *ns, const char *name, const struct sl_ip *src,
+			const struct tunnel_addr *dst);
 
 /* ---- observability ---- */
 

@@ -910,7 +910,7 @@ void wp_client_of(const struct wconn *c, struct tunnel_client *cl)
 {
 	*cl = (struct tunnel_client){
 		.ns = c->ns, .name = c->name, .service_account = c->sa, .identity = c->identity,
-		.ips = c->ips, .n_ips = c->n_ips, .port = c->cport,
+		.ips = c->ips, .n_ips = c->n_ips, .port = c->cport, .gw_ns = c->gw_ns, .gw_name = c->gw_name,
 	};
 }
 
@@ -925,6 +925,15 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 
 	wp_client_of(c, &cl);
 	set = w->ops.routes(w->arg, &cl, &c->vip, host, &svc, &https);
+	if (!cl.ns[0]) {
+		/* the listener that took the request names the Gateway, whose
+		 * identity the upstream carries into the mesh */
+		const char *gns = "", *gname = "";
+
+		route_set_gateway(set, &gns, &gname);
+		wp_copy(c->gw_ns, sizeof(c->gw_ns), gns);
+		wp_copy(c->gw_name, sizeof(c->gw_name), gname);
+	}
 	route_decision_reset(d);
 	c->svc_name[0] = 0;
 	if (w->ops.authorize && (cl.ns[0] ? svc.name != NULL : true)) {
@@ -1019,9 +1028,10 @@ static void route_request(struct wconn *c)
 	}
 	{
 		char port[12];
-		const char *p[] = { d.backend.ns, "/", d.backend.name, ":", wp_utoa(port, d.backend.port) };
+		const char *p[] = { d.backend.ns, "/", d.backend.name, ":", wp_utoa(port, d.backend.port),
+				    "@", c->gw_ns, "/", c->gw_name };
 
-		wp_cat(key, sizeof(key), p, 5);
+		wp_cat(key, sizeof(key), p, 9);
 	}
 	if (c->s[U].fd >= 0 && (!c->up_reusable || strcmp(key, c->up_key)))
 		side_close(c, U, false);
@@ -1687,6 +1697,8 @@ static struct wconn *conn_new(struct waypoint *w, int fd, const struct tunnel_cl
 	wp_copy(c->name, sizeof(c->name), cl->name);
 	wp_copy(c->sa, sizeof(c->sa), cl->service_account);
 	wp_copy(c->identity, sizeof(c->identity), cl->identity);
+	wp_copy(c->gw_ns, sizeof(c->gw_ns), cl->gw_ns);
+	wp_copy(c->gw_name, sizeof(c->gw_name), cl->gw_name);
 	for (size_t i = 0; i < cl->n_ips && i < 2; i++)
 		c->ips[c->n_ips++] = cl->ips[i];
 	c->cport = cl->port;

@@ -57,6 +57,8 @@ struct waypoint_ops {
 					  struct route_backend *svc, bool *https);
 	/* A connection from client cl's pod to an endpoint of Service be: a
 	 * non-blocking stream fd, or -errno (-ENOENT: no ready endpoint, 503).
+	 * For a Gateway's client, cl->gw_ns/gw_name name the Gateway whose
+	 * listener took the request ("" when none did).
 	 * vip is what the client connected to (its family is preferred).
 	 * *dst says which workload it reaches. */
 	int (*upstream)(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,

@@ -803,9 +803,10 @@ static void stream_route(struct h2st *st)
 	}
 	{
 		char port[12];
-		const char *kp[] = { d.backend.ns, "/", d.backend.name, ":", wp_utoa(port, d.backend.port) };
+		const char *kp[] = { d.backend.ns, "/", d.backend.name, ":", wp_utoa(port, d.backend.port),
+				     "@", c->gw_ns, "/", c->gw_name };
 
-		wp_cat(key, sizeof(key), kp, 5);
+		wp_cat(key, sizeof(key), kp, 9);
 	}
 	st->up = up_get(h, &d.backend, key);
 	if (!st->up) {

@@ -87,6 +87,9 @@ struct wconn {
 	size_t n_ips;
 	uint16_t cport;
 	struct tunnel_addr vip;
+	/* a Gateway's client: the Gateway of its current request ("": not
+	 * known), whose identity its upstreams into the mesh carry */
+	char gw_ns[64], gw_name[TUNNEL_NAME_MAX];
 	/* the request in flight */
 	http_parser rp, sp;
 	struct head *h;			/* scratch for the head being parsed */
@@ -97,7 +100,7 @@ struct wconn {
 	bool up_reusable;
 	uint16_t status;
 	uint64_t req_start_ms, deadline_ms;
-	char up_key[320];		/* "ns/name:port" of the upstream fd's Service */
+	char up_key[320];		/* "ns/name:port@gw-ns/gw-name" of the upstream fd */
 	struct waypoint_dst dst;
 	char svc_name[320];		/* destination service FQDN, for metrics */
 	char method[16], path[256];

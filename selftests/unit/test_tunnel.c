@@ -1632,6 +1632,149 @@ out:
 	teardown();
 }
 
+/* ---- virtual clients: a Gateway's identity into the mesh ---- */
+
+#define GW_ID "spiffe://cluster.local/ns/gw-ns/sa/gw-sluice"
+
+struct vopen {
+	const char *name, *src, *dst;	/* virtual client, source IP, destination IP */
+	uint16_t port;
+	int fd;
+};
+
+static void vadd_fn(struct world *w, void *arg)
+{
+	const struct tunnel_vclient v = { .ns = "gw-ns", .name = "gw", .service_account = "gw-sluice",
+					  .workload = "gw-sluice", .workload_kind = "deployment" };
+
+	(void)arg;
+	ASSERT_OK(tunnel_vclient_add(w->nodes[0].t, &v), "tunnel_vclient_add");
+	ASSERT_EQ(tunnel_vclient_add(w->nodes[0].t, &v), -EEXIST, "once");
+}
+
+static void vopen_fn(struct world *w, void *arg)
+{
+	struct vopen *o = arg;
+	struct sl_ip src;
+	struct tunnel_addr dst = { .port = o->port };
+
+	ip_to_sl(o->src, &src);
+	ip_to_sl(o->dst, &dst.ip);
+	o->fd = tunnel_vclient_open(w->nodes[0].t, "gw-ns", o->name, &src, &dst);
+}
+
+static int vopen(const char *name, const char *src, const char *dst, uint16_t port)
+{
+	struct vopen o = { .name = name, .src = src, .dst = dst, .port = port };
+
+	wcall(&W, vopen_fn, &o);
+	return o.fd;
+}
+
+static int vname_cb(void *arg, const char *ns, const char *name)
+{
+	char *seen = arg;
+
+	snprintf(seen + strlen(seen), 64, "%s/%s;", ns, name);
+	return 0;
+}
+
+static void vremove_fn(struct world *w, void *arg)
+{
+	char seen[256] = "";
+
+	(void)arg;
+	tunnel_vclient_names(w->nodes[0].t, vname_cb, seen);
+	ASSERT_STREQ(seen, "gw-ns/gw;", "the virtual clients listed, no pod");
+	ASSERT_OK(tunnel_vclient_remove(w->nodes[0].t, "gw-ns", "gw"), "tunnel_vclient_remove");
+	ASSERT_EQ(tunnel_vclient_remove(w->nodes[0].t, "gw-ns", "gw"), -ENOENT, "gone");
+}
+
+/* A virtual client (a Gateway's proxy, no netns, no listener) reaches an
+ * enrolled pod of another node over HBONE with its own identity, from the
+ * address it names, on pooled connections; a pod of its own node through
+ * the policy check with that identity; anything else is left to the caller. */
+void test_tunnel_vclient(void)
+{
+	const struct ca *roots[] = { &W.ca };
+	struct rec r0 = { .node = 0 }, r1 = { .node = 1 };
+	struct wpod *g;
+	char peer[64];
+	int fd, fds[3];
+
+	if (!setup(NULL))
+		goto out;
+	/* its certificate, as the identity store would mint it */
+	g = wpod_add("gw-ns", "gw", "gw-sluice", NULL, NULL, 0, false);
+	g->ctx = ctx_make(&W.ca, roots, 1, g->ns, g->sa);
+	if (!ASSERT_TRUE(g->ctx, "gateway context"))
+		goto out;
+	ASSERT_EQ(vopen("gw", "127.0.0.1", "127.0.0.3", 8080), -ENOENT, "not registered yet");
+	wcall(&W, vadd_fn, NULL);
+
+	/* another node: HBONE with the gateway's identity, from the node's address */
+	fd = vopen("gw", "127.0.0.1", "127.0.0.3", 8080);
+	if (!ASSERT_GE(fd, 0, "open v4"))
+		goto out;
+	ASSERT_OK(xfer(fd, 5000, 21, false, false), "echo v4");
+	wcall(&W, rec_fn, &r0);
+	wcall(&W, rec_fn, &r1);
+	ASSERT_EQ(r0.ci.path, TUNNEL_PATH_HBONE, "hbone");
+	ASSERT_STREQ(r0.src_id, GW_ID, "source identity, node 0");
+	ASSERT_STREQ(r1.src_id, GW_ID, "verified peer identity, node 1");
+	ASSERT_STREQ(W.authz_src, GW_ID, "policy asked with the gateway's identity");
+	ASSERT_OK(xfer(fd, 0, 0, true, true), "half-close");
+	close(fd);
+	last_peer(peer, sizeof(peer));
+	ASSERT_HAS(peer, "127.0.0.1:", "app sees the node's address");
+
+	/* pooled: several at once share the one connection */
+	for (int i = 0; i < 3; i++)
+		fds[i] = vopen("gw", "127.0.0.1", "127.0.0.3", 8080);
+	for (int i = 0; i < 3; i++)
+		if (ASSERT_GE(fds[i], 0, "open pooled")) {
+			ASSERT_OK(xfer(fds[i], 1000, 30 + (uint64_t)i, true, true), "echo pooled");
+			close(fds[i]);
+		}
+	ASSERT_EQ(stats(0).hbone_clients_total, 1, "one HBONE connection for all");
+
+	fd = vopen("gw", "::1", "fd00::3", 8080);
+	if (ASSERT_GE(fd, 0, "open v6")) {
+		ASSERT_OK(xfer(fd, 70000, 22, true, true), "echo v6");
+		close(fd);
+		last_peer(peer, sizeof(peer));
+		ASSERT_HAS(peer, "[::1]:", "app sees the node's IPv6 address");
+	}
+	ASSERT_EQ(stats(0).hbone_clients_total, 2, "one per destination IP");
+	ASSERT_EQ(vopen("gw", "127.0.0.1", "fd00::3", 8080), -EAFNOSUPPORT, "families differ");
+
+	/* this node: delivered directly, policy checked with its identity */
+	W.authz_src[0] = 0;
+	fd = vopen("gw", "127.0.0.1", "127.0.0.4", 8080);
+	if (ASSERT_GE(fd, 0, "open same node")) {
+		ASSERT_OK(xfer(fd, 3000, 23, true, true), "echo same node");
+		close(fd);
+		last_peer(peer, sizeof(peer));
+		ASSERT_HAS(peer, "127.0.0.1:", "from the node's address");
+	}
+	ASSERT_STREQ(W.authz_src, GW_ID, "same node: policy asked with the gateway's identity");
+	W.deny_status = 403;
+	ASSERT_EQ(vopen("gw", "127.0.0.1", "127.0.0.4", 8080), -EACCES, "same node: denied");
+	W.deny_status = 0;
+
+	/* outside the mesh: the caller's own plain connection */
+	ASSERT_EQ(vopen("gw", "127.0.0.1", "127.0.0.5", 8080), -ESRCH, "not enrolled");
+	/* a pod and a virtual client do not share names */
+	ASSERT_EQ(vopen("client-0", "127.0.0.1", "127.0.0.3", 8080), -ENOENT, "a pod is no virtual client");
+
+	ASSERT_TRUE(wait_conns(0, 0) && wait_conns(1, 0), "all closed");
+	ASSERT_EQ(stats(0).conns_failed + stats(1).conns_failed, 0, "no failures");
+	wcall(&W, vremove_fn, NULL);
+	ASSERT_EQ(vopen("gw", "127.0.0.1", "127.0.0.3", 8080), -ENOENT, "removed");
+out:
+	teardown();
+}
+
 /* Backpressure: a peer that does not read stops the other side after a
  * bounded amount, and the tunnel holds at most its buffers for it. */
 void test_tunnel_backpressure(void)

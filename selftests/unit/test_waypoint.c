@@ -54,6 +54,7 @@ static struct {
 	struct route_table *routes;
 	struct sl_model *model;
 	char route_backend_seen[128];
+	char gw_seen[128];		/* the Gateway ops->upstream was asked for */
 } W;
 
 /* ---- backend threads ---- */
@@ -195,7 +196,13 @@ static const struct route_set *op_routes(void *arg, const struct tunnel_client *
 					 const struct tunnel_addr *vip, const char *host,
 					 struct route_backend *svc, bool *https)
 {
-	(void)arg, (void)vip, (void)host, (void)https;
+	(void)arg, (void)vip, (void)https;
+	if (!cl->ns[0]) {	/* a Gateway's client: its listener by Host, as gateways_routes */
+		memset(svc, 0, sizeof(*svc));
+		if (!host || !W.routes)
+			return NULL;
+		return route_for_listener(W.routes, "default", host[0] == 'a' ? "edge-a" : "edge-b", "http");
+	}
 	svc->ns = "default";
 	svc->name = "web";
 	svc->port = 80;
@@ -208,9 +215,10 @@ static int op_upstream(void *arg, const struct tunnel_client *cl, const struct t
 	pthread_t t;
 	int sv[2];
 
-	(void)arg, (void)cl, (void)vip;
+	(void)arg, (void)vip;
 	W.upstreams++;
 	snprintf(W.route_backend_seen, sizeof(W.route_backend_seen), "%s/%s:%u", be->ns, be->name, be->port);
+	snprintf(W.gw_seen, sizeof(W.gw_seen), "%s/%s", cl->gw_ns ? cl->gw_ns : "", cl->gw_name ? cl->gw_name : "");
 	if (W.fail_upstream)
 		return W.fail_upstream;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
@@ -666,7 +674,7 @@ out:
 static void relay_fn(void *arg)
 {
 	static const struct tunnel_client gw = { .ns = "", .name = "sluice-gateway", .service_account = "",
-						 .identity = "" };
+						 .identity = "", .gw_ns = "gw-ns", .gw_name = "l4" };
 	struct tunnel_addr local = { .ip = { .family = SL_AF_INET, .addr.octets = { 10, 99, 0, 1 } }, .port = 9000 };
 	struct route_backend be = { "default", "db", 5432 };
 
@@ -692,6 +700,7 @@ void test_waypoint_relay(void)
 	fcntl(sv[1], F_SETFL, O_NONBLOCK);
 	wcall(relay_fn, (void *)(long)sv[1]);
 	ASSERT_STREQ(W.route_backend_seen, "default/db:5432", "the route's backend asked for");
+	ASSERT_STREQ(W.gw_seen, "gw-ns/l4", "the Gateway (its identity) passed to the upstream");
 	ASSERT_TRUE(send_str(fd, "GET / HTTP/1.1\r\n\r\nnot parsed\n"), "send");
 	out = read_until(fd, "not parsed\n", 3000);
 	ASSERT_STREQ(out, "GET / HTTP/1.1\r\n\r\nnot parsed\n", "echoed untouched (no HTTP parsing)");
@@ -781,6 +790,71 @@ void test_waypoint_routed(void)
 	ASSERT_HAS(out, "HTTP/1.1 404", "no rule matched: 404");
 	close(fd);
 out:
+	diags_clear(&errs);
+	teardown();
+}
+
+static const char gateways_yaml[] =
+	"apiVersion: v1\nkind: Namespace\nmetadata: {name: default}\n"
+	"---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n"
+	"spec: {clusterIP: 10.96.0.1, ports: [{name: http, port: 80, targetPort: 8080}]}\n"
+	"---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: sluice}\n"
+	"spec: {controllerName: sluice.io/gateway-controller}\n"
+	"---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: edge-a, namespace: default}\n"
+	"spec: {gatewayClassName: sluice, listeners: [{name: http, port: 80, protocol: HTTP, hostname: a.example}]}\n"
+	"---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: edge-b, namespace: default}\n"
+	"spec: {gatewayClassName: sluice, listeners: [{name: http, port: 80, protocol: HTTP, hostname: b.example}]}\n"
+	"---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: ra, namespace: default}\n"
+	"spec: {parentRefs: [{name: edge-a}], rules: [{backendRefs: [{name: web, port: 80}]}]}\n"
+	"---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: rb, namespace: default}\n"
+	"spec: {parentRefs: [{name: edge-b}], rules: [{backendRefs: [{name: web, port: 80}]}]}\n";
+
+static void accept_gw_fn(void *arg)
+{
+	static const struct tunnel_client cl = { .ns = "", .name = "sluice-gateway", .service_account = "",
+						 .identity = "" };
+	struct tunnel_addr local = { .ip = { .family = SL_AF_INET, .addr.octets = { 10, 99, 0, 1 } }, .port = 80 };
+
+	waypoint_accept(W.wp, (int)(long)arg, &cl, &local);
+}
+
+/* Two Gateways on one socket (Host picks the listener): each request's
+ * upstream is asked for with the Gateway whose listener took it (its
+ * identity into the mesh), and a kept-alive upstream opened for one Gateway
+ * is not reused for the other's request, even to the same backend. */
+void test_waypoint_gateway_identity(void)
+{
+	struct sl_resources *res = config_resources_new();
+	struct diags errs = { 0 };
+	int sv[2], fd = -1;
+	char *out;
+
+	if (!ASSERT_OK_PTR(res, "resources") ||
+	    !ASSERT_OK(config_decode_buf(res, "gw.yaml", gateways_yaml, strlen(gateways_yaml), &errs), "decode") ||
+	    !ASSERT_OK(model_build(res, "node-1", &W.model, &errs), "model") ||
+	    !ASSERT_OK(route_table_build(W.model, &W.routes, &errs), "routes") ||
+	    !ASSERT_OK_PTR(route_for_listener(W.routes, "default", "edge-b", "http"), "edge-b's routes"))
+		goto out;
+	if (!setup(0) || !ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair"))
+		goto out;
+	fd = sv[0];
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	wcall(accept_gw_fn, (void *)(long)sv[1]);
+	ASSERT_TRUE(send_str(fd, "GET /1 HTTP/1.1\r\nHost: a.example\r\n\r\n"), "send a");
+	out = read_until(fd, "GET /1 HTTP/1.1", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200", "a.example: routed");
+	ASSERT_STREQ(W.gw_seen, "default/edge-a", "a.example: upstream for edge-a");
+	ASSERT_TRUE(send_str(fd, "GET /2 HTTP/1.1\r\nHost: a.example\r\n\r\n"), "send a again");
+	out = read_until(fd, "GET /2 HTTP/1.1", 3000);
+	ASSERT_EQ(W.upstreams, 1, "same Gateway, same backend: the upstream kept alive");
+	ASSERT_TRUE(send_str(fd, "GET /3 HTTP/1.1\r\nHost: b.example\r\n\r\n"), "send b");
+	out = read_until(fd, "GET /3 HTTP/1.1", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200", "b.example: routed");
+	ASSERT_STREQ(W.gw_seen, "default/edge-b", "b.example: upstream for edge-b");
+	ASSERT_EQ(W.upstreams, 2, "another Gateway: its own upstream");
+out:
+	if (fd >= 0)
+		close(fd);
 	diags_clear(&errs);
 	teardown();
 }
