@@ -330,6 +330,7 @@ struct tunnel {
 	struct series *series[SERIES_BUCKETS];
 	uint32_t deliver_port_next;	/* cursor in the plaintext delivery port range */
 	struct tunnel_stats st;
+	uint64_t peer_limit_logged_ms;	/* the last "over the per-peer limit" line */
 };
 
 static void conn_close(struct tconn *c, int err);
@@ -2706,6 +2707,25 @@ fail:
 	conn_close(c, r);
 }
 
+/* Is an HBONE connection from peer over a per-peer limit? (A walk over the
+ * sessions: a node has a few hundred; new HBONE connections are rare, as
+ * streams share them.) */
+static bool hbone_peer_over(struct tunnel *t, const struct tunnel_addr *peer)
+{
+	unsigned int all = 0, shaking = 0;
+
+	for (struct tl *n = t->sessions.next; n != &t->sessions; n = n->next) {
+		const struct h2s *s = container_of(n, struct h2s, node);
+
+		if (!s->server || s->st == H2S_ST_CLOSED || !sl_ip_eq(&s->remote.ip, &peer->ip))
+			continue;
+		all++;
+		if (s->st != H2S_ST_READY)
+			shaking++;
+	}
+	return shaking >= t->o.max_handshakes_per_peer || all >= t->o.max_hbone_per_peer;
+}
+
 static void accept_hbone(struct tlisten *l, int fd, const struct tunnel_addr *peer)
 {
 	struct tpod *pod = l->pod;
@@ -2716,6 +2736,20 @@ static void accept_hbone(struct tlisten *l, int fd, const struct tunnel_addr *pe
 	struct h2s *s;
 	int r;
 
+	if (hbone_peer_over(t, peer)) {
+		char a[INET6_ADDRSTRLEN];
+
+		/* one line per second at most: this is what a flood looks like */
+		if (loop_now_ms() - t->peer_limit_logged_ms >= 1000) {
+			t->peer_limit_logged_ms = loop_now_ms();
+			pr_warn("tunnel: %s/%s: HBONE from %s over the per-peer limit (%u in handshake, "
+				"%u in all): reset", pod->ns, pod->name, ip_fmt(&peer->ip, a, sizeof(a)),
+				t->o.max_handshakes_per_peer, t->o.max_hbone_per_peer);
+		}
+		t->st.hbone_peer_limited++;
+		xprt_close_rst(fd);
+		return;
+	}
 	ctx = t->ops.server_ctx(t->arg, pod->ns, pod->sa);
 	if (!ctx) {
 		pr_warn("tunnel: %s/%s: no certificate for HBONE yet", pod->ns, pod->name);
@@ -3035,6 +3069,10 @@ int tunnel_new(struct tunnel **out, struct loop *loop, const struct tunnel_ops *
 		t->o.keepalive_timeout_ms = 20000;
 	if (!t->o.drain_ms)
 		t->o.drain_ms = 5000;
+	if (!t->o.max_handshakes_per_peer)
+		t->o.max_handshakes_per_peer = 64;
+	if (!t->o.max_hbone_per_peer)
+		t->o.max_hbone_per_peer = 1024;
 	if (!t->o.buf_size)
 		t->o.buf_size = TUNNEL_BUF_DEFAULT;
 	if (t->o.buf_size < 4096)

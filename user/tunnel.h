@@ -181,6 +181,13 @@ struct tunnel_opts {
 	unsigned int keepalive_ms;		/* PING after this much silence; 0: 10000 */
 	unsigned int keepalive_timeout_ms;	/* no PING answer this long: dead; 0: 20000 */
 	unsigned int drain_ms;		/* tunnel_pod_remove: grace for open ones; 0: 5000 */
+	/* HBONE connections accepted from one address (a peer pod or node):
+	 * those still in their TLS handshake (each costs a signature, so an
+	 * unauthenticated flood from one address is cut here; 0: 64), and all
+	 * (a peer needs one per 100 streams; 0: 1024). Over either, the new
+	 * one is reset at once. */
+	unsigned int max_handshakes_per_peer;
+	unsigned int max_hbone_per_peer;
 	size_t buf_size;		/* relay buffer per direction; 0: 128 KiB */
 	bool no_splice;			/* fd <-> fd relays: read/write, not splice */
 };
@@ -293,6 +300,7 @@ struct tunnel_stats {
 	uint64_t hbone_setup_failed;	/* TCP, TLS, identity or timeout failures */
 	uint64_t streams_open;		/* streams on HBONE connections, now */
 	uint64_t accept_errors;
+	uint64_t hbone_peer_limited;	/* HBONE connections reset: over a per-peer limit */
 };
 void tunnel_stats_get(const struct tunnel *t, struct tunnel_stats *st);
 

@@ -375,14 +375,15 @@ json_t *views_connections(const struct agent *a)
 		tunnel_conn_foreach(a->tunnel, conn_json, &cl);
 		tunnel_stats_get(a->tunnel, &st);
 	}
-	return json_pack("{s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "connections",
+	return json_pack("{s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "connections",
 			 list, "stats", "open", (json_int_t)st.conns_open, "total",
 			 (json_int_t)st.conns_total, "failed", (json_int_t)st.conns_failed,
 			 "hbone_clients", (json_int_t)st.hbone_clients, "hbone_clients_total",
 			 (json_int_t)st.hbone_clients_total, "hbone_servers", (json_int_t)st.hbone_servers,
 			 "hbone_servers_total", (json_int_t)st.hbone_servers_total, "hbone_setup_failed",
 			 (json_int_t)st.hbone_setup_failed, "streams", (json_int_t)st.streams_open,
-			 "accept_errors", (json_int_t)st.accept_errors);
+			 "accept_errors", (json_int_t)st.accept_errors, "hbone_peer_limited",
+			 (json_int_t)st.hbone_peer_limited);
 }
 
 json_t *views_certs(const struct agent *a)

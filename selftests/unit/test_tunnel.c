@@ -1975,6 +1975,78 @@ out:
 	teardown();
 }
 
+/* A plain TCP connection from 127.0.0.1 to Q's HBONE port that never
+ * speaks TLS: a handshake the server waits for. */
+static int raw_hbone(void)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	set_timeouts(fd);
+	fx_sockaddr("127.0.0.3", 15008, &ss, &len);
+	if (connect(fd, (struct sockaddr *)&ss, len)) {
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+/* Did the server end fd (reset or EOF) within ms? */
+static bool ended_within(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char b[64];
+
+	return poll(&p, 1, ms) > 0 && read(fd, b, sizeof(b)) <= 0;
+}
+
+/* Per-peer limits on the HBONE server: connections stuck in their TLS
+ * handshake from one address are capped (the third is reset at once, the
+ * first two wait), another peer is served meanwhile; established HBONE
+ * connections from one address are capped too. */
+void test_tunnel_peer_limits(void)
+{
+	struct setup_opts so = { .topts = { .max_handshakes_per_peer = 2, .max_hbone_per_peer = 3,
+					    .max_streams_per_conn = 1 } };
+	int raw[3], fds[4];
+	struct wpod *p;
+
+	if (!setup(&so))
+		goto out;
+	for (int i = 0; i < 3; i++)
+		raw[i] = raw_hbone();
+	ASSERT_TRUE(raw[0] >= 0 && raw[1] >= 0 && raw[2] >= 0, "three raw connections");
+	ASSERT_TRUE(ended_within(raw[2], 3000), "the third handshake from one address is reset");
+	ASSERT_FALSE(ended_within(raw[0], 200), "the first two still wait");
+	ASSERT_EQ(stats(1).hbone_peer_limited, 1, "counted");
+
+	/* another peer (the client pod's 127.0.0.2) is served meanwhile; with one
+	 * stream per HBONE connection each dial is a connection of its own */
+	p = pod_named(&W, "client-0");
+	for (int i = 0; i < 3; i++) {	/* one after the other: each handshake done */
+		fds[i] = dial(&W, p, "127.0.0.3", 8080);
+		ASSERT_GE(fds[i], 0, "dial");
+		if (fds[i] >= 0)
+			ASSERT_OK(xfer(fds[i], 1000, (uint64_t)i, false, false), "echo while the other peer floods");
+	}
+	fds[3] = dial(&W, p, "127.0.0.3", 8080);
+	ASSERT_GE(fds[3], 0, "the fourth dial (its HBONE connection is refused)");
+	if (fds[3] >= 0)
+		ASSERT_ERR(xfer(fds[3], 1000, 3, false, false), "a fourth HBONE connection from one peer fails");
+	ASSERT_EQ(stats(1).hbone_peer_limited, 2, "counted too");
+	for (int i = 0; i < 4; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	for (int i = 0; i < 3; i++)
+		if (raw[i] >= 0)
+			close(raw[i]);
+out:
+	teardown();
+}
+
 /* ---- the full in-pod walk with real transparency ---- */
 
 struct padd {
