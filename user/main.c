@@ -141,9 +141,10 @@ static long duration_ms(const char *s)
 	return v >= 100 && v <= 3600000 ? (long)v : -1;
 }
 
-/* Each proxied connection costs the agent up to five descriptors (the
- * client's, the upstream's, two splice pipes): the soft limit, often 1024,
- * would cap a node at a few hundred connections. Raise it to the hard one
+/* Each proxied connection costs the agent a descriptor or more (one per
+ * tunnelled connection on each side; up to six on a spliced relay: both
+ * sockets, two pipes): the soft limit, often 1024, would cap a node near a
+ * thousand connections. Raise it to the hard one
  * (no capability needed), as Envoy and ztunnel do. */
 static void raise_nofile(void)
 {
