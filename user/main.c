@@ -80,6 +80,8 @@ static const char usage[] =
 	"  --policy-scope SCOPE  NetworkPolicy in the kernel for: enrolled (pods in the mesh,\n"
 	"                        the default), all (every pod of the node) or none\n"
 	"  --ingress-clsact      attach pod_ingress with clsact even where tcx exists\n"
+	"  --map-max NAME=N      a hash map's size instead of the built-in one (tests fill\n"
+	"                        maps with it; e.g. sl_svc_v1=16; repeatable)\n"
 	"  --log-level LEVEL     err, warn, info or debug (default info)\n"
 	"  --keep-capabilities   keep every capability after set-up (by default the agent\n"
 	"                        drops all but the seven it needs: docs/security.md)\n"
@@ -105,7 +107,25 @@ struct options {
 	const char *cmd;	/* "run", "plan" or "check" */
 };
 
-enum { OPT_KEEP_CAPABILITIES = 1000 };
+enum { OPT_KEEP_CAPABILITIES = 1000, OPT_MAP_MAX };
+
+/* "sl_svc_v1=16" into the loader's options: 0, or -EINVAL. */
+static int map_max_parse(const char *s, struct loader_opts *lo)
+{
+	const char *eq = strchr(s, '=');
+	unsigned long n;
+	char *end;
+
+	if (!eq || eq == s || eq - s >= 16 || lo->n_map_max == LOADER_MAP_MAX_N)
+		return -EINVAL;	/* BPF object names hold 15 characters */
+	errno = 0;
+	n = strtoul(eq + 1, &end, 10);
+	if (errno || end == eq + 1 || *end || n < 1 || n > UINT32_MAX)
+		return -EINVAL;
+	memcpy(lo->map_max[lo->n_map_max].name, s, (size_t)(eq - s));
+	lo->map_max[lo->n_map_max++].max_entries = (uint32_t)n;
+	return 0;
+}
 
 /* Set up is done: keep only the capabilities running needs (privs.h). */
 static void drop_capabilities(const struct options *o)
@@ -747,6 +767,7 @@ int main(int argc, char **argv)
 		{ "ingress-clsact", no_argument, NULL, 'I' },
 		{ "uninstall", no_argument, NULL, 'U' },
 		{ "keep-capabilities", no_argument, NULL, OPT_KEEP_CAPABILITIES },
+		{ "map-max", required_argument, NULL, OPT_MAP_MAX },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -887,6 +908,13 @@ int main(int argc, char **argv)
 			break;
 		case OPT_KEEP_CAPABILITIES:
 			o.keep_capabilities = true;
+			break;
+		case OPT_MAP_MAX:
+			if (map_max_parse(optarg, &o.loader)) {
+				fprintf(stderr, "sluice-agent: --map-max: expected NAME=N (a map name, N >= 1), "
+						"at most %d times\n", LOADER_MAP_MAX_N);
+				return 2;
+			}
 			break;
 		case 'V':
 			printf("sluice-agent %s\n", SL_VERSION);
