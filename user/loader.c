@@ -469,8 +469,43 @@ static int load_edge(void *s)
 	return edge__load(s);
 }
 
+/* --map-max: resize the named map in every object that declares it (one
+ * pinned map must have one size everywhere). Only hash maps: the programs
+ * index arrays by constants. 0, or -EINVAL (logged). */
+static int resize_maps(struct bpf_object *const *objs, size_t n_objs, const struct loader_opts *o)
+{
+	for (size_t i = 0; i < o->n_map_max; i++) {
+		const struct loader_map_max *mm = &o->map_max[i];
+		bool found = false;
+
+		for (size_t j = 0; j < n_objs; j++) {
+			struct bpf_map *m = bpf_object__find_map_by_name(objs[j], mm->name);
+			enum bpf_map_type t;
+
+			if (!m)
+				continue;
+			t = bpf_map__type(m);
+			if (t != BPF_MAP_TYPE_HASH && t != BPF_MAP_TYPE_LRU_HASH) {
+				pr_err("loader: --map-max %s: only hash maps can be resized", mm->name);
+				return -EINVAL;
+			}
+			if (bpf_map__set_max_entries(m, mm->max_entries)) {
+				pr_err("loader: --map-max %s=%u: cannot resize", mm->name, mm->max_entries);
+				return -EINVAL;
+			}
+			found = true;
+		}
+		if (!found) {
+			pr_err("loader: --map-max: no map named %s", mm->name);
+			return -EINVAL;
+		}
+		pr_info("loader: map %s holds at most %u entries (--map-max)", mm->name, mm->max_entries);
+	}
+	return 0;
+}
+
 /* Open and load every object; maps of one name are one pinned map. */
-static int load_objects(struct loader *l)
+static int load_objects(struct loader *l, const struct loader_opts *o)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = l->root);
 	int err;
@@ -487,7 +522,11 @@ static int load_objects(struct loader *l)
 	}
 	l->sock_lb->rodata->cfg_agent_cgroup_id = agent_cgroup_guard(l, l->agent_cg, sizeof(l->agent_cg));
 	l->sockops->rodata->cfg_sockmap = !l->no_sockmap;
-	err = load_one(l, l->sock_lb->obj, load_sock_lb, l->sock_lb, "sock_lb");
+	err = resize_maps((struct bpf_object *const[]){ l->sock_lb->obj, l->sockops->obj, l->pod_ingress->obj,
+							l->pod_egress->obj, l->edge->obj },
+			  5, o);
+	if (!err)
+		err = load_one(l, l->sock_lb->obj, load_sock_lb, l->sock_lb, "sock_lb");
 	if (!err)
 		err = load_one(l, l->sockops->obj, load_sockops, l->sockops, "sockops");
 	if (!err)
@@ -550,7 +589,7 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 	snprintf(path, sizeof(path), "%s/%s", l->root, SL_MAP_SVC);
 	l->reused = !access(path, F_OK);
 
-	err = load_objects(l);
+	err = load_objects(l, o);
 	if (err)
 		goto out;
 	err = attach_all(l);

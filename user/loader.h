@@ -22,11 +22,22 @@
 
 struct loader;
 
+/* --map-max NAME=N: a hash map's max_entries other than the built-in size,
+ * so tests can fill a map in milliseconds (katran's shrinkable sizes). A pinned
+ * map of another size is replaced at start, as after an upgrade. */
+#define LOADER_MAP_MAX_N	8
+struct loader_map_max {
+	char name[16];			/* e.g. sl_svc_v1 (BPF_OBJ_NAME_LEN) */
+	uint32_t max_entries;
+};
+
 struct loader_opts {
 	const char *bpffs_root;		/* pins; default SL_BPFFS_ROOT */
 	const char *cgroup;		/* cgroup v2 dir to attach to; NULL: the v2 root */
 	bool ingress_clsact;		/* pod_ingress via clsact even where tcx exists */
 	bool no_sockmap;		/* no same-node acceleration (sockops + sk_msg) */
+	struct loader_map_max map_max[LOADER_MAP_MAX_N];
+	size_t n_map_max;
 };
 
 struct loader_prog_info {

@@ -92,6 +92,8 @@ static const char usage[] =
 	"  --policy-scope SCOPE  NetworkPolicy in the kernel for: enrolled (pods in the mesh,\n"
 	"                        the default), all (every pod of the node) or none\n"
 	"  --ingress-clsact      attach pod_ingress with clsact even where tcx exists\n"
+	"  --map-max NAME=N      a hash map's size instead of the built-in one (tests fill\n"
+	"                        maps with it; e.g. sl_svc_v1=16; repeatable)\n"
 	"  --log-level LEVEL     err, warn, info or debug (default info)\n"
 	"  --keep-capabilities   keep every capability after set-up (by default the agent\n"
 	"                        drops all but the seven it needs: docs/security.md)\n"
@@ -119,8 +121,26 @@ struct options {
 	const char *cmd;	/* "run", "plan" or "check" */
 };
 
+/* "sl_svc_v1=16" into the loader's options: 0, or -EINVAL. */
+static int map_max_parse(const char *s, struct loader_opts *lo)
+{
+	const char *eq = strchr(s, '=');
+	unsigned long n;
+	char *end;
+
+	if (!eq || eq == s || eq - s >= 16 || lo->n_map_max == LOADER_MAP_MAX_N)
+		return -EINVAL;	/* BPF object names hold 15 characters */
+	errno = 0;
+	n = strtoul(eq + 1, &end, 10);
+	if (errno || end == eq + 1 || *end || n < 1 || n > UINT32_MAX)
+		return -EINVAL;
+	memcpy(lo->map_max[lo->n_map_max].name, s, (size_t)(eq - s));
+	lo->map_max[lo->n_map_max++].max_entries = (uint32_t)n;
+	return 0;
+}
+
 enum {
-	OPT_KEEP_CAPABILITIES = 1000, OPT_HTTP_HEADER_TIMEOUT, OPT_HTTP_IDLE_TIMEOUT, OPT_PROCFS, OPT_LEASE_NS, OPT_LEASE_S
+	OPT_KEEP_CAPABILITIES = 1000, OPT_HTTP_HEADER_TIMEOUT, OPT_HTTP_IDLE_TIMEOUT, OPT_PROCFS, OPT_LEASE_NS, OPT_LEASE_S, OPT_MAP_MAX
 };
 
 /* "10", "10s", "2.5s" or "500ms" into milliseconds, 100 ms to 1 hour; -1 when
@@ -831,6 +851,7 @@ int main(int argc, char **argv)
 		{ "procfs", required_argument, NULL, OPT_PROCFS },
 		{ "lease-namespace", required_argument, NULL, OPT_LEASE_NS },
 		{ "lease-duration", required_argument, NULL, OPT_LEASE_S },
+		{ "map-max", required_argument, NULL, OPT_MAP_MAX },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -1000,6 +1021,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			o.lease_s = (unsigned int)ttl;
+			break;
+		case OPT_MAP_MAX:
+			if (map_max_parse(optarg, &o.loader)) {
+				fprintf(stderr, "sluice-agent: --map-max: expected NAME=N (a map name, N >= 1), "
+						"at most %d times\n", LOADER_MAP_MAX_N);
+				return 2;
+			}
 			break;
 		case 'V':
 			printf("sluice-agent %s\n", SL_VERSION);

@@ -39,7 +39,7 @@
 #include "loop.h"
 #include "status.h"
 
-#define SL_STATUS_MAX_CONNS	64		/* more are answered 503 and closed */
+#define SL_STATUS_MAX_CONNS	64		/* more close the oldest (status_evict_oldest) */
 #define SL_STATUS_TIMEOUT_MS	5000		/* per request, and per response */
 #define SL_STATUS_MAX_HDR	(16 * 1024)	/* request line + headers; 431 above */
 #define SL_STATUS_MAX_URL	4096		/* request target; 414 above */
@@ -71,6 +71,9 @@ struct status {
 	struct sconn *conns;		/* all open connections, for status_free */
 	unsigned int n_conns;
 	unsigned int max_conns;
+	unsigned long n_evicted;	/* connections closed to make room */
+	struct sconn *reap;		/* those, freed after the loop's batch */
+	struct loop_timer reap_timer;
 	unsigned int timeout_ms;
 };
 
@@ -447,7 +450,8 @@ static int conn_parse(struct sconn *c)
 
 /* ---- connections ---- */
 
-static void conn_close(struct sconn *c)
+/* Close c's socket and forget it, without freeing c. */
+static void conn_detach(struct sconn *c)
 {
 	struct status *s = c->s;
 
@@ -467,7 +471,26 @@ static void conn_close(struct sconn *c)
 		c->next->prev = c->prev;
 	s->n_conns--;
 	out_free(c);
+}
+
+/* Terminal: only from c's own callbacks (loop.h: an object is freed by its
+ * own callback; another's may still have an event queued in this batch). */
+static void conn_close(struct sconn *c)
+{
+	conn_detach(c);
 	free(c);
+}
+
+static void status_reap_cb(struct loop_timer *t)
+{
+	struct status *s = t->arg;
+
+	while (s->reap) {
+		struct sconn *c = s->reap;
+
+		s->reap = c->next;
+		free(c);
+	}
 }
 
 /* Write as much of the queued response as the socket takes.
@@ -616,6 +639,41 @@ static void status_refuse(int fd)
 	close(fd);
 }
 
+/* At the cap, make room for a new connection by closing the oldest one: a
+ * flood of clients that connect and hold (or trickle bytes) would otherwise
+ * keep every slot, and an operator's `sluicectl status` would get 503 for as
+ * long as it lasts. The newcomer is served at once (status_add_conn), so it
+ * is never the one closed by the connections accepted after it. The oldest
+ * connection that is still waiting for a request goes first; one whose
+ * response is queued only when there is none. Returns false when no slot can
+ * be freed (max_conns 0). */
+static bool status_evict_oldest(struct status *s)
+{
+	struct sconn *oldest = NULL, *oldest_read = NULL;
+
+	for (struct sconn *c = s->conns; c; c = c->next) {	/* newest first */
+		oldest = c;
+		if (c->st == CONN_ST_READ && !c->out)
+			oldest_read = c;
+	}
+	if (oldest_read)
+		oldest = oldest_read;
+	if (!oldest)
+		return false;
+	/* Once, then every 10000th: a flood must not flood the log too. */
+	if (s->n_evicted++ % 10000 == 0)
+		pr_warn("status: %u connections open (the most): closing the oldest for each new one "
+			"(%lu so far; a client holding connections open?)", s->n_conns, s->n_evicted);
+	/* Its fd may have an event queued in this epoll batch: close it now
+	 * (loop_del makes the loop skip that event), free it after the batch. */
+	conn_detach(oldest);
+	oldest->next = s->reap;
+	s->reap = oldest;
+	if (loop_timer_arm(s->loop, &s->reap_timer, 0))
+		pr_warn("status: cannot arm a timer: out of memory");	/* freed at status_free */
+	return true;
+}
+
 static int status_add_conn(struct status *s, int fd)
 {
 	struct sconn *c = calloc(1, sizeof(*c));
@@ -639,6 +697,9 @@ static int status_add_conn(struct status *s, int fd)
 	s->conns = c;
 	s->n_conns++;
 	conn_enter(c, CONN_ST_READ);
+	/* A client that wrote its request before we accepted (sluicectl does)
+	 * is answered now, before the next accept could close it again. */
+	conn_run(c);
 	return 0;
 }
 
@@ -655,7 +716,10 @@ static void status_accept_cb(struct loop_io *io, uint32_t events)
 	struct status *s = container_of(io, struct status, lio);
 	int fd, ret;
 
-	for (;;) {
+	/* At most a backlog's worth per event (the listener is level-triggered):
+	 * under a flood the queue refills as fast as it drains, and the loop's
+	 * other fds (the mesh's relays) must get their turn. */
+	for (int i = 0; i < SL_STATUS_BACKLOG; i++) {
 		fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			int err = errno;
@@ -672,7 +736,7 @@ static void status_accept_cb(struct loop_io *io, uint32_t events)
 				loop_mod(s->loop, &s->lio, EPOLLIN);
 			return;
 		}
-		if (s->n_conns >= s->max_conns) {
+		if (s->n_conns >= s->max_conns && !status_evict_oldest(s)) {
 			pr_debug("status: %u connections open, refusing another", s->n_conns);
 			status_refuse(fd);
 			continue;
@@ -781,6 +845,7 @@ int status_new(struct status **out, struct loop *l, const char *path)
 	s->max_conns = SL_STATUS_MAX_CONNS;
 	s->timeout_ms = SL_STATUS_TIMEOUT_MS;
 	loop_timer_init(&s->accept_timer, status_accept_timer_cb, s);
+	loop_timer_init(&s->reap_timer, status_reap_cb, s);
 	s->path = strdup(path);
 	if (!s->path) {
 		ret = -ENOMEM;
@@ -893,6 +958,7 @@ int status_new_tcp(struct status **out, struct loop *l, const char *ip, uint16_t
 	s->max_conns = SL_STATUS_MAX_CONNS;
 	s->timeout_ms = SL_STATUS_TIMEOUT_MS;
 	loop_timer_init(&s->accept_timer, status_accept_timer_cb, s);
+	loop_timer_init(&s->reap_timer, status_reap_cb, s);
 	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->fd == -1 || setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
 	    bind(s->fd, (struct sockaddr *)&ss, len) == -1 || listen(s->fd, SL_STATUS_BACKLOG) == -1) {
@@ -935,6 +1001,8 @@ void status_free(struct status *s)
 	while (s->conns)
 		conn_close(s->conns); /* NOLINT(clang-analyzer-unix.Malloc): conn_close unlinks it */
 	loop_timer_cancel(s->loop, &s->accept_timer);
+	loop_timer_cancel(s->loop, &s->reap_timer);
+	status_reap_cb(&s->reap_timer);
 	if (s->fd >= 0) {
 		loop_del(s->loop, &s->lio);
 		close(s->fd);

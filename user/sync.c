@@ -464,20 +464,25 @@ static double ms_since(const struct timespec *t0)
 int sync_check(const struct sync *s, const struct sl_model *m, struct diags *errs)
 {
 	(void)s;
+	/* Say how many did not fit: nothing of the set is written, and the
+	 * operator needs the size of the gap, not just that there is one. */
 	if (m->n_frontends > s->maps.svc_max) {
-		diags_add(errs, NULL, 0, "sync: %zu Service frontends do not fit map sl_svc_v1 (%u entries)",
-			  m->n_frontends, s->maps.svc_max);
+		diags_add(errs, NULL, 0,
+			  "sync: %zu Service frontends do not fit map sl_svc_v1 (%u entries): %zu too many",
+			  m->n_frontends, s->maps.svc_max, m->n_frontends - s->maps.svc_max);
 		return -ENOSPC;
 	}
 	if (m->n_backends_total > s->maps.be_max) {
-		diags_add(errs, NULL, 0, "sync: %zu backend slots do not fit map sl_be_v1 (%u entries)",
-			  m->n_backends_total, s->maps.be_max);
+		diags_add(errs, NULL, 0,
+			  "sync: %zu backend slots do not fit map sl_be_v1 (%u entries): %zu too many",
+			  m->n_backends_total, s->maps.be_max, m->n_backends_total - s->maps.be_max);
 		return -ENOSPC;
 	}
 	return 0;
 }
 
-int sync_apply(struct sync *s, const struct sl_model *m, struct sync_stats *st)
+/* One diff pass (see sync_apply); logs nothing. */
+static int apply_once(struct sync *s, const struct sl_model *m, struct sync_stats *st)
 {
 	struct op_queue be_up = { .fd = s->maps.be_fd, .kind = OP_UPDATE, .batch_ok = true,
 				  .key_size = sizeof(struct sl_be_key), .val_size = sizeof(struct sl_be_val) };
@@ -645,8 +650,6 @@ int sync_apply(struct sync *s, const struct sl_model *m, struct sync_stats *st)
 	tab.v = NULL;
 	st->frontends = s->tab.n;
 	st->errors = n_err;
-	if (err)
-		pr_err("sync: %zu map operations failed: %s", n_err, strerror(-err));
 out:
 	for (size_t i = 0; plan && i < n; i++)
 		free(plan[i].slots);
@@ -659,6 +662,30 @@ out:
 	q_free(&svc_up);
 	q_free(&svc_del);
 	st->ms = ms_since(&t0);
+	return err;
+}
+
+int sync_apply(struct sync *s, const struct sl_model *m, struct sync_stats *st)
+{
+	struct sync_stats again;
+	int err = apply_once(s, m, st);
+
+	/* A full map refuses a new entry (E2BIG) that only this pass's deletes,
+	 * which come last, make room for: a VIP that moved, endpoints that moved
+	 * between Services. The set fits (sync_check), so a second pass, diffing
+	 * against what the kernel now holds, writes what was refused instead of
+	 * leaving it out until the next change. */
+	if (err == -E2BIG && st->deletes) {
+		err = apply_once(s, m, &again);
+		st->frontends = again.frontends;
+		st->backends = again.backends;
+		st->updates += again.updates;
+		st->deletes += again.deletes;
+		st->errors = again.errors;
+		st->ms += again.ms;
+	}
+	if (err)
+		pr_err("sync: %zu map operations failed: %s", st->errors, strerror(-err));
 	return err;
 }
 

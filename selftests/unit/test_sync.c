@@ -323,3 +323,45 @@ out:
 	maps_free(&mp);
 	free(fm);
 }
+
+/* At capacity, a frontend that moves (a new VIP replaces an old one) or slots
+ * that move between frontends fit once the old ones are gone: the apply makes
+ * room and writes them, rather than leaving them out with E2BIG. */
+void test_sync_full_map_moves(void)
+{
+	struct maps mp;
+	struct fmodel *fm = calloc(1, sizeof(*fm));
+	struct sync *s = NULL;
+	struct sync_stats st;
+	struct sl_frontend *a, *b;
+
+	if (!maps_new(&mp, 2, 6))
+		goto out;
+	fm_init(fm);
+	a = fm_add(fm, 1, 80);
+	b = fm_add(fm, 2, 80);
+	fe_set(fm, a, (int[]){ 1, 2, 3 }, 3);
+	fe_set(fm, b, (int[]){ 4, 5, 6 }, 3);
+	if (!ASSERT_OK(sync_new(&s, &mp.sm), "sync_new"))
+		goto out;
+	ASSERT_OK(sync_apply(s, &fm->m, &st), "fill both maps");
+	/* b moves to another VIP: its new frontend and slots need b's room. */
+	b->key.vip.v4 = htonl(0x0a600000 | 3);
+	ASSERT_OK(sync_apply(s, &fm->m, &st), "a moved VIP fits a full map");
+	ASSERT_EQ(st.errors, 0, "no failed operation left");
+	ASSERT_EQ(svc_count(&mp, b), 3, "the new VIP is published");
+	ASSERT_EQ(slot_be(&mp, b, 2), 6, "with its slots");
+	ASSERT_EQ(count_keys(mp.svc, sizeof(struct sl_svc_key)), 2, "the old VIP is gone");
+	/* Two slots move from b to a: a grows before b shrinks. */
+	fe_set(fm, a, (int[]){ 1, 2, 3, 4, 5 }, 5);
+	fe_set(fm, b, (int[]){ 6 }, 1);
+	ASSERT_OK(sync_apply(s, &fm->m, &st), "slots moving between frontends fit");
+	ASSERT_EQ(svc_count(&mp, a), 5, "a has 5");
+	ASSERT_EQ(slot_be(&mp, a, 4), 5, "a's last slot");
+	ASSERT_EQ(svc_count(&mp, b), 1, "b has 1");
+	ASSERT_EQ(count_keys(mp.be, sizeof(struct sl_be_key)), 6, "exactly the slots in use");
+out:
+	sync_free(s);
+	maps_free(&mp);
+	free(fm);
+}

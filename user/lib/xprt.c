@@ -144,6 +144,16 @@ static int tls_fail(struct xprt *x, int ret)
 		xprt_ssl_errors(x->err, sizeof(x->err));
 		if (strstr(x->err, "unexpected eof"))
 			return -ECONNRESET;
+		/* "certificate verify failed" alone does not say what is wrong with
+		 * the peer's chain (an unknown CA during a CA rotation, an expired
+		 * certificate): add the verifier's reason. */
+		long v = SSL_get_verify_result(x->ssl);
+
+		if (v != X509_V_OK) {
+			size_t l = strlen(x->err);
+
+			snprintf(x->err + l, sizeof(x->err) - l, " (%s)", X509_verify_cert_error_string(v));
+		}
 		return -EPROTO;
 	}
 }
