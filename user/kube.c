@@ -785,23 +785,27 @@ static int kw_token_header(struct kw *w, char *buf, size_t len)
 	return snprintf(buf, len, "Authorization: Bearer %s\r\n", w->k->token);
 }
 
-/* The request at the head of the queue, with its body. */
-static int req_build(struct kw *w)
+/* w->out = the request line and headers (Host, User-Agent, Accept, the
+ * bearer token), then body when there is one (with its type and length).
+ * target: the path with the API prefix and query. 0 or -ENOMEM. */
+static int kw_format(struct kw *w, const char *method, const char *target, const char *ctype,
+		     const char *body)
 {
-	const struct kube_req *r = w->k->reqs;
-	char auth[8192], host[300], ctype[200] = "";
-	size_t blen = r->body ? strlen(r->body) : 0;
+	char auth[8192], host[300], hbody[256] = "";
 	int n;
 
 	kw_token_header(w, auth, sizeof(auth));
 	snprintf(host, sizeof(host), strchr(w->k->host, ':') ? "[%s]:%s" : "%s:%s", w->k->host, w->k->port);
-	if (r->body)
-		snprintf(ctype, sizeof(ctype), "Content-Type: %s\r\n", r->ctype ? r->ctype : "application/json");
+	if (body)
+		snprintf(hbody, sizeof(hbody), "Content-Type: %s\r\nContent-Length: %zu\r\n",
+			 ctype ? ctype : "application/json", strlen(body));
+	else if (strcmp(method, "GET"))
+		snprintf(hbody, sizeof(hbody), "Content-Length: 0\r\n");	/* PUT and POST need one */
 	free(w->out);
 	n = asprintf(&w->out,
-		     "%s %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-agent/%s\r\n"
-		     "Accept: application/json\r\n%s%sContent-Length: %zu\r\n\r\n%s",
-		     r->method, w->k->prefix, r->path, host, SL_VERSION, auth, ctype, blen, r->body ? r->body : "");
+		     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-agent/%s\r\n"
+		     "Accept: application/json\r\n%s%s\r\n%s",
+		     method, target, host, SL_VERSION, auth, hbody, body ? body : "");
 	if (n < 0) {
 		w->out = NULL;
 		return -ENOMEM;
@@ -811,10 +815,19 @@ static int req_build(struct kw *w)
 	return 0;
 }
 
+/* The request at the head of the queue, with its body. */
+static int req_build(struct kw *w)
+{
+	const struct kube_req *r = w->k->reqs;
+	char target[1024];
+
+	snprintf(target, sizeof(target), "%s%s", w->k->prefix, r->path);
+	return kw_format(w, r->method, target, r->ctype, r->body);
+}
+
 static int kw_build_request(struct kw *w)
 {
-	char path[512], q[2048], esc[1024], auth[8192];
-	char host[300];
+	char path[512], q[2048], esc[1024], target[2600];
 	int n;
 
 	if (w->phase == PHASE_REQ)
@@ -835,20 +848,8 @@ static int kw_build_request(struct kw *w)
 		url_escape(w->def->field_selector, esc, sizeof(esc));
 		snprintf(q + n, sizeof(q) - (size_t)n, "&fieldSelector=%s", esc);
 	}
-	kw_token_header(w, auth, sizeof(auth));
-	snprintf(host, sizeof(host), strchr(w->k->host, ':') ? "[%s]:%s" : "%s:%s", w->k->host, w->k->port);
-	free(w->out);
-	n = asprintf(&w->out,
-		     "GET %s?%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-agent/%s\r\n"
-		     "Accept: application/json\r\n%s\r\n",
-		     path, q, host, SL_VERSION, auth);
-	if (n < 0) {
-		w->out = NULL;
-		return -ENOMEM;
-	}
-	w->out_len = (size_t)n;
-	w->out_off = 0;
-	return 0;
+	snprintf(target, sizeof(target), "%s?%s", path, q);
+	return kw_format(w, "GET", target, NULL, NULL);
 }
 
 static SSL *kw_ssl_new(struct kw *w)
