@@ -766,7 +766,7 @@ static void kube_token_refresh(struct kube *k)
 	if (!k->token_file || now - k->token_read_ms < 60000)
 		return;
 	k->token_read_ms = now;
-	if (read_small_file(k->token_file, &t, NULL)) {
+	if (read_small_file(k->token_file, &t, NULL) || !t) {
 		pr_warn("kube: cannot read %s again; keeping the token read before", k->token_file);
 		return;
 	}
