@@ -14,13 +14,16 @@
  * dropped silently counts too. Prints one line:
  *
  *   hold conns=N opened=N connect_err=N sent=N replies=N errors=N
- *        p50_ms=X p99_ms=X max_ms=X seconds=S first_err=<ERRNO|->
+ *        p50_ms=X p99_ms=X max_ms=X seconds=S first_err=<ERRNO|-> p50_us=X p99_us=X
  *
  * short makes N connections, C at a time (default 100): connect, one line,
  * its answer, close. Stops early after LIMIT seconds (default 600); those not
  * made count as errors. Prints:
  *
  *   short total=N ok=N err=N seconds=S rate=R p99_ms=X first_err=<ERRNO|->
+ *
+ * The _ms percentiles come from 1 ms buckets (0 means under a millisecond);
+ * hold's _us ones from 10 us buckets below 100 ms, the ms buckets above.
  *
  * Exit 0 iff there was no error, 1 otherwise, 2 on bad usage. HOST is a
  * numeric IPv4 or IPv6 address. RLIMIT_NOFILE is raised to what N needs.
@@ -42,6 +45,7 @@
 
 #define LINE_MAX_LEN	64
 #define HIST_MS		60000	/* latency histogram: 1 ms buckets up to a minute */
+#define HIST_FINE	10000	/* and 10 us buckets up to 100 ms */
 
 enum cstate { C_FREE, C_CONNECTING, C_IDLE, C_WAITING, C_DEAD };
 
@@ -50,6 +54,7 @@ struct conn {
 	enum cstate st;
 	uint32_t seq;
 	uint64_t sent_at, next_at;
+	uint64_t sent_us;	/* sent_at in microseconds, for the fine histogram */
 	char want[LINE_MAX_LEN];
 	char rbuf[256];
 	size_t rlen;
@@ -59,6 +64,7 @@ static struct sockaddr_storage dst;
 static socklen_t dst_len;
 static unsigned int timeout_ms = 5000;
 static uint32_t hist[HIST_MS + 1];
+static uint32_t hist_fine[HIST_FINE];
 static uint64_t n_lat;
 static int first_err;
 
@@ -82,10 +88,45 @@ static void note_err(int err)
 		first_err = err ? err : EPROTO;
 }
 
-static void lat_add(uint64_t ms)
+static uint64_t now_us(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* One latency, from the microsecond clock of its send. */
+static void lat_add(uint64_t sent_us)
+{
+	uint64_t us = now_us() - sent_us, ms = us / 1000;
+
 	hist[ms > HIST_MS ? HIST_MS : ms]++;
+	if (us / 10 < HIST_FINE)
+		hist_fine[us / 10]++;
 	n_lat++;
+}
+
+/* Percentile in microseconds: the fine buckets' upper edge below 100 ms, else
+ * the millisecond bucket's. */
+static unsigned long lat_pct_us(double p)
+{
+	uint64_t want = (uint64_t)((double)n_lat * p), seen = 0;
+
+	if (!n_lat)
+		return 0;
+	for (unsigned int i = 0; i < HIST_FINE; i++) {
+		seen += hist_fine[i];
+		if (seen > want || seen == n_lat)
+			return (i + 1) * 10UL;
+	}
+	seen = 0;
+	for (unsigned int i = 0; i <= HIST_MS; i++) {
+		seen += hist[i];
+		if (seen > want || seen == n_lat)
+			return i * 1000UL;
+	}
+	return HIST_MS * 1000UL;
 }
 
 static unsigned int lat_pct(double p)
@@ -164,7 +205,7 @@ static int conn_open(int ep, struct conn *c, uint32_t idx)
 		close(fd);
 		return err;
 	}
-	*c = (struct conn){ .fd = fd, .st = C_CONNECTING, .sent_at = now_ms() };
+	*c = (struct conn){ .fd = fd, .st = C_CONNECTING, .sent_at = now_ms(), .sent_us = now_us() };
 	return 0;
 }
 
@@ -191,6 +232,7 @@ static bool conn_send(int ep, struct conn *c, uint32_t idx)
 	}
 	snprintf(c->want, sizeof(c->want), " %.*s", n, line);
 	c->sent_at = now_ms();
+	c->sent_us = now_us();
 	c->rlen = 0;
 	c->st = C_WAITING;
 	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -381,7 +423,7 @@ static int run_hold(unsigned long n, unsigned long seconds, unsigned long interv
 				continue;
 			}
 			replies++;
-			lat_add(now_ms() - c->sent_at);
+			lat_add(c->sent_us);
 			c->st = C_IDLE;
 			if (final) {
 				c->next_at = UINT64_MAX;	/* done */
@@ -395,9 +437,10 @@ static int run_hold(unsigned long n, unsigned long seconds, unsigned long interv
 		if (cs[i].fd >= 0)
 			close(cs[i].fd);
 	printf("hold conns=%lu opened=%lu connect_err=%lu sent=%llu replies=%llu errors=%lu final_ok=%lu "
-	       "p50_ms=%u p99_ms=%u max_ms=%u seconds=%.1f first_err=%s\n",
+	       "p50_ms=%u p99_ms=%u max_ms=%u seconds=%.1f first_err=%s p50_us=%lu p99_us=%lu\n",
 	       n, opened, connect_err, (unsigned long long)sent, (unsigned long long)replies, errors, finals,
-	       lat_pct(0.50), lat_pct(0.99), lat_max(), (double)(now_ms() - t0) / 1000, errno_name(first_err));
+	       lat_pct(0.50), lat_pct(0.99), lat_max(), (double)(now_ms() - t0) / 1000, errno_name(first_err),
+	       lat_pct_us(0.50), lat_pct_us(0.99));
 	free(cs);
 	close(ep);
 	return connect_err || errors || finals != n ? 1 : 0;
@@ -464,7 +507,7 @@ static int run_short(unsigned long total, unsigned long conc, unsigned long limi
 					conn_close(ep, c, C_FREE);
 					continue;
 				}
-				uint64_t began = c->sent_at;
+				uint64_t began = c->sent_at, began_us = c->sent_us;
 
 				if (!conn_send(ep, c, evs[j].data.u32)) {
 					err++;
@@ -473,6 +516,7 @@ static int run_short(unsigned long total, unsigned long conc, unsigned long limi
 					continue;
 				}
 				c->sent_at = began;	/* latency: connect to answer */
+				c->sent_us = began_us;
 				continue;
 			}
 			if (c->st != C_WAITING)
@@ -485,7 +529,7 @@ static int run_short(unsigned long total, unsigned long conc, unsigned long limi
 				err++;
 			} else {
 				ok++;
-				lat_add(now_ms() - c->sent_at);
+				lat_add(c->sent_us);
 			}
 			active--;
 			conn_close(ep, c, C_FREE);
