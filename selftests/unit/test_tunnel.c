@@ -2043,6 +2043,7 @@ void test_tunnel_peer_limits(void)
 	for (int i = 0; i < 3; i++)
 		if (raw[i] >= 0)
 			close(raw[i]);
+	ASSERT_TRUE(wait_conns(0, 0) && wait_conns(1, 0), "all closed");	/* the apps' too */
 out:
 	teardown();
 }
