@@ -44,13 +44,21 @@ CG=$CG2/sluice-startup-$E2E_ID
 mkdir -p "$CG" "$E2E_TMP/cfg"
 ip netns add "$NS" && nsenter --net="/run/netns/$NS" ip link set lo up	# not ip -n: it fails in a chroot
 
+# In a mount namespace of our own, /sys private (not / itself: in a chroot
+# / is no mount point, and unshare's --propagation private fails there), so
+# that nothing mounted or unmounted below it reaches the host. Exit 77 when
+# that cannot be had.
+PRIVATE_SYS='mount --make-rprivate /sys || exit 77'
+
 # agent LOG [SETUP] -- ARGS...: run the agent to its end (at most 20 s) in a
 # mount namespace of our own (SETUP runs there first) and our network
 # namespace; its output goes to LOG, its exit status is returned.
 agent() {
 	local log=$1 setup=$2; shift 3
-	timeout 20 nsenter --net="/run/netns/$NS" unshare -m --propagation private \
-		bash -c "$setup"' && exec "$@"' agent "$AGENT" --node-name n1 --config-dir "$E2E_TMP/cfg" \
+	local priv=$PRIVATE_SYS
+	[ "$setup" = true ] && priv=true	# nothing mounted: nothing to keep in
+	timeout 20 nsenter --net="/run/netns/$NS" unshare -m --propagation unchanged \
+		bash -c "$priv; $setup"' && exec "$@"' agent "$AGENT" --node-name n1 --config-dir "$E2E_TMP/cfg" \
 		--cgroup "$CG" --no-mesh --metrics off --status-socket "$E2E_TMP/agent.sock" "$@" >"$log" 2>&1
 }
 
@@ -90,18 +98,22 @@ check "not a cgroup v2 directory: nothing pinned" nothing_pinned "$BPF"
 # --- bpffs not mounted: the agent mounts it. The bpffs it mounts lives only
 # in the private mount namespace, so its pins (and the attachments they hold)
 # go with the agent. ---
-rm -f "$E2E_TMP/agent.sock"
-nsenter --net="/run/netns/$NS" unshare -m --propagation private bash -c \
-	'umount /sys/fs/bpf 2>/dev/null; ! grep -q " /sys/fs/bpf bpf " /proc/mounts && exec "$@"' agent \
-	"$AGENT" --node-name n1 --config-dir "$E2E_TMP/cfg" --cgroup "$CG" --no-mesh --metrics off \
-	--status-socket "$E2E_TMP/agent.sock" --bpffs-root /sys/fs/bpf/sluice-startup >"$E2E_TMP/bpffs.log" 2>&1 &
-pids+=($!)
-check "bpffs not mounted: the agent mounts it and gets ready" \
-	wait_until 20 grep -q "agent: .* ready on node n1" "$E2E_TMP/bpffs.log"
-expect_contains "bpffs not mounted: it says it mounted one" "$(cat "$E2E_TMP/bpffs.log")" \
-	"loader: mounted bpffs at /sys/fs/bpf"
-kill "${pids[-1]}" 2>/dev/null
-check "bpffs not mounted: the agent exits on SIGTERM" wait_until 10 bash -c "! kill -0 ${pids[-1]}"
+if ! nsenter --net="/run/netns/$NS" unshare -m --propagation unchanged bash -c "$PRIVATE_SYS" >/dev/null 2>&1; then
+	skip "bpffs not mounted" "cannot make /sys private in a mount namespace here"
+else
+	rm -f "$E2E_TMP/agent.sock"
+	nsenter --net="/run/netns/$NS" unshare -m --propagation unchanged bash -c \
+		"$PRIVATE_SYS"'; umount /sys/fs/bpf 2>/dev/null; ! grep -q " /sys/fs/bpf bpf " /proc/mounts && exec "$@"' agent \
+		"$AGENT" --node-name n1 --config-dir "$E2E_TMP/cfg" --cgroup "$CG" --no-mesh --metrics off \
+		--status-socket "$E2E_TMP/agent.sock" --bpffs-root /sys/fs/bpf/sluice-startup >"$E2E_TMP/bpffs.log" 2>&1 &
+	pids+=($!)
+	check "bpffs not mounted: the agent mounts it and gets ready" \
+		wait_until 20 grep -q "agent: .* ready on node n1" "$E2E_TMP/bpffs.log"
+	expect_contains "bpffs not mounted: it says it mounted one" "$(cat "$E2E_TMP/bpffs.log")" \
+		"loader: mounted bpffs at /sys/fs/bpf"
+	kill "${pids[-1]}" 2>/dev/null
+	check "bpffs not mounted: the agent exits on SIGTERM" wait_until 10 bash -c "! kill -0 ${pids[-1]}"
+fi
 
 # --- a bpffs root held by another agent ---
 rm -f "$E2E_TMP/agent.sock"

@@ -246,10 +246,11 @@ static int ctl_parse_head(char *buf, size_t hlen, struct ctl_resp *r, long long 
 }
 
 /* Send GET path and read the whole response into r. Returns 0 or -errno,
- * with the error already reported. */
-static int ctl_get(const struct ctl_opts *o, const char *path, struct ctl_resp *r)
+ * with the error already reported; unless last, a connection the agent
+ * closed before any byte of a response is -EAGAIN, unreported (try again). */
+static int ctl_get_once(const struct ctl_opts *o, const char *path, struct ctl_resp *r, double deadline,
+			bool last)
 {
-	double deadline = ctl_now() + o->timeout_s;
 	char *buf = NULL, *req = NULL, *hend = NULL;
 	size_t len = 0, cap = 0, hlen = 0;
 	long long clen = -1;
@@ -338,6 +339,10 @@ static int ctl_get(const struct ctl_opts *o, const char *path, struct ctl_resp *
 	ret = 0;
 	goto out;
 err:
+	if (!last && !len && (ret == -EPIPE || ret == -ECONNRESET)) {
+		ret = -EAGAIN;
+		goto out;
+	}
 	if (ret == -ETIMEDOUT)
 		ctl_err("%s: GET %s: no response within %gs", o->sock, path, o->timeout_s);
 	else if (ret == -EPIPE || ret == -ECONNRESET)
@@ -353,6 +358,23 @@ out:
 	free(req);
 	free(buf);
 	close(fd);
+	return ret;
+}
+
+/* ctl_get_once, again when the agent closed the connection before answering
+ * (at most three times within the timeout): under a flood of its status
+ * socket the agent closes its oldest connections to keep serving, and an
+ * operator's request that was slow to arrive may be one of them. */
+static int ctl_get(const struct ctl_opts *o, const char *path, struct ctl_resp *r)
+{
+	double deadline = ctl_now() + o->timeout_s;
+	int ret = -EAGAIN;
+
+	for (int i = 0; i < 3 && ret == -EAGAIN; i++) {
+		if (i)
+			usleep(20000);
+		ret = ctl_get_once(o, path, r, deadline, i == 2 || ctl_now() + 0.05 >= deadline);
+	}
 	return ret;
 }
 
