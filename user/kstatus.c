@@ -250,6 +250,58 @@ json_t *kstatus_parent_intent(json_t *parent_ref, bool accepted, const char *acc
 			 "conditions", c);
 }
 
+/* Skipped as invalid: the Gateway API v1 reasons for an invalid spec
+ * (GatewayReasonInvalid for both conditions; routes have no such reason
+ * and RouteReasonUnsupportedValue is the nearest). No listeners, no
+ * addresses: nothing of it is served. */
+json_t *kstatus_invalid_gateway_intent(const char *message)
+{
+	json_t *c = json_array();
+
+	json_array_append_new(c, cond("Accepted", false, "Invalid", message));
+	json_array_append_new(c, cond("Programmed", false, "Invalid", message));
+	return json_pack("{s:o, s:n, s:n}", "conditions", c, "listeners", "addresses");
+}
+
+/* A parentRef as the object has it: ours as parent_ours() says, with the
+ * spec's defaults (group gateway.networking.k8s.io, kind Gateway, the
+ * route's namespace). */
+static bool ref_ours(json_t *ref, const char *route_ns, json_t *gateways)
+{
+	const char *group = jstr(ref, "group"), *kind = jstr(ref, "kind"), *ns = jstr(ref, "namespace");
+	const char *name = jstr(ref, "name");
+	char key[600];
+
+	if (!name || (json_object_get(ref, "kind") && !kind) || (json_object_get(ref, "group") && !group))
+		return false;
+	if (kind && !strcmp(kind, "Service"))
+		return group && (!*group || !strcmp(group, "core"));
+	if ((kind && strcmp(kind, "Gateway")) || (group && strcmp(group, GW_GROUP)))
+		return false;
+	snprintf(key, sizeof(key), "%s/%s", ns ? ns : route_ns, name);
+	return json_object_get(gateways, key) != NULL;
+}
+
+json_t *kstatus_invalid_route_intent(json_t *obj, json_t *gateways, const char *message)
+{
+	json_t *refs = json_object_get(json_object_get(obj, "spec"), "parentRefs"), *out = json_array(), *ref;
+	const char *ns = jstr(json_object_get(obj, "metadata"), "namespace");
+	size_t i;
+
+	if (!out || !ns)
+		return out;
+	json_array_foreach(refs, i, ref) {
+		if (json_is_object(ref) && ref_ours(ref, ns, gateways) &&
+		    json_array_append_new(out, json_pack("{s:O, s:s, s:[o]}", "parentRef", ref, "controllerName",
+							 ROUTE_CONTROLLER_NAME, "conditions",
+							 cond("Accepted", false, "UnsupportedValue", message)))) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
 static json_t *cond_find(json_t *conds, const char *type)
 {
 	size_t i;
@@ -699,6 +751,52 @@ static int intents_routes(struct kstatus *s, const struct gwplan *p, const struc
 	return 0;
 }
 
+static bool class_ours(const struct sl_resources *res, const char *name)
+{
+	for (size_t i = 0; name && i < res->n_gateway_classes; i++)
+		if (res->gateway_classes[i].name && !strcmp(res->gateway_classes[i].name, name))
+			return res->gateway_classes[i].controller &&
+			       !strcmp(res->gateway_classes[i].controller, ROUTE_CONTROLLER_NAME);
+	return false;
+}
+
+/* The Gateway API objects the source skipped as invalid (kube_skipped): a
+ * Gateway of a class of ours, and route parentRefs to the plan's Gateways
+ * or to Services, get why in their conditions. */
+static int intents_skipped(struct kstatus *s, const struct sl_model *m, const struct gwplan *p, json_t *out)
+{
+	json_t *skipped = kube_skipped(s->kube), *gws = json_object(), *why, *obj, *v;
+	char key[600];
+	const char *okey;
+	int err = 0;
+
+	for (size_t i = 0; gws && i < p->n_gws; i++) {
+		snprintf(key, sizeof(key), "%s/%s", p->gws[i].gw->ns, p->gws[i].gw->name);
+		if (json_object_set_new(gws, key, json_true()))
+			err = -ENOMEM;
+	}
+	if (!gws)
+		err = -ENOMEM;
+	json_object_foreach(skipped, okey, why) {
+		const struct kst_kind *kk = kst_kind_of(okey);
+
+		if (err || !kk)
+			continue;
+		obj = json_object_get(kube_objects(s->kube, kk->kind), okey + strlen(kk->kind) + 1);
+		if (!obj)
+			continue;
+		if (kk == &kst_kinds[0] &&
+		    !class_ours(m->res, jstr(json_object_get(obj, "spec"), "gatewayClassName")))
+			continue;	/* not ours */
+		v = kk == &kst_kinds[0] ? kstatus_invalid_gateway_intent(json_string_value(why))
+					: kstatus_invalid_route_intent(obj, gws, json_string_value(why));
+		if (json_object_set_new(out, okey, v))
+			err = -ENOMEM;
+	}
+	json_decref(gws);
+	return err;
+}
+
 int kstatus_update(struct kstatus *s, const struct sl_model *m, const struct route_table *rt)
 {
 	struct gwplan *p = NULL;
@@ -716,6 +814,8 @@ int kstatus_update(struct kstatus *s, const struct sl_model *m, const struct rou
 	}
 	if (!err)
 		err = intents_routes(s, p, rt, out);
+	if (!err)
+		err = intents_skipped(s, m, p, out);
 	gwplan_free(p);
 	if (err) {
 		json_decref(out);

@@ -15,11 +15,14 @@
  * Accepted, ResolvedRefs, Conflicted, Programmed, attachedRoutes,
  * supportedKinds) and of every route parentRef that is ours (a Gateway of
  * class sluice, or a Service: GAMMA) with Accepted and ResolvedRefs
- * (route.h). The holder PATCHes /status (merge patch with the object's
- * resourceVersion) only where the result differs from what the object
- * already has, ignoring lastTransitionTime: the watch brings our write back,
- * and it then compares equal, so nothing loops. Entries of route
- * status.parents of other controllers are kept as they are.
+ * (route.h). Objects the source skipped as invalid (kube_skipped()) say
+ * why: a Gateway of class sluice Accepted and Programmed False (Invalid), a
+ * route's parentRefs that are ours Accepted False (UnsupportedValue); once
+ * valid, they get the above instead. The holder PATCHes /status (merge
+ * patch with the object's resourceVersion) only where the result differs
+ * from what the object already has, ignoring lastTransitionTime: the watch
+ * brings our write back, and it then compares equal, so nothing loops.
+ * Entries of route status.parents of other controllers are kept as they are.
  *
  * Programmed is the plan's (the same on every node): a node-local failure
  * (a port in use) shows in sluicectl gateways on that node, not here.
@@ -107,6 +110,14 @@ json_t *kstatus_parent_intent(json_t *parent_ref, bool accepted, const char *acc
  * New reference. */
 json_t *kstatus_gateway_status(json_t *intent, json_t *obj, const char *now);
 json_t *kstatus_route_status(json_t *ours, json_t *obj, const char *now);
+/* Objects the source skipped as invalid (message: why, kube_skipped()).
+ * A Gateway of a class of ours: Accepted and Programmed False, reason
+ * Invalid, no listeners or addresses. A route (obj as stored): one entry per
+ * spec.parentRefs entry naming a Gateway in gateways ("ns/name" keys: ours,
+ * the valid ones) or a Service, Accepted False, reason UnsupportedValue;
+ * an empty array when none does. New references. */
+json_t *kstatus_invalid_gateway_intent(const char *message);
+json_t *kstatus_invalid_route_intent(json_t *obj, json_t *gateways, const char *message);
 /* Equal but for lastTransitionTime (NULL equals an empty object). */
 bool kstatus_same(json_t *a, json_t *b);
 

@@ -589,6 +589,7 @@ struct kube {
 	uint64_t first_change_ms;
 	bool was_ready;
 	struct diags bad;		/* the last build's skipped objects */
+	json_t *skipped;		/* the same: "Kind/ns/name" -> why (kube_skipped) */
 	struct kw kinds[N_KINDS];
 	/* kube_request(): one connection of its own, one request at a time */
 	struct kw reqw;
@@ -1519,6 +1520,11 @@ json_t *kube_objects(const struct kube *k, const char *kind)
 	return NULL;
 }
 
+json_t *kube_skipped(const struct kube *k)
+{
+	return k->skipped;
+}
+
 /* ---- the source ---- */
 
 bool kube_ready(const struct kube *k)
@@ -1799,6 +1805,7 @@ void kube_free(struct kube *k)
 	free(k->port);
 	free(k->prefix);
 	diags_clear(&k->bad);
+	json_decref(k->skipped);
 	free(k);
 }
 
@@ -1851,11 +1858,38 @@ static int decode_alone(const struct kw *w, const char *key, json_t *obj, const 
 	return err;
 }
 
+static bool utf8_ok(const char *s)
+{
+	json_t *j = json_string(s);
+
+	json_decref(j);
+	return j != NULL;
+}
+
+/* Note a skipped object as "Kind/ns/name" -> its problems, "; "-joined (a
+ * status condition's message: kept short). */
+static int note_skipped(json_t *skipped, const struct kw *w, const char *key, const struct diags *errs)
+{
+	char k[600], msg[1024] = "";
+	size_t len = 0;
+
+	for (size_t i = 0; i < errs->n && len < sizeof(msg) - 1; i++) {
+		int n = snprintf(msg + len, sizeof(msg) - len, "%s%s", i ? "; " : "", errs->v[i].msg);
+
+		len = n < 0 ? len : len + (size_t)n;
+	}
+	/* cut short inside a UTF-8 sequence: drop what there is of it */
+	for (len = strlen(msg); len && len + 3 >= sizeof(msg) - 1 && !utf8_ok(msg);)
+		msg[--len] = '\0';
+	snprintf(k, sizeof(k), "%s/%s", w->def->kind, key);
+	return json_object_set_new(skipped, k, json_string(utf8_ok(msg) ? msg : "not valid")) ? -ENOMEM : 0;
+}
+
 /* One object: checked alone first (once per resourceVersion) so that a bad
  * one leaves nothing behind in the set (config_decode_buf keeps what decoded
  * well). */
 static int decode_one(struct sl_resources *res, const struct kw *w, const char *key, json_t *obj,
-		      struct diags *bad)
+		      struct diags *bad, json_t *skipped)
 {
 	char name[600], *text = json_dumps(obj, JSON_COMPACT);
 	struct diags errs = { 0 };
@@ -1872,8 +1906,8 @@ static int decode_one(struct sl_resources *res, const struct kw *w, const char *
 
 		for (size_t i = 0; i < errs.n; i++)
 			pr_warn("kube: skipped: %s", diag_str(&errs.v[i], buf, sizeof(buf)));
+		err = note_skipped(skipped, w, key, &errs);
 		diags_move(bad, &errs);
-		err = 0;
 	}
 	diags_clear(&errs);
 	free(text);
@@ -1883,11 +1917,15 @@ static int decode_one(struct sl_resources *res, const struct kw *w, const char *
 int kube_resources(struct kube *k, struct sl_resources **out, struct diags *bad)
 {
 	struct sl_resources *res = config_resources_new();
+	json_t *skipped = json_object();
 	int err = 0;
 
 	*out = NULL;
-	if (!res)
+	if (!res || !skipped) {
+		resources_free(res);
+		json_decref(skipped);
 		return -ENOMEM;
+	}
 	diags_clear(&k->bad);
 	for (size_t i = 0; i < N_KINDS && !err; i++) {
 		const struct kw *w = &k->kinds[i];
@@ -1906,13 +1944,16 @@ int kube_resources(struct kube *k, struct sl_resources **out, struct diags *bad)
 		/* a stable order, as a directory's file names give */
 		qsort(keys, n, sizeof(*keys), key_cmp);
 		for (j = 0; j < n && !err; j++)
-			err = decode_one(res, w, keys[j], json_object_get(w->store, keys[j]), &k->bad);
+			err = decode_one(res, w, keys[j], json_object_get(w->store, keys[j]), &k->bad, skipped);
 		free(keys);
 	}
 	if (err) {
 		resources_free(res);
+		json_decref(skipped);
 		return err;
 	}
+	json_decref(k->skipped);
+	k->skipped = skipped;
 	for (size_t i = 0; bad && i < k->bad.n; i++)
 		diags_add(bad, k->bad.v[i].file, k->bad.v[i].line, "%s", k->bad.v[i].msg);
 	*out = res;

@@ -60,6 +60,11 @@ void kube_free(struct kube *k);				/* NULL-safe */
  * the last such list. Returns 0 or -ENOMEM. */
 int kube_resources(struct kube *k, struct sl_resources **out, struct diags *bad);
 bool kube_ready(const struct kube *k);
+/* The objects the last kube_resources() skipped: "Kind/ns/name" ("Kind//name"
+ * when cluster-scoped) -> why, a string (their problems, "; "-joined, without
+ * "file:line: "). Borrowed, until the next kube_resources(); NULL before the
+ * first. */
+json_t *kube_skipped(const struct kube *k);
 /* {"server", "ready", "kinds": [...], "bad_objects": [...]} */
 json_t *kube_status_json(const struct kube *k);
 

@@ -5,7 +5,8 @@
 # server (selftests/tools/sl-kube-api.py) with a 3 s Lease. Exactly one holds
 # the Lease and writes; the Gateway gets gwplan's conditions (a listener
 # conflict), the HTTPRoutes theirs (BackendNotFound), another controller's
-# entry stays, a route of another class's Gateway is left alone; nothing is
+# entry stays, a route of another class's Gateway is left alone; objects
+# skipped as invalid (a Gateway, an HTTPRoute) say why until fixed; nothing is
 # written while nothing changes; conditions someone else overwrites are
 # written back, without a rebuild; the holder killed, the other takes over
 # and writes the next change.
@@ -69,6 +70,11 @@ items = [ns("demo"), ns("infra"), ns("sluice-system"),
                             {"name": "t2", "port": 9000, "protocol": "TCP"}]}},
     {"apiVersion": GW + "/v1", "kind": "Gateway", "metadata": {"name": "theirs", "namespace": "infra"},
      "spec": {"gatewayClassName": "other", "listeners": [{"name": "web", "port": 80, "protocol": "HTTP"}]}},
+    # invalid (port 0): skipped by the agent; ours gets why, theirs nothing
+    {"apiVersion": GW + "/v1", "kind": "Gateway", "metadata": {"name": "broken", "namespace": "infra"},
+     "spec": {"gatewayClassName": "sluice", "listeners": [{"name": "web", "port": 0, "protocol": "HTTP"}]}},
+    {"apiVersion": GW + "/v1", "kind": "Gateway", "metadata": {"name": "theirs-broken", "namespace": "infra"},
+     "spec": {"gatewayClassName": "other", "listeners": [{"name": "web", "port": 0, "protocol": "HTTP"}]}},
     {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": "demo"},
      "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": "echo"}}},
     route("good", [dict(gw, sectionName="web")], "echo",
@@ -225,6 +231,13 @@ wait("HTTPRoute good: Accepted, ResolvedRefs; the other controller's entry kept"
      and ours(route("good")["status"])[0]["parentRef"]["sectionName"] == "web")
 say("status" not in route("foreign"), "HTTPRoute of another class's Gateway: left alone")
 say("status" not in obj("Gateway", "infra", "theirs"), "Gateway of another class: left alone")
+def broken(t):
+    return cond((obj("Gateway", "infra", "broken").get("status") or {}).get("conditions"), t)
+wait("invalid Gateway: Accepted False Invalid, Programmed False, the reason in the message", 10,
+     lambda: broken("Accepted")["status"] == "False" and broken("Accepted")["reason"] == "Invalid"
+     and "listeners[0].port" in broken("Accepted")["message"]
+     and broken("Programmed")["status"] == "False" and broken("Programmed")["reason"] == "Invalid")
+say("status" not in obj("Gateway", "infra", "theirs-broken"), "invalid Gateway of another class: left alone")
 
 # No write loop: each write comes back by the watch and compares equal.
 n, end, same = status_writes(), time.time() + 3, True
@@ -245,17 +258,36 @@ wait("conditions overwritten by someone else are written back", 10,
      lambda: cond(gw()["conditions"], "Accepted")["reason"] == "ListenersNotValid")
 say(gen is not None and config_gen(L) == gen, "a status-only change rebuilds nothing", "generation %s -> %s" % (gen, config_gen(L)))
 
-def bad_backend(svc):
+def bad_backend(svc, path=None):
+    rule = {"backendRefs": [{"name": svc, "port": 80}]}
+    if path:
+        rule["matches"] = [{"path": {"type": "PathPrefix", "value": path}}]
     post("/apply", {"object": {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                                "metadata": {"name": "bad", "namespace": "demo"},
                                "spec": {"parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                                         "namespace": "infra", "name": "gw", "sectionName": "web"}],
-                                        "rules": [{"backendRefs": [{"name": svc, "port": 80}]}]}}})
+                                        "rules": [rule]}}})
 
 bad_backend("echo")
 wait("a fixed backendRef: ResolvedRefs True, observedGeneration 2", 10,
      lambda: route_cond("bad", "ResolvedRefs")["status"] == "True"
      and route_cond("bad", "Accepted")["observedGeneration"] == 2)
+
+# An invalid route (a path not starting with "/") is skipped: its parent
+# entry says why; the rest goes on. Fixed, it is accepted again.
+bad_backend("echo", "api")
+wait("invalid HTTPRoute: Accepted False UnsupportedValue, the reason in the message", 10,
+     lambda: route_cond("bad", "Accepted")["status"] == "False"
+     and route_cond("bad", "Accepted")["reason"] == "UnsupportedValue"
+     and "must start with '/'" in route_cond("bad", "Accepted")["message"]
+     and route_cond("bad", "Accepted")["observedGeneration"] == 3 and len(route("bad")["status"]["parents"]) == 1)
+print("INFO message: " + route_cond("bad", "Accepted").get("message", ""))
+say(route_cond("good", "Accepted")["status"] == "True", "the other routes keep their status")
+bad_backend("echo", "/api")
+wait("the route fixed: Accepted True, ResolvedRefs True", 10,
+     lambda: route_cond("bad", "Accepted")["status"] == "True" and route_cond("bad", "Accepted")["reason"] == "Accepted"
+     and route_cond("bad", "ResolvedRefs")["status"] == "True"
+     and route_cond("bad", "Accepted")["observedGeneration"] == 4)
 
 # The holder goes away: the other takes over (3 s Lease) and writes.
 os.kill(pids[L], signal.SIGKILL)
@@ -266,7 +298,7 @@ wait("the Lease's holderIdentity is the new holder's", 5, lambda: holder() == F)
 bad_backend("gone")
 wait("the new holder writes the next change", 10,
      lambda: route_cond("bad", "ResolvedRefs")["reason"] == "BackendNotFound"
-     and route_cond("bad", "Accepted")["observedGeneration"] == 3)
+     and route_cond("bad", "Accepted")["observedGeneration"] == 5)
 say(writer(F).get("writes", 0) >= 1, "the new holder counts its writes", str(writer(F)))
 print("NEW " + F)
 PY

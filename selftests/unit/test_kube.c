@@ -687,6 +687,9 @@ void test_kube_same_model_as_directory(void)
 		printf("want:\n%s\ngot:\n%s\n", want, got);
 	ASSERT_EQ(bad.n, 1, "one bad object");
 	ASSERT_TRUE(diags_have(&bad, "Service demo/bad:1: "), "bad object named");
+	ASSERT_EQ(json_object_size(kube_skipped(f.kube)), 1, "kube_skipped: one object");
+	ASSERT_HAS(json_string_value(json_object_get(kube_skipped(f.kube), "Service/demo/bad")), "clusterIP",
+		   "kube_skipped: by Kind/ns/name, with why");
 	ASSERT_GE(stat_of(&f, "lists", "Pod"), 2, "pods paged (limit=2)");
 	{
 		json_t *st = kube_status_json(f.kube);

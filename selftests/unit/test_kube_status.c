@@ -335,3 +335,139 @@ void test_kube_status_route_document(void)
 	json_decref(ref);
 	json_decref(svc);
 }
+
+/* The first problem config_decode_buf finds in yaml (what kube.c skips an
+ * object for), into msg. */
+static bool decode_problem(const char *yaml, char *msg, size_t len)
+{
+	struct sl_resources *r = config_resources_new();
+	struct diags errs = { 0 };
+	bool ok;
+
+	if (!ASSERT_OK_PTR(r, "resources"))
+		return false;
+	ok = ASSERT_ERR(config_decode_buf(r, "obj", yaml, strlen(yaml), &errs), "the object is invalid") &&
+	     ASSERT_GE(errs.n, 1, "a problem reported");
+	if (ok)
+		snprintf(msg, len, "%s", errs.v[0].msg);
+	diags_clear(&errs);
+	resources_free(r);
+	return ok;
+}
+
+void test_kube_status_invalid_gateway_document(void)
+{
+	static const char bad[] =
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra}\n"
+		"spec:\n  gatewayClassName: sluice\n  listeners:\n  - {name: web, port: 0, protocol: HTTP}\n";
+	json_t *intent = NULL, *obj, *st = NULL, *st2, *conds;
+	char msg[1024];
+
+	/* it was valid and had our status: listeners, addresses */
+	obj = json_pack("{s:{s:s, s:s, s:i, s:s}, s:{s:[{s:s, s:s, s:s, s:s, s:s}], s:[{s:s}], s:[{s:s, s:s}]}}",
+			"metadata", "name", "gw", "namespace", "infra", "generation", 5, "resourceVersion", "41",
+			"status", "conditions", "type", "Accepted", "status", "True", "reason", "Accepted", "message",
+			"", "lastTransitionTime", "2026-11-27T14:00:00Z", "listeners", "name", "web", "addresses",
+			"type", "IPAddress", "value", "10.99.0.1");
+	if (!ASSERT_OK_PTR(obj, "object") || !decode_problem(bad, msg, sizeof(msg)))
+		goto out;
+	ASSERT_HAS(msg, "listeners[0].port", "the problem names the field");
+	intent = kstatus_invalid_gateway_intent(msg);
+	st = kstatus_gateway_status(intent, obj, "2026-11-27T15:00:00Z");
+	conds = json_object_get(st, "conditions");
+	ASSERT_STREQ(cs(conds, "Accepted", "status"), "False", "Accepted False");
+	ASSERT_STREQ(cs(conds, "Accepted", "reason"), "Invalid", "Accepted reason Invalid (GatewayReasonInvalid)");
+	ASSERT_STREQ(cs(conds, "Accepted", "message"), msg, "Accepted message: the validation problem");
+	ASSERT_STREQ(cs(conds, "Accepted", "lastTransitionTime"), "2026-11-27T15:00:00Z", "flipped: time now");
+	ASSERT_EQ(json_integer_value(json_object_get(cond_of(conds, "Accepted"), "observedGeneration")), 5,
+		  "observedGeneration");
+	ASSERT_STREQ(cs(conds, "Programmed", "status"), "False", "Programmed False");
+	ASSERT_STREQ(cs(conds, "Programmed", "reason"), "Invalid", "Programmed reason Invalid");
+	ASSERT_STREQ(cs(conds, "Programmed", "message"), msg, "Programmed message");
+	ASSERT_TRUE(json_is_null(json_object_get(st, "listeners")), "listeners removed");
+	ASSERT_TRUE(json_is_null(json_object_get(st, "addresses")), "addresses removed");
+	ASSERT_FALSE(kstatus_same(json_object_get(obj, "status"), st), "differs: write");
+	/* written and back (a merge patch's null removes the key): no second write */
+	json_object_set_new(obj, "status", json_pack("{s:O}", "conditions", conds));
+	st2 = kstatus_gateway_status(intent, obj, "2026-11-27T16:00:00Z");
+	ASSERT_TRUE(kstatus_same(json_object_get(obj, "status"), st2), "written back: no second write");
+	json_decref(st2);
+out:
+	json_decref(st);
+	json_decref(intent);
+	json_decref(obj);
+}
+
+void test_kube_status_invalid_route_document(void)
+{
+	static const char bad[] =
+		"apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: demo}\n"
+		"spec:\n  parentRefs: [{name: gw, namespace: infra}]\n"
+		"  rules:\n  - matches: [{path: {type: PathPrefix, value: api}}]\n"
+		"    backendRefs: [{name: echo, port: 80}]\n";
+	json_t *gws = json_pack("{s:b}", "infra/gw", 1), *obj, *ours = NULL, *st = NULL, *st2, *p, *none;
+	const char *GW = "gateway.networking.k8s.io";
+	char msg[1024];
+
+	/* parentRefs: ours with defaults, ours in full, another class's Gateway,
+	 * a Service (GAMMA), a Service of no core group, a sectionName of ours */
+	obj = json_pack("{s:{s:s, s:s, s:i}, s:{s:[{s:s, s:s}, {s:s, s:s, s:s, s:s}, {s:s, s:s}, {s:s, s:s, s:s},"
+			" {s:s, s:s}, {s:s, s:s, s:s}]},"
+			" s:{s:[{s:{s:s}, s:s, s:[]}, {s:{s:s}, s:s, s:[]}]}}",
+			"metadata", "name", "r", "namespace", "demo", "generation", 3, "spec", "parentRefs", "name",
+			"gw", "namespace", "infra", "group", GW, "kind", "Gateway", "namespace", "infra", "name", "gw",
+			"name", "theirs", "namespace", "infra", "group", "", "kind", "Service", "name", "echo", "kind",
+			"Service", "name", "echo", "name", "gw", "namespace", "infra", "sectionName", "web", "status",
+			"parents", "parentRef", "name", "x", "controllerName", "example.com/other", "conditions",
+			"parentRef", "name", "gw", "controllerName", ROUTE_CONTROLLER_NAME, "conditions");
+	if (!ASSERT_OK_PTR(gws, "gateways") || !ASSERT_OK_PTR(obj, "object") || !decode_problem(bad, msg, sizeof(msg)))
+		goto out;
+	ASSERT_HAS(msg, "must start with '/'", "the problem: a path not starting with /");
+	ours = kstatus_invalid_route_intent(obj, gws, msg);
+	if (!ASSERT_EQ(json_array_size(ours), 4, "entries for the parentRefs that are ours"))
+		goto out;
+	for (size_t i = 0; i < 4; i++) {
+		static const size_t spec_i[] = { 0, 1, 3, 5 };
+
+		p = json_array_get(ours, i);
+		ASSERT_TRUE(json_equal(json_object_get(p, "parentRef"),
+				       json_array_get(json_object_get(json_object_get(obj, "spec"), "parentRefs"),
+						      spec_i[i])),
+			    "parentRef as in the spec");
+		ASSERT_STREQ(json_string_value(json_object_get(p, "controllerName")), ROUTE_CONTROLLER_NAME,
+			     "our controllerName");
+	}
+	st = kstatus_route_status(ours, obj, "2026-11-27T15:00:00Z");
+	ASSERT_EQ(json_array_size(json_object_get(st, "parents")), 5, "theirs kept + four of ours");
+	ASSERT_STREQ(json_string_value(json_object_get(json_array_get(json_object_get(st, "parents"), 0),
+						       "controllerName")),
+		     "example.com/other", "other controller's entry kept");
+	p = json_array_get(json_object_get(st, "parents"), 1);
+	ASSERT_STREQ(cs(json_object_get(p, "conditions"), "Accepted", "status"), "False", "Accepted False");
+	ASSERT_STREQ(cs(json_object_get(p, "conditions"), "Accepted", "reason"), "UnsupportedValue",
+		     "reason UnsupportedValue (RouteReasonUnsupportedValue)");
+	ASSERT_STREQ(cs(json_object_get(p, "conditions"), "Accepted", "message"), msg, "message: the problem");
+	ASSERT_EQ(json_integer_value(json_object_get(cond_of(json_object_get(p, "conditions"), "Accepted"),
+						     "observedGeneration")),
+		  3, "observedGeneration");
+	json_object_set(obj, "status", st);
+	st2 = kstatus_route_status(ours, obj, "2026-11-27T16:00:00Z");
+	ASSERT_TRUE(kstatus_same(json_object_get(obj, "status"), st2), "written back: no second write");
+	json_decref(st2);
+
+	/* no parentRef of ours (the Gateway not among ours): nothing of ours */
+	json_object_del(gws, "infra/gw");
+	json_array_remove(json_object_get(json_object_get(obj, "spec"), "parentRefs"), 3);
+	json_array_remove(json_object_get(json_object_get(obj, "spec"), "parentRefs"), 3);
+	none = kstatus_invalid_route_intent(obj, gws, msg);
+	ASSERT_EQ(json_array_size(none), 0, "no entries when no parentRef is ours");
+	st2 = kstatus_route_status(none, obj, "2026-11-27T16:00:00Z");
+	ASSERT_EQ(json_array_size(json_object_get(st2, "parents")), 1, "ours taken away, theirs kept");
+	json_decref(st2);
+	json_decref(none);
+out:
+	json_decref(st);
+	json_decref(ours);
+	json_decref(obj);
+	json_decref(gws);
+}
