@@ -506,14 +506,8 @@ static void alog_line(struct waypoint *w, const struct wconn *c, const struct wa
 	if (!n)
 		return;
 	/* at most about 1,300 bytes (the fields' sizes): it fits in ALOG_LINE_MAX */
-	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-		size_t l = strlen(parts[i]);
-
-		if (n + l > ALOG_LINE_MAX - 1)
-			l = ALOG_LINE_MAX - 1 - n;
-		memcpy(w->alog + w->alog_len + n, parts[i], l);
-		n += l;
-	}
+	wp_cat(w->alog + w->alog_len + n, ALOG_LINE_MAX - n, parts, sizeof(parts) / sizeof(parts[0]));
+	n += strlen(w->alog + w->alog_len + n);
 	if (!w->alog_len)
 		loop_timer_arm(w->loop, &w->alog_timer, ALOG_FLUSH_MS);
 	w->alog_len += n;

@@ -277,6 +277,17 @@ static int sock_error(int fd)
 	return err;
 }
 
+/* A connecting socket's event: true when it connected, else the error noted. */
+static bool connect_done(const struct epoll_event *ev, const struct conn *c)
+{
+	int err = sock_error(c->fd);
+
+	if (!err && (ev->events & EPOLLOUT))
+		return true;
+	note_err(err ? err : ECONNABORTED);
+	return false;
+}
+
 static unsigned long num_arg(const char *v, unsigned long min, unsigned long max, const char *what)
 {
 	char *end;
@@ -386,10 +397,7 @@ static int run_hold(unsigned long n, unsigned long seconds, unsigned long interv
 			int r;
 
 			if (c->st == C_CONNECTING) {
-				int err = sock_error(c->fd);
-
-				if (err || !(evs[j].events & EPOLLOUT)) {
-					note_err(err ? err : ECONNABORTED);
+				if (!connect_done(&evs[j], c)) {
 					connect_err++;
 					conn_close(ep, c, C_DEAD);
 					continue;
@@ -498,10 +506,7 @@ static int run_short(unsigned long total, unsigned long conc, unsigned long limi
 			int r;
 
 			if (c->st == C_CONNECTING) {
-				int e = sock_error(c->fd);
-
-				if (e || !(evs[j].events & EPOLLOUT)) {
-					note_err(e ? e : ECONNABORTED);
+				if (!connect_done(&evs[j], c)) {
 					err++;
 					active--;
 					conn_close(ep, c, C_FREE);
