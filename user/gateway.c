@@ -30,6 +30,7 @@
 
 #include "gateway.h"
 #include "gwplan.h"
+#include "handover.h"
 #include "ip.h"
 #include "log.h"
 #include "loop.h"
@@ -151,6 +152,7 @@ static void gsock_retire(struct gateways *g, struct gsock *s)
 {
 	if (s->fd >= 0) {
 		loop_del(g->loop, &s->io);
+		handover_withdraw(s->fd);
 		close(s->fd);
 		s->fd = -1;
 	}
@@ -877,13 +879,29 @@ static void accept_cb(struct loop_io *io, uint32_t ev)
 	}
 }
 
+static const char *local_str(const struct tunnel_addr *a, char *buf, size_t len);
+
 static int gsock_listen(struct gateways *g, struct gsock *s)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int one = 1, zero = 0, fd;
 	int family;
+	char key[64];
 
+	local_str(&s->addr, key, sizeof(key));
+	fd = handover_takef("gateway %s", key);	/* a takeover: the old agent's */
+	if (fd >= 0) {
+		if (loop_add(g->loop, &s->io, fd, EPOLLIN, accept_cb, s)) {
+			int err = -errno;
+
+			close(fd);
+			return err;
+		}
+		s->fd = fd;
+		handover_offerf(fd, "gateway %s", key);
+		return 0;
+	}
 	sa_of(&s->addr, &ss, &len);
 	family = ss.ss_family;
 	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -903,6 +921,7 @@ static int gsock_listen(struct gateways *g, struct gsock *s)
 		return err ? err : -EIO;
 	}
 	s->fd = fd;
+	handover_offerf(fd, "gateway %s", key);
 	return 0;
 }
 
@@ -1012,6 +1031,7 @@ static void sockets_swap(struct gateways *g, struct gsock *want)
 			old->fd = -1;
 			loop_del(g->loop, &old->io);
 			if (loop_add(g->loop, &s->io, s->fd, EPOLLIN, accept_cb, s)) {
+				handover_withdraw(s->fd);
 				close(s->fd);
 				s->fd = -1;
 			}
@@ -1216,6 +1236,12 @@ int gateways_new(struct gateways **out, struct loop *l, struct waypoint *wp, con
 	loop_timer_init(&g->reaper, reap, g);
 	*out = g;
 	return 0;
+}
+
+void gateways_stop_accepting(struct gateways *g)
+{
+	for (struct gsock *s = g ? g->socks : NULL; s; s = s->next)
+		loop_del(g->loop, &s->io);
 }
 
 void gateways_free(struct gateways *g)

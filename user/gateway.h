@@ -49,6 +49,9 @@ struct gateway_opts {
 int gateways_new(struct gateways **out, struct loop *l, struct waypoint *wp, const struct gateway_opts *o);
 /* Closes the listeners and removes the addresses it added. NULL-safe. */
 void gateways_free(struct gateways *g);
+/* Stop accepting on every listener; the sockets stay open (handed over to a
+ * successor agent, which accepts on them now). */
+void gateways_stop_accepting(struct gateways *g);
 
 /* Make the listeners those of m's Gateways (class controllerName
  * ROUTE_CONTROLLER_NAME), routed by rt (built from m; both stay in force

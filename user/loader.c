@@ -22,6 +22,7 @@
 #include <sluice/pin.h>
 
 #include "loader.h"
+#include "handover.h"
 #include "log.h"
 #include "mapdump.h"
 #include "edge.skel.h"
@@ -51,6 +52,7 @@ struct loader {
 	int lock_fd;
 	int cg_fd;
 	bool reused;
+	bool inherited;			/* the lock came from the agent taken over */
 	bool ingress_clsact;		/* forced, or tcx found missing */
 	bool no_sockmap;		/* same-node acceleration off */
 	char agent_cg[PATH_MAX];	/* the agent's cgroup, when outside cgroup; else "" */
@@ -581,7 +583,12 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 	err = mkdir_p(path, 0700);
 	if (err)
 		goto out;
-	l->lock_fd = lock_root(l->root);
+	/* A takeover inherits the lock (flock belongs to the open file, shared
+	 * with the old agent until it exits). */
+	l->lock_fd = handover_takef("lock %s", l->root);
+	l->inherited = l->lock_fd >= 0;
+	if (!l->inherited)
+		l->lock_fd = lock_root(l->root);
 	if (l->lock_fd < 0) {
 		err = l->lock_fd;
 		goto out;
@@ -595,9 +602,13 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 	err = attach_all(l);
 	if (err)
 		goto out;
-	/* A new agent has no connection: pairs and counts of a previous one go. */
-	map_clear(bpf_map__fd(l->sockops->maps.sl_hoppair_v1), sizeof(struct sl_hop_key));
-	map_clear(bpf_map__fd(l->sockops->maps.sl_hopstat_v1), sizeof(struct sl_hop_key));
+	/* A new agent has no connection: pairs and counts of a previous one go;
+	 * but after a takeover the old agent still relays (and drains) its own. */
+	if (!l->inherited) {
+		map_clear(bpf_map__fd(l->sockops->maps.sl_hoppair_v1), sizeof(struct sl_hop_key));
+		map_clear(bpf_map__fd(l->sockops->maps.sl_hopstat_v1), sizeof(struct sl_hop_key));
+	}
+	handover_offerf(l->lock_fd, "lock %s", l->root);
 	pr_info("loader: %s %zu programs at %s, maps %s under %s", l->reused ? "re-attached" : "attached",
 		l->n_progs, l->cgroup, l->reused ? "reused" : "pinned", l->root);
 	*out = l;
@@ -629,8 +640,10 @@ void loader_free(struct loader *l)
 	sock_lb__destroy(l->sock_lb);
 	if (l->cg_fd >= 0)
 		close(l->cg_fd);
-	if (l->lock_fd >= 0)
+	if (l->lock_fd >= 0) {
+		handover_withdraw(l->lock_fd);
 		close(l->lock_fd);
+	}
 	free(l);
 }
 
@@ -965,10 +978,20 @@ static int pod_tc_clsact(const struct loader *l, int ifindex, bool egress)
 	return LOADER_INGRESS_CLSACT;
 }
 
-static int pod_tc_attach(struct loader *l, int ifindex, bool egress)
+static int pod_tc_attach(struct loader *l, int ifindex, bool egress, int link_fd)
 {
 	int fd;
 
+	if (link_fd >= 0) {
+		/* The old agent's link (a takeover): our program swapped in, the
+		 * hook never empty. */
+		fd = bpf_link_update(link_fd, tc_prog_fd(l, egress), NULL);
+		if (!fd)
+			return link_fd;
+		pr_warn("loader: updating the inherited %s link on ifindex %d: %s: attaching anew",
+			tc_dir_names[egress], ifindex, strerror(-fd));
+		close(link_fd);
+	}
 	if (l->ingress_clsact)
 		return pod_tc_clsact(l, ifindex, egress);
 	fd = bpf_link_create(tc_prog_fd(l, egress), ifindex, egress ? SL_BPF_TCX_EGRESS : SL_BPF_TCX_INGRESS,
@@ -984,14 +1007,14 @@ static int pod_tc_attach(struct loader *l, int ifindex, bool egress)
 	return fd;
 }
 
-int loader_pod_ingress_attach(struct loader *l, int ifindex)
+int loader_pod_ingress_attach(struct loader *l, int ifindex, int link_fd)
 {
-	return pod_tc_attach(l, ifindex, false);
+	return pod_tc_attach(l, ifindex, false, link_fd);
 }
 
-int loader_pod_egress_attach(struct loader *l, int ifindex)
+int loader_pod_egress_attach(struct loader *l, int ifindex, int link_fd)
 {
-	return pod_tc_attach(l, ifindex, true);
+	return pod_tc_attach(l, ifindex, true, link_fd);
 }
 
 /* Our filter only: the clsact qdisc may carry other programs (a CNI's). */

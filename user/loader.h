@@ -70,13 +70,15 @@ size_t loader_programs(const struct loader *l, const struct loader_prog_info **o
  * (call it from inside the pod's netns): tcx where the kernel has it (returns
  * the link fd; closing it detaches), else a clsact qdisc with a
  * direct-action filter (returns LOADER_INGRESS_CLSACT; detach with
- * loader_pod_ingress_detach from inside the netns). Or -errno. */
+ * loader_pod_ingress_detach from inside the netns). Or -errno. link_fd >= 0:
+ * a tcx link inherited from the agent taken over: our program is swapped
+ * into it and link_fd returned (the call owns link_fd either way). */
 #define LOADER_INGRESS_CLSACT	INT_MAX
-int loader_pod_ingress_attach(struct loader *l, int ifindex);
+int loader_pod_ingress_attach(struct loader *l, int ifindex, int link_fd);
 /* Remove pod_ingress's clsact filter from ifindex in the current netns. */
 int loader_pod_ingress_detach(int ifindex);
 /* The same for pod_egress at TC egress (NetworkPolicy for what the pod sends). */
-int loader_pod_egress_attach(struct loader *l, int ifindex);
+int loader_pod_egress_attach(struct loader *l, int ifindex, int link_fd);
 int loader_pod_egress_detach(int ifindex);
 /* edge (XDP, NetworkPolicy drops) on a node uplink of the agent's netns, with a
  * pinned link. 0 or -errno (logged). At most LOADER_UPLINKS_MAX uplinks. */

@@ -21,6 +21,8 @@
 
 #include "agent.h"
 #include "config.h"
+#include "gateway.h"
+#include "handover.h"
 #include "hbone_hdr.h"
 #include "kstatus.h"
 #include "kube.h"
@@ -36,6 +38,8 @@
 #include "polsync.h"
 #include "status.h"
 #include "sync.h"
+#include "tunnel.h"
+#include "waypoint.h"
 #include "views.h"
 
 #define DEFAULT_CONFIG_DIR "/etc/sluice/config"
@@ -44,6 +48,25 @@
 static struct agent agent;
 static struct loop *loop;
 static struct loop_io signal_io;
+static struct status *status_srv, *metrics_srv;
+
+/* Upgrades (handover.h): this agent hands over to a successor, or took over. */
+static struct {
+	struct handover *srv;		/* the handover socket */
+	bool frozen;			/* a successor is starting: the maps are its */
+	bool reload_pending;		/* a change came while frozen */
+	bool draining;			/* handed over: serving what is open, then exit */
+	bool term_pending;		/* SIGTERM while frozen: exit unless handed over */
+	unsigned int n_terms;		/* SIGTERMs while draining: a second ends it */
+	pid_t successor;
+	unsigned int drain_ms;
+	uint64_t drain_due;
+	struct loop_timer drain_timer;
+	struct loop_timer ready_timer;	/* Kubernetes mode: READY at the latest */
+} up = { .drain_ms = 30000 };
+
+static void drain_tick(struct loop_timer *t);
+static int adopt_relay(void *arg, const char *meta, const int fd[2], const struct iovec data[2]);
 
 static const char usage[] =
 	"usage: sluice-agent [options]            run the node agent\n"
@@ -95,6 +118,13 @@ static const char usage[] =
 	"  --map-max NAME=N      a hash map's size instead of the built-in one (tests fill\n"
 	"                        maps with it; e.g. sl_svc_v1=16; repeatable)\n"
 	"  --log-level LEVEL     err, warn, info or debug (default info)\n"
+	"  --takeover            when another agent holds --bpffs-root, take over its\n"
+	"                        listening sockets and links and let it drain: an upgrade\n"
+	"                        without resets (DaemonSet maxSurge; docs/operations.md)\n"
+	"  --drain-seconds N     handed over: serve open connections up to N s, then exit\n"
+	"                        (default 30)\n"
+	"  --handover-socket P   where a successor asks to take over (default: the status\n"
+	"                        socket's path + \".handover\")\n"
 	"  --keep-capabilities   keep every capability after set-up (by default the agent\n"
 	"                        drops all but the seven it needs: docs/security.md)\n"
 	"  --uninstall           detach the programs and remove every pin, then exit\n"
@@ -118,6 +148,8 @@ struct options {
 	size_t n_uplinks;
 	bool uninstall;
 	bool keep_capabilities;
+	bool takeover;
+	const char *handover_socket;	/* NULL: status_socket + ".handover" */
 	const char *cmd;	/* "run", "plan" or "check" */
 };
 
@@ -140,7 +172,8 @@ static int map_max_parse(const char *s, struct loader_opts *lo)
 }
 
 enum {
-	OPT_KEEP_CAPABILITIES = 1000, OPT_HTTP_HEADER_TIMEOUT, OPT_HTTP_IDLE_TIMEOUT, OPT_PROCFS, OPT_LEASE_NS, OPT_LEASE_S, OPT_MAP_MAX
+	OPT_KEEP_CAPABILITIES = 1000, OPT_HTTP_HEADER_TIMEOUT, OPT_HTTP_IDLE_TIMEOUT, OPT_PROCFS, OPT_LEASE_NS, OPT_LEASE_S, OPT_MAP_MAX,
+	OPT_TAKEOVER, OPT_DRAIN_S, OPT_HANDOVER_SOCKET
 };
 
 /* "10", "10s", "2.5s" or "500ms" into milliseconds, 100 ms to 1 hour; -1 when
@@ -330,6 +363,10 @@ static void agent_reload(void)
 
 	if (!agent.config_dir && !agent.kube)
 		return;
+	if (up.frozen || up.draining) {	/* the maps are the successor's */
+		up.reload_pending = !up.draining;
+		return;
+	}
 	if (agent.kube && !kube_ready(agent.kube)) {	/* SIGHUP early: a partial set would drop traffic */
 		pr_info("config: the Kubernetes API is not fully listed yet; nothing to reload");
 		return;
@@ -402,6 +439,9 @@ static void agent_reload(void)
 		pol->n_policies, pol->n_local_policies, pol->n_eps, pol->n_identities, pol->t.n_rules, pst.ms,
 		pst.updates, pst.deletes);
 	agent_sync_pods();
+	/* Kubernetes mode: a successor serves once it has the cluster's state. */
+	if (agent.kube && handover_pending())
+		handover_ready(loop, adopt_relay, NULL);
 	/* Decoding churns the heap; hand what it no longer needs back to the kernel. */
 	malloc_trim(0);
 }
@@ -424,8 +464,20 @@ static void on_config_changed(void *arg)
 
 static json_t *h_status(void *arg, const char *q, int *code)
 {
+	json_t *st = views_status(&agent);
+	struct stat ns;
+
 	(void)arg, (void)q, (void)code;
-	return views_status(&agent);
+	/* Which agent answered, for `sluicectl ready` in a surge pod: pids
+	 * repeat across containers, pid namespaces do not. */
+	if (st && !stat("/proc/self/ns/pid", &ns))
+		json_object_set_new(st, "pid_ns", json_integer((json_int_t)ns.st_ino));
+	if (st)
+		json_object_set_new(st, "handover", json_pack("{s:s, s:s?, s:i}", "state",
+			up.draining ? "draining" : up.frozen ? "handing-over" :
+			handover_pending() ? "taking-over" : "serving",
+			"socket", up.srv ? "listening" : NULL, "successor", (int)up.successor));
+	return st;
 }
 
 static json_t *h_services(void *arg, const char *q, int *code)
@@ -505,6 +557,18 @@ static void on_signal(struct loop_io *io, uint32_t events)
 		if (si.ssi_signo == SIGHUP) {
 			pr_info("agent: SIGHUP, reloading");
 			agent_reload();
+		} else if (up.draining && !up.n_terms++) {
+			pr_info("agent: signal %u: handed over to pid %d, still draining (up to %llu ms "
+				"more; a second signal ends it)", si.ssi_signo, (int)up.successor,
+				(unsigned long long)(up.drain_due - loop_now_ms()));
+		} else if (up.draining) {
+			up.drain_due = loop_now_ms();
+			drain_tick(&up.drain_timer);
+		} else if (up.frozen) {
+			/* Kubernetes may stop the old pod as the new one starts:
+			 * exit only if the takeover fails. */
+			pr_info("agent: signal %u during a handover: exiting once it is done", si.ssi_signo);
+			up.term_pending = true;
 		} else {
 			pr_info("agent: signal %u, exiting (pinned maps and links keep the datapath up)",
 				si.ssi_signo);
@@ -713,9 +777,184 @@ static int start_kube(const struct options *o)
 	return start_kstatus(o);
 }
 
+/* ---- upgrades: handing over to a successor (handover.h) ---- */
+
+static void on_handover_freeze(void *arg, pid_t successor)
+{
+	(void)arg;
+	(void)successor;
+	up.frozen = true;
+	if (agent.pods)
+		pods_freeze(agent.pods, true);
+}
+
+static void on_handover_abort(void *arg, pid_t successor, const char *why)
+{
+	(void)arg;
+	(void)successor;
+	(void)why;
+	up.frozen = false;
+	if (up.term_pending) {
+		loop_stop(loop);
+		return;
+	}
+	if (agent.pods)
+		pods_freeze(agent.pods, false);
+	if (up.reload_pending) {
+		up.reload_pending = false;
+		agent_reload();
+	}
+}
+
+static void waypoint_stats_get_opt(struct waypoint_stats *ws)
+{
+	*ws = (struct waypoint_stats){ 0 };
+	if (agent.waypoint)
+		waypoint_stats_get(agent.waypoint, ws);
+}
+
+static bool drained(void)
+{
+	struct waypoint_stats ws;
+
+	waypoint_stats_get_opt(&ws);
+	return (!agent.tunnel || tunnel_idle(agent.tunnel)) && !ws.conns_open;
+}
+
+/* Exit without undoing anything: capture, pins, links, routes and the
+ * listening sockets are the successor's now. */
+static void drain_tick(struct loop_timer *t)
+{
+	struct tunnel_stats ts = { 0 };
+	struct waypoint_stats ws;
+	bool done = drained();
+
+	if (!done && loop_now_ms() < up.drain_due) {
+		loop_timer_arm(loop, t, 100);
+		return;
+	}
+	if (agent.tunnel)
+		tunnel_stats_get(agent.tunnel, &ts);
+	if (agent.waypoint)
+		waypoint_flush_log(agent.waypoint);
+	waypoint_stats_get_opt(&ws);
+	pr_info("handover: drained%s: %llu connections, %llu+%llu HBONE sessions and %llu L7 "
+		"connections left (reset), exiting; pid %d serves", done ? "" : " (grace over)",
+		(unsigned long long)ts.conns_open, (unsigned long long)ts.hbone_clients,
+		(unsigned long long)ts.hbone_servers, (unsigned long long)ws.conns_open, (int)up.successor);
+	fflush(NULL);
+	_exit(0);
+}
+
+static int export_relay(void *arg, const struct tunnel_relay *r)
+{
+	(void)arg;
+	return handover_send_relay(up.srv, r->meta, r->fd, r->data);
+}
+
+static int adopt_relay(void *arg, const char *meta, const int fd[2], const struct iovec data[2])
+{
+	(void)arg;
+	if (!agent.tunnel) {
+		close(fd[0]);
+		close(fd[1]);
+		return -EOPNOTSUPP;
+	}
+	return tunnel_adopt(agent.tunnel, meta, fd, data);
+}
+
+static void on_handed_over(void *arg, pid_t successor)
+{
+	struct tunnel_stats ts = { 0 };
+	size_t relays = 0;
+
+	(void)arg;
+	up.draining = true;
+	up.successor = successor;
+	up.drain_due = loop_now_ms() + up.drain_ms;
+	handover_stop(up.srv);
+	status_stop_accepting(status_srv);
+	status_stop_accepting(metrics_srv);
+	gateways_stop_accepting(agent.gateways);
+	if (agent.tunnel) {
+		relays = tunnel_export(agent.tunnel, export_relay, NULL);
+		tunnel_drain(agent.tunnel, up.drain_ms);
+		tunnel_stats_get(agent.tunnel, &ts);
+	}
+	if (agent.waypoint)
+		waypoint_drain(agent.waypoint);
+	pr_info("handover: handed over to pid %d with %zu plaintext relays; draining %llu connections "
+		"(up to %u s)", (int)successor, relays, (unsigned long long)ts.conns_open, up.drain_ms / 1000);
+	loop_timer_init(&up.drain_timer, drain_tick, NULL);
+	loop_timer_arm(loop, &up.drain_timer, 0);
+}
+
+static const struct handover_ops handover_ops = {
+	.freeze = on_handover_freeze,
+	.handed_over = on_handed_over,
+	.abort = on_handover_abort,
+};
+
+/* Kubernetes mode: READY waits for the first configuration, but not forever
+ * (the old agent would thaw: two agents on one root). */
+static void ready_tick(struct loop_timer *t)
+{
+	(void)t;
+	if (handover_pending()) {
+		pr_warn("handover: no configuration from the API yet; serving with the pinned maps");
+		handover_ready(loop, adopt_relay, NULL);
+	}
+}
+
+static const char *handover_path(const struct options *o, char *buf, size_t len)
+{
+	if (o->handover_socket)
+		return o->handover_socket;
+	snprintf(buf, len, "%s.handover", o->status_socket);
+	return buf;
+}
+
+static int start_handover(const struct options *o)
+{
+	char path[PATH_MAX];
+
+	return handover_serve(&up.srv, loop, handover_path(o, path, sizeof(path)), &handover_ops, NULL);
+}
+
+/* After a takeover: tell the old agent this one serves, now (a config
+ * directory was read at start) or once the API is listed. */
+static void takeover_ready(void)
+{
+	if (!handover_pending())
+		return;
+	if (!agent.kube) {
+		handover_ready(loop, adopt_relay, NULL);
+		return;
+	}
+	loop_timer_init(&up.ready_timer, ready_tick, NULL);
+	loop_timer_arm(loop, &up.ready_timer, 60000);
+}
+
+/* --takeover: before anything is loaded, ask the agent holding the root. */
+static int take_over(const struct options *o)
+{
+	char buf[PATH_MAX];
+	const char *path = handover_path(o, buf, sizeof(buf));
+	pid_t from = 0;
+	int err;
+
+	if (!o->takeover)
+		return 0;
+	err = handover_request(path, &from);
+	if (err == -ENOENT) {
+		pr_info("handover: no agent at %s to take over from: starting afresh", path);
+		return 0;
+	}
+	return err;
+}
+
 static int run_agent(const struct options *o)
 {
-	struct status *status = NULL, *metrics = NULL;
 	struct config_watch *watch = NULL;
 	struct sync_maps maps;
 	struct stat st;
@@ -728,6 +967,8 @@ static int run_agent(const struct options *o)
 	if (err)
 		goto out;
 	err = setup_signals();
+	if (!err)
+		err = take_over(o);
 	if (err)
 		goto out;
 	err = loader_open(&agent.loader, &o->loader);
@@ -753,26 +994,29 @@ static int run_agent(const struct options *o)
 		err = start_policy(o);
 	if (err)
 		goto out;
-	err = start_metrics(o, &metrics);
+	err = start_metrics(o, &metrics_srv);
 	if (err)
 		goto out;
-	err = status_new(&status, loop, o->status_socket);
+	err = status_new(&status_srv, loop, o->status_socket);
 	if (err) {
 		pr_err("status: cannot listen on %s: %s", o->status_socket, strerror(-err));
 		goto out;
 	}
-	status_route(status, "/status", h_status, NULL);
-	status_route(status, "/services", h_services, NULL);
-	status_route(status, "/workloads", h_workloads, NULL);
-	status_route(status, "/maps", h_maps, NULL);
-	status_route(status, "/sockmap", h_sockmap, NULL);
-	status_route(status, "/connections", h_connections, NULL);
-	status_route(status, "/certs", h_certs, NULL);
-	status_route(status, "/policies", h_policies, NULL);
-	status_route(status, "/policy-check", h_policy_check, NULL);
-	status_route(status, "/routes", h_routes, NULL);
-	status_route(status, "/gateways", h_gateways, NULL);
-	status_route(status, "/route-check", h_route_check, NULL);
+	status_route(status_srv, "/status", h_status, NULL);
+	status_route(status_srv, "/services", h_services, NULL);
+	status_route(status_srv, "/workloads", h_workloads, NULL);
+	status_route(status_srv, "/maps", h_maps, NULL);
+	status_route(status_srv, "/sockmap", h_sockmap, NULL);
+	status_route(status_srv, "/connections", h_connections, NULL);
+	status_route(status_srv, "/certs", h_certs, NULL);
+	status_route(status_srv, "/policies", h_policies, NULL);
+	status_route(status_srv, "/policy-check", h_policy_check, NULL);
+	status_route(status_srv, "/routes", h_routes, NULL);
+	status_route(status_srv, "/gateways", h_gateways, NULL);
+	status_route(status_srv, "/route-check", h_route_check, NULL);
+	err = start_handover(o);
+	if (err)
+		goto out;
 
 	if (o->kubeconfig || o->kube_in_cluster) {
 		err = start_kube(o);
@@ -791,6 +1035,7 @@ static int run_agent(const struct options *o)
 			pr_warn("config: no valid configuration yet: the pinned maps stay as they are "
 				"(%zu frontends)", sync_n_frontends(agent.sync));
 	}
+	takeover_ready();
 	drop_capabilities(o);
 	pr_info("agent: %s ready on node %s, status on %s", SL_VERSION, agent.node_name, o->status_socket);
 	err = loop_run(loop);
@@ -798,8 +1043,9 @@ out:
 	config_watch_free(watch);
 	kstatus_free(agent.kstatus);	/* its requests are queued in kube */
 	kube_free(agent.kube);
-	status_free(status);
-	status_free(metrics);
+	handover_free(up.srv);
+	status_free(status_srv);
+	status_free(metrics_srv);
 	mesh_stop(&agent);	/* undoes capture in every pod: the listeners die with us */
 	polsync_free(agent.polsync);
 	mesh_authz_counts_free(&agent);
@@ -852,6 +1098,9 @@ int main(int argc, char **argv)
 		{ "lease-namespace", required_argument, NULL, OPT_LEASE_NS },
 		{ "lease-duration", required_argument, NULL, OPT_LEASE_S },
 		{ "map-max", required_argument, NULL, OPT_MAP_MAX },
+		{ "takeover", no_argument, NULL, OPT_TAKEOVER },
+		{ "drain-seconds", required_argument, NULL, OPT_DRAIN_S },
+		{ "handover-socket", required_argument, NULL, OPT_HANDOVER_SOCKET },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -1028,6 +1277,20 @@ int main(int argc, char **argv)
 						"at most %d times\n", LOADER_MAP_MAX_N);
 				return 2;
 			}
+			break;
+		case OPT_TAKEOVER:
+			o.takeover = true;
+			break;
+		case OPT_DRAIN_S:
+			ttl = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || ttl > 3600) {
+				fprintf(stderr, "sluice-agent: --drain-seconds: expected 0 to 3600 seconds\n");
+				return 2;
+			}
+			up.drain_ms = (unsigned int)ttl * 1000;
+			break;
+		case OPT_HANDOVER_SOCKET:
+			o.handover_socket = optarg;
 			break;
 		case 'V':
 			printf("sluice-agent %s\n", SL_VERSION);

@@ -618,11 +618,11 @@ static const struct tunnel_ops tunnel_ops = {
 
 _Static_assert(LOADER_INGRESS_CLSACT == PODS_INGRESS_NO_LINK, "one sentinel for clsact");
 
-static int mesh_attach_ingress(void *arg, int ifindex)
+static int mesh_attach_ingress(void *arg, int ifindex, int link_fd)
 {
 	struct agent *a = arg;
 
-	return loader_pod_ingress_attach(a->loader, ifindex);
+	return loader_pod_ingress_attach(a->loader, ifindex, link_fd);
 }
 
 static int mesh_detach_ingress(void *arg, int ifindex)
@@ -631,11 +631,11 @@ static int mesh_detach_ingress(void *arg, int ifindex)
 	return loader_pod_ingress_detach(ifindex);
 }
 
-static int mesh_attach_egress(void *arg, int ifindex)
+static int mesh_attach_egress(void *arg, int ifindex, int link_fd)
 {
 	struct agent *a = arg;
 
-	return loader_pod_egress_attach(a->loader, ifindex);
+	return loader_pod_egress_attach(a->loader, ifindex, link_fd);
 }
 
 static int mesh_detach_egress(void *arg, int ifindex)

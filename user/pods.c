@@ -71,6 +71,7 @@
 
 #include <sluice/abi.h>
 
+#include "handover.h"
 #include "log.h"
 #include "loop.h"
 #include "pods.h"
@@ -178,6 +179,7 @@ struct pods {
 	size_t prefix_len;
 	char *sysctl[SYS_COUNT];	/* <procfs>/sysctl_paths[i] */
 	unsigned int retry_min, retry_max, backoff;
+	bool frozen;			/* pods_freeze: another agent took over */
 
 	int home_fd;			/* the agent's netns, open from the start */
 	ino_t home_ino;
@@ -541,6 +543,11 @@ static void pod_undo_inside(struct pods *p, struct pod *pod)
 
 /* ---- listeners ---- */
 
+/* What a pod's kernel objects are offered as for a takeover (handover.h): the
+ * netns by its nsfs identity, the same in every process. */
+#define POD_KEY			"pod %llu:%llu "
+#define POD_KEY_ARGS(pod)	(unsigned long long)(pod)->ent->dev, (unsigned long long)(pod)->ent->ino
+
 static int listener_open(const struct lspec *s, int *out)
 {
 	struct sockaddr_storage ss = { 0 };
@@ -694,7 +701,10 @@ static int pod_setup_inside(struct pods *p, struct pod *pod)
 
 		if (s->family == AF_INET6 && !pod->v6)
 			continue;
-		err = listener_open(s, &pod->pub.listeners[i].fd);
+		/* A takeover: the old agent's listener, its queue and all. */
+		pod->pub.listeners[i].fd = handover_takef(POD_KEY "listen %s:%u", POD_KEY_ARGS(pod),
+							  lspec_addr(s), s->port);
+		err = pod->pub.listeners[i].fd >= 0 ? 0 : listener_open(s, &pod->pub.listeners[i].fd);
 		if (err == -EAFNOSUPPORT && s->family == AF_INET6) {
 			pod->v6 = false;	/* no IPv6 after all: keep the IPv4 half */
 			err = 0;
@@ -711,6 +721,9 @@ static int pod_setup_inside(struct pods *p, struct pod *pod)
 			goto out;
 		}
 	}
+	for (int i = 0; i < PODS_L_COUNT; i++)
+		handover_offerf(pod->pub.listeners[i].fd, POD_KEY "listen %s:%u", POD_KEY_ARGS(pod),
+				lspec_addr(&lspecs[i]), lspecs[i].port);
 	if (getsockopt(pod->pub.listeners[PODS_L_OUT4].fd, SOL_SOCKET, SO_NETNS_COOKIE,
 		       &pod->pub.netns_cookie, &cl) == -1) {
 		err = -errno;
@@ -750,6 +763,7 @@ static void pod_teardown(struct pods *p, struct pod *pod)
 			pr_warn("pods: %s/%s: detaching ingress from ifindex %d: %s", pod->ns,
 				pod->name, pod->pub.ifindex, strerror(-err));
 	} else if (pod->link_fd >= 0) {
+		handover_withdraw(pod->link_fd);
 		close(pod->link_fd);
 	}
 	pod->link_fd = -1;
@@ -763,6 +777,7 @@ static void pod_teardown(struct pods *p, struct pod *pod)
 			pr_warn("pods: %s/%s: detaching egress from ifindex %d: %s", pod->ns,
 				pod->name, pod->pub.ifindex, strerror(-err));
 	} else if (pod->eg_link_fd >= 0) {
+		handover_withdraw(pod->eg_link_fd);
 		close(pod->eg_link_fd);
 	}
 	pod->eg_link_fd = -1;
@@ -780,8 +795,10 @@ static void pod_teardown(struct pods *p, struct pod *pod)
 					pod->name, l->port, strerror(-err));
 		}
 		pod->registered[i] = false;
-		if (l->fd >= 0)
+		if (l->fd >= 0) {
+			handover_withdraw(l->fd);
 			close(l->fd);
+		}
 		l->fd = -1;
 	}
 	for (int i = 0; i < SYS_COUNT; i++)
@@ -882,7 +899,9 @@ static int pod_setup(struct pods *p, struct pod *pod, struct nsent *ent)
 			setup_err(pod, "entering netns %s: %s", ent->name, strerror(-err));
 			goto out;
 		}
-		err = p->ops.attach_ingress(p->arg, pod->pub.ifindex);
+		err = p->ops.attach_ingress(p->arg, pod->pub.ifindex,
+					    handover_takef(POD_KEY "ingress %d", POD_KEY_ARGS(pod),
+							   pod->pub.ifindex));
 		ns_leave(p);
 		if (err < 0) {
 			setup_err(pod, "attaching ingress to %s (ifindex %d): %s", pod->ifname,
@@ -890,6 +909,8 @@ static int pod_setup(struct pods *p, struct pod *pod, struct nsent *ent)
 			goto out;
 		}
 		pod->link_fd = err;
+		if (err != PODS_INGRESS_NO_LINK)
+			handover_offerf(err, POD_KEY "ingress %d", POD_KEY_ARGS(pod), pod->pub.ifindex);
 		err = 0;
 	}
 	if (p->ops.attach_egress) {
@@ -898,7 +919,9 @@ static int pod_setup(struct pods *p, struct pod *pod, struct nsent *ent)
 			setup_err(pod, "entering netns %s: %s", ent->name, strerror(-err));
 			goto out;
 		}
-		err = p->ops.attach_egress(p->arg, pod->pub.ifindex);
+		err = p->ops.attach_egress(p->arg, pod->pub.ifindex,
+					   handover_takef(POD_KEY "egress %d", POD_KEY_ARGS(pod),
+							  pod->pub.ifindex));
 		ns_leave(p);
 		if (err < 0) {
 			setup_err(pod, "attaching egress to %s (ifindex %d): %s", pod->ifname,
@@ -906,6 +929,8 @@ static int pod_setup(struct pods *p, struct pod *pod, struct nsent *ent)
 			goto out;
 		}
 		pod->eg_link_fd = err;
+		if (err != PODS_INGRESS_NO_LINK)
+			handover_offerf(err, POD_KEY "egress %d", POD_KEY_ARGS(pod), pod->pub.ifindex);
 		err = 0;
 	}
 
@@ -1216,6 +1241,18 @@ static void pods_on_timer(struct loop_timer *t)
 	ns_assert_home(p);
 }
 
+void pods_freeze(struct pods *p, bool frozen)
+{
+	p->frozen = frozen;
+	if (frozen) {
+		loop_timer_cancel(p->loop, &p->timer);
+		return;
+	}
+	pods_attempt(p, true);
+	retry_arm(p, true);
+	ns_assert_home(p);
+}
+
 static void pods_on_inotify(struct loop_io *io, uint32_t events)
 {
 	struct pods *p = io->arg;
@@ -1225,6 +1262,8 @@ static void pods_on_inotify(struct loop_io *io, uint32_t events)
 
 	(void)events;
 	while ((n = read(p->ino_fd, buf, sizeof(buf))) > 0) {
+		if (p->frozen)
+			continue;	/* the thaw reads the directory afresh */
 		for (char *c = buf; c < buf + n;) {
 			const struct inotify_event *ev = (const struct inotify_event *)c;
 

@@ -100,11 +100,13 @@ struct pods_ops {
 	/* Called inside the pod's netns: attach the pod's TC ingress program on
 	 * ifindex. Returns a link fd (pods owns it and closes it when the pod
 	 * goes), PODS_INGRESS_NO_LINK (attached without a link: detach_ingress
-	 * undoes it, inside the netns), or -errno. */
-	int (*attach_ingress)(void *arg, int ifindex);
+	 * undoes it, inside the netns), or -errno. link_fd >= 0: the link
+	 * inherited from the agent taken over (handover.h), to reuse; the
+	 * callback owns it. */
+	int (*attach_ingress)(void *arg, int ifindex, int link_fd);
 	int (*detach_ingress)(void *arg, int ifindex);
 	/* The same for the TC egress program (NetworkPolicy). */
-	int (*attach_egress)(void *arg, int ifindex);
+	int (*attach_egress)(void *arg, int ifindex, int link_fd);
 	int (*detach_egress)(void *arg, int ifindex);
 	/* Register (on) or unregister a listener, e.g. in a sockhash.
 	 * 0 or -errno; a failed "on" fails the pod's setup. */
@@ -139,6 +141,10 @@ void pods_free(struct pods *p);
  * -errno when the set could not be taken (memory); per-pod problems are not
  * errors here but shown by pods_list. */
 int pods_set_enrolled(struct pods *p, const struct pods_spec *pods, size_t n);
+/* Frozen: no set-up, teardown or retry from now on, whatever the netns
+ * directory says (a successor agent owns the pods: handover.h); thawed: a
+ * full pass at once. pods_set_enrolled must not be called while frozen. */
+void pods_freeze(struct pods *p, bool frozen);
 
 /* A new socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC) created in the
  * netns of the enrolled pod holding ip (for connects from the pod's IP; the

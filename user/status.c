@@ -35,6 +35,7 @@
 #include <http_parser.h>
 #include <jansson.h>
 
+#include "handover.h"
 #include "log.h"
 #include "loop.h"
 #include "status.h"
@@ -859,6 +860,12 @@ int status_new(struct status **out, struct loop *l, const char *path)
 		pr_err("status: cannot create directory for %s: %s", path, strerror(-ret));
 		goto err;
 	}
+	s->fd = handover_takef("status %s", path);	/* a takeover: the old agent's */
+	if (s->fd >= 0 && stat(path, &st) == 0) {
+		s->dev = st.st_dev;
+		s->ino = st.st_ino;
+		goto listening;
+	}
 	ret = status_clear_path(&sa);
 	if (ret)
 		goto err;
@@ -882,9 +889,11 @@ int status_new(struct status **out, struct loop *l, const char *path)
 		ret = -errno;
 		goto err_unlink;
 	}
+listening:
 	ret = loop_add(l, &s->lio, s->fd, EPOLLIN, status_accept_cb, s);
 	if (ret)
 		goto err_unlink;
+	handover_offerf(s->fd, "status %s", path);
 	pr_info("status: listening on %s", path);
 	*out = s;
 	return 0;
@@ -962,15 +971,21 @@ int status_new_tcp(struct status **out, struct loop *l, const char *ip, uint16_t
 	s->timeout_ms = SL_STATUS_TIMEOUT_MS;
 	loop_timer_init(&s->accept_timer, status_accept_timer_cb, s);
 	loop_timer_init(&s->reap_timer, status_reap_cb, s);
-	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	s->fd = handover_takef("metrics %s:%u", ip, port);	/* a takeover: the old agent's */
+	if (s->fd < 0)
+		s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	else
+		goto listening;
 	if (s->fd == -1 || setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
 	    bind(s->fd, (struct sockaddr *)&ss, len) == -1 || listen(s->fd, SL_STATUS_BACKLOG) == -1) {
 		ret = -errno;
 		goto err;
 	}
+listening:
 	ret = loop_add(l, &s->lio, s->fd, EPOLLIN, status_accept_cb, s);
 	if (ret)
 		goto err;
+	handover_offerf(s->fd, "metrics %s:%u", ip, port);
 	pr_info("status: listening on %s:%u", ip, port);
 	*out = s;
 	return 0;
@@ -993,6 +1008,14 @@ int status_route_text(struct status *s, const char *path, status_text_handler fn
 	return route_add(s, path, NULL, fn, content_type, arg);
 }
 
+void status_stop_accepting(struct status *s)
+{
+	if (!s)
+		return;
+	loop_timer_cancel(s->loop, &s->accept_timer);
+	loop_del(s->loop, &s->lio);
+}
+
 /* Frees every connection too, so call it from outside the loop's callbacks
  * (loop.h: never free another object's io mid-batch), e.g. after loop_run(). */
 void status_free(struct status *s)
@@ -1008,6 +1031,7 @@ void status_free(struct status *s)
 	status_reap_cb(&s->reap_timer);
 	if (s->fd >= 0) {
 		loop_del(s->loop, &s->lio);
+		handover_withdraw(s->fd);
 		close(s->fd);
 		/* Leave a successor agent's socket alone (TCP listeners have no path). */
 		if (s->path && stat(s->path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino)

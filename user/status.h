@@ -31,6 +31,8 @@ int status_new_tcp(struct status **out, struct loop *l, const char *ip, uint16_t
 int status_route(struct status *s, const char *path, status_handler fn, void *arg);
 int status_route_text(struct status *s, const char *path, status_text_handler fn,
 		      const char *content_type, void *arg);
+/* Stop accepting; the socket stays (a successor agent accepts on it now). */
+void status_stop_accepting(struct status *s);
 void status_free(struct status *s);			/* NULL-safe; unlinks the socket */
 
 #endif

@@ -55,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
@@ -255,6 +256,7 @@ struct tconn {
 	bool retried;			/* REFUSED_STREAM retry used */
 	bool need_retry;
 	bool src_virt;			/* the source is a virtual client: its sockets are the agent's */
+	bool exported;			/* handed to a successor agent: not closed, not counted */
 };
 
 enum h2s_st {
@@ -907,7 +909,7 @@ static void conn_close(struct tconn *c, int err)
 			p->pfd[0] = p->pfd[1] = -1;
 		}
 	}
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 2 && !c->exported; i++)
 		if (c->ser[i])
 			c->ser[i]->closed++;
 	tl_del(&c->node);
@@ -2961,23 +2963,23 @@ int tunnel_vclient_add(struct tunnel *t, const struct tunnel_vclient *v)
 	return pod_add(t, &pod, true);
 }
 
-/* tunnel_pod_remove and tunnel_vclient_remove. */
-static int pod_remove(struct tunnel *t, const char *ns, const char *name, bool virt)
+/* GOAWAY to the sessions of pod id (0: all) and a deadline ms from now for
+ * them and its connections (0 ms: those close now). pod_gone: the pod's
+ * struct goes away. */
+static void drain_some(struct tunnel *t, uint64_t pod_id, unsigned int ms, bool pod_gone)
 {
-	struct tpod *p = pod_find(t, ns, name, virt);
-	uint64_t due = loop_now_ms() + t->o.drain_ms;
+	uint64_t due = loop_now_ms() + ms;
 	struct tl *n, *next;
 
-	if (!p)
-		return -ENOENT;
-	pod_stop(t, p);
 	for (n = t->sessions.next; n != &t->sessions; n = next) {
 		struct h2s *s = container_of(n, struct h2s, node);
+		bool idle = !s->n_streams && tl_empty(&s->streams);
 
 		next = n->next;
-		if (s->pod_id != p->id)
+		if (pod_id && s->pod_id != pod_id)
 			continue;
-		s->pod = NULL;
+		if (pod_gone)
+			s->pod = NULL;
 		s->goaway = true;
 		if (s->st == H2S_ST_READY) {
 			nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE,
@@ -2986,26 +2988,255 @@ static int pod_remove(struct tunnel *t, const char *ns, const char *name, bool v
 			h2s_kick(s);
 		}
 		s->drain_due = due;
-		loop_timer_arm(t->loop, &s->timer, t->o.drain_ms);
+		loop_timer_arm(t->loop, &s->timer, idle && s->st == H2S_ST_READY ? 0 : ms);
 	}
 	for (n = t->conns.next; n != &t->conns; n = next) {
 		struct tconn *c = container_of(n, struct tconn, node);
 
 		next = n->next;
-		if (c->pod_ids[0] != p->id && c->pod_ids[1] != p->id)
+		if (pod_id && c->pod_ids[0] != pod_id && c->pod_ids[1] != pod_id)
 			continue;
-		if (!t->o.drain_ms) {
+		if (!ms) {
 			conn_close(c, -ECONNABORTED);
 			continue;
 		}
 		c->drain_due = due;
 		if (!loop_timer_armed(&c->timer) || c->timer.due_ms > due)
-			conn_arm(c, t->o.drain_ms);
+			conn_arm(c, ms);
 	}
+}
+
+/* tunnel_pod_remove and tunnel_vclient_remove. */
+static int pod_remove(struct tunnel *t, const char *ns, const char *name, bool virt)
+{
+	struct tpod *p = pod_find(t, ns, name, virt);
+
+	if (!p)
+		return -ENOENT;
+	pod_stop(t, p);
+	drain_some(t, p->id, t->o.drain_ms, true);
 	tl_del(&p->node);
 	pr_debug("tunnel: stopped serving %s %s/%s", virt ? "virtual client" : "pod", p->ns, p->name);
 	pod_free(p);
 	return 0;
+}
+
+void tunnel_drain(struct tunnel *t, unsigned int ms)
+{
+	for (struct tl *n = t->pods.next; n != &t->pods; n = n->next)
+		pod_stop(t, container_of(n, struct tpod, node));
+	drain_some(t, 0, ms, false);
+}
+
+/* ---- relays handed over to a successor agent ---- */
+
+#define RELAY_META_VERSION	1
+
+static json_t *peer_json(const struct tpeer *p)
+{
+	return json_pack("{s:s?, s:s?, s:s?, s:s?}", "ns", p->ns, "name", p->name, "workload", p->workload,
+			 "identity", p->identity);
+}
+
+static const struct tpod *pod_by_id(const struct tunnel *t, uint64_t id)
+{
+	for (const struct tl *n = t->pods.next; id && n != &t->pods; n = n->next) {
+		const struct tpod *p = container_of(n, struct tpod, node);
+
+		if (p->id == id)
+			return p;
+	}
+	return NULL;
+}
+
+/* What a successor needs to carry c on: JSON text (malloc'ed) or NULL. */
+static char *relay_meta(const struct tconn *c)
+{
+	char a[64], b[64];
+	json_t *pods = json_array(), *o;
+	char *text;
+
+	for (int i = 0; i < 2 && pods; i++) {
+		const struct tpod *p = pod_by_id(c->t, c->pod_ids[i]);
+
+		json_array_append_new(pods, p ? json_pack("[s, s]", p->ns, p->name) : json_null());
+	}
+	o = json_pack("{s:i, s:i, s:i, s:s, s:s, s:o, s:[o, o], s:s?, s:I, s:[I, I], s:[b, b], s:b}",
+		      "v", RELAY_META_VERSION, "dir", (int)c->dir, "path", (int)c->path,
+		      "src", addr_fmt(&c->src, a, sizeof(a)), "dst", addr_fmt(&c->dst, b, sizeof(b)),
+		      "pods", pods, "peers", peer_json(&c->peer[0]), peer_json(&c->peer[1]),
+		      "service", c->service, "start_ms", (json_int_t)c->start_ms,
+		      "bytes", (json_int_t)c->p[0].bytes, (json_int_t)c->p[1].bytes,
+		      "reporters", c->ser[0] != NULL, c->ser[1] != NULL,
+		      "mtls", (c->ser[0] && c->ser[0]->mtls) || (c->ser[1] && c->ser[1]->mtls));
+	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return text;
+}
+
+/* A relay both of whose ends are sockets, moving bytes both ways. */
+static bool relay_exportable(const struct tconn *c)
+{
+	if (c->st != CONN_ST_RELAY || c->src_virt || c->zombie)
+		return false;
+	for (int i = 0; i < 2; i++)
+		if (c->end[i].kind != END_FD || c->end[i].connecting || c->end[i].err || c->p[i].eof)
+			return false;
+	return true;
+}
+
+/* Take what p holds (pipe first: it is flushed first) into *out. */
+static int pipe_take(struct tpipe *p, struct iovec *out)
+{
+	size_t len = p->in_pipe + p->b.data, off = 0;
+	char *m;
+
+	out->iov_base = NULL;
+	out->iov_len = 0;
+	if (!len)
+		return 0;
+	m = malloc(len);
+	if (!m)
+		return -ENOMEM;
+	while (off < p->in_pipe) {
+		ssize_t n = read(p->pfd[0], m + off, p->in_pipe - off);
+
+		if (n <= 0) {
+			free(m);
+			return n ? -errno : -EIO;
+		}
+		off += (size_t)n;
+	}
+	memcpy(m + off, buf_head(&p->b), p->b.data);
+	out->iov_base = m;
+	out->iov_len = len;
+	return 0;
+}
+
+size_t tunnel_export(struct tunnel *t, int (*send)(void *arg, const struct tunnel_relay *r), void *arg)
+{
+	struct tl *n, *next;
+	size_t sent = 0;
+
+	for (n = t->conns.next; n != &t->conns; n = next) {
+		struct tconn *c = container_of(n, struct tconn, node);
+		struct tunnel_relay r = { .fd = { c->end[0].fd, c->end[1].fd } };
+		int err;
+
+		next = n->next;
+		if (!relay_exportable(c))
+			continue;
+		/* From here on the bytes are the successor's or nobody's. */
+		for (int i = 0; i < 2; i++)
+			loop_del(t->loop, &c->end[i].io);
+		r.meta = relay_meta(c);
+		err = r.meta ? pipe_take(&c->p[0], &r.data[0]) : -ENOMEM;
+		if (!err)
+			err = pipe_take(&c->p[1], &r.data[1]);
+		if (!err)
+			err = send(arg, &r);
+		free(r.meta);
+		free(r.data[0].iov_base);
+		free(r.data[1].iov_base);
+		if (err) {
+			/* what was taken out of the pipes is lost: reset, as a drain would */
+			conn_close(c, err);
+			continue;
+		}
+		c->exported = true;
+		conn_close(c, 0);	/* our copies of the fds: no FIN, the successor holds them */
+		sent++;
+	}
+	return sent;
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+
+	return v && *v ? v : NULL;
+}
+
+static void peer_of_json(struct tpeer *p, const json_t *o)
+{
+	peer_set(p, jstr(o, "ns"), jstr(o, "name"), jstr(o, "workload"), jstr(o, "identity"));
+}
+
+int tunnel_adopt(struct tunnel *t, const char *meta, const int fd[2], const struct iovec data[2])
+{
+	json_t *o = json_loads(meta, 0, NULL), *pods, *rep, *bytes;
+	struct tunnel_addr src, dst;
+	struct tconn *c;
+	int dir, path, err = 0;
+
+	pods = json_object_get(o, "pods");
+	rep = json_object_get(o, "reporters");
+	bytes = json_object_get(o, "bytes");
+	dir = (int)json_integer_value(json_object_get(o, "dir"));
+	path = (int)json_integer_value(json_object_get(o, "path"));
+	if (!o || json_integer_value(json_object_get(o, "v")) != RELAY_META_VERSION ||
+	    json_array_size(pods) != 2 || json_array_size(rep) != 2 || json_array_size(bytes) != 2 ||
+	    json_array_size(json_object_get(o, "peers")) != 2 || dir < 0 || dir >= TUNNEL_DIR_COUNT ||
+	    path < 0 || path >= TUNNEL_PATH_COUNT || !jstr(o, "src") || !jstr(o, "dst") ||
+	    hbone_authority_parse(jstr(o, "src"), &src) || hbone_authority_parse(jstr(o, "dst"), &dst)) {
+		json_decref(o);
+		xprt_close_rst(fd[0]);
+		xprt_close_rst(fd[1]);
+		return -EINVAL;
+	}
+	c = conn_new(t, (enum tunnel_dir)dir, (enum tunnel_path)path);
+	if (!c) {
+		json_decref(o);
+		xprt_close_rst(fd[0]);
+		xprt_close_rst(fd[1]);
+		return -ENOMEM;
+	}
+	c->src = src;
+	c->dst = dst;
+	c->start_ms = (uint64_t)json_integer_value(json_object_get(o, "start_ms"));
+	c->service = xstrdup(jstr(o, "service"));
+	for (int i = 0; i < 2; i++) {
+		const json_t *pod = json_array_get(pods, i);
+		const struct tpod *p = pod_find(t, json_string_value(json_array_get(pod, 0)),
+						json_string_value(json_array_get(pod, 1)), false);
+
+		c->pod_ids[i] = p ? p->id : 0;
+		peer_of_json(&c->peer[i], json_array_get(json_object_get(o, "peers"), i));
+		c->p[i].bytes = (uint64_t)json_integer_value(json_array_get(bytes, i));
+		if (data[i].iov_len) {
+			/* bytes held first: a splice pipe would overtake them */
+			c->p[i].nopipe = true;
+			err = buf_reserve(t, &c->p[i].b, data[i].iov_len);
+			if (!err)
+				buf_put(&c->p[i].b, data[i].iov_base, data[i].iov_len);
+		}
+	}
+	conn_count_open(c, json_is_true(json_array_get(rep, 0)), json_is_true(json_array_get(rep, 1)),
+			json_is_true(json_object_get(o, "mtls")));
+	json_decref(o);
+	c->st = CONN_ST_RELAY;
+	for (int i = 0; i < 2; i++) {
+		c->end[i].kind = END_FD;
+		c->end[i].fd = fd[i];
+	}
+	for (int i = 0; i < 2 && !err; i++)
+		err = end_set_fd(c, i, fd[i], false);
+	if (err) {
+		conn_close(c, err);
+		return err;
+	}
+	if (c->path == TUNNEL_PATH_DIRECT && t->ops.shortcut_open) {
+		const uint64_t relayed[2] = { c->p[0].bytes, c->p[1].bytes };
+
+		c->shortcut = t->ops.shortcut_open(t->arg, fd[0], fd[1], relayed);
+	}
+	conn_wake(c);
+	return 0;
+}
+
+bool tunnel_idle(const struct tunnel *t)
+{
+	return tl_empty(&t->conns) && tl_empty(&t->sessions);
 }
 
 int tunnel_pod_remove(struct tunnel *t, const char *ns, const char *name)
@@ -3169,6 +3400,8 @@ const char *tunnel_path_str(enum tunnel_path p)
 		return "passthrough";
 	case TUNNEL_PATH_PLAINTEXT:
 		return "plaintext";
+	case TUNNEL_PATH_COUNT:
+		break;
 	}
 	return "?";
 }

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 #include "resources.h"
 
@@ -93,6 +94,7 @@ struct tunnel_pod {
 enum tunnel_dir {
 	TUNNEL_DIR_OUTBOUND,		/* accepted on a pod's 15001 */
 	TUNNEL_DIR_INBOUND,		/* accepted on a pod's 15006 or 15008 */
+	TUNNEL_DIR_COUNT,
 };
 
 enum tunnel_path {
@@ -100,6 +102,7 @@ enum tunnel_path {
 	TUNNEL_PATH_DIRECT,		/* both pods on this node, no TLS */
 	TUNNEL_PATH_PASSTHROUGH,	/* destination outside the mesh */
 	TUNNEL_PATH_PLAINTEXT,		/* inbound on 15006 */
+	TUNNEL_PATH_COUNT,
 };
 
 /* The pod a connection on 15001 came from (for ops->l7_accept). */
@@ -207,6 +210,30 @@ int tunnel_pod_add(struct tunnel *t, const struct tunnel_pod *pod);
  * (either end in the pod) and HBONE connections (GOAWAY) may finish within
  * opts.drain_ms; what is left then is reset. 0 or -ENOENT. */
 int tunnel_pod_remove(struct tunnel *t, const char *ns, const char *name);
+/* An agent handing over to its successor (handover.h): stop accepting on every
+ * pod's listeners (they stay open: the successor accepts on them), GOAWAY
+ * every HBONE connection (the peers' next streams go to new connections, so
+ * to the successor) and give what is open ms to end; the rest is reset then. */
+void tunnel_drain(struct tunnel *t, unsigned int ms);
+/* No connection and no HBONE session left (closed ones may still be freed). */
+bool tunnel_idle(const struct tunnel *t);
+
+/* Upgrades: a plaintext relay (both ends sockets: direct, passthrough,
+ * inbound plaintext) goes to the successor as its two sockets, the bytes it
+ * holds each way and a description (meta, JSON). */
+struct tunnel_relay {
+	char *meta;
+	int fd[2];			/* end 0 (the client's side), end 1 */
+	struct iovec data[2];		/* held bytes of direction d: end d -> end !d */
+};
+/* send() each relay that can go: one moving bytes both ways, not a virtual
+ * client's. A relay send took (0) is let go without a reset (the successor
+ * holds its sockets); one it failed is reset; the rest drain here. Returns
+ * how many went. */
+size_t tunnel_export(struct tunnel *t, int (*send)(void *arg, const struct tunnel_relay *r), void *arg);
+/* Carry on a relay tunnel_export sent: 0, or -errno. Either way the fds are
+ * the tunnel's (reset on failure). */
+int tunnel_adopt(struct tunnel *t, const char *meta, const int fd[2], const struct iovec data[2]);
 
 /* A connection from the local pod ns/name to dst, as if the pod had
  * connected there itself (HBONE, direct or passthrough, with its identity and

@@ -1574,7 +1574,7 @@ static void conn_step(struct wconn *c)
 				c->up_reusable = c->resp_keepalive && !c->local_answer;
 				if (!c->up_reusable && !c->local_answer)
 					side_close(c, U, false);
-				if (c->req_keepalive && c->resp_keepalive)
+				if (c->req_keepalive && c->resp_keepalive && !c->w->draining)
 					request_reset(c);
 				else
 					c->st = W_CLOSING;
@@ -1829,6 +1829,24 @@ void waypoint_free(struct waypoint *w)
 		free(s);
 	}
 	free(w);
+}
+
+void waypoint_flush_log(struct waypoint *w)
+{
+	alog_flush(w);
+}
+
+void waypoint_drain(struct waypoint *w)
+{
+	struct wconn *c, *next;
+
+	w->draining = true;
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		/* between requests (one served), nothing of the next one read */
+		if (c->st == W_HEAD && c->any_request && !c->head_timed && !c->s[C].in.data)
+			wp_conn_free(c, false);
+	}
 }
 
 void waypoint_stats_get(const struct waypoint *w, struct waypoint_stats *st)

@@ -119,6 +119,11 @@ struct waypoint_stats {
 	uint64_t denied;		/* refused by AuthorizationPolicy (403) */
 };
 void waypoint_stats_get(const struct waypoint *w, struct waypoint_stats *st);
+/* Handing over (handover.h): HTTP/1.1 connections between requests close now,
+ * the others after their current response. */
+void waypoint_drain(struct waypoint *w);
+/* Write the access log lines held back (before an exit without _free). */
+void waypoint_flush_log(struct waypoint *w);
 
 /* Prometheus text: istio_requests_total and
  * istio_request_duration_milliseconds (histogram), reporter "waypoint", one

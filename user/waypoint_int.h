@@ -153,6 +153,7 @@ struct waypoint {
 	struct waypoint_opts o;
 	struct wconn *conns;
 	struct waypoint_stats st;
+	bool draining;			/* waypoint_drain: no keep-alive from now on */
 	struct series *series;
 	uint64_t rnd;
 	/* access log lines, written together when the buffer fills, a second

@@ -408,8 +408,21 @@ def check_daemonset(files, caps_kept, agent_flags, ctl_cmds):
     ru = ((spec.get("updateStrategy") or {}).get("rollingUpdate") or {})
     if (spec.get("updateStrategy") or {}).get("type") != "RollingUpdate":
         p.append("updateStrategy is not RollingUpdate")
-    if ru.get("maxSurge", 0) not in (0, "0", "0%"):
-        p.append("maxSurge above 0: a second agent on the node stops at start (flock on the bpffs root)")
+    surge = ru.get("maxSurge", 0) not in (0, "0", "0%")
+    if "takeover" in flags:
+        # the surge pod's agent takes over the old one's sockets (no reset);
+        # the old pod goes once the new one is ready, draining meanwhile
+        if not surge:
+            p.append("--takeover without maxSurge: the old agent stops before the new one can take over")
+        if ru.get("maxUnavailable", 1) not in (0, "0", "0%"):
+            p.append("--takeover with maxUnavailable above 0: a node's agent is stopped, not taken over from")
+        drain = int(flags.get("drain-seconds", 30)) if str(flags.get("drain-seconds", 30)).isdigit() else 30
+        grace = pod.get("terminationGracePeriodSeconds")
+        if isinstance(grace, int) and grace <= drain:
+            p.append(f"terminationGracePeriodSeconds {grace} not above the drain ({drain} s): "
+                     "the kubelet would SIGKILL a draining agent")
+    elif surge:
+        p.append("maxSurge above 0 without --takeover: a second agent on the node stops at start (flock on the bpffs root)")
     if pod.get("priorityClassName") != "system-node-critical":
         p.append("priorityClassName is not system-node-critical")
     if not any(t.get("operator") == "Exists" and not t.get("key") and not t.get("effect")
@@ -421,7 +434,7 @@ def check_daemonset(files, caps_kept, agent_flags, ctl_cmds):
     if not (r.get("requests") or {}).get("cpu") or not (r.get("requests") or {}).get("memory") or \
             not (r.get("limits") or {}).get("memory"):
         p.append("resources: want cpu and memory requests and a memory limit")
-    res["daemonset: rolling update without surge, priority, tolerations, resources"] = p
+    res["daemonset: rolling update (surge only with --takeover), priority, tolerations, resources"] = p
     return res
 
 

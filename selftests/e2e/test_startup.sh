@@ -129,3 +129,40 @@ expect_contains "a second agent: it says the root is in use" "$(cat "$E2E_TMP/se
 	"loader: $BPF-held is in use by another sluice-agent (flock held)"
 check "the first agent still serves" sluicectl --socket "$E2E_TMP/agent.sock" status
 check "the first agent's pins are intact" test -e "$BPF-held/links"
+
+# --- a takeover (issue 9's upgrade; test_upgrade has it under load): the
+# status socket, the handover socket and the lock change hands ---
+first=${pids[-1]}
+nsenter --net="/run/netns/$NS" "$AGENT" --node-name n1 --config-dir "$E2E_TMP/cfg" --cgroup "$CG" \
+	--no-mesh --metrics off --status-socket "$E2E_TMP/agent.sock" --bpffs-root "$BPF-held" --takeover \
+	>"$E2E_TMP/takeover.log" 2>&1 &
+pids+=($!)
+new=$!
+check "takeover: the first agent hands over and exits" wait_until 20 bash -c "! kill -0 $first"
+expect_contains "takeover: the new agent says whom it took over from" "$(cat "$E2E_TMP/takeover.log")" \
+	"handover: took over from pid $first"
+expect_contains "takeover: the first agent says it drained" "$(cat "$E2E_TMP/held.log")" "handover: drained"
+status_pid() { sluicectl --socket "$E2E_TMP/agent.sock" --json status | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'; }
+check "takeover: the status socket answers from the new agent" test "$(status_pid)" = "$new"
+check "takeover: the pins stay" test -e "$BPF-held/links"
+check "takeover: the handover socket is 0600" test "$(stat -c %a "$E2E_TMP/agent.sock.handover")" = 600
+
+# --- options with bad values: exit 2 and say what is expected, before
+# touching anything (and were one taken, the agent would stay in our netns,
+# cgroup and roots: never the machine's) ---
+bad_opt() {
+	local want=$1 out rc; shift
+	out=$(timeout 10 nsenter --net="/run/netns/$NS" "$AGENT" --node-name n1 --config-dir "$E2E_TMP/cfg" \
+		--cgroup "$CG" --no-mesh --metrics off --status-socket "$E2E_TMP/bad.sock" --bpffs-root "$BPF" \
+		"$@" 2>&1)
+	rc=$?
+	check "bad option $*: exit 2" test "$rc" = 2
+	expect_contains "bad option $*: says what it expects" "$out" "$want"
+}
+bad_opt "--drain-seconds: expected 0 to 3600 seconds" --drain-seconds x
+bad_opt "--drain-seconds: expected 0 to 3600 seconds" --drain-seconds 3601
+bad_opt "--drain-seconds: expected 0 to 3600 seconds" --drain-seconds ""
+bad_opt "--http-header-timeout: a duration from 100ms to 3600s" --http-header-timeout 50ms
+bad_opt "--http-idle-timeout: a duration from 100ms to 3600s" --http-idle-timeout 2h
+bad_opt "--map-max: expected NAME=N" --map-max sl_svc_v1=0
+bad_opt "--lease-duration: expected 3 to 3600 seconds" --lease-duration 2

@@ -79,7 +79,7 @@ static ino_t cur_netns(void)
 }
 
 /* a: attach_ingress */
-static int cb_attach(void *arg, int ifindex)
+static int cb_attach(void *arg, int ifindex, int link_fd)
 {
 	struct rec *r = arg;
 

@@ -1432,10 +1432,21 @@ static const struct route_def ctl_routes_unsynced[] = {
 	{ NULL, NULL, NULL },
 };
 
+/* Synced, but another container's agent (a surge pod before the takeover):
+ * pid namespace inode 1 is nobody's. */
+static const char doc_status_other_pidns[] =
+	"{\"version\": \"1.2.3\", \"pid\": 1, \"pid_ns\": 1, \"config\": {\"source\": \"/etc/x\","
+	" \"generation\": 2, \"state\": \"ok\"}, \"sync\": {\"generation\": 2}}";
+
+static const struct route_def ctl_routes_other_pidns[] = {
+	{ "/status", h_doc, (void *)doc_status_other_pidns },
+	{ NULL, NULL, NULL },
+};
+
 void test_status_cli_ready(void)
 {
 	struct ctl_out o = { 0 };
-	struct srv s, u = { .stop_fd = -1 };
+	struct srv s, u = { .stop_fd = -1 }, p = { .stop_fd = -1 };
 
 	if (!ctl_srv_start(&s))
 		goto out;
@@ -1460,8 +1471,18 @@ void test_status_cli_ready(void)
 	/* No agent at all: not ready either. */
 	if (ctl_run(&o, NULL, (const char *[]){ "--socket", "/nonexistent/agent.sock", "ready", NULL }))
 		ASSERT_EQ(o.rc, 1, "no agent: rc");
+	ctl_out_free(&o);
+	/* The old agent of another container answered: not this one's readiness. */
+	if (!srv_init(&p, "otherns.sock", 0, 0, ctl_routes_other_pidns) || !srv_run(&p))
+		goto out;
+	if (ctl_run(&o, p.path, (const char *[]){ "ready", NULL })) {
+		ASSERT_EQ(o.rc, 1, "another pid namespace: rc");
+		ASSERT_HAS(o.err, "not ready: the agent answering (pid 1 of another pid namespace) is not this "
+			   "one: the takeover is not done", "another pid namespace: why");
+	}
 out:
 	ctl_out_free(&o);
+	srv_stop(&p);
 	srv_stop(&u);
 	srv_stop(&s);
 }

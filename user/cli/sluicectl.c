@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -1357,7 +1358,17 @@ static int print_ready(const json_t *root)
 	const json_t *sync = json_object_get(root, "sync"), *cfg = json_object_get(root, "config");
 	const json_t *kube = json_object_get(root, "kubernetes");
 	const json_t *gen = json_object_get(sync, "generation");
+	const json_t *pid_ns = json_object_get(root, "pid_ns");
+	struct stat ns;
 
+	/* A surge pod's probe reaches the old agent until the takeover: ready
+	 * only when the agent that answers is this container's. */
+	if (json_is_integer(pid_ns) && !stat("/proc/self/ns/pid", &ns) &&
+	    (json_int_t)ns.st_ino != json_integer_value(pid_ns)) {
+		ctl_err("not ready: the agent answering (pid %lld of another pid namespace) is not this "
+			"one: the takeover is not done", (long long)json_integer_value(json_object_get(root, "pid")));
+		return -EAGAIN;
+	}
 	if (json_is_integer(gen) && json_integer_value(gen) >= 1) {
 		printf("ready: configuration generation %lld is in the maps\n",
 		       (long long)json_integer_value(gen));
