@@ -155,8 +155,10 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/bench $(BENCH)
 
-# Load with no failed request: 10,000 tunnelled connections held 60 s and
-# 100,000 short ones through a VIP (scripts/soak; SOAK="--conns N ..." to change).
+# Load with no failed request: 10,000 tunnelled connections held 60 s,
+# 100,000 short ones through a VIP, then both agents upgraded under 5,000 +
+# 5,000 held connections (scripts/soak; SOAK="--conns N ..." to change).
+SOAK ?= --upgrade 5000
 soak: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/soak $(SOAK)

@@ -3197,8 +3197,9 @@ int tunnel_adopt(struct tunnel *t, const char *meta, const int fd[2], const stru
 	c->service = xstrdup(jstr(o, "service"));
 	for (int i = 0; i < 2; i++) {
 		const json_t *pod = json_array_get(pods, i);
-		const struct tpod *p = pod_find(t, json_string_value(json_array_get(pod, 0)),
-						json_string_value(json_array_get(pod, 1)), false);
+		const char *ns = json_string_value(json_array_get(pod, 0));
+		const char *name = json_string_value(json_array_get(pod, 1));
+		const struct tpod *p = ns && name ? pod_find(t, ns, name, false) : NULL;
 
 		c->pod_ids[i] = p ? p->id : 0;
 		peer_of_json(&c->peer[i], json_array_get(json_object_get(o, "peers"), i));

@@ -16,7 +16,8 @@
 # ones); each old agent has exited within drain + 10 s and logged "handover:
 # drained" (and the new one "handover: took over from pid OLD"); node-1's old
 # agent handed over at least the 20 long relays and the new one carried them
-# on; the new agent answers status with its pid. Then --takeover with no agent
+# on; the new agent answers status with its pid; the pods' tcx links after
+# the three upgrades are the ones before (same ids). Then --takeover with no agent
 # on a fresh node root starts normally, and `lab down` leaves no pins, netns
 # or agent. Every load and wait is bounded. About 50 s.
 . "$(dirname "$0")/lib.sh"
@@ -241,6 +242,17 @@ upgrade() {
 	hold_check "$step"
 }
 
+# the pods' tcx links: after any number of upgrades the very same links (ids),
+# each new agent having swapped its program into the one it inherited
+tc_links() {
+	local p f
+	p=$(agent_pid "$1")
+	for f in /proc/"$p"/fdinfo/*; do
+		grep -q '^link_type:.tcx' "$f" 2>/dev/null && awk '/^link_id:/ {print $2}' "$f"
+	done | sort -n | tr '\n' ' '
+}
+TC_BEFORE="node-1: $(tc_links node-1)node-2: $(tc_links node-2)"
+
 sleep 1	# the short load runs before the first upgrade
 for s in "upgrade 1:node-1" "upgrade 2:node-2" "upgrade 3:node-1"; do
 	if [[ -n $UPGRADE_FAILED ]]; then
@@ -250,6 +262,9 @@ for s in "upgrade 1:node-1" "upgrade 2:node-2" "upgrade 3:node-1"; do
 	upgrade "${s%%:*}" "${s#*:}"
 done
 sleep 1	# and after the last one
+TC_AFTER="node-1: $(tc_links node-1)node-2: $(tc_links node-2)"
+check "the pods' tcx links are the same ones after the upgrades ($TC_AFTER)" \
+	test "$TC_BEFORE" = "$TC_AFTER" -a "$TC_BEFORE" != "node-1: node-2: "
 
 # ---------------------------------------------------------------- short load
 touch "$E2E_TMP/stop"

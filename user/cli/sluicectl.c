@@ -761,6 +761,10 @@ static int print_status(const json_t *root)
 	else
 		snprintf(b, sizeof(b), "-");
 	KV("Uptime:", "%s", b);
+	/* only while an upgrade is under way (docs/reliability.md) */
+	if (json_is_object(json_object_get(root, "handover")) &&
+	    strcmp(js(json_object_get(root, "handover"), "state"), "serving"))
+		KV("Handover:", "%s", js(json_object_get(root, "handover"), "state"));
 	print_status_config(json_object_get(root, "config"));
 	print_status_kube(json_object_get(root, "kubernetes"));
 	ret = print_status_datapath(json_object_get(root, "datapath"));
