@@ -93,6 +93,7 @@ ctl_api() { nsenter --net="/run/netns/$NS" curl -s --max-time 5 -X POST --data "
 
 agent dir --config-dir "$E2E_REPO/manifests/examples"
 agent kube --kubeconfig "$E2E_TMP/kubeconfig"
+KUBE_PID=${pids[-1]}
 check "directory agent has a configuration" wait_until 20 has_gen dir 1
 check "kube agent has a configuration" wait_until 20 has_gen kube 1
 if ! has_gen kube 1; then
@@ -138,3 +139,24 @@ ctl_api /expire '{"resource":"services"}'
 ctl_api /apply "$(svc 82)"
 check "after 410 Gone and a relist, changes still show" wait_until 15 bash -c "sluicectl --socket $E2E_TMP/kube.sock services | grep -qE '10\.96\.0\.77 +82 '"
 check "the kube agent logged no error" bash -c "! grep -E ' err ' $E2E_TMP/agent-kube.log"
+
+# --- an upgrade in Kubernetes mode: the successor tells the old agent it is
+# ready only once it has listed the API (not on the pinned maps alone)
+nsenter --net="/run/netns/$NS" sluice-agent --node-name node-1 --bpffs-root "/sys/fs/bpf/sluice-kube-$E2E_ID-kube" \
+	--cgroup "$CG/kube" --status-socket "$E2E_TMP/kube.sock" --no-mesh --policy-scope none \
+	--metrics off --kubeconfig "$E2E_TMP/kubeconfig" --takeover --drain-seconds 5 \
+	>"$E2E_TMP/agent-kube2.log" 2>&1 &
+pids+=($!)
+KUBE2_PID=$!
+check "upgrade: the first kube agent hands over and exits" wait_until 20 bash -c "! kill -0 $KUBE_PID"
+log2=$(cat "$E2E_TMP/agent-kube2.log")
+expect_contains "upgrade: the successor took over" "$log2" "handover: took over from pid $KUBE_PID"
+check "upgrade: it said READY after its first configuration from the API" /usr/bin/python3 -c '
+import sys
+log = open(sys.argv[1]).read()
+gen, ready = log.find("config: generation 1:"), log.find("handover: serving")
+sys.exit(0 if 0 <= gen < ready else 1)' "$E2E_TMP/agent-kube2.log"
+status_pid() { sctl kube --json status | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'; }
+check "upgrade: the status socket answers from the successor" test "$(status_pid)" = "$KUBE2_PID"
+check "upgrade: the Services are still there" bash -c "sluicectl --socket $E2E_TMP/kube.sock services | grep -qE '10\.96\.0\.77 +82 '"
+check "upgrade: the successor logged no error" bash -c "! grep -E ' err ' $E2E_TMP/agent-kube2.log"
