@@ -56,6 +56,7 @@ static bool cap_up(struct cap *c, bool enrol, bool listeners)
 		return false;
 	/* This netns plays the pod: 10.244.1.10 is "its own" address. */
 	fx_sh("ip addr add 10.244.1.10/32 dev lo && ip -6 addr add fd00:244::10/128 dev lo nodad");
+	fx_wait_local6("fd00:244::10");
 	inet_pton(AF_INET, "10.244.1.10", &v.ip4.v4);
 	inet_pton(AF_INET6, "fd00:244::10", &v.ip6.v6);
 	if (listeners) {

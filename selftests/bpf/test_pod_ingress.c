@@ -135,6 +135,7 @@ void test_pod_ingress_packets(void)
 	if (!ASSERT_OK_PTR(skel, "open") || !ASSERT_OK(pod_ingress__load(skel), "load"))
 		goto out;
 	fx_sh("ip addr add 10.1.0.1/32 dev lo && ip -6 addr add fd00:1::1/128 dev lo nodad");
+	fx_wait_local6("fd00:1::1");
 
 	run_cases(skel, false);	/* no agent listeners: fail open */
 

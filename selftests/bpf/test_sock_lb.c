@@ -99,7 +99,8 @@ static bool world_up(struct world *w, bool v6)
 	w->aff_fd = loader_map_fd(w->ld, SL_MAP_AFF);
 	if (v6) {
 		for (int i = 0; i < N_BE; i++)
-			if (!ASSERT_OK(fx_sh("ip -6 addr add %s/128 dev lo nodad", be_ip6[i]), "add v6 addr"))
+			if (!ASSERT_OK(fx_sh("ip -6 addr add %s/128 dev lo nodad", be_ip6[i]), "add v6 addr") ||
+			    !ASSERT_OK(fx_wait_local6(be_ip6[i]), "its local route"))
 				return false;
 	}
 	for (int i = 0; i < N_BE; i++) {

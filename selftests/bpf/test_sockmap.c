@@ -75,6 +75,7 @@ static bool sm_up(struct sm *m, bool enrol, bool no_sockmap)
 	 * agent sets up in every enrolled pod). */
 	fx_sh("ip addr add " POD_IP4 "/32 dev lo && ip -6 addr add " POD_IP6 "/128 dev lo nodad && "
 	      "sysctl -qw net.ipv4.tcp_fwmark_accept=1");
+	fx_wait_local6(POD_IP6);
 	inet_pton(AF_INET, POD_IP4, &v.ip4.v4);
 	inet_pton(AF_INET6, POD_IP6, &v.ip6.v6);
 	m->l4 = fx_listen(SOCK_STREAM, "127.0.0.1", SL_PORT_OUTBOUND);

@@ -142,6 +142,12 @@ int fx_sh(const char *fmt, ...)
 	return st == -1 ? -1 : WEXITSTATUS(st);
 }
 
+int fx_wait_local6(const char *ip)
+{
+	return fx_sh("for i in $(seq 200); do ip -6 route show table local | grep -q '^local %s ' && "
+		     "exit 0; sleep 0.01; done; exit 1", ip) ? -1 : 0;
+}
+
 int fx_sockaddr(const char *ip, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
 {
 	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;

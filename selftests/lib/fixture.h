@@ -21,6 +21,10 @@ bool fixture_setup(struct fixture *f);
 void fixture_teardown(struct fixture *f);
 /* Runs a shell command (formatted); returns its exit status. */
 int fx_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Wait (up to 2 s) for the local route of an IPv6 address just added: even
+ * with nodad it comes from a workqueue, and on a loaded machine a connect
+ * can beat it (ENETUNREACH). 0, or -1 if it never came. */
+int fx_wait_local6(const char *ip);
 /* The runner calls this after a test process ends, to remove its cgroup. */
 void fixture_reap(int pid);
 

@@ -1006,6 +1006,9 @@ static bool setup(const struct setup_opts *so)
 		test_skip("cannot add IPv6 addresses to lo");
 		return false;
 	}
+	for (const char *const *ip = (const char *const[]){ "fd00::2", "fd00::3", "fd00::4", "fd00::5", "fd00::8", NULL };
+	     *ip; ip++)
+		fx_wait_local6(*ip);
 	pthread_mutex_init(&W.mu, NULL);
 	W.home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (!ASSERT_TRUE(ca_make(&W.ca, "mesh root") && ca_make(&W.ca2, "other root"), "CAs"))
