@@ -756,7 +756,7 @@ static void answer(struct wconn *c, unsigned int status, const char *reason, con
 		wp_hlist_add(&l, "content-type", "text/plain");
 	if (location)
 		wp_hlist_add(&l, "location", location);
-	if (!c->req_keepalive)
+	if (!c->req_keepalive || c->w->draining)
 		wp_hlist_add(&l, "connection", "close");
 	wp_hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
 	if (!buf_printf(o, "HTTP/1.1 %u %s\r\n", status, reason) || !hlist_write(o, &l) ||
@@ -1295,6 +1295,9 @@ static void upstream_parse(struct wconn *c)
 					return;
 				hlist_from_head(&l, c->h);
 				wp_hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
+				/* draining (an upgrade): the client must not send another */
+				if (c->w->draining && code >= 200)
+					wp_hlist_set(&l, "connection", "close");
 				if (!buf_cat(&cs->out, sl, 5) || !hlist_write(&cs->out, &l)) {
 					fail(c, 502, NULL);
 					return;

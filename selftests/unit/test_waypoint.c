@@ -419,6 +419,48 @@ out:
 	teardown();
 }
 
+static void drain_fn(void *arg)
+{
+	(void)arg;
+	waypoint_drain(W.wp);
+}
+
+/* An upgrade (waypoint_drain): a connection between requests closes at once;
+ * one in the middle of a request gets its response, saying Connection: close,
+ * and then closes. */
+void test_waypoint_drain(void)
+{
+	char *out;
+	int idle = -1, busy = -1;
+
+	if (!setup(0))
+		goto out;
+	idle = client();
+	busy = client();
+	if (!ASSERT_GE(idle, 0, "client") || !ASSERT_GE(busy, 0, "client"))
+		goto out;
+	ASSERT_TRUE(send_str(idle, "GET /a HTTP/1.1\r\nHost: web\r\n\r\n"), "idle: a request");
+	out = read_until(idle, "GET /a HTTP/1.1", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK", "idle: answered");
+	ASSERT_FALSE(strstr(out, "onnection: close"), "idle: kept alive before the drain");
+	/* half a request on the other one */
+	ASSERT_TRUE(send_str(busy, "GET /b HTTP/1.1\r\nHost: web\r\n"), "busy: half a head");
+	usleep(50 * 1000);
+	wcall(drain_fn, NULL);
+	out = read_until(idle, NULL, 3000);	/* to EOF */
+	ASSERT_STREQ(out, "", "idle: closed at once, nothing more sent");
+	ASSERT_TRUE(send_str(busy, "\r\n"), "busy: the rest of the head");
+	out = read_until(busy, NULL, 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK", "busy: answered");
+	ASSERT_HAS(out, "onnection: close", "busy: told to close");
+out:
+	if (idle >= 0)
+		close(idle);
+	if (busy >= 0)
+		close(busy);
+	teardown();
+}
+
 void test_waypoint_chunked_body(void)
 {
 	const char *req = "POST /up HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n"
