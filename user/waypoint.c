@@ -379,13 +379,23 @@ void wp_hlist_edits_packed(struct hlist *l, const char *p, size_t len)
 /* Append "name: value\r\n"... and the final CRLF. false: no room. */
 static bool hlist_write(struct buf *b, const struct hlist *l)
 {
+	/* one room check and two copies a field, not four buf_puts */
 	for (size_t i = 0; i < l->n; i++) {
-		if (buf_room(b) < l->name_len[i] + l->value_len[i] + 4)
+		size_t nl = l->name_len[i], vl = l->value_len[i];
+		char *t;
+
+		if (buf_room(b) < nl + vl + 4)
 			return false;
-		buf_put(b, l->name[i], l->name_len[i]);
-		buf_put(b, ": ", 2);
-		buf_put(b, l->value[i], l->value_len[i]);
-		buf_put(b, "\r\n", 2);
+		t = buf_tail(b);
+		if (nl)
+			memcpy(t, l->name[i], nl);
+		t[nl] = ':';
+		t[nl + 1] = ' ';
+		if (vl)
+			memcpy(t + nl + 2, l->value[i], vl);
+		t[nl + 2 + vl] = '\r';
+		t[nl + 3 + vl] = '\n';
+		buf_add(b, nl + vl + 4);
 	}
 	return buf_put(b, "\r\n", 2) == 2;
 }
@@ -428,13 +438,17 @@ static bool buf_cat(struct buf *b, const char *const *parts, size_t n)
 static struct series *series_get(struct waypoint *w, const struct wconn *c, const struct waypoint_dst *dst,
 				  const char *svc_name, unsigned int code)
 {
-	struct series *s;
+	struct series *s = w->series_hit;
 
+#define SERIES_IS(s) ((s)->code == code && !strcmp((s)->src_ns, c->ns) && !strcmp((s)->src_wl, c->name) && \
+		      !strcmp((s)->dst_svc, svc_name) && !strcmp((s)->dst_ns, dst->ns) && \
+		      !strcmp((s)->dst_wl, dst->workload))
+	if (s && SERIES_IS(s))
+		return s;
 	for (s = w->series; s; s = s->next)
-		if (s->code == code && !strcmp(s->src_ns, c->ns) && !strcmp(s->src_wl, c->name) &&
-		    !strcmp(s->dst_svc, svc_name) && !strcmp(s->dst_ns, dst->ns) &&
-		    !strcmp(s->dst_wl, dst->workload))
-			return s;
+		if (SERIES_IS(s))
+			return w->series_hit = s;
+#undef SERIES_IS
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
@@ -455,7 +469,7 @@ static struct series *series_get(struct waypoint *w, const struct wconn *c, cons
 	s->code = code;
 	s->next = w->series;
 	w->series = s;
-	return s;
+	return w->series_hit = s;
 }
 
 #define ALOG_SIZE		65536
@@ -1820,6 +1834,10 @@ void waypoint_free(struct waypoint *w)
 	free(w->alog);
 	while (w->n_bodies)
 		free(w->bodies[--w->n_bodies]);
+	while (w->n_spare_st)
+		free(w->spare_st[--w->n_spare_st]);
+	while (w->n_spare_hv)
+		free(w->spare_hv[--w->n_spare_hv]);
 	while (w->series) {
 		struct series *s = w->series;
 

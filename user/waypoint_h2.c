@@ -31,6 +31,14 @@
 #define BODY_BUF	65536		/* = the initial stream window: never overflows */
 #define MAX_STREAMS	100
 #define MAX_HDRS	WAYPOINT_HEADERS_MAX
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define KEEP_SPARES	0	/* ASan finds a use after free only in freed memory */
+#else
+#define KEEP_SPARES	1
+#endif
 
 struct h2hdr {
 	char *name, *value;
@@ -105,9 +113,10 @@ struct wp_h2 {
 
 /* ---- small helpers ---- */
 
-static struct hvec *hvec_new(void)
+static struct hvec *hvec_new(struct waypoint *w)
 {
-	struct hvec *v = malloc(sizeof(*v));	/* fields past n are written before read */
+	/* fields past n are written before read */
+	struct hvec *v = w->n_spare_hv ? w->spare_hv[--w->n_spare_hv] : malloc(sizeof(*v));
 
 	if (!v)
 		return NULL;
@@ -119,7 +128,7 @@ static struct hvec *hvec_new(void)
 	return v;
 }
 
-static void hvec_free(struct hvec *v)
+static void hvec_free(struct waypoint *w, struct hvec *v)
 {
 	if (!v)
 		return;
@@ -129,7 +138,10 @@ static void hvec_free(struct hvec *v)
 		v->blocks = b->next;
 		free(b);
 	}
-	free(v);
+	if (KEEP_SPARES && w->n_spare_hv < WP_SPARE_HVECS)
+		w->spare_hv[w->n_spare_hv++] = v;
+	else
+		free(v);
 }
 
 /* n bytes of the list's storage, or NULL. */
@@ -213,7 +225,8 @@ static bool hop_header(const char *n, size_t len)
 	}
 }
 
-/* An nghttp2_nv list being built: names lower-cased into scratch. */
+/* An nghttp2_nv list being built: names lower-cased into scratch when
+ * they are not already. */
 struct nvlist {
 	nghttp2_nv v[MAX_HDRS + 2 * ROUTE_MAX_EDITS + 8];
 	size_t n;
@@ -231,15 +244,24 @@ static struct nvlist *nv_begin(void)
 }
 
 /* A field for nghttp2 (which copies it on submit): names lower-cased into
- * the list's scratch, values by pointer. */
+ * the list's scratch (by pointer when lower-case already), values by
+ * pointer. */
 static void nv_add_n(struct nvlist *l, const char *name, size_t nl, const char *value, size_t vl)
 {
+	size_t i = 0;
+
 	if (l->n == sizeof(l->v) / sizeof(l->v[0]) || nl >= sizeof(l->lower[0]))
 		return;
-	for (size_t i = 0; i < nl; i++)
-		l->lower[l->n][i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-	l->lower[l->n][nl] = 0;
-	name = l->lower[l->n];
+	/* names from nghttp2 are lower-case already (it refuses others): only
+	 * route edits' and literals' may need the copy */
+	while (i < nl && !(name[i] >= 'A' && name[i] <= 'Z'))
+		i++;
+	if (i < nl) {
+		for (i = 0; i < nl; i++)
+			l->lower[l->n][i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+		l->lower[l->n][nl] = 0;
+		name = l->lower[l->n];
+	}
 	/* nghttp2 takes const bytes through a non-const pointer (and does not
 	 * write to them: NO_COPY is not set) */
 	memcpy(&l->v[l->n].name, &name, sizeof(name));
@@ -315,12 +337,15 @@ static void stream_free(struct h2st *st)
 		nghttp2_session_consume_connection(st->up->ng, st->respb.data);
 	if (st->reqb.data && h->ng)
 		nghttp2_session_consume_connection(h->ng, st->reqb.data);
-	hvec_free(st->req);
-	hvec_free(st->resp);
-	hvec_free(st->trl);
+	hvec_free(h->c->w, st->req);
+	hvec_free(h->c->w, st->resp);
+	hvec_free(h->c->w, st->trl);
 	buf_release(h->c->w, &st->reqb);
 	buf_release(h->c->w, &st->respb);
-	free(st);
+	if (KEEP_SPARES && h->c->w->n_spare_st < WP_SPARE_STREAMS)
+		h->c->w->spare_st[h->c->w->n_spare_st++] = st;
+	else
+		free(st);
 }
 
 static void stream_maybe_free(struct h2st *st)
@@ -470,12 +495,12 @@ static int up_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8
 			return 0;
 		}
 		if (!st->resp)
-			st->resp = hvec_new();
+			st->resp = hvec_new(st->h->c->w);
 		if (st->resp && !hvec_add(st->resp, name, nl, value, vl))
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	} else if (f->headers.cat == NGHTTP2_HCAT_HEADERS) {
 		if (!st->trl)
-			st->trl = hvec_new();
+			st->trl = hvec_new(st->h->c->w);
 		if (st->trl && !hvec_add(st->trl, name, nl, value, vl))
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
@@ -493,7 +518,7 @@ static int up_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *u
 	if (f->hd.type == NGHTTP2_HEADERS) {
 		if (f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
 			if (st->status >= 100 && st->status < 200) {	/* interim: dropped */
-				hvec_free(st->resp);
+				hvec_free(st->h->c->w, st->resp);
 				st->resp = NULL;
 				return 0;
 			}
@@ -857,15 +882,16 @@ static ssize_t cl_send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, 
 static int cl_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct wp_h2 *h = ud;
+	struct waypoint *w = h->c->w;
 	struct h2st *st;
 
 	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	/* the small fields zeroed; edits (4 KiB, last) are written before read */
-	st = malloc(sizeof(*st));
+	st = w->n_spare_st ? w->spare_st[--w->n_spare_st] : malloc(sizeof(*st));
 	if (st)
 		memset(st, 0, offsetof(struct h2st, edits));
-	if (!st || !(st->req = hvec_new())) {
+	if (!st || !(st->req = hvec_new(w))) {
 		free(st);
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}

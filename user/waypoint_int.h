@@ -22,6 +22,8 @@ struct wp_h2;
 #define REASON_MAX	64
 #define N_BUCKETS	14
 #define WP_SPARE_BODIES	16
+#define WP_SPARE_STREAMS	16
+#define WP_SPARE_HVECS	32
 
 struct hfield {
 	uint32_t name, name_len, value, value_len;	/* offsets into the head's text */
@@ -155,6 +157,7 @@ struct waypoint {
 	struct waypoint_stats st;
 	bool draining;			/* waypoint_drain: no keep-alive from now on */
 	struct series *series;
+	struct series *series_hit;	/* the last one counted: the next request's, mostly */
 	uint64_t rnd;
 	/* access log lines, written together when the buffer fills, a second
 	 * after the first line in it, and at waypoint_free (not a write(2) per
@@ -166,6 +169,13 @@ struct waypoint {
 	 * next ones */
 	void *bodies[WP_SPARE_BODIES];
 	size_t n_bodies;
+	/* HTTP/2 streams and header lists of finished streams, for the next
+	 * ones (4-5 KiB each: too big for malloc's per-thread cache, so each
+	 * malloc and free went through glibc's bins, three a request) */
+	void *spare_st[WP_SPARE_STREAMS];
+	size_t n_spare_st;
+	void *spare_hv[WP_SPARE_HVECS];
+	size_t n_spare_hv;
 };
 
 /* A header list being rewritten: names and values by pointer and length
