@@ -953,6 +953,24 @@ static int take_over(const struct options *o)
 	return err;
 }
 
+static const struct {
+	const char *path;
+	status_handler fn;
+} status_routes[] = {
+	{ "/status", h_status },
+	{ "/services", h_services },
+	{ "/workloads", h_workloads },
+	{ "/maps", h_maps },
+	{ "/sockmap", h_sockmap },
+	{ "/connections", h_connections },
+	{ "/certs", h_certs },
+	{ "/policies", h_policies },
+	{ "/policy-check", h_policy_check },
+	{ "/routes", h_routes },
+	{ "/gateways", h_gateways },
+	{ "/route-check", h_route_check },
+};
+
 static int run_agent(const struct options *o)
 {
 	struct config_watch *watch = NULL;
@@ -1002,18 +1020,8 @@ static int run_agent(const struct options *o)
 		pr_err("status: cannot listen on %s: %s", o->status_socket, strerror(-err));
 		goto out;
 	}
-	status_route(status_srv, "/status", h_status, NULL);
-	status_route(status_srv, "/services", h_services, NULL);
-	status_route(status_srv, "/workloads", h_workloads, NULL);
-	status_route(status_srv, "/maps", h_maps, NULL);
-	status_route(status_srv, "/sockmap", h_sockmap, NULL);
-	status_route(status_srv, "/connections", h_connections, NULL);
-	status_route(status_srv, "/certs", h_certs, NULL);
-	status_route(status_srv, "/policies", h_policies, NULL);
-	status_route(status_srv, "/policy-check", h_policy_check, NULL);
-	status_route(status_srv, "/routes", h_routes, NULL);
-	status_route(status_srv, "/gateways", h_gateways, NULL);
-	status_route(status_srv, "/route-check", h_route_check, NULL);
+	for (size_t i = 0; i < sizeof(status_routes) / sizeof(status_routes[0]); i++)
+		status_route(status_srv, status_routes[i].path, status_routes[i].fn, NULL);
 	err = start_handover(o);
 	if (err)
 		goto out;

@@ -3216,6 +3216,7 @@ int tunnel_adopt(struct tunnel *t, const char *meta, const int fd[2], const stru
 			json_is_true(json_object_get(o, "mtls")));
 	json_decref(o);
 	c->st = CONN_ST_RELAY;
+	/* both ends owned before either is watched: a failure below resets both */
 	for (int i = 0; i < 2; i++) {
 		c->end[i].kind = END_FD;
 		c->end[i].fd = fd[i];
