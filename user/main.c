@@ -61,6 +61,7 @@ static struct {
 	pid_t successor;
 	unsigned int drain_ms;
 	uint64_t drain_due;
+	unsigned int drain_ticks;	/* drain_tick calls (every 100 ms) */
 	struct loop_timer drain_timer;
 	struct loop_timer ready_timer;	/* Kubernetes mode: READY at the latest */
 } up = { .drain_ms = 30000 };
@@ -830,6 +831,16 @@ static void drain_tick(struct loop_timer *t)
 	bool done = drained();
 
 	if (!done && loop_now_ms() < up.drain_due) {
+		/* every 5 s, what the drain waits for (an operator's question) */
+		if (agent.tunnel && ++up.drain_ticks % 50 == 0) {
+			char open[256];
+
+			tunnel_describe_open(agent.tunnel, open, sizeof(open));
+			waypoint_stats_get_opt(&ws);
+			pr_info("handover: draining, %llu s left: %s; %llu L7 connections",
+				(unsigned long long)((up.drain_due - loop_now_ms()) / 1000), open,
+				(unsigned long long)ws.conns_open);
+		}
 		loop_timer_arm(loop, t, 100);
 		return;
 	}

@@ -47,6 +47,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,7 @@
 #define PUMP_BUDGET		(1024 * 1024)	/* bytes one connection moves per turn */
 #define ACCEPT_BUDGET		64		/* accepts per listener event */
 #define ACCEPT_PAUSE_MS		100		/* after EMFILE/ENFILE/ENOBUFS/ENOMEM */
+#define HBONE_REFUSED_RETRIES	3		/* a stream refused (GOAWAY race) goes again */
 
 #define H2_STREAM_WINDOW	(4 << 20)	/* HBONE.md */
 #define H2_CONN_WINDOW		(16 << 20)
@@ -253,7 +255,7 @@ struct tconn {
 	void *shortcut;			/* ops.shortcut_open's handle, or NULL */
 	bool sc_off[2];			/* shortcut_relayed said no, per direction */
 	bool zombie;			/* closed, waiting for nghttp2 to drop the stream */
-	bool retried;			/* REFUSED_STREAM retry used */
+	uint8_t retries;		/* REFUSED_STREAM retries used */
 	bool need_retry;
 	bool src_virt;			/* the source is a virtual client: its sockets are the agent's */
 	bool exported;			/* handed to a successor agent: not closed, not counted */
@@ -1659,6 +1661,13 @@ static int h2s_established(struct h2s *s)
 	loop_timer_arm(t->loop, &s->ping, t->o.keepalive_ms);
 	pr_debug("tunnel: HBONE %s %s up, peer %s", s->server ? "from" : "to",
 		 addr_fmt(&s->remote, (char[64]){ 0 }, 64), s->peer_id);
+	if (s->server && s->goaway) {
+		/* Drained during its handshake (an upgrade): say so before the
+		 * client sends streams we would only refuse, and close once the
+		 * GOAWAY is out. */
+		nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+		h2s_arm_idle(s);
+	}
 	if (!s->server) {
 		struct tl *n, *next;
 		int submitted = 0;
@@ -2114,9 +2123,14 @@ static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void
 		return 0;
 	}
 	if (!s->server && c->st == CONN_ST_REQUEST && code == NGHTTP2_REFUSED_STREAM &&
-	    !c->retried) {
-		/* Not processed by the server (GOAWAY race): once more, elsewhere. */
-		c->retried = true;
+	    c->retries < HBONE_REFUSED_RETRIES) {
+		/* Not processed by the server (GOAWAY race): again, elsewhere.
+		 * Our servers refuse only when going away, so no new stream goes
+		 * on this session, even before its GOAWAY arrives; each retry
+		 * is on another session, so a few cover several peers
+		 * draining at once (an upgrade). */
+		c->retries++;
+		s->goaway = true;
 		c->need_retry = true;
 		tl_del(&e->snode);
 		e->s = NULL;
@@ -2130,8 +2144,13 @@ static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void
 		return 0;
 	}
 	if (code != NGHTTP2_NO_ERROR || !c->p[c->h2i].eof || !c->p[!c->h2i].done) {
-		pr_debug("tunnel: conn %llu: stream %d reset by peer (%s)",
-			 (unsigned long long)c->id, sid, nghttp2_http2_strerror(code));
+		if (c->st == CONN_ST_REQUEST)
+			pr_info("tunnel: HBONE CONNECT %s%s: stream reset by peer (%s): resetting the client",
+				addr_fmt(&c->dst, (char[64]){ 0 }, 64), c->retries ? " (retried)" : "",
+				nghttp2_http2_strerror(code));
+		else
+			pr_debug("tunnel: conn %llu: stream %d reset by peer (%s)",
+				 (unsigned long long)c->id, sid, nghttp2_http2_strerror(code));
 		e->rst_sent = true;
 		conn_close(c, -ECONNRESET);
 		return 0;
@@ -3239,6 +3258,49 @@ int tunnel_adopt(struct tunnel *t, const char *meta, const int fd[2], const stru
 bool tunnel_idle(const struct tunnel *t)
 {
 	return tl_empty(&t->conns) && tl_empty(&t->sessions);
+}
+
+/* Append to buf (size > 0) at *len; stops at the end, always terminated. */
+static void __attribute__((format(printf, 4, 5)))
+snprintf_add(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*len >= size - 1)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *len, size - *len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*len = *len + (size_t)n < size - 1 ? *len + (size_t)n : size - 1;
+}
+
+void tunnel_describe_open(const struct tunnel *t, char *buf, size_t size)
+{
+	unsigned int conns[CONN_ST_COUNT] = { 0 }, sess[2][H2S_ST_COUNT] = { 0 }, streams = 0;
+	size_t len = 0;
+	const struct tl *n;
+
+	for (n = t->conns.next; n != &t->conns; n = n->next)
+		conns[container_of(n, struct tconn, node)->st]++;
+	for (n = t->sessions.next; n != &t->sessions; n = n->next) {
+		const struct h2s *s = container_of(n, struct h2s, node);
+
+		sess[s->server][s->st]++;
+		streams += s->n_streams;
+	}
+	buf[0] = 0;
+	for (int i = 0; i < CONN_ST_COUNT; i++)
+		if (conns[i])
+			snprintf_add(buf, size, &len, "%s%u %s", len ? ", " : "", conns[i], conn_st_str(i));
+	snprintf_add(buf, size, &len, "%ssessions:", len ? "; " : "");
+	for (int side = 0; side < 2; side++)
+		for (int i = 0; i < H2S_ST_COUNT; i++)
+			if (sess[side][i])
+				snprintf_add(buf, size, &len, " %u %s %s", sess[side][i],
+					     side ? "server" : "client", h2s_st_str(i));
+	snprintf_add(buf, size, &len, " (%u streams)", streams);
 }
 
 int tunnel_pod_remove(struct tunnel *t, const char *ns, const char *name)

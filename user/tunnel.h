@@ -217,6 +217,10 @@ int tunnel_pod_remove(struct tunnel *t, const char *ns, const char *name);
 void tunnel_drain(struct tunnel *t, unsigned int ms);
 /* No connection and no HBONE session left (closed ones may still be freed). */
 bool tunnel_idle(const struct tunnel *t);
+/* What keeps it from idle, for a draining agent's log: connections by state
+ * and sessions by side and state ("2 relay, 1 request; sessions: 1 client
+ * ready (3 streams)"). Truncated to size. */
+void tunnel_describe_open(const struct tunnel *t, char *buf, size_t size);
 
 /* Upgrades: a plaintext relay (both ends sockets: direct, passthrough,
  * inbound plaintext) goes to the successor as its two sockets, the bytes it

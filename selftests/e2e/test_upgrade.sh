@@ -277,6 +277,11 @@ if ((nb > 0)) && [[ -z $bad ]]; then
 else
 	fail "short connections through the VIP: $nb batches, failed ones:"
 	echo "${bad:-(none ran)}" | head -n 10 | sed 's/^/    /'
+	# what the agents said about failed connections, to tell whose they were
+	for n in node-1 node-2; do
+		echo "    --- $n: agent.log, tunnel and handover lines (last 40):"
+		grep -E 'tunnel: |handover: ' "$STATE/$n/agent.log" | tail -n 40 | sed 's/^/    /'
+	done
 fi
 # the load ran through every upgrade: batches ended while it went on (up to
 # the old agent's exit, or 2 s after a quick failure)

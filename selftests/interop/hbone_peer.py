@@ -12,7 +12,9 @@ HBONE the way the page says, independently of sluice's own code.
           check the client's TLS (1.3, ALPN h2, no SNI), its HTTP/2 settings
           and each CONNECT's headers (no :scheme/:path, :authority,
           forwarded for=, baggage, a traceparent per stream); answer 200 and
-          echo; exit after --streams streams.
+          echo; exit after --streams streams. --refuse-first: refuse the first
+          connection's first stream (REFUSED_STREAM without GOAWAY, a draining
+          server's race) and expect the retry on a second connection.
 
 Exit status 0 when every check passed; otherwise 1 with the reasons on
 stderr. Every wait is bounded by --timeout seconds.
@@ -28,6 +30,7 @@ import time
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.settings
 
@@ -160,6 +163,8 @@ def run_client(a):
     raw = socket.socket(fam, socket.SOCK_STREAM)
     raw.settimeout(a.timeout)
     raw.connect((host, port))
+    if a.pause_before_tls:
+        time.sleep(a.pause_before_tls)	# the server has accepted: its handshake waits
     # No server_hostname: no SNI, as HBONE.md asks of clients.
     tls = tls_context(False, a.cert, a.key, a.ca).wrap_socket(raw)
     check_tls(tls, a.expect_id)
@@ -171,7 +176,7 @@ def run_client(a):
     pump = Pump(conn)
     payload = os.urandom(a.bytes)
     st = {"status": None, "got": bytearray(), "ended": False, "reset": False,
-          "settings": None, "conn_window": None}
+          "settings": None, "conn_window": None, "goaway": None}
     sid = conn.get_next_available_stream_id()
     headers = [(":method", a.method), (":authority", a.authority)]
     if a.method != "CONNECT":
@@ -198,6 +203,10 @@ def run_client(a):
             st["ended"] = True
         elif isinstance(ev, h2.events.StreamReset) and ev.stream_id == sid:
             st["reset"] = True
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            st["goaway"] = ev.last_stream_id
+            if ev.last_stream_id is not None and ev.last_stream_id < sid:
+                st["reset"] = True	# our stream will not be processed
 
     def done():
         if st["status"] is None:
@@ -217,8 +226,12 @@ def run_client(a):
           "server MAX_FRAME_SIZE %r" % s.get(h2.settings.SettingCodes.MAX_FRAME_SIZE))
     check(s.get(h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE) == 64 * 1024,
           "server MAX_HEADER_LIST_SIZE %r" % s.get(h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE))
-    check(st["status"] == a.expect_status,
-          "status %r, want %d" % (st["status"], a.expect_status))
+    if a.expect_goaway:
+        check(st["goaway"] == 0, "GOAWAY last stream %r, want 0" % st["goaway"])
+        check(st["status"] is None, "status %r, want none (refused)" % st["status"])
+    else:
+        check(st["status"] == a.expect_status,
+              "status %r, want %d" % (st["status"], a.expect_status))
     if st["status"] == 200:
         check(st["conn_window"] == CONN_WINDOW,
               "server connection window %r, want %d" % (st["conn_window"], CONN_WINDOW))
@@ -248,6 +261,7 @@ def run_server(a):
     if a.ready_file:
         open(a.ready_file, "w").close()
     ls.settimeout(a.timeout)
+    refusing = refuse_first(ls, ctx, a) if a.refuse_first else None
     raw, _ = ls.accept()
     raw.settimeout(a.timeout)
     tls = ctx.wrap_socket(raw, server_side=True)
@@ -315,12 +329,48 @@ def run_server(a):
           "client MAX_HEADER_LIST_SIZE %r" % s.get(h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE))
     check(s.get(h2.settings.SettingCodes.ENABLE_PUSH) == 0,
           "client ENABLE_PUSH %r" % s.get(h2.settings.SettingCodes.ENABLE_PUSH))
+    if refusing:
+        # the retry went on the second connection: nothing more on the first
+        rtls, rconn = refusing
+        rtls.setblocking(False)
+        try:
+            data = rtls.recv(1 << 20)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            data = b""
+        except OSError:
+            data = b""
+        for ev in rconn.receive_data(data) if data else ():
+            check(not isinstance(ev, h2.events.RequestReceived),
+                  "a request on the connection that refused a stream")
+        rtls.close()
     try:
         conn.close_connection()
         tls.sendall(conn.data_to_send())
         tls.close()
     except OSError:
         pass
+
+
+def refuse_first(ls, ctx, a):
+    """Accept a connection and refuse its first stream with REFUSED_STREAM and
+    no GOAWAY, as a server going away does in a race; keep the connection
+    open (returned) so a retry on it would be seen."""
+    raw, _ = ls.accept()
+    raw.settimeout(a.timeout)
+    tls = ctx.wrap_socket(raw, server_side=True)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=False, header_encoding="utf-8", validate_inbound_headers=False))
+    conn.initiate_connection()
+    st = {"refused": False}
+
+    def handle(ev):
+        if isinstance(ev, h2.events.RequestReceived) and not st["refused"]:
+            conn.reset_stream(ev.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            st["refused"] = True
+
+    io_loop(tls, conn, Pump(conn), handle, lambda: st["refused"], a.timeout)
+    check(st["refused"], "no stream to refuse")
+    return tls, conn
 
 
 def main():
@@ -342,6 +392,13 @@ def main():
     p.add_argument("--bytes", type=int, default=100000)
     p.add_argument("--streams", type=int, default=1)
     p.add_argument("--ready-file")
+    p.add_argument("--pause-before-tls", type=float, default=0,
+                   help="client: wait this long between the TCP connect and TLS")
+    p.add_argument("--expect-goaway", action="store_true",
+                   help="client: expect GOAWAY with last stream 0 and no response")
+    p.add_argument("--refuse-first", action="store_true",
+                   help="server: refuse the first connection's first stream (REFUSED_STREAM, "
+                   "no GOAWAY); the retry must come on a new connection")
     p.add_argument("--timeout", type=float, default=20.0)
     a = p.parse_args()
     try:

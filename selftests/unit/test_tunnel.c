@@ -2402,6 +2402,121 @@ out:
 	teardown();
 }
 
+static void drain_fn(struct world *w, void *arg)
+{
+	(void)arg;
+	tunnel_drain(w->nodes[1].t, 2000);
+}
+
+/* An HBONE server told to drain (an upgrade: its successor accepts from now
+ * on) while a connection is in its TLS handshake: once the handshake is
+ * done, GOAWAY with last stream 0 goes out at once, so the client sends
+ * its streams elsewhere instead of having them refused one by one, and the
+ * connection closes without waiting for the drain's deadline. */
+void test_tunnel_drain_handshake(void)
+{
+	char cert[400], key[400], ca[400];
+	pid_t pid = -1;
+	int st = -1;
+	bool accepted = false;
+
+	if (!python_ready() || !setup(NULL))
+		goto out;
+	if (!ASSERT_TRUE(pem_identity("default", "client"), "pem"))
+		goto out;
+	snprintf(ca, sizeof(ca), "%s/ca.pem", test_tmpdir());
+	snprintf(cert, sizeof(cert), "%s/client.crt", test_tmpdir());
+	snprintf(key, sizeof(key), "%s/client.key", test_tmpdir());
+	{
+		const char *args[] = { "client", "--connect", "127.0.0.3:15008", "--authority", "127.0.0.3:8080",
+				       "--cert", cert, "--key", key, "--ca", ca,
+				       "--expect-id", "spiffe://cluster.local/ns/default/sa/server",
+				       "--pause-before-tls", "1", "--expect-goaway", NULL };
+
+		if (!ASSERT_OK(run_peer(args, &pid), "spawn peer"))
+			goto out;
+	}
+	for (int i = 0; i < 90 && !accepted; i++) {
+		accepted = stats(1).hbone_servers == 1;
+		if (!accepted)
+			usleep(10000);
+	}
+	if (!ASSERT_TRUE(accepted, "the server accepted (its handshake waits for the client)"))
+		goto out;
+	wcall(&W, drain_fn, NULL);
+	for (int k = 0; k < 1500; k++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			break;
+		usleep(10000);
+	}
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the client got GOAWAY, last stream 0");
+	pid = -1;
+	for (int i = 0; i < 100 && stats(1).hbone_servers; i++)
+		usleep(10000);
+	ASSERT_EQ(stats(1).hbone_servers, 0, "the connection closed before the drain's 2 s");
+	ASSERT_EQ(stats(1).conns_total, 0, "no stream was taken");
+out:
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	teardown();
+}
+
+/* A stream refused with REFUSED_STREAM and no GOAWAY (a server that began
+ * draining during our handshake, in an upgrade) is retried on a new
+ * connection, not on the one that refused it: the Python server refuses
+ * the first stream of its first connection, then serves a second one. */
+void test_tunnel_refused_retry(void)
+{
+	char cert[400], key[400], ca[400], ready[400];
+	struct wpod *p;
+	pid_t pid = -1;
+	int fd, st = -1;
+
+	if (!python_ready() || !setup(NULL))
+		goto out;
+	if (!ASSERT_TRUE(pem_identity("default", "py"), "pem"))
+		goto out;
+	snprintf(ca, sizeof(ca), "%s/ca.pem", test_tmpdir());
+	snprintf(cert, sizeof(cert), "%s/py.crt", test_tmpdir());
+	snprintf(key, sizeof(key), "%s/py.key", test_tmpdir());
+	snprintf(ready, sizeof(ready), "%s/ready", test_tmpdir());
+	{
+		const char *args[] = { "server", "--listen", "127.0.0.8:15008", "--cert", cert, "--key", key,
+				       "--ca", ca, "--expect-id", "spiffe://cluster.local/ns/default/sa/client",
+				       "--expect-authority", "127.0.0.8:9000", "--expect-for", "127.0.0.2",
+				       "--streams", "1", "--refuse-first", "--ready-file", ready, NULL };
+
+		if (!ASSERT_OK(run_peer(args, &pid), "spawn peer"))
+			goto out;
+	}
+	for (int k = 0; k < 1000 && access(ready, F_OK); k++)
+		usleep(10000);
+	if (!ASSERT_OK(access(ready, F_OK), "peer listening"))
+		goto out;
+	p = pod_named(&W, "client-0");
+	fd = dial(&W, p, "127.0.0.8", 9000);
+	if (!ASSERT_GE(fd, 0, "dial"))
+		goto out;
+	ASSERT_OK(xfer(fd, 1000, 31, true, true), "echo after the refusal");
+	close(fd);
+	for (int k = 0; k < 1500; k++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			break;
+		usleep(10000);
+	}
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "peer checks passed (retry on a new connection)");
+	pid = -1;
+	ASSERT_EQ(stats(0).hbone_clients_total, 2, "a second connection for the retry");
+out:
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	teardown();
+}
+
 /* PING keepalive: an idle pooled connection stays up while the peer answers
  * PINGs, and is closed when it stops answering (here: SIGSTOP). */
 void test_tunnel_keepalive(void)
