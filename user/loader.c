@@ -376,8 +376,42 @@ static int attach_all(struct loader *l)
 /* A pinned map whose layout differs from this build's (a newer agent grew a
  * map, e.g. more counters) cannot be reused: unpin it so that the load
  * creates the new one. Programs of the old agent keep the old map until
- * their links take the new programs; the agent rewrites what the maps hold. */
-static void unpin_stale_maps(struct bpf_object *obj)
+ * their links take the new programs; the agent rewrites what the maps hold.
+ *
+ * A hash map that differs only in max_entries (--max-services, --map-max) is
+ * resized instead: its pin is moved aside here, the load creates the map of
+ * the new size, and migrate_maps() copies every entry over before any link
+ * takes the new programs, so no Service goes missing in between. A map that
+ * holds more entries than the new size is not touched: the start fails with
+ * the sizes and the flag to change (never a silent loss). */
+struct loader_resize {
+	struct bpf_map *map;		/* of the object being loaded */
+	int old_fd;			/* the pinned map, moved aside */
+	uint32_t old_max;
+	char pin[PATH_MAX];
+};
+
+/* The option that sizes map name, for messages. */
+static const char *size_flag(const struct loader_opts *o, const char *name, char *buf, size_t len)
+{
+	for (size_t i = 0; i < o->n_map_max; i++)
+		if (!strcmp(o->map_max[i].name, name)) {
+			snprintf(buf, len, "--map-max %s=N", name);
+			return buf;
+		}
+	if (!strcmp(name, SL_MAP_SVC) || !strcmp(name, SL_MAP_BE))
+		return "--max-services";
+	snprintf(buf, len, "--map-max %s=N", name);
+	return buf;
+}
+
+static bool resizable(enum bpf_map_type t)
+{
+	return t == BPF_MAP_TYPE_HASH || t == BPF_MAP_TYPE_LRU_HASH;
+}
+
+static int replace_stale_maps(struct bpf_object *obj, const struct loader_opts *o, struct loader_resize *rs,
+			      size_t *n_rs, size_t max_rs)
 {
 	struct bpf_map *m;
 
@@ -392,19 +426,123 @@ static void unpin_stale_maps(struct bpf_object *obj)
 		fd = bpf_obj_get(pin);
 		if (fd < 0)
 			continue;
-		if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
-		    (info.type != bpf_map__type(m) || info.key_size != bpf_map__key_size(m) ||
-		     info.value_size != bpf_map__value_size(m) || info.max_entries != bpf_map__max_entries(m) ||
-		     info.map_flags != bpf_map__map_flags(m))) {
-			pr_warn("loader: pinned map %s has another layout (max_entries %u, key %u, value %u; now %u, %u, %u): "
-				"replaced with a new one",
-				pin, info.max_entries, info.key_size, info.value_size, bpf_map__max_entries(m),
-				bpf_map__key_size(m), bpf_map__value_size(m));
-			if (unlink(pin))
-				pr_warn("loader: unlink %s: %s", pin, strerror(errno));
+		if (bpf_obj_get_info_by_fd(fd, &info, &len) ||
+		    (info.type == bpf_map__type(m) && info.key_size == bpf_map__key_size(m) &&
+		     info.value_size == bpf_map__value_size(m) && info.max_entries == bpf_map__max_entries(m) &&
+		     info.map_flags == bpf_map__map_flags(m))) {
+			close(fd);
+			continue;
 		}
+		if (info.type == bpf_map__type(m) && resizable(info.type) && info.key_size == bpf_map__key_size(m) &&
+		    info.value_size == bpf_map__value_size(m) && info.map_flags == bpf_map__map_flags(m) &&
+		    *n_rs < max_rs) {
+			uint32_t want = bpf_map__max_entries(m);
+			void *keys = NULL, *vals = NULL;
+			size_t n = 0;
+			char flag[48];
+			int err = 0;
+
+			if (want < info.max_entries && info.type == BPF_MAP_TYPE_HASH) {
+				err = map_dump(fd, info.key_size, info.value_size, info.max_entries, &keys, &vals, &n);
+				free(keys);
+				free(vals);
+				if (err) {
+					pr_err("loader: pinned map %s: cannot count its entries: %s", pin, strerror(-err));
+					close(fd);
+					return err;
+				}
+				if (n > want) {
+					const char *name = bpf_map__name(m), *f = size_flag(o, name, flag, sizeof(flag));
+					bool by_svc = !strcmp(f, "--max-services");
+					char hint[64];
+
+					/* sl_be_v1 holds LOADER_BE_PER_SVC slots per --max-services */
+					if (by_svc)
+						snprintf(hint, sizeof(hint), "--max-services %zu",
+							 strcmp(name, SL_MAP_BE) ? n
+										 : (n + LOADER_BE_PER_SVC - 1) / LOADER_BE_PER_SVC);
+					else
+						snprintf(hint, sizeof(hint), "--map-max %s=%zu", name, n);
+					pr_err("loader: pinned map %s holds %zu entries, more than its new size %u (%s; "
+					       "pinned with room for %u): start with %s or more, or remove Services "
+					       "from the configuration first; the pinned maps are left as they are",
+					       pin, n, want, f, info.max_entries, hint);
+					close(fd);
+					return -ENOSPC;
+				}
+			}
+			if (unlink(pin)) {
+				err = -errno;
+				pr_err("loader: unlink %s: %s", pin, strerror(-err));
+				close(fd);
+				return err;
+			}
+			rs[*n_rs] = (struct loader_resize){ .map = m, .old_fd = fd, .old_max = info.max_entries };
+			snprintf(rs[*n_rs].pin, sizeof(rs[*n_rs].pin), "%s", pin);
+			(*n_rs)++;
+			continue;
+		}
+		pr_warn("loader: pinned map %s has another layout (max_entries %u, key %u, value %u; now %u, %u, %u): "
+			"replaced with a new one",
+			pin, info.max_entries, info.key_size, info.value_size, bpf_map__max_entries(m),
+			bpf_map__key_size(m), bpf_map__value_size(m));
+		if (unlink(pin))
+			pr_warn("loader: unlink %s: %s", pin, strerror(errno));
 		close(fd);
 	}
+	return 0;
+}
+
+/* Put the maps moved aside back under their pins (a failed start leaves the
+ * datapath's maps as they were) and close them. */
+static void restore_stale_maps(struct loader_resize *rs, size_t n_rs)
+{
+	for (size_t i = 0; i < n_rs; i++) {
+		unlink(rs[i].pin);	/* a new map the failed load pinned, if any */
+		if (bpf_obj_pin(rs[i].old_fd, rs[i].pin))
+			pr_err("loader: cannot pin %s back: %s", rs[i].pin, strerror(errno));
+		close(rs[i].old_fd);
+	}
+}
+
+/* Copy every entry of a map moved aside into its resized successor. 0, or
+ * -errno (logged) with every map put back as it was. */
+static int migrate_maps(struct loader_resize *rs, size_t n_rs, const struct loader_opts *o)
+{
+	for (size_t i = 0; i < n_rs; i++) {
+		struct bpf_map *m = rs[i].map;
+		size_t ks = bpf_map__key_size(m), vs = bpf_map__value_size(m), n = 0;
+		void *keys = NULL, *vals = NULL;
+		int fd = bpf_map__fd(m), err;
+		char flag[48];
+
+		err = map_dump(rs[i].old_fd, ks, vs, rs[i].old_max, &keys, &vals, &n);
+		if (!err && n) {
+			LIBBPF_OPTS(bpf_map_batch_opts, bo);
+			__u32 cnt = (__u32)n;
+
+			err = bpf_map_update_batch(fd, keys, vals, &cnt, &bo);
+			if (err == -EINVAL || err == -EOPNOTSUPP) {
+				err = 0;	/* no batch ops: one by one */
+				for (size_t j = 0; j < n && !err; j++)
+					if (bpf_map_update_elem(fd, (char *)keys + j * ks, (char *)vals + j * vs, BPF_ANY))
+						err = -errno;
+			}
+		}
+		free(keys);
+		free(vals);
+		if (err) {
+			pr_err("loader: resize %s from %u to %u entries: copy: %s; the pinned map is left as it was",
+			       rs[i].pin, rs[i].old_max, bpf_map__max_entries(m), strerror(-err));
+			restore_stale_maps(rs, n_rs);
+			return err;
+		}
+		pr_info("loader: map %s resized from %u to %u entries (%s): %zu entries copied", bpf_map__name(m),
+			rs[i].old_max, bpf_map__max_entries(m), size_flag(o, bpf_map__name(m), flag, sizeof(flag)), n);
+	}
+	for (size_t i = 0; i < n_rs; i++)
+		close(rs[i].old_fd);
+	return 0;
 }
 
 /* What a load error usually means, for the operator (docs/troubleshooting.md). */
@@ -427,17 +565,26 @@ static const char *load_hint(int err)
 }
 
 static int load_one(struct loader *l, struct bpf_object *obj, int (*load)(void *), void *skel,
-		    const char *name)
+		    const char *name, const struct loader_opts *o)
 {
+	struct loader_resize rs[16];
+	size_t n_rs = 0;
 	int err;
 
-	unpin_stale_maps(obj);
-	err = load(skel);
-
+	err = replace_stale_maps(obj, o, rs, &n_rs, sizeof(rs) / sizeof(rs[0]));
 	if (err) {
-		pr_err("loader: load %s: %s%s", name, strerror(-err), load_hint(err));
+		restore_stale_maps(rs, n_rs);
 		return err;
 	}
+	err = load(skel);
+	if (err) {
+		pr_err("loader: load %s: %s%s", name, strerror(-err), load_hint(err));
+		restore_stale_maps(rs, n_rs);
+		return err;
+	}
+	err = migrate_maps(rs, n_rs, o);
+	if (err)
+		return err;
 	if (l->n_objs >= sizeof(l->objs) / sizeof(l->objs[0])) {
 		pr_err("loader: more BPF objects than the loader has room for (%zu)", l->n_objs);
 		return -E2BIG;
@@ -471,13 +618,26 @@ static int load_edge(void *s)
 	return edge__load(s);
 }
 
-/* --map-max: resize the named map in every object that declares it (one
- * pinned map must have one size everywhere). Only hash maps: the programs
- * index arrays by constants. 0, or -EINVAL (logged). */
+/* --max-services and --map-max: resize the named map in every object that
+ * declares it (one pinned map must have one size everywhere). Only hash maps:
+ * the programs index arrays by constants. --max-services N sizes the maps that
+ * grow with Services: sl_svc_v1 to N frontends and sl_be_v1 to
+ * LOADER_BE_PER_SVC * N backend slots (the built-in sizes' ratio); a --map-max
+ * of either wins. 0, or -EINVAL (logged). */
 static int resize_maps(struct bpf_object *const *objs, size_t n_objs, const struct loader_opts *o)
 {
-	for (size_t i = 0; i < o->n_map_max; i++) {
-		const struct loader_map_max *mm = &o->map_max[i];
+	struct loader_map_max svc[2] = { { SL_MAP_SVC, 0 }, { SL_MAP_BE, 0 } };
+	size_t n_svc = 0;
+
+	if (o->max_services) {
+		svc[0].max_entries = o->max_services;
+		svc[1].max_entries = o->max_services * LOADER_BE_PER_SVC;
+		n_svc = 2;
+		pr_info("loader: --max-services %u: %s holds at most %u frontends, %s %u backend slots",
+			o->max_services, SL_MAP_SVC, svc[0].max_entries, SL_MAP_BE, svc[1].max_entries);
+	}
+	for (size_t i = 0; i < n_svc + o->n_map_max; i++) {
+		const struct loader_map_max *mm = i < n_svc ? &svc[i] : &o->map_max[i - n_svc];
 		bool found = false;
 
 		for (size_t j = 0; j < n_objs; j++) {
@@ -501,7 +661,8 @@ static int resize_maps(struct bpf_object *const *objs, size_t n_objs, const stru
 			pr_err("loader: --map-max: no map named %s", mm->name);
 			return -EINVAL;
 		}
-		pr_info("loader: map %s holds at most %u entries (--map-max)", mm->name, mm->max_entries);
+		if (i >= n_svc)
+			pr_info("loader: map %s holds at most %u entries (--map-max)", mm->name, mm->max_entries);
 	}
 	return 0;
 }
@@ -528,15 +689,15 @@ static int load_objects(struct loader *l, const struct loader_opts *o)
 							l->pod_egress->obj, l->edge->obj },
 			  5, o);
 	if (!err)
-		err = load_one(l, l->sock_lb->obj, load_sock_lb, l->sock_lb, "sock_lb");
+		err = load_one(l, l->sock_lb->obj, load_sock_lb, l->sock_lb, "sock_lb", o);
 	if (!err)
-		err = load_one(l, l->sockops->obj, load_sockops, l->sockops, "sockops");
+		err = load_one(l, l->sockops->obj, load_sockops, l->sockops, "sockops", o);
 	if (!err)
-		err = load_one(l, l->pod_ingress->obj, load_pod_ingress, l->pod_ingress, "pod_ingress");
+		err = load_one(l, l->pod_ingress->obj, load_pod_ingress, l->pod_ingress, "pod_ingress", o);
 	if (!err)
-		err = load_one(l, l->pod_egress->obj, load_pod_egress, l->pod_egress, "pod_egress");
+		err = load_one(l, l->pod_egress->obj, load_pod_egress, l->pod_egress, "pod_egress", o);
 	if (!err)
-		err = load_one(l, l->edge->obj, load_edge, l->edge, "edge");
+		err = load_one(l, l->edge->obj, load_edge, l->edge, "edge", o);
 	return err;
 }
 

@@ -24,15 +24,26 @@ struct loader;
 
 /* --map-max NAME=N: a hash map's max_entries other than the built-in size,
  * so tests can fill a map in milliseconds (katran's shrinkable sizes). A pinned
- * map of another size is replaced at start, as after an upgrade. */
+ * map of another size is resized at start, its entries copied. */
 #define LOADER_MAP_MAX_N	8
 struct loader_map_max {
 	char name[16];			/* e.g. sl_svc_v1 (BPF_OBJ_NAME_LEN) */
 	uint32_t max_entries;
 };
 
+/* --max-services N: the Service-scaled maps' sizes at load time (Cilium's
+ * --bpf-lb-map-max): sl_svc_v1 holds N frontends, sl_be_v1 LOADER_BE_PER_SVC
+ * times N backend slots (1 to LOADER_MAX_SERVICES; 0: the built-in
+ * SL_SVC_MAX and SL_BE_MAX). Both maps allocate entries as they are written
+ * (BPF_F_NO_PREALLOC): the size costs the hash table's buckets, about 16 bytes
+ * per entry of capacity, plus the entries in use. Pins of another size are
+ * resized at start, their entries copied (loader.c, replace_stale_maps). */
+#define LOADER_BE_PER_SVC	(SL_BE_MAX / SL_SVC_MAX)	/* 16 */
+#define LOADER_MAX_SERVICES	(16u * SL_SVC_MAX)		/* 1,048,576 */
+
 struct loader_opts {
 	const char *bpffs_root;		/* pins; default SL_BPFFS_ROOT */
+	uint32_t max_services;		/* 0: built-in sizes */
 	const char *cgroup;		/* cgroup v2 dir to attach to; NULL: the v2 root */
 	bool ingress_clsact;		/* pod_ingress via clsact even where tcx exists */
 	bool no_sockmap;		/* no same-node acceleration (sockops + sk_msg) */

@@ -116,8 +116,12 @@ static const char usage[] =
 	"  --policy-scope SCOPE  NetworkPolicy in the kernel for: enrolled (pods in the mesh,\n"
 	"                        the default), all (every pod of the node) or none\n"
 	"  --ingress-clsact      attach pod_ingress with clsact even where tcx exists\n"
+	"  --max-services N      Service frontends (VIP:port:proto) the maps hold (default\n"
+	"                        65536, at most 1048576), and 16 backend slots per frontend;\n"
+	"                        pinned maps of another size are resized, entries copied\n"
 	"  --map-max NAME=N      a hash map's size instead of the built-in one (tests fill\n"
-	"                        maps with it; e.g. sl_svc_v1=16; repeatable)\n"
+	"                        maps with it; e.g. sl_svc_v1=16; repeatable; wins over\n"
+	"                        --max-services)\n"
 	"  --log-level LEVEL     err, warn, info or debug (default info)\n"
 	"  --takeover            when another agent holds --bpffs-root, take over its\n"
 	"                        listening sockets and links and let it drain: an upgrade\n"
@@ -174,7 +178,7 @@ static int map_max_parse(const char *s, struct loader_opts *lo)
 
 enum {
 	OPT_KEEP_CAPABILITIES = 1000, OPT_HTTP_HEADER_TIMEOUT, OPT_HTTP_IDLE_TIMEOUT, OPT_PROCFS, OPT_LEASE_NS, OPT_LEASE_S, OPT_MAP_MAX,
-	OPT_TAKEOVER, OPT_DRAIN_S, OPT_HANDOVER_SOCKET
+	OPT_MAX_SERVICES, OPT_TAKEOVER, OPT_DRAIN_S, OPT_HANDOVER_SOCKET
 };
 
 /* "10", "10s", "2.5s" or "500ms" into milliseconds, 100 ms to 1 hour; -1 when
@@ -1117,6 +1121,7 @@ int main(int argc, char **argv)
 		{ "lease-namespace", required_argument, NULL, OPT_LEASE_NS },
 		{ "lease-duration", required_argument, NULL, OPT_LEASE_S },
 		{ "map-max", required_argument, NULL, OPT_MAP_MAX },
+		{ "max-services", required_argument, NULL, OPT_MAX_SERVICES },
 		{ "takeover", no_argument, NULL, OPT_TAKEOVER },
 		{ "drain-seconds", required_argument, NULL, OPT_DRAIN_S },
 		{ "handover-socket", required_argument, NULL, OPT_HANDOVER_SOCKET },
@@ -1296,6 +1301,16 @@ int main(int argc, char **argv)
 						"at most %d times\n", LOADER_MAP_MAX_N);
 				return 2;
 			}
+			break;
+		case OPT_MAX_SERVICES:
+			errno = 0;
+			ttl = strtoul(optarg, &end, 10);
+			if (errno || !*optarg || *end || *optarg == '-' || ttl < 1 || ttl > LOADER_MAX_SERVICES) {
+				fprintf(stderr, "sluice-agent: --max-services: expected 1 to %u Service frontends "
+						"(default %u)\n", LOADER_MAX_SERVICES, (unsigned int)SL_SVC_MAX);
+				return 2;
+			}
+			o.loader.max_services = (uint32_t)ttl;
 			break;
 		case OPT_TAKEOVER:
 			o.takeover = true;

@@ -468,14 +468,17 @@ int sync_check(const struct sync *s, const struct sl_model *m, struct diags *err
 	 * operator needs the size of the gap, not just that there is one. */
 	if (m->n_frontends > s->maps.svc_max) {
 		diags_add(errs, NULL, 0,
-			  "sync: %zu Service frontends do not fit map sl_svc_v1 (%u entries): %zu too many",
+			  "sync: %zu Service frontends do not fit map sl_svc_v1 (%u entries): %zu too many "
+			  "(raise --max-services)",
 			  m->n_frontends, s->maps.svc_max, m->n_frontends - s->maps.svc_max);
 		return -ENOSPC;
 	}
 	if (m->n_backends_total > s->maps.be_max) {
 		diags_add(errs, NULL, 0,
-			  "sync: %zu backend slots do not fit map sl_be_v1 (%u entries): %zu too many",
-			  m->n_backends_total, s->maps.be_max, m->n_backends_total - s->maps.be_max);
+			  "sync: %zu backend slots do not fit map sl_be_v1 (%u entries): %zu too many "
+			  "(raise --max-services: %u slots per frontend)",
+			  m->n_backends_total, s->maps.be_max, m->n_backends_total - s->maps.be_max,
+			  (unsigned int)(SL_BE_MAX / SL_SVC_MAX));
 		return -ENOSPC;
 	}
 	return 0;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <sluice/counters.h>
+#include <sluice/pin.h>
 
 #include "agent.h"
 #include "authz.h"
@@ -164,7 +165,7 @@ json_t *views_status(const struct agent *a)
 		"{s:s, s:s, s:i, s:f,"
 		" s:{s:s?, s:I, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o},"
 		" s:{s:s, s:s, s:o, s:b},"
-		" s:{s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o, s:o, s:o, s:o}",
+		" s:{s:I, s:I, s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o, s:o, s:o, s:o}",
 		"version", SL_VERSION, "node", a->node_name, "pid", (int)getpid(), "uptime_s",
 		(double)(now.tv_sec - a->started.tv_sec) + (double)(now.tv_nsec - a->started.tv_nsec) / 1e9,
 		"config", "source", a->kube ? "kubernetes" : a->config_dir, "generation", (json_int_t)a->generation, "state",
@@ -178,7 +179,8 @@ json_t *views_status(const struct agent *a)
 		"programs", progs, "reused_pins", loader_reused_pins(a->loader),
 		"sync", "generation", (json_int_t)a->sync_generation, "frontends",
 		(json_int_t)a->last_sync.frontends, "backends", (json_int_t)a->last_sync.backends,
-		"last_sync_ms", a->last_sync.ms, "last_sync_at", time_or_null(a->last_sync_at), "updates",
+		"frontends_max", (json_int_t)loader_map_max(a->loader, SL_MAP_SVC), "backends_max",
+		(json_int_t)loader_map_max(a->loader, SL_MAP_BE), "last_sync_ms", a->last_sync.ms, "last_sync_at", time_or_null(a->last_sync_at), "updates",
 		(json_int_t)a->last_sync.updates, "deletes", (json_int_t)a->last_sync.deletes, "errors",
 		(json_int_t)a->last_sync.errors, "mesh", mesh_json(a), "policy", policy_json(a),
 		"sockmap", sockmap_json(a), "kubernetes", kube_json(a));

@@ -14,7 +14,10 @@
 #endif
 
 /* Capacities. Tests may shrink them; a change means a map parameter mismatch
- * with pins of an older agent, so the loader migrates (see loader.c). */
+ * with pins of an older agent, so the loader migrates (see loader.c). The
+ * Service maps' sizes are the defaults of sluice-agent --max-services, which
+ * sets them at load time (bpf_map__set_max_entries); the BPF code never
+ * depends on them. */
 #ifndef SL_SVC_MAX
 #define SL_SVC_MAX	65536		/* service frontends (VIP:port:proto) */
 #endif

@@ -1033,7 +1033,8 @@ static const char doc_status[] =
 	"   \"programs\": [{\"name\": \"sock_lb_connect4\", \"attach\": \"cgroup/connect4\","
 	"     \"pinned_link\": \"/sys/fs/bpf/sluice/links/sock_lb_connect4\"}],"
 	"   \"reused_pins\": true},"
-	" \"sync\": {\"generation\": 3, \"frontends\": 4, \"backends\": 10, \"last_sync_ms\": 1.25,"
+	" \"sync\": {\"generation\": 3, \"frontends\": 4, \"backends\": 10, \"frontends_max\": 131072,"
+	" \"backends_max\": 2097152, \"last_sync_ms\": 1.25,"
 	"   \"last_sync_at\": \"2026-11-26T15:30:01Z\","
 	"   \"updates\": 12, \"deletes\": 0, \"errors\": 0},"
 	" \"mesh\": {\"state\": \"on\", \"trust_domain\": \"cluster.local\", \"pods_enrolled\": 2,"
@@ -1261,6 +1262,7 @@ void test_status_cli_tables(void)
 		HAS_LINE(o.out, "Sync:         generation 3, 4 frontends, 10 backends");
 		HAS_LINE(o.out, "Mesh:         on, trust domain cluster.local, 1 of 2 enrolled pods captured");
 		HAS_LINE(o.out, "  Open:       5 connections; HBONE connections 2 out, 1 in");
+		HAS_LINE(o.out, "  Capacity:   131072 frontends, 2097152 backend slots (--max-services)");
 		HAS_LINE(o.out, "  Last sync:  1.25 ms at 2026-11-26T15:30:01Z");
 		HAS_LINE(o.out, "  Changes:    12 updates, 0 deletes, 0 errors");
 		ASSERT_STREQ(o.err, "", "status stderr");

@@ -651,6 +651,9 @@ static void print_status_sync(const json_t *sy)
 	KV("Sync:", "generation %s, %s frontends, %s backends",
 	   jf(sy, "generation", b1, sizeof(b1)), jf(sy, "frontends", b2, sizeof(b2)),
 	   jf(sy, "backends", b3, sizeof(b3)));
+	if (json_object_get(sy, "frontends_max") && json_object_get(sy, "backends_max"))
+		KV("  Capacity:", "%s frontends, %s backend slots (--max-services)",
+		   jf(sy, "frontends_max", b1, sizeof(b1)), jf(sy, "backends_max", b2, sizeof(b2)));
 	if (json_object_get(sy, "last_sync_ms") || json_object_get(sy, "last_sync_at"))
 		KV("  Last sync:", "%s ms at %s", jf(sy, "last_sync_ms", b1, sizeof(b1)),
 		   js(sy, "last_sync_at"));
