@@ -65,6 +65,21 @@ need_root() {
 	if [ "$(id -u)" != 0 ]; then skip "${1:-e2e}" "needs root"; exit 0; fi
 }
 
+# CG2: a cgroup v2 mount, the machine's or, when it has none, one of our own
+# under $E2E_TMP (CG2_MOUNTED=1). e2e_cgroup2 returns 1 when none can be had.
+CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+CG2_MOUNTED=
+e2e_cgroup2() {
+	[ -n "$CG2" ] && return 0
+	CG2=$E2E_TMP/cgroup2
+	mkdir -p "$CG2" && mount -t cgroup2 none "$CG2" && CG2_MOUNTED=1
+}
+# e2e_cgroup2_release NAME : remove our cgroup $CG2/NAME, unmount our own mount.
+e2e_cgroup2_release() {
+	[ -n "$CG2" ] && rmdir "$CG2/$1" 2>/dev/null
+	[ -n "$CG2_MOUNTED" ] && umount "$CG2" && rmdir "$CG2"
+}
+
 e2e_lab_up() {
 	need_root lab
 	if ! lab up "$@" >"$E2E_TMP/lab-up.log" 2>&1; then

@@ -23,8 +23,6 @@
 need_root max-services
 
 NS=slx-$E2E_ID
-CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
-CG2_MOUNTED=
 BPF=/sys/fs/bpf/sluice-maxsvc-$E2E_ID
 AGENT=$E2E_REPO/build/sluice-agent
 PY=/usr/bin/python3
@@ -41,18 +39,13 @@ cleanup() {
 	for p in "${pids[@]}"; do stop_pid "$p"; done
 	[ -d "$BPF" ] && "$AGENT" --uninstall --bpffs-root "$BPF" >/dev/null 2>&1
 	rm -rf "$BPF" 2>/dev/null
-	[ -n "$CG2" ] && rmdir "$CG2/sluice-maxsvc-$E2E_ID" 2>/dev/null
-	[ -n "$CG2_MOUNTED" ] && umount "$CG2" && rmdir "$CG2"
+	e2e_cgroup2_release "sluice-maxsvc-$E2E_ID"
 	ip netns del "$NS" 2>/dev/null
 	return "$rc"
 }
 trap 'cleanup; e2e_finish' EXIT
 
-if [ -z "$CG2" ]; then
-	CG2=$E2E_TMP/cgroup2
-	mkdir -p "$CG2" && mount -t cgroup2 none "$CG2" && CG2_MOUNTED=1 ||
-		{ skip max-services "no cgroup v2 and none can be mounted"; exit 0; }
-fi
+e2e_cgroup2 || { skip max-services "no cgroup v2 and none can be mounted"; exit 0; }
 CG=$CG2/sluice-maxsvc-$E2E_ID
 mkdir -p "$CG" "$E2E_TMP/cfg"
 ip netns add "$NS" && nsenter --net="/run/netns/$NS" ip link set lo up

@@ -11,8 +11,6 @@
 need_root startup
 
 NS=sls-$E2E_ID
-CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
-CG2_MOUNTED=
 BPF=/sys/fs/bpf/sluice-startup-$E2E_ID
 AGENT=$E2E_REPO/build/sluice-agent
 pids=()
@@ -28,18 +26,13 @@ cleanup() {
 		[ -d "$r" ] && "$AGENT" --uninstall --bpffs-root "$r" >/dev/null 2>&1
 		rm -rf "$r" 2>/dev/null
 	done
-	[ -n "$CG2" ] && rmdir "$CG2/sluice-startup-$E2E_ID" 2>/dev/null
-	[ -n "$CG2_MOUNTED" ] && umount "$CG2" && rmdir "$CG2"
+	e2e_cgroup2_release "sluice-startup-$E2E_ID"
 	ip netns del "$NS" 2>/dev/null
 	return "$rc"
 }
 trap 'cleanup; e2e_finish' EXIT
 
-if [ -z "$CG2" ]; then
-	CG2=$E2E_TMP/cgroup2
-	mkdir -p "$CG2" && mount -t cgroup2 none "$CG2" && CG2_MOUNTED=1 ||
-		{ skip startup "no cgroup v2 and none can be mounted"; exit 0; }
-fi
+e2e_cgroup2 || { skip startup "no cgroup v2 and none can be mounted"; exit 0; }
 CG=$CG2/sluice-startup-$E2E_ID
 mkdir -p "$CG" "$E2E_TMP/cfg"
 ip netns add "$NS" && nsenter --net="/run/netns/$NS" ip link set lo up	# not ip -n: it fails in a chroot

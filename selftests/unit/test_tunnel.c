@@ -2297,6 +2297,49 @@ static int run_peer(const char *const *args, pid_t *bg)
 	return -1;
 }
 
+/* The PEM files of pem_identity(ns, sa) written for the Python peer. */
+static bool peer_pems(const char *ns, const char *sa, char cert[400], char key[400], char ca[400])
+{
+	if (!ASSERT_TRUE(pem_identity(ns, sa), "pem"))
+		return false;
+	snprintf(ca, 400, "%s/ca.pem", test_tmpdir());
+	snprintf(cert, 400, "%s/%s.crt", test_tmpdir(), sa);
+	snprintf(key, 400, "%s/%s.key", test_tmpdir(), sa);
+	return true;
+}
+
+/* Wait (10 s at most) for a background peer to write its ready file. */
+static bool peer_listening(const char *ready)
+{
+	for (int k = 0; k < 1000 && access(ready, F_OK); k++)
+		usleep(10000);
+	return ASSERT_OK(access(ready, F_OK), "peer listening");
+}
+
+/* Reap a background peer (15 s at most): did all its checks pass? *pid
+ * becomes -1 once reaped. */
+static bool peer_passed(pid_t *pid)
+{
+	int st = -1;
+
+	for (int k = 0; k < 1500; k++) {
+		if (waitpid(*pid, &st, WNOHANG) == *pid) {
+			*pid = -1;
+			return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+		}
+		usleep(10000);
+	}
+	return false;
+}
+
+static void peer_kill(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
 /* Python as the HBONE client against node 1's Q: echo over v4 and v6
  * authorities, and each refusal with its status. */
 void test_tunnel_interop_client(void)
@@ -2316,13 +2359,8 @@ void test_tunnel_interop_client(void)
 		{ "127.0.0.3:15008", "127.0.0.3:8080", "400", "400: GET is not CONNECT" },
 	};
 
-	if (!python_ready() || !setup(NULL))
+	if (!python_ready() || !setup(NULL) || !peer_pems("default", "client", cert, key, ca))
 		goto out;
-	if (!ASSERT_TRUE(pem_identity("default", "client"), "pem"))
-		goto out;
-	snprintf(ca, sizeof(ca), "%s/ca.pem", test_tmpdir());
-	snprintf(cert, sizeof(cert), "%s/client.crt", test_tmpdir());
-	snprintf(key, sizeof(key), "%s/client.key", test_tmpdir());
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *args[] = { "client", "--connect", cases[i].connect, "--authority",
 				       cases[i].authority, "--cert", cert, "--key", key, "--ca", ca,
@@ -2349,13 +2387,8 @@ void test_tunnel_interop_server(void)
 	const char *auth[2] = { "127.0.0.8:9000", "[fd00::8]:9000" };
 	const char *fwd[2] = { "127.0.0.2", "[fd00::2]" };
 
-	if (!python_ready() || !setup(NULL))
+	if (!python_ready() || !setup(NULL) || !peer_pems("default", "py", cert, key, ca))
 		goto out;
-	if (!ASSERT_TRUE(pem_identity("default", "py"), "pem"))
-		goto out;
-	snprintf(ca, sizeof(ca), "%s/ca.pem", test_tmpdir());
-	snprintf(cert, sizeof(cert), "%s/py.crt", test_tmpdir());
-	snprintf(key, sizeof(key), "%s/py.key", test_tmpdir());
 	p = pod_named(&W, "client-0");
 	for (int i = 0; i < 2; i++) {
 		char ready[400];
@@ -2366,11 +2399,7 @@ void test_tunnel_interop_server(void)
 		int fd;
 
 		snprintf(ready, sizeof(ready), "%s/ready%d", test_tmpdir(), i);
-		if (!ASSERT_OK(run_peer(args, &pid[i]), "spawn peer"))
-			goto out;
-		for (int k = 0; k < 1000 && access(ready, F_OK); k++)
-			usleep(10000);
-		if (!ASSERT_OK(access(ready, F_OK), "peer listening"))
+		if (!ASSERT_OK(run_peer(args, &pid[i]), "spawn peer") || !peer_listening(ready))
 			goto out;
 		for (int s = 0; s < 2; s++) {
 			fd = dial(&W, p, ip[i], 9000);
@@ -2380,25 +2409,12 @@ void test_tunnel_interop_server(void)
 				  "echo through the Python server");
 			close(fd);
 		}
-		{
-			int st = -1;
-
-			for (int k = 0; k < 1500; k++) {
-				if (waitpid(pid[i], &st, WNOHANG) == pid[i])
-					break;
-				usleep(10000);
-			}
-			ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "peer checks passed");
-			pid[i] = -1;
-		}
+		ASSERT_TRUE(peer_passed(&pid[i]), "peer checks passed");
 	}
 	ASSERT_EQ(stats(0).hbone_clients_total, 2, "one connection per server");
 out:
 	for (int i = 0; i < 2; i++)
-		if (pid[i] > 0) {
-			kill(pid[i], SIGKILL);
-			waitpid(pid[i], NULL, 0);
-		}
+		peer_kill(pid[i]);
 	teardown();
 }
 
@@ -2417,16 +2433,10 @@ void test_tunnel_drain_handshake(void)
 {
 	char cert[400], key[400], ca[400];
 	pid_t pid = -1;
-	int st = -1;
 	bool accepted = false;
 
-	if (!python_ready() || !setup(NULL))
+	if (!python_ready() || !setup(NULL) || !peer_pems("default", "client", cert, key, ca))
 		goto out;
-	if (!ASSERT_TRUE(pem_identity("default", "client"), "pem"))
-		goto out;
-	snprintf(ca, sizeof(ca), "%s/ca.pem", test_tmpdir());
-	snprintf(cert, sizeof(cert), "%s/client.crt", test_tmpdir());
-	snprintf(key, sizeof(key), "%s/client.key", test_tmpdir());
 	{
 		const char *args[] = { "client", "--connect", "127.0.0.3:15008", "--authority", "127.0.0.3:8080",
 				       "--cert", cert, "--key", key, "--ca", ca,
@@ -2444,22 +2454,13 @@ void test_tunnel_drain_handshake(void)
 	if (!ASSERT_TRUE(accepted, "the server accepted (its handshake waits for the client)"))
 		goto out;
 	wcall(&W, drain_fn, NULL);
-	for (int k = 0; k < 1500; k++) {
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			break;
-		usleep(10000);
-	}
-	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the client got GOAWAY, last stream 0");
-	pid = -1;
+	ASSERT_TRUE(peer_passed(&pid), "the client got GOAWAY, last stream 0");
 	for (int i = 0; i < 100 && stats(1).hbone_servers; i++)
 		usleep(10000);
 	ASSERT_EQ(stats(1).hbone_servers, 0, "the connection closed before the drain's 2 s");
 	ASSERT_EQ(stats(1).conns_total, 0, "no stream was taken");
 out:
-	if (pid > 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
+	peer_kill(pid);
 	teardown();
 }
 
@@ -2472,15 +2473,10 @@ void test_tunnel_refused_retry(void)
 	char cert[400], key[400], ca[400], ready[400];
 	struct wpod *p;
 	pid_t pid = -1;
-	int fd, st = -1;
+	int fd;
 
-	if (!python_ready() || !setup(NULL))
+	if (!python_ready() || !setup(NULL) || !peer_pems("default", "py", cert, key, ca))
 		goto out;
-	if (!ASSERT_TRUE(pem_identity("default", "py"), "pem"))
-		goto out;
-	snprintf(ca, sizeof(ca), "%s/ca.pem", test_tmpdir());
-	snprintf(cert, sizeof(cert), "%s/py.crt", test_tmpdir());
-	snprintf(key, sizeof(key), "%s/py.key", test_tmpdir());
 	snprintf(ready, sizeof(ready), "%s/ready", test_tmpdir());
 	{
 		const char *args[] = { "server", "--listen", "127.0.0.8:15008", "--cert", cert, "--key", key,
@@ -2488,32 +2484,19 @@ void test_tunnel_refused_retry(void)
 				       "--expect-authority", "127.0.0.8:9000", "--expect-for", "127.0.0.2",
 				       "--streams", "1", "--refuse-first", "--ready-file", ready, NULL };
 
-		if (!ASSERT_OK(run_peer(args, &pid), "spawn peer"))
+		if (!ASSERT_OK(run_peer(args, &pid), "spawn peer") || !peer_listening(ready))
 			goto out;
 	}
-	for (int k = 0; k < 1000 && access(ready, F_OK); k++)
-		usleep(10000);
-	if (!ASSERT_OK(access(ready, F_OK), "peer listening"))
-		goto out;
 	p = pod_named(&W, "client-0");
 	fd = dial(&W, p, "127.0.0.8", 9000);
 	if (!ASSERT_GE(fd, 0, "dial"))
 		goto out;
 	ASSERT_OK(xfer(fd, 1000, 31, true, true), "echo after the refusal");
 	close(fd);
-	for (int k = 0; k < 1500; k++) {
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			break;
-		usleep(10000);
-	}
-	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "peer checks passed (retry on a new connection)");
-	pid = -1;
+	ASSERT_TRUE(peer_passed(&pid), "peer checks passed (retry on a new connection)");
 	ASSERT_EQ(stats(0).hbone_clients_total, 2, "a second connection for the retry");
 out:
-	if (pid > 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
+	peer_kill(pid);
 	teardown();
 }
 
@@ -2527,13 +2510,8 @@ void test_tunnel_keepalive(void)
 	pid_t pid = -1;
 	int fd;
 
-	if (!python_ready() || !setup(&so))
+	if (!python_ready() || !setup(&so) || !peer_pems("default", "py", cert, key, ca))
 		goto out;
-	if (!ASSERT_TRUE(pem_identity("default", "py"), "pem"))
-		goto out;
-	snprintf(ca, sizeof(ca), "%s/ca.pem", test_tmpdir());
-	snprintf(cert, sizeof(cert), "%s/py.crt", test_tmpdir());
-	snprintf(key, sizeof(key), "%s/py.key", test_tmpdir());
 	snprintf(ready, sizeof(ready), "%s/ready", test_tmpdir());
 	{
 		const char *args[] = { "server", "--listen", "127.0.0.8:15008", "--cert", cert,
@@ -2542,11 +2520,9 @@ void test_tunnel_keepalive(void)
 				       "127.0.0.8:9000", "--expect-for", "127.0.0.2", "--streams", "2",
 				       "--ready-file", ready, NULL };
 
-		if (!ASSERT_OK(run_peer(args, &pid), "spawn peer"))
+		if (!ASSERT_OK(run_peer(args, &pid), "spawn peer") || !peer_listening(ready))
 			goto out;
 	}
-	for (int k = 0; k < 1000 && access(ready, F_OK); k++)
-		usleep(10000);
 	p = pod_named(&W, "client-0");
 	fd = dial(&W, p, "127.0.0.8", 9000);
 	if (!ASSERT_GE(fd, 0, "dial"))
@@ -2559,10 +2535,7 @@ void test_tunnel_keepalive(void)
 	kill(pid, SIGSTOP);
 	ASSERT_TRUE(WAIT_EQ(stats(0).hbone_clients, 0, 5000), "closed when PINGs go unanswered");
 out:
-	if (pid > 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
+	peer_kill(pid);
 	teardown();
 }
 
