@@ -237,6 +237,14 @@ json_t *kstatus_gateway_intent(const struct gwplan_gateway *pg)
 	return json_pack("{s:o, s:o, s:o}", "conditions", c, "listeners", ls, "addresses", addrs);
 }
 
+json_t *kstatus_gatewayclass_intent(void)
+{
+	json_t *c = json_array();
+
+	json_array_append_new(c, cond("Accepted", true, "Accepted", "served by sluice"));
+	return json_pack("{s:o}", "conditions", c);
+}
+
 json_t *kstatus_parent_intent(json_t *parent_ref, bool accepted, const char *acc_reason, bool refs,
 			      const char *refs_reason, bool partially_invalid, const char *message)
 {
@@ -431,17 +439,20 @@ bool kstatus_same(json_t *a, json_t *b)
 
 /* ---- the writer ---- */
 
-/* What each write-back kind is, for paths. */
+/* What each write-back kind is, for paths; conds: its status is conditions
+ * of its own (kstatus_gateway_status), else route parents entries. */
 struct kst_kind {
 	const char *kind, *version, *resource;
+	bool conds;
 };
 
 static const struct kst_kind kst_kinds[] = {
-	{ "Gateway", "v1", "gateways" },
-	{ "HTTPRoute", "v1", "httproutes" },
-	{ "GRPCRoute", "v1", "grpcroutes" },
-	{ "TCPRoute", "v1alpha2", "tcproutes" },
-	{ "TLSRoute", "v1alpha2", "tlsroutes" },
+	{ "Gateway", "v1", "gateways", true },
+	{ "HTTPRoute", "v1", "httproutes", false },
+	{ "GRPCRoute", "v1", "grpcroutes", false },
+	{ "TCPRoute", "v1alpha2", "tcproutes", false },
+	{ "TLSRoute", "v1alpha2", "tlsroutes", false },
+	{ "GatewayClass", "v1", "gatewayclasses", true },	/* cluster-scoped */
 };
 #define N_KST_KINDS (sizeof(kst_kinds) / sizeof(kst_kinds[0]))
 
@@ -603,13 +614,16 @@ static void kst_write(struct kstatus *s, const char *key, json_t *obj, json_t *s
 	struct kst_write *w = calloc(1, sizeof(*w));
 
 	json_decref(patch);
-	if (!kk || !ns || !name || !body || !w) {
+	if (!kk || !name || !body || !w) {
 		free(body);
 		free(w);
 		return;
 	}
-	snprintf(path, sizeof(path), "/apis/%s/%s/namespaces/%s/%s/%s/status", GW_GROUP, kk->version, ns,
-		 kk->resource, name);
+	if (ns && ns[0])
+		snprintf(path, sizeof(path), "/apis/%s/%s/namespaces/%s/%s/%s/status", GW_GROUP, kk->version, ns,
+			 kk->resource, name);
+	else		/* cluster-scoped (GatewayClass) */
+		snprintf(path, sizeof(path), "/apis/%s/%s/%s/%s/status", GW_GROUP, kk->version, kk->resource, name);
 	w->s = s;
 	snprintf(w->key, sizeof(w->key), "%s", key);
 	if (kube_request(s->kube, "PATCH", path, "application/merge-patch+json", body, write_cb, w)) {
@@ -642,7 +656,7 @@ static void kst_flush_one(struct kstatus *s, const char *key, bool gateway, json
 	json_t *rv = json_object_get(json_object_get(obj, "metadata"), "resourceVersion");
 
 	if (gateway && !intent)
-		return;		/* not of class sluice: not ours */
+		return;		/* not of class sluice (or not our class): not ours */
 	if (!gateway && !json_array_size(intent) && !has_our_entry(obj))
 		return;		/* no parent of ours, nothing of ours to take away */
 	if (!gateway && !intent)
@@ -670,7 +684,7 @@ static void flush_cb(struct loop_timer *t)
 	for (size_t i = 0; i < N_KST_KINDS; i++) {
 		json_object_foreach(kube_objects(s->kube, kst_kinds[i].kind), okey, obj) {
 			snprintf(key, sizeof(key), "%s/%s", kst_kinds[i].kind, okey);
-			kst_flush_one(s, key, i == 0, obj, now);
+			kst_flush_one(s, key, kst_kinds[i].conds, obj, now);
 		}
 	}
 }
@@ -780,8 +794,8 @@ static int intents_skipped(struct kstatus *s, const struct sl_model *m, const st
 	json_object_foreach(skipped, okey, why) {
 		const struct kst_kind *kk = kst_kind_of(okey);
 
-		if (err || !kk)
-			continue;
+		if (err || !kk || kk == &kst_kinds[N_KST_KINDS - 1])
+			continue;	/* a GatewayClass: whose it is cannot be told */
 		obj = json_object_get(kube_objects(s->kube, kk->kind), okey + strlen(kk->kind) + 1);
 		if (!obj)
 			continue;
@@ -807,6 +821,15 @@ int kstatus_update(struct kstatus *s, const struct sl_model *m, const struct rou
 	if (!out)
 		return -ENOMEM;
 	err = gwplan_build(m, rt, s->pools, s->n_pools, &p);
+	for (size_t i = 0; !err && i < m->res->n_gateway_classes; i++) {
+		const struct sl_gateway_class *gc = &m->res->gateway_classes[i];
+
+		if (!gc->name || !gc->controller || strcmp(gc->controller, ROUTE_CONTROLLER_NAME))
+			continue;
+		snprintf(key, sizeof(key), "GatewayClass//%s", gc->name);
+		if (json_object_set_new(out, key, kstatus_gatewayclass_intent()))
+			err = -ENOMEM;
+	}
 	for (size_t i = 0; !err && i < p->n_gws; i++) {
 		snprintf(key, sizeof(key), "Gateway/%s/%s", p->gws[i].gw->ns, p->gws[i].gw->name);
 		if (json_object_set_new(out, key, kstatus_gateway_intent(&p->gws[i])))

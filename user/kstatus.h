@@ -100,10 +100,13 @@ json_t *klease_body(const struct klease *l, enum klease_op op, const char *ns, c
 
 /* What our conditions say, without times and generations. */
 json_t *kstatus_gateway_intent(const struct gwplan_gateway *pg);
+/* A GatewayClass whose controllerName is ours: Accepted True (the agent
+ * serves its Gateways; it takes no parametersRef and checks none). */
+json_t *kstatus_gatewayclass_intent(void);
 /* One route parentRef (parent_ref: its spec entry, borrowed) as a status.parents entry. */
 json_t *kstatus_parent_intent(json_t *parent_ref, bool accepted, const char *acc_reason, bool refs,
 			      const char *refs_reason, bool partially_invalid, const char *message);
-/* The status to write: intent (a Gateway's) or ours (a route's parents
+/* The status to write: intent (a Gateway's or a GatewayClass's) or ours (a route's parents
  * entries, array) stamped with obj's metadata.generation and with
  * lastTransitionTime kept from obj's status where a condition's status did
  * not change, else now; a route keeps other controllers' parents entries.

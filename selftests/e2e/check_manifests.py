@@ -205,8 +205,12 @@ def check_rbac(files, kinds):
         if grants.get((g, res)) != {"list", "watch"}:
             problems.append(f"{kind} ({g or 'core'}/{res}): verbs {sorted(grants.get((g, res), []))}, "
                             "want exactly list, watch (kube.c lists and watches it)")
+    # the kinds whose status kstatus.c writes back (its kst_kinds table)
+    kst = open(os.path.join(REPO, "user/kstatus.c")).read()
     status = {("gateway.networking.k8s.io", f"{r}/status")
-              for r in ("gateways", "httproutes", "grpcroutes", "tcproutes", "tlsroutes")}
+              for r in re.findall(r'\{ "\w+", "v1\w*", "(\w+)", (?:true|false) \}', kst)}
+    if len(status) < 5:
+        problems.append(f"kstatus.c's kst_kinds: found only {sorted(status)}")
     for key in status:
         if grants.get(key) != {"patch", "update"}:
             problems.append(f"{key[1]}: verbs {sorted(grants.get(key, []))}, want patch, update (status write-back)")

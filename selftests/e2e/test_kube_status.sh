@@ -5,7 +5,8 @@
 # server (selftests/tools/sl-kube-api.py) with a 3 s Lease. Exactly one holds
 # the Lease and writes; the Gateway gets gwplan's conditions (a listener
 # conflict), the HTTPRoutes theirs (BackendNotFound), another controller's
-# entry stays, a route of another class's Gateway is left alone; objects
+# entry stays, a route of another class's Gateway is left alone (and the
+# GatewayClass of another controller; ours is Accepted); objects
 # skipped as invalid (a Gateway, an HTTPRoute) say why until fixed; nothing is
 # written while nothing changes; conditions someone else overwrites are
 # written back, without a rebuild; the holder killed, the other takes over
@@ -231,6 +232,13 @@ wait("HTTPRoute good: Accepted, ResolvedRefs; the other controller's entry kept"
      and ours(route("good")["status"])[0]["parentRef"]["sectionName"] == "web")
 say("status" not in route("foreign"), "HTTPRoute of another class's Gateway: left alone")
 say("status" not in obj("Gateway", "infra", "theirs"), "Gateway of another class: left alone")
+def gwclass():
+    return obj("GatewayClass", "", "sluice")
+wait("GatewayClass sluice (our controllerName): Accepted True, observedGeneration", 10,
+     lambda: cond(gwclass()["status"]["conditions"], "Accepted")["status"] == "True"
+     and cond(gwclass()["status"]["conditions"], "Accepted")["observedGeneration"]
+     == gwclass()["metadata"]["generation"])
+say("status" not in obj("GatewayClass", "", "other"), "GatewayClass of another controller: left alone")
 def broken(t):
     return cond((obj("Gateway", "infra", "broken").get("status") or {}).get("conditions"), t)
 wait("invalid Gateway: Accepted False Invalid, Programmed False, the reason in the message", 10,

@@ -150,7 +150,8 @@ class Api(BaseHTTPRequestHandler):
         return json.loads(self.rfile.read(n) or b"null")
 
     def write_target(self):
-        """(kind, "ns/name", subresource) of a namespaced object path, or None."""
+        """(kind, ns, name, subresource) of an object path, or None; ns is ""
+        for a cluster-scoped kind (/apis/G/V/RESOURCE/NAME[/SUB])."""
         parts = urlparse(self.path).path.strip("/").split("/")
         if parts[:1] == ["api"]:
             gv, rest = parts[1], parts[2:]
@@ -158,7 +159,12 @@ class Api(BaseHTTPRequestHandler):
             gv, rest = parts[1] + "/" + parts[2], parts[3:]
         else:
             return None
-        if len(rest) < 3 or rest[0] != "namespaces":
+        if rest[:1] != ["namespaces"]:
+            kind = BY_PATH.get(gv + "/" + rest[0]) if rest else None
+            if not kind or KINDS[kind][3] or KINDS[kind][0] in S.unserved:
+                return None
+            return kind, "", rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None
+        if len(rest) < 3:
             return None
         kind = BY_PATH.get(gv + "/" + rest[2])
         if not kind or KINDS[kind][0] in S.unserved:

@@ -1101,7 +1101,8 @@ static bool ks_update(struct fx *f, struct kstatus *ks)
 }
 
 /* Two writers on one API: one takes the Lease and writes the Gateway's
- * status once; nothing is written again while nothing changes. */
+ * and its GatewayClass's status once; nothing is written again while
+ * nothing changes. */
 void test_kube_status_writer(void)
 {
 	struct kstatus_opts o1 = { .identity = "node-1", .ns = "sluice-system", .lease_s = 3 };
@@ -1140,7 +1141,11 @@ void test_kube_status_writer(void)
 	ASSERT_TRUE(ks_update(&f, k1) && ks_update(&f, k2), "update again");
 	run_until(&f, never, 1000);
 	ASSERT_EQ(status_writes(&f), n, "no second write of the same status");
-	ASSERT_EQ(n, 1, "one write");
+	ASSERT_EQ(n, 2, "one write each: the Gateway and its GatewayClass (ours)");
+	gw = json_object_get(kube_objects(f.kube, "GatewayClass"), "/sluice");
+	ASSERT_STREQ(json_string_value(json_object_get(
+			     json_array_get(json_object_get(json_object_get(gw, "status"), "conditions"), 0), "status")),
+		     "True", "the GatewayClass: Accepted True");
 out:
 	kstatus_free(k2);
 	kstatus_free(k1);
