@@ -462,14 +462,15 @@ static int sni_cb(SSL *ssl, int *al, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
-/* ALPN: http/1.1. Not h2 yet: an HTTP/2 client is proxied to its backend
- * over HTTP/2, which a plain HTTP/1.1 backend would not speak (no
- * translation between the two yet); a client that offers neither goes on
- * without ALPN (and may still speak HTTP/2 by prior knowledge). */
+/* ALPN: h2, else http/1.1 (ours first, as nginx and Envoy prefer). An
+ * HTTP/2 client's streams go to the backend in the protocol its Service port
+ * says (appProtocol), HTTP/1.1 when it says none: the waypoint translates
+ * (docs/l7.md). A client that offers neither goes on without ALPN (and may
+ * still speak HTTP/2 by prior knowledge). */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
 		   unsigned int inlen, void *arg)
 {
-	static const unsigned char ours[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
+	static const unsigned char ours[] = { 2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
 
 	(void)ssl, (void)arg;
 	if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours), in, inlen) ==

@@ -476,6 +476,7 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 {
 	struct agent *a = arg;
 	const struct sl_frontend *pick = NULL;
+	const struct sl_service *svc;
 	const struct sl_be_val *slot;
 	const struct sl_workload *w;
 	struct tunnel_addr dst;
@@ -485,8 +486,8 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 
 	if (!a->model || !a->tunnel)
 		return -ENOENT;
-	pick = model_service_frontend(a->model, model_find_service(a->model, be->ns, be->name), be->port,
-				      vip->ip.family);
+	svc = model_find_service(a->model, be->ns, be->name);
+	pick = model_service_frontend(a->model, svc, be->port, vip->ip.family);
 	if (!pick)
 		return -ENOENT;
 	slot = &pick->slots[(size_t)random() % pick->n_slots];
@@ -501,6 +502,10 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 		copy(out->pod, sizeof(out->pod), w->pod->name);
 		copy(out->workload, sizeof(out->workload), workload_of(w->pod, buf, sizeof(buf), &kind));
 	}
+	/* what the port speaks: the waypoint translates HTTP/1.1 <-> HTTP/2 to it */
+	for (size_t i = 0; svc && i < svc->n_ports; i++)
+		if (svc->ports[i].port == be->port && svc->ports[i].proto == SL_IPPROTO_TCP)
+			out->proto = waypoint_proto_of(svc->ports[i].app_protocol);
 	if (!cl->ns[0])		/* from a Gateway */
 		return mesh_gw_upstream(a, cl, &dst, w && w->enrolled);
 	fd = tunnel_direct_open(a->tunnel, cl->ns, cl->name, &dst);

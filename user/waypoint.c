@@ -8,7 +8,8 @@
  * only to find where the request ends. The response is handled the same way
  * the other direction. Pipelined requests wait in the client buffer until the
  * response before them is complete. After a 101 the connection is a plain
- * byte relay both ways.
+ * byte relay both ways. A backend whose port says HTTP/2 (appProtocol
+ * kubernetes.io/h2c) gets each request as a stream instead: waypoint_up2.c.
  */
 #include <errno.h>
 #include <http_parser.h>
@@ -67,6 +68,25 @@ const char *const waypoint_features[] = {
 	"MeshHTTPRouteSchemeRedirect",
 	NULL,
 };
+
+enum waypoint_proto waypoint_proto_of(const char *ap)
+{
+	/* Kubernetes' standard values and the names Istio gives protocols
+	 * (case-insensitive, as Istio reads them) */
+	static const struct {
+		const char *name;
+		enum waypoint_proto proto;
+	} names[] = {
+		{ "http", WAYPOINT_PROTO_HTTP1 },	{ "kubernetes.io/ws", WAYPOINT_PROTO_HTTP1 },
+		{ "http2", WAYPOINT_PROTO_H2C },	{ "kubernetes.io/h2c", WAYPOINT_PROTO_H2C },
+		{ "grpc", WAYPOINT_PROTO_H2C },		{ "grpc-web", WAYPOINT_PROTO_H2C },
+	};
+
+	for (size_t i = 0; ap && i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcasecmp(ap, names[i].name))
+			return names[i].proto;
+	return WAYPOINT_PROTO_UNSET;
+}
 
 uint32_t wp_rand(struct waypoint *w)
 {
@@ -227,6 +247,17 @@ static int on_headers_complete(http_parser *p)
 	return 0;
 }
 
+/* A request body's bytes, decoded: for an HTTP/2 upstream (its DATA);
+ * other upstreams take the body as it came (client_parse). */
+static int on_req_body(http_parser *p, const char *at, size_t n)
+{
+	struct wconn *c = p->data;
+
+	if (c->up2 && !c->local_answer)
+		wp_up2_body(c, at, n);
+	return 0;
+}
+
 static int on_req_complete(http_parser *p)
 {
 	struct wconn *c = p->data;
@@ -376,27 +407,32 @@ void wp_hlist_edits_packed(struct hlist *l, const char *p, size_t len)
 	}
 }
 
-/* Append "name: value\r\n"... and the final CRLF. false: no room. */
-static bool hlist_write(struct buf *b, const struct hlist *l)
+/* One room check and two copies a field, not four buf_puts. */
+bool wp_put_field(struct buf *b, const char *n, size_t nl, const char *v, size_t vl)
 {
-	/* one room check and two copies a field, not four buf_puts */
-	for (size_t i = 0; i < l->n; i++) {
-		size_t nl = l->name_len[i], vl = l->value_len[i];
-		char *t;
+	char *t;
 
-		if (buf_room(b) < nl + vl + 4)
+	if (buf_room(b) < nl + vl + 4)
+		return false;
+	t = buf_tail(b);
+	if (nl)
+		memcpy(t, n, nl);
+	t[nl] = ':';
+	t[nl + 1] = ' ';
+	if (vl)
+		memcpy(t + nl + 2, v, vl);
+	t[nl + 2 + vl] = '\r';
+	t[nl + 3 + vl] = '\n';
+	buf_add(b, nl + vl + 4);
+	return true;
+}
+
+/* Append "name: value\r\n"... and the final CRLF. false: no room. */
+bool wp_hlist_write(struct buf *b, const struct hlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (!wp_put_field(b, l->name[i], l->name_len[i], l->value[i], l->value_len[i]))
 			return false;
-		t = buf_tail(b);
-		if (nl)
-			memcpy(t, l->name[i], nl);
-		t[nl] = ':';
-		t[nl + 1] = ' ';
-		if (vl)
-			memcpy(t + nl + 2, l->value[i], vl);
-		t[nl + 2 + vl] = '\r';
-		t[nl + 3 + vl] = '\n';
-		buf_add(b, nl + vl + 4);
-	}
 	return buf_put(b, "\r\n", 2) == 2;
 }
 
@@ -658,6 +694,8 @@ static void side_close(struct wconn *c, enum wend e, bool rst)
 
 	if (s->fd < 0)
 		return;
+	if (e == U)
+		wp_up2_free(c);	/* its HTTP/2 session, if it had one */
 	loop_del(c->w->loop, &s->io);
 	if (s->use_x)
 		s->x.ops->close(&s->x, rst);
@@ -773,7 +811,7 @@ static void answer(struct wconn *c, unsigned int status, const char *reason, con
 	if (!c->req_keepalive || c->w->draining)
 		wp_hlist_add(&l, "connection", "close");
 	wp_hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
-	if (!buf_printf(o, "HTTP/1.1 %u %s\r\n", status, reason) || !hlist_write(o, &l) ||
+	if (!buf_printf(o, "HTTP/1.1 %u %s\r\n", status, reason) || !wp_hlist_write(o, &l) ||
 	    buf_put(o, body ? body : "", blen) != blen) {
 		c->st = W_CLOSING;
 		return;
@@ -983,6 +1021,35 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 		svc_fqdn(c->svc_name, sizeof(c->svc_name), svc.name, svc.ns);
 }
 
+/* The request, routed and rewritten (l), as a stream of the HTTP/2
+ * upstream. Host becomes :authority. Not retried, not mirrored (as
+ * requests over HTTP/2 from a client are not). An Expect: 100-continue is
+ * answered here: the body then streams as the upstream's window allows. */
+static void route_request_h2(struct wconn *c, const char *method, const char *path, const struct hlist *l)
+{
+	bool body = (c->rp.flags & F_CHUNKED) || (c->rp.content_length > 0 && c->rp.content_length != ULLONG_MAX);
+	const char *auth = "";
+	char host[256];
+	size_t len;
+
+	retry_clear(c);
+	for (size_t i = 0; i < l->n; i++)
+		if (name_is(l->name[i], l->name_len[i], "host")) {
+			wp_copy_n(host, sizeof(host), l->value[i], l->value_len[i]);
+			auth = host;
+			break;
+		}
+	if (body && head_get(c->h, "expect", &len) && len == 12 &&
+	    !strncasecmp(head_get(c->h, "expect", &len), "100-continue", 12))
+		buf_put(&c->s[C].out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	if (wp_up2_request(c, method, path, auth, l, body)) {
+		c->w->st.upstream_errors++;
+		fail(c, 502, NULL);
+		return;
+	}
+	c->st = W_REQUEST;
+}
+
 /* Route the head in c->h; write the rewritten head to the upstream. */
 static void route_request(struct wconn *c)
 {
@@ -999,6 +1066,7 @@ static void route_request(struct wconn *c)
 	struct buf *o;
 	struct hlist l;
 	char key[320];
+	bool up_h2;
 
 	w->st.requests_total++;
 	c->any_request = true;
@@ -1043,6 +1111,7 @@ static void route_request(struct wconn *c)
 	}
 	if (c->s[U].fd >= 0 && (!c->up_reusable || strcmp(key, c->up_key)))
 		side_close(c, U, false);
+	up_h2 = c->s[U].fd >= 0 && c->up2;
 	if (c->s[U].fd < 0) {
 		struct waypoint_dst dst = { 0 };
 		int fd = w->ops.upstream(w->arg, &cl, &c->vip, &d.backend, &dst);
@@ -1060,6 +1129,9 @@ static void route_request(struct wconn *c)
 		}
 		c->dst = dst;
 		wp_copy(c->up_key, sizeof(c->up_key), key);
+		/* the port says HTTP/2: the request is translated (not said:
+		 * HTTP/1.1, as the client speaks) */
+		up_h2 = dst.proto == WAYPOINT_PROTO_H2C;
 	}
 	c->up_reusable = false;
 	http_parser_init(&c->sp, HTTP_RESPONSE);
@@ -1071,11 +1143,15 @@ static void route_request(struct wconn *c)
 	for (size_t i = 0; i < d.n_req_edits; i++)
 		wp_hlist_edit(&l, d.req_edits[i].op, d.req_edits[i].name,
 			   d.req_edits[i].value ? d.req_edits[i].value : "");
+	if (up_h2) {
+		route_request_h2(c, method, d.path[0] ? d.path : "/", &l);
+		return;
+	}
 	o = &c->s[U].out;
 	{
 		const char *rl[] = { method, " ", d.path[0] ? d.path : "/", " HTTP/1.1\r\n" };
 
-		if (!buf_cat(o, rl, 4) || !hlist_write(o, &l)) {
+		if (!buf_cat(o, rl, 4) || !wp_hlist_write(o, &l)) {
 			answer(c, 431, wp_reason_of(431), NULL, NULL);
 			c->req_keepalive = false;
 			c->st = W_CLOSING;
@@ -1116,7 +1192,7 @@ static void route_request(struct wconn *c)
 				struct buf mb = { .area = mh, .size = sizeof(mh) };
 
 				if (buf_printf(&mb, "%s %s HTTP/1.1\r\n", method, d.path[0] ? d.path : "/") &&
-				    hlist_write(&mb, &ml))
+				    wp_hlist_write(&mb, &ml))
 					mirror_send(w, &cl, &c->vip, &d.mirrors[i], mh, mb.data);
 			}
 		}
@@ -1201,7 +1277,7 @@ static void client_parse(struct wconn *c)
 	}
 	/* the body: raw bytes as they came, bounded by the upstream's room */
 	while (c->st == W_REQUEST && !c->req_done && !c->rp.upgrade && cs->in.data) {
-		size_t room = c->local_answer ? cs->in.data : buf_room(&us->out);
+		size_t room = c->local_answer ? cs->in.data : c->up2 ? wp_up2_body_room(c) : buf_room(&us->out);
 		size_t take = cs->in.data < room ? cs->in.data : room;
 		size_t n;
 		enum http_errno e;
@@ -1210,7 +1286,7 @@ static void client_parse(struct wconn *c)
 			break;
 		n = http_parser_execute(&c->rp, &req_settings, buf_head(&cs->in), take);
 		e = HTTP_PARSER_ERRNO(&c->rp);
-		if (!c->local_answer)
+		if (!c->local_answer && !c->up2)	/* (an HTTP/2 upstream's: on_req_body) */
 			buf_put(&us->out, buf_head(&cs->in), n);
 		buf_del(&cs->in, n);
 		if (e == HPE_PAUSED) {
@@ -1312,7 +1388,7 @@ static void upstream_parse(struct wconn *c)
 				/* draining (an upgrade): the client must not send another */
 				if (c->w->draining && code >= 200)
 					wp_hlist_set(&l, "connection", "close");
-				if (!buf_cat(&cs->out, sl, 5) || !hlist_write(&cs->out, &l)) {
+				if (!buf_cat(&cs->out, sl, 5) || !wp_hlist_write(&cs->out, &l)) {
 					fail(c, 502, NULL);
 					return;
 				}
@@ -1533,7 +1609,7 @@ static void conn_step(struct wconn *c)
 		wp_side_read(c, U);
 		/* a pooled upstream that closed (or spoke) between requests is
 		 * done: reading it no more, and epoll would report its HUP forever */
-		if (c->st == W_HEAD && us->fd >= 0 && (us->eof || us->in.data))
+		if (c->st == W_HEAD && us->fd >= 0 && (c->up2 ? !wp_up2_idle(c) : us->eof || us->in.data))
 			side_close(c, U, true);
 		/* it answered in full and hung up before the request's body was
 		 * all there: nowhere to send the rest; done once the answer left */
@@ -1584,11 +1660,20 @@ static void conn_step(struct wconn *c)
 		} else {
 			if (c->st == W_HEAD || c->st == W_REQUEST)
 				client_parse(c);
-			if (c->st == W_REQUEST && us->fd >= 0)
+			if (c->st == W_REQUEST && us->fd >= 0 && c->up2) {
+				unsigned int st = wp_up2_step(c);
+
+				if (st) {
+					c->w->st.upstream_errors++;
+					fail(c, st, "upstream connect error or disconnect/reset before headers\n");
+					request_done(c);	/* the answer is counted */
+				}
+			} else if (c->st == W_REQUEST && us->fd >= 0) {
 				upstream_parse(c);
+			}
 			if (c->st == W_REQUEST && c->req_done && c->resp_done) {
 				request_done(c);
-				c->up_reusable = c->resp_keepalive && !c->local_answer;
+				c->up_reusable = (c->up2 ? wp_up2_reusable(c) : c->resp_keepalive) && !c->local_answer;
 				if (!c->up_reusable && !c->local_answer)
 					side_close(c, U, false);
 				if (c->req_keepalive && c->resp_keepalive && !c->w->draining)
@@ -1808,7 +1893,8 @@ int waypoint_new(struct waypoint **out, struct loop *loop, const struct waypoint
 		w->rnd = 1;
 	req_settings = (http_parser_settings){
 		.on_url = on_url, .on_header_field = on_field, .on_header_value = on_value,
-		.on_headers_complete = on_headers_complete, .on_message_complete = on_req_complete,
+		.on_headers_complete = on_headers_complete, .on_body = on_req_body,
+		.on_message_complete = on_req_complete,
 	};
 	resp_settings = (http_parser_settings){
 		.on_status = on_status, .on_header_field = on_field, .on_header_value = on_value,

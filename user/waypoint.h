@@ -8,7 +8,10 @@
  * and sends it on to the backend it names through a connection the pod would
  * have made itself (ops->upstream: HBONE, direct or passthrough with the
  * pod's identity and policy), or answers it (redirects, 404, 500, CORS).
- * Responses stream back with the route's response header edits. A Gateway's
+ * Responses stream back with the route's response header edits. HTTP/2
+ * clients (h2c prior knowledge, or h2 by ALPN on a TLS listener) are served
+ * too; between HTTP/1.1 and HTTP/2 the waypoint translates, as the backend
+ * port's appProtocol says (struct waypoint_dst's proto). A Gateway's
  * TCP and TLS Passthrough connections are only relayed (waypoint_relay):
  * the same connection object, in the state an HTTP Upgrade ends in.
  *
@@ -36,11 +39,27 @@ struct waypoint;
 #define WAYPOINT_HEAD_MAX	32768	/* bytes of one request or response head */
 #define WAYPOINT_HEADERS_MAX	100	/* header fields of one head */
 
+/* What a backend Service port speaks, as its appProtocol says
+ * (waypoint_proto_of). The waypoint translates a request to it when the
+ * client speaks the other version of HTTP. */
+enum waypoint_proto {
+	WAYPOINT_PROTO_UNSET = 0,	/* not said: the client's own protocol (an
+					 * HTTP/2 client by TLS ALPN: HTTP/1.1) */
+	WAYPOINT_PROTO_HTTP1,		/* http, kubernetes.io/ws: HTTP/1.1 */
+	WAYPOINT_PROTO_H2C,		/* kubernetes.io/h2c, http2, grpc, grpc-web:
+					 * HTTP/2 with prior knowledge */
+};
+
+/* The protocol an appProtocol value (NULL: none) names; values the waypoint
+ * has no use for (https, tcp, example.com/x) are UNSET. */
+enum waypoint_proto waypoint_proto_of(const char *app_protocol);
+
 /* The workload that answered, as ops->upstream found it. */
 struct waypoint_dst {
 	char ns[64];
 	char workload[TUNNEL_NAME_MAX];
 	char pod[TUNNEL_NAME_MAX];
+	enum waypoint_proto proto;	/* the Service port's appProtocol */
 };
 
 struct waypoint_ops {
@@ -60,7 +79,7 @@ struct waypoint_ops {
 	 * For a Gateway's client, cl->gw_ns/gw_name name the Gateway whose
 	 * listener took the request ("" when none did).
 	 * vip is what the client connected to (its family is preferred).
-	 * *dst says which workload it reaches. */
+	 * *dst says which workload it reaches, and what the port speaks. */
 	int (*upstream)(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
 			const struct route_backend *be, struct waypoint_dst *dst);
 	/* Optional: may client cl make this request, to Service svc (the one a

@@ -5,9 +5,12 @@
  * Each client stream is one request: routed like an HTTP/1.1 one
  * (wp_decide), then sent as a stream of an HTTP/2 connection to a ready
  * endpoint of the chosen backend (one connection per backend Service and
- * client connection, reused by its next streams). gRPC rides on this as it
- * is: trailers pass through, and an answer the waypoint makes itself to a
- * gRPC request is a trailers-only gRPC status.
+ * client connection, reused by its next streams), or, when the backend's
+ * port says HTTP/1.1 (appProtocol http; or says nothing to a client that
+ * got h2 by ALPN), translated into an HTTP/1.1 request on a pooled
+ * connection (struct h1up). gRPC rides on HTTP/2 as it is: trailers pass
+ * through, and an answer the waypoint makes itself to a gRPC request is a
+ * trailers-only gRPC status.
  *
  * Bodies move through one bounded buffer per stream and direction; a side's
  * flow-control window reopens (nghttp2_session_consume) only as the other
@@ -64,13 +67,16 @@ struct hvec {
 };
 
 struct h2up;
+struct h1up;
 
-/* One request: a client stream, and its stream upstream. */
+/* One request: a client stream, and its stream upstream (or its HTTP/1.1
+ * exchange on h1). */
 struct h2st {
 	struct h2st *next, *prev;
 	struct wp_h2 *h;
 	int32_t cid, uid;		/* client / upstream stream ids (uid 0: none) */
 	struct h2up *up;
+	struct h1up *h1;		/* while an HTTP/1.1 upstream carries it */
 	struct hvec *req, *resp, *trl;
 	struct buf reqb, respb;
 	bool req_eof, resp_eof, resp_submitted, up_closed, client_closed, trl_pending, counted;
@@ -104,11 +110,49 @@ struct h2up {
 	bool rd;			/* may have bytes (as struct wside's rd) */
 };
 
+/* An HTTP/1.1 connection to one endpoint of a backend Service whose port
+ * says appProtocol http: one stream's request at a time (translated), kept
+ * for the next stream to the same backend when its response left it
+ * reusable.
+ *
+ *   client stream               h1up                       backend
+ *   HEADERS  --(stream_route)-> "GET /p HTTP/1.1\r\n
+ *                               host: <:authority>..."  -->
+ *   DATA     --(reqb)---------> body, chunked when no content-length -->
+ *   HEADERS  <-(respond_upstream) http-parser head       <--
+ *   DATA     <-(respb, resp_read) decoded body           <--
+ *   trailers <-(st->trl)          chunked trailers       <--
+ */
+struct h1up {
+	struct h1up *next;
+	struct wp_h2 *h;
+	struct h2st *st;		/* the stream it carries; NULL: idle (pooled) or dead */
+	int fd;
+	struct loop_io io;
+	http_parser p;
+	struct buf in, out;
+	char key[320];
+	struct waypoint_dst dst;
+	/* the response field being parsed (http-parser may hand it over in parts) */
+	char fname[256], fval[8192];
+	size_t fname_len, fval_len;
+	bool in_value, field_bad;
+	bool head_method;		/* the request is HEAD: its response has no body */
+	bool chunked;			/* the request body goes chunked */
+	bool req_sent;			/* the request's last byte is in out */
+	bool head_done, resp_done, keepalive;
+	bool rd, eof, dead;
+	char in_area[16384];
+	char out_area[WAYPOINT_HEAD_MAX + 8192];	/* a request head, then body chunks */
+};
+
 struct wp_h2 {
 	struct wconn *c;
 	nghttp2_session *ng;
 	struct h2st *streams;
 	struct h2up *ups;
+	struct h1up *h1s;
+	bool alpn_h2;			/* HTTP/2 by TLS ALPN, not by prior knowledge */
 };
 
 /* ---- small helpers ---- */
@@ -192,7 +236,7 @@ static bool hvec_add(struct hvec *v, const uint8_t *n, size_t nl, const uint8_t 
 /* A body buffer: from the waypoint's few spare ones when it has one
  * (malloc and free of 64 KiB per stream cost, free with a consolidation of
  * the heap's small chunks). */
-static bool buf_alloc(struct waypoint *w, struct buf *b)
+bool wp_body_alloc(struct waypoint *w, struct buf *b)
 {
 	if (b->area)
 		return true;
@@ -202,7 +246,7 @@ static bool buf_alloc(struct waypoint *w, struct buf *b)
 	return b->area != NULL;
 }
 
-static void buf_release(struct waypoint *w, struct buf *b)
+void wp_body_release(struct waypoint *w, struct buf *b)
 {
 	if (b->area && w->n_bodies < WP_SPARE_BODIES)
 		w->bodies[w->n_bodies++] = b->area;
@@ -213,7 +257,7 @@ static void buf_release(struct waypoint *w, struct buf *b)
 
 /* Headers that belong to one hop only (RFC 9113 8.2.2), and Host, which
  * travels as :authority. */
-static bool hop_header(const char *n, size_t len)
+bool wp_hop_header(const char *n, size_t len)
 {
 	switch (len) {	/* by length first: this runs for every field forwarded */
 	case 4: return !strncasecmp(n, "host", 4);
@@ -223,6 +267,39 @@ static bool hop_header(const char *n, size_t len)
 	case 17: return !strncasecmp(n, "transfer-encoding", 17);
 	default: return false;
 	}
+}
+
+/* Does a Connection field of l name field n? Those are of this hop only
+ * too (RFC 9110 7.6.1). */
+bool wp_conn_named(const struct hlist *l, const char *n, size_t nl)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const char *v = l->value[i], *end = v + l->value_len[i];
+
+		if (l->name_len[i] != 10 || strncasecmp(l->name[i], "connection", 10))
+			continue;
+		while (v < end) {
+			const char *t;
+
+			while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+				v++;
+			t = v;
+			while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+				v++;
+			if ((size_t)(v - t) == nl && nl && !strncasecmp(t, n, nl))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Has l a Connection field at all (then wp_conn_named is worth asking)? */
+bool wp_has_conn(const struct hlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->name_len[i] == 10 && !strncasecmp(l->name[i], "connection", 10))
+			return true;
+	return false;
 }
 
 /* An nghttp2_nv list being built: names lower-cased into scratch when
@@ -282,11 +359,22 @@ static void edits_pack(struct h2st *st, const struct route_hdr_edit *e, size_t n
 	st->edits_len = wp_edits_pack(st->edits, sizeof(st->edits), e, n);
 }
 
+/* TE, which HTTP/2 allows with the value "trailers" only (RFC 9113 8.2.2):
+ * an HTTP/1.1 client's other values go. */
+bool wp_te_other(const char *n, size_t nl, const char *v, size_t vl)
+{
+	return nl == 2 && !strncasecmp(n, "te", 2) && !(vl == 8 && !strncasecmp(v, "trailers", 8));
+}
+
 /* The list's fields as nghttp2 name/value pairs, without the hop-by-hop ones. */
 static void nv_add_list(struct nvlist *nv, const struct hlist *l)
 {
+	bool conn = wp_has_conn(l);	/* an HTTP/1.1 backend's response may have one */
+
 	for (size_t i = 0; i < l->n; i++) {
-		if (hop_header(l->name[i], l->name_len[i]))
+		if (wp_hop_header(l->name[i], l->name_len[i]) ||
+		    wp_te_other(l->name[i], l->name_len[i], l->value[i], l->value_len[i]) ||
+		    (conn && wp_conn_named(l, l->name[i], l->name_len[i])))
 			continue;
 		nv_add_n(nv, l->name[i], l->name_len[i], l->value[i], l->value_len[i]);
 	}
@@ -307,6 +395,8 @@ static int grpc_code_of(unsigned int status)
 }
 
 /* ---- streams ---- */
+
+static void h1_kill(struct h1up *u);
 
 static void stream_count(struct h2st *st)
 {
@@ -332,6 +422,8 @@ static void stream_free(struct h2st *st)
 		nghttp2_session_set_stream_user_data(st->up->ng, st->uid, NULL);
 	if (st->up)
 		st->up->n_streams--;
+	if (st->h1)
+		h1_kill(st->h1);	/* its exchange cannot be cut short and the connection kept */
 	/* bytes taken in but never passed on still count in the windows */
 	if (st->up && !st->up->dead && st->respb.data)
 		nghttp2_session_consume_connection(st->up->ng, st->respb.data);
@@ -340,8 +432,8 @@ static void stream_free(struct h2st *st)
 	hvec_free(h->c->w, st->req);
 	hvec_free(h->c->w, st->resp);
 	hvec_free(h->c->w, st->trl);
-	buf_release(h->c->w, &st->reqb);
-	buf_release(h->c->w, &st->respb);
+	wp_body_release(h->c->w, &st->reqb);
+	wp_body_release(h->c->w, &st->respb);
 	if (KEEP_SPARES && h->c->w->n_spare_st < WP_SPARE_STREAMS)
 		h->c->w->spare_st[h->c->w->n_spare_st++] = st;
 	else
@@ -350,7 +442,7 @@ static void stream_free(struct h2st *st)
 
 static void stream_maybe_free(struct h2st *st)
 {
-	if (st->client_closed && (!st->uid || st->up_closed))
+	if (st->client_closed && !st->h1 && (!st->uid || st->up_closed))
 		stream_free(st);
 }
 
@@ -548,7 +640,7 @@ static int up_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 		nghttp2_session_consume(ng, sid, len);
 		return 0;
 	}
-	if (!buf_alloc(up->h->c->w, &st->respb) || buf_put(&st->respb, data, len) != len)
+	if (!wp_body_alloc(up->h->c->w, &st->respb) || buf_put(&st->respb, data, len) != len)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;	/* cannot happen within the window */
 	nghttp2_session_resume_data(up->h->ng, st->cid);
 	return 0;
@@ -633,32 +725,34 @@ static void up_free(struct h2up *up)
 	wp_bury(up->h->c->w, up, NULL);	/* its io may be in this batch */
 }
 
-static struct h2up *up_get(struct wp_h2 *h, const struct route_backend *be, const char *key)
+/* An HTTP/2 connection to the backend of key with room for a stream, or NULL. */
+static struct h2up *up_get(struct wp_h2 *h, const char *key)
 {
-	struct wconn *c = h->c;
-	struct waypoint *w = c->w;
-	nghttp2_session_callbacks *cb = NULL;
-	nghttp2_option *opt = NULL;
-	struct tunnel_client cl;
-	struct h2up *up;
-	int fd;
-
-	for (up = h->ups; up; up = up->next)
+	for (struct h2up *up = h->ups; up; up = up->next)
 		if (!up->dead && up->n_streams < MAX_STREAMS && !strcmp(up->key, key) &&
 		    nghttp2_session_check_request_allowed(up->ng))
 			return up;
-	up = calloc(1, sizeof(*up));
-	if (!up)
+	return NULL;
+}
+
+/* A new HTTP/2 connection on fd (an endpoint dst of the backend of key);
+ * fd is taken in every case (closed on failure). */
+static struct h2up *up_new(struct wp_h2 *h, int fd, const struct waypoint_dst *dst, const char *key)
+{
+	struct waypoint *w = h->c->w;
+	nghttp2_session_callbacks *cb = NULL;
+	nghttp2_option *opt = NULL;
+	struct h2up *up = calloc(1, sizeof(*up));
+
+	if (!up) {
+		close(fd);
 		return NULL;
+	}
 	up->h = h;
-	up->fd = -1;
 	up->out.area = up->out_area;
 	up->out.size = sizeof(up->out_area);
+	up->dst = *dst;
 	wp_copy(up->key, sizeof(up->key), key);
-	wp_client_of(c, &cl);
-	fd = w->ops.upstream(w->arg, &cl, &c->vip, be, &up->dst);
-	if (fd < 0)
-		goto fail;
 	up->fd = fd;
 	if (nghttp2_session_callbacks_new(&cb) || nghttp2_option_new(&opt))
 		goto fail;
@@ -750,6 +844,430 @@ static void up_io(struct loop_io *io, uint32_t ev)
 	h2_pump(h);
 }
 
+/* ---- HTTP/1.1 upstreams: a stream translated (appProtocol http) ---- */
+
+static http_parser_settings h1_settings;
+
+/* The field parsed so far goes to the response head or, after it, to the
+ * trailers; names lower-cased (HTTP/2 wants them so). */
+static void h1_field_commit(struct h1up *u)
+{
+	struct h2st *st = u->st;
+	struct hvec **to;
+
+	if (!u->fname_len || !st)
+		goto out;
+	to = u->head_done ? &st->trl : &st->resp;
+	for (size_t i = 0; i < u->fname_len; i++)
+		if (u->fname[i] >= 'A' && u->fname[i] <= 'Z')
+			u->fname[i] = (char)(u->fname[i] + 32);
+	if (!*to)
+		*to = hvec_new(u->h->c->w);
+	if (!*to || !hvec_add(*to, (const uint8_t *)u->fname, u->fname_len, (const uint8_t *)u->fval, u->fval_len))
+		u->field_bad = true;
+out:
+	u->fname_len = u->fval_len = 0;
+	u->in_value = false;
+}
+
+static void h1_append(char *dst, size_t size, size_t *len, const char *at, size_t n, bool *bad)
+{
+	if (*len + n > size) {
+		*bad = true;
+		return;
+	}
+	memcpy(dst + *len, at, n);
+	*len += n;
+}
+
+static int h1_on_field(http_parser *p, const char *at, size_t n)
+{
+	struct h1up *u = p->data;
+
+	if (u->in_value)
+		h1_field_commit(u);
+	h1_append(u->fname, sizeof(u->fname), &u->fname_len, at, n, &u->field_bad);
+	return 0;
+}
+
+static int h1_on_value(http_parser *p, const char *at, size_t n)
+{
+	struct h1up *u = p->data;
+
+	u->in_value = true;
+	h1_append(u->fval, sizeof(u->fval), &u->fval_len, at, n, &u->field_bad);
+	return 0;
+}
+
+static int h1_on_headers_complete(http_parser *p)
+{
+	struct h1up *u = p->data;
+
+	h1_field_commit(u);
+	if (p->status_code >= 100 && p->status_code < 200) {
+		/* interim (100 Continue): dropped; the final head follows */
+		if (u->st) {
+			hvec_free(u->h->c->w, u->st->resp);
+			u->st->resp = NULL;
+		}
+		u->field_bad = false;
+		return 0;
+	}
+	u->head_done = true;
+	if (u->st)
+		u->st->status = p->status_code;
+	http_parser_pause(p, 1);	/* the caller answers the client's stream */
+	return u->head_method ? 1 : 0;	/* a response to HEAD has no body */
+}
+
+static int h1_on_body(http_parser *p, const char *at, size_t n)
+{
+	struct h1up *u = p->data;
+
+	/* h1_parse fed no more than respb has room for (decoded <= raw) */
+	if (u->st && !u->st->client_closed)
+		buf_put(&u->st->respb, at, n);
+	return 0;
+}
+
+static int h1_on_message_complete(http_parser *p)
+{
+	struct h1up *u = p->data;
+
+	if (!u->head_done)
+		return 0;	/* the end of an interim response */
+	h1_field_commit(u);	/* the last trailer */
+	u->resp_done = true;
+	u->keepalive = http_should_keep_alive(p);
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+/* Close the connection (its fd; the object goes in h2_pump or
+ * wp_h2_free). Its stream, if any, is the caller's to finish. */
+static void h1_kill(struct h1up *u)
+{
+	if (u->st)
+		u->st->h1 = NULL;
+	u->st = NULL;
+	if (u->dead)
+		return;
+	u->dead = true;
+	if (u->fd >= 0) {
+		loop_del(u->h->c->w->loop, &u->io);
+		close(u->fd);
+		u->fd = -1;
+	}
+}
+
+/* The upstream broke (or sent what is not HTTP): the stream gets a 503, or
+ * is reset when its response had begun. st may be freed. */
+static void h1_fail(struct h1up *u)
+{
+	struct h2st *st = u->st;
+	struct wp_h2 *h = u->h;
+
+	h1_kill(u);
+	if (!st)
+		return;
+	h->c->w->st.upstream_errors++;
+	st->up_closed = true;
+	if (!st->client_closed && !st->local && !st->resp_eof) {
+		if (!st->resp_submitted) {
+			respond_local(st, 503, NULL);
+		} else {
+			nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->cid, NGHTTP2_INTERNAL_ERROR);
+		}
+	}
+	stream_maybe_free(st);
+}
+
+/* The response is over: the client's stream ends with it. The request's
+ * body may still be going (a backend may answer first and read on, as
+ * HTTP/1.1 allows): the connection stays with the stream until it has. */
+static void h1_done(struct h1up *u)
+{
+	struct h2st *st = u->st;
+
+	st->resp_eof = true;
+	st->trl_pending = st->trl && st->trl->n;
+	if (!st->client_closed)
+		nghttp2_session_resume_data(u->h->ng, st->cid);
+}
+
+/* Both messages are over: the connection goes back to the pool when it may
+ * be kept, and the stream is free of it. */
+static void h1_release(struct h1up *u)
+{
+	struct h2st *st = u->st;
+
+	st->up_closed = true;
+	if (u->keepalive && !u->h->c->w->draining) {
+		st->h1 = NULL;
+		u->st = NULL;	/* idle: the next stream to the same backend takes it */
+	} else {
+		h1_kill(u);
+	}
+	stream_maybe_free(st);
+}
+
+/* Feed the backend's bytes to the parser: the head becomes the stream's
+ * HEADERS, the body goes to respb as it has room (the rest waits in in,
+ * and the socket is not read while in is full). false: u failed (and the
+ * stream may be gone). */
+static bool h1_parse(struct h1up *u)
+{
+	while (u->st && u->in.data && !u->resp_done) {
+		struct h2st *st = u->st;
+		size_t take = u->in.data, n;
+		enum http_errno e;
+		bool bad;
+
+		if (u->head_done) {
+			size_t room;
+
+			if (!wp_body_alloc(u->h->c->w, &st->respb))
+				goto fail;
+			room = buf_room(&st->respb);
+			if (!room)
+				break;
+			take = take < room ? take : room;
+		}
+		n = http_parser_execute(&u->p, &h1_settings, buf_head(&u->in), take);
+		buf_del(&u->in, n);
+		e = HTTP_PARSER_ERRNO(&u->p);
+		/* not HTTP, or a head too large for HTTP/2's list */
+		bad = (e != HPE_OK && e != HPE_PAUSED) || (u->field_bad && !u->head_done);
+		if (bad)
+			goto fail;
+		if (e == HPE_PAUSED)
+			http_parser_pause(&u->p, 0);
+		if (u->head_done && !st->resp_submitted && !st->client_closed && !st->local)
+			respond_upstream(st, false);
+		if (st->respb.data && !st->client_closed)
+			nghttp2_session_resume_data(u->h->ng, st->cid);
+	}
+	return true;
+fail:
+	h1_fail(u);
+	return false;
+}
+
+/* The request body from reqb to the socket's buffer, framed as a
+ * chunk when the request is chunked; the client's window reopens as it goes. */
+static void h1_body(struct h1up *u)
+{
+	struct h2st *st = u->st;
+	struct wp_h2 *h = u->h;
+
+	while (st && !u->req_sent && st->reqb.data) {
+		size_t room = buf_room(&u->out), n = st->reqb.data;
+		char hex[20];
+
+		if (room <= 32)
+			return;
+		if (n > room - 32)
+			n = room - 32;
+		if (u->chunked) {
+			int l = snprintf(hex, sizeof(hex), "%zx\r\n", n);
+
+			buf_put(&u->out, hex, (size_t)l);
+		}
+		buf_put(&u->out, buf_head(&st->reqb), n);
+		if (u->chunked)
+			buf_put(&u->out, "\r\n", 2);
+		buf_del(&st->reqb, n);
+		if (!st->client_closed)
+			nghttp2_session_consume(h->ng, st->cid, n);
+		else
+			nghttp2_session_consume_connection(h->ng, n);
+	}
+	if (st && !u->req_sent && st->req_eof && !st->reqb.data) {
+		/* request trailers are not sent (the HTTP/2 side drops them too) */
+		if (u->chunked && buf_put(&u->out, "0\r\n\r\n", 5) != 5)
+			return;
+		u->req_sent = true;
+	}
+}
+
+/* Move an HTTP/1.1 upstream's bytes both ways. */
+static void h1_step(struct h1up *u)
+{
+	if (u->dead)
+		return;
+	h1_body(u);
+	while (!u->eof && u->rd && buf_room(&u->in)) {
+		ssize_t n = recv(u->fd, buf_tail(&u->in), buf_room(&u->in), 0);
+
+		if (n > 0) {
+			buf_add(&u->in, (size_t)n);
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			u->eof = true;	/* not read again (nor watched for reading) */
+			break;
+		}
+		if (errno == EAGAIN)
+			u->rd = false;
+	}
+	if (!u->st) {
+		/* idle: a pooled connection that speaks or hangs up is done */
+		if (u->eof || u->in.data)
+			h1_kill(u);
+		return;
+	}
+	if (!u->resp_done) {
+		if (!h1_parse(u))
+			return;
+		/* a body delimited by the end of the connection ends there */
+		if (u->eof && !u->in.data && u->head_done && !u->resp_done)
+			http_parser_execute(&u->p, &h1_settings, NULL, 0);
+		if (u->resp_done)
+			h1_done(u);
+	}
+	/* the end of the connection, once what came before it is parsed */
+	if (u->eof && (!u->in.data || u->resp_done)) {
+		if (!u->resp_done || !u->req_sent) {
+			h1_fail(u);	/* cut short (a response: the rest of a request dropped) */
+			return;
+		}
+		u->keepalive = false;
+	}
+	while (u->out.data) {
+		ssize_t n = send(u->fd, buf_head(&u->out), u->out.data, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			buf_del(&u->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		h1_fail(u);
+		return;
+	}
+	if (u->resp_done && u->req_sent && !u->out.data) {
+		h1_release(u);
+		return;
+	}
+	/* after the end of the connection, epoll would say HUP forever: not
+	 * watched; h1_pump parses the rest as respb drains */
+	if (u->eof && !u->out.data) {
+		loop_del(u->h->c->w->loop, &u->io);
+		return;
+	}
+	/* not read while in is full: http-parser takes it as respb drains */
+	if (u->io.fd >= 0)
+		loop_mod(u->h->c->w->loop, &u->io,
+			 (buf_room(&u->in) && !u->eof ? EPOLLIN | EPOLLRDHUP : 0) | (u->out.data ? EPOLLOUT : 0));
+}
+
+static void h1_io(struct loop_io *io, uint32_t ev)
+{
+	struct h1up *u = io->arg;
+	struct wp_h2 *h = u->h;
+
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		u->rd = true;
+	h1_step(u);
+	h2_pump(h);
+}
+
+/* An idle pooled connection to the backend of key, or NULL. */
+static struct h1up *h1_idle(struct wp_h2 *h, const char *key)
+{
+	for (struct h1up *u = h->h1s; u; u = u->next)
+		if (!u->dead && !u->st && !strcmp(u->key, key))
+			return u;
+	return NULL;
+}
+
+/* A new one on fd (taken in every case: closed on failure). */
+static struct h1up *h1_new(struct wp_h2 *h, int fd, const struct waypoint_dst *dst, const char *key)
+{
+	struct h1up *u = calloc(1, sizeof(*u));
+
+	if (!u || loop_add(h->c->w->loop, &u->io, fd, EPOLLIN | EPOLLRDHUP, h1_io, u)) {
+		close(fd);
+		free(u);
+		return NULL;
+	}
+	u->h = h;
+	u->fd = fd;
+	u->dst = *dst;
+	wp_copy(u->key, sizeof(u->key), key);
+	u->in.area = u->in_area;
+	u->in.size = sizeof(u->in_area);
+	u->out.area = u->out_area;
+	u->out.size = sizeof(u->out_area);
+	u->next = h->h1s;
+	h->h1s = u;
+	return u;
+}
+
+/* HTTP/2 may split Cookie into one field per pair; HTTP/1.1 has one field,
+ * the pairs joined by "; " (RFC 9113 8.2.3). false when it does not fit. */
+static bool h1_put_cookies(struct buf *b, const struct hlist *l)
+{
+	bool first = true;
+
+	if (buf_put(b, "cookie: ", 8) != 8)
+		return false;
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->name_len[i] != 6 || strncasecmp(l->name[i], "cookie", 6))
+			continue;
+		if ((!first && buf_put(b, "; ", 2) != 2) ||
+		    buf_put(b, l->value[i], l->value_len[i]) != l->value_len[i])
+			return false;
+		first = false;
+	}
+	return buf_put(b, "\r\n", 2) == 2;
+}
+
+/* The stream's request as an HTTP/1.1 head on u (RFC 9113 8.3.1 read
+ * backwards): :authority becomes Host, connection-specific fields and TE
+ * stay out, a body without content-length goes chunked (HTTP/2 frames
+ * delimit it; HTTP/1.1 needs one or the other). false: it does not fit. */
+static bool h1_request(struct h2st *st, struct h1up *u, const char *method, const char *path,
+		       const char *authority, const struct hlist *l)
+{
+	struct buf *o = &u->out;
+	bool has_len = false, cookie_done = false;
+
+	u->st = st;
+	st->h1 = u;
+	u->head_method = !strcmp(method, "HEAD");
+	u->head_done = u->resp_done = u->keepalive = u->field_bad = u->in_value = false;
+	u->fname_len = u->fval_len = 0;
+	http_parser_init(&u->p, HTTP_RESPONSE);
+	u->p.data = u;
+	if (buf_put(o, method, strlen(method)) == 0 || buf_put(o, " ", 1) != 1 ||
+	    buf_put(o, path, strlen(path)) != strlen(path) || buf_put(o, " HTTP/1.1\r\n", 11) != 11)
+		return false;
+	if (!wp_put_field(o, "host", 4, authority, strlen(authority)))
+		return false;
+	for (size_t i = 0; i < l->n; i++) {
+		if (wp_hop_header(l->name[i], l->name_len[i]) || (l->name_len[i] == 2 && !strncasecmp(l->name[i], "te", 2)))
+			continue;
+		if (l->name_len[i] == 14 && !strncasecmp(l->name[i], "content-length", 14))
+			has_len = true;
+		if (l->name_len[i] == 6 && !strncasecmp(l->name[i], "cookie", 6)) {
+			if (!cookie_done && !h1_put_cookies(o, l))
+				return false;
+			cookie_done = true;
+			continue;
+		}
+		if (!wp_put_field(o, l->name[i], l->name_len[i], l->value[i], l->value_len[i]))
+			return false;
+	}
+	u->chunked = !st->req_eof && !has_len;
+	if (u->chunked && !wp_put_field(o, "transfer-encoding", 17, "chunked", 7))
+		return false;
+	if (buf_put(o, "\r\n", 2) != 2)
+		return false;
+	u->req_sent = st->req_eof && !st->reqb.data;
+	return true;
+}
+
 /* ---- routing a client stream ---- */
 
 static void stream_timeout(struct loop_timer *t)
@@ -760,11 +1278,56 @@ static void stream_timeout(struct loop_timer *t)
 	st->h->c->w->st.timeouts++;
 	if (st->up && st->uid && !st->up_closed)
 		nghttp2_submit_rst_stream(st->up->ng, NGHTTP2_FLAG_NONE, st->uid, NGHTTP2_CANCEL);
+	if (st->h1)
+		h1_kill(st->h1);
 	if (!st->resp_submitted)
 		respond_local(st, 504, NULL);
 	else
 		nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->cid, NGHTTP2_CANCEL);
 	h2_pump(h);
+}
+
+static void stream_arm_timeout(struct h2st *st, const struct route_decision *d)
+{
+	unsigned int t = d->request_timeout_ms ? d->request_timeout_ms : d->backend_timeout_ms;
+
+	if (t)
+		loop_timer_arm(st->h->c->w->loop, &st->timer, t);
+}
+
+/* The stream's upstream, in the backend's protocol: a pooled connection to
+ * the backend of key, else a new one (st->up HTTP/2 or st->h1 HTTP/1.1, as
+ * the Service port's appProtocol says; not said: the client's own, except
+ * that a client which got HTTP/2 by ALPN from the waypoint says nothing of
+ * the backend, so it gets HTTP/1.1, as before h2 was offered). false: none. */
+static bool stream_upstream(struct h2st *st, const struct route_backend *be, const char *key)
+{
+	struct wp_h2 *h = st->h;
+	struct wconn *c = h->c;
+	struct waypoint *w = c->w;
+	struct waypoint_dst dst = { 0 };
+	struct tunnel_client cl;
+	enum waypoint_proto proto;
+	int fd;
+
+	st->up = up_get(h, key);
+	if (st->up)
+		return true;
+	st->h1 = h1_idle(h, key);
+	if (st->h1)
+		return true;
+	wp_client_of(c, &cl);
+	fd = w->ops.upstream(w->arg, &cl, &c->vip, be, &dst);
+	if (fd < 0)
+		return false;
+	proto = dst.proto;
+	if (proto == WAYPOINT_PROTO_UNSET)
+		proto = h->alpn_h2 ? WAYPOINT_PROTO_HTTP1 : WAYPOINT_PROTO_H2C;
+	if (proto == WAYPOINT_PROTO_HTTP1)
+		st->h1 = h1_new(h, fd, &dst, key);
+	else
+		st->up = up_new(h, fd, &dst, key);
+	return st->up || st->h1;
 }
 
 static void stream_route(struct h2st *st)
@@ -833,10 +1396,28 @@ static void stream_route(struct h2st *st)
 
 		wp_cat(key, sizeof(key), kp, 9);
 	}
-	st->up = up_get(h, &d.backend, key);
-	if (!st->up) {
+	if (!stream_upstream(st, &d.backend, key)) {
 		w->st.upstream_errors++;
 		respond_local(st, 503, NULL);
+		return;
+	}
+	el.n = 0;
+	for (size_t i = 0; i < st->req->n; i++)
+		if (st->req->v[i].name[0] != ':')
+			wp_hlist_add(&el, st->req->v[i].name, st->req->v[i].value);
+	for (size_t i = 0; i < d.n_req_edits; i++)
+		wp_hlist_edit(&el, d.req_edits[i].op, d.req_edits[i].name,
+			      d.req_edits[i].value ? d.req_edits[i].value : "");
+	if (st->h1) {
+		/* an HTTP/1.1 backend: the stream translated */
+		st->dst = st->h1->dst;
+		if (!h1_request(st, st->h1, method, d.path[0] ? d.path : p, d.host[0] ? d.host : auth ? auth : "",
+				&el)) {
+			h1_kill(st->h1);
+			respond_local(st, 431, NULL);
+			return;
+		}
+		stream_arm_timeout(st, &d);
 		return;
 	}
 	st->up->n_streams++;
@@ -846,13 +1427,6 @@ static void stream_route(struct h2st *st)
 	nv_add(nv, ":scheme", scheme ? scheme : "http");
 	nv_add(nv, ":authority", d.host[0] ? d.host : auth ? auth : "");
 	nv_add(nv, ":path", d.path[0] ? d.path : p);
-	el.n = 0;
-	for (size_t i = 0; i < st->req->n; i++)
-		if (st->req->v[i].name[0] != ':')
-			wp_hlist_add(&el, st->req->v[i].name, st->req->v[i].value);
-	for (size_t i = 0; i < d.n_req_edits; i++)
-		wp_hlist_edit(&el, d.req_edits[i].op, d.req_edits[i].name,
-			      d.req_edits[i].value ? d.req_edits[i].value : "");
 	nv_add_list(nv, &el);
 	st->uid = nghttp2_submit_request(st->up->ng, NULL, nv->v, nv->n, st->req_eof ? NULL : &prd, st);
 	if (st->uid < 0) {
@@ -860,12 +1434,7 @@ static void stream_route(struct h2st *st)
 		respond_local(st, 503, NULL);
 		return;
 	}
-	{
-		unsigned int t = d.request_timeout_ms ? d.request_timeout_ms : d.backend_timeout_ms;
-
-		if (t)
-			loop_timer_arm(w->loop, &st->timer, t);
-	}
+	stream_arm_timeout(st, &d);
 }
 
 /* ---- the client's session ---- */
@@ -940,11 +1509,17 @@ static int cl_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 	struct h2st *st = nghttp2_session_get_stream_user_data(ng, sid);
 
 	(void)flags, (void)ud;
+	if (st && st->h1 && !st->h1->req_sent) {
+		/* to the HTTP/1.1 upstream: h1_body takes them */
+		if (!wp_body_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		return 0;
+	}
 	if (!st || !st->up || !st->uid || st->up_closed) {
 		nghttp2_session_consume(ng, sid, len);	/* nobody takes them */
 		return 0;
 	}
-	if (!buf_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
+	if (!wp_body_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	nghttp2_session_resume_data(st->up->ng, st->uid);
 	return 0;
@@ -960,8 +1535,40 @@ static int cl_on_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud
 	st->client_closed = true;
 	if (st->up && st->uid && !st->up_closed)
 		nghttp2_submit_rst_stream(st->up->ng, NGHTTP2_FLAG_NONE, st->uid, NGHTTP2_CANCEL);
+	/* reset before its response ended: the exchange cannot be finished;
+	 * after (the stream closed as it ended): the body's rest still goes */
+	if (st->h1 && !(st->h1->resp_done && st->req_eof))
+		h1_kill(st->h1);
 	stream_maybe_free(st);
 	return 0;
+}
+
+/* Step the HTTP/1.1 upstreams that have bytes to parse or send; free the
+ * dead ones. true when a stream got response bytes. */
+static bool h1_pump(struct wp_h2 *h)
+{
+	bool any = false;
+
+	for (struct h1up **pp = &h->h1s; *pp;) {
+		struct h1up *u = *pp;
+
+		if (!u->dead && u->st && (u->in.data || u->out.data || u->rd || u->st->reqb.data ||
+					  (u->st->req_eof && !u->req_sent))) {
+			size_t before = u->st->respb.data;
+			struct h2st *st = u->st;
+
+			h1_step(u);
+			any |= u->st == st && st->respb.data != before;
+			any |= u->st != st;	/* done or failed: the stream has news */
+		}
+		if (u->dead) {
+			*pp = u->next;
+			wp_bury(h->c->w, u, NULL);	/* its io may be in this batch */
+			continue;
+		}
+		pp = &u->next;
+	}
+	return any;
 }
 
 /* Write what both sides' sessions have; drop finished upstreams. */
@@ -969,6 +1576,7 @@ static void h2_pump(struct wp_h2 *h)
 {
 	struct wconn *c = h->c;
 
+	h1_pump(h);
 	for (struct h2up **pp = &h->ups; *pp;) {
 		struct h2up *up = *pp;
 
@@ -982,6 +1590,10 @@ static void h2_pump(struct wp_h2 *h)
 		pp = &up->next;
 	}
 	nghttp2_session_send(h->ng);
+	/* resp_read made room in HTTP/1.1 streams' respb: more of their
+	 * upstreams' bytes can be parsed, and sent */
+	if (h1_pump(h))
+		nghttp2_session_send(h->ng);
 	if (!wp_side_flush(c, C)) {
 		wp_conn_free(c, true);
 		return;
@@ -1038,6 +1650,17 @@ int wp_h2_start(struct wconn *c)
 	if (!h)
 		return -ENOMEM;
 	h->c = c;
+	{
+		const unsigned char *p = NULL;
+		unsigned int n = 0;
+
+		c->s[C].x.ops->alpn(&c->s[C].x, &p, &n);
+		h->alpn_h2 = n == 2 && !memcmp(p, "h2", 2);
+	}
+	h1_settings = (http_parser_settings){
+		.on_header_field = h1_on_field, .on_header_value = h1_on_value, .on_body = h1_on_body,
+		.on_headers_complete = h1_on_headers_complete, .on_message_complete = h1_on_message_complete,
+	};
 	if (nghttp2_session_callbacks_new(&cb) || nghttp2_option_new(&opt))
 		goto fail;
 	nghttp2_session_callbacks_set_send_callback(cb, cl_send_cb);
@@ -1091,6 +1714,13 @@ void wp_h2_free(struct wconn *c)
 		h->ups = up->next;
 		up->n_streams = 0;
 		up_free(up);
+	}
+	while (h->h1s) {
+		struct h1up *u = h->h1s;
+
+		h->h1s = u->next;
+		h1_kill(u);
+		wp_bury(c->w, u, NULL);
 	}
 	nghttp2_session_del(h->ng);
 	free(h);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* waypoint_int.h - what waypoint.c (HTTP/1.1) and waypoint_h2.c (HTTP/2)
- * share: the connection and the waypoint, and the steps both take for a
- * request (decide, open an upstream, count). Not for other modules. */
+/* waypoint_int.h - what waypoint.c (HTTP/1.1), waypoint_h2.c (HTTP/2) and
+ * waypoint_up2.c (HTTP/1.1 clients on HTTP/2 upstreams) share: the
+ * connection and the waypoint, and the steps all take for a request
+ * (decide, open an upstream, count). Not for other modules. */
 #ifndef SL_WAYPOINT_INT_H
 #define SL_WAYPOINT_INT_H
 
@@ -16,6 +17,7 @@
 #include "xprt.h"
 
 struct wp_h2;
+struct wp_up2;
 
 #define IN_SIZE		WAYPOINT_HEAD_MAX	/* client / upstream input buffers */
 #define OUT_SIZE	(2 * WAYPOINT_HEAD_MAX + 16384)	/* room for one rewritten head and more */
@@ -122,6 +124,8 @@ struct wconn {
 	uint16_t retry_port;
 	struct loop_timer retry_timer;
 	struct wp_h2 *h2;		/* W_H2 */
+	struct wp_up2 *up2;		/* s[U] speaks HTTP/2 (appProtocol h2c): the
+					 * HTTP/1.1 requests are translated */
 	bool any_request;		/* an HTTP/1.1 request came: no HTTP/2 preface now */
 	bool head_timed;		/* this head's bytes started: its header deadline is set */
 };
@@ -199,6 +203,22 @@ void wp_hlist_edit(struct hlist *l, enum route_hdr_op op, const char *name, cons
  * packed as "op\0name\0value\0"...; what fits in size. */
 size_t wp_edits_pack(char *buf, size_t size, const struct route_hdr_edit *e, size_t n);
 void wp_hlist_edits_packed(struct hlist *l, const char *p, size_t len);
+/* Append "name: value\r\n"; false: no room (nothing written). */
+bool wp_put_field(struct buf *b, const char *n, size_t nl, const char *v, size_t vl);
+/* Append "name: value\r\n"... and the final CRLF. false: no room. */
+bool wp_hlist_write(struct buf *b, const struct hlist *l);
+/* Fields of one hop only (RFC 9113 8.2.2: Connection, Keep-Alive,
+ * Proxy-Connection, Transfer-Encoding, Upgrade), and Host (:authority in
+ * HTTP/2); TE with another value than "trailers", which HTTP/2 refuses. */
+bool wp_hop_header(const char *n, size_t len);
+bool wp_te_other(const char *n, size_t nl, const char *v, size_t vl);
+/* Does a Connection field of l name field n (then it is of this hop only
+ * too, RFC 9110 7.6.1)? wp_has_conn: has l a Connection field at all. */
+bool wp_conn_named(const struct hlist *l, const char *n, size_t nl);
+bool wp_has_conn(const struct hlist *l);
+/* A body buffer of the size of an HTTP/2 window (kept spare by w). */
+bool wp_body_alloc(struct waypoint *w, struct buf *b);
+void wp_body_release(struct waypoint *w, struct buf *b);
 
 /* ---- shared steps ---- */
 
@@ -236,6 +256,26 @@ int wp_h2_start(struct wconn *c);
 /* Its io: read, process, write. */
 void wp_h2_step(struct wconn *c);
 void wp_h2_free(struct wconn *c);
-/* The upstream sessions and streams left: for waypoint_free. */
+
+/* waypoint_up2.c: the HTTP/1.1 request in c->h, sent as a stream on the
+ * HTTP/2 connection s[U] (set up on its first request): method, path,
+ * :authority and the fields of l (hop-by-hop ones left out); body: one
+ * follows (wp_up2_body). 0 or -errno (then nothing was sent). */
+int wp_up2_request(struct wconn *c, const char *method, const char *path, const char *authority,
+		   const struct hlist *l, bool body);
+/* Room for decoded request body bytes, and some of them (the request
+ * parser's on_body). */
+size_t wp_up2_body_room(struct wconn *c);
+void wp_up2_body(struct wconn *c, const char *p, size_t n);
+/* W_REQUEST: frames in from s[U].in, out to s[U].out; the response to
+ * s[C].out in HTTP/1.1. 0, or a status to fail the request with (the
+ * upstream broke before a response head). */
+unsigned int wp_up2_step(struct wconn *c);
+/* Between requests: what the upstream says (SETTINGS, PING, GOAWAY); false
+ * when it is no longer of use. */
+bool wp_up2_idle(struct wconn *c);
+/* May the next request to the same backend use it? */
+bool wp_up2_reusable(const struct wconn *c);
+void wp_up2_free(struct wconn *c);	/* NULL-safe (c->up2 NULL) */
 
 #endif

@@ -1,15 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 /* fuzz_waypoint.c - libFuzzer target: the waypoint's L7 request path
- * (user/waypoint.c HTTP/1.1, user/waypoint_h2.c HTTP/2) over real sockets.
+ * (user/waypoint.c HTTP/1.1, user/waypoint_h2.c HTTP/2, and the translation
+ * between them: waypoint_h2.c's HTTP/1.1 upstreams, user/waypoint_up2.c)
+ * over real sockets.
  *
  * Each input is one client connection and what every upstream answers:
  *
  *   bytes 0-1   n, little-endian: the client stream is the next n bytes
  *               (clamped to what there is)
  *   byte 2      flags (below)
- *   byte 3      pace: 0 every peer sends its stream as fast as it can; k > 0
- *               at most k bytes per loop batch (heads and frames split
- *               across reads; client and upstream events in one batch)
+ *   byte 3      bits 0-5 pace: 0 every peer sends its stream as fast as it
+ *               can; k > 0 at most k bytes per loop batch (heads and frames
+ *               split across reads; client and upstream events in one batch)
+ *               bits 6-7 what the upstreams' port speaks (appProtocol): 0 and
+ *               3 not said, 1 HTTP/1.1 (an HTTP/2 client is translated), 2
+ *               h2c (an HTTP/1.1 client is translated)
  *   then        the client stream, then the upstream stream (the rest)
  *
  * The client stream goes into one end of a socketpair whose other end is
@@ -62,7 +67,7 @@
  * table. FUZZ_WP_DEBUG=1 prints what each input did, =2 also the bytes the
  * client and the upstreams got.
  *
- * fuzz-srcs: user/waypoint.c user/waypoint_h2.c user/route.c user/model.c user/config.c user/lib/xprt.c user/lib/loop.c user/lib/log.c user/lib/diag.c
+ * fuzz-srcs: user/waypoint.c user/waypoint_h2.c user/waypoint_up2.c user/route.c user/model.c user/config.c user/lib/xprt.c user/lib/loop.c user/lib/log.c user/lib/diag.c
  * fuzz-libs: -lnghttp2 -lhttp_parser -lyaml -lssl -lcrypto -lpthread -Wl,--wrap=epoll_wait
  */
 #include <errno.h>
@@ -226,6 +231,7 @@ static struct {
 	int soon;		/* run_soon(): the tick's delay; 0: off */
 	bool nothing_due;	/* run_soon(): no waypoint timer within it */
 	uint8_t flags, pace;
+	enum waypoint_proto proto;	/* what ops->upstream says the port speaks */
 	const uint8_t *up_data;
 	size_t up_len;
 	struct peer client;
@@ -457,6 +463,7 @@ static int op_upstream(void *arg, const struct tunnel_client *cl, const struct t
 	snprintf(dst->ns, sizeof(dst->ns), "%s", be->ns ? be->ns : "default");
 	snprintf(dst->workload, sizeof(dst->workload), "%s", be->name);
 	snprintf(dst->pod, sizeof(dst->pod), "%s-0", be->name);
+	dst->proto = F.proto;
 	return sv[0];
 }
 
@@ -593,7 +600,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	clen = (size_t)data[0] | (size_t)data[1] << 8;
 	F.flags = data[2];
-	F.pace = data[3];
+	F.pace = data[3] & 0x3f;
+	F.proto = (data[3] >> 6) == 1 ? WAYPOINT_PROTO_HTTP1 : (data[3] >> 6) == 2 ? WAYPOINT_PROTO_H2C
+										     : WAYPOINT_PROTO_UNSET;
 	data += 4;
 	size -= 4;
 	if (clen > size)

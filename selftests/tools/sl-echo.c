@@ -2,7 +2,7 @@
 /* sl-echo - the lab pods' test server and client (libc and libnghttp2).
  *
  *   sl-echo serve --pod NAME --namespace NS [--service NAME] [--tcp PORT]...
- *                 [--udp PORT]... [--ready-file PATH]
+ *                 [--udp PORT]... [--ready-file PATH] [--only http1|h2c]
  *   sl-echo probe tcp|udp HOST PORT [--count N] [--timeout-ms MS] [--connected]
  *                 [--line TEXT]
  *   sl-echo stream tcp HOST PORT --duration-ms MS [--interval-ms MS] [--timeout-ms MS]
@@ -34,9 +34,14 @@
  * request's metadata as headers, authority, context {namespace, service_name,
  * pod}) with grpc-status 0 in the trailers; EchoThree, any other method or
  * service get grpc-status 12 (UNIMPLEMENTED), trailers only.
+ * --only http1 closes a TCP connection that starts with the HTTP/2 preface at
+ * once; --only h2c closes any other (HTTP/1.x, line mode): a backend that
+ * speaks one version of HTTP only, for the waypoint's translation tests.
  * Every HTTP request (HTTP/1.x, HTTP/2, gRPC) is logged to stdout (the lab's
  * server.log), one line
  *   http <method> <target> host=<host> peer=<peer>
+ * and, once a request body (HTTP/1.x or HTTP/2 DATA) has ended,
+ *   body len=<bytes> fnv=<FNV-1a 32 of its bytes, 8 hex digits>
  * (bytes outside printable ASCII as '?'), written once per loop iteration.
  * Any other TCP connection is in line mode:
  *
@@ -318,6 +323,8 @@ struct conn {
 	enum conn_mode mode;
 	enum body_state body;
 	uint64_t body_left;		/* BODY_LENGTH / BODY_CHUNK_DATA */
+	uint64_t body_len;		/* the body's bytes so far, and their FNV-1a */
+	uint32_t body_fnv;
 	uint32_t events;		/* current epoll interest */
 	bool rd_closed;			/* peer sent FIN */
 	bool want_close;		/* close once output is flushed and the body consumed */
@@ -342,6 +349,7 @@ struct conn {
 
 struct server {
 	const char *pod, *ns, *svc;
+	int only;			/* 0: any; 1: HTTP/1.x only; 2: h2c only (--only) */
 	size_t pod_len;
 	struct conn *held_head;
 	struct sbuf log;		/* request log lines not yet written to stdout */
@@ -730,6 +738,24 @@ static bool parse_go_duration(const char *s, int64_t max_ms, int64_t *out)
 
 static void log_flush(void);
 
+#define FNV_START 2166136261u
+
+static uint32_t fnv1a(uint32_t h, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 16777619u;
+	return h;
+}
+
+/* "body len=N fnv=XXXXXXXX": a request body has ended. */
+static void log_body(uint64_t len, uint32_t fnv)
+{
+	char line[64];
+	int n = snprintf(line, sizeof(line), "body len=%llu fnv=%08x\n", (unsigned long long)len, fnv);
+
+	sb_putn(&srv.log, line, (size_t)n);
+}
+
 /* The log line of a request: "http <method> <target> host=<host> peer=<peer>". */
 static void log_request(const struct conn *c, const char *method, size_t ml, const char *target,
 			size_t tl, const char *host, size_t hl)
@@ -1048,6 +1074,8 @@ static bool http_handle(struct conn *c, const char *h, size_t n)
 	echo_body(body, c, method, method_len, target, target_len, host, host_len, proto_buf, hdrs, nh);
 
 	/* body framing of the request */
+	c->body_len = 0;
+	c->body_fnv = FNV_START;
 	if (chunked) {
 		c->body = BODY_CHUNK_SIZE;
 	} else if (has_len && clen > 0) {
@@ -1099,10 +1127,14 @@ static bool http_consume_body(struct conn *c)
 		if (c->body == BODY_LENGTH || c->body == BODY_CHUNK_DATA) {
 			size_t k = n < c->body_left ? n : (size_t)c->body_left;
 
+			c->body_fnv = fnv1a(c->body_fnv, s, k);
+			c->body_len += k;
 			c->in_off += k;
 			c->body_left -= k;
 			if (c->body_left)
 				return false;
+			if (c->body == BODY_LENGTH)
+				log_body(c->body_len, c->body_fnv);
 			c->body = c->body == BODY_LENGTH ? BODY_NONE : BODY_CHUNK_CRLF;
 			continue;
 		}
@@ -1147,8 +1179,10 @@ static bool http_consume_body(struct conn *c)
 			c->body = BODY_CHUNK_SIZE;
 			break;
 		case BODY_CHUNK_TRAILER:
-			if (ll == 0)
+			if (ll == 0) {
 				c->body = BODY_NONE;
+				log_body(c->body_len, c->body_fnv);
+			}
 			break;
 		default:
 			break;
@@ -1213,6 +1247,8 @@ static void http_process(struct conn *c)
  * stream, or with the connection. */
 struct h2_stream {
 	int32_t id;
+	uint64_t body_len;		/* request DATA so far, and its FNV-1a */
+	uint32_t body_fnv;
 	bool too_big;			/* header fields over the limits: answered with 431 */
 	bool answered;			/* the response is submitted (or waits: delayed) */
 	bool delayed;			/* submitted at due (?delay=) */
@@ -1624,8 +1660,24 @@ static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud
 	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
 	st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+	if (st && st->body_len)
+		log_body(st->body_len, st->body_fnv);
 	if (st && !st->answered)
 		h2_answer(ud, st);
+	return 0;
+}
+
+static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *ud)
+{
+	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
+
+	(void)flags, (void)ud;
+	if (st) {
+		if (!st->body_len)
+			st->body_fnv = FNV_START;
+		st->body_fnv = fnv1a(st->body_fnv, (const char *)data, len);
+		st->body_len += len;
+	}
 	return 0;
 }
 
@@ -1659,6 +1711,7 @@ static bool h2_start(struct conn *c)
 		nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_on_begin_headers);
 		nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
 		nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_on_frame_recv);
+		nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_on_data);
 		nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_on_stream_close);
 	}
 	if (nghttp2_session_server_new(&c->h2, cbs, c))
@@ -1714,6 +1767,11 @@ static void conn_process(struct conn *c)
 		if (n && !memcmp(s, SL_ECHO_H2_PREFACE,
 				 n < SL_ECHO_H2_PREFACE_LEN ? n : SL_ECHO_H2_PREFACE_LEN)) {
 			/* (a prefix of) the HTTP/2 client preface */
+			if (n >= SL_ECHO_H2_PREFACE_LEN && srv.only == 1) {
+				c->want_close = true;	/* --only http1 */
+				c->in_off = c->in_len;
+				return;
+			}
 			if (n >= SL_ECHO_H2_PREFACE_LEN) {
 				if (!h2_start(c)) {
 					c->want_close = true;
@@ -1725,6 +1783,10 @@ static void conn_process(struct conn *c)
 			} else {
 				c->mode = MODE_LINE;
 			}
+		} else if (n && srv.only == 2) {
+			c->want_close = true;	/* --only h2c */
+			c->in_off = c->in_len;
+			return;
 		} else if (nl) {
 			c->mode = looks_like_request_line(s, (size_t)(nl - s)) ? MODE_HTTP : MODE_LINE;
 		} else if (c->rd_closed || c->in_len == sizeof(c->in) || !may_be_http(s, n)) {
@@ -2142,6 +2204,10 @@ static int cmd_serve(int argc, char **argv)
 			udp[nudp++] = (unsigned)parse_num(argv[++a], 1, 65535, "udp port");
 		else if (!strcmp(o, "--ready-file"))
 			ready = argv[++a];
+		else if (!strcmp(o, "--only") && !strcmp(argv[a + 1], "http1"))
+			srv.only = 1, a++;
+		else if (!strcmp(o, "--only") && !strcmp(argv[a + 1], "h2c"))
+			srv.only = 2, a++;
 		else
 			die("serve: unknown option %s", o);
 	}
@@ -2669,7 +2735,7 @@ static int cmd_stream(int argc, char **argv)
 static void usage(void)
 {
 	fputs("usage: sl-echo serve --pod NAME --namespace NS [--service NAME] [--tcp PORT]...\n"
-	      "                     [--udp PORT]... [--ready-file PATH]\n"
+	      "                     [--udp PORT]... [--ready-file PATH] [--only http1|h2c]\n"
 	      "       sl-echo probe tcp|udp HOST PORT [--count N] [--timeout-ms MS] [--connected]\n"
 	      "                     [--line TEXT]\n"
 	      "       sl-echo stream tcp HOST PORT --duration-ms MS [--interval-ms MS]\n"

@@ -33,6 +33,7 @@ enum backend_mode {
 	BE_HEAD_LEN,		/* Content-Length: 5 and no body (HEAD) */
 	BE_FAIL_FIRST,		/* the first upstream answers 500, the second resets, then 200 */
 	BE_RAW,			/* no HTTP: echo bytes; at EOF say "bye\n" and close */
+	BE_BIG,			/* 200 KB chunked, with a trailer */
 };
 
 static struct {
@@ -55,9 +56,13 @@ static struct {
 	struct sl_model *model;
 	char route_backend_seen[128];
 	char gw_seen[128];		/* the Gateway ops->upstream was asked for */
+	enum waypoint_proto proto;	/* what ops->upstream says the port speaks */
+	size_t last_req_len;		/* the last request a backend read, in bytes */
 } W;
 
 /* ---- backend threads ---- */
+
+static bool send_all(int fd, const char *s, size_t len);
 
 /* Read one request (head and body) from fd into buf; its length, 0 on EOF. */
 static size_t read_request(int fd, char *buf, size_t size)
@@ -106,6 +111,7 @@ static void *backend_main(void *arg)
 		int n;
 
 		pthread_mutex_lock(&W.mu);
+		W.last_req_len = len;
 		if (W.seen_len + len < sizeof(W.seen)) {
 			memcpy(W.seen + W.seen_len, req, len);
 			W.seen_len += len;
@@ -149,6 +155,22 @@ static void *backend_main(void *arg)
 				if (r <= 0 || write(fd, b, (size_t)r) != r)
 					goto out;
 			}
+		case BE_BIG: {
+			static char chunk[4000 + 16];
+
+			n = snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+			if (write(fd, resp, (size_t)n) != n)
+				goto out;
+			n = snprintf(chunk, sizeof(chunk), "fa0\r\n");
+			memset(chunk + n, 'b', 4000);
+			memcpy(chunk + n + 4000, "\r\n", 2);
+			for (int i = 0; i < 50; i++)
+				if (!send_all(fd, chunk, (size_t)n + 4002))
+					goto out;
+			if (!send_all(fd, "0\r\nX-Trl: yes\r\n\r\n", 17))
+				goto out;
+			break;
+		}
 		case BE_HEAD_LEN:
 			n = snprintf(resp, sizeof(resp), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
 			if (write(fd, resp, (size_t)n) != n)
@@ -233,6 +255,7 @@ static int op_upstream(void *arg, const struct tunnel_client *cl, const struct t
 	snprintf(dst->ns, sizeof(dst->ns), "default");
 	snprintf(dst->pod, sizeof(dst->pod), "backend-0");
 	snprintf(dst->workload, sizeof(dst->workload), "backend");
+	dst->proto = W.proto;
 	return sv[0];
 }
 
@@ -912,7 +935,7 @@ struct h2peer {
 	bool server;
 	/* server: what it saw; client: what came back */
 	char seen_path[256], seen_auth[256], seen_hdrs[2048], body[4096];
-	size_t body_len;
+	size_t body_len, total_len;	/* kept, and all */
 	int status, done;
 	char trailers[512];
 	int32_t sid;
@@ -953,6 +976,7 @@ static int h2p_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uint8
 	struct h2peer *p = ud;
 
 	(void)ng, (void)flags, (void)sid;
+	p->total_len += len;
 	if (p->body_len + len < sizeof(p->body)) {
 		memcpy(p->body + p->body_len, d, len);
 		p->body_len += len;
@@ -984,7 +1008,8 @@ static int h2p_frame(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct h2peer *p = ud;
 
-	if (p->server && f->hd.type == NGHTTP2_HEADERS && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+	if (p->server && (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 		static char body[] = "hello from h2 grpc";
 		static char big[4097];
 		nghttp2_data_provider prd = { .source.ptr = body, .read_callback = h2p_body };
@@ -997,10 +1022,12 @@ static int h2p_frame(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 				    { (uint8_t *)"x-backend", (uint8_t *)"h2", 9, 2, 0 } };
 
 		pthread_mutex_lock(&W.mu);
-		snprintf(W.seen + W.seen_len, sizeof(W.seen) - W.seen_len, "path=%s auth=%s hdrs=%s\n", p->seen_path,
-			 p->seen_auth, p->seen_hdrs);
+		snprintf(W.seen + W.seen_len, sizeof(W.seen) - W.seen_len, "path=%s auth=%s hdrs=%s body=%.*s\n",
+			 p->seen_path, p->seen_auth, p->seen_hdrs, (int)p->body_len, p->body);
 		W.seen_len = strlen(W.seen);
 		pthread_mutex_unlock(&W.mu);
+		p->body_len = 0;
+		p->seen_hdrs[0] = 0;
 		nghttp2_submit_response(ng, f->hd.stream_id, nv, 2, &prd);
 	}
 	if (!p->server && (f->hd.flags & NGHTTP2_FLAG_END_STREAM) && f->hd.stream_id == p->sid)
@@ -1075,7 +1102,8 @@ static int op_upstream_h2(void *arg, const struct tunnel_client *cl, const struc
 	pthread_t t;
 	int sv[2];
 
-	(void)arg, (void)cl, (void)vip, (void)dst;
+	(void)arg, (void)cl, (void)vip;
+	dst->proto = W.proto;
 	W.upstreams++;
 	snprintf(W.route_backend_seen, sizeof(W.route_backend_seen), "%s/%s:%u", be->ns, be->name, be->port);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) ||
@@ -1086,10 +1114,29 @@ static int op_upstream_h2(void *arg, const struct tunnel_client *cl, const struc
 	return sv[0];
 }
 
-/* One request from a fresh HTTP/2 client connection. */
-static bool h2_request(struct h2peer *p, const char *path, const char *ctype)
+static size_t h2p_req_off;	/* how much of the body went */
+
+static ssize_t h2p_req_body(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+			    nghttp2_data_source *src, void *ud)
+{
+	const char *text = src->ptr;
+	size_t n = strlen(text) - h2p_req_off;
+
+	(void)ng, (void)sid, (void)ud;
+	if (n > len)
+		n = len;
+	memcpy(buf, text + h2p_req_off, n);
+	h2p_req_off += n;
+	if (!text[h2p_req_off])
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+/* One request from a fresh HTTP/2 client connection (POST; body: none when NULL). */
+static bool h2_request_body(struct h2peer *p, const char *path, const char *ctype, const char *body)
 {
 	int fd = client();
+	nghttp2_data_provider prd = { .source.ptr = (void *)body, .read_callback = h2p_req_body };
 	nghttp2_nv nv[] = {
 		{ (uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0 },
 		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
@@ -1097,18 +1144,26 @@ static bool h2_request(struct h2peer *p, const char *path, const char *ctype)
 		{ (uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0 },
 		{ (uint8_t *)"content-type", (uint8_t *)ctype, 12, strlen(ctype), 0 },
 		{ (uint8_t *)"x-gone", (uint8_t *)"1", 6, 1, 0 },
+		{ (uint8_t *)"cookie", (uint8_t *)"a=1", 6, 3, 0 },
+		{ (uint8_t *)"cookie", (uint8_t *)"b=2", 6, 3, 0 },
 	};
 
 	/* nghttp2's client session sends the preface itself */
 	if (fd < 0 || !h2p_init(p, fd, false))
 		return false;
-	p->sid = nghttp2_submit_request(p->ng, NULL, nv, 6, NULL, NULL);
+	h2p_req_off = 0;
+	p->sid = nghttp2_submit_request(p->ng, NULL, nv, 8, body ? &prd : NULL, NULL);
 	if (p->sid < 0 || nghttp2_session_send(p->ng))
 		return false;
 	h2p_run(p, 3000);
 	nghttp2_session_del(p->ng);
 	close(fd);
 	return p->done;
+}
+
+static bool h2_request(struct h2peer *p, const char *path, const char *ctype)
+{
+	return h2_request_body(p, path, ctype, NULL);
 }
 
 /* Many streams of 4 KiB answers on one connection: more than the 64 KiB
@@ -1211,5 +1266,194 @@ void test_waypoint_retry(void)
 	close(fd);
 out:
 	diags_clear(&errs);
+	teardown();
+}
+
+/* An HTTP/2 client to a backend whose port says appProtocol http: each
+ * stream becomes an HTTP/1.1 request on a pooled connection, and the answer
+ * comes back as HTTP/2. */
+void test_waypoint_h2_to_h1(void)
+{
+	struct sl_resources *res = config_resources_new();
+	struct diags errs = { 0 };
+	struct h2peer p;
+
+	if (!ASSERT_OK(config_decode_buf(res, "routes.yaml", routes_yaml, strlen(routes_yaml), &errs), "decode") ||
+	    !ASSERT_OK(model_build(res, "node-1", &W.model, &errs), "model") ||
+	    !ASSERT_OK(route_table_build(W.model, &W.routes, &errs), "routes"))
+		goto out;
+	if (!setup(0))
+		goto out;
+	W.mode = BE_OK;
+	W.proto = WAYPOINT_PROTO_HTTP1;
+	ASSERT_TRUE(h2_request(&p, "/v2/call?x=1", "text/plain"), "h2 request answered");
+	ASSERT_EQ(p.status, 200, "status");
+	ASSERT_HAS(W.seen, "POST /call?x=1 HTTP/1.1\r\n", "an HTTP/1.1 request line, path rewritten");
+	ASSERT_HAS(W.seen, "host: rewritten.example\r\n", ":authority (rewritten) as Host");
+	ASSERT_HAS(W.seen, "x-set: one\r\n", "request header set");
+	ASSERT_FALSE(strstr(W.seen, "x-gone"), "request header removed");
+	ASSERT_FALSE(strstr(W.seen, "transfer-encoding"), "no body: not chunked");
+	ASSERT_HAS(W.seen, "cookie: a=1; b=2\r\n", "HTTP/2's cookie fields joined into one");
+	ASSERT_HAS(p.body, "POST /call?x=1 HTTP/1.1", "the backend's body as DATA");
+	ASSERT_HAS(p.seen_hdrs, "x-resp=added", "response header added");
+	ASSERT_HAS(p.seen_hdrs, "content-length=", "content-length kept");
+	ASSERT_FALSE(strstr(p.seen_hdrs, "x-backend"), "response header removed");
+	/* a body without content-length goes chunked */
+	W.seen_len = 0;
+	W.seen[0] = 0;
+	ASSERT_TRUE(h2_request_body(&p, "/v2/post", "text/plain", "hello body"), "POST answered");
+	ASSERT_EQ(p.status, 200, "POST status");
+	ASSERT_HAS(W.seen, "transfer-encoding: chunked\r\n", "chunked upstream");
+	ASSERT_HAS(W.seen, "\r\n\r\na\r\nhello body\r\n0\r\n\r\n", "the body in one chunk, then the last");
+	/* a body larger than the windows, chunked */
+	{
+		static char big[300001];
+
+		memset(big, 'y', sizeof(big) - 1);
+		ASSERT_TRUE(h2_request_body(&p, "/v2/bigpost", "text/plain", big), "big POST answered");
+		ASSERT_EQ(p.status, 200, "big POST status");
+		ASSERT_TRUE(W.last_req_len > 300000, "the backend read the whole body");
+	}
+	/* streams one after another on one connection share one upstream */
+	W.upstreams = 0;
+	ASSERT_EQ(h2_many(5), 5, "five streams");
+	ASSERT_EQ(W.upstreams, 1, "one pooled HTTP/1.1 upstream for them");
+	/* a large chunked answer (more than the 64 KiB windows) with a trailer */
+	W.mode = BE_BIG;
+	ASSERT_TRUE(h2_request(&p, "/v2/big", "text/plain"), "big answer");
+	ASSERT_EQ(p.status, 200, "big status");
+	ASSERT_EQ(p.total_len, 200000, "every body byte, decoded");
+	ASSERT_HAS(p.trailers, "x-trl=yes", "the chunked trailer as HTTP/2 trailers");
+	ASSERT_FALSE(strstr(p.seen_hdrs, "transfer-encoding"), "no transfer-encoding in HTTP/2");
+	/* an upstream that resets before answering: 503 */
+	W.mode = BE_RESET;
+	ASSERT_TRUE(h2_request(&p, "/v2/reset", "text/plain"), "reset answered");
+	ASSERT_EQ(p.status, 503, "reset before a response: 503");
+out:
+	W.proto = WAYPOINT_PROTO_UNSET;
+	W.mode = BE_OK;
+	diags_clear(&errs);
+	teardown();
+}
+
+/* An HTTP/1.1 client to a backend whose port says appProtocol
+ * kubernetes.io/h2c: each request is a stream of one pooled HTTP/2
+ * connection; the answer comes back in HTTP/1.1, chunked when it has no
+ * content-length, its trailers in the last chunk. */
+void test_waypoint_h1_to_h2(void)
+{
+	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
+	struct sl_resources *res = config_resources_new();
+	struct diags errs = { 0 };
+	char *out;
+	int fd;
+
+	if (!ASSERT_OK(config_decode_buf(res, "routes.yaml", routes_yaml, strlen(routes_yaml), &errs), "decode") ||
+	    !ASSERT_OK(model_build(res, "node-1", &W.model, &errs), "model") ||
+	    !ASSERT_OK(route_table_build(W.model, &W.routes, &errs), "routes"))
+		goto out;
+	if (!setup(0))
+		goto out;
+	waypoint_free(W.wp);	/* again, with the HTTP/2 backend */
+	if (!ASSERT_OK(waypoint_new(&W.wp, W.loop, &ops_h2, NULL, NULL), "waypoint_new"))
+		goto out;
+	W.proto = WAYPOINT_PROTO_H2C;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET /v2/call?x=1 HTTP/1.1\r\nHost: web\r\nX-Gone: a\r\nTE: gzip\r\n"
+				 "Keep-Alive: timeout=5\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\r\n"),
+		    "send");
+	out = read_until(fd, "\r\n0\r\ngrpc-status: 0\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK\r\n", "an HTTP/1.1 status line");
+	ASSERT_HAS(out, "transfer-encoding: chunked\r\n", "no content-length: chunked");
+	ASSERT_HAS(out, "x-resp: added\r\n", "response header added");
+	ASSERT_FALSE(strstr(out, "x-backend"), "response header removed");
+	ASSERT_HAS(out, "\r\n\r\n12\r\nhello from h2 grpc\r\n", "the DATA as a chunk");
+	ASSERT_HAS(out, "\r\n0\r\ngrpc-status: 0\r\n\r\n", "the trailers in the last chunk");
+	ASSERT_HAS(W.seen, "path=/call?x=1 auth=rewritten.example", "path rewritten, Host as :authority");
+	ASSERT_HAS(W.seen, "x-set=one", "request header set");
+	ASSERT_FALSE(strstr(W.seen, "x-gone"), "request header removed");
+	ASSERT_FALSE(strstr(W.seen, "te="), "TE other than trailers left out");
+	ASSERT_FALSE(strstr(W.seen, "keep-alive"), "Keep-Alive left out");
+	ASSERT_FALSE(strstr(W.seen, "x-hop"), "a field Connection names left out");
+	ASSERT_FALSE(strstr(W.seen, "connection"), "Connection left out");
+	ASSERT_FALSE(strstr(W.seen, "host="), "no Host field in HTTP/2");
+	/* the same connection: a body by content-length, then a chunked one */
+	ASSERT_TRUE(send_str(fd, "POST /v2/post HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\n\r\nhello"),
+		    "send POST");
+	out = read_until(fd, "\r\n0\r\ngrpc-status: 0\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK", "POST answered");
+	ASSERT_HAS(W.seen, "hdrs=:method=POST;:scheme=http;content-length=5;", "content-length passed on");
+	ASSERT_HAS(W.seen, "body=hello\n", "the body as DATA");
+	ASSERT_TRUE(send_str(fd, "POST /v2/chunked HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n"
+				 "Expect: 100-continue\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+		    "send chunked");
+	out = read_until(fd, "\r\n0\r\ngrpc-status: 0\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK", "100 Continue, then the answer");
+	ASSERT_HAS(W.seen, "body=hello world\n", "a chunked body decoded into DATA");
+	ASSERT_FALSE(strstr(W.seen, "transfer-encoding"), "no transfer-encoding in HTTP/2");
+	ASSERT_FALSE(strstr(W.seen, "expect"), "Expect answered here");
+	ASSERT_EQ(W.upstreams, 1, "three requests, one HTTP/2 upstream");
+	close(fd);
+	/* HTTP/1.0: no chunked; the end of the connection ends the body */
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET /v2/ten HTTP/1.0\r\nHost: web\r\n\r\n"), "send 1.0");
+	out = read_until(fd, NULL, 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK", "1.0 answered");
+	ASSERT_FALSE(strstr(out, "chunked"), "not chunked to HTTP/1.0");
+	ASSERT_HAS(out, "\r\n\r\nhello from h2 grpc", "the body as it is, to the end");
+	close(fd);
+out:
+	W.proto = WAYPOINT_PROTO_UNSET;
+	W.mode = BE_OK;
+	diags_clear(&errs);
+	teardown();
+}
+
+/* appProtocol values: Kubernetes' standard ones and Istio's names. */
+void test_waypoint_proto_of(void)
+{
+	static const struct {
+		const char *ap;
+		enum waypoint_proto want;
+	} cases[] = {
+		{ NULL, WAYPOINT_PROTO_UNSET },
+		{ "", WAYPOINT_PROTO_UNSET },
+		{ "kubernetes.io/h2c", WAYPOINT_PROTO_H2C },
+		{ "http2", WAYPOINT_PROTO_H2C },
+		{ "HTTP2", WAYPOINT_PROTO_H2C },
+		{ "grpc", WAYPOINT_PROTO_H2C },
+		{ "grpc-web", WAYPOINT_PROTO_H2C },
+		{ "http", WAYPOINT_PROTO_HTTP1 },
+		{ "kubernetes.io/ws", WAYPOINT_PROTO_HTTP1 },
+		{ "https", WAYPOINT_PROTO_UNSET },
+		{ "kubernetes.io/wss", WAYPOINT_PROTO_UNSET },
+		{ "tcp", WAYPOINT_PROTO_UNSET },
+		{ "example.com/h2c", WAYPOINT_PROTO_UNSET },
+		{ "http2x", WAYPOINT_PROTO_UNSET },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ASSERT_EQ(waypoint_proto_of(cases[i].ap), cases[i].want, cases[i].ap ? cases[i].ap : "(none)");
+}
+
+/* An HTTP/2 backend that hangs up before answering: the HTTP/1.1 client
+ * gets a 503, as from an HTTP/1.1 backend. */
+void test_waypoint_h1_to_h2_reset(void)
+{
+	char *out;
+	int fd;
+
+	if (!setup(0))
+		goto out;
+	W.mode = BE_RESET;
+	W.proto = WAYPOINT_PROTO_H2C;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET /x HTTP/1.1\r\nHost: web\r\n\r\n"), "send");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 503", "reset before a response: 503");
+	close(fd);
+out:
+	W.proto = WAYPOINT_PROTO_UNSET;
+	W.mode = BE_OK;
 	teardown();
 }

@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# test_h2_translate.sh - the waypoint translates between HTTP/1.1 and HTTP/2
+# as the backend Service port's appProtocol says, in the lab, IPv4 and IPv6:
+#   - an HTTP/2 client (curl --http2-prior-knowledge) to a Service whose port
+#     says appProtocol http, served by an sl-echo that closes any HTTP/2
+#     connection (--only http1): status, headers, bodies (content-length,
+#     none: chunked upstream, 300 KB) and keep-alive reuse;
+#   - an HTTP/1.1 client (curl --http1.1) to a Service whose port says
+#     kubernetes.io/h2c, served by an sl-echo that closes anything but HTTP/2
+#     (--only h2c): the same, chunked request bodies and Expect too;
+#   - an HTTPS Gateway listener offers h2 by ALPN: curl gets HTTP/2, the
+#     backend with no appProtocol HTTP/1.1, the h2c one HTTP/2.
+# The backends log each request body's length and FNV-1a; the test compares.
+# Prints "[name] PASS|FAIL"; the last line is "N passed, N failed".
+. "$(dirname "$0")/lib.sh"
+
+PY=/usr/bin/python3
+export SLUICE_LAB_AGENT_ARGS="--gateway-addresses 10.99.8.0/24 --gateway-addresses fd00:99:8::/64"
+SRV_PIDS=()
+stop_servers() {
+	for p in "${SRV_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${SRV_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	SRV_PIDS=()
+}
+trap 'rc=$?; stop_servers; (exit $rc); e2e_finish' EXIT
+e2e_lab_up
+C=default/pod-node-1-1
+H1_4=10.96.8.11 H1_6=fd00:96::8:11	# h1only: appProtocol http, pod-node-1-2:9081 (same node)
+H2_4=10.96.8.12 H2_6=fd00:96::8:12	# h2only: appProtocol kubernetes.io/h2c, pod-node-2-1:9082 (HBONE)
+
+# The single-protocol backends, in the pods' netns and cgroup (lab exec);
+# their logs opened to append, so that the test can empty them.
+lab exec default/pod-node-1-2 sl-echo serve --pod pod-node-1-2 --namespace default --service h1only \
+	--tcp 9081 --only http1 >>"$E2E_TMP/h1.log" 2>&1 &
+SRV_PIDS+=($!)
+lab exec default/pod-node-2-1 sl-echo serve --pod pod-node-2-1 --namespace default --service h2only \
+	--tcp 9082 --only h2c >>"$E2E_TMP/h2.log" 2>&1 &
+SRV_PIDS+=($!)
+
+cat >"$SLUICE_LAB_CONFIG/namespace.yaml" <<'Y'
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: default
+  labels: {sluice.io/dataplane-mode: ambient}
+Y
+svc() {	# svc NAME VIP4 VIP6 TARGET_PORT APP_PROTOCOL POD IP4 IP6
+	cat <<Y
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $1, namespace: default}
+spec:
+  clusterIPs: ["$2", "$3"]
+  ipFamilies: [IPv4, IPv6]
+  ipFamilyPolicy: RequireDualStack
+  ports: [{name: http, port: 80, targetPort: $4, protocol: TCP, appProtocol: $5}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: $1-4, namespace: default, labels: {kubernetes.io/service-name: $1}}
+addressType: IPv4
+ports: [{name: http, port: $4, protocol: TCP}]
+endpoints: [{addresses: ["$7"], targetRef: {kind: Pod, name: $6, namespace: default}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: $1-6, namespace: default, labels: {kubernetes.io/service-name: $1}}
+addressType: IPv6
+ports: [{name: http, port: $4, protocol: TCP}]
+endpoints: [{addresses: ["$8"], targetRef: {kind: Pod, name: $6, namespace: default}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: $1, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: $1, port: 80}]
+  rules:
+  - filters:
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: x-route, value: $1}]}
+    backendRefs: [{name: $1, port: 80}]
+Y
+}
+{
+	svc h1only $H1_4 $H1_6 9081 http pod-node-1-2 "$SLUICE_LAB_POD2_IP4" "$SLUICE_LAB_POD2_IP6"
+	svc h2only $H2_4 $H2_6 9082 kubernetes.io/h2c pod-node-2-1 "$SLUICE_LAB_POD3_IP4" "$SLUICE_LAB_POD3_IP6"
+} >"$SLUICE_LAB_CONFIG/services.yaml"
+captured() { ctl node-1 status | grep -q "2 of 2 enrolled pods captured" && ctl node-2 status | grep -q "2 of 2 enrolled pods captured"; }
+check "pods captured" wait_until 20 captured
+routed() { [ "$(ctl node-1 routes | grep -c 'True      True')" -ge 2 ]; }
+check "both routes accepted" wait_until 20 routed
+listening() { lab exec "$C" bash -c "exec 3<>/dev/tcp/$SLUICE_LAB_POD2_IP4/9081 && exec 4<>/dev/tcp/$SLUICE_LAB_POD3_IP4/9082"; }
+check "the single-protocol backends listen" wait_until 10 listening
+
+# The backends really speak one protocol: straight to them (L4, no waypoint).
+out=$(lab exec "$C" curl -sS -m 5 --http2-prior-knowledge "http://$SLUICE_LAB_POD2_IP4:9081/direct" 2>&1)
+expect_not_contains "control: the http1 backend refuses HTTP/2" "$out" '"proto"'
+out=$(lab exec "$C" curl -sS -m 5 --http1.1 "http://$SLUICE_LAB_POD3_IP4:9082/direct" 2>&1)
+expect_not_contains "control: the h2c backend refuses HTTP/1.1" "$out" '"proto"'
+
+# fnv TEXT_FILE : "len=N fnv=XXXXXXXX" of the file's bytes, as sl-echo logs it.
+fnv() {
+	"$PY" -c 'import sys
+d = open(sys.argv[1], "rb").read()
+h = 2166136261
+for b in d:
+    h = ((h ^ b) * 16777619) & 0xffffffff
+print("body len=%d fnv=%08x" % (len(d), h))' "$1"
+}
+printf 'hello, translated world' >"$E2E_TMP/small"
+head -c 300000 /dev/urandom | base64 -w 76 | head -c 300000 >"$E2E_TMP/big"
+small=$(fnv "$E2E_TMP/small") big=$(fnv "$E2E_TMP/big")
+# logged LOG LINE : the backend's log has LINE (it writes once per loop turn)
+logged() { grep -qF -- "$2" "$1"; }
+# body_check NAME LOG LINE : a check that the backend logged LINE (its log shown when not)
+body_check() {
+	if wait_until 5 logged "$2" "$3"; then
+		pass "$1"
+	else
+		fail "$1" "no '$3' in the backend's log:"
+		tail -n 6 "$2" | sed 's/^/    /'
+	fi
+	: >"$2"
+}
+
+# req FAMILY VIP4 VIP6 PATH [curl args]: the answer's head and body
+req() {
+	local fam=$1 v4=$2 v6=$3 path=$4; shift 4
+	local host=$v4
+	[ "$fam" = 6 ] && host="[$v6]"
+	lab exec "$C" curl -sS -m 10 -D - -o - -w '\nstatus=%{http_code} version=%{http_version}\n' "$@" \
+		"http://$host$path" 2>&1
+}
+
+for fam in 4 6; do
+	# ---- HTTP/2 client -> HTTP/1.1-only backend
+	out=$(req $fam $H1_4 $H1_6 "/h2c-to-h1?fam=$fam" --http2-prior-knowledge -H 'x-req: one')
+	expect_contains "ipv$fam h2->h1: HTTP/2 200 to the client" "$out" "status=200 version=2"
+	expect_contains "ipv$fam h2->h1: the backend saw HTTP/1.1" "$out" '"proto": "HTTP/1.1"'
+	expect_contains "ipv$fam h2->h1: path and query" "$out" "\"path\": \"/h2c-to-h1?fam=$fam\""
+	expect_contains "ipv$fam h2->h1: :authority as Host" "$out" '"host": "'"$([ $fam = 4 ] && echo $H1_4 || echo "[$H1_6]")"'"'
+	expect_contains "ipv$fam h2->h1: request header passed" "$out" '"X-Req": ["one"]'
+	expect_contains "ipv$fam h2->h1: backend pod" "$out" '"pod": "pod-node-1-2"'
+	expect_contains "ipv$fam h2->h1: the route's response header" "$out" "x-route: h1only"
+	expect_contains "ipv$fam h2->h1: content-type passed back" "$out" "content-type: application/json"
+	echo "$out" >"$E2E_TMP/out"
+	check "ipv$fam h2->h1: no connection-specific field in the HTTP/2 answer" \
+		bash -c "! grep -qiE '^(connection|keep-alive|transfer-encoding):' '$E2E_TMP/out'"
+	out=$(req $fam $H1_4 $H1_6 /post --http2-prior-knowledge --data-binary @"$E2E_TMP/small")
+	expect_contains "ipv$fam h2->h1: POST with content-length answered" "$out" "status=200 version=2"
+	body_check "ipv$fam h2->h1: ... its body reached the backend whole" "$E2E_TMP/h1.log" "$small"
+	# (sl-echo answers HTTP/1.1 after the head, and curl stops sending an
+	# HTTP/2 body once the answer is whole: the answer is held a second)
+	out=$(req $fam $H1_4 $H1_6 '/chunked?delay=1s' --http2-prior-knowledge -H 'Transfer-Encoding: chunked' \
+		--data-binary @"$E2E_TMP/big")
+	expect_contains "ipv$fam h2->h1: 300 KB POST without content-length answered" "$out" "status=200 version=2"
+	body_check "ipv$fam h2->h1: ... sent chunked, reached the backend whole" "$E2E_TMP/h1.log" "$big"
+
+	# ---- HTTP/1.1 client -> HTTP/2-only backend
+	out=$(req $fam $H2_4 $H2_6 "/h1-to-h2c?fam=$fam" --http1.1 -H 'x-req: two' -H 'Connection: keep-alive')
+	expect_contains "ipv$fam h1->h2: HTTP/1.1 200 to the client" "$out" "status=200 version=1.1"
+	expect_contains "ipv$fam h1->h2: the backend saw HTTP/2" "$out" '"proto": "HTTP/2.0"'
+	expect_contains "ipv$fam h1->h2: path and query" "$out" "\"path\": \"/h1-to-h2c?fam=$fam\""
+	expect_contains "ipv$fam h1->h2: Host as :authority" "$out" '"host": "'"$([ $fam = 4 ] && echo $H2_4 || echo "[$H2_6]")"'"'
+	expect_contains "ipv$fam h1->h2: request header passed" "$out" '"X-Req": ["two"]'
+	expect_not_contains "ipv$fam h1->h2: Connection not passed on" "$out" '"Connection"'
+	expect_contains "ipv$fam h1->h2: backend pod (other node)" "$out" '"pod": "pod-node-2-1"'
+	expect_contains "ipv$fam h1->h2: the route's response header" "$out" "x-route: h2only"
+	out=$(req $fam $H2_4 $H2_6 /post --http1.1 --data-binary @"$E2E_TMP/small")
+	expect_contains "ipv$fam h1->h2: POST with content-length answered" "$out" "status=200 version=1.1"
+	body_check "ipv$fam h1->h2: ... its body reached the backend whole" "$E2E_TMP/h2.log" "$small"
+	out=$(req $fam $H2_4 $H2_6 /chunked --http1.1 -H 'Transfer-Encoding: chunked' -H 'Expect: 100-continue' \
+		--data-binary @"$E2E_TMP/big")
+	expect_contains "ipv$fam h1->h2: 300 KB chunked POST with Expect answered" "$out" "status=200 version=1.1"
+	body_check "ipv$fam h1->h2: ... its body reached the backend whole" "$E2E_TMP/h2.log" "$big"
+done
+
+# keep-alive: three requests on one client connection, one HTTP/2 upstream
+out=$(lab exec "$C" curl -sS -m 10 -v --http1.1 "http://$H2_4/a" "http://$H2_4/b" "http://$H2_4/c" -w '\n' 2>&1)
+check "h1->h2 keep-alive: three answers from HTTP/2" test "$(grep -c '"proto": "HTTP/2.0"' <<<"$out")" -eq 3
+expect_contains "h1->h2 keep-alive: the client's connection reused" "$out" "Re-using existing connection"
+# (HTTP/2 streams one after another on one client connection share one
+# HTTP/1.1 upstream: test_waypoint_h2_to_h1; curl 7.88 cannot reuse an h2c
+# prior-knowledge connection)
+
+# ---- HTTPS Gateway: h2 by ALPN
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$E2E_TMP/gw.key" -out "$E2E_TMP/gw.crt" -days 2 \
+	-subj "/CN=tr.example" -addext "subjectAltName=DNS:tr.example,DNS:*.tr.example" >/dev/null 2>&1
+{
+	cat <<'Y'
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: sluice}
+spec: {controllerName: sluice.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tr, namespace: default}
+spec:
+  gatewayClassName: sluice
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: "*.tr.example"
+    tls: {certificateRefs: [{name: tr-cert}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: plain, namespace: default}
+spec:
+  clusterIPs: ["10.96.8.13", "fd00:96::8:13"]
+  ipFamilies: [IPv4, IPv6]
+  ipFamilyPolicy: RequireDualStack
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: tr, namespace: default}
+spec:
+  parentRefs: [{name: tr}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /h2}}]
+    backendRefs: [{name: h2only, port: 80}]
+  - backendRefs: [{name: plain, port: 80}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tr-cert, namespace: default}
+type: kubernetes.io/tls
+Y
+	echo "data: {tls.crt: $(base64 -w0 "$E2E_TMP/gw.crt"), tls.key: $(base64 -w0 "$E2E_TMP/gw.key")}"
+} >"$SLUICE_LAB_CONFIG/gateway.yaml"
+gw_up() { ctl node-2 gateways | grep -q "https .*listening"; }
+check "Gateway: HTTPS listener listening" wait_until 15 gw_up
+gwget() {	# gwget ADDR PATH [curl args]
+	local a=$1 p=$2; shift 2
+	lab node-exec node-2 curl -sS -m 10 --cacert "$E2E_TMP/gw.crt" --resolve "www.tr.example:443:$a" \
+		-o - -w '\nstatus=%{http_code} version=%{http_version}\n' "$@" "https://www.tr.example$p" 2>&1
+}
+for a in 10.99.8.1 "[fd00:99:8::1]"; do
+	gw_ok() { gwget "$a" /ready | grep -q "status=200"; }
+	wait_until 10 gw_ok
+	out=$(gwget "$a" /plain)
+	expect_contains "gateway $a: ALPN h2 (HTTP/2 to the client)" "$out" "status=200 version=2"
+	expect_contains "gateway $a: no appProtocol: HTTP/1.1 to the backend" "$out" '"proto": "HTTP/1.1"'
+	out=$(gwget "$a" /h2/x)
+	expect_contains "gateway $a: h2c backend: HTTP/2 to it" "$out" '"proto": "HTTP/2.0"'
+	out=$(gwget "$a" /h2/post --data-binary @"$E2E_TMP/small")
+	expect_contains "gateway $a: POST over h2 to the h2c backend" "$out" "status=200 version=2"
+	out=$(gwget "$a" /plain --http1.1)
+	expect_contains "gateway $a: an HTTP/1.1 client still gets HTTP/1.1" "$out" "status=200 version=1.1"
+done
+body_check "gateway: the POST bodies reached the h2c backend whole" "$E2E_TMP/h2.log" "$small"
+
+m=$(lab node-exec node-1 curl -s http://127.0.0.1:15020/metrics)
+expect_contains "metrics: translated requests counted" "$m" 'destination_service="h2only.default.svc.cluster.local"'
