@@ -8,13 +8,20 @@
  *
  * hold opens N connections (R per second, default 2000) and keeps them all
  * for S seconds after the last one opened; each sends a line every interval
- * (default 1000 ms, phases spread) and must get sl-echo's answer, "<pod>
- * <peer> <line>", within the timeout (default 5000 ms). At the end every
- * connection sends one more line and must answer it: a connection the path
- * dropped silently counts too. Prints one line:
+ * (default 1000 ms, phases spread at random, each connection on its own
+ * schedule: the client sleeps until the next line is due) and must get
+ * sl-echo's answer, "<pod> <peer> <line>", within the timeout (default
+ * 5000 ms). At the end every connection sends one more line and must
+ * answer it: a connection the path dropped silently counts too. Prints one
+ * line:
  *
  *   hold conns=N opened=N connect_err=N sent=N replies=N errors=N
  *        p50_ms=X p99_ms=X max_ms=X seconds=S first_err=<ERRNO|-> p50_us=X p99_us=X
+ *        send_turns=N burst_max=N
+ *
+ * send_turns: loop turns that sent lines (sent / send_turns is the mean burst
+ * the server side sees at once), burst_max the most lines one turn sent;
+ * both leave out the final round (every connection at once).
  *
  * short makes N connections, C at a time (default 100): connect, one line,
  * its answer, close. Stops early after LIMIT seconds (default 600); those not
@@ -328,6 +335,7 @@ static int run_hold(unsigned long n, unsigned long seconds, unsigned long interv
 	struct epoll_event evs[512];
 	uint64_t t0 = now_ms(), all_open_at = 0, end_at = 0, sent = 0, replies = 0;
 	unsigned long opened = 0, connect_err = 0, errors = 0, started = 0, finals = 0;
+	unsigned long turns = 0, burst_max = 0;
 	bool final = false;
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 
@@ -359,7 +367,9 @@ static int run_hold(unsigned long n, unsigned long seconds, unsigned long interv
 				if (cs[i].st == C_IDLE)
 					cs[i].next_at = now;
 		}
-		/* due lines, and answers overdue */
+		/* due lines, and answers overdue; wake for the next due line */
+		uint64_t sent0 = sent, wake = now + 10;
+
 		for (unsigned long i = 0; i < n; i++) {
 			struct conn *c = &cs[i];
 
@@ -372,6 +382,8 @@ static int run_hold(unsigned long n, unsigned long seconds, unsigned long interv
 					continue;
 				}
 				sent++;
+			} else if (c->st == C_IDLE && c->next_at < wake) {
+				wake = c->next_at;
 			} else if ((c->st == C_WAITING || c->st == C_CONNECTING) && now > c->sent_at + timeout_ms) {
 				note_err(ETIMEDOUT);
 				if (c->st == C_CONNECTING)
@@ -389,7 +401,17 @@ static int run_hold(unsigned long n, unsigned long seconds, unsigned long interv
 			if (!busy)
 				break;
 		}
-		int k = epoll_wait(ep, evs, 512, 10);
+		if (sent > sent0 && !final) {	/* lines sent in one go: the client's bursts */
+			turns++;
+			if (sent - sent0 > burst_max)
+				burst_max = sent - sent0;
+		}
+		/* Sleep only until the next line is due: with a fixed 10 ms sleep,
+		 * lines due meanwhile waited for the next answer or timeout and went
+		 * out together, and since each next line was timed from its send the
+		 * connections fell into step (at 10 connections, all 10 at once). */
+		uint64_t t = now_ms();
+		int k = epoll_wait(ep, evs, 512, wake > t ? (int)(wake - t) : 0);
 
 		for (int j = 0; j < k; j++) {
 			uint32_t i = evs[j].data.u32;
@@ -437,7 +459,15 @@ static int run_hold(unsigned long n, unsigned long seconds, unsigned long interv
 				c->next_at = UINT64_MAX;	/* done */
 				finals++;
 			} else {
-				c->next_at = c->sent_at + interval;
+				/* On the connection's own schedule, not timed from
+				 * its send (late sends drifted the phases into
+				 * step). Slots missed while waiting are skipped, so
+				 * a slow answer never makes a catch-up burst. */
+				uint64_t at = now_ms();
+
+				c->next_at += interval;
+				if (c->next_at < at)
+					c->next_at += (at - c->next_at + interval - 1) / interval * interval;
 			}
 		}
 	}
@@ -445,10 +475,11 @@ static int run_hold(unsigned long n, unsigned long seconds, unsigned long interv
 		if (cs[i].fd >= 0)
 			close(cs[i].fd);
 	printf("hold conns=%lu opened=%lu connect_err=%lu sent=%llu replies=%llu errors=%lu final_ok=%lu "
-	       "p50_ms=%u p99_ms=%u max_ms=%u seconds=%.1f first_err=%s p50_us=%lu p99_us=%lu\n",
+	       "p50_ms=%u p99_ms=%u max_ms=%u seconds=%.1f first_err=%s p50_us=%lu p99_us=%lu "
+	       "send_turns=%lu burst_max=%lu\n",
 	       n, opened, connect_err, (unsigned long long)sent, (unsigned long long)replies, errors, finals,
 	       lat_pct(0.50), lat_pct(0.99), lat_max(), (double)(now_ms() - t0) / 1000, errno_name(first_err),
-	       lat_pct_us(0.50), lat_pct_us(0.99));
+	       lat_pct_us(0.50), lat_pct_us(0.99), turns, burst_max);
 	free(cs);
 	close(ep);
 	return connect_err || errors || finals != n ? 1 : 0;
