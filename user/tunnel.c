@@ -335,6 +335,7 @@ struct tunnel {
 	uint32_t deliver_port_next;	/* cursor in the plaintext delivery port range */
 	struct tunnel_stats st;
 	uint64_t peer_limit_logged_ms;	/* the last "over the per-peer limit" line */
+	uint64_t drain_due;		/* tunnel_drain's deadline (loop ms); 0: serving */
 };
 
 static void conn_close(struct tconn *c, int err);
@@ -1711,6 +1712,12 @@ static struct h2s *h2s_alloc(struct tunnel *t, bool server)
 	loop_timer_init(&s->timer, h2s_timer_cb, s);
 	loop_timer_init(&s->ping, h2s_ping_cb, s);
 	tl_add_tail(&t->sessions, &s->node);
+	if (t->drain_due) {
+		/* Opened while handing over (a retry, a connection set up
+		 * late): serves its streams, takes no others, closes with them. */
+		s->goaway = true;
+		s->drain_due = t->drain_due;
+	}
 	if (server) {
 		t->st.hbone_servers++;
 		t->st.hbone_servers_total++;
@@ -3044,6 +3051,7 @@ void tunnel_drain(struct tunnel *t, unsigned int ms)
 {
 	for (struct tl *n = t->pods.next; n != &t->pods; n = n->next)
 		pod_stop(t, container_of(n, struct tpod, node));
+	t->drain_due = loop_now_ms() + ms;
 	drain_some(t, 0, ms, false);
 }
 

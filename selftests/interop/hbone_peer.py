@@ -271,11 +271,14 @@ def run_server(a):
         client_side=False, header_encoding="utf-8", validate_inbound_headers=False))
     conn.initiate_connection()
     pump = Pump(conn)
-    st = {"done": 0, "closed": False, "settings": None, "traces": set(), "checked_window": False}
+    st = {"done": 0, "closed": False, "settings": None, "traces": set(), "checked_window": False,
+          "goaway": False}
 
     def handle(ev):
         if ev is None:
             st["closed"] = True
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            st["goaway"] = True
         elif isinstance(ev, h2.events.RemoteSettingsChanged):
             st["settings"] = {k: v.new_value for k, v in ev.changed_settings.items()}
         elif isinstance(ev, h2.events.RequestReceived):
@@ -319,6 +322,11 @@ def run_server(a):
         return st["closed"] or (st["done"] >= a.streams and not pump.pending)
 
     io_loop(tls, conn, pump, handle, done, a.timeout)
+    if a.expect_client_close and not st["closed"]:
+        # the client, done with its streams, must end the connection itself
+        io_loop(tls, conn, pump, handle, lambda: st["closed"] or st["goaway"], a.expect_client_close)
+        check(st["closed"] or st["goaway"],
+              "the client kept the connection %.1f s after its streams" % a.expect_client_close)
     check(st["done"] >= a.streams, "served %d of %d streams" % (st["done"], a.streams))
     s = st["settings"] or {}
     check(s.get(h2.settings.SettingCodes.INITIAL_WINDOW_SIZE) == STREAM_WINDOW,
@@ -365,6 +373,7 @@ def refuse_first(ls, ctx, a):
 
     def handle(ev):
         if isinstance(ev, h2.events.RequestReceived) and not st["refused"]:
+            time.sleep(a.refuse_delay)  # the client may begin its drain meanwhile
             conn.reset_stream(ev.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             st["refused"] = True
 
@@ -399,6 +408,10 @@ def main():
     p.add_argument("--refuse-first", action="store_true",
                    help="server: refuse the first connection's first stream (REFUSED_STREAM, "
                    "no GOAWAY); the retry must come on a new connection")
+    p.add_argument("--expect-client-close", type=float, default=0,
+                   help="server: after the streams, the client must close (or GOAWAY) within this long")
+    p.add_argument("--refuse-delay", type=float, default=0,
+                   help="server: wait this long before that refusal")
     p.add_argument("--timeout", type=float, default=20.0)
     a = p.parse_args()
     try:

@@ -2500,6 +2500,51 @@ out:
 	teardown();
 }
 
+static void drain0_fn(struct world *w, void *arg)
+{
+	(void)arg;
+	tunnel_drain(w->nodes[0].t, 5000);
+}
+
+/* A client connection opened while the agent drains (here: the retry of a
+ * stream refused after the drain began) closes with its last stream, not
+ * after the pool's idle time, so a handing-over agent can exit. */
+void test_tunnel_drain_new_session(void)
+{
+	char cert[400], key[400], ca[400], ready[400];
+	struct wpod *p;
+	pid_t pid = -1;
+	int fd;
+
+	if (!python_ready() || !setup(NULL) || !peer_pems("default", "py", cert, key, ca))
+		goto out;
+	snprintf(ready, sizeof(ready), "%s/ready", test_tmpdir());
+	{
+		const char *args[] = { "server", "--listen", "127.0.0.8:15008", "--cert", cert, "--key", key,
+				       "--ca", ca, "--expect-id", "spiffe://cluster.local/ns/default/sa/client",
+				       "--expect-authority", "127.0.0.8:9000", "--expect-for", "127.0.0.2",
+				       "--streams", "1", "--refuse-first", "--refuse-delay", "0.5",
+				       "--expect-client-close", "2", "--ready-file", ready, NULL };
+
+		if (!ASSERT_OK(run_peer(args, &pid), "spawn peer") || !peer_listening(ready))
+			goto out;
+	}
+	p = pod_named(&W, "client-0");
+	fd = dial(&W, p, "127.0.0.8", 9000);
+	if (!ASSERT_GE(fd, 0, "dial"))
+		goto out;
+	ASSERT_TRUE(WAIT_EQ(stats(0).conns_open, 1, 3000), "accepted");
+	wcall(&W, drain0_fn, NULL);	/* before the refusal: the retry's session is new */
+	ASSERT_OK(xfer(fd, 1000, 32, true, true), "echo on the retry, while draining");
+	close(fd);
+	ASSERT_TRUE(peer_passed(&pid), "peer checks passed: the retry's connection ended with its stream");
+	ASSERT_EQ(stats(0).hbone_clients_total, 2, "the retry opened a connection");
+	ASSERT_TRUE(WAIT_EQ(stats(0).hbone_clients, 0, 3000), "none left, before the drain's end");
+out:
+	peer_kill(pid);
+	teardown();
+}
+
 /* PING keepalive: an idle pooled connection stays up while the peer answers
  * PINGs, and is closed when it stops answering (here: SIGSTOP). */
 void test_tunnel_keepalive(void)
