@@ -3007,7 +3007,11 @@ static void drain_some(struct tunnel *t, uint64_t pod_id, unsigned int ms, bool 
 		if (pod_gone)
 			s->pod = NULL;
 		s->goaway = true;
-		if (s->st == H2S_ST_READY) {
+		/* A server's GOAWAY sends the peer's next streams elsewhere. A
+		 * client takes no new streams from its pool, but may still open
+		 * those already waiting on it, which a peer would refuse after
+		 * our GOAWAY: it says goodbye once idle (h2s_timer_cb). */
+		if (s->st == H2S_ST_READY && s->server) {
 			nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE,
 					      nghttp2_session_get_last_proc_stream_id(s->ng),
 					      NGHTTP2_NO_ERROR, NULL, 0);
