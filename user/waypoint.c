@@ -863,30 +863,84 @@ static void fail(struct wconn *c, unsigned int status, const char *body)
 static void retry_clear(struct wconn *c)
 {
 	c->retry_len = 0;
-	c->retries_left = 0;
+	c->retry.left = 0;
 	loop_timer_cancel(c->w->loop, &c->retry_timer);
 }
 
-/* Room for n bytes of request to send again; false when none. */
+void wp_retry_set(struct wp_retry *r, const struct route_decision *d)
+{
+	bool def = !d->retry_attempts;
+
+	r->by_route = !def;
+	r->left = def ? DEFAULT_RETRIES : d->retry_attempts;
+	r->backoff_ms = def ? DEFAULT_RETRY_BACKOFF_MS : d->retry_backoff_ms;
+	r->n_codes = def ? 0 : d->n_retry_codes < 16 ? d->n_retry_codes : 16;
+	for (size_t i = 0; i < r->n_codes; i++)
+		r->codes[i] = d->retry_codes[i];
+	wp_copy(r->ns, sizeof(r->ns), d->backend.ns);
+	wp_copy(r->name, sizeof(r->name), d->backend.name);
+	r->port = d->backend.port;
+}
+
+bool wp_retry_code(const struct wp_retry *r, unsigned int code)
+{
+	for (size_t i = 0; i < r->n_codes; i++)
+		if (r->codes[i] == code)
+			return true;
+	return false;
+}
+
+/* Room for n bytes of request to send again; false when none. It grows by
+ * doubling: a body comes in many pieces. */
 static bool retry_reserve(struct wconn *c, size_t n)
 {
+	size_t cap = c->retry_cap < 1024 ? 1024 : c->retry_cap;
 	char *p;
 
 	if (n <= c->retry_cap)
 		return true;
-	p = realloc(c->retry_head, n < 1024 ? 1024 : n);
+	while (cap < n)
+		cap *= 2;
+	p = realloc(c->retry_head, cap);
 	if (!p)
 		return false;
 	c->retry_head = p;
-	c->retry_cap = n < 1024 ? 1024 : n;
+	c->retry_cap = cap;
 	return true;
+}
+
+unsigned int wp_idle_ms(const struct waypoint *w)
+{
+	return w->o.idle_timeout_ms ? w->o.idle_timeout_ms : 60000;
+}
+
+unsigned int wp_header_ms(const struct waypoint *w)
+{
+	return w->o.header_timeout_ms ? w->o.header_timeout_ms : 10000;
+}
+
+/* Body bytes as they go upstream (as sent: chunked framing too), kept for a
+ * retry while they fit WP_RETRY_BODY_MAX (and the upstream's buffer, where
+ * a retry puts them at once); past that the copy goes and the request is
+ * not retried: its body streams, not held. */
+static void retry_keep(struct wconn *c, const char *p, size_t n)
+{
+	if (!c->retry_len || !n)
+		return;
+	if (c->retry_len - c->retry_hlen + n > WP_RETRY_BODY_MAX || c->retry_len + n > c->s[U].out.size ||
+	    !retry_reserve(c, c->retry_len + n)) {
+		retry_clear(c);
+		return;
+	}
+	memcpy(c->retry_head + c->retry_len, p, n);
+	c->retry_len += n;
 }
 
 /* The connection's deadline (a head, idle, the request) is now + ms. The
  * timer moves only when that is earlier than where it is armed: set per
  * request, a later one costs no heap update; a firing before due_ms
  * re-arms for the rest. */
-static void conn_deadline(struct wconn *c, uint64_t now, unsigned int ms)
+void wp_conn_deadline(struct wconn *c, uint64_t now, unsigned int ms)
 {
 	c->due_ms = now + ms;
 	if (!loop_timer_armed(&c->timer) || c->timer.due_ms > c->due_ms)
@@ -896,6 +950,11 @@ static void conn_deadline(struct wconn *c, uint64_t now, unsigned int ms)
 static void request_reset(struct wconn *c)
 {
 	retry_clear(c);
+	if (c->retry_cap > WAYPOINT_HEAD_MAX + 8192) {	/* a body's copy is not kept for the next */
+		free(c->retry_head);
+		c->retry_head = NULL;
+		c->retry_cap = 0;
+	}
 	c->req_done = c->resp_started = c->resp_done = c->local_answer = false;
 	c->status = 0;
 	c->resp_edits_len = 0;
@@ -908,7 +967,7 @@ static void request_reset(struct wconn *c)
 	c->st = W_HEAD;
 	c->deadline_ms = 0;
 	c->head_timed = false;
-	conn_deadline(c, loop_now_ms(), c->w->o.idle_timeout_ms ? c->w->o.idle_timeout_ms : 60000);
+	wp_conn_deadline(c, loop_now_ms(), wp_idle_ms(c->w));
 }
 
 /* Split the request target into path and query (into buffers of the head). */
@@ -1100,7 +1159,7 @@ static void route_request(struct wconn *c)
 		if (!t)
 			t = w->o.upstream_timeout_ms ? w->o.upstream_timeout_ms : 300000;
 		c->deadline_ms = c->req_start_ms + t;
-		conn_deadline(c, c->req_start_ms, t);
+		wp_conn_deadline(c, c->req_start_ms, t);
 	}
 	{
 		char port[12];
@@ -1157,28 +1216,23 @@ static void route_request(struct wconn *c)
 			c->st = W_CLOSING;
 			return;
 		}
-		/* a bodiless request may go again (its bytes are all here): as the
-		 * route says, else, as Istio's default, twice when the upstream
-		 * fails before a response starts */
+		/* the request may go again, as the route says (else as Istio's
+		 * default, twice when the upstream fails before a response
+		 * starts): its head is kept, its body as it goes (retry_keep);
+		 * one whose content-length says it will not fit is not. The
+		 * default sends no body twice: a reset after it went may come
+		 * after the backend acted on it (a POST done twice). */
 		retry_clear(c);
-		if (!d.retry_attempts) {
-			d.retry_attempts = DEFAULT_RETRIES;
-			d.retry_backoff_ms = DEFAULT_RETRY_BACKOFF_MS;
-			d.n_retry_codes = 0;
-		}
-		if (d.retry_attempts && !(c->rp.flags & F_CHUNKED) &&
-		    (c->rp.content_length == 0 || c->rp.content_length == ULLONG_MAX) &&
-		    retry_reserve(c, o->data)) {
-			memcpy(c->retry_head, buf_head(o), o->data);
-			c->retry_len = o->data;
-			c->retries_left = d.retry_attempts;
-			c->retry_backoff_ms = d.retry_backoff_ms;
-			c->n_retry_codes = d.n_retry_codes < 16 ? d.n_retry_codes : 16;
-			for (size_t i = 0; i < c->n_retry_codes; i++)
-				c->retry_codes[i] = d.retry_codes[i];
-			wp_copy(c->retry_ns, sizeof(c->retry_ns), d.backend.ns);
-			wp_copy(c->retry_name, sizeof(c->retry_name), d.backend.name);
-			c->retry_port = d.backend.port;
+		bool body = (c->rp.flags & F_CHUNKED) ||
+			    (c->rp.content_length && c->rp.content_length != ULLONG_MAX);
+		if ((!body || d.retry_attempts) && ((c->rp.flags & F_CHUNKED) || c->rp.content_length == ULLONG_MAX ||
+						    c->rp.content_length <= WP_RETRY_BODY_MAX)) {
+			if (retry_reserve(c, o->data)) {
+				memcpy(c->retry_head, buf_head(o), o->data);
+				c->retry_len = o->data;
+				c->retry_hlen = o->data;
+				wp_retry_set(&c->retry, &d);
+			}
 		}
 		/* mirrors get the same head; a request with a body is not
 		 * mirrored (its bytes stream once, to the backend) */
@@ -1233,11 +1287,11 @@ static void client_parse(struct wconn *c)
 			 * not what is left of the idle one: a client dripping it byte
 			 * by byte is cut off as on a new connection */
 			uint64_t now = loop_now_ms();
-			unsigned int ht = c->w->o.header_timeout_ms ? c->w->o.header_timeout_ms : 10000;
+			unsigned int ht = wp_header_ms(c->w);
 
 			c->head_timed = true;
 			if (!c->due_ms || now + ht < c->due_ms)
-				conn_deadline(c, now, ht);
+				wp_conn_deadline(c, now, ht);
 		}
 		size_t n = http_parser_execute(&c->rp, &req_settings, buf_head(&cs->in), cs->in.data);
 		enum http_errno e = HTTP_PARSER_ERRNO(&c->rp);
@@ -1286,8 +1340,10 @@ static void client_parse(struct wconn *c)
 			break;
 		n = http_parser_execute(&c->rp, &req_settings, buf_head(&cs->in), take);
 		e = HTTP_PARSER_ERRNO(&c->rp);
-		if (!c->local_answer && !c->up2)	/* (an HTTP/2 upstream's: on_req_body) */
+		if (!c->local_answer && !c->up2) {	/* (an HTTP/2 upstream's: on_req_body) */
 			buf_put(&us->out, buf_head(&cs->in), n);
+			retry_keep(c, buf_head(&cs->in), n);
+		}
 		buf_del(&cs->in, n);
 		if (e == HPE_PAUSED) {
 			http_parser_pause(&c->rp, 0);
@@ -1302,19 +1358,11 @@ static void client_parse(struct wconn *c)
 		fail(c, 400, NULL);	/* body cut short */
 }
 
-static bool retry_code(const struct wconn *c, unsigned int code)
-{
-	for (size_t i = 0; i < c->n_retry_codes; i++)
-		if (c->retry_codes[i] == code)
-			return true;
-	return false;
-}
-
 static void retry_fire(struct loop_timer *t)
 {
 	struct wconn *c = t->arg;
 	struct waypoint *w = c->w;
-	struct route_backend be = { .ns = c->retry_ns, .name = c->retry_name, .port = c->retry_port };
+	struct route_backend be = { .ns = c->retry.ns, .name = c->retry.name, .port = c->retry.port };
 	struct waypoint_dst dst = { 0 };
 	struct tunnel_client cl;
 	int fd;
@@ -1343,14 +1391,14 @@ static void retry_fire(struct loop_timer *t)
 
 /* The upstream failed before the response started (or answered a status the
  * route retries): send the request again, to a new endpoint, after the
- * backoff. false when no retry is left. */
+ * backoff. false when no retry is left, or the request is not all here. */
 static bool retry_start(struct wconn *c)
 {
-	if (!c->retry_len || !c->retries_left || c->resp_started)
-		return false;
-	c->retries_left--;
+	if (!c->retry_len || !c->retry.left || c->resp_started || !c->req_done)
+		return false;	/* (not all of its body here: not all of it kept either) */
+	c->retry.left--;
 	side_close(c, U, true);
-	loop_timer_arm(c->w->loop, &c->retry_timer, c->retry_backoff_ms);
+	loop_timer_arm(c->w->loop, &c->retry_timer, c->retry.backoff_ms);
 	return true;
 }
 
@@ -1381,7 +1429,7 @@ static void upstream_parse(struct wconn *c)
 				char num[12];
 				const char *sl[] = { "HTTP/1.1 ", wp_utoa(num, code), " ", c->h->reason, "\r\n" };
 
-				if (code >= 200 && retry_code(c, code) && retry_start(c))
+				if (code >= 200 && wp_retry_code(&c->retry, code) && retry_start(c))
 					return;
 				hlist_from_head(&l, c->h);
 				wp_hlist_edits_packed(&l, c->resp_edits, c->resp_edits_len);
@@ -1738,6 +1786,10 @@ static void conn_timer_cb(struct loop_timer *t)
 	c->due_ms = 0;
 	if (c->st == W_TUNNEL)	/* after 101: the peers' business */
 		return;
+	if (c->st == W_H2) {
+		wp_h2_idle_timeout(c);
+		return;
+	}
 	if (c->st == W_REQUEST && c->deadline_ms) {
 		c->w->st.timeouts++;
 		if (!c->resp_started) {
@@ -1833,7 +1885,7 @@ bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client 
 		return true;
 	request_reset(c);
 	/* a header deadline for the first request, not the idle one */
-	conn_deadline(c, loop_now_ms(), w->o.header_timeout_ms ? w->o.header_timeout_ms : 10000);
+	wp_conn_deadline(c, loop_now_ms(), wp_header_ms(w));
 	conn_step(c);
 	return true;
 }

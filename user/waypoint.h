@@ -18,7 +18,8 @@
  * Limits: a request or response head larger than WAYPOINT_HEAD_MAX, or with
  * more than WAYPOINT_HEADERS_MAX fields, is refused (431 / 502); a client
  * that sends no complete head within opts.header_timeout_ms, or stays idle
- * between requests longer than opts.idle_timeout_ms, is closed.
+ * between requests longer than opts.idle_timeout_ms, is closed (HTTP/2: an
+ * unfinished header block, or no stream, for as long: GOAWAY, then closed).
  *
  * Single-threaded: everything runs on the loop's thread.
  */

@@ -81,6 +81,8 @@ struct h2st {
 	struct buf reqb, respb;
 	bool req_eof, resp_eof, resp_submitted, up_closed, client_closed, trl_pending, counted;
 	bool grpc, local, too_big;
+	bool routed;			/* its head is all here (till then the timer is the
+					 * header timeout, then the route's request timeout) */
 	unsigned int status;
 	uint64_t start_ms;
 	struct loop_timer timer;	/* the route's request timeout */
@@ -90,6 +92,18 @@ struct h2st {
 	size_t edits_len;
 	const char *local_body;
 	size_t local_len, local_off;
+	/* retries (on an HTTP/2 upstream): the policy, the request's fields as
+	 * sent, and its body as it came while that fits WP_RETRY_BODY_MAX
+	 * (past it: rbody_over, no retry; the body streams as it would) */
+	struct wp_retry retry;
+	struct hvec *sent;
+	char *rbody;
+	size_t rbody_len, rbody_cap;
+	size_t resend, resend_off;	/* a retry sends rbody's first resend bytes
+					 * (what went before) again, then reqb's */
+	bool rbody_over;
+	struct loop_timer rtimer;	/* the backoff */
+	char key[320];			/* its upstream's pool key */
 	/* last: a new stream clears what comes before (cl_on_begin_headers) */
 	char edits[4096];		/* response header edits, packed "op\0name\0value\0" */
 };
@@ -153,6 +167,8 @@ struct wp_h2 {
 	struct h2up *ups;
 	struct h1up *h1s;
 	bool alpn_h2;			/* HTTP/2 by TLS ALPN, not by prior knowledge */
+	bool goaway;			/* an idle or header timeout's GOAWAY is on its way:
+					 * the connection closes once it is out */
 };
 
 /* ---- small helpers ---- */
@@ -400,7 +416,7 @@ static void h1_kill(struct h1up *u);
 
 static void stream_count(struct h2st *st)
 {
-	if (st->counted)
+	if (st->counted || !st->routed)	/* (a head that never ended is no request) */
 		return;
 	st->counted = true;
 	wp_count(st->h->c, &st->dst, st->svc_name, st->method, st->path, st->status, st->start_ms);
@@ -412,6 +428,9 @@ static void stream_free(struct h2st *st)
 
 	stream_count(st);
 	loop_timer_cancel(h->c->w->loop, &st->timer);
+	loop_timer_cancel(h->c->w->loop, &st->rtimer);
+	free(st->rbody);
+	hvec_free(h->c->w, st->sent);
 	if (st->prev)
 		st->prev->next = st->next;
 	else
@@ -498,6 +517,20 @@ static void respond_local(struct h2st *st, unsigned int status, const char *loca
 	nghttp2_submit_response(h->ng, st->cid, nv->v, nv->n, st->local_len ? &prd : NULL);
 }
 
+/* No retry for the stream from now (an answer went to the client, or its
+ * body is past the retry buffer): its copy goes, once a retry in progress
+ * has sent what it needs of it. */
+static void retry_drop(struct h2st *st)
+{
+	st->retry.left = 0;
+	st->rbody_over = true;
+	if (st->resend_off < st->resend)
+		return;
+	free(st->rbody);
+	st->rbody = NULL;
+	st->rbody_len = st->rbody_cap = 0;
+}
+
 static ssize_t resp_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t len, uint32_t *flags,
 			 nghttp2_data_source *src, void *ud)
 {
@@ -543,6 +576,7 @@ static void respond_upstream(struct h2st *st, bool end_stream)
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = resp_read };
 
 	st->resp_submitted = true;
+	retry_drop(st);
 	nv_add(nv, ":status", wp_utoa(sbuf, st->status));
 	el.n = 0;
 	for (size_t i = 0; st->resp && i < st->resp->n; i++)
@@ -558,6 +592,7 @@ static void respond_upstream(struct h2st *st, bool end_stream)
 
 static void up_io(struct loop_io *io, uint32_t ev);
 static void h2_pump(struct wp_h2 *h);
+static bool stream_retry(struct h2st *st);
 
 static ssize_t up_send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int flags, void *ud)
 {
@@ -614,6 +649,8 @@ static int up_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *u
 				st->resp = NULL;
 				return 0;
 			}
+			if (wp_retry_code(&st->retry, st->status) && stream_retry(st))
+				return 0;	/* that answer is dropped */
 			if (!st->client_closed && !st->resp_submitted)
 				respond_upstream(st, end);
 		} else if (end) {
@@ -654,7 +691,8 @@ static int up_on_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud
 	if (!st)
 		return 0;
 	st->up_closed = true;
-	if (!st->client_closed && !st->local) {	/* a local answer (504) stands */
+	/* a local answer (504) stands */
+	if (!st->client_closed && !st->local && !stream_retry(st)) {
 		if (!st->resp_submitted) {
 			respond_local(st, 503, NULL);
 		} else if (!st->resp_eof) {
@@ -674,6 +712,16 @@ static ssize_t req_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t l
 	size_t n = st->reqb.data < len ? st->reqb.data : len;
 
 	(void)ng, (void)sid, (void)ud;
+	if (st->resend_off < st->resend) {
+		/* a retry: what the failed attempt sent, again (those bytes left
+		 * the client's window then) */
+		n = st->resend - st->resend_off < len ? st->resend - st->resend_off : len;
+		memcpy(out, st->rbody + st->resend_off, n);
+		st->resend_off += n;
+		if (st->resend_off == st->resend && !st->reqb.data && st->req_eof)
+			*flags |= NGHTTP2_DATA_FLAG_EOF;
+		return (ssize_t)n;
+	}
 	if (n) {
 		memcpy(out, buf_head(&st->reqb), n);
 		buf_del(&st->reqb, n);
@@ -702,7 +750,7 @@ static void up_kill(struct h2up *up)
 		if (st->up != up || st->up_closed)
 			continue;
 		st->up_closed = true;
-		if (!st->client_closed && !st->local) {
+		if (!st->client_closed && !st->local && !stream_retry(st)) {
 			if (!st->resp_submitted)
 				respond_local(st, 503, NULL);
 			else if (!st->resp_eof)
@@ -1270,12 +1318,60 @@ static bool h1_request(struct h2st *st, struct h1up *u, const char *method, cons
 
 /* ---- routing a client stream ---- */
 
+/* Tell the client we are done (GOAWAY, NO_ERROR, the last stream we took)
+ * and close once that is out; the idle timeout later bounds a GOAWAY that
+ * does not leave (a client that reads nothing). */
+static void h2_goaway(struct wp_h2 *h)
+{
+	struct wconn *c = h->c;
+
+	c->w->st.timeouts++;
+	h->goaway = true;
+	nghttp2_session_terminate_session(h->ng, NGHTTP2_NO_ERROR);
+	wp_conn_deadline(c, loop_now_ms(), wp_idle_ms(c->w));
+	h2_pump(h);	/* after the GOAWAY the session wants nothing: closed there */
+}
+
+void wp_h2_idle_timeout(struct wconn *c)
+{
+	struct wp_h2 *h = c->h2;
+
+	if (h->goaway) {
+		wp_conn_free(c, true);
+		return;
+	}
+	if (!h->streams)	/* (one that came since re-arms it in h2_pump) */
+		h2_goaway(h);
+}
+
+/* No stream (streams end when both sides are done with them): the idle
+ * timeout runs from now, as HTTP/1.1's between requests; a stream stops it
+ * (the timer stays armed: conn_timer_cb checks due_ms). */
+static void h2_idle_arm(struct wp_h2 *h)
+{
+	struct wconn *c = h->c;
+
+	if (h->goaway)
+		return;
+	if (h->streams)
+		c->due_ms = 0;
+	else if (!c->due_ms)
+		wp_conn_deadline(c, loop_now_ms(), wp_idle_ms(c->w));
+}
+
 static void stream_timeout(struct loop_timer *t)
 {
 	struct h2st *st = t->arg;
 	struct wp_h2 *h = st->h;
 
+	if (!st->routed) {
+		/* its HEADERS (and CONTINUATIONs) did not end in time: nothing
+		 * else may come on the connection meanwhile (RFC 9113 6.10) */
+		h2_goaway(h);
+		return;
+	}
 	st->h->c->w->st.timeouts++;
+	loop_timer_cancel(h->c->w->loop, &st->rtimer);	/* it bounds the retries too */
 	if (st->up && st->uid && !st->up_closed)
 		nghttp2_submit_rst_stream(st->up->ng, NGHTTP2_FLAG_NONE, st->uid, NGHTTP2_CANCEL);
 	if (st->h1)
@@ -1300,7 +1396,7 @@ static void stream_arm_timeout(struct h2st *st, const struct route_decision *d)
  * the Service port's appProtocol says; not said: the client's own, except
  * that a client which got HTTP/2 by ALPN from the waypoint says nothing of
  * the backend, so it gets HTTP/1.1, as before h2 was offered). false: none. */
-static bool stream_upstream(struct h2st *st, const struct route_backend *be, const char *key)
+static bool stream_upstream(struct h2st *st, const struct route_backend *be, const char *key, bool fresh)
 {
 	struct wp_h2 *h = st->h;
 	struct wconn *c = h->c;
@@ -1310,10 +1406,10 @@ static bool stream_upstream(struct h2st *st, const struct route_backend *be, con
 	enum waypoint_proto proto;
 	int fd;
 
-	st->up = up_get(h, key);
+	st->up = fresh ? NULL : up_get(h, key);
 	if (st->up)
 		return true;
-	st->h1 = h1_idle(h, key);
+	st->h1 = fresh ? NULL : h1_idle(h, key);
 	if (st->h1)
 		return true;
 	wp_client_of(c, &cl);
@@ -1330,6 +1426,113 @@ static bool stream_upstream(struct h2st *st, const struct route_backend *be, con
 	return st->up || st->h1;
 }
 
+/* The request as a stream of st->up, with the fields of nv; false: refused. */
+static bool stream_submit(struct h2st *st, const struct nvlist *nv)
+{
+	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = req_read };
+	bool body = !st->req_eof || st->reqb.data || st->resend;
+
+	st->up->n_streams++;
+	st->dst = st->up->dst;
+	st->uid = nghttp2_submit_request(st->up->ng, NULL, nv->v, nv->n, body ? &prd : NULL, st);
+	if (st->uid < 0) {
+		st->uid = 0;
+		return false;
+	}
+	return true;
+}
+
+/* The stream may go again (its upstream HTTP/2, as a retry's will be): its
+ * policy, backend and fields kept (nghttp2 copied nv's away). */
+static void retry_prepare(struct h2st *st, const struct route_decision *d, const char *key,
+			  const struct nvlist *nv)
+{
+	st->sent = hvec_new(st->h->c->w);
+	for (size_t i = 0; st->sent && i < nv->n; i++)
+		if (!hvec_add(st->sent, nv->v[i].name, nv->v[i].namelen, nv->v[i].value, nv->v[i].valuelen))
+			return;	/* too many to keep: not retried */
+	if (!st->sent)
+		return;
+	wp_retry_set(&st->retry, d);
+	wp_copy(st->key, sizeof(st->key), key);
+}
+
+/* Its body as it comes, kept for a retry while it fits WP_RETRY_BODY_MAX;
+ * past that the copy goes (the body streams as ever, held nowhere). */
+static void retry_keep(struct h2st *st, const uint8_t *data, size_t len)
+{
+	size_t need = st->rbody_len + len, cap = st->rbody_cap ? st->rbody_cap : 1024;
+	char *p;
+
+	if (!st->retry.left || st->rbody_over || !len)
+		return;
+	if (!st->retry.by_route) {	/* the default sends no body twice (waypoint.c) */
+		retry_drop(st);
+		return;
+	}
+	while (cap < need)
+		cap *= 2;
+	p = need > WP_RETRY_BODY_MAX ? NULL : cap == st->rbody_cap ? st->rbody : realloc(st->rbody, cap);
+	if (!p) {
+		retry_drop(st);
+		return;
+	}
+	st->rbody = p;
+	st->rbody_cap = cap;
+	memcpy(st->rbody + st->rbody_len, data, len);
+	st->rbody_len = need;
+}
+
+/* Its upstream failed it before a response (reset it, went, or answered a
+ * status the route retries; that answer is dropped): it goes again after
+ * the backoff, on a new connection to a newly picked endpoint, its body
+ * from the copy. Only when its body is all here (the copy is all of it).
+ * false: it may not go again (then it fails as it would). */
+static bool stream_retry(struct h2st *st)
+{
+	struct h2up *up = st->up;
+	struct waypoint *w = st->h->c->w;
+
+	if (!up || !st->retry.left || !st->req_eof || st->rbody_over || st->resp_submitted || st->client_closed ||
+	    st->local)
+		return false;
+	st->retry.left--;
+	if (st->uid && !st->up_closed) {
+		nghttp2_submit_rst_stream(up->ng, NGHTTP2_FLAG_NONE, st->uid, NGHTTP2_CANCEL);
+		nghttp2_session_set_stream_user_data(up->ng, st->uid, NULL);
+	}
+	up->n_streams--;
+	st->up = NULL;
+	st->uid = 0;
+	st->up_closed = false;
+	st->status = 0;
+	hvec_free(w, st->resp);
+	hvec_free(w, st->trl);
+	st->resp = st->trl = NULL;
+	st->resend = st->rbody_len - st->reqb.data;
+	st->resend_off = 0;
+	loop_timer_arm(w->loop, &st->rtimer, st->retry.backoff_ms);
+	return true;
+}
+
+static void retry_fire(struct loop_timer *t)
+{
+	struct h2st *st = t->arg;
+	struct wp_h2 *h = st->h;
+	struct route_backend be = { .ns = st->retry.ns, .name = st->retry.name, .port = st->retry.port };
+	struct nvlist *nv = nv_begin();
+
+	for (size_t i = 0; i < st->sent->n; i++)
+		nv_add_n(nv, st->sent->v[i].name, st->sent->v[i].nlen, st->sent->v[i].value, st->sent->v[i].vlen);
+	/* (a port that says HTTP/1.1 now: its new connection stays pooled) */
+	if (!stream_upstream(st, &be, st->key, true) || !st->up || !stream_submit(st, nv)) {
+		st->h1 = NULL;
+		h->c->w->st.upstream_errors++;
+		respond_local(st, 503, NULL);
+	}
+	h2_pump(h);
+}
+
 static void stream_route(struct h2st *st)
 {
 	struct wp_h2 *h = st->h;
@@ -1342,7 +1545,6 @@ static void stream_route(struct h2st *st)
 	char path[2048], key[320];
 	const char *method = NULL, *p = NULL, *auth = NULL, *scheme = NULL, *host = NULL, *ct = NULL, *q;
 	size_t n = 0;
-	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = req_read };
 
 	/* the fields routing needs, in one pass (the first of each name) */
 	for (size_t i = 0; i < st->req->n; i++) {
@@ -1361,6 +1563,8 @@ static void stream_route(struct h2st *st)
 			*to = e->value;
 	}
 	w->st.requests_total++;
+	st->routed = true;
+	loop_timer_cancel(w->loop, &st->timer);	/* the header timeout */
 	st->start_ms = loop_now_ms();
 	if (!auth)
 		auth = host;
@@ -1396,7 +1600,7 @@ static void stream_route(struct h2st *st)
 
 		wp_cat(key, sizeof(key), kp, 9);
 	}
-	if (!stream_upstream(st, &d.backend, key)) {
+	if (!stream_upstream(st, &d.backend, key, false)) {
 		w->st.upstream_errors++;
 		respond_local(st, 503, NULL);
 		return;
@@ -1420,17 +1624,14 @@ static void stream_route(struct h2st *st)
 		stream_arm_timeout(st, &d);
 		return;
 	}
-	st->up->n_streams++;
-	st->dst = st->up->dst;
 	nv = nv_begin();
 	nv_add(nv, ":method", method);
 	nv_add(nv, ":scheme", scheme ? scheme : "http");
 	nv_add(nv, ":authority", d.host[0] ? d.host : auth ? auth : "");
 	nv_add(nv, ":path", d.path[0] ? d.path : p);
 	nv_add_list(nv, &el);
-	st->uid = nghttp2_submit_request(st->up->ng, NULL, nv->v, nv->n, st->req_eof ? NULL : &prd, st);
-	if (st->uid < 0) {
-		st->uid = 0;
+	retry_prepare(st, &d, key, nv);
+	if (!stream_submit(st, nv)) {
 		respond_local(st, 503, NULL);
 		return;
 	}
@@ -1467,6 +1668,8 @@ static int cl_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void
 	st->h = h;
 	st->cid = f->hd.stream_id;
 	loop_timer_init(&st->timer, stream_timeout, st);
+	loop_timer_init(&st->rtimer, retry_fire, st);
+	loop_timer_arm(w->loop, &st->timer, wp_header_ms(w));
 	st->next = h->streams;
 	if (h->streams)
 		h->streams->prev = st;
@@ -1521,6 +1724,7 @@ static int cl_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 	}
 	if (!wp_body_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	retry_keep(st, data, len);
 	nghttp2_session_resume_data(st->up->ng, st->uid);
 	return 0;
 }
@@ -1610,6 +1814,7 @@ static void h2_pump(struct wp_h2 *h)
 		wp_conn_free(c, false);
 		return;
 	}
+	h2_idle_arm(h);
 	wp_side_interest(c, C, true);
 }
 

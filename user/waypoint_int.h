@@ -27,6 +27,21 @@ struct wp_up2;
 #define WP_SPARE_STREAMS	16
 #define WP_SPARE_HVECS	32
 
+/* A request's bytes kept to send again: its body up to this (Envoy's retry
+ * buffer limit; past it the request goes once, its body streamed, not held) */
+#define WP_RETRY_BODY_MAX	65536
+
+/* A request's retry policy (HTTPRoute retry, else Istio's default) and the
+ * backend it goes to again (a newly picked endpoint of it). */
+struct wp_retry {
+	unsigned int left, backoff_ms;	/* left 0: no retry */
+	bool by_route;			/* the route's policy, not the default */
+	uint16_t codes[16];
+	size_t n_codes;
+	char ns[64], name[254];
+	uint16_t port;
+};
+
 struct hfield {
 	uint32_t name, name_len, value, value_len;	/* offsets into the head's text */
 };
@@ -111,17 +126,16 @@ struct wconn {
 	/* response header edits of the route in force, copied (the table may go) */
 	char resp_edits[4096];
 	size_t resp_edits_len;
-	/* retries (HTTPRoute retry): a bodiless request is sent again on a
-	 * connect failure or a listed status, to a new endpoint */
-	char *retry_head;		/* the request as sent upstream (kept allocated
-					 * from request to request: no malloc per request) */
+	/* retries (HTTPRoute retry): a request whose body (if any) is all
+	 * here and fits WP_RETRY_BODY_MAX is sent again on a connect failure
+	 * or a listed status, to a new endpoint */
+	char *retry_head;		/* the request as sent upstream, head and body
+					 * (a small one kept allocated from request to
+					 * request: no malloc per request) */
 	size_t retry_len;		/* 0: no retry */
+	size_t retry_hlen;		/* of which the head */
 	size_t retry_cap;
-	unsigned int retries_left, retry_backoff_ms;
-	uint16_t retry_codes[16];
-	size_t n_retry_codes;
-	char retry_ns[64], retry_name[254];
-	uint16_t retry_port;
+	struct wp_retry retry;
 	struct loop_timer retry_timer;
 	struct wp_h2 *h2;		/* W_H2 */
 	struct wp_up2 *up2;		/* s[U] speaks HTTP/2 (appProtocol h2c): the
@@ -240,6 +254,17 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 void wp_count(struct wconn *c, const struct waypoint_dst *dst, const char *svc_name, const char *method,
 	      const char *path, unsigned int status, uint64_t start_ms);
 void wp_conn_free(struct wconn *c, bool rst);
+/* The decision's retry policy (or the default, Istio's: twice, 25 ms
+ * apart, when the upstream fails before a response) into r. */
+void wp_retry_set(struct wp_retry *r, const struct route_decision *d);
+/* Is code one that r retries? */
+bool wp_retry_code(const struct wp_retry *r, unsigned int code);
+/* The connection's deadline is now + ms (c->due_ms; its timer then calls
+ * conn_timer_cb, which hands a W_H2 connection to wp_h2_idle_timeout). */
+void wp_conn_deadline(struct wconn *c, uint64_t now, unsigned int ms);
+/* --http-idle-timeout and --http-header-timeout, defaults applied. */
+unsigned int wp_idle_ms(const struct waypoint *w);
+unsigned int wp_header_ms(const struct waypoint *w);
 /* Free p with release (free when NULL) after the current batch of events:
  * for objects whose loop_io may still be in it. Their fds are closed and
  * their ios deleted already. */
@@ -256,6 +281,9 @@ int wp_h2_start(struct wconn *c);
 /* Its io: read, process, write. */
 void wp_h2_step(struct wconn *c);
 void wp_h2_free(struct wconn *c);
+/* The connection's deadline went by (it had no stream that long): GOAWAY
+ * and close once it is out; the second time (the GOAWAY stuck), close. */
+void wp_h2_idle_timeout(struct wconn *c);
 
 /* waypoint_up2.c: the HTTP/1.1 request in c->h, sent as a stream on the
  * HTTP/2 connection s[U] (set up on its first request): method, path,

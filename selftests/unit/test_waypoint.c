@@ -939,6 +939,8 @@ struct h2peer {
 	int status, done;
 	char trailers[512];
 	int32_t sid;
+	int goaway;			/* a GOAWAY came: its error code + 1 */
+	int nth;			/* server: the nth upstream the waypoint opened */
 };
 
 static ssize_t h2p_send(nghttp2_session *ng, const uint8_t *d, size_t len, int flags, void *ud)
@@ -1028,10 +1030,19 @@ static int h2p_frame(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 		pthread_mutex_unlock(&W.mu);
 		p->body_len = 0;
 		p->seen_hdrs[0] = 0;
+		if (W.mode == BE_FAIL_FIRST && p->nth == 1) {	/* as backend_main's: 500, */
+			nv[0].value = (uint8_t *)"500";
+			prd.source.ptr = (void *)"";
+		} else if (W.mode == BE_FAIL_FIRST && p->nth == 2) {	/* then a reset */
+			nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_INTERNAL_ERROR);
+			return 0;
+		}
 		nghttp2_submit_response(ng, f->hd.stream_id, nv, 2, &prd);
 	}
 	if (!p->server && (f->hd.flags & NGHTTP2_FLAG_END_STREAM) && f->hd.stream_id == p->sid)
 		p->done = 1;
+	if (f->hd.type == NGHTTP2_GOAWAY)
+		p->goaway = (int)f->goaway.error_code + 1;
 	return 0;
 }
 
@@ -1087,14 +1098,14 @@ static void *h2_backend_main(void *arg)
 {
 	struct h2peer p;
 
-	if (h2p_init(&p, (int)(long)arg, true))
+	if (h2p_init(&p, (int)(long)arg, true)) {
+		p.nth = W.upstreams;	/* (it opens the next only after this one failed) */
 		h2p_run(&p, 3000);
+	}
 	nghttp2_session_del(p.ng);
 	close((int)(long)arg);
 	return NULL;
 }
-
-static bool h2_backend;
 
 static int op_upstream_h2(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
 			  const struct route_backend *be, struct waypoint_dst *dst)
@@ -1112,6 +1123,22 @@ static int op_upstream_h2(void *arg, const struct tunnel_client *cl, const struc
 	pthread_detach(t);
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 	return sv[0];
+}
+
+/* routes_yaml's table, and the waypoint with ops (NULL: the HTTP/1.1
+ * backends' ops), its loop running. */
+static bool setup_routed(const struct waypoint_ops *o, struct diags *errs)
+{
+	struct sl_resources *res = config_resources_new();
+
+	if (!ASSERT_OK(config_decode_buf(res, "routes.yaml", routes_yaml, strlen(routes_yaml), errs), "decode") ||
+	    !ASSERT_OK(model_build(res, "node-1", &W.model, errs), "model") ||
+	    !ASSERT_OK(route_table_build(W.model, &W.routes, errs), "routes") || !setup(0))
+		return false;
+	if (!o)
+		return true;
+	waypoint_free(W.wp);	/* again, with these ops */
+	return ASSERT_OK(waypoint_new(&W.wp, W.loop, o, NULL, NULL), "waypoint_new");
 }
 
 static size_t h2p_req_off;	/* how much of the body went */
@@ -1200,19 +1227,10 @@ static int h2_many(int n)
 void test_waypoint_h2(void)
 {
 	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
-	struct sl_resources *res = config_resources_new();
 	struct diags errs = { 0 };
 	struct h2peer p;
 
-	if (!ASSERT_OK(config_decode_buf(res, "routes.yaml", routes_yaml, strlen(routes_yaml), &errs), "decode") ||
-	    !ASSERT_OK(model_build(res, "node-1", &W.model, &errs), "model") ||
-	    !ASSERT_OK(route_table_build(W.model, &W.routes, &errs), "routes"))
-		goto out;
-	if (!setup(0))
-		goto out;
-	waypoint_free(W.wp);	/* again, with the HTTP/2 backend */
-	h2_backend = true;
-	if (!ASSERT_OK(waypoint_new(&W.wp, W.loop, &ops_h2, NULL, NULL), "waypoint_new"))
+	if (!setup_routed(&ops_h2, &errs))
 		goto out;
 	/* routed, rewritten, header edits both ways, trailers passed on */
 	ASSERT_TRUE(h2_request(&p, "/v2/call?x=1", "application/grpc"), "h2 request answered");
@@ -1244,16 +1262,11 @@ out:
 
 void test_waypoint_retry(void)
 {
-	struct sl_resources *res = config_resources_new();
 	struct diags errs = { 0 };
 	char *out;
 	int fd;
 
-	if (!ASSERT_OK(config_decode_buf(res, "routes.yaml", routes_yaml, strlen(routes_yaml), &errs), "decode") ||
-	    !ASSERT_OK(model_build(res, "node-1", &W.model, &errs), "model") ||
-	    !ASSERT_OK(route_table_build(W.model, &W.routes, &errs), "routes"))
-		goto out;
-	if (!setup(0))
+	if (!setup_routed(NULL, &errs))
 		goto out;
 	W.mode = BE_FAIL_FIRST;
 	fd = client();
@@ -1274,15 +1287,10 @@ out:
  * comes back as HTTP/2. */
 void test_waypoint_h2_to_h1(void)
 {
-	struct sl_resources *res = config_resources_new();
 	struct diags errs = { 0 };
 	struct h2peer p;
 
-	if (!ASSERT_OK(config_decode_buf(res, "routes.yaml", routes_yaml, strlen(routes_yaml), &errs), "decode") ||
-	    !ASSERT_OK(model_build(res, "node-1", &W.model, &errs), "model") ||
-	    !ASSERT_OK(route_table_build(W.model, &W.routes, &errs), "routes"))
-		goto out;
-	if (!setup(0))
+	if (!setup_routed(NULL, &errs))
 		goto out;
 	W.mode = BE_OK;
 	W.proto = WAYPOINT_PROTO_HTTP1;
@@ -1343,19 +1351,11 @@ out:
 void test_waypoint_h1_to_h2(void)
 {
 	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
-	struct sl_resources *res = config_resources_new();
 	struct diags errs = { 0 };
 	char *out;
 	int fd;
 
-	if (!ASSERT_OK(config_decode_buf(res, "routes.yaml", routes_yaml, strlen(routes_yaml), &errs), "decode") ||
-	    !ASSERT_OK(model_build(res, "node-1", &W.model, &errs), "model") ||
-	    !ASSERT_OK(route_table_build(W.model, &W.routes, &errs), "routes"))
-		goto out;
-	if (!setup(0))
-		goto out;
-	waypoint_free(W.wp);	/* again, with the HTTP/2 backend */
-	if (!ASSERT_OK(waypoint_new(&W.wp, W.loop, &ops_h2, NULL, NULL), "waypoint_new"))
+	if (!setup_routed(&ops_h2, &errs))
 		goto out;
 	W.proto = WAYPOINT_PROTO_H2C;
 	fd = client();
@@ -1455,5 +1455,224 @@ void test_waypoint_h1_to_h2_reset(void)
 out:
 	W.proto = WAYPOINT_PROTO_UNSET;
 	W.mode = BE_OK;
+	teardown();
+}
+
+/* Read what an HTTP/2 peer says until EOF (or timeout_ms without a byte):
+ * was there a GOAWAY with NO_ERROR, then EOF? *eof_ms: when EOF came. */
+static bool h2_goaway_then_eof(struct h2peer *p, int timeout_ms, uint64_t *eof_ms)
+{
+	char in[16384];
+
+	for (;;) {
+		struct pollfd pf = { .fd = p->fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pf, 1, timeout_ms) <= 0)
+			return false;
+		n = read(p->fd, in, sizeof(in));
+		if (n <= 0)
+			break;
+		nghttp2_session_mem_recv(p->ng, (const uint8_t *)in, (size_t)n);
+	}
+	*eof_ms = mono_ms();
+	return p->goaway == 1;
+}
+
+/* --http-idle-timeout over HTTP/2: a connection without a stream gets GOAWAY
+ * and is closed; one with a stream open is not cut, however slow the stream. */
+void test_waypoint_h2_idle(void)
+{
+	struct waypoint_opts o = { .idle_timeout_ms = 300, .header_timeout_ms = 3000 };
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)"web", 10, 3, 0 },
+		{ (uint8_t *)":path", (uint8_t *)"/slow", 5, 5, 0 },
+	};
+	nghttp2_data_provider prd = { .source.ptr = (void *)"late body", .read_callback = h2p_req_body };
+	struct h2peer p = { 0 };
+	uint64_t t0, t1;
+	int fd;
+
+	if (!setup_opts(&o))
+		goto out;
+	W.mode = BE_OK;
+	W.proto = WAYPOINT_PROTO_HTTP1;	/* the stream goes on as HTTP/1.1 */
+	fd = client();
+	t0 = mono_ms();
+	if (!ASSERT_TRUE(fd >= 0 && h2p_init(&p, fd, false), "h2 client"))
+		goto out;
+	ASSERT_TRUE(h2_goaway_then_eof(&p, 5000, &t1), "idle: GOAWAY (NO_ERROR), then EOF");
+	ASSERT_GE(t1 - t0, 250, "not before the idle timeout");
+	nghttp2_session_del(p.ng);
+	close(fd);
+
+	/* a stream open (its body not sent) for three idle timeouts */
+	fd = client();
+	if (!ASSERT_TRUE(fd >= 0 && h2p_init(&p, fd, false), "h2 client 2"))
+		goto out;
+	h2p_req_off = 0;
+	p.sid = nghttp2_submit_headers(p.ng, NGHTTP2_FLAG_NONE, -1, NULL, nv, 4, NULL);
+	ASSERT_TRUE(p.sid > 0 && !nghttp2_session_send(p.ng), "headers sent");
+	h2p_run(&p, 900);
+	ASSERT_FALSE(p.done || p.goaway, "a connection with a stream open is not cut");
+	ASSERT_OK(nghttp2_submit_data(p.ng, NGHTTP2_FLAG_END_STREAM, p.sid, &prd), "data");
+	ASSERT_OK(nghttp2_session_send(p.ng), "data sent");
+	h2p_run(&p, 3000);
+	ASSERT_EQ(p.status, 200, "the slow stream answered");
+	ASSERT_HAS(W.seen, "late body", "its body went on");
+	/* and once it is done, the idle timeout runs again */
+	ASSERT_TRUE(h2_goaway_then_eof(&p, 5000, &t1), "idle after the stream: GOAWAY, then EOF");
+	nghttp2_session_del(p.ng);
+	close(fd);
+out:
+	W.proto = WAYPOINT_PROTO_UNSET;
+	teardown();
+}
+
+/* --http-header-timeout over HTTP/2: a HEADERS frame whose block never ends
+ * (no CONTINUATION comes) does not hold the connection. */
+void test_waypoint_h2_header_timeout(void)
+{
+	struct waypoint_opts o = { .idle_timeout_ms = 60000, .header_timeout_ms = 300 };
+	/* preface, empty SETTINGS, HEADERS on stream 1 without END_HEADERS
+	 * (":method: GET", HPACK index 2) */
+	static const char raw[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+				  "\0\0\0\x04\0\0\0\0\0"
+				  "\0\0\x01\x01\0\0\0\0\x01\x82";
+	struct h2peer p = { 0 };
+	uint64_t t0, t1;
+	int fd, nul;
+
+	if (!setup_opts(&o))
+		goto out;
+	fd = client();
+	t0 = mono_ms();
+	if (!ASSERT_TRUE(fd >= 0 && send_all(fd, raw, sizeof(raw) - 1), "send"))
+		goto out;
+	/* an nghttp2 client reads what comes back (its own preface goes to
+	 * /dev/null: the raw one above is the test's) */
+	nul = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (!ASSERT_TRUE(nul >= 0 && h2p_init(&p, nul, false), "reader"))
+		goto out;
+	close(nul);
+	p.fd = fd;
+	ASSERT_TRUE(h2_goaway_then_eof(&p, 5000, &t1), "half a head: GOAWAY, then EOF");
+	ASSERT_GE(t1 - t0, 250, "not before the header timeout");
+	nghttp2_session_del(p.ng);
+	close(fd);
+out:
+	teardown();
+}
+
+/* A request with a body is retried as a bodiless one when its body fits the
+ * retry buffer (content-length or chunked); past it, it goes once. */
+void test_waypoint_retry_body(void)
+{
+	static char big[80000];
+	struct diags errs = { 0 };
+	char *out, head[256];
+	int fd, n;
+
+	if (!setup_routed(NULL, &errs))
+		goto out;
+	W.mode = BE_FAIL_FIRST;
+	W.upstreams = 0;
+	W.seen_len = 0;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "POST /retry HTTP/1.1\r\nHost: web\r\nContent-Length: 10\r\n\r\n0123456789"),
+		    "send");
+	out = read_until(fd, "\r\n\r\nok", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK", "content-length body: a 500 and a reset retried");
+	ASSERT_EQ(W.upstreams, 3, "three upstream connections");
+	ASSERT_EQ(count(W.seen, "Content-Length: 10\r\n\r\n0123456789"), 3, "the body went three times, intact");
+	close(fd);
+
+	W.upstreams = 0;
+	W.seen_len = 0;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "POST /retry HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n"
+				 "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "send chunked");
+	out = read_until(fd, "\r\n\r\nok", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 200 OK", "chunked body: retried");
+	ASSERT_EQ(count(W.seen, "\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), 3, "chunks went three times");
+	close(fd);
+
+	/* above the bound: the first answer (500) is the client's */
+	W.upstreams = 0;
+	memset(big, 'x', sizeof(big));
+	n = snprintf(head, sizeof(head), "POST /retry HTTP/1.1\r\nHost: web\r\nContent-Length: %zu\r\n\r\n",
+		     sizeof(big));
+	fd = client();
+	ASSERT_TRUE(send_all(fd, head, (size_t)n) && send_all(fd, big, sizeof(big)), "send big");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 500", "a body over the retry buffer: not retried");
+	ASSERT_EQ(W.upstreams, 1, "one upstream connection");
+	close(fd);
+	/* chunked, which says nothing of its size up front: the copy is
+	 * dropped as it grows past the bound */
+	W.upstreams = 0;
+	n = snprintf(head, sizeof(head),
+		     "POST /retry HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n", sizeof(big));
+	fd = client();
+	ASSERT_TRUE(send_all(fd, head, (size_t)n) && send_all(fd, big, sizeof(big)) &&
+		    send_str(fd, "\r\n0\r\n\r\n"), "send big chunked");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 500", "a chunked body over the retry buffer: not retried");
+	ASSERT_EQ(W.upstreams, 1, "one upstream connection (chunked)");
+	close(fd);
+	/* /v2: no retry policy on the rule: the default retries a reset request
+	 * without a body, and sends a body only once (the backend may have
+	 * acted on it before the reset) */
+	W.mode = BE_RESET;
+	W.upstreams = 0;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET /v2/plain HTTP/1.1\r\nHost: web\r\n\r\n"), "send GET");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 50", "every attempt reset: an error");
+	ASSERT_EQ(W.upstreams, 3, "the default: a bodiless request tried three times");
+	close(fd);
+	W.upstreams = 0;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "POST /v2/plain HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\n\r\nabc"), "send POST");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 50", "reset: an error");
+	ASSERT_EQ(W.upstreams, 1, "the default: a body goes once");
+	close(fd);
+out:
+	diags_clear(&errs);
+	teardown();
+}
+
+/* HTTP/2 streams are retried as HTTP/1.1 requests are, their bodies intact,
+ * on new upstream connections; a body over the retry buffer is not. */
+void test_waypoint_h2_retry(void)
+{
+	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
+	static char big[70001];
+	struct diags errs = { 0 };
+	struct h2peer p;
+
+	if (!setup_routed(&ops_h2, &errs))
+		goto out;
+	W.mode = BE_FAIL_FIRST;
+	W.upstreams = 0;
+	W.seen_len = 0;
+	W.seen[0] = 0;
+	ASSERT_TRUE(h2_request_body(&p, "/retry", "text/plain", "the request body"), "answered");
+	ASSERT_EQ(p.status, 200, "a 500 and a reset retried: the third answer goes back");
+	ASSERT_TRUE(strstr(p.body, "hello from h2"), "its body");
+	ASSERT_EQ(W.upstreams, 3, "three upstream connections");
+	ASSERT_EQ(count(W.seen, "path=/retry"), 3, "the stream went three times");
+	ASSERT_EQ(count(W.seen, "body=the request body\n"), 3, "its body intact each time");
+	/* a body past the retry buffer: the first answer is the client's */
+	W.upstreams = 0;
+	memset(big, 'x', sizeof(big) - 1);
+	ASSERT_TRUE(h2_request_body(&p, "/retry", "text/plain", big), "big answered");
+	ASSERT_EQ(p.status, 500, "a body over the retry buffer: not retried");
+	ASSERT_EQ(W.upstreams, 1, "one upstream connection");
+out:
+	diags_clear(&errs);
 	teardown();
 }
