@@ -440,19 +440,20 @@ bool kstatus_same(json_t *a, json_t *b)
 /* ---- the writer ---- */
 
 /* What each write-back kind is, for paths; conds: its status is conditions
- * of its own (kstatus_gateway_status), else route parents entries. */
+ * of its own (kstatus_gateway_status), else route parents entries;
+ * cluster: not namespaced. */
 struct kst_kind {
 	const char *kind, *version, *resource;
-	bool conds;
+	bool conds, cluster;
 };
 
 static const struct kst_kind kst_kinds[] = {
-	{ "Gateway", "v1", "gateways", true },
-	{ "HTTPRoute", "v1", "httproutes", false },
-	{ "GRPCRoute", "v1", "grpcroutes", false },
-	{ "TCPRoute", "v1alpha2", "tcproutes", false },
-	{ "TLSRoute", "v1alpha2", "tlsroutes", false },
-	{ "GatewayClass", "v1", "gatewayclasses", true },	/* cluster-scoped */
+	{ "Gateway", "v1", "gateways", true, false },
+	{ "HTTPRoute", "v1", "httproutes", false, false },
+	{ "GRPCRoute", "v1", "grpcroutes", false, false },
+	{ "TCPRoute", "v1alpha2", "tcproutes", false, false },
+	{ "TLSRoute", "v1alpha2", "tlsroutes", false, false },
+	{ "GatewayClass", "v1", "gatewayclasses", true, true },
 };
 #define N_KST_KINDS (sizeof(kst_kinds) / sizeof(kst_kinds[0]))
 
@@ -614,16 +615,16 @@ static void kst_write(struct kstatus *s, const char *key, json_t *obj, json_t *s
 	struct kst_write *w = calloc(1, sizeof(*w));
 
 	json_decref(patch);
-	if (!kk || !name || !body || !w) {
+	if (!kk || !name || (!ns && !kk->cluster) || !body || !w) {
 		free(body);
 		free(w);
 		return;
 	}
-	if (ns && ns[0])
+	if (kk->cluster)
+		snprintf(path, sizeof(path), "/apis/%s/%s/%s/%s/status", GW_GROUP, kk->version, kk->resource, name);
+	else
 		snprintf(path, sizeof(path), "/apis/%s/%s/namespaces/%s/%s/%s/status", GW_GROUP, kk->version, ns,
 			 kk->resource, name);
-	else		/* cluster-scoped (GatewayClass) */
-		snprintf(path, sizeof(path), "/apis/%s/%s/%s/%s/status", GW_GROUP, kk->version, kk->resource, name);
 	w->s = s;
 	snprintf(w->key, sizeof(w->key), "%s", key);
 	if (kube_request(s->kube, "PATCH", path, "application/merge-patch+json", body, write_cb, w)) {
@@ -794,7 +795,7 @@ static int intents_skipped(struct kstatus *s, const struct sl_model *m, const st
 	json_object_foreach(skipped, okey, why) {
 		const struct kst_kind *kk = kst_kind_of(okey);
 
-		if (err || !kk || kk == &kst_kinds[N_KST_KINDS - 1])
+		if (err || !kk || kk->cluster)
 			continue;	/* a GatewayClass: whose it is cannot be told */
 		obj = json_object_get(kube_objects(s->kube, kk->kind), okey + strlen(kk->kind) + 1);
 		if (!obj)

@@ -1223,10 +1223,11 @@ static void route_request(struct wconn *c)
 		 * default sends no body twice: a reset after it went may come
 		 * after the backend acted on it (a POST done twice). */
 		retry_clear(c);
-		bool body = (c->rp.flags & F_CHUNKED) ||
-			    (c->rp.content_length && c->rp.content_length != ULLONG_MAX);
-		if ((!body || d.retry_attempts) && ((c->rp.flags & F_CHUNKED) || c->rp.content_length == ULLONG_MAX ||
-						    c->rp.content_length <= WP_RETRY_BODY_MAX)) {
+		bool chunked = c->rp.flags & F_CHUNKED, no_len = c->rp.content_length == ULLONG_MAX;
+		bool body = chunked || (!no_len && c->rp.content_length);
+		bool fits = chunked || no_len || c->rp.content_length <= WP_RETRY_BODY_MAX;
+
+		if ((!body || d.retry_attempts) && fits) {
 			if (retry_reserve(c, o->data)) {
 				memcpy(c->retry_head, buf_head(o), o->data);
 				c->retry_len = o->data;

@@ -208,7 +208,7 @@ def check_rbac(files, kinds):
     # the kinds whose status kstatus.c writes back (its kst_kinds table)
     kst = open(os.path.join(REPO, "user/kstatus.c")).read()
     status = {("gateway.networking.k8s.io", f"{r}/status")
-              for r in re.findall(r'\{ "\w+", "v1\w*", "(\w+)", (?:true|false) \}', kst)}
+              for r in re.findall(r'\{ "\w+", "v1\w*", "(\w+)", (?:true|false), (?:true|false) \}', kst)}
     if len(status) < 5:
         problems.append(f"kstatus.c's kst_kinds: found only {sorted(status)}")
     for key in status:

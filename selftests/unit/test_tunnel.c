@@ -2340,6 +2340,27 @@ static void peer_kill(pid_t pid)
 	}
 }
 
+/* The Python HBONE server on S's 127.0.0.8:15008 for node 0's client-0
+ * (identity, authority 127.0.0.8:9000 and forwarded-for checked), with
+ * extra arguments (NULL-terminated, at most 14), listening on return. */
+static bool peer_serve(pid_t *pid, const char *const *extra)
+{
+	char cert[400], key[400], ca[400], ready[400];
+	const char *args[32] = { "server", "--listen", "127.0.0.8:15008", "--cert", cert, "--key", key,
+				 "--ca", ca, "--expect-id", "spiffe://cluster.local/ns/default/sa/client",
+				 "--expect-authority", "127.0.0.8:9000", "--expect-for", "127.0.0.2",
+				 "--ready-file", ready };
+	size_t n = 17;
+
+	if (!peer_pems("default", "py", cert, key, ca))
+		return false;
+	snprintf(ready, sizeof(ready), "%s/ready", test_tmpdir());
+	for (; *extra && n < 31; extra++)
+		args[n++] = *extra;
+	args[n] = NULL;
+	return ASSERT_OK(run_peer(args, pid), "spawn peer") && peer_listening(ready);
+}
+
 /* Python as the HBONE client against node 1's Q: echo over v4 and v6
  * authorities, and each refusal with its status. */
 void test_tunnel_interop_client(void)
@@ -2470,23 +2491,13 @@ out:
  * the first stream of its first connection, then serves a second one. */
 void test_tunnel_refused_retry(void)
 {
-	char cert[400], key[400], ca[400], ready[400];
 	struct wpod *p;
 	pid_t pid = -1;
 	int fd;
 
-	if (!python_ready() || !setup(NULL) || !peer_pems("default", "py", cert, key, ca))
+	if (!python_ready() || !setup(NULL) ||
+	    !peer_serve(&pid, (const char *const[]){ "--streams", "1", "--refuse-first", NULL }))
 		goto out;
-	snprintf(ready, sizeof(ready), "%s/ready", test_tmpdir());
-	{
-		const char *args[] = { "server", "--listen", "127.0.0.8:15008", "--cert", cert, "--key", key,
-				       "--ca", ca, "--expect-id", "spiffe://cluster.local/ns/default/sa/client",
-				       "--expect-authority", "127.0.0.8:9000", "--expect-for", "127.0.0.2",
-				       "--streams", "1", "--refuse-first", "--ready-file", ready, NULL };
-
-		if (!ASSERT_OK(run_peer(args, &pid), "spawn peer") || !peer_listening(ready))
-			goto out;
-	}
 	p = pod_named(&W, "client-0");
 	fd = dial(&W, p, "127.0.0.8", 9000);
 	if (!ASSERT_GE(fd, 0, "dial"))
@@ -2511,24 +2522,14 @@ static void drain0_fn(struct world *w, void *arg)
  * after the pool's idle time, so a handing-over agent can exit. */
 void test_tunnel_drain_new_session(void)
 {
-	char cert[400], key[400], ca[400], ready[400];
 	struct wpod *p;
 	pid_t pid = -1;
 	int fd;
 
-	if (!python_ready() || !setup(NULL) || !peer_pems("default", "py", cert, key, ca))
+	if (!python_ready() || !setup(NULL) ||
+	    !peer_serve(&pid, (const char *const[]){ "--streams", "1", "--refuse-first", "--refuse-delay", "0.5",
+						     "--expect-client-close", "2", NULL }))
 		goto out;
-	snprintf(ready, sizeof(ready), "%s/ready", test_tmpdir());
-	{
-		const char *args[] = { "server", "--listen", "127.0.0.8:15008", "--cert", cert, "--key", key,
-				       "--ca", ca, "--expect-id", "spiffe://cluster.local/ns/default/sa/client",
-				       "--expect-authority", "127.0.0.8:9000", "--expect-for", "127.0.0.2",
-				       "--streams", "1", "--refuse-first", "--refuse-delay", "0.5",
-				       "--expect-client-close", "2", "--ready-file", ready, NULL };
-
-		if (!ASSERT_OK(run_peer(args, &pid), "spawn peer") || !peer_listening(ready))
-			goto out;
-	}
 	p = pod_named(&W, "client-0");
 	fd = dial(&W, p, "127.0.0.8", 9000);
 	if (!ASSERT_GE(fd, 0, "dial"))
@@ -2550,24 +2551,12 @@ out:
 void test_tunnel_keepalive(void)
 {
 	struct setup_opts so = { .topts.keepalive_ms = 100, .topts.keepalive_timeout_ms = 700 };
-	char cert[400], key[400], ca[400], ready[400];
 	struct wpod *p;
 	pid_t pid = -1;
 	int fd;
 
-	if (!python_ready() || !setup(&so) || !peer_pems("default", "py", cert, key, ca))
+	if (!python_ready() || !setup(&so) || !peer_serve(&pid, (const char *const[]){ "--streams", "2", NULL }))
 		goto out;
-	snprintf(ready, sizeof(ready), "%s/ready", test_tmpdir());
-	{
-		const char *args[] = { "server", "--listen", "127.0.0.8:15008", "--cert", cert,
-				       "--key", key, "--ca", ca, "--expect-id",
-				       "spiffe://cluster.local/ns/default/sa/client", "--expect-authority",
-				       "127.0.0.8:9000", "--expect-for", "127.0.0.2", "--streams", "2",
-				       "--ready-file", ready, NULL };
-
-		if (!ASSERT_OK(run_peer(args, &pid), "spawn peer") || !peer_listening(ready))
-			goto out;
-	}
 	p = pod_named(&W, "client-0");
 	fd = dial(&W, p, "127.0.0.8", 9000);
 	if (!ASSERT_GE(fd, 0, "dial"))
