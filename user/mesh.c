@@ -471,19 +471,18 @@ void mesh_gateways_applied(struct agent *a)
 }
 
 /* An endpoint of be, preferring the VIP's family; as sock_lb would pick. */
-static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
-			    const struct route_backend *be, struct waypoint_dst *out)
+static int mesh_wp_pick(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+			const struct route_backend *be, struct waypoint_dst *out)
 {
 	struct agent *a = arg;
-	const struct sl_frontend *pick = NULL;
+	const struct sl_frontend *pick;
 	const struct sl_service *svc;
 	const struct sl_be_val *slot;
 	const struct sl_workload *w;
-	struct tunnel_addr dst;
 	const char *kind;
 	char buf[TUNNEL_NAME_MAX];
-	int fd;
 
+	(void)cl;
 	if (!a->model || !a->tunnel)
 		return -ENOENT;
 	svc = model_find_service(a->model, be->ns, be->name);
@@ -491,12 +490,11 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 	if (!pick)
 		return -ENOENT;
 	slot = &pick->slots[(size_t)random() % pick->n_slots];
-	memset(&dst, 0, sizeof(dst));
-	dst.ip.family = slot->family;
-	dst.ip.addr = slot->addr;
-	dst.port = ntohs(slot->port);
-	w = model_workload_by_ip(a->model, &dst.ip);
 	memset(out, 0, sizeof(*out));
+	out->addr.ip.family = slot->family;
+	out->addr.ip.addr = slot->addr;
+	out->addr.port = ntohs(slot->port);
+	w = model_workload_by_ip(a->model, &out->addr.ip);
 	if (w) {
 		copy(out->ns, sizeof(out->ns), w->pod->ns);
 		copy(out->pod, sizeof(out->pod), w->pod->name);
@@ -506,12 +504,33 @@ static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const str
 	for (size_t i = 0; svc && i < svc->n_ports; i++)
 		if (svc->ports[i].port == be->port && svc->ports[i].proto == SL_IPPROTO_TCP)
 			out->proto = waypoint_proto_of(svc->ports[i].app_protocol);
+	return 0;
+}
+
+/* A connection from cl's pod (or Gateway) to the endpoint in *out, picked
+ * here unless the waypoint did (mesh_wp_pick). */
+static int mesh_wp_upstream(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+			    const struct route_backend *be, struct waypoint_dst *out)
+{
+	struct agent *a = arg;
+	const struct sl_workload *w;
+	int fd;
+
+	if (!out->addr.port) {
+		int r = mesh_wp_pick(arg, cl, vip, be, out);
+
+		if (r)
+			return r;
+	}
+	if (!a->model || !a->tunnel)
+		return -ENOENT;
+	w = model_workload_by_ip(a->model, &out->addr.ip);
 	if (!cl->ns[0])		/* from a Gateway */
-		return mesh_gw_upstream(a, cl, &dst, w && w->enrolled);
-	fd = tunnel_direct_open(a->tunnel, cl->ns, cl->name, &dst);
+		return mesh_gw_upstream(a, cl, &out->addr, w && w->enrolled);
+	fd = tunnel_direct_open(a->tunnel, cl->ns, cl->name, &out->addr);
 	if (fd != -EXDEV)
 		return fd;
-	return tunnel_outbound_open(a->tunnel, cl->ns, cl->name, &dst);
+	return tunnel_outbound_open(a->tunnel, cl->ns, cl->name, &out->addr);
 }
 
 /* AuthorizationPolicies that target the Service, with the request's L7
@@ -601,6 +620,7 @@ static int mesh_wp_authorize(void *arg, const struct tunnel_client *cl, const st
 static const struct waypoint_ops waypoint_ops = {
 	.routes = mesh_wp_routes,
 	.upstream = mesh_wp_upstream,
+	.pick = mesh_wp_pick,
 	.authorize = mesh_wp_authorize,
 };
 

@@ -650,7 +650,7 @@ static void mirror_timeout(struct loop_timer *t)
 static void mirror_send(struct waypoint *w, const struct tunnel_client *cl, const struct tunnel_addr *vip,
 			const struct route_backend *be, const char *head, size_t len)
 {
-	struct waypoint_dst dst;
+	struct waypoint_dst dst = { 0 };
 	struct mirror *m = calloc(1, sizeof(*m));
 	int fd;
 
@@ -1965,6 +1965,7 @@ void waypoint_free(struct waypoint *w)
 		wp_conn_free(w->conns, true); /* NOLINT(clang-analyzer-unix.Malloc): it unlinks it */
 	while (w->mirrors)
 		mirror_free(w->mirrors); /* NOLINT(clang-analyzer-unix.Malloc): it unlinks it */
+	wp_h2_pool_free(w);
 	loop_timer_cancel(w->loop, &w->reaper);
 	reap(&w->reaper);
 	free(w->graves);
@@ -2001,6 +2002,7 @@ void waypoint_drain(struct waypoint *w)
 	struct wconn *c, *next;
 
 	w->draining = true;
+	wp_h2_pool_drain(w);
 	for (c = w->conns; c; c = next) {
 		next = c->next;
 		/* between requests (one served), nothing of the next one read */

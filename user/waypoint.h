@@ -57,6 +57,7 @@ enum waypoint_proto waypoint_proto_of(const char *app_protocol);
 
 /* The workload that answered, as ops->upstream found it. */
 struct waypoint_dst {
+	struct tunnel_addr addr;	/* the endpoint (port 0: not picked yet) */
 	char ns[64];
 	char workload[TUNNEL_NAME_MAX];
 	char pod[TUNNEL_NAME_MAX];
@@ -80,9 +81,18 @@ struct waypoint_ops {
 	 * For a Gateway's client, cl->gw_ns/gw_name name the Gateway whose
 	 * listener took the request ("" when none did).
 	 * vip is what the client connected to (its family is preferred).
-	 * *dst says which workload it reaches, and what the port speaks. */
+	 * *dst says which workload it reaches, and what the port speaks; when
+	 * dst->addr.port is set on entry (by pick), it connects to that
+	 * endpoint. */
 	int (*upstream)(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
 			const struct route_backend *be, struct waypoint_dst *dst);
+	/* Optional: the endpoint of Service be a request of cl goes to, as
+	 * upstream would pick it, without connecting (*dst as upstream fills
+	 * it, and dst->addr). 0, or -ENOENT. With it, HTTP/2 requests are
+	 * balanced per request over the endpoints, on connections pooled per
+	 * client and endpoint; without, per connection. */
+	int (*pick)(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+		    const struct route_backend *be, struct waypoint_dst *dst);
 	/* Optional: may client cl make this request, to Service svc (the one a
 	 * mesh client addressed), or through the Gateway listening on vip (a
 	 * Gateway's client: cl->ns "", svc->name NULL)? 0, or the status to

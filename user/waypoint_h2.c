@@ -3,9 +3,10 @@
  * knowledge, or h2 after TLS), with nghttp2 on both sides.
  *
  * Each client stream is one request: routed like an HTTP/1.1 one
- * (wp_decide), then sent as a stream of an HTTP/2 connection to a ready
- * endpoint of the chosen backend (one connection per backend Service and
- * client connection, reused by its next streams), or, when the backend's
+ * (wp_decide), then sent as a stream of an HTTP/2 connection to an
+ * endpoint of the chosen backend, picked per request (struct h2up: one per
+ * client pod, backend and endpoint, shared by that pod's connections to the
+ * waypoint), or, when the backend's
  * port says HTTP/1.1 (appProtocol http; or says nothing to a client that
  * got h2 by ALPN), translated into an HTTP/1.1 request on a pooled
  * connection (struct h1up). gRPC rides on HTTP/2 as it is: trailers pass
@@ -76,6 +77,7 @@ struct h2st {
 	struct wp_h2 *h;
 	int32_t cid, uid;		/* client / upstream stream ids (uid 0: none) */
 	struct h2up *up;
+	struct h2st *unext, *uprev;	/* on up's list of streams */
 	struct h1up *h1;		/* while an HTTP/1.1 upstream carries it */
 	struct hvec *req, *resp, *trl;
 	struct buf reqb, respb;
@@ -108,20 +110,42 @@ struct h2st {
 	char edits[4096];		/* response header edits, packed "op\0name\0value\0" */
 };
 
-/* An HTTP/2 connection to one endpoint of a backend Service. */
+/* An HTTP/2 connection to one endpoint of a backend Service, on behalf of
+ * one client pod (or Gateway), whose identity it carries into the mesh.
+ * The pod's connections to the waypoint share it: their streams multiplex
+ * on it (as haproxy's http-reuse and Envoy's connection pools do), so what
+ * several of them sent in one batch of events reaches the backend in one
+ * write, and its answers come back in one read. */
 struct h2up {
-	struct h2up *next;
-	struct wp_h2 *h;
+	struct h2up *next;		/* in its pool bucket */
+	struct waypoint *w;
 	int fd;
 	struct loop_io io;
 	nghttp2_session *ng;
-	struct buf out;
-	char out_area[32768];
-	char key[320];
-	struct waypoint_dst dst;
+	struct h2st *streams;		/* the streams it carries */
 	size_t n_streams;
+	struct loop_timer idle;		/* no stream for the idle timeout: it closes */
+	struct h2up *qnext;		/* on the pool's list to write */
+	bool queued;
 	bool dead;
 	bool rd;			/* may have bytes (as struct wside's rd) */
+	struct buf out;
+	struct waypoint_dst dst;
+	char key[768];			/* backend, client, endpoint (up_key) */
+	char out_area[32768];
+};
+
+#define POOL_BUCKETS	256
+
+/* The waypoint's HTTP/2 upstreams by key, and the sessions (both sides)
+ * with something to write once the current batch of events is done: one
+ * write each for all the batch gave them. */
+struct h2pool {
+	struct h2up *bucket[POOL_BUCKETS];
+	struct h2up *up_q;
+	struct wp_h2 *h_q;
+	struct loop *loop;
+	struct loop_timer flush;	/* 0 ms: runs after the batch */
 };
 
 /* An HTTP/1.1 connection to one endpoint of a backend Service whose port
@@ -164,8 +188,9 @@ struct wp_h2 {
 	struct wconn *c;
 	nghttp2_session *ng;
 	struct h2st *streams;
-	struct h2up *ups;
 	struct h1up *h1s;
+	struct wp_h2 *qnext;		/* on the pool's list to write */
+	bool queued;
 	bool alpn_h2;			/* HTTP/2 by TLS ALPN, not by prior knowledge */
 	bool goaway;			/* an idle or header timeout's GOAWAY is on its way:
 					 * the connection closes once it is out */
@@ -413,6 +438,8 @@ static int grpc_code_of(unsigned int status)
 /* ---- streams ---- */
 
 static void h1_kill(struct h1up *u);
+static void up_detach(struct h2st *st);
+static void up_queue(struct h2up *up);
 
 static void stream_count(struct h2st *st)
 {
@@ -439,13 +466,14 @@ static void stream_free(struct h2st *st)
 		st->next->prev = st->prev;
 	if (st->up && st->uid && !st->up_closed && st->up->ng)
 		nghttp2_session_set_stream_user_data(st->up->ng, st->uid, NULL);
-	if (st->up)
-		st->up->n_streams--;
 	if (st->h1)
 		h1_kill(st->h1);	/* its exchange cannot be cut short and the connection kept */
 	/* bytes taken in but never passed on still count in the windows */
-	if (st->up && !st->up->dead && st->respb.data)
+	if (st->up && !st->up->dead && st->respb.data) {
 		nghttp2_session_consume_connection(st->up->ng, st->respb.data);
+		up_queue(st->up);
+	}
+	up_detach(st);
 	if (st->reqb.data && h->ng)
 		nghttp2_session_consume_connection(h->ng, st->reqb.data);
 	hvec_free(h->c->w, st->req);
@@ -593,6 +621,120 @@ static void respond_upstream(struct h2st *st, bool end_stream)
 static void up_io(struct loop_io *io, uint32_t ev);
 static void h2_pump(struct wp_h2 *h);
 static bool stream_retry(struct h2st *st);
+static void pool_flush(struct loop_timer *t);
+
+static struct h2pool *pool_of(struct waypoint *w)
+{
+	if (!w->h2pool && (w->h2pool = calloc(1, sizeof(*w->h2pool)))) {
+		w->h2pool->loop = w->loop;
+		loop_timer_init(&w->h2pool->flush, pool_flush, w->h2pool);
+	}
+	return w->h2pool;
+}
+
+static void pool_soon(struct h2pool *p)
+{
+	if (!loop_timer_armed(&p->flush))
+		loop_timer_arm(p->loop, &p->flush, 0);
+}
+
+/* up's session may have bytes to write: written after this batch of events. */
+static void up_queue(struct h2up *up)
+{
+	struct h2pool *p = up->w->h2pool;
+
+	if (up->queued)
+		return;
+	up->queued = true;
+	up->qnext = p->up_q;
+	p->up_q = up;
+	pool_soon(p);
+}
+
+/* h's session has news from an upstream: pumped after this batch. */
+static void h_queue(struct wp_h2 *h)
+{
+	struct h2pool *p = h->c->w->h2pool;
+
+	if (h->queued)
+		return;
+	h->queued = true;
+	h->qnext = p->h_q;
+	p->h_q = h;
+	pool_soon(p);
+}
+
+static void h_unqueue(struct wp_h2 *h)
+{
+	struct h2pool *p = h->c->w->h2pool;
+
+	if (!h->queued)
+		return;
+	for (struct wp_h2 **pp = &p->h_q; *pp; pp = &(*pp)->qnext)
+		if (*pp == h) {
+			*pp = h->qnext;
+			break;
+		}
+	h->queued = false;
+}
+
+static size_t up_bucket(const char *key)
+{
+	uint32_t x = 2166136261u;	/* FNV-1a */
+
+	for (; *key; key++)
+		x = (x ^ (uint8_t)*key) * 16777619u;
+	return x % POOL_BUCKETS;
+}
+
+/* The pool key: the backend (key: Service, port, Gateway), the client whose
+ * identity the connection carries (a mesh client's pod; a Gateway client's
+ * is key's Gateway), and the endpoint when it was picked first. */
+static void up_key(char *out, size_t size, const char *key, const struct wconn *c, const struct waypoint_dst *dst)
+{
+	char ip[64] = "", port[12];
+	const char *kp[] = { key, "#", c->ns, "/", c->name, "@", ip, ":", wp_utoa(port, dst->addr.port) };
+
+	if (dst->addr.port)
+		sl_ip_str(&dst->addr.ip, ip);
+	wp_cat(out, size, kp, 9);
+}
+
+static void up_attach(struct h2up *up, struct h2st *st)
+{
+	st->up = up;
+	st->uprev = NULL;
+	st->unext = up->streams;
+	if (up->streams)
+		up->streams->uprev = st;
+	up->streams = st;
+	up->n_streams++;
+	loop_timer_cancel(up->w->loop, &up->idle);
+}
+
+/* The stream leaves its upstream; an upstream left with none waits the idle
+ * timeout for the next, or goes (dead, or the waypoint draining). */
+static void up_detach(struct h2st *st)
+{
+	struct h2up *up = st->up;
+
+	if (!up)
+		return;
+	if (st->uprev)
+		st->uprev->unext = st->unext;
+	else
+		up->streams = st->unext;
+	if (st->unext)
+		st->unext->uprev = st->uprev;
+	st->unext = st->uprev = NULL;
+	st->up = NULL;
+	if (--up->n_streams)
+		return;
+	if (up->dead || up->w->draining)
+		up_queue(up);
+	else
+		loop_timer_arm(up->w->loop, &up->idle, wp_idle_ms(up->w));
+}
 
 static ssize_t up_send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int flags, void *ud)
 {
@@ -637,11 +779,12 @@ static int up_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8
 static int up_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct h2st *st = f->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, f->hd.stream_id) : NULL;
-	struct h2up *up = ud;
 	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
 
+	(void)ud;
 	if (!st)
 		return 0;
+	h_queue(st->h);
 	if (f->hd.type == NGHTTP2_HEADERS) {
 		if (f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
 			if (st->status >= 100 && st->status < 200) {	/* interim: dropped */
@@ -657,12 +800,12 @@ static int up_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *u
 			st->trl_pending = true;
 			st->resp_eof = true;
 			if (!st->client_closed)
-				nghttp2_session_resume_data(up->h->ng, st->cid);
+				nghttp2_session_resume_data(st->h->ng, st->cid);
 		}
 	} else if (f->hd.type == NGHTTP2_DATA && end) {
 		st->resp_eof = true;
 		if (!st->client_closed)
-			nghttp2_session_resume_data(up->h->ng, st->cid);
+			nghttp2_session_resume_data(st->h->ng, st->cid);
 	}
 	return 0;
 }
@@ -677,9 +820,10 @@ static int up_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 		nghttp2_session_consume(ng, sid, len);
 		return 0;
 	}
-	if (!wp_body_alloc(up->h->c->w, &st->respb) || buf_put(&st->respb, data, len) != len)
+	if (!wp_body_alloc(up->w, &st->respb) || buf_put(&st->respb, data, len) != len)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;	/* cannot happen within the window */
-	nghttp2_session_resume_data(up->h->ng, st->cid);
+	h_queue(st->h);
+	nghttp2_session_resume_data(st->h->ng, st->cid);
 	return 0;
 }
 
@@ -691,6 +835,7 @@ static int up_on_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud
 	if (!st)
 		return 0;
 	st->up_closed = true;
+	h_queue(st->h);
 	/* a local answer (504) stands */
 	if (!st->client_closed && !st->local && !stream_retry(st)) {
 		if (!st->resp_submitted) {
@@ -729,6 +874,7 @@ static ssize_t req_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t l
 			nghttp2_session_consume(st->h->ng, st->cid, n);
 		else
 			nghttp2_session_consume_connection(st->h->ng, n);
+		h_queue(st->h);	/* the client's WINDOW_UPDATE */
 	}
 	if (!st->reqb.data && st->req_eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -737,71 +883,91 @@ static ssize_t req_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t l
 	return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
 }
 
+/* The connection failed or went: its streams are answered 503 (or retried
+ * elsewhere), or cut short; it goes once the last has left it. */
 static void up_kill(struct h2up *up)
 {
-	struct wp_h2 *h = up->h;
-
 	if (up->dead)
 		return;
 	up->dead = true;
-	/* its streams: answered 503, or cut short */
-	for (struct h2st *st = h->streams, *next; st; st = next) {
-		next = st->next;
-		if (st->up != up || st->up_closed)
+	loop_timer_cancel(up->w->loop, &up->idle);
+	for (struct h2st *st = up->streams, *next; st; st = next) {
+		next = st->unext;
+		if (st->up_closed)
 			continue;
 		st->up_closed = true;
+		h_queue(st->h);
 		if (!st->client_closed && !st->local && !stream_retry(st)) {
 			if (!st->resp_submitted)
 				respond_local(st, 503, NULL);
 			else if (!st->resp_eof)
-				nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->cid, NGHTTP2_INTERNAL_ERROR);
+				nghttp2_submit_rst_stream(st->h->ng, NGHTTP2_FLAG_NONE, st->cid, NGHTTP2_INTERNAL_ERROR);
 		}
 		stream_maybe_free(st);
 	}
 	if (up->fd >= 0) {
-		loop_del(h->c->w->loop, &up->io);
+		loop_del(up->w->loop, &up->io);
 		close(up->fd);
 		up->fd = -1;
 	}
+	up_queue(up);
 }
 
-static void up_free(struct h2up *up)
+/* A dead upstream without streams leaves the pool (p's flush has taken it
+ * off the write list). */
+static void up_release(struct h2pool *p, struct h2up *up)
 {
-	up_kill(up);
+	for (struct h2up **pp = &p->bucket[up_bucket(up->key)]; *pp; pp = &(*pp)->next)
+		if (*pp == up) {
+			*pp = up->next;
+			break;
+		}
+	loop_timer_cancel(up->w->loop, &up->idle);
 	nghttp2_session_del(up->ng);
 	up->ng = NULL;
-	wp_bury(up->h->c->w, up, NULL);	/* its io may be in this batch */
+	wp_bury(up->w, up, NULL);	/* its io may be in this batch */
 }
 
-/* An HTTP/2 connection to the backend of key with room for a stream, or NULL. */
-static struct h2up *up_get(struct wp_h2 *h, const char *key)
+static void up_idle_fire(struct loop_timer *t)
 {
-	for (struct h2up *up = h->ups; up; up = up->next)
+	struct h2up *up = t->arg;
+
+	if (!up->n_streams)
+		up_kill(up);
+}
+
+/* A pooled HTTP/2 connection of key with room for a stream, or NULL. */
+static struct h2up *pool_get(struct waypoint *w, const char *key)
+{
+	if (!w->h2pool)
+		return NULL;
+	for (struct h2up *up = w->h2pool->bucket[up_bucket(key)]; up; up = up->next)
 		if (!up->dead && up->n_streams < MAX_STREAMS && !strcmp(up->key, key) &&
 		    nghttp2_session_check_request_allowed(up->ng))
 			return up;
 	return NULL;
 }
 
-/* A new HTTP/2 connection on fd (an endpoint dst of the backend of key);
- * fd is taken in every case (closed on failure). */
-static struct h2up *up_new(struct wp_h2 *h, int fd, const struct waypoint_dst *dst, const char *key)
+/* A new HTTP/2 connection on fd (to endpoint dst), pooled under key; fd is
+ * taken in every case (closed on failure). */
+static struct h2up *up_new(struct waypoint *w, int fd, const struct waypoint_dst *dst, const char *key)
 {
-	struct waypoint *w = h->c->w;
+	struct h2pool *p = pool_of(w);
 	nghttp2_session_callbacks *cb = NULL;
 	nghttp2_option *opt = NULL;
-	struct h2up *up = calloc(1, sizeof(*up));
+	struct h2up *up = p ? calloc(1, sizeof(*up)) : NULL;
 
 	if (!up) {
 		close(fd);
 		return NULL;
 	}
-	up->h = h;
+	up->w = w;
 	up->out.area = up->out_area;
 	up->out.size = sizeof(up->out_area);
 	up->dst = *dst;
 	wp_copy(up->key, sizeof(up->key), key);
 	up->fd = fd;
+	loop_timer_init(&up->idle, up_idle_fire, up);
 	if (nghttp2_session_callbacks_new(&cb) || nghttp2_option_new(&opt))
 		goto fail;
 	nghttp2_session_callbacks_set_send_callback(cb, up_send_cb);
@@ -816,11 +982,16 @@ static struct h2up *up_new(struct wp_h2 *h, int fd, const struct waypoint_dst *d
 	nghttp2_option_del(opt);
 	cb = NULL;
 	opt = NULL;
+	/* the connection's window holds every stream's whole window: a client
+	 * that does not read holds up its own streams (their bytes wait in
+	 * respb), never another client's on this shared connection */
 	if (nghttp2_submit_settings(up->ng, NGHTTP2_FLAG_NONE, NULL, 0) ||
-	    loop_add(w->loop, &up->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, up_io, up))
+	    nghttp2_session_set_local_window_size(up->ng, NGHTTP2_FLAG_NONE, 0, MAX_STREAMS * BODY_BUF) ||
+	    loop_add(w->loop, &up->io, fd, EPOLLIN | EPOLLRDHUP, up_io, up))
 		goto fail;
-	up->next = h->ups;
-	h->ups = up;
+	up->next = p->bucket[up_bucket(up->key)];
+	p->bucket[up_bucket(up->key)] = up;
+	up_queue(up);	/* its SETTINGS */
 	return up;
 fail:
 	nghttp2_session_callbacks_del(cb);
@@ -833,16 +1004,14 @@ fail:
 	return NULL;
 }
 
-/* Move an upstream connection's bytes; false when it is over. */
-static bool up_step(struct h2up *up)
+/* Take what the connection has; false when it is over. */
+static bool up_read(struct h2up *up)
 {
 	uint8_t in[16384];
 
-	if (up->dead)
-		return false;
 	/* only when epoll said so (level-triggered: it says again while bytes
 	 * wait); a short read emptied the socket */
-	while (up->rd) {
+	while (up->rd && !up->dead) {
 		ssize_t n = recv(up->fd, in, sizeof(in), 0);
 
 		if (n > 0) {
@@ -857,6 +1026,12 @@ static bool up_step(struct h2up *up)
 		if (errno == EAGAIN)
 			up->rd = false;
 	}
+	return true;
+}
+
+/* Write what the session has; false when the connection is over. */
+static bool up_write(struct h2up *up)
+{
 	for (;;) {
 		int r = nghttp2_session_send(up->ng);
 
@@ -876,20 +1051,86 @@ static bool up_step(struct h2up *up)
 		if (up->out.data || !nghttp2_session_want_write(up->ng))
 			break;
 	}
-	loop_mod(up->h->c->w->loop, &up->io, EPOLLIN | EPOLLRDHUP | (up->out.data ? EPOLLOUT : 0));
+	loop_mod(up->w->loop, &up->io, EPOLLIN | EPOLLRDHUP | (up->out.data ? EPOLLOUT : 0));
 	return nghttp2_session_want_read(up->ng) || nghttp2_session_want_write(up->ng) || up->n_streams;
 }
 
 static void up_io(struct loop_io *io, uint32_t ev)
 {
 	struct h2up *up = io->arg;
-	struct wp_h2 *h = up->h;
 
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		up->rd = true;
-	if (!up_step(up))
+	if (!up_read(up))
 		up_kill(up);
-	h2_pump(h);
+	up_queue(up);	/* what it answers (acks, windows), and what waited for EPOLLOUT */
+}
+
+/* After a batch of events: the upstreams write what the client sessions
+ * gave them, the client sessions what the upstreams gave them, and again
+ * while one side's writing gave the other something (window updates). */
+static void pool_flush(struct loop_timer *t)
+{
+	struct h2pool *p = t->arg;
+
+	for (int round = 0; round < 8 && (p->up_q || p->h_q); round++) {
+		while (p->up_q) {
+			struct h2up *up = p->up_q;
+
+			p->up_q = up->qnext;
+			up->queued = false;
+			if (!up->dead && !up->n_streams && up->w->draining)
+				up_kill(up);
+			if (!up->dead && !up_write(up))
+				up_kill(up);
+			if (up->dead && !up->n_streams && !up->queued)
+				up_release(p, up);
+		}
+		while (p->h_q) {
+			struct wp_h2 *h = p->h_q;
+
+			p->h_q = h->qnext;
+			h->queued = false;
+			h2_pump(h);
+		}
+	}
+	if (p->up_q || p->h_q)
+		pool_soon(p);	/* the rest after the next batch */
+}
+
+void wp_h2_pool_drain(struct waypoint *w)
+{
+	struct h2pool *p = w->h2pool;
+
+	for (size_t i = 0; p && i < POOL_BUCKETS; i++)
+		for (struct h2up *up = p->bucket[i]; up; up = up->next)
+			if (!up->n_streams)
+				up_kill(up);	/* released by the flush */
+}
+
+void wp_h2_pool_free(struct waypoint *w)
+{
+	struct h2pool *p = w->h2pool;
+
+	if (!p)
+		return;
+	loop_timer_cancel(w->loop, &p->flush);
+	/* the connections went first: no stream is left on any */
+	for (size_t i = 0; i < POOL_BUCKETS; i++)
+		while (p->bucket[i]) {
+			struct h2up *up = p->bucket[i];
+
+			p->bucket[i] = up->next;
+			loop_timer_cancel(w->loop, &up->idle);
+			if (up->fd >= 0) {
+				loop_del(w->loop, &up->io);
+				close(up->fd);
+			}
+			nghttp2_session_del(up->ng);
+			free(up);
+		}
+	free(p);
+	w->h2pool = NULL;
 }
 
 /* ---- HTTP/1.1 upstreams: a stream translated (appProtocol http) ---- */
@@ -1391,11 +1632,13 @@ static void stream_arm_timeout(struct h2st *st, const struct route_decision *d)
 		loop_timer_arm(st->h->c->w->loop, &st->timer, t);
 }
 
-/* The stream's upstream, in the backend's protocol: a pooled connection to
- * the backend of key, else a new one (st->up HTTP/2 or st->h1 HTTP/1.1, as
+/* The stream's upstream, in the backend's protocol: the endpoint picked for
+ * this request (when the agent offers ops.pick), and a pooled connection of
+ * this client to it, else a new one (st->up HTTP/2, or st->h1 HTTP/1.1, as
  * the Service port's appProtocol says; not said: the client's own, except
  * that a client which got HTTP/2 by ALPN from the waypoint says nothing of
- * the backend, so it gets HTTP/1.1, as before h2 was offered). false: none. */
+ * the backend, so it gets HTTP/1.1, as before h2 was offered). fresh: a new
+ * connection (a retry's). false: none. */
 static bool stream_upstream(struct h2st *st, const struct route_backend *be, const char *key, bool fresh)
 {
 	struct wp_h2 *h = st->h;
@@ -1404,26 +1647,38 @@ static bool stream_upstream(struct h2st *st, const struct route_backend *be, con
 	struct waypoint_dst dst = { 0 };
 	struct tunnel_client cl;
 	enum waypoint_proto proto;
+	struct h2up *up;
+	char pkey[sizeof(up->key)];
 	int fd;
 
-	st->up = fresh ? NULL : up_get(h, key);
-	if (st->up)
-		return true;
-	st->h1 = fresh ? NULL : h1_idle(h, key);
-	if (st->h1)
-		return true;
 	wp_client_of(c, &cl);
+	if (w->ops.pick && w->ops.pick(w->arg, &cl, &c->vip, be, &dst))
+		return false;
+	up_key(pkey, sizeof(pkey), key, c, &dst);
+	if (!fresh) {
+		up = pool_get(w, pkey);
+		if (up) {
+			up_attach(up, st);
+			return true;
+		}
+		st->h1 = h1_idle(h, key);
+		if (st->h1)
+			return true;
+	}
 	fd = w->ops.upstream(w->arg, &cl, &c->vip, be, &dst);
 	if (fd < 0)
 		return false;
 	proto = dst.proto;
 	if (proto == WAYPOINT_PROTO_UNSET)
 		proto = h->alpn_h2 ? WAYPOINT_PROTO_HTTP1 : WAYPOINT_PROTO_H2C;
-	if (proto == WAYPOINT_PROTO_HTTP1)
+	if (proto == WAYPOINT_PROTO_HTTP1) {
 		st->h1 = h1_new(h, fd, &dst, key);
-	else
-		st->up = up_new(h, fd, &dst, key);
-	return st->up || st->h1;
+		return st->h1 != NULL;
+	}
+	up = up_new(w, fd, &dst, pkey);
+	if (up)
+		up_attach(up, st);
+	return up != NULL;
 }
 
 /* The request as a stream of st->up, with the fields of nv; false: refused. */
@@ -1432,7 +1687,6 @@ static bool stream_submit(struct h2st *st, const struct nvlist *nv)
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = req_read };
 	bool body = !st->req_eof || st->reqb.data || st->resend;
 
-	st->up->n_streams++;
 	st->dst = st->up->dst;
 	st->uid = nghttp2_submit_request(st->up->ng, NULL, nv->v, nv->n, body ? &prd : NULL, st);
 	if (st->uid < 0) {
@@ -1500,9 +1754,9 @@ static bool stream_retry(struct h2st *st)
 	if (st->uid && !st->up_closed) {
 		nghttp2_submit_rst_stream(up->ng, NGHTTP2_FLAG_NONE, st->uid, NGHTTP2_CANCEL);
 		nghttp2_session_set_stream_user_data(up->ng, st->uid, NULL);
+		up_queue(up);
 	}
-	up->n_streams--;
-	st->up = NULL;
+	up_detach(st);
 	st->uid = 0;
 	st->up_closed = false;
 	st->status = 0;
@@ -1781,18 +2035,11 @@ static void h2_pump(struct wp_h2 *h)
 	struct wconn *c = h->c;
 
 	h1_pump(h);
-	for (struct h2up **pp = &h->ups; *pp;) {
-		struct h2up *up = *pp;
-
-		if (!up->dead && !up_step(up))
-			up_kill(up);
-		if (up->dead && !up->n_streams) {
-			*pp = up->next;
-			up_free(up);
-			continue;
-		}
-		pp = &up->next;
-	}
+	/* what its streams gave their upstreams (requests, bodies, resets,
+	 * window updates) is written after the batch, with other clients' */
+	for (struct h2st *st = h->streams; st; st = st->next)
+		if (st->up)
+			up_queue(st->up);
 	nghttp2_session_send(h->ng);
 	/* resp_read made room in HTTP/1.1 streams' respb: more of their
 	 * upstreams' bytes can be parsed, and sent */
@@ -1838,7 +2085,12 @@ void wp_h2_step(struct wconn *c)
 		wp_conn_free(c, false);	/* the client is gone: its streams with it */
 		return;
 	}
-	h2_pump(h);
+	/* written after the batch, with what the batch's other events (its
+	 * upstreams' answers) give it */
+	if (pool_of(c->w))
+		h_queue(h);
+	else
+		h2_pump(h);
 }
 
 int wp_h2_start(struct wconn *c)
@@ -1908,17 +2160,11 @@ void wp_h2_free(struct wconn *c)
 		struct h2st *st = h->streams;
 
 		/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): stream_free unlinks st */
-		if (st->up && st->uid && !st->up_closed && st->up->ng && !st->up->dead)
+		if (st->up && st->uid && !st->up_closed && st->up->ng && !st->up->dead) {
 			nghttp2_submit_rst_stream(st->up->ng, NGHTTP2_FLAG_NONE, st->uid, NGHTTP2_CANCEL);
-		st->up = NULL;
-		stream_free(st);
-	}
-	while (h->ups) {
-		struct h2up *up = h->ups;
-
-		h->ups = up->next;
-		up->n_streams = 0;
-		up_free(up);
+			up_queue(st->up);
+		}
+		stream_free(st);	/* it leaves its upstream, which stays pooled */
 	}
 	while (h->h1s) {
 		struct h1up *u = h->h1s;
@@ -1927,6 +2173,8 @@ void wp_h2_free(struct wconn *c)
 		h1_kill(u);
 		wp_bury(c->w, u, NULL);
 	}
+	if (c->w->h2pool)
+		h_unqueue(h);
 	nghttp2_session_del(h->ng);
 	free(h);
 }

@@ -194,6 +194,9 @@ struct waypoint {
 	size_t n_spare_st;
 	void *spare_hv[WP_SPARE_HVECS];
 	size_t n_spare_hv;
+	/* HTTP/2 upstream connections, shared by the client connections of one
+	 * client (waypoint_h2.c); NULL until the first */
+	struct h2pool *h2pool;
 };
 
 /* A header list being rewritten: names and values by pointer and length
@@ -281,6 +284,11 @@ int wp_h2_start(struct wconn *c);
 /* Its io: read, process, write. */
 void wp_h2_step(struct wconn *c);
 void wp_h2_free(struct wconn *c);
+/* The shared HTTP/2 upstreams: draining, the idle ones close now and the
+ * others with their last stream; at waypoint_free (after the connections),
+ * all go. */
+void wp_h2_pool_drain(struct waypoint *w);
+void wp_h2_pool_free(struct waypoint *w);
 /* The connection's deadline went by (it had no stream that long): GOAWAY
  * and close once it is out; the second time (the GOAWAY stuck), close. */
 void wp_h2_idle_timeout(struct wconn *c);

@@ -10,7 +10,9 @@
 #     kubernetes.io/h2c, served by an sl-echo that closes anything but HTTP/2
 #     (--only h2c): the same, chunked request bodies and Expect too;
 #   - an HTTPS Gateway listener offers h2 by ALPN: curl gets HTTP/2, the
-#     backend with no appProtocol HTTP/1.1, the h2c one HTTP/2.
+#     backend with no appProtocol HTTP/1.1, the h2c one HTTP/2;
+#   - one HTTP/2 client connection (h2load -c 1) to a Service with two h2c
+#     endpoints (one per node): its streams are balanced over both.
 # The backends log each request body's length and FNV-1a; the test compares.
 # Prints "[name] PASS|FAIL"; the last line is "N passed, N failed".
 . "$(dirname "$0")/lib.sh"
@@ -258,3 +260,59 @@ body_check "gateway: the POST bodies reached the h2c backend whole" "$E2E_TMP/h2
 
 m=$(lab node-exec node-1 curl -s http://127.0.0.1:15020/metrics)
 expect_contains "metrics: translated requests counted" "$m" 'destination_service="h2only.default.svc.cluster.local"'
+
+# ---- HTTP/2 balanced per request: one client connection, two endpoints
+for p in 2 4; do
+	pod=SLUICE_LAB_POD${p}_NAME
+	lab exec "default/${!pod}" sl-echo serve --pod "${!pod}" --namespace default --service h2two \
+		--tcp 9083 --only h2c >>"$E2E_TMP/two-$p.log" 2>&1 &
+	SRV_PIDS+=($!)
+done
+{
+	cat <<Y
+apiVersion: v1
+kind: Service
+metadata: {name: h2two, namespace: default}
+spec:
+  clusterIPs: ["10.96.8.14", "fd00:96::8:14"]
+  ipFamilies: [IPv4, IPv6]
+  ipFamilyPolicy: RequireDualStack
+  ports: [{name: grpc, port: 80, targetPort: 9083, protocol: TCP, appProtocol: kubernetes.io/h2c}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: h2two, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: h2two, port: 80}]
+  rules: [{backendRefs: [{name: h2two, port: 80}]}]
+Y
+	for f in 4 6; do
+		cat <<Y
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: h2two-$f, namespace: default, labels: {kubernetes.io/service-name: h2two}}
+addressType: IPv$f
+ports: [{name: grpc, port: 9083, protocol: TCP}]
+endpoints:
+Y
+		for p in 2 4; do
+			ip=SLUICE_LAB_POD${p}_IP$f pod=SLUICE_LAB_POD${p}_NAME
+			echo "- {addresses: [\"${!ip}\"], targetRef: {kind: Pod, name: ${!pod}, namespace: default}}"
+		done
+	done
+} >"$SLUICE_LAB_CONFIG/h2two.yaml"
+two_routed() { ctl node-1 route-check default/h2two:80 GET /x --from default 2>/dev/null | grep -q 'forward to default/h2two:80'; }
+check "h2two: route accepted" wait_until 20 two_routed
+two_listening() {
+	lab exec "$C" bash -c "exec 3<>/dev/tcp/$SLUICE_LAB_POD2_IP4/9083 && exec 4<>/dev/tcp/$SLUICE_LAB_POD4_IP4/9083"
+}
+check "h2two: both backends listen" wait_until 10 two_listening
+for f in 4 6; do
+	[ $f = 4 ] && u=http://10.96.8.14/spread$f || u=http://[fd00:96::8:14]/spread$f
+	out=$(lab exec "$C" h2load -n 40 -c 1 -m 4 "$u" 2>&1)
+	expect_contains "IPv$f: 40 streams on one HTTP/2 connection, all answered" "$out" "40 succeeded"
+	n2=$(grep -c "/spread$f" "$E2E_TMP/two-2.log") n4=$(grep -c "/spread$f" "$E2E_TMP/two-4.log")
+	check "IPv$f: balanced per stream over both endpoints ($n2 and $n4 of 40)" \
+		test "$n2" -ge 5 -a "$n4" -ge 5 -a $((n2 + n4)) -eq 40
+done

@@ -51,6 +51,7 @@ static struct {
 	char seen[65536];		/* every request the backends read, raw */
 	size_t seen_len;
 	int upstreams;			/* opened */
+	int h2_requests;		/* the HTTP/2 backends answered (BE_FAIL_FIRST counts them) */
 	int fail_upstream;		/* nonzero: ops->upstream returns it */
 	struct route_table *routes;
 	struct sl_model *model;
@@ -940,7 +941,6 @@ struct h2peer {
 	char trailers[512];
 	int32_t sid;
 	int goaway;			/* a GOAWAY came: its error code + 1 */
-	int nth;			/* server: the nth upstream the waypoint opened */
 };
 
 static ssize_t h2p_send(nghttp2_session *ng, const uint8_t *d, size_t len, int flags, void *ud)
@@ -1006,6 +1006,24 @@ static ssize_t h2p_body(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t l
 	return (ssize_t)n;
 }
 
+#define HUGE_BODY	(256 * 1024)	/* past a client's window and the waypoint's buffer */
+
+/* /huge's body, HUGE_BODY bytes of 'h' (src->ptr: what went, malloc'ed) */
+static ssize_t h2p_huge(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+			nghttp2_data_source *src, void *ud)
+{
+	size_t *sent = src->ptr, n = HUGE_BODY - *sent < len ? HUGE_BODY - *sent : len;
+
+	(void)ng, (void)sid, (void)ud;
+	memset(buf, 'h', n);
+	*sent += n;
+	if (*sent == HUGE_BODY) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		free(sent);
+	}
+	return (ssize_t)n;
+}
+
 static int h2p_frame(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct h2peer *p = ud;
@@ -1019,21 +1037,27 @@ static int h2p_frame(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 		if (strstr(p->seen_path, "/big")) {
 			memset(big, 'b', sizeof(big) - 1);
 			prd.source.ptr = big;
+		} else if (strstr(p->seen_path, "/huge")) {
+			prd.source.ptr = calloc(1, sizeof(size_t));
+			prd.read_callback = h2p_huge;
 		}
 		nghttp2_nv nv[] = { { (uint8_t *)":status", (uint8_t *)"200", 7, 3, 0 },
 				    { (uint8_t *)"x-backend", (uint8_t *)"h2", 9, 2, 0 } };
+
+		int nth;
 
 		pthread_mutex_lock(&W.mu);
 		snprintf(W.seen + W.seen_len, sizeof(W.seen) - W.seen_len, "path=%s auth=%s hdrs=%s body=%.*s\n",
 			 p->seen_path, p->seen_auth, p->seen_hdrs, (int)p->body_len, p->body);
 		W.seen_len = strlen(W.seen);
+		nth = ++W.h2_requests;
 		pthread_mutex_unlock(&W.mu);
 		p->body_len = 0;
 		p->seen_hdrs[0] = 0;
-		if (W.mode == BE_FAIL_FIRST && p->nth == 1) {	/* as backend_main's: 500, */
+		if (W.mode == BE_FAIL_FIRST && nth == 1) {	/* as backend_main's: 500, */
 			nv[0].value = (uint8_t *)"500";
 			prd.source.ptr = (void *)"";
-		} else if (W.mode == BE_FAIL_FIRST && p->nth == 2) {	/* then a reset */
+		} else if (W.mode == BE_FAIL_FIRST && nth == 2) {	/* then a reset */
 			nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_INTERNAL_ERROR);
 			return 0;
 		}
@@ -1098,10 +1122,8 @@ static void *h2_backend_main(void *arg)
 {
 	struct h2peer p;
 
-	if (h2p_init(&p, (int)(long)arg, true)) {
-		p.nth = W.upstreams;	/* (it opens the next only after this one failed) */
+	if (h2p_init(&p, (int)(long)arg, true))
 		h2p_run(&p, 3000);
-	}
 	nghttp2_session_del(p.ng);
 	close((int)(long)arg);
 	return NULL;
@@ -1645,8 +1667,101 @@ out:
 	teardown();
 }
 
+static void waypoint_renew(void *with)
+{
+	waypoint_free(W.wp);
+	W.wp = NULL;
+	if (waypoint_new(&W.wp, W.loop, with, NULL, NULL))
+		W.wp = NULL;
+}
+
+/* ops.pick: endpoints 10.0.0.1 and 10.0.0.2 by turns, counted */
+static int picks[2];
+
+static int op_pick(void *arg, const struct tunnel_client *cl, const struct tunnel_addr *vip,
+		   const struct route_backend *be, struct waypoint_dst *dst)
+{
+	static unsigned int turn;
+	unsigned int i = turn++ % 2;
+
+	(void)arg, (void)cl, (void)vip, (void)be;
+	dst->addr.ip.family = SL_AF_INET;
+	dst->addr.ip.addr.octets[0] = 10;
+	dst->addr.ip.addr.octets[3] = (uint8_t)(1 + i);
+	dst->addr.port = 80;
+	dst->proto = W.proto;
+	picks[i]++;
+	return 0;
+}
+
+/* HTTP/2 upstream connections are the client's, not its connection's: a
+ * second connection's streams go on the first one's upstream; a client that
+ * does not read its answer holds up none of another connection's on that
+ * shared upstream; with ops.pick, the streams of one connection are
+ * balanced over the endpoints, one upstream connection to each. */
+void test_waypoint_h2_pool(void)
+{
+	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
+	static const struct waypoint_ops ops_pick = { .routes = op_routes, .upstream = op_upstream_h2,
+						      .pick = op_pick };
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)"web", 10, 3, 0 },
+		{ (uint8_t *)":path", (uint8_t *)"/v2/huge", 5, 8, 0 },
+	};
+	struct diags errs = { 0 };
+	struct h2peer p, slow;
+	int fd = -1;
+
+	if (!setup_routed(&ops_h2, &errs))
+		goto out;
+	W.mode = BE_OK;
+	W.upstreams = 0;
+	ASSERT_TRUE(h2_request(&p, "/v2/call", "text/plain"), "first connection answered");
+	ASSERT_TRUE(h2_request(&p, "/v2/call", "text/plain"), "second connection answered");
+	ASSERT_EQ(p.status, 200, "status");
+	ASSERT_EQ(W.upstreams, 1, "both connections' streams on one upstream connection");
+	/* a client asks for 256 KiB and reads none of it: its window (64 KiB)
+	 * and the waypoint's buffer for the stream fill, the rest waits at
+	 * the backend; another connection's stream on the same upstream
+	 * connection is answered meanwhile */
+	fd = client();
+	if (!ASSERT_TRUE(fd >= 0 && h2p_init(&slow, fd, false), "slow client"))
+		goto out;
+	slow.sid = nghttp2_submit_request(slow.ng, NULL, nv, 4, NULL, NULL);
+	ASSERT_TRUE(slow.sid > 0 && !nghttp2_session_send(slow.ng), "slow client's request sent");
+	usleep(300 * 1000);	/* (the waypoint fills what it may meanwhile) */
+	ASSERT_TRUE(h2_request(&p, "/v2/call", "text/plain"), "another client answered meanwhile");
+	ASSERT_EQ(p.status, 200, "its status");
+	ASSERT_EQ(W.upstreams, 1, "on the same upstream connection");
+	/* the slow client reads at last: all of it */
+	h2p_run(&slow, 3000);
+	ASSERT_TRUE(slow.done, "the slow client's answer ended");
+	ASSERT_EQ(slow.total_len, HUGE_BODY, "every byte of it");
+	nghttp2_session_del(slow.ng);
+	close(fd);
+	/* picked per request: one connection's streams over both endpoints
+	 * (a new waypoint, on the loop's thread: the old one's pooled
+	 * upstreams and their timers go with it) */
+	wcall(waypoint_renew, (void *)&ops_pick);
+	if (!ASSERT_TRUE(W.wp != NULL, "waypoint with pick"))
+		goto out;
+	W.upstreams = 0;
+	picks[0] = picks[1] = 0;
+	ASSERT_EQ(h2_many(4), 4, "four streams on one connection");
+	ASSERT_EQ(picks[0], 2, "two to the first endpoint");
+	ASSERT_EQ(picks[1], 2, "two to the second");
+	ASSERT_EQ(W.upstreams, 2, "one upstream connection to each endpoint");
+out:
+	diags_clear(&errs);
+	teardown();
+}
+
 /* HTTP/2 streams are retried as HTTP/1.1 requests are, their bodies intact,
- * on new upstream connections; a body over the retry buffer is not. */
+ * on new upstream connections; a body over the retry buffer is not. The
+ * connections stay pooled for the client's next streams, from any of its
+ * connections. */
 void test_waypoint_h2_retry(void)
 {
 	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
@@ -1658,6 +1773,7 @@ void test_waypoint_h2_retry(void)
 		goto out;
 	W.mode = BE_FAIL_FIRST;
 	W.upstreams = 0;
+	W.h2_requests = 0;
 	W.seen_len = 0;
 	W.seen[0] = 0;
 	ASSERT_TRUE(h2_request_body(&p, "/retry", "text/plain", "the request body"), "answered");
@@ -1666,12 +1782,15 @@ void test_waypoint_h2_retry(void)
 	ASSERT_EQ(W.upstreams, 3, "three upstream connections");
 	ASSERT_EQ(count(W.seen, "path=/retry"), 3, "the stream went three times");
 	ASSERT_EQ(count(W.seen, "body=the request body\n"), 3, "its body intact each time");
-	/* a body past the retry buffer: the first answer is the client's */
+	/* a body past the retry buffer: the first answer is the client's; it
+	 * goes on a connection the last one left in the pool */
 	W.upstreams = 0;
+	W.h2_requests = 0;
 	memset(big, 'x', sizeof(big) - 1);
 	ASSERT_TRUE(h2_request_body(&p, "/retry", "text/plain", big), "big answered");
 	ASSERT_EQ(p.status, 500, "a body over the retry buffer: not retried");
-	ASSERT_EQ(W.upstreams, 1, "one upstream connection");
+	ASSERT_EQ(W.h2_requests, 1, "it went once");
+	ASSERT_EQ(W.upstreams, 0, "on a pooled upstream connection");
 out:
 	diags_clear(&errs);
 	teardown();

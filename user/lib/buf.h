@@ -57,10 +57,18 @@ static inline void buf_del(struct buf *b, size_t n)	/* n bytes taken from the he
 	b->head = b->data ? b->head + n : 0;
 }
 
-/* Append up to n bytes; returns how many fitted. */
+/* Append up to n bytes; returns how many fitted. All the free bytes count:
+ * the data moves to the front when the tail alone is short of n (callers
+ * that bound what they put by a window, as HTTP/2's, rely on it). */
 static inline size_t buf_put(struct buf *b, const void *p, size_t n)
 {
 	size_t room = buf_room(b);
+
+	if (room < n && b->head) {
+		memmove(b->area, b->area + b->head, b->data);
+		b->head = 0;
+		room = b->size - b->data;
+	}
 
 	if (n > room)
 		n = room;
