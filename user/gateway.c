@@ -6,7 +6,11 @@
  * contexts, and each accepted connection goes where its protocol says:
  * HTTP and HTTPS to the waypoint's HTTP parser, TCP to the listener's
  * TCPRoute, TLS Passthrough to the TLSRoute its ClientHello's server name
- * picks (peeked at, never consumed), both as a byte relay (waypoint_relay).
+ * picks (peeked at, never consumed), both as a byte relay (waypoint_relay);
+ * TLS Terminate is handshaken here (the server name picks the certificate,
+ * and a name nothing routes is refused in the handshake), then its
+ * decrypted bytes are relayed to the TLSRoute the name picks, or the
+ * TCPRoute (waypoint_relay_xprt).
  */
 #include <errno.h>
 #include <ifaddrs.h>
@@ -45,13 +49,15 @@
 
 #define GW_BACKLOG	1024
 #define ACCEPT_BUDGET	64
-#define HELLO_TIMEOUT_MS	10000	/* a TLS Passthrough client's ClientHello must be whole by then */
+#define HELLO_TIMEOUT_MS	10000	/* a TLS Passthrough client's ClientHello, a TLS
+					 * Terminate client's handshake, must be done by then */
 #define NODE_SRC_TTL_MS	30000	/* how long the node's own addresses are taken as known */
 
 struct glistener {
 	char *gw_ns, *gw_name, *name, *hostname;	/* hostname NULL: any */
 	enum gw_proto proto;
-	SSL_CTX *ctx;			/* HTTPS: its certificate; NULL when it does not load */
+	SSL_CTX *ctx;			/* HTTPS, TLS Terminate: its certificate; NULL when it
+					 * does not load */
 	char cert_err[160];
 };
 
@@ -70,7 +76,8 @@ struct gsock {
 	enum gw_proto proto;		/* one per socket: gwplan leaves conflicts out */
 	int fd;
 	struct loop_io io;
-	SSL_CTX *ctx;			/* HTTPS: the default context, with the SNI callback */
+	SSL_CTX *ctx;			/* HTTPS, TLS Terminate: the default context, with the
+					 * SNI callback */
 	struct glistener *ls;
 	size_t n_ls;
 	char err[160];			/* why it does not listen; "" when it does */
@@ -92,6 +99,17 @@ struct ghello {
 	struct tunnel_addr local;
 };
 
+/* A TLS Terminate connection in its handshake. Its SSL points back at it
+ * (ex data, term_idx) while it lives, for the SNI callback. */
+struct gterm {
+	struct gterm *next, *prev;
+	struct gateways *g;
+	struct xprt x;			/* owns the fd and the SSL until handed on */
+	struct loop_io io;
+	struct loop_timer timer;
+	struct tunnel_addr local;
+};
+
 struct gateways {
 	struct loop *loop;
 	struct waypoint *wp;
@@ -102,6 +120,7 @@ struct gateways {
 	struct gsock *dead;		/* closed; freed once the loop's batch of events is over */
 	struct loop_timer reaper;
 	struct ghello *hellos;
+	struct gterm *terms;
 	struct gaddr *addrs;		/* the ones we put on o.address_dev */
 	size_t n_addrs;
 	/* the node's own address per family (IPv4, IPv6), as source of upstreams */
@@ -423,6 +442,7 @@ int gateways_connect(struct gateways *g, const struct tunnel_addr *dst)
 static long host_score(const char *lh, const char *host);
 
 static int certset_idx = -1;
+static int term_idx = -1;		/* SSL ex data: the struct gterm in its handshake */
 
 static void certset_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
@@ -440,15 +460,25 @@ static void certset_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
 	free(cs);
 }
 
-/* SNI picks the listener, and so the certificate. */
+static bool term_routable(const struct gterm *t, const char *sni);
+
+/* SNI picks the listener, and so the certificate. A TLS Terminate
+ * connection whose name no listener and route take is refused here, with
+ * the alert RFC 6066 names for it, before any certificate is sent (as
+ * Passthrough closes without one). */
 static int sni_cb(SSL *ssl, int *al, void *arg)
 {
 	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 	const struct certset *cs = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), certset_idx);
+	const struct gterm *t = term_idx >= 0 ? SSL_get_ex_data(ssl, term_idx) : NULL;
 	SSL_CTX *best = NULL;
 	long best_score = -1;
 
-	(void)al, (void)arg;
+	(void)arg;
+	if (t && !term_routable(t, name)) {
+		*al = SSL_AD_UNRECOGNIZED_NAME;
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
 	for (size_t i = 0; cs && i < cs->n; i++) {
 		long sc = host_score(cs->hosts[i], name ? name : "");
 
@@ -479,8 +509,10 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
 	return SSL_TLSEXT_ERR_NOACK;
 }
 
-/* A server context from a kubernetes.io/tls Secret's PEM. */
-static SSL_CTX *ctx_from_pem(const char *crt, const char *key, char *err, size_t len)
+/* A server context from a kubernetes.io/tls Secret's PEM. http: offer h2
+ * and http/1.1 by ALPN (HTTPS); a TLS Terminate listener relays bytes it
+ * does not read, so it says nothing of their protocol. */
+static SSL_CTX *ctx_from_pem(const char *crt, const char *key, bool http, char *err, size_t len)
 {
 	SSL_CTX *c = SSL_CTX_new(TLS_server_method());
 	BIO *b = NULL;
@@ -491,7 +523,8 @@ static SSL_CTX *ctx_from_pem(const char *crt, const char *key, char *err, size_t
 		goto fail;
 	SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
 	SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION);
-	SSL_CTX_set_alpn_select_cb(c, alpn_cb, NULL);
+	if (http)
+		SSL_CTX_set_alpn_select_cb(c, alpn_cb, NULL);
 	b = BIO_new_mem_buf(crt, -1);
 	if (!b || !(x = PEM_read_bio_X509(b, NULL, NULL, NULL)) || SSL_CTX_use_certificate(c, x) != 1)
 		goto fail;
@@ -529,7 +562,8 @@ static void listener_tls(struct glistener *gl, const struct gwplan_listener *pl)
 			 pl->message[0] ? pl->message : "no certificate");
 		return;
 	}
-	gl->ctx = ctx_from_pem(pl->cert->tls_crt, pl->cert->tls_key, gl->cert_err, sizeof(gl->cert_err));
+	gl->ctx = ctx_from_pem(pl->cert->tls_crt, pl->cert->tls_key, pl->proto == GW_PROTO_HTTPS, gl->cert_err,
+			       sizeof(gl->cert_err));
 }
 
 /* The socket's default context: the first usable certificate, and SNI to
@@ -565,7 +599,9 @@ static SSL_CTX *gsock_tls(const struct gsock *s)
 	if (!c)
 		goto fail;
 	SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
-	SSL_CTX_set_alpn_select_cb(c, alpn_cb, NULL);
+	SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION);
+	if (s->proto == GW_PROTO_HTTPS)
+		SSL_CTX_set_alpn_select_cb(c, alpn_cb, NULL);
 	if (SSL_CTX_use_certificate(c, SSL_CTX_get0_certificate(first->ctx)) != 1 ||
 	    SSL_CTX_use_PrivateKey(c, SSL_CTX_get0_privatekey(first->ctx)) != 1)
 		goto fail;
@@ -705,7 +741,7 @@ static void l4_forward(struct gateways *g, int fd, const struct tunnel_addr *loc
 	struct tunnel_client cl;
 	char b[64];
 
-	if (!route_decide_l4(set, kind, sni, rnd32(), &d)) {
+	if (!route_decide_l4(set, kind, sni, rnd32(), &d) || !gl) {	/* no listener: no set */
 		pr_debug("gateway: %s %s%s%s: %s (%s): closed", route_kind_str(kind), local_str(local, b, sizeof(b)),
 			 sni ? " SNI " : "", sni ? sni : "", d.reason, d.why);
 		xprt_close_rst(fd);
@@ -802,6 +838,145 @@ static void hello_start(struct gateways *g, int fd, const struct tunnel_addr *lo
 	g->hellos = h;
 }
 
+/* ---- TLS Terminate: the handshake here, then the decrypted bytes relayed ---- */
+
+/* Where a TLS Terminate connection with server name sni (NULL: none) goes:
+ * the TLSRoute the name picks (as for Passthrough), else the listener's
+ * TCPRoute. *gl: the listener the name picks, NULL when none. Returns
+ * d->forward; d->route says whether some route took it. */
+static bool term_decide(const struct gateways *g, const struct tunnel_addr *local, const char *sni,
+			const struct glistener **gl, struct route_l4_decision *d)
+{
+	const struct route_set *set;
+
+	*gl = listener_for(gsock_of(g, local), sni ? sni : "");
+	set = *gl ? route_for_listener(g->rt, (*gl)->gw_ns, (*gl)->gw_name, (*gl)->name) : NULL;
+	if (route_decide_l4(set, SL_ROUTE_TLS, sni, rnd32(), d) || d->route)
+		return d->forward;
+	return route_decide_l4(set, SL_ROUTE_TCP, NULL, rnd32(), d);
+}
+
+/* For the SNI callback: does some listener take the name, with a
+ * certificate of its own (not another listener's), and a route? */
+static bool term_routable(const struct gterm *t, const char *sni)
+{
+	const struct glistener *gl;
+	struct route_l4_decision d;
+
+	term_decide(t->g, &t->local, sni, &gl, &d);
+	return d.route && gl && gl->ctx;
+}
+
+/* Off the loop and the list; its SSL no longer points at it. */
+static void term_unlink(struct gterm *t)
+{
+	struct gateways *g = t->g;
+
+	loop_del(g->loop, &t->io);
+	loop_timer_cancel(g->loop, &t->timer);
+	SSL_set_ex_data(t->x.ssl, term_idx, NULL);
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		g->terms = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+}
+
+/* Give up on t (terminal): abort resets the connection; otherwise it ends
+ * in order, so that a TLS alert already written reaches the client. */
+static void term_close(struct gterm *t, bool abort)
+{
+	term_unlink(t);
+	t->x.ops->close(&t->x, abort);
+	free(t);
+}
+
+static void term_timeout(struct loop_timer *tm)
+{
+	term_close(tm->arg, true);
+}
+
+/* The handshake is done (terminal for t): the server name it saw picks the
+ * listener, whose Gateway's identity goes into the mesh, and the route;
+ * the connection becomes a relay, or is reset. */
+static void term_forward(struct gterm *t)
+{
+	struct gateways *g = t->g;
+	const char *name = SSL_get_servername(t->x.ssl, TLSEXT_NAMETYPE_host_name);
+	struct tunnel_client cl = gateway_client;
+	struct tunnel_addr local = t->local;
+	struct route_l4_decision d;
+	const struct glistener *gl;
+	struct xprt x = t->x;
+	char sni[256] = "", b[64];
+
+	if (name)
+		snprintf(sni, sizeof(sni), "%s", name);
+	term_unlink(t);
+	free(t);
+	if (!term_decide(g, &local, name ? sni : NULL, &gl, &d) || !gl) {
+		pr_debug("gateway: TLS Terminate %s SNI %s: %s (%s): closed", local_str(&local, b, sizeof(b)),
+			 name ? sni : "(none)", d.reason ? d.reason : "", d.why);
+		x.ops->close(&x, true);
+		return;
+	}
+	cl.gw_ns = gl->gw_ns;	/* its identity goes into the mesh */
+	cl.gw_name = gl->gw_name;
+	if (!waypoint_relay_xprt(g->wp, &x, &cl, &local, &d.backend))
+		pr_debug("gateway: TLS Terminate %s: %s/%s:%u has no ready endpoint: closed",
+			 local_str(&local, b, sizeof(b)), d.backend.ns, d.backend.name, d.backend.port);
+}
+
+static void term_io(struct loop_io *io, uint32_t ev)
+{
+	struct gterm *t = io->arg;
+	int r = t->x.ops->handshake(&t->x);
+	char b[64];
+
+	(void)ev;
+	if (r == -EAGAIN) {
+		if (io->events != t->x.want)
+			loop_mod(t->g->loop, &t->io, t->x.want);
+		return;
+	}
+	if (r) {
+		pr_debug("gateway: TLS Terminate %s: handshake: %s: closed", local_str(&t->local, b, sizeof(b)),
+			 t->x.err);
+		term_close(t, false);
+		return;
+	}
+	term_forward(t);
+}
+
+/* Take fd, a TLS Terminate listener's connection, into its handshake with
+ * ctx (the socket's: its SNI callback picks the certificate). */
+static void term_start(struct gateways *g, int fd, const struct tunnel_addr *local, SSL_CTX *ctx)
+{
+	struct gterm *t = calloc(1, sizeof(*t));
+
+	if (term_idx < 0)
+		term_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (!t || term_idx < 0 || xprt_init_tls(&t->x, fd, ctx, true)) {
+		free(t);
+		xprt_close_rst(fd);
+		return;
+	}
+	t->g = g;
+	t->local = *local;
+	if (!SSL_set_ex_data(t->x.ssl, term_idx, t) || loop_add(g->loop, &t->io, fd, EPOLLIN, term_io, t)) {
+		t->x.ops->close(&t->x, true);
+		free(t);
+		return;
+	}
+	loop_timer_init(&t->timer, term_timeout, t);
+	loop_timer_arm(g->loop, &t->timer, HELLO_TIMEOUT_MS);
+	t->next = g->terms;
+	if (g->terms)
+		g->terms->prev = t;
+	g->terms = t;
+}
+
 /* ---- listening ---- */
 
 /* One end of an accepted connection (peer: the client's, else ours), an IPv4
@@ -868,6 +1043,13 @@ static void accept_cb(struct loop_io *io, uint32_t ev)
 			break;
 		case GW_PROTO_TLS:
 			hello_start(s->g, fd, &local);
+			break;
+		case GW_PROTO_TLS_TERMINATE:
+			if (!s->ctx) {	/* no certificate */
+				xprt_close_rst(fd);
+				continue;
+			}
+			term_start(s->g, fd, &local, s->ctx);
 			break;
 		case GW_PROTO_TCP:
 			l4_forward(s->g, fd, &local, s->n_ls ? &s->ls[0] : NULL, SL_ROUTE_TCP, NULL);
@@ -968,7 +1150,7 @@ static int listener_add(struct gsock *s, const struct gwplan_gateway *pg, const 
 	n->hostname = host ? strdup(l->hostname) : NULL;
 	n->proto = pl->proto;
 	s->n_ls++;
-	if (pl->proto == GW_PROTO_HTTPS)
+	if (gw_proto_terminates_tls(pl->proto))
 		listener_tls(n, pl);
 	if (!n->gw_ns || !n->gw_name || !n->name || (host && !n->hostname))
 		return -ENOMEM;
@@ -1024,7 +1206,7 @@ static void sockets_swap(struct gateways *g, struct gsock *want)
 
 		/* without a certificate it still listens (and resets): its
 		 * listeners say why they are not programmed */
-		if (s->proto == GW_PROTO_HTTPS && !(s->ctx = gsock_tls(s)))
+		if (gw_proto_terminates_tls(s->proto) && !(s->ctx = gsock_tls(s)))
 			pr_warn("gateway: %s: no usable certificate (%.120s)", local_str(&s->addr, b, sizeof(b)),
 				s->n_ls ? s->ls[0].cert_err : "no listener");
 		if (old && old->fd >= 0) {
@@ -1102,7 +1284,7 @@ static struct lstate listener_state(const struct gateways *g, const struct gwpla
 				st.sockets++;
 			else if (s->err[0])
 				st.listen_err = s->err;
-			if (gl->proto == GW_PROTO_HTTPS && !gl->ctx)
+			if (gw_proto_terminates_tls(gl->proto) && !gl->ctx)
 				st.cert_err = gl->cert_err;
 		}
 	return st;
@@ -1147,7 +1329,7 @@ static json_t *listener_json(const struct gateways *g, const struct gwplan_gatew
 		refs_reason = "InvalidCertificateRef";
 		msg = st.cert_err;
 	}
-	*programmed = pl->serve && accepted && st.sockets > 0 && !(pl->proto == GW_PROTO_HTTPS && st.cert_err);
+	*programmed = pl->serve && accepted && st.sockets > 0 && !(gw_proto_terminates_tls(pl->proto) && st.cert_err);
 	if (!*programmed)
 		prog_reason = pl->serve && accepted && !st.sockets && !st.listen_err ? "Pending" : "Invalid";
 	if (pl->conflicted)
@@ -1160,8 +1342,9 @@ static json_t *listener_json(const struct gateways *g, const struct gwplan_gatew
 		snprintf(problem, sizeof(problem), "not Programmed %s: %s", prog_reason,
 			 msg[0] ? msg
 				: !pl->serve ? "its Gateway has no address (AddressNotAssigned)" : "no socket yet");
-	o = json_pack("{s:s, s:i, s:s, s:s?, s:i, s:b, s:i, s:o, s:s, s:s}", "name", l->name ? l->name : "",
-		      "port", l->port, "protocol", l->protocol ? l->protocol : "", "hostname",
+	o = json_pack("{s:s, s:i, s:s, s:s?, s:s?, s:i, s:b, s:i, s:o, s:s, s:s}", "name", l->name ? l->name : "",
+		      "port", l->port, "protocol", l->protocol ? l->protocol : "", "tls_mode",
+		      l->protocol && !strcmp(l->protocol, "TLS") ? l->tls_mode : NULL, "hostname",
 		      pl->proto == GW_PROTO_TCP ? NULL : l->hostname, "sockets", st.sockets, "routes",
 		      g->rt && route_for_listener(g->rt, pg->gw->ns, pg->gw->name, l->name ? l->name : ""),
 		      "attached_routes", (int)pl->attached, "supported_kinds", kinds_json(pl->kinds), "message", msg,
@@ -1251,6 +1434,8 @@ void gateways_free(struct gateways *g)
 		return;
 	while (g->hellos)
 		hello_free(g->hellos, true); /* NOLINT(clang-analyzer-unix.Malloc): it unlinks it */
+	while (g->terms)
+		term_close(g->terms, true); /* NOLINT(clang-analyzer-unix.Malloc): it unlinks it */
 	while (g->socks) {
 		struct gsock *s = g->socks;
 

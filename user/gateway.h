@@ -3,7 +3,10 @@
  * this node. HTTP and HTTPS listeners are served by the waypoint's HTTP
  * proxy; TCP listeners send each connection to their TCPRoute's backend,
  * TLS Passthrough listeners to the TLSRoute the ClientHello's server name
- * picks, both as an untouched byte relay (waypoint_relay).
+ * picks, both as an untouched byte relay (waypoint_relay); TLS Terminate
+ * listeners finish the handshake here (the server name picks certificate
+ * and TLSRoute, else the listener's TCPRoute) and relay the decrypted
+ * bytes (waypoint_relay_xprt).
  *
  * What is served, and every Gateway and listener condition, comes from
  * gwplan.c. A Gateway's addresses are its spec.addresses, else one address

@@ -26,9 +26,14 @@ static bool str_empty(const char *s)
 
 const char *gw_proto_str(enum gw_proto p)
 {
-	static const char *const names[] = { "none", "HTTP", "HTTPS", "TLS", "TCP" };
+	static const char *const names[] = { "none", "HTTP", "HTTPS", "TLS Passthrough", "TCP", "TLS Terminate" };
 
 	return (unsigned)p < sizeof(names) / sizeof(names[0]) ? names[p] : "?";
+}
+
+bool gw_proto_terminates_tls(enum gw_proto p)
+{
+	return p == GW_PROTO_HTTPS || p == GW_PROTO_TLS_TERMINATE;
 }
 
 /* ---- which Gateways, which addresses ---- */
@@ -153,12 +158,12 @@ static void listener_proto(struct gwplan_listener *pl)
 			not_accepted(pl, "UnsupportedValue",
 				     "an HTTPS listener terminates TLS (Passthrough needs protocol TLS)");
 	} else if (!strcmp(p, "TLS")) {
-		pl->proto = GW_PROTO_TLS;
+		pl->proto = str_eq(l->tls_mode, "Terminate") ? GW_PROTO_TLS_TERMINATE : GW_PROTO_TLS;
 		if (!l->tls_mode)
 			not_accepted(pl, "UnsupportedValue", "protocol TLS needs tls.mode");
-		else if (!str_eq(l->tls_mode, "Passthrough"))
+		else if (!str_eq(l->tls_mode, "Passthrough") && !str_eq(l->tls_mode, "Terminate"))
 			not_accepted(pl, "UnsupportedValue",
-				     "tls.mode %s is not supported on a TLS listener (Passthrough only)",
+				     "tls.mode %.40s is not supported on a TLS listener (Passthrough, Terminate)",
 				     l->tls_mode);
 	} else if (!strcmp(p, "TCP")) {
 		pl->proto = GW_PROTO_TCP;
@@ -222,7 +227,8 @@ static const struct sl_secret *secret_find(const struct sl_resources *res, const
 	return NULL;
 }
 
-/* HTTPS: every certificateRef must resolve; the first that does serves. */
+/* HTTPS and TLS Terminate: every certificateRef must resolve; the first
+ * that does serves. */
 static void listener_certs(struct gwplan_listener *pl, const struct sl_gateway *gw,
 			   const struct sl_resources *res)
 {
@@ -274,7 +280,7 @@ static void listener_check(struct gwplan_listener *pl, const struct sl_gateway *
 	pl->conflict_reason = "NoConflicts";
 	listener_proto(pl);
 	listener_kinds(pl);
-	if (pl->proto == GW_PROTO_HTTPS)
+	if (gw_proto_terminates_tls(pl->proto))
 		listener_certs(pl, gw, m->res);
 	pl->attached = route_listener_attached(rt, gw->ns, gw->name, name);
 }
@@ -325,8 +331,8 @@ static void conflict(struct cand *x, const struct cand *with, const char *reason
 	pl->conflict_reason = reason;
 	pl->message[0] = '\0';
 	if (!strcmp(reason, "ProtocolConflict"))
-		note(pl->message, "port %u is also %.20s (listener %s/%s %s)", o->port, o->protocol,
-		     with->g->gw->ns, with->g->gw->name, o->name ? o->name : "");
+		note(pl->message, "port %u is also %.20s (listener %s/%s %s)", o->port,
+		     gw_proto_str(with->pl->proto), with->g->gw->ns, with->g->gw->name, o->name ? o->name : "");
 	else
 		note(pl->message, "listener %s/%s %s has the same port, protocol and hostname", with->g->gw->ns,
 		     with->g->gw->name, o->name ? o->name : "");

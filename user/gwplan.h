@@ -12,11 +12,12 @@
  *
  * A listener is served when it is Accepted and not Conflicted:
  *   Accepted      False UnsupportedProtocol (not HTTP, HTTPS, TLS or TCP),
- *                 UnsupportedValue (TLS not in mode Passthrough, HTTPS not
- *                 in mode Terminate)
+ *                 UnsupportedValue (TLS without tls.mode, HTTPS not in
+ *                 mode Terminate)
  *   ResolvedRefs  False InvalidRouteKinds (allowedRoutes.kinds names a kind
- *                 the protocol cannot carry), InvalidCertificateRef (HTTPS:
- *                 none, not a Secret, not found, no tls.crt/tls.key),
+ *                 the protocol cannot carry), InvalidCertificateRef (HTTPS
+ *                 and TLS Terminate: none, not a Secret, not found, no
+ *                 tls.crt/tls.key),
  *                 RefNotPermitted (a Secret in another namespace that no
  *                 ReferenceGrant lets the Gateway use)
  *   Conflicted    True ProtocolConflict (another protocol on the same port),
@@ -25,9 +26,11 @@
  *                 among the listeners of one Gateway, and of Gateways whose
  *                 addresses meet (one on every address meets all). Every
  *                 listener of a conflict is left out, none wins.
- * HTTPS and TLS listeners on one port conflict too (ProtocolConflict): the
- * spec lets an implementation call that incompatible, and one socket would
- * have to both terminate and pass TLS through.
+ * HTTPS, TLS Passthrough and TLS Terminate listeners on one port conflict
+ * too (ProtocolConflict): the spec lets an implementation call that
+ * incompatible (GEP-2643 asks it of TLS modes mixed on a port when
+ * TLSRouteModeMixed is not supported), and one socket would have to both
+ * terminate and pass TLS through, or both speak HTTP and relay bytes.
  *
  * The plan points into the model (and is freed before it).
  */
@@ -48,6 +51,8 @@ enum gw_proto {
 	GW_PROTO_HTTPS,			/* TLS terminated, then HTTP */
 	GW_PROTO_TLS,			/* TLS Passthrough: TLSRoutes by SNI */
 	GW_PROTO_TCP,			/* TCPRoute */
+	GW_PROTO_TLS_TERMINATE,		/* TLS terminated, then TLSRoutes by SNI or
+					 * the TCPRoute: the decrypted bytes relayed */
 };
 
 #define GWPLAN_IPS 4
@@ -64,7 +69,8 @@ struct gwplan_listener {
 	bool conflicted;
 	const char *conflict_reason;	/* "NoConflicts", "ProtocolConflict", "HostnameConflict" */
 	bool serve;			/* accepted, not conflicted, its Gateway has addresses */
-	const struct sl_secret *cert;	/* HTTPS: the first certificateRef that resolves; NULL: none */
+	const struct sl_secret *cert;	/* HTTPS, TLS Terminate: the first certificateRef that
+					 * resolves; NULL: none */
 	unsigned kinds;			/* ROUTE_KIND_BIT()s it takes (supportedKinds) */
 	size_t attached;		/* attachedRoutes */
 	char message[GWPLAN_MSG];	/* the first problem; "" when none */
@@ -86,6 +92,9 @@ struct gwplan {
 	struct gwplan_gateway *gws;	/* class sluice, by namespace/name */
 	size_t n_gws;
 };
+
+/* Does the listener terminate TLS (HTTPS, TLS Terminate): certificates. */
+bool gw_proto_terminates_tls(enum gw_proto p);
 
 /* Plan for m's Gateways, with rt's attachments (may be NULL: none) and the
  * address pools (at most one per family). 0, or -ENOMEM. */

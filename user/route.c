@@ -899,11 +899,17 @@ static bool listener_allows_ns(const struct sl_resources *res, const struct sl_g
 	}
 }
 
-/* The route kinds a listener protocol can carry at all. */
-static unsigned proto_kinds(const char *protocol)
+/* The route kinds a listener's protocol can carry at all. A TLS listener
+ * in mode Terminate hands on a decrypted byte stream, which a TCPRoute can
+ * take as well as a TLSRoute (as Envoy Gateway and Contour do). */
+static unsigned listener_proto_kinds(const struct sl_listener *l)
 {
+	const char *protocol = l->protocol;
+
 	if (str_eq(protocol, "HTTP") || str_eq(protocol, "HTTPS"))
 		return ROUTE_KIND_BIT(SL_ROUTE_HTTP) | ROUTE_KIND_BIT(SL_ROUTE_GRPC);
+	if (str_eq(protocol, "TLS") && str_eq(l->tls_mode, "Terminate"))
+		return ROUTE_KIND_BIT(SL_ROUTE_TLS) | ROUTE_KIND_BIT(SL_ROUTE_TCP);
 	if (str_eq(protocol, "TLS"))
 		return ROUTE_KIND_BIT(SL_ROUTE_TLS);
 	if (str_eq(protocol, "TCP"))
@@ -913,7 +919,7 @@ static unsigned proto_kinds(const char *protocol)
 
 unsigned route_listener_kinds(const struct sl_listener *l, bool *invalid)
 {
-	unsigned can = proto_kinds(l->protocol), out = 0;
+	unsigned can = listener_proto_kinds(l), out = 0;
 
 	*invalid = false;
 	if (!l->n_route_kinds)
@@ -1042,7 +1048,7 @@ static int attach_gateway(struct route_table *t, struct rt_route *rr, const stru
 	const char *ns = p->ns ? p->ns : r->ns;
 	const struct sl_gateway *gw = gw_find(t->res, ns, p->name);
 	const struct sl_gateway_class *gc;
-	size_t named = 0, allowed = 0, n = 0, wrong_proto = 0, terminate = 0;
+	size_t named = 0, allowed = 0, n = 0, wrong_proto = 0, bad_mode = 0;
 	int rc;
 
 	if (!gw) {
@@ -1067,14 +1073,15 @@ static int attach_gateway(struct route_table *t, struct rt_route *rr, const stru
 		if ((p->section_name && !str_eq(l->name, p->section_name)) || (p->port && l->port != p->port))
 			continue;
 		named++;
-		if (!(proto_kinds(l->protocol) & ROUTE_KIND_BIT(r->kind)))
+		if (!(listener_proto_kinds(l) & ROUTE_KIND_BIT(r->kind)))
 			wrong_proto++;
 		if (!listener_allows_ns(t->res, gw, l, r->ns) || !listener_allows_kind(l, r))
 			continue;
 		allowed++;
-		/* TLSRouteTermination (a TLS listener in mode Terminate) is not ours */
-		if (r->kind == SL_ROUTE_TLS && !str_eq(l->tls_mode, "Passthrough")) {
-			terminate++;
+		/* a TLS listener without a mode is not served (gwplan) */
+		if (r->kind == SL_ROUTE_TLS && !str_eq(l->tls_mode, "Passthrough") &&
+		    !str_eq(l->tls_mode, "Terminate")) {
+			bad_mode++;
 			continue;
 		}
 		if ((rc = listener_hosts(t, l, r, &a.hosts)) < 0)
@@ -1100,9 +1107,9 @@ static int attach_gateway(struct route_table *t, struct rt_route *rr, const stru
 		st_fail(st, "NotAllowedByListeners", "Gateway %s/%s: no listener%s%s admits %s from namespace %s",
 			ns, gw->name, p->section_name ? " " : "", p->section_name ? p->section_name : "",
 			kind_str(r), r->ns);
-	} else if (!n && terminate) {
+	} else if (!n && bad_mode) {
 		st_fail(st, "UnsupportedValue", "Gateway %s/%s: a TLSRoute needs a TLS listener in mode Passthrough "
-			"(Terminate is not supported)", ns, gw->name);
+			"or Terminate", ns, gw->name);
 	} else if (!n) {
 		st_fail(st, "NoMatchingListenerHostname",
 			"Gateway %s/%s: no listener hostname meets the route's hostnames", ns, gw->name);
@@ -1161,8 +1168,8 @@ static bool att_same_listener(const struct rt_att *a, const struct rt_att *b)
 	return a->listener && b->listener && !strcmp(a->a, b->a) && !strcmp(a->b, b->b) && !str_cmp_null(a->c, b->c);
 }
 
-/* A TCP listener gives each connection to one TCPRoute: the oldest (then
- * alphabetically first); the others are not accepted there. */
+/* A TCP listener (or TLS Terminate) gives each connection to one TCPRoute:
+ * the oldest (then alphabetically first); the others are not accepted there. */
 static void tcp_route_conflicts(struct route_table *t)
 {
 	for (size_t i = 0; i < t->n_att; i++) {

@@ -70,7 +70,8 @@ const char *route_kind_str(enum sl_route_kind k);
 
 /* The route kinds (ROUTE_KIND_BIT) listener l takes: its allowedRoutes.kinds
  * that its protocol can carry, or without kinds the protocol's defaults
- * (HTTP, HTTPS: HTTPRoute and GRPCRoute; TLS: TLSRoute; TCP: TCPRoute;
+ * (HTTP, HTTPS: HTTPRoute and GRPCRoute; TLS: TLSRoute, and TCPRoute too in
+ * mode Terminate; TCP: TCPRoute;
  * anything else none). *invalid: some kind listed is unknown or one the
  * protocol cannot carry (the listener's ResolvedRefs InvalidRouteKinds). */
 unsigned route_listener_kinds(const struct sl_listener *l, bool *invalid);
@@ -88,7 +89,7 @@ struct route_parent_status {
 	bool accepted;
 	const char *accepted_reason;	/* "Accepted", "NotAllowedByListeners", "NoMatchingParent",
 					 * "NoMatchingListenerHostname", "UnsupportedValue" (also: a
-					 * TLSRoute on a listener not TLS Passthrough, a TCPRoute or
+					 * TLSRoute on a listener not TLS, a TCPRoute or
 					 * TLSRoute with a Service parent), "IncompatibleFilters"
 					 * (every rule invalid) */
 	bool partially_invalid;		/* condition PartiallyInvalid: some rules were dropped */

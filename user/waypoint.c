@@ -1811,12 +1811,14 @@ bool waypoint_accept(struct waypoint *w, int fd, const struct tunnel_client *cl,
 	return waypoint_accept_tls(w, fd, cl, vip, NULL);
 }
 
-/* A connection for client fd (plain, or TLS with tls), linked in; NULL
- * when it cannot be had (fd reset and closed). */
-static struct wconn *conn_new(struct waypoint *w, int fd, const struct tunnel_client *cl,
-			      const struct tunnel_addr *vip, SSL_CTX *tls)
+/* A connection for the client transport x (taken: moved in, or closed
+ * with a reset), linked in; NULL when it cannot be had. handshake: x is TLS
+ * whose handshake is still to come. */
+static struct wconn *conn_new(struct waypoint *w, struct xprt *x, const struct tunnel_client *cl,
+			      const struct tunnel_addr *vip, bool handshake)
 {
 	struct wconn *c = calloc(1, sizeof(*c));
+	int fd = x->fd;
 
 	if (c) {
 		c->h = malloc(sizeof(*c->h));
@@ -1838,7 +1840,7 @@ static struct wconn *conn_new(struct waypoint *w, int fd, const struct tunnel_cl
 			free(c->h);
 			free(c);
 		}
-		xprt_close_rst(fd);
+		x->ops->close(x, true);
 		return NULL;
 	}
 	c->w = w;
@@ -1860,14 +1862,10 @@ static struct wconn *conn_new(struct waypoint *w, int fd, const struct tunnel_cl
 	w->conns = c;
 	w->st.conns_open++;
 	w->st.conns_total++;
-	if (tls ? xprt_init_tls(&c->s[C].x, fd, tls, true) : (xprt_init_plain(&c->s[C].x, fd), 0)) {
-		xprt_close_rst(fd);
-		wp_conn_free(c, true);
-		return NULL;
-	}
+	c->s[C].x = *x;
 	c->s[C].use_x = true;
-	c->https = tls != NULL;
-	c->hs_done = !tls;
+	c->https = x->ops != &xprt_plain_ops;
+	c->hs_done = !handshake;
 	if (side_open(c, C, fd)) {
 		c->s[C].x.ops->close(&c->s[C].x, true);
 		c->s[C].fd = -1;
@@ -1880,8 +1878,16 @@ static struct wconn *conn_new(struct waypoint *w, int fd, const struct tunnel_cl
 bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client *cl,
 			 const struct tunnel_addr *vip, SSL_CTX *tls)
 {
-	struct wconn *c = conn_new(w, fd, cl, vip, tls);
+	struct xprt x;
+	struct wconn *c;
 
+	if (!tls)
+		xprt_init_plain(&x, fd);
+	else if (xprt_init_tls(&x, fd, tls, true)) {
+		xprt_close_rst(fd);
+		return true;
+	}
+	c = conn_new(w, &x, cl, vip, tls != NULL);
 	if (!c)
 		return true;
 	request_reset(c);
@@ -1894,16 +1900,25 @@ bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client 
 bool waypoint_relay(struct waypoint *w, int fd, const struct tunnel_client *cl, const struct tunnel_addr *local,
 		    const struct route_backend *be)
 {
+	struct xprt x;
+
+	xprt_init_plain(&x, fd);
+	return waypoint_relay_xprt(w, &x, cl, local, be);
+}
+
+bool waypoint_relay_xprt(struct waypoint *w, struct xprt *x, const struct tunnel_client *cl,
+			 const struct tunnel_addr *local, const struct route_backend *be)
+{
 	struct waypoint_dst dst = { .ns = "" };
 	int up = w->ops.upstream(w->arg, cl, local, be, &dst);
 	struct wconn *c;
 
 	if (up < 0) {
 		w->st.upstream_errors++;
-		xprt_close_rst(fd);
+		x->ops->close(x, true);
 		return false;
 	}
-	c = conn_new(w, fd, cl, local, NULL);
+	c = conn_new(w, x, cl, local, false);
 	if (!c) {
 		close(up);
 		return false;

@@ -12,8 +12,9 @@
  * clients (h2c prior knowledge, or h2 by ALPN on a TLS listener) are served
  * too; between HTTP/1.1 and HTTP/2 the waypoint translates, as the backend
  * port's appProtocol says (struct waypoint_dst's proto). A Gateway's
- * TCP and TLS Passthrough connections are only relayed (waypoint_relay):
- * the same connection object, in the state an HTTP Upgrade ends in.
+ * TCP, TLS Passthrough and TLS Terminate connections are only relayed
+ * (waypoint_relay, waypoint_relay_xprt): the same connection object, in the
+ * state an HTTP Upgrade ends in.
  *
  * Limits: a request or response head larger than WAYPOINT_HEAD_MAX, or with
  * more than WAYPOINT_HEADERS_MAX fields, is refused (431 / 502); a client
@@ -36,6 +37,7 @@
 
 struct loop;
 struct waypoint;
+struct xprt;
 
 #define WAYPOINT_HEAD_MAX	32768	/* bytes of one request or response head */
 #define WAYPOINT_HEADERS_MAX	100	/* header fields of one head */
@@ -138,6 +140,14 @@ bool waypoint_accept_tls(struct waypoint *w, int fd, const struct tunnel_client 
  * every case; false when there was no upstream (fd reset and closed). */
 bool waypoint_relay(struct waypoint *w, int fd, const struct tunnel_client *cl, const struct tunnel_addr *local,
 		    const struct route_backend *be);
+
+/* The same over a client transport already set up: a TLS Terminate
+ * listener's connection after its handshake (gateway.c), whose decrypted
+ * bytes go to the backend and the backend's back encrypted; our end of
+ * stream is a close_notify. x (the struct, its fd and SSL) is taken in
+ * every case: moved into the connection, or closed with a reset (false). */
+bool waypoint_relay_xprt(struct waypoint *w, struct xprt *x, const struct tunnel_client *cl,
+			 const struct tunnel_addr *local, const struct route_backend *be);
 
 struct waypoint_stats {
 	uint64_t conns_open, conns_total;

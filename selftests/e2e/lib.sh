@@ -100,3 +100,44 @@ probe_summary() {
 	local pod=$1; shift
 	lab exec "$pod" sl-echo probe "$@" 2>&1 | grep '^summary' || true
 }
+
+# ---- manifests the lab tests write (YAML on stdout)
+
+# yaml_ambient_default : namespace default, enrolled (ambient).
+yaml_ambient_default() {
+	cat <<'Y'
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: default
+  labels: {sluice.io/dataplane-mode: ambient}
+Y
+}
+# yaml_slice NAME SERVICE FAMILY ADDR POD PORT : an EndpointSlice of one endpoint.
+yaml_slice() {
+	cat <<Y
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: $1, namespace: default, labels: {kubernetes.io/service-name: $2}}
+addressType: $3
+ports: [{name: p, port: $6, protocol: TCP}]
+endpoints:
+- addresses: ["$4"]
+  targetRef: {kind: Pod, name: $5, namespace: default}
+Y
+}
+# yaml_svc NAME VIP4 VIP6 PORT TARGET : a dual-stack Service in default.
+yaml_svc() {
+	cat <<Y
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $1, namespace: default}
+spec:
+  clusterIPs: ["$2", "$3"]
+  ipFamilies: [IPv4, IPv6]
+  ipFamilyPolicy: RequireDualStack
+  ports: [{name: p, port: $4, targetPort: $5, protocol: TCP}]
+Y
+}

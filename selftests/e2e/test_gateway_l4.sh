@@ -9,7 +9,8 @@
 # `openssl s_server` with their own certificates; s_client checks which one
 # answered), no route for a name closes; conflicting listeners (on one
 # Gateway, and across Gateways on one address) are reported and not served,
-# TLS Terminate is reported as unsupported; backends see the node's own
+# a TLS Terminate listener without certificateRefs is reported
+# (InvalidCertificateRef; test_gateway_tls has it working); backends see the node's own
 # address as the client, not the Gateway's. Prints "[name] PASS|FAIL"; the
 # last line is "N passed, N failed".
 . "$(dirname "$0")/lib.sh"
@@ -18,54 +19,22 @@ export SLUICE_LAB_AGENT_ARGS="--gateway-addresses 10.99.8.0/24 --gateway-address
 e2e_lab_up
 GW4=10.99.8.1 GW6=fd00:99:8::1
 NODE4=10.100.0.2 NODE6=fd00:100::2	# node-2, where the clients run and the Gateway answers
-cat >"$SLUICE_LAB_CONFIG/namespace.yaml" <<'Y'
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: default
-  labels: {sluice.io/dataplane-mode: ambient}
-Y
-slice() {	# slice NAME SERVICE FAMILY ADDR POD PORT
-	cat <<Y
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: $1, namespace: default, labels: {kubernetes.io/service-name: $2}}
-addressType: $3
-ports: [{name: p, port: $6, protocol: TCP}]
-endpoints:
-- addresses: ["$4"]
-  targetRef: {kind: Pod, name: $5, namespace: default}
-Y
-}
-svc() {	# svc NAME VIP4 VIP6 PORT TARGET
-	cat <<Y
----
-apiVersion: v1
-kind: Service
-metadata: {name: $1, namespace: default}
-spec:
-  clusterIPs: ["$2", "$3"]
-  ipFamilies: [IPv4, IPv6]
-  ipFamilyPolicy: RequireDualStack
-  ports: [{name: p, port: $4, targetPort: $5, protocol: TCP}]
-Y
-}
+yaml_ambient_default >"$SLUICE_LAB_CONFIG/namespace.yaml"
 # echo-a: pod-node-2-1 (on the Gateway's node), echo-b: pod-node-1-1 (the
 # other node); tls-a: an s_server in pod-node-2-1, tls-b: one in pod-node-1-2.
 {
-	svc echo-a 10.96.8.10 fd00:96::8:10 9000 8080
-	svc echo-b 10.96.8.11 fd00:96::8:11 9000 8080
-	svc tls-a 10.96.8.12 fd00:96::8:12 443 8443
-	svc tls-b 10.96.8.13 fd00:96::8:13 443 8443
-	slice echo-a-4 echo-a IPv4 "$SLUICE_LAB_POD3_IP4" pod-node-2-1 8080
-	slice echo-a-6 echo-a IPv6 "$SLUICE_LAB_POD3_IP6" pod-node-2-1 8080
-	slice echo-b-4 echo-b IPv4 "$SLUICE_LAB_POD1_IP4" pod-node-1-1 8080
-	slice echo-b-6 echo-b IPv6 "$SLUICE_LAB_POD1_IP6" pod-node-1-1 8080
-	slice tls-a-4 tls-a IPv4 "$SLUICE_LAB_POD3_IP4" pod-node-2-1 8443
-	slice tls-a-6 tls-a IPv6 "$SLUICE_LAB_POD3_IP6" pod-node-2-1 8443
-	slice tls-b-4 tls-b IPv4 "$SLUICE_LAB_POD2_IP4" pod-node-1-2 8443
-	slice tls-b-6 tls-b IPv6 "$SLUICE_LAB_POD2_IP6" pod-node-1-2 8443
+	yaml_svc echo-a 10.96.8.10 fd00:96::8:10 9000 8080
+	yaml_svc echo-b 10.96.8.11 fd00:96::8:11 9000 8080
+	yaml_svc tls-a 10.96.8.12 fd00:96::8:12 443 8443
+	yaml_svc tls-b 10.96.8.13 fd00:96::8:13 443 8443
+	yaml_slice echo-a-4 echo-a IPv4 "$SLUICE_LAB_POD3_IP4" pod-node-2-1 8080
+	yaml_slice echo-a-6 echo-a IPv6 "$SLUICE_LAB_POD3_IP6" pod-node-2-1 8080
+	yaml_slice echo-b-4 echo-b IPv4 "$SLUICE_LAB_POD1_IP4" pod-node-1-1 8080
+	yaml_slice echo-b-6 echo-b IPv6 "$SLUICE_LAB_POD1_IP6" pod-node-1-1 8080
+	yaml_slice tls-a-4 tls-a IPv4 "$SLUICE_LAB_POD3_IP4" pod-node-2-1 8443
+	yaml_slice tls-a-6 tls-a IPv6 "$SLUICE_LAB_POD3_IP6" pod-node-2-1 8443
+	yaml_slice tls-b-4 tls-b IPv4 "$SLUICE_LAB_POD2_IP4" pod-node-1-2 8443
+	yaml_slice tls-b-6 tls-b IPv6 "$SLUICE_LAB_POD2_IP6" pod-node-1-2 8443
 } >"$SLUICE_LAB_CONFIG/services.yaml"
 
 # The TLS backends: their own self-signed certificates, `s_server -rev`
@@ -176,15 +145,15 @@ check "sluicectl gateways: the TLS listener is listening" wait_until 10 gw_up
 gws=$(ctl node-2 gateways)
 expect_contains "gateways: pool addresses" "$gws" "$GW4 $GW6"
 check "gateways: tcp listening" grep -qE "^  tcp +9000 +TCP .* 1 +listening" <<<"$gws"
-check "gateways: tls listening, two routes attached" grep -qE "^  tls +443 +TLS .* 2 +listening" <<<"$gws"
+check "gateways: tls listening, two routes attached" grep -qE "^  tls +443 +TLS/pass .* 2 +listening" <<<"$gws"
 check "gateways: HTTP and TCP on 7000: ProtocolConflict" \
 	bash -c "grep -E '^  clash-(tcp|http) ' <<<'$gws' | grep -c 'Conflicted ProtocolConflict' | grep -qx 2"
 check "gateways: two HTTP listeners, one hostname: HostnameConflict" \
 	bash -c "grep -E '^  dup-(a|b) ' <<<'$gws' | grep -c 'Conflicted HostnameConflict' | grep -qx 2"
 check "gateways: across Gateways on one address: ProtocolConflict" \
 	bash -c "grep -E '^  shared ' <<<'$gws' | grep -c 'Conflicted ProtocolConflict' | grep -qx 2"
-check "gateways: TLS Terminate not Accepted (UnsupportedValue)" \
-	grep -qE "^  tls-term .*not Accepted UnsupportedValue" <<<"$gws"
+check "gateways: TLS Terminate without certificateRefs: InvalidCertificateRef" \
+	grep -qE "^  tls-term +8443 +TLS/term .*ResolvedRefs InvalidCertificateRef" <<<"$gws"
 expect_contains "gateways: l4 Accepted with ListenersNotValid" "$gws" "Accepted True (ListenersNotValid)"
 js=$(ctl node-2 --json gateways)
 check "gateways JSON: listener conditions" /usr/bin/python3 -c '
@@ -197,7 +166,10 @@ assert ls["tcp"]["programmed"] and ls["tcp"]["attached_routes"] == 1 and ls["tcp
 assert ls["tls"]["supported_kinds"] == ["TLSRoute"] and ls["tls"]["sockets"] == 2, ls["tls"]
 c = ls["clash-tcp"]
 assert c["conflicted"] and c["conflict_reason"] == "ProtocolConflict" and not c["programmed"] and c["sockets"] == 0, c
-assert not ls["tls-term"]["accepted"] and ls["tls-term"]["accepted_reason"] == "UnsupportedValue"
+t = ls["tls-term"]
+assert t["accepted"] and not t["resolved_refs"] and t["refs_reason"] == "InvalidCertificateRef", t
+assert not t["programmed"] and t["tls_mode"] == "Terminate", t
+assert ls["tls"]["tls_mode"] == "Passthrough" and ls["tcp"]["tls_mode"] is None
 ' "$js"
 routes=$(ctl node-2 routes)
 check "routes: the TCPRoute accepted and resolved" grep -qE "^TCPRoute +default/tcp .*True +True" <<<"$routes"

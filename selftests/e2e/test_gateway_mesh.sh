@@ -21,13 +21,7 @@ NODE4=10.100.0.2 NODE6=fd00:100::2	# node-2: where the clients run and the Gatew
 GW_ID=spiffe://cluster.local/ns/default/sa/edge-sluice
 PY=/usr/bin/python3
 
-cat >"$SLUICE_LAB_CONFIG/namespace.yaml" <<'Y'
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: default
-  labels: {sluice.io/dataplane-mode: ambient}
-Y
+yaml_ambient_default >"$SLUICE_LAB_CONFIG/namespace.yaml"
 # pod-node-1-2 leaves the mesh (its own label wins over the namespace's)
 sed -i '/^  name: pod-node-1-2$/,/^spec:/ s/^    app: echo$/    app: echo\n    sluice.io\/dataplane-mode: none/' \
 	"$SLUICE_LAB_CONFIG/pods.yaml"

@@ -40,13 +40,7 @@ lab exec default/pod-node-2-1 sl-echo serve --pod pod-node-2-1 --namespace defau
 	--tcp 9082 --only h2c >>"$E2E_TMP/h2.log" 2>&1 &
 SRV_PIDS+=($!)
 
-cat >"$SLUICE_LAB_CONFIG/namespace.yaml" <<'Y'
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: default
-  labels: {sluice.io/dataplane-mode: ambient}
-Y
+yaml_ambient_default >"$SLUICE_LAB_CONFIG/namespace.yaml"
 svc() {	# svc NAME VIP4 VIP6 TARGET_PORT APP_PROTOCOL POD IP4 IP6
 	cat <<Y
 ---

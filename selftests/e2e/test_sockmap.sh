@@ -17,15 +17,7 @@ e2e_lab_up
 C=default/pod-node-1-1
 S4=$SLUICE_LAB_POD2_IP4 S6=$SLUICE_LAB_POD2_IP6		# pod-node-1-2: same node
 R4=$SLUICE_LAB_POD3_IP4						# pod-node-2-1: the other node
-enrol() {
-	cat >"$SLUICE_LAB_CONFIG/namespace.yaml" <<'Y'
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: default
-  labels: {sluice.io/dataplane-mode: ambient}
-Y
-}
+enrol() { yaml_ambient_default >"$SLUICE_LAB_CONFIG/namespace.yaml"; }
 enrol
 captured() { ctl node-1 status | grep -q "2 of 2 enrolled pods captured" && ctl node-2 status | grep -q "2 of 2 enrolled pods captured"; }
 wait_until 10 captured

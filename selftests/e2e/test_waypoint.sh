@@ -16,13 +16,7 @@ export SLUICE_LAB_AGENT_ARGS="--gateway-addresses 10.99.7.0/24 --gateway-address
 e2e_lab_up
 C=default/pod-node-1-1
 VIP4=10.96.7.10 VIP6=fd00:96::7:10
-cat >"$SLUICE_LAB_CONFIG/namespace.yaml" <<'Y'
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: default
-  labels: {sluice.io/dataplane-mode: ambient}
-Y
+yaml_ambient_default >"$SLUICE_LAB_CONFIG/namespace.yaml"
 # web: every pod; v1: pod-node-1-2 (same node as the client); v2: pod-node-2-1.
 slice() {	# slice NAME SERVICE FAMILY ADDR POD
 	cat <<Y

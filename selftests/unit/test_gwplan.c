@@ -204,9 +204,8 @@ void test_gwplan_listener_conditions(void)
 	ASSERT_STREQ(pl(&f, "gw", "udp")->accepted_reason, "UnsupportedProtocol", "UDP");
 	ASSERT_STREQ(pl(&f, "gw", "custom")->accepted_reason, "UnsupportedProtocol", "a custom protocol");
 	x = pl(&f, "gw", "tls-term");
-	ASSERT_FALSE(x->accepted, "TLS Terminate not accepted");
-	ASSERT_STREQ(x->accepted_reason, "UnsupportedValue", "TLS Terminate: UnsupportedValue");
-	ASSERT_FALSE(x->serve, "not served");
+	ASSERT_TRUE(x->accepted && x->proto == GW_PROTO_TLS_TERMINATE, "TLS Terminate accepted");
+	ASSERT_STREQ(x->refs_reason, "InvalidCertificateRef", "TLS Terminate without certificateRefs");
 	ASSERT_STREQ(pl(&f, "gw", "tls-nomode")->accepted_reason, "UnsupportedValue", "TLS without a mode");
 	x = pl(&f, "gw", "tls");
 	ASSERT_TRUE(x->accepted && x->serve && x->proto == GW_PROTO_TLS, "TLS Passthrough served");
@@ -288,6 +287,117 @@ void test_gwplan_addresses(void)
 	pools[1].len = 64;
 	ASSERT_TRUE(gwplan_pool_addr(&pools[1], 65535, &ip), "/64: many");
 	ASSERT_STREQ(sl_ip_str(&ip, b), "fd00:99::1:0", "carry into the next byte");
+out:
+	plan_free(&f);
+}
+
+/* The route's status for its parentRef on Gateway gw, listener section. */
+static const struct route_parent_status *rstatus(const struct plan_fx *f, const char *route, const char *section)
+{
+	for (size_t i = 0; i < route_status_count(f->rt); i++) {
+		const struct route_parent_status *st = route_status_at(f->rt, i);
+		const struct sl_parent_ref *p = &st->route->parents[st->parent];
+
+		if (!strcmp(st->route->name, route) && p->section_name && !strcmp(p->section_name, section))
+			return st;
+	}
+	ASSERT_TRUE(false, route);
+	return NULL;
+}
+
+#define TLS_TERM(refs) ", tls: {mode: Terminate, certificateRefs: [" refs "]}"
+
+void test_gwplan_tls_terminate(void)
+{
+	static char yaml[12288];
+	struct plan_fx f;
+	const struct gwplan_listener *x;
+	const struct route_parent_status *st;
+
+	snprintf(yaml, sizeof(yaml), "%s%s", secret_yaml,
+		 GW("gw", ADDR("10.99.0.1"))
+		 L("term", 8443, "TLS", ", hostname: '*.shop.example'" TLS_TERM("{name: cert}"))
+		 L("term-b", 8443, "TLS", ", hostname: b.example" TLS_TERM("{name: cert}"))
+		 L("term-missing", 8444, "TLS", TLS_TERM("{name: gone}"))
+		 L("term-cross", 8445, "TLS", TLS_TERM("{name: cert, namespace: certs}"))
+		 L("term-kind", 8446, "TLS", TLS_TERM("{name: cert, kind: ConfigMap}"))
+		 L("term-nokey", 8447, "TLS", TLS_TERM("{name: nokey}"))
+		 L("mixed-pass", 9443, "TLS", ", hostname: p.example" TLS_PASS)
+		 L("mixed-term", 9443, "TLS", ", hostname: t.example" TLS_TERM("{name: cert}"))
+		 L("https", 9444, "HTTPS", ", hostname: h.example" CERT("{name: cert}"))
+		 L("term-https", 9444, "TLS", ", hostname: t.example" TLS_TERM("{name: cert}"))
+		 L("dup-a", 9445, "TLS", ", hostname: d.example" TLS_TERM("{name: cert}"))
+		 L("dup-b", 9445, "TLS", ", hostname: d.example" TLS_TERM("{name: cert}"))
+		 "  - name: term-http-kind\n    port: 9446\n    protocol: TLS\n"
+		 "    tls: {mode: Terminate, certificateRefs: [{name: cert}]}\n"
+		 "    allowedRoutes: {kinds: [{kind: TLSRoute}, {kind: HTTPRoute}]}\n"
+		 L("pass", 9447, "TLS", TLS_PASS)
+		 "---\n"
+		 "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: infra}\n"
+		 "spec: {clusterIP: 10.96.0.5, ports: [{port: 5432}]}\n---\n"
+		 "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {name: api, namespace: infra}\n"
+		 "spec:\n  parentRefs: [{name: gw, sectionName: term}]\n  hostnames: [api.shop.example]\n"
+		 "  rules: [{backendRefs: [{name: db, port: 5432}]}]\n---\n"
+		 "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {name: elsewhere, namespace: infra}\n"
+		 "spec:\n  parentRefs: [{name: gw, sectionName: term}]\n  hostnames: [api.other.example]\n"
+		 "  rules: [{backendRefs: [{name: db, port: 5432}]}]\n---\n"
+		 "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: db, namespace: infra}\n"
+		 "spec:\n  parentRefs: [{name: gw, sectionName: term}]\n"
+		 "  rules: [{backendRefs: [{name: db, port: 5432}]}]\n---\n"
+		 "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: db-pass, namespace: infra}\n"
+		 "spec:\n  parentRefs: [{name: gw, sectionName: pass}]\n"
+		 "  rules: [{backendRefs: [{name: db, port: 5432}]}]\n");
+	if (!plan_build(&f, yaml, NULL, 0))
+		goto out;
+	x = pl(&f, "gw", "term");
+	ASSERT_TRUE(x->accepted && x->resolved_refs && x->serve, "TLS Terminate with a Secret: served");
+	ASSERT_EQ(x->proto, GW_PROTO_TLS_TERMINATE, "served as TLS Terminate");
+	ASSERT_TRUE(x->cert != NULL, "its certificate");
+	ASSERT_EQ(x->kinds, ROUTE_KIND_BIT(SL_ROUTE_TLS) | ROUTE_KIND_BIT(SL_ROUTE_TCP), "TLSRoute and TCPRoute");
+	ASSERT_EQ(x->attached, 2, "attachedRoutes: the TLSRoute and the TCPRoute");
+	ASSERT_FALSE(pl(&f, "gw", "term-b")->conflicted, "another hostname on the port: distinct");
+	x = pl(&f, "gw", "term-missing");
+	ASSERT_STREQ(x->refs_reason, "InvalidCertificateRef", "Secret not found");
+	ASSERT_HAS(x->message, "gone", "message names the Secret");
+	ASSERT_TRUE(x->accepted && !x->cert, "accepted, no certificate");
+	x = pl(&f, "gw", "term-cross");
+	ASSERT_STREQ(x->refs_reason, "RefNotPermitted", "another namespace, no ReferenceGrant");
+	ASSERT_STREQ(pl(&f, "gw", "term-kind")->refs_reason, "InvalidCertificateRef", "not a Secret");
+	ASSERT_STREQ(pl(&f, "gw", "term-nokey")->refs_reason, "InvalidCertificateRef", "no tls.key");
+	ASSERT_STREQ(pl(&f, "gw", "mixed-pass")->conflict_reason, "ProtocolConflict", "modes mixed on a port");
+	ASSERT_STREQ(pl(&f, "gw", "mixed-term")->conflict_reason, "ProtocolConflict", "both of them");
+	ASSERT_HAS(pl(&f, "gw", "mixed-pass")->message, "is also TLS Terminate", "message names the mode");
+	ASSERT_STREQ(pl(&f, "gw", "term-https")->conflict_reason, "ProtocolConflict", "HTTPS and TLS Terminate");
+	ASSERT_STREQ(pl(&f, "gw", "https")->conflict_reason, "ProtocolConflict", "both of them");
+	ASSERT_STREQ(pl(&f, "gw", "dup-a")->conflict_reason, "HostnameConflict", "same hostname");
+	x = pl(&f, "gw", "term-http-kind");
+	ASSERT_STREQ(x->refs_reason, "InvalidRouteKinds", "HTTPRoute on TLS Terminate");
+	ASSERT_EQ(x->kinds, ROUTE_KIND_BIT(SL_ROUTE_TLS), "the valid kind stays");
+	ASSERT_EQ(pl(&f, "gw", "pass")->kinds, ROUTE_KIND_BIT(SL_ROUTE_TLS), "Passthrough: TLSRoute only");
+	st = rstatus(&f, "api", "term");
+	if (ASSERT_OK_PTR(st, "api"))
+		ASSERT_TRUE(st->accepted && st->resolved_refs, "TLSRoute on TLS Terminate: accepted");
+	st = rstatus(&f, "elsewhere", "term");
+	if (ASSERT_OK_PTR(st, "elsewhere"))
+		ASSERT_STREQ(st->accepted_reason, "NoMatchingListenerHostname", "hostnames outside the listener's");
+	st = rstatus(&f, "db", "term");
+	if (ASSERT_OK_PTR(st, "db"))
+		ASSERT_TRUE(st->accepted, "TCPRoute on TLS Terminate: accepted");
+	st = rstatus(&f, "db-pass", "pass");
+	if (ASSERT_OK_PTR(st, "db-pass"))
+		ASSERT_STREQ(st->accepted_reason, "NotAllowedByListeners", "TCPRoute on TLS Passthrough");
+	plan_free(&f);
+	/* granted by a ReferenceGrant from Gateways of infra */
+	snprintf(yaml, sizeof(yaml), "%s%s", secret_yaml,
+		 GW("gw", ADDR("10.99.0.1")) L("term-cross", 8445, "TLS", TLS_TERM("{name: cert, namespace: certs}"))
+		 "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\n"
+		 "metadata: {name: certs, namespace: certs}\n"
+		 "spec:\n  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}]\n"
+		 "  to: [{group: '', kind: Secret}]\n");
+	if (!plan_build(&f, yaml, NULL, 0))
+		goto out;
+	x = pl(&f, "gw", "term-cross");
+	ASSERT_TRUE(x->resolved_refs && x->cert && x->serve, "granted");
 out:
 	plan_free(&f);
 }

@@ -1621,6 +1621,7 @@ void test_route_tcp_tls_attach(void)
 	hostname(l4_route(f, SL_ROUTE_TLS, "tls-a", "2024-05-01T00:00:00Z", "tls", "a", 1u, NULL), "a.example.com");
 	hostname(l4_route(f, SL_ROUTE_TLS, "tls-out", "2024-01-01T00:00:00Z", "tls", "a", 1u, NULL), "a.example.net");
 	hostname(l4_route(f, SL_ROUTE_TLS, "tls-term", "2024-01-01T00:00:00Z", "tls-term", "a", 1u, NULL), "a.example.com");
+	l4_route(f, SL_ROUTE_TCP, "db-term", "2024-01-01T00:00:00Z", "tls-term", "db", 1u, NULL);
 	hostname(l4_route(f, SL_ROUTE_TLS, "tls-http", "2024-01-01T00:00:00Z", "http", "a", 1u, NULL), "a.example.com");
 	hostname(l4_route(f, SL_ROUTE_TLS, "tls-cross", "2024-01-01T00:00:00Z", "tls-open", "other/x", 1u, NULL),
 		 "x.example.org");
@@ -1641,8 +1642,8 @@ void test_route_tcp_tls_attach(void)
 	ASSERT_STREQ(ST("mesh")->accepted_reason, "UnsupportedValue", "TCPRoute with a Service parent");
 	ASSERT_TRUE(ST("tls-a")->accepted, "TLSRoute a.example.com on *.example.com");
 	ASSERT_STREQ(ST("tls-out")->accepted_reason, "NoMatchingListenerHostname", "outside the listener's");
-	ASSERT_STREQ(ST("tls-term")->accepted_reason, "UnsupportedValue", "TLS listener in mode Terminate");
-	ASSERT_HAS(ST("tls-term")->message, "Passthrough", "message");
+	ASSERT_TRUE(ST("tls-term")->accepted, "TLSRoute on a TLS listener in mode Terminate");
+	ASSERT_TRUE(ST("db-term")->accepted, "TCPRoute on a TLS listener in mode Terminate");
 	ASSERT_STREQ(ST("tls-http")->accepted_reason, "UnsupportedValue", "a listener of the wrong type (spec)");
 	ASSERT_TRUE(ST("tls-cross")->accepted, "cross-namespace backend: still accepted");
 	ASSERT_STREQ(ST("tls-cross")->refs_reason, "RefNotPermitted", "no ReferenceGrant");
@@ -1653,6 +1654,9 @@ void test_route_tcp_tls_attach(void)
 	ASSERT_TRUE(invalid, "InvalidRouteKinds");
 	ASSERT_EQ(route_listener_kinds(&f->res.gateways[0].listeners[1], &invalid), ROUTE_KIND_BIT(SL_ROUTE_TLS),
 		  "TLS takes TLSRoute");
+	ASSERT_EQ(route_listener_kinds(&f->res.gateways[0].listeners[3], &invalid),
+		  ROUTE_KIND_BIT(SL_ROUTE_TLS) | ROUTE_KIND_BIT(SL_ROUTE_TCP), "TLS Terminate: TLSRoute, TCPRoute");
+	ASSERT_EQ(route_listener_attached(f->t, "infra", "gw", "tls-term"), 2, "tls-term and db-term");
 	ASSERT_EQ(route_listener_kinds(&f->res.gateways[0].listeners[4], &invalid),
 		  ROUTE_KIND_BIT(SL_ROUTE_HTTP) | ROUTE_KIND_BIT(SL_ROUTE_GRPC), "HTTP: HTTPRoute, GRPCRoute");
 	/* with a grant for TLSRoutes of team, the cross-namespace backend resolves */

@@ -1199,6 +1199,19 @@ static const char *cond(const json_t *o, const char *key, const char *reason, ch
 	return buf;
 }
 
+/* A listener's protocol as shown: a TLS listener's with its mode, which
+ * says what it does (TLS/pass, TLS/term). */
+static const char *listener_proto(const json_t *l, char *buf, size_t len)
+{
+	const char *mode = json_string_value(json_object_get(l, "tls_mode"));
+
+	if (!mode)
+		return js(l, "protocol");
+	snprintf(buf, len, "%s/%.20s", js(l, "protocol"),
+		 !strcmp(mode, "Terminate") ? "term" : !strcmp(mode, "Passthrough") ? "pass" : mode);
+	return buf;
+}
+
 static int print_gateways(const json_t *root)
 {
 	const json_t *gws = json_object_get(root, "gateways"), *g, *l, *a;
@@ -1220,9 +1233,10 @@ static int print_gateways(const json_t *root)
 		       "STATE");
 		json_array_foreach(json_object_get(g, "listeners"), j, l) {
 			const char *problem = js(l, "problem");
+			char proto[48];
 
 			printf("  %-20s %-6s %-9s %-30s %-7s %s\n", js(l, "name"), jf(l, "port", b, sizeof(b)),
-			       js(l, "protocol"),
+			       listener_proto(l, proto, sizeof(proto)),
 			       json_is_string(json_object_get(l, "hostname")) ? js(l, "hostname") : "*",
 			       jf(l, "attached_routes", c1, sizeof(c1)),
 			       problem[0] && strcmp(problem, "-") ? problem : "listening");
