@@ -52,6 +52,7 @@ static struct {
 	size_t seen_len;
 	int upstreams;			/* opened */
 	int h2_requests;		/* the HTTP/2 backends answered (BE_FAIL_FIRST counts them) */
+	int h2_closed;			/* HTTP/2 backend connections that ended */
 	int fail_upstream;		/* nonzero: ops->upstream returns it */
 	struct route_table *routes;
 	struct sl_model *model;
@@ -1126,6 +1127,7 @@ static void *h2_backend_main(void *arg)
 		h2p_run(&p, 3000);
 	nghttp2_session_del(p.ng);
 	close((int)(long)arg);
+	__atomic_add_fetch(&W.h2_closed, 1, __ATOMIC_SEQ_CST);
 	return NULL;
 }
 
@@ -1753,6 +1755,17 @@ void test_waypoint_h2_pool(void)
 	ASSERT_EQ(picks[0], 2, "two to the first endpoint");
 	ASSERT_EQ(picks[1], 2, "two to the second");
 	ASSERT_EQ(W.upstreams, 2, "one upstream connection to each endpoint");
+	/* draining (an upgrade): idle pooled upstreams close at once (the
+	 * backends here would end theirs after 3 s idle) */
+	{
+		int closed = __atomic_load_n(&W.h2_closed, __ATOMIC_SEQ_CST);
+
+		wcall(drain_fn, NULL);
+		for (int i = 0; i < 100 && __atomic_load_n(&W.h2_closed, __ATOMIC_SEQ_CST) < closed + 2; i++)
+			usleep(10 * 1000);
+		ASSERT_EQ(__atomic_load_n(&W.h2_closed, __ATOMIC_SEQ_CST), closed + 2,
+			  "draining: both idle upstream connections closed within 1 s");
+	}
 out:
 	diags_clear(&errs);
 	teardown();
