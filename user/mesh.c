@@ -89,9 +89,13 @@ static const char *canonical_version(const struct sl_pod *p)
 	return v && *v ? v : "latest";
 }
 
+/* (no snprintf: the waypoint copies names per request) */
 static void copy(char *dst, size_t len, const char *src)
 {
-	snprintf(dst, len, "%s", src ? src : "");
+	size_t n = src ? strnlen(src, len - 1) : 0;
+
+	memcpy(dst, src ? src : "", n);
+	dst[n] = 0;
 }
 
 /* ---- tunnel -> agent ---- */

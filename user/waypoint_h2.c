@@ -130,8 +130,8 @@ struct h2up {
 	bool dead;
 	bool rd;			/* may have bytes (as struct wside's rd) */
 	struct buf out;
-	struct waypoint_dst dst;
-	char key[768];			/* backend, client, endpoint (up_key) */
+	struct waypoint_dst dst;	/* its endpoint (dst.addr: as picked; port 0: not) */
+	char key[640];			/* backend and client (up_key) */
 	char out_area[32768];
 };
 
@@ -678,26 +678,32 @@ static void h_unqueue(struct wp_h2 *h)
 	h->queued = false;
 }
 
-static size_t up_bucket(const char *key)
+static bool same_addr(const struct tunnel_addr *a, const struct tunnel_addr *b)
 {
-	uint32_t x = 2166136261u;	/* FNV-1a */
+	return a->port == b->port && a->ip.family == b->ip.family && !memcmp(&a->ip.addr, &b->ip.addr, sizeof(a->ip.addr));
+}
+
+static size_t up_bucket(const char *key, const struct tunnel_addr *ep)
+{
+	uint32_t x = 2166136261u;	/* FNV-1a, over the key and the endpoint */
 
 	for (; *key; key++)
 		x = (x ^ (uint8_t)*key) * 16777619u;
+	for (size_t i = 0; i < sizeof(ep->ip.addr.octets); i++)
+		x = (x ^ ep->ip.addr.octets[i]) * 16777619u;
+	x = (x ^ ep->port) * 16777619u;
 	return x % POOL_BUCKETS;
 }
 
-/* The pool key: the backend (key: Service, port, Gateway), the client whose
- * identity the connection carries (a mesh client's pod; a Gateway client's
- * is key's Gateway), and the endpoint when it was picked first. */
-static void up_key(char *out, size_t size, const char *key, const struct wconn *c, const struct waypoint_dst *dst)
+/* The pool key, with the endpoint (compared apart, as it is: no formatting
+ * per request): the backend (key: Service, port, Gateway) and the client
+ * whose identity the connection carries (a mesh client's pod; a Gateway
+ * client's is key's Gateway). */
+static void up_key(char *out, size_t size, const char *key, const struct wconn *c)
 {
-	char ip[64] = "", port[12];
-	const char *kp[] = { key, "#", c->ns, "/", c->name, "@", ip, ":", wp_utoa(port, dst->addr.port) };
+	const char *kp[] = { key, "#", c->ns, "/", c->name };
 
-	if (dst->addr.port)
-		sl_ip_str(&dst->addr.ip, ip);
-	wp_cat(out, size, kp, 9);
+	wp_cat(out, size, kp, 5);
 }
 
 static void up_attach(struct h2up *up, struct h2st *st)
@@ -917,7 +923,7 @@ static void up_kill(struct h2up *up)
  * off the write list). */
 static void up_release(struct h2pool *p, struct h2up *up)
 {
-	for (struct h2up **pp = &p->bucket[up_bucket(up->key)]; *pp; pp = &(*pp)->next)
+	for (struct h2up **pp = &p->bucket[up_bucket(up->key, &up->dst.addr)]; *pp; pp = &(*pp)->next)
 		if (*pp == up) {
 			*pp = up->next;
 			break;
@@ -936,21 +942,24 @@ static void up_idle_fire(struct loop_timer *t)
 		up_kill(up);
 }
 
-/* A pooled HTTP/2 connection of key with room for a stream, or NULL. */
-static struct h2up *pool_get(struct waypoint *w, const char *key)
+/* A pooled HTTP/2 connection of key to endpoint ep (port 0: not picked)
+ * with room for a stream, or NULL. */
+static struct h2up *pool_get(struct waypoint *w, const char *key, const struct tunnel_addr *ep)
 {
 	if (!w->h2pool)
 		return NULL;
-	for (struct h2up *up = w->h2pool->bucket[up_bucket(key)]; up; up = up->next)
-		if (!up->dead && up->n_streams < MAX_STREAMS && !strcmp(up->key, key) &&
-		    nghttp2_session_check_request_allowed(up->ng))
+	for (struct h2up *up = w->h2pool->bucket[up_bucket(key, ep)]; up; up = up->next)
+		if (!up->dead && up->n_streams < MAX_STREAMS && same_addr(&up->dst.addr, ep) &&
+		    !strcmp(up->key, key) && nghttp2_session_check_request_allowed(up->ng))
 			return up;
 	return NULL;
 }
 
-/* A new HTTP/2 connection on fd (to endpoint dst), pooled under key; fd is
- * taken in every case (closed on failure). */
-static struct h2up *up_new(struct waypoint *w, int fd, const struct waypoint_dst *dst, const char *key)
+/* A new HTTP/2 connection on fd (to endpoint dst), pooled under key and
+ * ep (dst->addr as picked, before ops.upstream filled it; port 0: not);
+ * fd is taken in every case (closed on failure). */
+static struct h2up *up_new(struct waypoint *w, int fd, const struct waypoint_dst *dst, const char *key,
+			   const struct tunnel_addr *ep)
 {
 	struct h2pool *p = pool_of(w);
 	nghttp2_session_callbacks *cb = NULL;
@@ -965,6 +974,7 @@ static struct h2up *up_new(struct waypoint *w, int fd, const struct waypoint_dst
 	up->out.area = up->out_area;
 	up->out.size = sizeof(up->out_area);
 	up->dst = *dst;
+	up->dst.addr = *ep;
 	wp_copy(up->key, sizeof(up->key), key);
 	up->fd = fd;
 	loop_timer_init(&up->idle, up_idle_fire, up);
@@ -989,8 +999,8 @@ static struct h2up *up_new(struct waypoint *w, int fd, const struct waypoint_dst
 	    nghttp2_session_set_local_window_size(up->ng, NGHTTP2_FLAG_NONE, 0, MAX_STREAMS * BODY_BUF) ||
 	    loop_add(w->loop, &up->io, fd, EPOLLIN | EPOLLRDHUP, up_io, up))
 		goto fail;
-	up->next = p->bucket[up_bucket(up->key)];
-	p->bucket[up_bucket(up->key)] = up;
+	up->next = p->bucket[up_bucket(up->key, ep)];
+	p->bucket[up_bucket(up->key, ep)] = up;
 	up_queue(up);	/* its SETTINGS */
 	return up;
 fail:
@@ -1646,6 +1656,7 @@ static bool stream_upstream(struct h2st *st, const struct route_backend *be, con
 	struct waypoint *w = c->w;
 	struct waypoint_dst dst = { 0 };
 	struct tunnel_client cl;
+	struct tunnel_addr ep;
 	enum waypoint_proto proto;
 	struct h2up *up;
 	char pkey[sizeof(up->key)];
@@ -1654,9 +1665,10 @@ static bool stream_upstream(struct h2st *st, const struct route_backend *be, con
 	wp_client_of(c, &cl);
 	if (w->ops.pick && w->ops.pick(w->arg, &cl, &c->vip, be, &dst))
 		return false;
-	up_key(pkey, sizeof(pkey), key, c, &dst);
+	ep = dst.addr;
+	up_key(pkey, sizeof(pkey), key, c);
 	if (!fresh) {
-		up = pool_get(w, pkey);
+		up = pool_get(w, pkey, &ep);
 		if (up) {
 			up_attach(up, st);
 			return true;
@@ -1675,7 +1687,7 @@ static bool stream_upstream(struct h2st *st, const struct route_backend *be, con
 		st->h1 = h1_new(h, fd, &dst, key);
 		return st->h1 != NULL;
 	}
-	up = up_new(w, fd, &dst, pkey);
+	up = up_new(w, fd, &dst, pkey, &ep);
 	if (up)
 		up_attach(up, st);
 	return up != NULL;
