@@ -621,6 +621,7 @@ static void respond_upstream(struct h2st *st, bool end_stream)
 static void up_io(struct loop_io *io, uint32_t ev);
 static void h2_pump(struct wp_h2 *h);
 static bool stream_retry(struct h2st *st);
+static bool stream_may_retry(const struct h2st *st);
 static void pool_flush(struct loop_timer *t);
 
 static struct h2pool *pool_of(struct waypoint *w)
@@ -1267,7 +1268,7 @@ static void h1_fail(struct h1up *u)
 	struct wp_h2 *h = u->h;
 
 	h1_kill(u);
-	if (!st)
+	if (!st || stream_retry(st))
 		return;
 	h->c->w->st.upstream_errors++;
 	st->up_closed = true;
@@ -1341,8 +1342,14 @@ static bool h1_parse(struct h1up *u)
 			goto fail;
 		if (e == HPE_PAUSED)
 			http_parser_pause(&u->p, 0);
-		if (u->head_done && !st->resp_submitted && !st->client_closed && !st->local)
+		if (u->head_done && !st->resp_submitted && !st->client_closed && !st->local) {
+			if (wp_retry_code(&st->retry, st->status) && stream_may_retry(st)) {
+				h1_kill(u);	/* the rest of that answer is not read */
+				stream_retry(st);
+				return false;
+			}
 			respond_upstream(st, false);
+		}
 		if (st->respb.data && !st->client_closed)
 			nghttp2_session_resume_data(u->h->ng, st->cid);
 	}
@@ -1352,36 +1359,55 @@ fail:
 	return false;
 }
 
-/* The request body from reqb to the socket's buffer, framed as a
- * chunk when the request is chunked; the client's window reopens as it goes. */
+/* n body bytes to the socket's buffer (which has room for them and 32
+ * more), framed as a chunk when the request is chunked. */
+static void h1_chunk(struct h1up *u, const char *p, size_t n)
+{
+	char hex[20];
+
+	if (u->chunked) {
+		int l = snprintf(hex, sizeof(hex), "%zx\r\n", n);
+
+		buf_put(&u->out, hex, (size_t)l);
+	}
+	buf_put(&u->out, p, n);
+	if (u->chunked)
+		buf_put(&u->out, "\r\n", 2);
+}
+
+/* The request body from reqb to the socket's buffer (after what a retry
+ * sends again); the client's window reopens as it goes. */
 static void h1_body(struct h1up *u)
 {
 	struct h2st *st = u->st;
 	struct wp_h2 *h = u->h;
 
-	while (st && !u->req_sent && st->reqb.data) {
-		size_t room = buf_room(&u->out), n = st->reqb.data;
-		char hex[20];
+	/* a retry: what the failed attempt had taken of the body, again */
+	while (st && !u->req_sent && st->resend_off < st->resend) {
+		size_t room = buf_room(&u->out), n = st->resend - st->resend_off;
 
 		if (room <= 32)
 			return;
 		if (n > room - 32)
 			n = room - 32;
-		if (u->chunked) {
-			int l = snprintf(hex, sizeof(hex), "%zx\r\n", n);
+		h1_chunk(u, st->rbody + st->resend_off, n);
+		st->resend_off += n;
+	}
+	while (st && !u->req_sent && st->reqb.data) {
+		size_t room = buf_room(&u->out), n = st->reqb.data;
 
-			buf_put(&u->out, hex, (size_t)l);
-		}
-		buf_put(&u->out, buf_head(&st->reqb), n);
-		if (u->chunked)
-			buf_put(&u->out, "\r\n", 2);
+		if (room <= 32)
+			return;
+		if (n > room - 32)
+			n = room - 32;
+		h1_chunk(u, buf_head(&st->reqb), n);
 		buf_del(&st->reqb, n);
 		if (!st->client_closed)
 			nghttp2_session_consume(h->ng, st->cid, n);
 		else
 			nghttp2_session_consume_connection(h->ng, n);
 	}
-	if (st && !u->req_sent && st->req_eof && !st->reqb.data) {
+	if (st && !u->req_sent && st->req_eof && !st->reqb.data && st->resend_off >= st->resend) {
 		/* request trailers are not sent (the HTTP/2 side drops them too) */
 		if (u->chunked && buf_put(&u->out, "0\r\n\r\n", 5) != 5)
 			return;
@@ -1558,12 +1584,12 @@ static bool h1_request(struct h2st *st, struct h1up *u, const char *method, cons
 		if (!wp_put_field(o, l->name[i], l->name_len[i], l->value[i], l->value_len[i]))
 			return false;
 	}
-	u->chunked = !st->req_eof && !has_len;
+	u->chunked = (!st->req_eof || st->reqb.data || st->resend_off < st->resend) && !has_len;
 	if (u->chunked && !wp_put_field(o, "transfer-encoding", 17, "chunked", 7))
 		return false;
 	if (buf_put(o, "\r\n", 2) != 2)
 		return false;
-	u->req_sent = st->req_eof && !st->reqb.data;
+	u->req_sent = st->req_eof && !st->reqb.data && st->resend_off >= st->resend;
 	return true;
 }
 
@@ -1749,26 +1775,35 @@ static void retry_keep(struct h2st *st, const uint8_t *data, size_t len)
 	st->rbody_len = need;
 }
 
+/* May the stream go again: a retry left, its request kept (retry_prepare)
+ * and all here, nothing answered yet? */
+static bool stream_may_retry(const struct h2st *st)
+{
+	return st->sent && st->retry.left && st->req_eof && !st->rbody_over && !st->resp_submitted &&
+	       !st->client_closed && !st->local;
+}
+
 /* Its upstream failed it before a response (reset it, went, or answered a
  * status the route retries; that answer is dropped): it goes again after
  * the backoff, on a new connection to a newly picked endpoint, its body
  * from the copy. Only when its body is all here (the copy is all of it).
- * false: it may not go again (then it fails as it would). */
+ * Over HTTP/2 (st->up) or HTTP/1.1 (translated; the caller has killed the
+ * connection). false: it may not go again (then it fails as it would). */
 static bool stream_retry(struct h2st *st)
 {
 	struct h2up *up = st->up;
 	struct waypoint *w = st->h->c->w;
 
-	if (!up || !st->retry.left || !st->req_eof || st->rbody_over || st->resp_submitted || st->client_closed ||
-	    st->local)
+	if (!stream_may_retry(st) || st->h1)
 		return false;
 	st->retry.left--;
-	if (st->uid && !st->up_closed) {
+	if (up && st->uid && !st->up_closed) {
 		nghttp2_submit_rst_stream(up->ng, NGHTTP2_FLAG_NONE, st->uid, NGHTTP2_CANCEL);
 		nghttp2_session_set_stream_user_data(up->ng, st->uid, NULL);
 		up_queue(up);
 	}
 	up_detach(st);
+	st->respb.head = st->respb.data = 0;
 	st->uid = 0;
 	st->up_closed = false;
 	st->status = 0;
@@ -1781,18 +1816,52 @@ static bool stream_retry(struct h2st *st)
 	return true;
 }
 
+/* The kept request again: as an HTTP/2 stream of st->up, or translated
+ * for st->h1. false: it could not go. */
+static bool stream_resend(struct h2st *st)
+{
+	static struct hlist el;		/* large; one loop thread */
+	const char *method = "", *path = "", *auth = "";
+
+	if (st->up) {
+		struct nvlist *nv = nv_begin();
+
+		for (size_t i = 0; i < st->sent->n; i++)
+			nv_add_n(nv, st->sent->v[i].name, st->sent->v[i].nlen, st->sent->v[i].value,
+				 st->sent->v[i].vlen);
+		return stream_submit(st, nv);
+	}
+	if (!st->h1)
+		return false;
+	el.n = 0;
+	for (size_t i = 0; i < st->sent->n; i++) {
+		const struct h2hdr *e = &st->sent->v[i];
+
+		if (e->name[0] != ':')
+			wp_hlist_add(&el, e->name, e->value);
+		else if (!strcmp(e->name, ":method"))
+			method = e->value;
+		else if (!strcmp(e->name, ":path"))
+			path = e->value;
+		else if (!strcmp(e->name, ":authority"))
+			auth = e->value;
+	}
+	st->dst = st->h1->dst;
+	if (h1_request(st, st->h1, method, path, auth, &el))
+		return true;
+	h1_kill(st->h1);
+	return false;
+}
+
 static void retry_fire(struct loop_timer *t)
 {
 	struct h2st *st = t->arg;
 	struct wp_h2 *h = st->h;
 	struct route_backend be = { .ns = st->retry.ns, .name = st->retry.name, .port = st->retry.port };
-	struct nvlist *nv = nv_begin();
 
-	for (size_t i = 0; i < st->sent->n; i++)
-		nv_add_n(nv, st->sent->v[i].name, st->sent->v[i].nlen, st->sent->v[i].value, st->sent->v[i].vlen);
-	/* (a port that says HTTP/1.1 now: its new connection stays pooled) */
-	if (!stream_upstream(st, &be, st->key, true) || !st->up || !stream_submit(st, nv)) {
-		st->h1 = NULL;
+	if (!stream_upstream(st, &be, st->key, true) || !stream_resend(st)) {
+		if (st->h1)
+			h1_kill(st->h1);
 		h->c->w->st.upstream_errors++;
 		respond_local(st, 503, NULL);
 	}
@@ -1878,6 +1947,13 @@ static void stream_route(struct h2st *st)
 	for (size_t i = 0; i < d.n_req_edits; i++)
 		wp_hlist_edit(&el, d.req_edits[i].op, d.req_edits[i].name,
 			      d.req_edits[i].value ? d.req_edits[i].value : "");
+	nv = nv_begin();
+	nv_add(nv, ":method", method);
+	nv_add(nv, ":scheme", scheme ? scheme : "http");
+	nv_add(nv, ":authority", d.host[0] ? d.host : auth ? auth : "");
+	nv_add(nv, ":path", d.path[0] ? d.path : p);
+	nv_add_list(nv, &el);
+	retry_prepare(st, &d, key, nv);	/* either way: a retry may go to either */
 	if (st->h1) {
 		/* an HTTP/1.1 backend: the stream translated */
 		st->dst = st->h1->dst;
@@ -1890,13 +1966,6 @@ static void stream_route(struct h2st *st)
 		stream_arm_timeout(st, &d);
 		return;
 	}
-	nv = nv_begin();
-	nv_add(nv, ":method", method);
-	nv_add(nv, ":scheme", scheme ? scheme : "http");
-	nv_add(nv, ":authority", d.host[0] ? d.host : auth ? auth : "");
-	nv_add(nv, ":path", d.path[0] ? d.path : p);
-	nv_add_list(nv, &el);
-	retry_prepare(st, &d, key, nv);
 	if (!stream_submit(st, nv)) {
 		respond_local(st, 503, NULL);
 		return;
@@ -1982,6 +2051,7 @@ static int cl_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 		/* to the HTTP/1.1 upstream: h1_body takes them */
 		if (!wp_body_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		retry_keep(st, data, len);
 		return 0;
 	}
 	if (!st || !st->up || !st->uid || st->up_closed) {

@@ -1677,6 +1677,42 @@ static void waypoint_renew(void *with)
 		W.wp = NULL;
 }
 
+/* A translated stream (HTTP/2 client, HTTP/1.1 backend) is retried as the
+ * others are: a 500 and a connection closed before an answer, then the
+ * third answer, the body sent whole each time; a body over the retry
+ * buffer goes once. */
+void test_waypoint_h2_to_h1_retry(void)
+{
+	static char big[70001];
+	struct diags errs = { 0 };
+	struct h2peer p;
+
+	if (!setup_routed(NULL, &errs))
+		goto out;
+	W.proto = WAYPOINT_PROTO_HTTP1;
+	W.mode = BE_FAIL_FIRST;
+	W.upstreams = 0;
+	W.seen_len = 0;
+	W.seen[0] = 0;
+	ASSERT_TRUE(h2_request_body(&p, "/retry", "text/plain", "the request body"), "answered");
+	ASSERT_EQ(p.status, 200, "a 500 and a close retried: the third answer goes back");
+	ASSERT_TRUE(p.body_len == 2 && !memcmp(p.body, "ok", 2), "its body");
+	ASSERT_EQ(W.upstreams, 3, "three upstream connections");
+	ASSERT_EQ(count(W.seen, "POST /retry HTTP/1.1\r\n"), 3, "the request went three times, as HTTP/1.1");
+	ASSERT_EQ(count(W.seen, "the request body"), 3, "its body whole each time");
+	/* past the retry buffer: the first answer (500) is the client's */
+	W.upstreams = 0;
+	memset(big, 'x', sizeof(big) - 1);
+	ASSERT_TRUE(h2_request_body(&p, "/retry", "text/plain", big), "big answered");
+	ASSERT_EQ(p.status, 500, "a body over the retry buffer: not retried");
+	ASSERT_EQ(W.upstreams, 1, "one upstream connection");
+out:
+	W.proto = WAYPOINT_PROTO_UNSET;
+	W.mode = BE_OK;
+	diags_clear(&errs);
+	teardown();
+}
+
 /* ops.pick: endpoints 10.0.0.1 and 10.0.0.2 by turns, counted */
 static int picks[2];
 
