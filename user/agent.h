@@ -66,6 +66,8 @@ struct agent {
 	time_t last_sync_at;
 	uint64_t sync_generation;
 	struct timespec started;	/* CLOCK_MONOTONIC */
+	uint64_t mem_trims;		/* malloc_trim calls of the memory timer (main.c mem_tick) */
+	uint64_t mem_spares_freed;	/* bytes of spare buffers it freed */
 };
 
 #endif

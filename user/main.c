@@ -44,11 +44,15 @@
 
 #define DEFAULT_CONFIG_DIR "/etc/sluice/config"
 #define DEFAULT_CA_DIR "/etc/sluice/ca"
+#define MEM_TRIM_MS 10000		/* how often idle memory is looked at (mem_tick) */
+#define MEM_TRIM_STEP (4 << 20)		/* heap freed since the last trim that calls for one */
 
 static struct agent agent;
 static struct loop *loop;
 static struct loop_io signal_io;
 static struct status *status_srv, *metrics_srv;
+static struct loop_timer mem_timer;
+static size_t mem_free_base;		/* the allocator's free bytes after the last trim */
 
 /* Upgrades (handover.h): this agent hands over to a successor, or took over. */
 static struct {
@@ -463,6 +467,32 @@ static void on_config_changed(void *arg)
 	(void)arg;
 	pr_info("config: change in %s, reloading", agent.config_dir);
 	agent_reload();
+}
+
+/* ---- memory ---- */
+
+/* Give back memory that idle time shows is not needed. glibc keeps what the
+ * agent frees (thousands of connections closing, a burst of relay buffers)
+ * and only returns the top of the heap by itself, so RSS would stay at the
+ * high-water mark. The tunnel drops its unused spares first; then, when the
+ * allocator holds MEM_TRIM_STEP more free bytes than after the last trim,
+ * malloc_trim hands the free pages back (a walk of the free chunks: cheap at
+ * this rate, and never per connection). */
+static void mem_tick(struct loop_timer *t)
+{
+	struct mallinfo2 mi;
+
+	if (agent.tunnel)
+		agent.mem_spares_freed += tunnel_mem_trim(agent.tunnel);
+	mi = mallinfo2();
+	if (mi.fordblks < mem_free_base)
+		mem_free_base = mi.fordblks;	/* reused: those pages are resident again */
+	if (mi.fordblks > mem_free_base + MEM_TRIM_STEP) {
+		malloc_trim(0);
+		mem_free_base = mallinfo2().fordblks;
+		agent.mem_trims++;
+	}
+	loop_timer_arm(loop, t, MEM_TRIM_MS);
 }
 
 /* ---- status socket ---- */
@@ -1059,6 +1089,8 @@ static int run_agent(const struct options *o)
 				"(%zu frontends)", sync_n_frontends(agent.sync));
 	}
 	takeover_ready();
+	loop_timer_init(&mem_timer, mem_tick, NULL);
+	loop_timer_arm(loop, &mem_timer, MEM_TRIM_MS);
 	drop_capabilities(o);
 	pr_info("agent: %s ready on node %s, status on %s", SL_VERSION, agent.node_name, o->status_socket);
 	err = loop_run(loop);

@@ -23,7 +23,8 @@
  *              (16 MiB) bounds all streams of a connection together.
  * A full pipe stops reading its source; that is the backpressure, both ways.
  * Buffers come from a per-tunnel free list when bytes arrive and go back when
- * the pipe drains, so idle connections hold no buffer.
+ * the pipe drains, so idle connections hold no buffer; spares that stayed
+ * unused for a period of the agent's memory timer are freed (tunnel_mem_trim).
  *
  * Connection states (enum conn_st):
  *   outbound HBONE     POOL_WAIT -> REQUEST -> RELAY
@@ -44,6 +45,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
@@ -73,6 +75,7 @@
 
 #define TUNNEL_BUF_DEFAULT	(128 * 1024)
 #define TUNNEL_POOL_MAX		256		/* free relay buffers kept for reuse */
+#define TUNNEL_POOL_KEEP	8		/* ... of which tunnel_mem_trim leaves at least */
 #define PUMP_BUDGET		(1024 * 1024)	/* bytes one connection moves per turn */
 #define ACCEPT_BUDGET		64		/* accepts per listener event */
 #define ACCEPT_PAUSE_MS		100		/* after EMFILE/ENFILE/ENOBUFS/ENOMEM */
@@ -88,6 +91,7 @@
 #define H2_RX_SIZE		(64 * 1024)
 #define H2_RX_BUDGET		(1024 * 1024)	/* bytes read per session per turn */
 #define H2_OUT_HIGH		(128 * 1024)	/* stop serializing frames above this */
+#define H2_OUT_MIN		(16 * 1024)	/* an output area's first size: PINGs, SETTINGS, a few frames */
 /* h2 -> fd buffer cap: the stream window, plus a frame of slack. */
 #define H2_DOWN_MAX		(H2_STREAM_WINDOW + H2_MAX_FRAME)
 
@@ -328,6 +332,7 @@ struct tunnel {
 	uint64_t next_id;
 	char **pool;
 	size_t n_pool;
+	size_t pool_low;		/* fewest free since the last tunnel_mem_trim */
 	unsigned char *rx;
 	nghttp2_session_callbacks *cbs;
 	nghttp2_option *ngopt;
@@ -455,6 +460,8 @@ static int pool_take(struct tunnel *t, struct buf *b)
 		return 0;
 	if (t->n_pool) {
 		b->area = t->pool[--t->n_pool];
+		if (t->n_pool < t->pool_low)
+			t->pool_low = t->n_pool;
 	} else {
 		b->area = malloc(t->o.buf_size);
 		if (!b->area)
@@ -1348,9 +1355,15 @@ static int h2s_flush(struct h2s *s)
 			if (!n)
 				break;
 			if (buf_room(&s->out) < (size_t)n) {
-				size_t size = s->out.head + s->out.data + (size_t)n;
-				char *a = realloc(s->out.area, size);
+				size_t need = s->out.head + s->out.data + (size_t)n;
+				size_t size = s->out.size ? s->out.size : H2_OUT_MIN;
+				char *a;
 
+				/* taken small when there is something to send, doubled
+				 * as bursts need (tunnel_mem_trim drops an idle one) */
+				while (size < need)
+					size *= 2;
+				a = realloc(s->out.area, size);
 				if (!a)
 					return -ENOMEM;
 				s->out.area = a;
@@ -1694,12 +1707,6 @@ static struct h2s *h2s_alloc(struct tunnel *t, bool server)
 
 	if (!s)
 		return NULL;
-	s->out.area = malloc(2 * H2_OUT_HIGH);
-	if (!s->out.area) {
-		free(s);
-		return NULL;
-	}
-	s->out.size = 2 * H2_OUT_HIGH;
 	s->t = t;
 	s->id = ++t->next_id;
 	s->server = server;
@@ -3532,6 +3539,74 @@ int tunnel_conn_foreach(struct tunnel *t,
 void tunnel_stats_get(const struct tunnel *t, struct tunnel_stats *st)
 {
 	*st = t->st;
+}
+
+size_t tunnel_mem_trim(struct tunnel *t)
+{
+	size_t freed = 0;
+	struct tl *n;
+
+	/* spares no connection needed all period long: the level it never went
+	 * under, above a few kept for the next burst */
+	while (t->n_pool > TUNNEL_POOL_KEEP && t->pool_low > TUNNEL_POOL_KEEP) {
+		free(t->pool[--t->n_pool]);
+		t->pool_low--;
+		freed += t->o.buf_size;
+	}
+	t->pool_low = t->n_pool;
+	/* an HBONE session's output area is touched as deep as its largest
+	 * burst of frames went; an empty one is taken again at the next send */
+	for (n = t->sessions.next; n != &t->sessions; n = n->next) {
+		struct h2s *s = container_of(n, struct h2s, node);
+
+		if (s->out.area && !s->out.data && !s->in_ng) {
+			freed += s->out.size;
+			free(s->out.area);
+			s->out = BUF_NULL;
+		}
+	}
+	return freed;
+}
+
+/* Heap bytes of one allocation (0 for NULL), as the allocator sized it. */
+static uint64_t heap_size(void *p)
+{
+	return p ? malloc_usable_size(p) : 0;
+}
+
+void tunnel_mem_get(const struct tunnel *t, struct tunnel_mem *m)
+{
+	const struct tl *n;
+
+	memset(m, 0, sizeof(*m));
+	for (n = t->conns.next; n != &t->conns; n = n->next) {
+		const struct tconn *c = container_of(n, struct tconn, node);
+
+		m->conns++;
+		m->conn_bytes += sizeof(*c) + heap_size(c->req) + heap_size(c->service);
+		for (int i = 0; i < 2; i++) {
+			m->conn_bytes += heap_size(c->peer[i].ns) + heap_size(c->peer[i].name) +
+					 heap_size(c->peer[i].workload) + heap_size(c->peer[i].identity);
+			if (c->p[i].b.area) {
+				m->relay_bufs++;
+				m->relay_buf_bytes += c->p[i].b.size;
+			}
+			if (c->p[i].pfd[0] >= 0) {
+				m->pipes++;
+				m->pipe_bytes += c->p[i].pipe_cap;
+			}
+		}
+	}
+	m->spare_bufs = t->n_pool;
+	m->spare_buf_bytes = (uint64_t)t->n_pool * t->o.buf_size;
+	m->spare_max = TUNNEL_POOL_MAX;
+	for (n = t->sessions.next; n != &t->sessions; n = n->next) {
+		const struct h2s *s = container_of(n, struct h2s, node);
+
+		m->sessions++;
+		m->session_out_bytes += s->out.size;
+		m->session_bytes += sizeof(*s) + s->out.size + heap_size(s->src_id) + heap_size(s->dst_id);
+	}
 }
 
 static void prom_escape(FILE *f, const char *s)

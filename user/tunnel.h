@@ -335,6 +335,31 @@ struct tunnel_stats {
 };
 void tunnel_stats_get(const struct tunnel *t, struct tunnel_stats *st);
 
+/* What the tunnel's objects hold in the agent's heap now, counted on request
+ * (a walk over connections and sessions). Bytes are allocation sizes, not
+ * pages touched: an allocated buffer whose tail was never written costs less
+ * resident memory than it says. */
+struct tunnel_mem {
+	uint64_t conns;			/* proxied connections (closing ones included) */
+	uint64_t conn_bytes;		/* their structs, request scratch and names */
+	uint64_t relay_bufs;		/* relay buffers held by connections */
+	uint64_t relay_buf_bytes;	/* ... their sizes (h2 -> fd ones may have grown) */
+	uint64_t spare_bufs;		/* relay buffers kept for reuse */
+	uint64_t spare_buf_bytes;
+	uint64_t spare_max;		/* the most kept */
+	uint64_t pipes;			/* splice pipes: kernel memory, not the agent's heap */
+	uint64_t pipe_bytes;		/* ... their capacity */
+	uint64_t sessions;		/* HBONE (TLS + HTTP/2) connections, both roles */
+	uint64_t session_bytes;		/* their structs and output buffers */
+	uint64_t session_out_bytes;	/* ... of which output buffers */
+};
+void tunnel_mem_get(const struct tunnel *t, struct tunnel_mem *m);
+/* Free what idle time shows is not needed: spare relay buffers that stayed
+ * unused since the last call (a few are kept), and the output areas of
+ * HBONE sessions with nothing to send. For a periodic timer; returns the
+ * bytes freed (the caller may then give the heap back: malloc_trim). */
+size_t tunnel_mem_trim(struct tunnel *t);
+
 /* Prometheus text: Istio's istio_tcp_connections_opened_total,
  * istio_tcp_connections_closed_total, istio_tcp_sent_bytes_total and
  * istio_tcp_received_bytes_total, one series per (reporter, source and

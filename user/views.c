@@ -2,6 +2,7 @@
 /* views.c - see views.h. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "route.h"
 #include "tunnel.h"
 #include "views.h"
+#include "waypoint.h"
 
 static json_t *time_or_null(time_t t)
 {
@@ -57,6 +59,64 @@ static json_t *mesh_json(const struct agent *a)
 			 (json_int_t)npi, "pods_captured", (json_int_t)captured, "connections_open",
 			 (json_int_t)st.conns_open, "hbone_out", (json_int_t)st.hbone_clients, "hbone_in",
 			 (json_int_t)st.hbone_servers);
+}
+
+/* VmRSS and RssAnon of this process in bytes (0 when /proc says nothing). */
+static void proc_rss(uint64_t *rss, uint64_t *anon)
+{
+	char line[128];
+	unsigned long long kb;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	*rss = *anon = 0;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+			*rss = (uint64_t)kb * 1024;
+		else if (sscanf(line, "RssAnon: %llu kB", &kb) == 1)
+			*anon = (uint64_t)kb * 1024;
+	}
+	fclose(f);
+}
+
+/* Where the agent's memory is, computed on request: the process (the
+ * kernel's view), the allocator (glibc, all arenas) and what the data path's
+ * objects hold of it. docs/operations.md describes the fields. */
+static json_t *memory_json(const struct agent *a)
+{
+	struct mallinfo2 mi = mallinfo2();
+	struct tunnel_mem tm = { 0 };
+	struct waypoint_mem wm = { 0 };
+	uint64_t rss, anon, from_sys = (uint64_t)mi.arena + mi.hblkhd, in_use = (uint64_t)mi.uordblks + mi.hblkhd;
+
+	proc_rss(&rss, &anon);
+	if (a->tunnel)
+		tunnel_mem_get(a->tunnel, &tm);
+	if (a->waypoint)
+		waypoint_mem_get(a->waypoint, &wm);
+	return json_pack("{s:I, s:I,"
+			 " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+			 " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+			 " s:{s:I, s:I, s:I},"
+			 " s:{s:I, s:I, s:I, s:I, s:I}}",
+			 "rss_bytes", (json_int_t)rss, "anon_bytes", (json_int_t)anon,
+			 "heap", "from_system_bytes", (json_int_t)from_sys, "in_use_bytes",
+			 (json_int_t)in_use, "free_bytes", (json_int_t)mi.fordblks,
+			 "releasable_bytes", (json_int_t)mi.keepcost, "mmapped_bytes", (json_int_t)mi.hblkhd,
+			 "mmapped_chunks", (json_int_t)mi.hblks, "trims", (json_int_t)a->mem_trims,
+			 "spares_freed_bytes", (json_int_t)a->mem_spares_freed,
+			 "relay", "connections", (json_int_t)tm.conns, "connection_bytes",
+			 (json_int_t)tm.conn_bytes, "buffers_in_use", (json_int_t)tm.relay_bufs,
+			 "buffers_in_use_bytes", (json_int_t)tm.relay_buf_bytes, "buffers_spare",
+			 (json_int_t)tm.spare_bufs, "buffers_spare_bytes", (json_int_t)tm.spare_buf_bytes,
+			 "buffers_spare_max", (json_int_t)tm.spare_max, "splice_pipes", (json_int_t)tm.pipes,
+			 "splice_pipe_bytes", (json_int_t)tm.pipe_bytes,
+			 "hbone", "sessions", (json_int_t)tm.sessions, "session_bytes",
+			 (json_int_t)tm.session_bytes, "output_buffer_bytes", (json_int_t)tm.session_out_bytes,
+			 "waypoint", "connections", (json_int_t)wm.conns, "http2_connections",
+			 (json_int_t)wm.conns_h2, "connection_bytes", (json_int_t)wm.conn_bytes, "buffer_bytes",
+			 (json_int_t)wm.buf_bytes, "spare_bytes", (json_int_t)wm.spare_bytes);
 }
 
 static const char *const scope_names[] = { "enrolled", "all", "none" };
@@ -165,7 +225,7 @@ json_t *views_status(const struct agent *a)
 		"{s:s, s:s, s:i, s:f,"
 		" s:{s:s?, s:I, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:o},"
 		" s:{s:s, s:s, s:o, s:b},"
-		" s:{s:I, s:I, s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o, s:o, s:o, s:o}",
+		" s:{s:I, s:I, s:I, s:I, s:I, s:f, s:o, s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o}",
 		"version", SL_VERSION, "node", a->node_name, "pid", (int)getpid(), "uptime_s",
 		(double)(now.tv_sec - a->started.tv_sec) + (double)(now.tv_nsec - a->started.tv_nsec) / 1e9,
 		"config", "source", a->kube ? "kubernetes" : a->config_dir, "generation", (json_int_t)a->generation, "state",
@@ -183,7 +243,7 @@ json_t *views_status(const struct agent *a)
 		(json_int_t)loader_map_max(a->loader, SL_MAP_BE), "last_sync_ms", a->last_sync.ms, "last_sync_at", time_or_null(a->last_sync_at), "updates",
 		(json_int_t)a->last_sync.updates, "deletes", (json_int_t)a->last_sync.deletes, "errors",
 		(json_int_t)a->last_sync.errors, "mesh", mesh_json(a), "policy", policy_json(a),
-		"sockmap", sockmap_json(a), "kubernetes", kube_json(a));
+		"sockmap", sockmap_json(a), "kubernetes", kube_json(a), "memory", memory_json(a));
 }
 
 static json_t *backend_json(const struct sl_backend *b)

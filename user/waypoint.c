@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <http_parser.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -1623,11 +1624,18 @@ void wp_side_interest(struct wconn *c, enum wend e, bool want_read)
 		loop_mod(c->w->loop, &s->io, ev);
 }
 
+static bool conn_unpark(struct wconn *c);
+static void conn_park(struct wconn *c);
+
 /* Move what can move; decide what comes next. */
 static void conn_step(struct wconn *c)
 {
 	struct wside *cs = &c->s[C], *us = &c->s[U];
 
+	if (!conn_unpark(c)) {
+		wp_conn_free(c, true);
+		return;
+	}
 	cs->x_want = 0;
 	if (!c->hs_done) {
 		int r = cs->x.ops->handshake(&cs->x);
@@ -1758,6 +1766,7 @@ static void conn_step(struct wconn *c)
 	 * request): if it speaks or hangs up meanwhile, it is closed above */
 	wp_side_interest(c, C, c->st != W_CLOSING);
 	wp_side_interest(c, U, c->st == W_HEAD || c->st == W_REQUEST || c->st == W_TUNNEL);
+	conn_park(c);
 }
 
 static void conn_io_cb(struct loop_io *io, uint32_t ev)
@@ -1811,6 +1820,84 @@ bool waypoint_accept(struct waypoint *w, int fd, const struct tunnel_client *cl,
 	return waypoint_accept_tls(w, fd, cl, vip, NULL);
 }
 
+static void bufs_free(struct wp_bufs *b)
+{
+	for (int i = 0; i < 2; i++) {
+		free(b->in[i]);
+		free(b->out[i]);
+	}
+	free(b->h);
+}
+
+/* Give c its buffers and head scratch back (a spare set, else new ones),
+ * as request_reset leaves them. false when out of memory (c unchanged). */
+static bool conn_unpark(struct wconn *c)
+{
+	struct waypoint *w = c->w;
+	struct wp_bufs b = { 0 };
+
+	if (!c->parked)
+		return true;
+	if (w->n_spare_bufs) {
+		b = w->spare_bufs[--w->n_spare_bufs];
+	} else {
+		b.h = malloc(sizeof(*b.h));
+		for (int i = 0; i < 2; i++) {
+			b.in[i] = malloc(IN_SIZE);
+			b.out[i] = malloc(OUT_SIZE);
+		}
+		if (!b.h || !b.in[0] || !b.in[1] || !b.out[0] || !b.out[1]) {
+			bufs_free(&b);
+			return false;
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		c->s[i].in = (struct buf){ .area = b.in[i], .size = IN_SIZE };
+		c->s[i].out = (struct buf){ .area = b.out[i], .size = OUT_SIZE };
+	}
+	c->h = b.h;
+	head_reset(c->h);
+	c->parked = false;
+	return true;
+}
+
+/* An HTTP/1.1 connection idle between requests (nothing of the next one
+ * read, nothing to write either way, no HTTP/2 upstream that may speak
+ * meanwhile) holds no buffers: they go to the spare sets (or are freed), so
+ * a thousand idle keep-alive connections do not keep a thousand sets
+ * resident. Its epoll interest stays as conn_step left it. */
+static void conn_park(struct wconn *c)
+{
+	struct waypoint *w = c->w;
+	struct wp_bufs b;
+
+	if (c->parked || c->st != W_HEAD || c->head_timed || c->h2 || c->up2 || !c->hs_done || c->retry_len)
+		return;
+	for (int i = 0; i < 2; i++)
+		if (c->s[i].in.data || c->s[i].out.data)
+			return;
+	b.h = c->h;
+	for (int i = 0; i < 2; i++) {
+		b.in[i] = c->s[i].in.area;
+		b.out[i] = c->s[i].out.area;
+		c->s[i].in = BUF_NULL;
+		c->s[i].out = BUF_NULL;
+	}
+	c->h = NULL;
+	if (w->n_spare_bufs < WP_SPARE_BUFS)
+		w->spare_bufs[w->n_spare_bufs++] = b;
+	else
+		bufs_free(&b);
+	/* a large kept copy of the last request (up to 40 KiB) goes too; a
+	 * page or less stays, so a busy connection mallocs no copy per request */
+	if (c->retry_cap > 4096) {
+		free(c->retry_head);
+		c->retry_head = NULL;
+		c->retry_cap = 0;
+	}
+	c->parked = true;
+}
+
 /* A connection for the client transport x (taken: moved in, or closed
  * with a reset), linked in; NULL when it cannot be had. handshake: x is TLS
  * whose handshake is still to come. */
@@ -1821,29 +1908,15 @@ static struct wconn *conn_new(struct waypoint *w, struct xprt *x, const struct t
 	int fd = x->fd;
 
 	if (c) {
-		c->h = malloc(sizeof(*c->h));
-		for (int i = 0; i < 2; i++) {
-			c->s[i].fd = -1;
-			c->s[i].in.area = malloc(IN_SIZE);
-			c->s[i].in.size = IN_SIZE;
-			c->s[i].out.area = malloc(OUT_SIZE);
-			c->s[i].out.size = OUT_SIZE;
-		}
+		c->w = w;
+		c->parked = true;
+		c->s[C].fd = c->s[U].fd = -1;
 	}
-	if (!c || !c->h || !c->s[0].in.area || !c->s[1].in.area || !c->s[0].out.area ||
-	    !c->s[1].out.area) {
-		if (c) {
-			for (int i = 0; i < 2; i++) {
-				free(c->s[i].in.area);
-				free(c->s[i].out.area);
-			}
-			free(c->h);
-			free(c);
-		}
+	if (!c || !conn_unpark(c)) {
+		free(c);
 		x->ops->close(x, true);
 		return NULL;
 	}
-	c->w = w;
 	wp_copy(c->ns, sizeof(c->ns), cl->ns);
 	wp_copy(c->name, sizeof(c->name), cl->name);
 	wp_copy(c->sa, sizeof(c->sa), cl->service_account);
@@ -1993,6 +2066,8 @@ void waypoint_free(struct waypoint *w)
 		free(w->spare_st[--w->n_spare_st]);
 	while (w->n_spare_hv)
 		free(w->spare_hv[--w->n_spare_hv]);
+	while (w->n_spare_bufs)
+		bufs_free(&w->spare_bufs[--w->n_spare_bufs]);
 	while (w->series) {
 		struct series *s = w->series;
 
@@ -2029,6 +2104,36 @@ void waypoint_drain(struct waypoint *w)
 void waypoint_stats_get(const struct waypoint *w, struct waypoint_stats *st)
 {
 	*st = w->st;
+}
+
+static uint64_t heap_size(void *p)
+{
+	return p ? malloc_usable_size(p) : 0;
+}
+
+void waypoint_mem_get(const struct waypoint *w, struct waypoint_mem *m)
+{
+	memset(m, 0, sizeof(*m));
+	for (const struct wconn *c = w->conns; c; c = c->next) {
+		m->conns++;
+		m->conns_h2 += c->h2 != NULL;
+		m->conn_bytes += sizeof(*c) + heap_size(c->h) + heap_size(c->retry_head);
+		for (int i = 0; i < 2; i++)
+			m->buf_bytes += heap_size(c->s[i].in.area) + heap_size(c->s[i].out.area);
+	}
+	for (size_t i = 0; i < w->n_bodies; i++)
+		m->spare_bytes += heap_size(w->bodies[i]);
+	for (size_t i = 0; i < w->n_spare_st; i++)
+		m->spare_bytes += heap_size(w->spare_st[i]);
+	for (size_t i = 0; i < w->n_spare_hv; i++)
+		m->spare_bytes += heap_size(w->spare_hv[i]);
+	for (size_t i = 0; i < w->n_spare_bufs; i++) {
+		const struct wp_bufs *b = &w->spare_bufs[i];
+
+		m->spare_bytes += heap_size(b->h);
+		for (int j = 0; j < 2; j++)
+			m->spare_bytes += heap_size(b->in[j]) + heap_size(b->out[j]);
+	}
 }
 
 static void prom_labels(FILE *f, const struct series *s)

@@ -159,6 +159,16 @@ struct waypoint_stats {
 	uint64_t denied;		/* refused by AuthorizationPolicy (403) */
 };
 void waypoint_stats_get(const struct waypoint *w, struct waypoint_stats *st);
+/* What the waypoint's connections hold in the agent's heap now, counted on
+ * request (a walk over them). Bytes are allocation sizes, not pages touched. */
+struct waypoint_mem {
+	uint64_t conns;			/* client connections, HTTP/1.1 and HTTP/2 */
+	uint64_t conns_h2;		/* ... of which HTTP/2 */
+	uint64_t conn_bytes;		/* their structs, head scratch and retry copies */
+	uint64_t buf_bytes;		/* client and upstream input and output buffers */
+	uint64_t spare_bytes;		/* HTTP/2 bodies, streams and header lists kept for reuse */
+};
+void waypoint_mem_get(const struct waypoint *w, struct waypoint_mem *m);
 /* Handing over (handover.h): HTTP/1.1 connections between requests close now,
  * the others after their current response. */
 void waypoint_drain(struct waypoint *w);

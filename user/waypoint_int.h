@@ -26,6 +26,7 @@ struct wp_up2;
 #define WP_SPARE_BODIES	16
 #define WP_SPARE_STREAMS	16
 #define WP_SPARE_HVECS	32
+#define WP_SPARE_BUFS	16	/* idle connections' buffer sets kept for the next */
 
 /* A request's bytes kept to send again: its body up to this (Envoy's retry
  * buffer limit; past it the request goes once, its body streamed, not held) */
@@ -141,7 +142,16 @@ struct wconn {
 	struct wp_up2 *up2;		/* s[U] speaks HTTP/2 (appProtocol h2c): the
 					 * HTTP/1.1 requests are translated */
 	bool any_request;		/* an HTTP/1.1 request came: no HTTP/2 preface now */
+	bool parked;			/* idle between requests: no buffers, no head
+					 * scratch (conn_park); conn_step takes them again */
 	bool head_timed;		/* this head's bytes started: its header deadline is set */
+};
+
+/* An HTTP/1.1 connection's buffers and head scratch (about 260 KiB of
+ * allocation), parked while it idles between requests. */
+struct wp_bufs {
+	char *in[2], *out[2];
+	struct head *h;
 };
 
 /* A mirrored request: sent, its answer read and dropped. */
@@ -197,6 +207,10 @@ struct waypoint {
 	/* HTTP/2 upstream connections, shared by the client connections of one
 	 * client (waypoint_h2.c); NULL until the first */
 	struct h2pool *h2pool;
+	/* buffer sets of HTTP/1.1 connections that went idle, for the next
+	 * connection that needs one (no malloc per keep-alive request) */
+	struct wp_bufs spare_bufs[WP_SPARE_BUFS];
+	size_t n_spare_bufs;
 };
 
 /* A header list being rewritten: names and values by pointer and length

@@ -181,8 +181,9 @@ ctx.set_alpn_protocols(["h2", "http/1.1"])
 if sni == "-":
     ctx.check_hostname = False
     sni = None
-raw = socket.create_connection((addr, port), timeout=5)
 try:
+    # (a reset can come before connect() returns: the agent is that quick)
+    raw = socket.create_connection((addr, port), timeout=5)
     s = ctx.wrap_socket(raw, server_hostname=sni)
 except (ssl.SSLError, OSError) as e:
     print("refused", type(e).__name__, getattr(e, "reason", None) or e)

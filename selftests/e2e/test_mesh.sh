@@ -185,6 +185,40 @@ out=$(lab exec plain/plain-client sl-echo probe tcp "$S2_6" 8080 --count 5)
 expect_contains "ipv6 unenrolled -> enrolled pod (inbound 15006)" "$(grep summary <<<"$out")" "ok=5 err=0"
 check "ipv6 unenrolled -> enrolled: delivered from a port in 61000-65535" test "$(grep -oE 'server_saw=\[[0-9a-f:]+\]:[0-9]+' <<<"$out" | awk -F: '$NF >= 61000 && $NF <= 65535' | wc -l)" -eq 5
 
+# --- memory: `sluicectl status` says where it is (docs/operations.md) ---
+# 200 connections held cross-node: the client's agent counts them, their
+# HBONE sessions and the allocator's bytes; once they close, none is left.
+timeout 30 "$E2E_REPO/scripts/lab" --id "$E2E_ID" exec mesh/client sl-soak hold "$S2_4" 8080 --conns 200 --seconds 4 >"$E2E_TMP/mem-hold.out" 2>&1 &
+hold_pid=$!
+mem_open_is() {	# mem_open_is OP N: node-1's count compares so ([ OP ])
+	local n
+	n=$(ctl node-1 --json status | $PY -c 'import json,sys; print(json.load(sys.stdin)["memory"]["relay"]["connections"])')
+	[ "$n" "$1" "$2" ]
+}
+check "memory: 200 connections held" wait_until 15 mem_open_is -ge 200
+mem=$(ctl node-1 --json status | $PY -c '
+import json, sys
+m = json.load(sys.stdin)["memory"]
+h, r, s = m["heap"], m["relay"], m["hbone"]
+print("conns=%d sessions=%d" % (r["connections"], s["sessions"]))
+print("conn_bytes_ok=%s" % (600 * r["connections"] <= r["connection_bytes"] <= 4096 * r["connections"]))
+print("heap_ok=%s" % (0 < h["in_use_bytes"] <= h["from_system_bytes"] and h["free_bytes"] >= 0))
+print("rss_ok=%s" % (m["anon_bytes"] > 0 and m["rss_bytes"] >= m["anon_bytes"]))
+print("spare_ok=%s" % (r["buffers_spare"] <= r["buffers_spare_max"]))')
+expect_contains "memory: the held connections are counted on the client's node" "$mem" "conns=200 "
+check "memory: their HBONE sessions too" grep -qE 'sessions=[1-9]' <<<"$mem"
+expect_contains "memory: connection bytes 0.6-4 KiB each" "$mem" "conn_bytes_ok=True"
+expect_contains "memory: heap in use within what the allocator took" "$mem" "heap_ok=True"
+expect_contains "memory: RSS and anon from /proc" "$mem" "rss_ok=True"
+expect_contains "memory: spare relay buffers within their bound" "$mem" "spare_ok=True"
+st=$(ctl node-1 status)
+expect_contains "sluicectl status: a memory line" "$st" "Memory:       RSS "
+expect_contains "sluicectl status: relay connections and buffers" "$st" "  Relay:      200 connections"
+expect_contains "sluicectl status: HBONE sessions" "$st" "  HBONE:      "
+wait "$hold_pid"
+expect_contains "memory: the held connections all answered" "$(cat "$E2E_TMP/mem-hold.out")" "errors=0"
+check "memory: none counted once they closed" wait_until 10 mem_open_is -eq 0
+
 # --- only TLS to 15008 on the wire ---
 MARK=sluice-plaintext-marker-$$
 capture_start "$E2E_TMP/mesh.pcap"

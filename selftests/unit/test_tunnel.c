@@ -1219,6 +1219,71 @@ out:
 	teardown();
 }
 
+struct mem_req {
+	int node;
+	bool trim;
+	size_t freed;
+	struct tunnel_mem m;
+};
+
+static void mem_fn(struct world *w, void *arg)
+{
+	struct mem_req *r = arg;
+
+	if (r->trim)
+		r->freed = tunnel_mem_trim(w->nodes[r->node].t);
+	tunnel_mem_get(w->nodes[r->node].t, &r->m);
+}
+
+static struct mem_req mem(int node, bool trim)
+{
+	struct mem_req r = { .node = node, .trim = trim };
+
+	wcall(&W, mem_fn, &r);
+	return r;
+}
+
+/* Idle memory goes back (tunnel_mem_trim, from the agent's memory timer):
+ * an HBONE session that carried bytes keeps a 256 KiB output area until
+ * then, and a trimmed session takes it again when it next sends. */
+void test_tunnel_mem_trim(void)
+{
+	struct mem_req r;
+	struct wpod *p;
+	int fd;
+
+	if (!setup(NULL))
+		goto out;
+	p = pod_named(&W, "client-0");
+	fd = dial(&W, p, "127.0.0.3", 8080);
+	if (!ASSERT_GE(fd, 0, "dial"))
+		goto out;
+	ASSERT_OK(xfer(fd, 1 << 20, 5, true, true), "1 MiB echo");
+	close(fd);
+	ASSERT_TRUE(wait_conns(0, 0) && wait_conns(1, 0), "all closed");
+	for (int node = 0; node < 2; node++) {
+		r = mem(node, false);
+		ASSERT_EQ(r.m.conns, 0, "no connection left");
+		ASSERT_EQ(r.m.relay_bufs, 0, "no relay buffer held by a closed connection");
+		ASSERT_EQ(r.m.sessions, 1, "the HBONE session stays (pooled)");
+		ASSERT_GE(r.m.session_out_bytes, 256 * 1024, "its output area with it");
+		r = mem(node, true);
+		ASSERT_EQ(r.m.session_out_bytes, 0, "trim: an idle session's output area is freed");
+		ASSERT_GE(r.freed, 256 * 1024, "trim: freed bytes counted");
+		r = mem(node, true);
+		ASSERT_LE(r.m.spare_bufs, 8, "trim: spare relay buffers unused all period freed, a few kept");
+	}
+	fd = dial(&W, p, "127.0.0.3", 8080);
+	if (!ASSERT_GE(fd, 0, "dial again"))
+		goto out;
+	ASSERT_OK(xfer(fd, 100000, 6, true, true), "echo over the trimmed session");
+	close(fd);
+	ASSERT_EQ(stats(0).hbone_clients_total, 1, "the same pooled HBONE connection");
+	ASSERT_EQ(stats(0).conns_failed + stats(1).conns_failed, 0, "no failures");
+out:
+	teardown();
+}
+
 void test_tunnel_half_close(void)
 {
 	char buf[64];

@@ -725,6 +725,45 @@ static void print_status_sockmap(const json_t *s)
 /* "ip:port", with IPv6 addresses bracketed. */
 static void fmt_hostport(const json_t *b, char *buf, size_t len);
 
+/* Bytes of key in o as "12.3 MiB" (binary units, as /proc and smaps count). */
+static const char *jmib(const json_t *o, const char *key, char *buf, size_t len)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (!json_is_integer(v))
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.1f MiB", (double)json_integer_value(v) / (1024.0 * 1024.0));
+	return buf;
+}
+
+static void print_status_memory(const json_t *m)
+{
+	const json_t *h = json_object_get(m, "heap"), *r = json_object_get(m, "relay"),
+		     *s = json_object_get(m, "hbone"), *w = json_object_get(m, "waypoint");
+	char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
+
+	if (!json_is_object(m))
+		return;
+	KV("Memory:", "RSS %s (anon %s); heap %s from the system: %s in use, %s free (%s at the top)",
+	   jmib(m, "rss_bytes", b1, sizeof(b1)), jmib(m, "anon_bytes", b2, sizeof(b2)),
+	   jmib(h, "from_system_bytes", b3, sizeof(b3)), jmib(h, "in_use_bytes", b4, sizeof(b4)),
+	   jmib(h, "free_bytes", b5, sizeof(b5)), jmib(h, "releasable_bytes", b6, sizeof(b6)));
+	if (json_is_object(r))
+		KV("  Relay:", "%s connections (%s); buffers %s in use (%s), %s spare (%s)",
+		   jf(r, "connections", b1, sizeof(b1)), jmib(r, "connection_bytes", b2, sizeof(b2)),
+		   jf(r, "buffers_in_use", b3, sizeof(b3)), jmib(r, "buffers_in_use_bytes", b4, sizeof(b4)),
+		   jf(r, "buffers_spare", b5, sizeof(b5)), jmib(r, "buffers_spare_bytes", b6, sizeof(b6)));
+	if (json_is_object(s))
+		KV("  HBONE:", "%s sessions (%s, of which output buffers %s)", jf(s, "sessions", b1, sizeof(b1)),
+		   jmib(s, "session_bytes", b2, sizeof(b2)), jmib(s, "output_buffer_bytes", b3, sizeof(b3)));
+	if (json_is_object(w))
+		KV("  Waypoint:", "%s connections (%s HTTP/2): %s, buffers %s, spare %s",
+		   jf(w, "connections", b1, sizeof(b1)), jf(w, "http2_connections", b2, sizeof(b2)),
+		   jmib(w, "connection_bytes", b3, sizeof(b3)), jmib(w, "buffer_bytes", b4, sizeof(b4)),
+		   jmib(w, "spare_bytes", b5, sizeof(b5)));
+}
+
 static int print_sockmap(const json_t *root)
 {
 	static const char *const hdr[] = { "NETNS", "LOCAL", "REMOTE", "SOCKET-COOKIE", "PEER", NULL };
@@ -775,6 +814,7 @@ static int print_status(const json_t *root)
 	print_status_mesh(json_object_get(root, "mesh"));
 	print_status_policy(json_object_get(root, "policy"));
 	print_status_sockmap(json_object_get(root, "sockmap"));
+	print_status_memory(json_object_get(root, "memory"));
 	return ret;
 }
 
