@@ -99,7 +99,7 @@ static json_t *memory_json(const struct agent *a)
 			 " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 			 " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
 			 " s:{s:I, s:I, s:I},"
-			 " s:{s:I, s:I, s:I, s:I, s:I}}",
+			 " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 			 "rss_bytes", (json_int_t)rss, "anon_bytes", (json_int_t)anon,
 			 "heap", "from_system_bytes", (json_int_t)from_sys, "in_use_bytes",
 			 (json_int_t)in_use, "free_bytes", (json_int_t)mi.fordblks,
@@ -116,7 +116,9 @@ static json_t *memory_json(const struct agent *a)
 			 (json_int_t)tm.session_bytes, "output_buffer_bytes", (json_int_t)tm.session_out_bytes,
 			 "waypoint", "connections", (json_int_t)wm.conns, "http2_connections",
 			 (json_int_t)wm.conns_h2, "connection_bytes", (json_int_t)wm.conn_bytes, "buffer_bytes",
-			 (json_int_t)wm.buf_bytes, "spare_bytes", (json_int_t)wm.spare_bytes);
+			 (json_int_t)wm.buf_bytes, "spare_bytes", (json_int_t)wm.spare_bytes, "http2_upstreams",
+			 (json_int_t)wm.h2_upstreams, "http2_upstream_streams", (json_int_t)wm.h2_upstream_streams,
+			 "http2_upstream_bytes", (json_int_t)wm.h2_upstream_bytes);
 }
 
 static const char *const scope_names[] = { "enrolled", "all", "none" };

@@ -2134,6 +2134,7 @@ void waypoint_mem_get(const struct waypoint *w, struct waypoint_mem *m)
 		for (int j = 0; j < 2; j++)
 			m->spare_bytes += heap_size(b->in[j]) + heap_size(b->out[j]);
 	}
+	wp_h2_pool_mem(w, m);
 }
 
 static void prom_labels(FILE *f, const struct series *s)

@@ -167,6 +167,9 @@ struct waypoint_mem {
 	uint64_t conn_bytes;		/* their structs, head scratch and retry copies */
 	uint64_t buf_bytes;		/* client and upstream input and output buffers */
 	uint64_t spare_bytes;		/* HTTP/2 bodies, streams and header lists kept for reuse */
+	uint64_t h2_upstreams;		/* pooled HTTP/2 upstream connections (shared) */
+	uint64_t h2_upstream_streams;	/* ... the streams they carry now */
+	uint64_t h2_upstream_bytes;	/* ... their structs and output areas */
 };
 void waypoint_mem_get(const struct waypoint *w, struct waypoint_mem *m);
 /* Handing over (handover.h): HTTP/1.1 connections between requests close now,

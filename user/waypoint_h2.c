@@ -1119,6 +1119,18 @@ void wp_h2_pool_drain(struct waypoint *w)
 				up_kill(up);	/* released by the flush */
 }
 
+void wp_h2_pool_mem(const struct waypoint *w, struct waypoint_mem *m)
+{
+	const struct h2pool *p = w->h2pool;
+
+	for (size_t i = 0; p && i < POOL_BUCKETS; i++)
+		for (const struct h2up *up = p->bucket[i]; up; up = up->next) {
+			m->h2_upstreams++;
+			m->h2_upstream_streams += up->n_streams;
+			m->h2_upstream_bytes += sizeof(*up);
+		}
+}
+
 void wp_h2_pool_free(struct waypoint *w)
 {
 	struct h2pool *p = w->h2pool;

@@ -303,6 +303,8 @@ void wp_h2_free(struct wconn *c);
  * all go. */
 void wp_h2_pool_drain(struct waypoint *w);
 void wp_h2_pool_free(struct waypoint *w);
+/* The pool's share of waypoint_mem (its h2_upstream_* fields). */
+void wp_h2_pool_mem(const struct waypoint *w, struct waypoint_mem *m);
 /* The connection's deadline went by (it had no stream that long): GOAWAY
  * and close once it is out; the second time (the GOAWAY stuck), close. */
 void wp_h2_idle_timeout(struct wconn *c);

@@ -1820,6 +1820,9 @@ void test_waypoint_h2_pool(void)
 	ASSERT_TRUE(h2_request(&p, "/v2/call", "text/plain"), "second connection answered");
 	ASSERT_EQ(p.status, 200, "status");
 	ASSERT_EQ(W.upstreams, 1, "both connections' streams on one upstream connection");
+	wcall(mem_fn, NULL);
+	ASSERT_EQ(wp_mem.h2_upstreams, 1, "the status sees one pooled upstream");
+	ASSERT_EQ(wp_mem.h2_upstream_streams, 0, "carrying no stream now");
 	/* a client asks for 256 KiB and reads none of it: its window (64 KiB)
 	 * and the waypoint's buffer for the stream fill, the rest waits at
 	 * the backend; another connection's stream on the same upstream

@@ -757,11 +757,14 @@ static void print_status_memory(const json_t *m)
 	if (json_is_object(s))
 		KV("  HBONE:", "%s sessions (%s, of which output buffers %s)", jf(s, "sessions", b1, sizeof(b1)),
 		   jmib(s, "session_bytes", b2, sizeof(b2)), jmib(s, "output_buffer_bytes", b3, sizeof(b3)));
-	if (json_is_object(w))
+	if (json_is_object(w)) {
 		KV("  Waypoint:", "%s connections (%s HTTP/2): %s, buffers %s, spare %s",
 		   jf(w, "connections", b1, sizeof(b1)), jf(w, "http2_connections", b2, sizeof(b2)),
 		   jmib(w, "connection_bytes", b3, sizeof(b3)), jmib(w, "buffer_bytes", b4, sizeof(b4)),
 		   jmib(w, "spare_bytes", b5, sizeof(b5)));
+		KV("  HTTP/2 upstreams:", "%s pooled connections, %s streams (%s)", jf(w, "http2_upstreams", b1, sizeof(b1)),
+		   jf(w, "http2_upstream_streams", b2, sizeof(b2)), jmib(w, "http2_upstream_bytes", b3, sizeof(b3)));
+	}
 }
 
 static int print_sockmap(const json_t *root)
