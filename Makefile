@@ -98,7 +98,7 @@ $(CLI): $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS)) $(BUILD)/user/lib/log.o
 	$(Q)$(CC) $(CFLAGS) $(SL_CFLAGS) $^ -o $@ $(LDLIBS_CLI)
 
 # Test tools link libc only, unless LDLIBS_<tool> names more.
-LDLIBS_sl-echo := -lnghttp2
+LDLIBS_sl-echo := -lnghttp2 -lcrypto
 LDLIBS_sl-h2c  := -lnghttp2 -lssl -lcrypto
 
 $(BUILD)/%: $(BUILD)/selftests/tools/%.o

@@ -9,7 +9,9 @@
  * the other direction. Pipelined requests wait in the client buffer until the
  * response before them is complete. After a 101 the connection is a plain
  * byte relay both ways. A backend whose port says HTTP/2 (appProtocol
- * kubernetes.io/h2c) gets each request as a stream instead: waypoint_up2.c.
+ * kubernetes.io/h2c) gets each request as a stream instead: waypoint_up2.c
+ * (an Upgrade: websocket as an extended CONNECT, whose 2xx is the client's
+ * 101; then W_TUNNEL_H2 relays bytes and the stream's DATA).
  */
 #include <errno.h>
 #include <http_parser.h>
@@ -1088,9 +1090,9 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 static void route_request_h2(struct wconn *c, const char *method, const char *path, const struct hlist *l)
 {
 	bool body = (c->rp.flags & F_CHUNKED) || (c->rp.content_length > 0 && c->rp.content_length != ULLONG_MAX);
-	const char *auth = "";
+	const char *auth = "", *up, *key;
 	char host[256];
-	size_t len;
+	size_t len, key_len = 0;
 
 	retry_clear(c);
 	for (size_t i = 0; i < l->n; i++)
@@ -1099,6 +1101,18 @@ static void route_request_h2(struct wconn *c, const char *method, const char *pa
 			auth = host;
 			break;
 		}
+	if (c->rp.upgrade && (up = head_get(c->h, "upgrade", &len)) && wp_is_websocket(up, len)) {
+		/* a WebSocket: an extended CONNECT stream (RFC 8441), whose 2xx
+		 * the client gets as its 101 (then W_TUNNEL_H2) */
+		key = head_get(c->h, "sec-websocket-key", &key_len);
+		if (wp_up2_connect(c, path, auth, l, key ? key : "", key ? key_len : 0)) {
+			c->w->st.upstream_errors++;
+			fail(c, 502, NULL);
+			return;
+		}
+		c->st = W_REQUEST;
+		return;
+	}
 	if (body && head_get(c->h, "expect", &len) && len == 12 &&
 	    !strncasecmp(head_get(c->h, "expect", &len), "100-continue", 12))
 		buf_put(&c->s[C].out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
@@ -1404,6 +1418,22 @@ static bool retry_start(struct wconn *c)
 	return true;
 }
 
+/* After a 101 (st: W_TUNNEL, or W_TUNNEL_H2 when it was an HTTP/2
+ * upstream's 2xx to an extended CONNECT): the request is counted (101); no
+ * request deadline now (Envoy's route timeout stops at the upgrade too),
+ * the idle timeout instead, which bytes moving push back. */
+static void tunnel_begin(struct wconn *c, enum wstate st)
+{
+	uint64_t now = loop_now_ms();
+
+	request_done(c);
+	c->st = st;
+	c->ws = true;
+	c->moved_ms = now;
+	c->deadline_ms = 0;
+	wp_conn_deadline(c, now, wp_idle_ms(c->w));
+}
+
 /* Feed upstream bytes to the response parser; they go to the client, the
  * head rewritten. */
 static void upstream_parse(struct wconn *c)
@@ -1459,9 +1489,7 @@ static void upstream_parse(struct wconn *c)
 						c->req_keepalive = false;
 						return;
 					}
-					c->st = W_TUNNEL;
-					c->due_ms = 0;	/* no request deadline now */
-					loop_timer_cancel(c->w->loop, &c->timer);
+					tunnel_begin(c, W_TUNNEL);
 				}
 				continue;
 			}
@@ -1693,7 +1721,14 @@ static void conn_step(struct wconn *c)
 				}
 			}
 		}
-		if (c->st == W_TUNNEL) {
+		if (c->st == W_TUNNEL_H2) {
+			int r = wp_up2_relay(c, &moved);
+
+			if (r) {
+				wp_conn_free(c, r < 0);
+				return;
+			}
+		} else if (c->st == W_TUNNEL) {
 			/* bytes both ways, as they are */
 			size_t n = buf_put(&us->out, buf_head(&cs->in), cs->in.data);
 
@@ -1702,6 +1737,8 @@ static void conn_step(struct wconn *c)
 			n = buf_put(&cs->out, buf_head(&us->in), us->in.data);
 			buf_del(&us->in, n);
 			moved += n;
+			if (moved && c->ws)
+				c->moved_ms = loop_now_ms();
 			if (cs->eof && !cs->in.data && us->fd >= 0 && !us->out.data && !us->shut) {
 				shutdown(us->fd, SHUT_WR);
 				us->shut = true;
@@ -1724,6 +1761,8 @@ static void conn_step(struct wconn *c)
 					c->w->st.upstream_errors++;
 					fail(c, st, "upstream connect error or disconnect/reset before headers\n");
 					request_done(c);	/* the answer is counted */
+				} else if (wp_up2_upgraded(c)) {
+					tunnel_begin(c, W_TUNNEL_H2);
 				}
 			} else if (c->st == W_REQUEST && us->fd >= 0) {
 				upstream_parse(c);
@@ -1748,7 +1787,7 @@ static void conn_step(struct wconn *c)
 			return;
 		}
 		if (!wp_side_flush(c, U)) {
-			if (c->st == W_TUNNEL) {
+			if (c->st == W_TUNNEL || c->st == W_TUNNEL_H2) {
 				wp_conn_free(c, true);
 				return;
 			}
@@ -1765,7 +1804,7 @@ static void conn_step(struct wconn *c)
 	/* a pooled upstream stays watched between requests (no epoll_ctl per
 	 * request): if it speaks or hangs up meanwhile, it is closed above */
 	wp_side_interest(c, C, c->st != W_CLOSING);
-	wp_side_interest(c, U, c->st == W_HEAD || c->st == W_REQUEST || c->st == W_TUNNEL);
+	wp_side_interest(c, U, c->st == W_HEAD || c->st == W_REQUEST || c->st == W_TUNNEL || c->st == W_TUNNEL_H2);
 	conn_park(c);
 }
 
@@ -1794,8 +1833,19 @@ static void conn_timer_cb(struct loop_timer *t)
 		return;
 	}
 	c->due_ms = 0;
-	if (c->st == W_TUNNEL)	/* after 101: the peers' business */
+	if (c->st == W_TUNNEL || c->st == W_TUNNEL_H2) {
+		/* a TCP relay has no deadline; after an Upgrade the idle
+		 * timeout runs from the last byte that moved */
+		if (c->ws && now < c->moved_ms + wp_idle_ms(c->w)) {
+			wp_conn_deadline(c, now, (unsigned int)(c->moved_ms + wp_idle_ms(c->w) - now));
+			return;
+		}
+		if (c->ws) {
+			c->w->st.timeouts++;
+			wp_conn_free(c, true);
+		}
 		return;
+	}
 	if (c->st == W_H2) {
 		wp_h2_idle_timeout(c);
 		return;

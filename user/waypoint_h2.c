@@ -11,7 +11,11 @@
  * got h2 by ALPN), translated into an HTTP/1.1 request on a pooled
  * connection (struct h1up). gRPC rides on HTTP/2 as it is: trailers pass
  * through, and an answer the waypoint makes itself to a gRPC request is a
- * trailers-only gRPC status.
+ * trailers-only gRPC status. A WebSocket (RFC 8441 extended CONNECT: the
+ * session says ENABLE_CONNECT_PROTOCOL) is routed as a GET and goes on as
+ * an extended CONNECT to an HTTP/2 backend that takes one, or as a GET with
+ * Upgrade to an HTTP/1.1 one, whose bytes after the 101 are the stream's
+ * DATA both ways (h1_tunnel_step).
  *
  * Bodies move through one bounded buffer per stream and direction; a side's
  * flow-control window reopens (nghttp2_session_consume) only as the other
@@ -104,6 +108,13 @@ struct h2st {
 	size_t resend, resend_off;	/* a retry sends rbody's first resend bytes
 					 * (what went before) again, then reqb's */
 	bool rbody_over;
+	/* WebSocket over HTTP/2 (RFC 8441 extended CONNECT): ws from the
+	 * request on; ws_wait while its HTTP/2 upstream's SETTINGS have not
+	 * said whether it takes extended CONNECT (the fields wait in sent);
+	 * ws_open once the backend accepted (2xx, or 101 over HTTP/1.1): then
+	 * timer is the idle timeout, from moved_ms */
+	bool ws, ws_wait, ws_open;
+	uint64_t moved_ms;
 	struct loop_timer rtimer;	/* the backoff */
 	char key[320];			/* its upstream's pool key */
 	/* last: a new stream clears what comes before (cl_on_begin_headers) */
@@ -129,6 +140,7 @@ struct h2up {
 	bool queued;
 	bool dead;
 	bool rd;			/* may have bytes (as struct wside's rd) */
+	bool settings_in;		/* the backend's SETTINGS came */
 	struct buf out;
 	struct waypoint_dst dst;	/* its endpoint (dst.addr: as picked; port 0: not) */
 	char key[640];			/* backend and client (up_key) */
@@ -180,6 +192,9 @@ struct h1up {
 	bool req_sent;			/* the request's last byte is in out */
 	bool head_done, resp_done, keepalive;
 	bool rd, eof, dead;
+	bool tunnel;			/* a WebSocket after 101: raw bytes both ways */
+	bool shut;			/* tunnel: the client's END_STREAM passed on (FIN) */
+	bool err;			/* the socket failed (not a clean end) */
 	char in_area[16384];
 	char out_area[WAYPOINT_HEAD_MAX + 8192];	/* a request head, then body chunks */
 };
@@ -605,10 +620,16 @@ static void respond_upstream(struct h2st *st, bool end_stream)
 
 	st->resp_submitted = true;
 	retry_drop(st);
+	/* an HTTP/1.1 backend's 101 is extended CONNECT's 200 (RFC 8441 5),
+	 * and counted as the client got it */
+	if (st->ws && st->status == 101)
+		st->status = 200;
 	nv_add(nv, ":status", wp_utoa(sbuf, st->status));
 	el.n = 0;
 	for (size_t i = 0; st->resp && i < st->resp->n; i++)
 		wp_hlist_add(&el, st->resp->v[i].name, st->resp->v[i].value);
+	if (st->ws)
+		wp_hlist_remove(&el, "sec-websocket-accept");	/* HTTP/1.1's handshake only */
 	wp_hlist_edits_packed(&el, st->edits, st->edits_len);
 	nv_add_list(nv, &el);
 	if (end_stream)
@@ -783,12 +804,74 @@ static int up_on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8
 	return 0;
 }
 
+/* ---- WebSocket over HTTP/2 (RFC 8441) ---- */
+
+static bool stream_submit(struct h2st *st, const struct nvlist *nv);
+
+/* The backend took the WebSocket: the route's request timeout is over (as
+ * Envoy's stops at the upgrade); the idle timeout runs while no byte moves. */
+static void ws_open(struct h2st *st)
+{
+	struct waypoint *w = st->h->c->w;
+
+	st->ws_open = true;
+	st->moved_ms = loop_now_ms();
+	loop_timer_arm(w->loop, &st->timer, wp_idle_ms(w));
+}
+
+/* An extended CONNECT goes only to a backend whose SETTINGS take one
+ * (RFC 8441 3); else 503, as Envoy answers when its upstream cannot. */
+static void ws_submit(struct h2st *st, const struct nvlist *nv)
+{
+	if (nghttp2_session_get_remote_settings(st->up->ng, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL) != 1 ||
+	    !stream_submit(st, nv)) {
+		st->h->c->w->st.upstream_errors++;
+		respond_local(st, 503, NULL);
+	}
+	h_queue(st->h);
+	up_queue(st->up);
+}
+
+/* The stream's fields, as they will go, wait in st->sent for the SETTINGS
+ * of a new connection; false: too many to keep. */
+static bool ws_wait(struct h2st *st, const struct nvlist *nv)
+{
+	st->sent = hvec_new(st->h->c->w);
+	for (size_t i = 0; st->sent && i < nv->n; i++)
+		if (!hvec_add(st->sent, nv->v[i].name, nv->v[i].namelen, nv->v[i].value, nv->v[i].valuelen))
+			return false;
+	st->ws_wait = st->sent != NULL;
+	return st->ws_wait;
+}
+
+/* The backend's SETTINGS came: the WebSockets that waited for them go (or
+ * get their 503). */
+static void up_settings_in(struct h2up *up)
+{
+	up->settings_in = true;
+	for (struct h2st *st = up->streams; st; st = st->unext) {
+		struct nvlist *nv;
+
+		if (!st->ws_wait)
+			continue;
+		st->ws_wait = false;
+		if (st->client_closed)
+			continue;
+		nv = nv_begin();
+		for (size_t i = 0; i < st->sent->n; i++)
+			nv_add_n(nv, st->sent->v[i].name, st->sent->v[i].nlen, st->sent->v[i].value,
+				 st->sent->v[i].vlen);
+		ws_submit(st, nv);
+	}
+}
+
 static int up_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct h2st *st = f->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, f->hd.stream_id) : NULL;
 	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
 
-	(void)ud;
+	if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK))
+		up_settings_in(ud);
 	if (!st)
 		return 0;
 	h_queue(st->h);
@@ -803,6 +886,8 @@ static int up_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *u
 				return 0;	/* that answer is dropped */
 			if (!st->client_closed && !st->resp_submitted)
 				respond_upstream(st, end);
+			if (st->ws && st->status >= 200 && st->status < 300 && !end)
+				ws_open(st);
 		} else if (end) {
 			st->trl_pending = true;
 			st->resp_eof = true;
@@ -829,6 +914,8 @@ static int up_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 	}
 	if (!wp_body_alloc(up->w, &st->respb) || buf_put(&st->respb, data, len) != len)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;	/* cannot happen within the window */
+	if (st->ws_open)
+		st->moved_ms = loop_now_ms();
 	h_queue(st->h);
 	nghttp2_session_resume_data(st->h->ng, st->cid);
 	return 0;
@@ -1216,6 +1303,13 @@ static int h1_on_headers_complete(http_parser *p)
 	struct h1up *u = p->data;
 
 	h1_field_commit(u);
+	if (p->status_code == 101 && u->st && u->st->ws) {
+		/* the WebSocket taken: raw bytes from here (h1_tunnel_step) */
+		u->head_done = u->tunnel = true;
+		u->st->status = 101;
+		http_parser_pause(p, 1);
+		return 0;
+	}
 	if (p->status_code >= 100 && p->status_code < 200) {
 		/* interim (100 Continue): dropped; the final head follows */
 		if (u->st) {
@@ -1303,6 +1397,8 @@ static void h1_done(struct h1up *u)
 
 	st->resp_eof = true;
 	st->trl_pending = st->trl && st->trl->n;
+	if (st->ws)
+		u->req_sent = true;	/* a WebSocket refused: its request was its head */
 	if (!st->client_closed)
 		nghttp2_session_resume_data(u->h->ng, st->cid);
 }
@@ -1323,6 +1419,107 @@ static void h1_release(struct h1up *u)
 	stream_maybe_free(st);
 }
 
+/* ---- a WebSocket on an HTTP/1.1 upstream, after its 101 ---- */
+
+/* What out has, to the socket as it takes it; false: the socket failed. */
+static bool h1_send(struct h1up *u)
+{
+	while (u->out.data) {
+		ssize_t n = send(u->fd, buf_head(&u->out), u->out.data, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			buf_del(&u->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		return false;
+	}
+	return true;
+}
+
+/* The backend's bytes as the stream's DATA, as respb has room. */
+static void h1_tunnel_in(struct h1up *u)
+{
+	struct h2st *st = u->st;
+	size_t n;
+
+	if (st->client_closed) {
+		buf_del(&u->in, u->in.data);	/* nobody takes them */
+		return;
+	}
+	if (!wp_body_alloc(u->h->c->w, &st->respb))
+		return;
+	n = buf_put(&st->respb, buf_head(&u->in), u->in.data);
+	buf_del(&u->in, n);
+	if (n) {
+		st->moved_ms = loop_now_ms();
+		nghttp2_session_resume_data(u->h->ng, st->cid);
+	}
+}
+
+/* The client's DATA to the backend as they are; its window reopens as
+ * they go. */
+static void h1_tunnel_out(struct h1up *u)
+{
+	struct h2st *st = u->st;
+
+	while (st->reqb.data && buf_room(&u->out)) {
+		size_t n = buf_put(&u->out, buf_head(&st->reqb), st->reqb.data);
+
+		buf_del(&st->reqb, n);
+		if (!st->client_closed)
+			nghttp2_session_consume(u->h->ng, st->cid, n);
+		else
+			nghttp2_session_consume_connection(u->h->ng, n);
+		st->moved_ms = loop_now_ms();
+	}
+}
+
+/* Both ways after the 101: END_STREAM becomes a FIN and a FIN END_STREAM;
+ * a failed socket resets the stream. Once both ends passed, the connection
+ * goes (never pooled) and the stream ends as its client's side does. */
+static void h1_tunnel_step(struct h1up *u)
+{
+	struct h2st *st = u->st;
+
+	h1_tunnel_out(u);
+	if (u->in.data)
+		h1_tunnel_in(u);
+	if (u->err) {
+		h1_fail(u);
+		return;
+	}
+	if (u->eof && !u->in.data && !st->resp_eof) {
+		st->resp_eof = true;
+		if (!st->client_closed)
+			nghttp2_session_resume_data(u->h->ng, st->cid);
+	}
+	if (!h1_send(u)) {
+		h1_fail(u);
+		return;
+	}
+	if (st->req_eof && !st->reqb.data && !u->out.data && !u->shut) {
+		shutdown(u->fd, SHUT_WR);
+		u->shut = u->req_sent = true;
+	}
+	if (u->shut && u->eof && !u->in.data) {
+		st->up_closed = true;
+		h1_kill(u);
+		stream_maybe_free(st);
+		return;
+	}
+	if (u->eof && !u->out.data) {
+		/* epoll would say HUP forever: h1_pump moves the rest */
+		if (u->io.fd >= 0)
+			loop_del(u->h->c->w->loop, &u->io);
+		return;
+	}
+	if (u->io.fd >= 0)
+		loop_mod(u->h->c->w->loop, &u->io,
+			 (buf_room(&u->in) && !u->eof ? EPOLLIN | EPOLLRDHUP : 0) | (u->out.data ? EPOLLOUT : 0));
+}
+
 /* Feed the backend's bytes to the parser: the head becomes the stream's
  * HEADERS, the body goes to respb as it has room (the rest waits in in,
  * and the socket is not read while in is full). false: u failed (and the
@@ -1335,6 +1532,10 @@ static bool h1_parse(struct h1up *u)
 		enum http_errno e;
 		bool bad;
 
+		if (u->tunnel) {
+			h1_tunnel_in(u);
+			break;
+		}
 		if (u->head_done) {
 			size_t room;
 
@@ -1354,14 +1555,19 @@ static bool h1_parse(struct h1up *u)
 			goto fail;
 		if (e == HPE_PAUSED)
 			http_parser_pause(&u->p, 0);
+		/* (the parser stopped before the head's last LF: not a tunnel byte) */
+		if (u->tunnel && e == HPE_PAUSED && u->in.data && *buf_head(&u->in) == '\n')
+			buf_del(&u->in, 1);
 		if (u->head_done && !st->resp_submitted && !st->client_closed && !st->local) {
-			if (wp_retry_code(&st->retry, st->status) && stream_may_retry(st)) {
+			if (!st->ws && wp_retry_code(&st->retry, st->status) && stream_may_retry(st)) {
 				h1_kill(u);	/* the rest of that answer is not read */
 				stream_retry(st);
 				return false;
 			}
 			respond_upstream(st, false);
 		}
+		if (u->tunnel && !st->ws_open)
+			ws_open(st);
 		if (st->respb.data && !st->client_closed)
 			nghttp2_session_resume_data(u->h->ng, st->cid);
 	}
@@ -1394,6 +1600,12 @@ static void h1_body(struct h1up *u)
 	struct h2st *st = u->st;
 	struct wp_h2 *h = u->h;
 
+	if (st && st->ws) {
+		/* a WebSocket's bytes go only once the backend took it */
+		if (u->tunnel)
+			h1_tunnel_out(u);
+		return;
+	}
 	/* a retry: what the failed attempt had taken of the body, again */
 	while (st && !u->req_sent && st->resend_off < st->resend) {
 		size_t room = buf_room(&u->out), n = st->resend - st->resend_off;
@@ -1442,6 +1654,7 @@ static void h1_step(struct h1up *u)
 		}
 		if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			u->eof = true;	/* not read again (nor watched for reading) */
+			u->err = n < 0;
 			break;
 		}
 		if (errno == EAGAIN)
@@ -1453,7 +1666,7 @@ static void h1_step(struct h1up *u)
 			h1_kill(u);
 		return;
 	}
-	if (!u->resp_done) {
+	if (!u->resp_done && !u->tunnel) {
 		if (!h1_parse(u))
 			return;
 		/* a body delimited by the end of the connection ends there */
@@ -1461,6 +1674,10 @@ static void h1_step(struct h1up *u)
 			http_parser_execute(&u->p, &h1_settings, NULL, 0);
 		if (u->resp_done)
 			h1_done(u);
+	}
+	if (u->tunnel) {
+		h1_tunnel_step(u);
+		return;
 	}
 	/* the end of the connection, once what came before it is parsed */
 	if (u->eof && (!u->in.data || u->resp_done)) {
@@ -1470,15 +1687,7 @@ static void h1_step(struct h1up *u)
 		}
 		u->keepalive = false;
 	}
-	while (u->out.data) {
-		ssize_t n = send(u->fd, buf_head(&u->out), u->out.data, MSG_NOSIGNAL);
-
-		if (n > 0) {
-			buf_del(&u->out, (size_t)n);
-			continue;
-		}
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
+	if (!h1_send(u)) {
 		h1_fail(u);
 		return;
 	}
@@ -1560,6 +1769,25 @@ static bool h1_put_cookies(struct buf *b, const struct hlist *l)
 	return buf_put(b, "\r\n", 2) == 2;
 }
 
+/* An extended CONNECT as the HTTP/1.1 Upgrade it stands for (RFC 8441 5):
+ * an HTTP/2 client sends no Sec-WebSocket-Key, so one is made up (the 101's
+ * Accept is for this hop only); Version, Protocol and Extensions pass. */
+static bool h1_ws_fields(struct h2st *st, struct buf *o, const struct hlist *l)
+{
+	char key[WP_WS_KEY_LEN + 1];
+	bool has_key = false, has_version = false;
+
+	for (size_t i = 0; i < l->n; i++) {
+		has_key |= l->name_len[i] == 17 && !strncasecmp(l->name[i], "sec-websocket-key", 17);
+		has_version |= l->name_len[i] == 21 && !strncasecmp(l->name[i], "sec-websocket-version", 21);
+	}
+	if (!has_key)
+		wp_ws_key(st->h->c->w, key);
+	return wp_put_field(o, "connection", 10, "Upgrade", 7) && wp_put_field(o, "upgrade", 7, "websocket", 9) &&
+	       (has_key || wp_put_field(o, "sec-websocket-key", 17, key, WP_WS_KEY_LEN)) &&
+	       (has_version || wp_put_field(o, "sec-websocket-version", 21, "13", 2));
+}
+
 /* The stream's request as an HTTP/1.1 head on u (RFC 9113 8.3.1 read
  * backwards): :authority becomes Host, connection-specific fields and TE
  * stay out, a body without content-length goes chunked (HTTP/2 frames
@@ -1574,6 +1802,7 @@ static bool h1_request(struct h2st *st, struct h1up *u, const char *method, cons
 	st->h1 = u;
 	u->head_method = !strcmp(method, "HEAD");
 	u->head_done = u->resp_done = u->keepalive = u->field_bad = u->in_value = false;
+	u->tunnel = u->shut = false;
 	u->fname_len = u->fval_len = 0;
 	http_parser_init(&u->p, HTTP_RESPONSE);
 	u->p.data = u;
@@ -1596,12 +1825,15 @@ static bool h1_request(struct h2st *st, struct h1up *u, const char *method, cons
 		if (!wp_put_field(o, l->name[i], l->name_len[i], l->value[i], l->value_len[i]))
 			return false;
 	}
-	u->chunked = (!st->req_eof || st->reqb.data || st->resend_off < st->resend) && !has_len;
+	if (st->ws && !h1_ws_fields(st, o, l))
+		return false;
+	/* (a WebSocket's bytes after the head are no HTTP body) */
+	u->chunked = !st->ws && (!st->req_eof || st->reqb.data || st->resend_off < st->resend) && !has_len;
 	if (u->chunked && !wp_put_field(o, "transfer-encoding", 17, "chunked", 7))
 		return false;
 	if (buf_put(o, "\r\n", 2) != 2)
 		return false;
-	u->req_sent = st->req_eof && !st->reqb.data && st->resend_off >= st->resend;
+	u->req_sent = !st->ws && st->req_eof && !st->reqb.data && st->resend_off >= st->resend;
 	return true;
 }
 
@@ -1658,6 +1890,16 @@ static void stream_timeout(struct loop_timer *t)
 		 * else may come on the connection meanwhile (RFC 9113 6.10) */
 		h2_goaway(h);
 		return;
+	}
+	if (st->ws_open) {
+		/* an open WebSocket ends only when idle that long (bytes moved
+		 * since the timer was armed: it waits the rest) */
+		uint64_t now = loop_now_ms(), due = st->moved_ms + wp_idle_ms(h->c->w);
+
+		if (now < due) {
+			loop_timer_arm(h->c->w->loop, &st->timer, due - now);
+			return;
+		}
 	}
 	st->h->c->w->st.timeouts++;
 	loop_timer_cancel(h->c->w->loop, &st->rtimer);	/* it bounds the retries too */
@@ -1891,6 +2133,7 @@ static void stream_route(struct h2st *st)
 	static struct hlist el;		/* large; one loop thread */
 	char path[2048], key[320];
 	const char *method = NULL, *p = NULL, *auth = NULL, *scheme = NULL, *host = NULL, *ct = NULL, *q;
+	const char *proto = NULL;
 	size_t n = 0;
 
 	/* the fields routing needs, in one pass (the first of each name) */
@@ -1902,6 +2145,7 @@ static void stream_route(struct h2st *st)
 		case 4: to = !strcasecmp(e->name, "host") ? &host : NULL; break;
 		case 5: to = !strcasecmp(e->name, ":path") ? &p : NULL; break;
 		case 7: to = !strcasecmp(e->name, ":method") ? &method : !strcasecmp(e->name, ":scheme") ? &scheme : NULL; break;
+		case 9: to = !strcasecmp(e->name, ":protocol") ? &proto : NULL; break;
 		case 10: to = !strcasecmp(e->name, ":authority") ? &auth : NULL; break;
 		case 12: to = !strcasecmp(e->name, "content-type") ? &ct : NULL; break;
 		default: break;
@@ -1916,10 +2160,20 @@ static void stream_route(struct h2st *st)
 	if (!auth)
 		auth = host;
 	st->grpc = ct && !strncasecmp(ct, "application/grpc", 16);
+	if (proto && method && !strcmp(method, "CONNECT")) {
+		/* an extended CONNECT (RFC 8441) is routed as the GET with
+		 * Upgrade it stands for, as Envoy routes it */
+		st->ws = wp_is_websocket(proto, strlen(proto));
+		method = "GET";
+	}
 	wp_copy(st->method, sizeof(st->method), method ? method : "");
 	if (!method || !p || st->too_big) {
 		w->st.bad_requests++;
 		respond_local(st, st->too_big ? 431 : 400, NULL);
+		return;
+	}
+	if (proto && !st->ws) {
+		respond_local(st, 501, NULL);	/* a protocol other than WebSocket */
 		return;
 	}
 	q = strchr(p, '?');
@@ -1960,12 +2214,17 @@ static void stream_route(struct h2st *st)
 		wp_hlist_edit(&el, d.req_edits[i].op, d.req_edits[i].name,
 			      d.req_edits[i].value ? d.req_edits[i].value : "");
 	nv = nv_begin();
-	nv_add(nv, ":method", method);
+	nv_add(nv, ":method", st->ws ? "CONNECT" : method);
+	if (st->ws)
+		nv_add(nv, ":protocol", "websocket");
 	nv_add(nv, ":scheme", scheme ? scheme : "http");
 	nv_add(nv, ":authority", d.host[0] ? d.host : auth ? auth : "");
 	nv_add(nv, ":path", d.path[0] ? d.path : p);
 	nv_add_list(nv, &el);
-	retry_prepare(st, &d, key, nv);	/* either way: a retry may go to either */
+	/* either way (a retry may go to either); a WebSocket is not retried
+	 * (its bytes are not kept) */
+	if (!st->ws)
+		retry_prepare(st, &d, key, nv);
 	if (st->h1) {
 		/* an HTTP/1.1 backend: the stream translated */
 		st->dst = st->h1->dst;
@@ -1975,6 +2234,17 @@ static void stream_route(struct h2st *st)
 			respond_local(st, 431, NULL);
 			return;
 		}
+		stream_arm_timeout(st, &d);
+		return;
+	}
+	if (st->ws) {
+		/* a new connection's SETTINGS say first whether it takes
+		 * extended CONNECT */
+		st->dst = st->up->dst;
+		if (st->up->settings_in)
+			ws_submit(st, nv);
+		else if (!ws_wait(st, nv))
+			respond_local(st, 431, NULL);
 		stream_arm_timeout(st, &d);
 		return;
 	}
@@ -2060,10 +2330,19 @@ static int cl_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 
 	(void)flags, (void)ud;
 	if (st && st->h1 && !st->h1->req_sent) {
-		/* to the HTTP/1.1 upstream: h1_body takes them */
+		/* to the HTTP/1.1 upstream: h1_body takes them (a WebSocket's
+		 * only after the 101: till then they wait here) */
 		if (!wp_body_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		if (st->ws_open)
+			st->moved_ms = loop_now_ms();
 		retry_keep(st, data, len);
+		return 0;
+	}
+	if (st && st->ws_wait) {
+		/* the WebSocket waits for its upstream's SETTINGS: so do they */
+		if (!wp_body_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
 		return 0;
 	}
 	if (!st || !st->up || !st->uid || st->up_closed) {
@@ -2072,6 +2351,8 @@ static int cl_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 	}
 	if (!wp_body_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (st->ws_open)
+		st->moved_ms = loop_now_ms();
 	retry_keep(st, data, len);
 	nghttp2_session_resume_data(st->up->ng, st->uid);
 	return 0;
@@ -2195,6 +2476,7 @@ int wp_h2_start(struct wconn *c)
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, WAYPOINT_HEAD_MAX },
+		{ NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 },	/* WebSocket (RFC 8441) */
 	};
 	int r = -ENOMEM;
 

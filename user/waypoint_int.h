@@ -72,6 +72,8 @@ enum wstate {
 	W_HEAD,				/* reading a request head */
 	W_REQUEST,			/* request routed, its body (if any) moving */
 	W_TUNNEL,			/* after 101: bytes both ways */
+	W_TUNNEL_H2,			/* after 101 to an HTTP/2 upstream's extended
+					 * CONNECT: bytes <-> its stream (waypoint_up2.c) */
 	W_CLOSING,			/* flushing, then close */
 	W_H2,				/* HTTP/2: waypoint_h2.c has it */
 };
@@ -145,6 +147,9 @@ struct wconn {
 	bool parked;			/* idle between requests: no buffers, no head
 					 * scratch (conn_park); conn_step takes them again */
 	bool head_timed;		/* this head's bytes started: its header deadline is set */
+	bool ws;			/* a tunnel after an HTTP Upgrade (not a TCP
+					 * relay): the idle timeout runs while no byte moves */
+	uint64_t moved_ms;		/* ws: when bytes last moved */
 };
 
 /* An HTTP/1.1 connection's buffers and head scratch (about 260 KiB of
@@ -329,5 +334,25 @@ bool wp_up2_idle(struct wconn *c);
 /* May the next request to the same backend use it? */
 bool wp_up2_reusable(const struct wconn *c);
 void wp_up2_free(struct wconn *c);	/* NULL-safe (c->up2 NULL) */
+/* An HTTP/1.1 Upgrade: websocket as an extended CONNECT stream (RFC 8441)
+ * on s[U]: :protocol websocket, path, :authority and the fields of l;
+ * key: the client's Sec-WebSocket-Key (for the 101's Accept). Sent once the
+ * backend's SETTINGS allow it (else the answer is 503). 0 or -errno. */
+int wp_up2_connect(struct wconn *c, const char *path, const char *authority, const struct hlist *l,
+		   const char *key, size_t key_len);
+/* The stream answered 2xx and its 101 went to the client: bytes both ways
+ * now (W_TUNNEL_H2). */
+bool wp_up2_upgraded(const struct wconn *c);
+/* W_TUNNEL_H2: the client's bytes as DATA, the stream's DATA to the client,
+ * ends of stream both ways; *moved grows by the bytes that moved. 0: on;
+ * 1: both ends done (close); -1: reset. */
+int wp_up2_relay(struct wconn *c, size_t *moved);
+
+/* waypoint_ws.c: WebSocket handshake fields */
+#define WP_WS_KEY_LEN		24
+#define WP_WS_ACCEPT_LEN	28
+bool wp_is_websocket(const char *v, size_t len);
+void wp_ws_key(struct waypoint *w, char out[WP_WS_KEY_LEN + 1]);
+void wp_ws_accept(const char *key, size_t len, char out[WP_WS_ACCEPT_LEN + 1]);
 
 #endif

@@ -15,6 +15,11 @@
  *   body                     content-length)                 <-- DATA -> respb
  *   "0\r\ntrailers\r\n" <-- finish                           <-- HEADERS (trailers)
  *
+ * An Upgrade: websocket goes as an extended CONNECT (RFC 8441; once the
+ * backend's SETTINGS allow it, else 503): its 2xx becomes the client's 101
+ * (write_upgraded), then wp_up2_relay moves the client's bytes as DATA and
+ * back (W_TUNNEL_H2 in waypoint.c), END_STREAM <-> FIN.
+ *
  * Flow control is end to end as on the HTTP/2 client side: the upstream's
  * window reopens (nghttp2_session_consume) only as the response bytes go
  * into the client's buffer, and the request body is read from the client
@@ -42,6 +47,14 @@ struct wp_up2 {
 	bool http11;			/* the client speaks HTTP/1.1 (not 1.0: no chunked) */
 	bool trl;			/* l holds trailers (after the head) */
 	bool too_big;
+	/* an Upgrade: websocket as an extended CONNECT (RFC 8441): ws_held
+	 * holds its fields while a new connection's SETTINGS have not come;
+	 * tunnel once its 2xx went to the client as 101; ws_eof: the client's
+	 * end of stream */
+	bool ws, settings_in, tunnel, ws_eof;
+	nghttp2_nv *ws_held;		/* one block: the fields, then their bytes */
+	size_t ws_n;
+	char accept[WP_WS_ACCEPT_LEN + 1];
 	unsigned int status;
 	/* the head (or the trailers) being received: fields into text */
 	struct hlist l;
@@ -161,17 +174,56 @@ static bool write_head(struct wp_up2 *u)
 	return true;
 }
 
+/* The extended CONNECT's 2xx as the 101 the HTTP/1.1 client waits for
+ * (RFC 8441 5), with the Accept for its key; the backend's fields (its
+ * Sec-WebSocket-Protocol, -Extensions) and the route's edits with it.
+ * false: it does not fit. */
+static bool write_upgraded(struct wp_up2 *u)
+{
+	struct wconn *c = u->c;
+	struct buf *o = &c->s[C].out;
+	static struct hlist out;	/* large; one loop thread */
+
+	out.n = 0;
+	for (size_t i = 0; i < u->l.n && out.n < HLIST_MAX; i++) {
+		if (wp_hop_header(u->l.name[i], u->l.name_len[i]))
+			continue;
+		out.name[out.n] = u->l.name[i];
+		out.name_len[out.n] = u->l.name_len[i];
+		out.value[out.n] = u->l.value[i];
+		out.value_len[out.n] = u->l.value_len[i];
+		out.n++;
+	}
+	wp_hlist_edits_packed(&out, c->resp_edits, c->resp_edits_len);
+	wp_hlist_set(&out, "upgrade", "websocket");
+	wp_hlist_set(&out, "connection", "Upgrade");
+	wp_hlist_set(&out, "sec-websocket-accept", u->accept);
+	if (buf_put(o, "HTTP/1.1 101 Switching Protocols\r\n", 34) != 34 || !wp_hlist_write(o, &out))
+		return false;
+	u->head = u->tunnel = true;
+	c->resp_started = true;
+	c->status = 101;
+	return true;
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct wp_up2 *u = ud;
 	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
 
 	(void)ng;
+	if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK))
+		u->settings_in = true;
 	if (!u->sid || f->hd.stream_id != u->sid)
 		return 0;
 	if (f->hd.type == NGHTTP2_HEADERS && !u->head) {
 		if (u->status >= 100 && u->status < 200 && !end)
 			return 0;	/* interim (100 Continue): dropped */
+		if (u->ws && u->status >= 200 && u->status < 300 && !end && !u->too_big) {
+			if (!write_upgraded(u))
+				u->reset = true;
+			return 0;
+		}
 		if (u->too_big || !write_head(u)) {
 			u->reset = true;	/* 502: a head the client cannot be given */
 			return 0;
@@ -211,7 +263,8 @@ static int on_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud)
 }
 
 /* The request body for the stream: what reqb has, the end once the client's
- * request is complete. */
+ * request is complete; a WebSocket's bytes (ws_submit's stream) the same
+ * way, the end once the client's side ended. */
 static ssize_t req_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t len, uint32_t *flags,
 			nghttp2_data_source *src, void *ud)
 {
@@ -223,7 +276,7 @@ static ssize_t req_read(nghttp2_session *ng, int32_t sid, uint8_t *out, size_t l
 		memcpy(out, buf_head(&u->reqb), n);
 		buf_del(&u->reqb, n);
 	}
-	if (!u->reqb.data && u->c->req_done) {
+	if (!u->reqb.data && (u->ws ? u->ws_eof : u->c->req_done)) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		return (ssize_t)n;
 	}
@@ -273,6 +326,7 @@ void wp_up2_free(struct wconn *c)
 		return;
 	c->up2 = NULL;
 	nghttp2_session_del(u->ng);
+	free(u->ws_held);
 	wp_body_release(c->w, &u->reqb);
 	wp_body_release(c->w, &u->respb);
 	free(u);
@@ -289,26 +343,22 @@ static void nv_set(nghttp2_nv *v, const char *name, size_t nl, const char *value
 	v->flags = NGHTTP2_NV_FLAG_NONE;
 }
 
-int wp_up2_request(struct wconn *c, const char *method, const char *path, const char *authority,
-		   const struct hlist *l, bool body)
+/* The request's fields for nghttp2 into nv (one loop thread's static
+ * arrays: nghttp2 copies them on submit): pseudo-fields (protocol: an
+ * extended CONNECT's :protocol, or NULL), then l less what is of this hop
+ * only, names lower-cased. Their number. */
+static size_t request_nv(struct wconn *c, nghttp2_nv **out, const char *method, const char *protocol,
+			 const char *path, const char *authority, const struct hlist *l)
 {
-	static nghttp2_nv nv[HLIST_MAX + 4];	/* one loop thread; nghttp2 copies them */
+	static nghttp2_nv nv[HLIST_MAX + 5];
 	static char lower[WAYPOINT_HEAD_MAX + 8192];
-	nghttp2_data_provider prd = { .read_callback = req_read };
-	struct wp_up2 *u = c->up2;
 	const char *scheme = c->https ? "https" : "http";
 	size_t n = 0, off = 0;
 	bool conn = wp_has_conn(l);
 
-	if (!u && !(u = c->up2 = up2_new(c)))
-		return -ENOMEM;
-	prd.source.ptr = u;
-	u->head = u->chunked = u->resp_eof = u->closed = u->reset = u->too_big = u->trl = false;
-	u->status = 0;
-	u->http11 = c->rp.http_major == 1 && c->rp.http_minor >= 1;
-	u->reqb.head = u->reqb.data = 0;
-	u->respb.head = u->respb.data = 0;
 	nv_set(&nv[n++], ":method", 7, method, strlen(method));
+	if (protocol)
+		nv_set(&nv[n++], ":protocol", 9, protocol, strlen(protocol));
 	nv_set(&nv[n++], ":scheme", 7, scheme, strlen(scheme));
 	nv_set(&nv[n++], ":authority", 10, authority, strlen(authority));
 	nv_set(&nv[n++], ":path", 5, path, strlen(path));
@@ -316,9 +366,11 @@ int wp_up2_request(struct wconn *c, const char *method, const char *path, const 
 		size_t nl = l->name_len[i];
 
 		/* connection-specific fields stay on this hop (RFC 9113 8.2.2);
-		 * Expect was answered here (100 Continue) */
+		 * Expect was answered here (100 Continue); an Upgrade's key is
+		 * HTTP/1.1's handshake (RFC 8441 5: none over HTTP/2) */
 		if (wp_hop_header(l->name[i], nl) || wp_te_other(l->name[i], nl, l->value[i], l->value_len[i]) ||
 		    (conn && wp_conn_named(l, l->name[i], nl)) || (nl == 6 && !strncasecmp(l->name[i], "expect", 6)) ||
+		    (protocol && nl == 17 && !strncasecmp(l->name[i], "sec-websocket-key", 17)) ||
 		    off + nl > sizeof(lower))
 			continue;
 		/* HTTP/2 field names are lower case (8.2.1) */
@@ -328,12 +380,119 @@ int wp_up2_request(struct wconn *c, const char *method, const char *path, const 
 		nv_set(&nv[n++], lower + off, nl, l->value[i], l->value_len[i]);
 		off += nl;
 	}
+	*out = nv;
+	return n;
+}
+
+/* A new request: the last one's state goes. */
+static struct wp_up2 *up2_begin(struct wconn *c)
+{
+	struct wp_up2 *u = c->up2;
+
+	if (!u && !(u = c->up2 = up2_new(c)))
+		return NULL;
+	u->head = u->chunked = u->resp_eof = u->closed = u->reset = u->too_big = u->trl = false;
+	u->ws = u->tunnel = u->ws_eof = false;
+	u->status = 0;
+	u->http11 = c->rp.http_major == 1 && c->rp.http_minor >= 1;
+	u->reqb.head = u->reqb.data = 0;
+	u->respb.head = u->respb.data = 0;
+	return u;
+}
+
+int wp_up2_request(struct wconn *c, const char *method, const char *path, const char *authority,
+		   const struct hlist *l, bool body)
+{
+	nghttp2_data_provider prd = { .read_callback = req_read };
+	struct wp_up2 *u = up2_begin(c);
+	nghttp2_nv *nv;
+	size_t n;
+
+	if (!u)
+		return -ENOMEM;
+	prd.source.ptr = u;
+	n = request_nv(c, &nv, method, NULL, path, authority, l);
 	u->sid = nghttp2_submit_request(u->ng, NULL, nv, n, body ? &prd : NULL, NULL);
 	if (u->sid < 0) {
 		u->sid = 0;
 		return -EIO;
 	}
 	return nghttp2_session_send(u->ng) ? -EIO : 0;
+}
+
+/* The extended CONNECT, to a backend whose SETTINGS take it (RFC 8441 3);
+ * refused here otherwise (the client gets 503, as from Envoy). */
+static void ws_submit(struct wp_up2 *u, const nghttp2_nv *nv, size_t n)
+{
+	nghttp2_data_provider prd = { .source.ptr = u, .read_callback = req_read };
+
+	u->sid = 0;
+	if (nghttp2_session_get_remote_settings(u->ng, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL) == 1)
+		u->sid = nghttp2_submit_request(u->ng, NULL, nv, n, &prd, NULL);
+	if (u->sid <= 0) {
+		u->sid = 0;
+		u->reset = true;
+	}
+}
+
+/* Its fields kept (one block) until the backend's SETTINGS come. */
+static bool ws_hold(struct wp_up2 *u, const nghttp2_nv *nv, size_t n)
+{
+	size_t bytes = n * sizeof(*nv), off;
+	char *p;
+
+	for (size_t i = 0; i < n; i++)
+		bytes += nv[i].namelen + nv[i].valuelen;
+	free(u->ws_held);
+	u->ws_held = malloc(bytes);
+	if (!u->ws_held)
+		return false;
+	p = (char *)u->ws_held;
+	off = n * sizeof(*nv);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(p + off, nv[i].name, nv[i].namelen);
+		memcpy(p + off + nv[i].namelen, nv[i].value, nv[i].valuelen);
+		nv_set(&u->ws_held[i], p + off, nv[i].namelen, p + off + nv[i].namelen, nv[i].valuelen);
+		off += nv[i].namelen + nv[i].valuelen;
+	}
+	u->ws_n = n;
+	return true;
+}
+
+int wp_up2_connect(struct wconn *c, const char *path, const char *authority, const struct hlist *l,
+		   const char *key, size_t key_len)
+{
+	struct wp_up2 *u = up2_begin(c);
+	nghttp2_nv *nv;
+	size_t n;
+
+	if (!u)
+		return -ENOMEM;
+	u->ws = true;
+	wp_ws_accept(key, key_len, u->accept);
+	n = request_nv(c, &nv, "CONNECT", "websocket", path, authority, l);
+	if (!u->settings_in) {
+		if (!ws_hold(u, nv, n))
+			return -ENOMEM;
+	} else {
+		ws_submit(u, nv, n);
+	}
+	return nghttp2_session_send(u->ng) ? -EIO : 0;	/* (a new connection's preface) */
+}
+
+/* The backend's SETTINGS came: the held CONNECT goes (or is refused). */
+static void ws_release(struct wp_up2 *u)
+{
+	if (!u->ws_held || !u->settings_in)
+		return;
+	ws_submit(u, u->ws_held, u->ws_n);
+	free(u->ws_held);
+	u->ws_held = NULL;
+}
+
+bool wp_up2_upgraded(const struct wconn *c)
+{
+	return c->up2 && c->up2->tunnel;
 }
 
 size_t wp_up2_body_room(struct wconn *c)
@@ -364,6 +523,8 @@ static void resp_pump(struct wp_up2 *u)
 	struct wconn *c = u->c;
 	struct buf *o = &c->s[C].out;
 
+	if (u->tunnel)
+		return;	/* wp_up2_relay's */
 	while (u->head && u->respb.data) {
 		size_t room = buf_room(o), n = u->respb.data;
 		char hex[20];
@@ -421,6 +582,7 @@ unsigned int wp_up2_step(struct wconn *c)
 			buf_del(&us->in, (size_t)n);
 		}
 	}
+	ws_release(u);
 	if (u->sid && !u->closed && (u->reqb.data || c->req_done))
 		nghttp2_session_resume_data(u->ng, u->sid);
 	resp_pump(u);
@@ -459,4 +621,52 @@ bool wp_up2_reusable(const struct wconn *c)
 {
 	return c->up2 && !c->s[U].eof && nghttp2_session_want_read(c->up2->ng) &&
 	       nghttp2_session_check_request_allowed(c->up2->ng);
+}
+
+/* The client's bytes to reqb (the stream's window bounds them), its end
+ * as END_STREAM; the stream's DATA to the client, END_STREAM as a FIN. */
+int wp_up2_relay(struct wconn *c, size_t *moved)
+{
+	struct wp_up2 *u = c->up2;
+	struct wside *cs = &c->s[C], *us = &c->s[U];
+	size_t n;
+
+	if (u->closed)
+		buf_del(&cs->in, cs->in.data);	/* nobody takes them */
+	else if (cs->in.data && wp_body_alloc(c->w, &u->reqb) && (n = buf_put(&u->reqb, buf_head(&cs->in), cs->in.data))) {
+		buf_del(&cs->in, n);
+		c->moved_ms = loop_now_ms();
+		*moved += n;
+	}
+	if (cs->eof && !cs->in.data)
+		u->ws_eof = true;
+	if (us->in.data) {
+		ssize_t r = nghttp2_session_mem_recv(u->ng, (const uint8_t *)buf_head(&us->in), us->in.data);
+
+		if (r < 0)
+			return -1;
+		buf_del(&us->in, (size_t)r);
+	}
+	if (u->sid && !u->closed && (u->reqb.data || u->ws_eof))
+		nghttp2_session_resume_data(u->ng, u->sid);
+	if (u->respb.data && (n = buf_put(&cs->out, buf_head(&u->respb), u->respb.data))) {
+		buf_del(&u->respb, n);
+		if (!u->closed)
+			nghttp2_session_consume(u->ng, u->sid, n);
+		else
+			nghttp2_session_consume_connection(u->ng, n);
+		c->moved_ms = loop_now_ms();
+		*moved += n;
+	}
+	if (nghttp2_session_send(u->ng) || u->reset)
+		return -1;
+	if (u->resp_eof && !u->respb.data && !cs->out.data && !cs->shut) {
+		cs->x.ops->shut(&cs->x);
+		cs->shut = true;
+	}
+	if (cs->shut && u->closed && !us->out.data)
+		return 1;
+	if (us->eof && !us->in.data && !u->closed)
+		return -1;	/* the connection went under the stream */
+	return 0;
 }

@@ -127,7 +127,8 @@ endpoints:
   targetRef: {kind: Pod, name: $5, namespace: default}
 Y
 }
-# yaml_svc NAME VIP4 VIP6 PORT TARGET : a dual-stack Service in default.
+# yaml_svc NAME VIP4 VIP6 PORT TARGET [APP_PROTOCOL PORT_NAME] : a dual-stack
+# Service in default (its port named p, else PORT_NAME).
 yaml_svc() {
 	cat <<Y
 ---
@@ -138,6 +139,33 @@ spec:
   clusterIPs: ["$2", "$3"]
   ipFamilies: [IPv4, IPv6]
   ipFamilyPolicy: RequireDualStack
-  ports: [{name: p, port: $4, targetPort: $5, protocol: TCP}]
+  ports: [{name: ${7:-p}, port: $4, targetPort: $5, protocol: TCP${6:+, appProtocol: $6}}]
 Y
+}
+# yaml_app_svc NAME VIP4 VIP6 TARGET_PORT APP_PROTOCOL POD IP4 IP6 : a
+# dual-stack Service in default (port 80 "http", appProtocol as given) and
+# its two EndpointSlices, one pod each.
+yaml_app_svc() {
+	yaml_svc "$1" "$2" "$3" 80 "$4" "$5" http
+	for f in 4 6; do
+		cat <<Y
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: $1-$f, namespace: default, labels: {kubernetes.io/service-name: $1}}
+addressType: IPv$f
+ports: [{name: http, port: $4, protocol: TCP}]
+endpoints: [{addresses: ["$([ $f = 4 ] && echo "$7" || echo "$8")"], targetRef: {kind: Pod, name: $6, namespace: default}}]
+Y
+	done
+}
+
+# Servers a test starts in the background (lab exec ... &; E2E_SRV_PIDS+=($!)),
+# ended by e2e_servers_stop: ours only, by pid.
+E2E_SRV_PIDS=()
+e2e_servers_stop() {
+	local p
+	for p in "${E2E_SRV_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${E2E_SRV_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	E2E_SRV_PIDS=()
 }

@@ -19,13 +19,7 @@
 
 PY=/usr/bin/python3
 export SLUICE_LAB_AGENT_ARGS="--gateway-addresses 10.99.8.0/24 --gateway-addresses fd00:99:8::/64"
-SRV_PIDS=()
-stop_servers() {
-	for p in "${SRV_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${SRV_PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	SRV_PIDS=()
-}
-trap 'rc=$?; stop_servers; (exit $rc); e2e_finish' EXIT
+trap 'rc=$?; e2e_servers_stop; (exit $rc); e2e_finish' EXIT
 e2e_lab_up
 C=default/pod-node-1-1
 H1_4=10.96.8.11 H1_6=fd00:96::8:11	# h1only: appProtocol http, pod-node-1-2:9081 (same node)
@@ -35,37 +29,15 @@ H2_4=10.96.8.12 H2_6=fd00:96::8:12	# h2only: appProtocol kubernetes.io/h2c, pod-
 # their logs opened to append, so that the test can empty them.
 lab exec default/pod-node-1-2 sl-echo serve --pod pod-node-1-2 --namespace default --service h1only \
 	--tcp 9081 --only http1 >>"$E2E_TMP/h1.log" 2>&1 &
-SRV_PIDS+=($!)
+E2E_SRV_PIDS+=($!)
 lab exec default/pod-node-2-1 sl-echo serve --pod pod-node-2-1 --namespace default --service h2only \
 	--tcp 9082 --only h2c >>"$E2E_TMP/h2.log" 2>&1 &
-SRV_PIDS+=($!)
+E2E_SRV_PIDS+=($!)
 
 yaml_ambient_default >"$SLUICE_LAB_CONFIG/namespace.yaml"
-svc() {	# svc NAME VIP4 VIP6 TARGET_PORT APP_PROTOCOL POD IP4 IP6
+svc() {	# svc NAME VIP4 VIP6 TARGET_PORT APP_PROTOCOL POD IP4 IP6 (and its route)
+	yaml_app_svc "$@"
 	cat <<Y
----
-apiVersion: v1
-kind: Service
-metadata: {name: $1, namespace: default}
-spec:
-  clusterIPs: ["$2", "$3"]
-  ipFamilies: [IPv4, IPv6]
-  ipFamilyPolicy: RequireDualStack
-  ports: [{name: http, port: 80, targetPort: $4, protocol: TCP, appProtocol: $5}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: $1-4, namespace: default, labels: {kubernetes.io/service-name: $1}}
-addressType: IPv4
-ports: [{name: http, port: $4, protocol: TCP}]
-endpoints: [{addresses: ["$7"], targetRef: {kind: Pod, name: $6, namespace: default}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: $1-6, namespace: default, labels: {kubernetes.io/service-name: $1}}
-addressType: IPv6
-ports: [{name: http, port: $4, protocol: TCP}]
-endpoints: [{addresses: ["$8"], targetRef: {kind: Pod, name: $6, namespace: default}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -260,7 +232,7 @@ for p in 2 4; do
 	pod=SLUICE_LAB_POD${p}_NAME
 	lab exec "default/${!pod}" sl-echo serve --pod "${!pod}" --namespace default --service h2two \
 		--tcp 9083 --only h2c >>"$E2E_TMP/two-$p.log" 2>&1 &
-	SRV_PIDS+=($!)
+	E2E_SRV_PIDS+=($!)
 done
 {
 	cat <<Y

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-/* sl-echo - the lab pods' test server and client (libc and libnghttp2).
+/* sl-echo - the lab pods' test server and client (libc, libnghttp2, and
+ * libcrypto for the WebSocket handshake's SHA-1).
  *
  *   sl-echo serve --pod NAME --namespace NS [--service NAME] [--tcp PORT]...
  *                 [--udp PORT]... [--ready-file PATH] [--only http1|h2c]
@@ -22,6 +23,16 @@
  *     at most 1 h): a timer of the epoll loop holds that connection's answer,
  *     other connections go on; a malformed delay is a 500;
  *   - answers /status/NNN with status NNN.
+ * A request with Upgrade: websocket and a Sec-WebSocket-Key (RFC 6455) gets
+ * 101 Switching Protocols (Sec-WebSocket-Accept; Sec-WebSocket-Protocol: the
+ * first one the client offers), then a WebSocket echo: every client frame
+ * comes back unmasked with its opcode and FIN, a close frame too, and then
+ * the connection closes. Over HTTP/2 (below) an extended CONNECT (RFC 8441:
+ * :method CONNECT, :protocol websocket; the SETTINGS say
+ * ENABLE_CONNECT_PROTOCOL) gets 200 and the same echo on its stream's DATA,
+ * its END_STREAM after the client's (or after a close frame).
+ * Frames are taken whole, up to 16 KiB each (a larger one closes the
+ * connection or resets the stream).
  * A TCP connection that starts with the HTTP/2 client preface ("PRI *
  * HTTP/2.0\r\n\r\nSM\r\n\r\n", h2c with prior knowledge) speaks HTTP/2
  * (nghttp2, in the same epoll loop): every request gets the same JSON echo
@@ -92,6 +103,8 @@
 #include <unistd.h>
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #define SL_ECHO_IBUF		16384	/* per-connection input; also the max HTTP header block */
 #define SL_ECHO_OBUF_INIT	4096	/* per-connection output, grown on demand, kept on reuse */
@@ -310,7 +323,7 @@ struct item {
 	int fd;
 };
 
-enum conn_mode { MODE_UNKNOWN, MODE_LINE, MODE_HTTP, MODE_H2 };
+enum conn_mode { MODE_UNKNOWN, MODE_LINE, MODE_HTTP, MODE_H2, MODE_WS };
 
 struct h2_stream;
 
@@ -962,6 +975,107 @@ static void echo_body(struct sbuf *body, const struct conn *c, const char *metho
 /* Parse one request head in h[0..n) (ending with the blank line) and queue the
  * response. Sets up body consumption. Returns false on a malformed request
  * (a 400 is queued and the connection will close). */
+/* ---------------------------------------------------------------- WebSocket */
+
+#define SL_ECHO_WS_FRAME	16384	/* a frame's most bytes (head included) */
+
+/* Sec-WebSocket-Accept for a key (RFC 6455 4.2.2), 28 characters. */
+static void ws_accept(const char *key, size_t kl, char out[29])
+{
+	static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+	unsigned char md[SHA_DIGEST_LENGTH];
+	char in[256];
+
+	if (kl > sizeof(in) - sizeof(guid))
+		kl = sizeof(in) - sizeof(guid);
+	memcpy(in, key, kl);
+	memcpy(in + kl, guid, sizeof(guid) - 1);
+	out[0] = 0;
+	if (EVP_Digest(in, kl + sizeof(guid) - 1, md, NULL, EVP_sha1(), NULL))
+		EVP_EncodeBlock((unsigned char *)out, md, sizeof(md));
+}
+
+/* Echo the whole client frames of in[0..n) to out as server frames (not
+ * masked; opcode and FIN as they came). Returns the bytes taken; *closed
+ * once a close frame went back, -1 for a frame over SL_ECHO_WS_FRAME. */
+static long ws_echo(const char *in, size_t n, struct sbuf *out, bool *closed)
+{
+	size_t off = 0;
+
+	while (!*closed && n - off >= 2) {
+		const unsigned char *p = (const unsigned char *)in + off;
+		size_t avail = n - off, hl = 2, len = p[1] & 0x7f, i;
+		bool masked = p[1] & 0x80;
+		unsigned char hdr[4] = { p[0], 0, 0, 0 };
+
+		if (len == 126) {
+			if (avail < 4)
+				break;
+			len = (size_t)p[2] << 8 | p[3];
+			hl = 4;
+		} else if (len == 127) {
+			return -1;	/* 64-bit lengths are over the limit anyway */
+		}
+		hl += masked ? 4 : 0;
+		if (hl + len > SL_ECHO_WS_FRAME)
+			return -1;
+		if (avail < hl + len)
+			break;
+		if (len < 126) {
+			hdr[1] = (unsigned char)len;
+			sb_putn(out, (const char *)hdr, 2);
+		} else {
+			hdr[1] = 126;
+			hdr[2] = (unsigned char)(len >> 8);
+			hdr[3] = (unsigned char)len;
+			sb_putn(out, (const char *)hdr, 4);
+		}
+		sb_reserve(out, len);
+		for (i = 0; i < len; i++)
+			out->p[out->len + i] = (char)(p[hl + i] ^ (masked ? p[hl - 4 + (i & 3)] : 0));
+		out->len += len;
+		off += hl + len;
+		if ((p[0] & 0x0f) == 8)
+			*closed = true;
+	}
+	return (long)off;
+}
+
+/* MODE_WS: echo what came; close after a close frame, the client's FIN or
+ * a frame too large. */
+static void ws_process(struct conn *c)
+{
+	bool closed = false;
+	long n = ws_echo(c->in + c->in_off, c->in_len - c->in_off, &c->out, &closed);
+
+	if (n < 0 || closed || c->rd_closed) {
+		c->in_off = c->in_len;
+		c->want_close = true;
+		return;
+	}
+	c->in_off += (size_t)n;
+}
+
+/* The 101 for an Upgrade: websocket (key: Sec-WebSocket-Key; proto: the
+ * offered subprotocols, the first taken). */
+static void ws_upgrade(struct conn *c, const char *key, size_t kl, const char *proto, size_t pl)
+{
+	char acc[29];
+
+	ws_accept(key, kl, acc);
+	sb_puts(&c->out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			 "Sec-WebSocket-Accept: ");
+	sb_puts(&c->out, acc);
+	sb_puts(&c->out, "\r\n");
+	if (proto) {
+		sb_puts(&c->out, "Sec-WebSocket-Protocol: ");
+		sb_putn(&c->out, proto, strcspn(proto, ", \t\r") < pl ? strcspn(proto, ", \t\r") : pl);
+		sb_puts(&c->out, "\r\n");
+	}
+	sb_puts(&c->out, "\r\n");
+	c->mode = MODE_WS;
+}
+
 static bool http_handle(struct conn *c, const char *h, size_t n)
 {
 	static struct hdr hdrs[SL_ECHO_MAX_HDRS];
@@ -970,6 +1084,9 @@ static bool http_handle(struct conn *c, const char *h, size_t n)
 	size_t method_len, target_len, host_len = 0, nh = 0;
 	bool keep_alive, head, chunked = false, has_len = false, v10;
 	bool conn_close_tok = false, conn_keep_tok = false, expect_continue = false, ct_set;
+	bool upgrade_ws = false;
+	const char *ws_key = NULL, *ws_proto = NULL;
+	size_t ws_key_len = 0, ws_proto_len = 0;
 	uint64_t clen = 0;
 	int status;
 	int64_t delay_ms;
@@ -1061,6 +1178,14 @@ static bool http_handle(struct conn *c, const char *h, size_t n)
 				conn_keep_tok |= has_token(x->value, x->value_len, "keep-alive");
 			} else if (ieq(x->name, x->name_len, "expect")) {
 				expect_continue = has_token(x->value, x->value_len, "100-continue");
+			} else if (ieq(x->name, x->name_len, "upgrade")) {
+				upgrade_ws = has_token(x->value, x->value_len, "websocket");
+			} else if (ieq(x->name, x->name_len, "sec-websocket-key")) {
+				ws_key = x->value;
+				ws_key_len = x->value_len;
+			} else if (ieq(x->name, x->name_len, "sec-websocket-protocol")) {
+				ws_proto = x->value;
+				ws_proto_len = x->value_len;
 			}
 		}
 		nh++;
@@ -1068,6 +1193,10 @@ static bool http_handle(struct conn *c, const char *h, size_t n)
 	}
 	keep_alive = v10 ? conn_keep_tok && !conn_close_tok : !conn_close_tok;
 	log_request(c, method, method_len, target, target_len, host, host_len);
+	if (upgrade_ws && ws_key) {
+		ws_upgrade(c, ws_key, ws_key_len, ws_proto, ws_proto_len);
+		return false;	/* no more HTTP on it */
+	}
 	status = echo_status(target, target_len, &delay_ms);
 	memcpy(proto_buf, proto, 8);
 	proto_buf[8] = 0;
@@ -1253,6 +1382,8 @@ struct h2_stream {
 	bool answered;			/* the response is submitted (or waits: delayed) */
 	bool delayed;			/* submitted at due (?delay=) */
 	bool grpc_trailers;		/* the body ends with the gRPC trailers */
+	bool ws, ws_end;		/* an extended CONNECT's echo; the client's end came */
+	struct sbuf wsin;		/* ws: frames not yet whole */
 	int64_t due;			/* CLOCK_MONOTONIC ms */
 	size_t nfields;
 	struct sbuf req;		/* request fields (sb_put_field records) */
@@ -1269,6 +1400,7 @@ static void h2_stream_destroy(struct h2_stream *st)
 	free(st->rsp.p);
 	free(st->trailers.p);
 	free(st->body.p);
+	free(st->wsin.p);
 	free(st);
 }
 
@@ -1652,10 +1784,105 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 	return 0;
 }
 
+/* The WebSocket stream's echo, as it is made; its end after the client's. */
+static ssize_t h2_ws_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+			  nghttp2_data_source *src, void *ud)
+{
+	struct h2_stream *st = src->ptr;
+	size_t n = st->body.len - st->body_off;
+
+	if (n > len)
+		n = len;
+	memcpy(buf, st->body.p + st->body_off, n);
+	st->body_off += n;
+	if (st->body_off == st->body.len) {
+		st->body.len = st->body_off = 0;
+		if (st->ws_end)
+			*flags |= NGHTTP2_DATA_FLAG_EOF;
+		else if (!n)
+			return NGHTTP2_ERR_DEFERRED;
+	}
+	return (ssize_t)n;
+}
+
+/* Is st an extended CONNECT for a WebSocket (RFC 8441)? */
+static bool h2_is_ws(const struct h2_stream *st)
+{
+	const char *fn, *fv;
+	size_t off = 0, nl, vl;
+	bool connect = false, ws = false;
+
+	while (sb_get_field(&st->req, &off, &fn, &nl, &fv, &vl)) {
+		connect |= ieq(fn, nl, ":method") && ieq(fv, vl, "CONNECT");
+		ws |= ieq(fn, nl, ":protocol") && ieq(fv, vl, "websocket");
+	}
+	return connect && ws;
+}
+
+/* Its 200, then the echo (h2_on_data feeds it). */
+static void h2_ws_open(struct conn *c, struct h2_stream *st)
+{
+	nghttp2_nv nv[] = { { (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE },
+			    { (uint8_t *)"sec-websocket-protocol", NULL, 22, 0, NGHTTP2_NV_FLAG_NONE } };
+	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = h2_ws_read };
+	const char *fn, *fv, *path = "", *auth = "";
+	size_t off = 0, nl, vl, path_len = 0, auth_len = 0;
+
+	while (sb_get_field(&st->req, &off, &fn, &nl, &fv, &vl)) {
+		if (ieq(fn, nl, "sec-websocket-protocol")) {
+			/* the first one offered (fv lives as long as st->req) */
+			size_t k = 0;
+
+			while (k < vl && fv[k] != ',' && fv[k] != ' ' && fv[k] != '\t')
+				k++;
+			memcpy(&nv[1].value, &fv, sizeof(fv));
+			nv[1].valuelen = k;
+		} else if (ieq(fn, nl, ":path")) {
+			path = fv;
+			path_len = vl;
+		} else if (ieq(fn, nl, ":authority")) {
+			auth = fv;
+			auth_len = vl;
+		}
+	}
+	log_request(c, "CONNECT", 7, path, path_len, auth, auth_len);
+	st->ws = st->answered = true;
+	nghttp2_submit_response(c->h2, st->id, nv, nv[1].value ? 2 : 1, &prd);
+}
+
+/* A WebSocket stream's DATA: echoed frame by frame. */
+static void h2_ws_data(struct conn *c, struct h2_stream *st, const uint8_t *data, size_t len)
+{
+	bool closed = false;
+	long n;
+
+	sb_putn(&st->wsin, (const char *)data, len);
+	n = ws_echo(st->wsin.p, st->wsin.len, &st->body, &closed);
+	if (n < 0) {
+		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
+		return;
+	}
+	memmove(st->wsin.p, st->wsin.p + n, st->wsin.len - (size_t)n);
+	st->wsin.len -= (size_t)n;
+	st->ws_end |= closed;
+	nghttp2_session_resume_data(c->h2, st->id);
+}
+
 static int h2_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
 	struct h2_stream *st;
 
+	st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+	if (st && !st->answered && f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST &&
+	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) && h2_is_ws(st))
+		h2_ws_open(ud, st);
+	if (st && st->ws) {
+		if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+			st->ws_end = true;
+			nghttp2_session_resume_data(s, st->id);
+		}
+		return 0;
+	}
 	if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
 	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
@@ -1671,7 +1898,11 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8
 {
 	struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
 
-	(void)flags, (void)ud;
+	(void)flags;
+	if (st && st->ws) {
+		h2_ws_data(ud, st, data, len);
+		return 0;
+	}
 	if (st) {
 		if (!st->body_len)
 			st->body_fnv = FNV_START;
@@ -1703,6 +1934,7 @@ static bool h2_start(struct conn *c)
 	static const nghttp2_settings_entry settings[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, SL_ECHO_H2_STREAMS },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, SL_ECHO_H2_HDR_BYTES * 2 },
+		{ NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 },	/* WebSocket (RFC 8441) */
 	};
 
 	if (!cbs) {
@@ -1799,8 +2031,10 @@ static void conn_process(struct conn *c)
 		h2_process(c);
 	else if (c->mode == MODE_HTTP)
 		http_process(c);
-	else
+	else if (c->mode != MODE_WS)
 		line_process(c);
+	if (c->mode == MODE_WS)	/* (also right after the 101: what came with it) */
+		ws_process(c);
 }
 
 /* Write queued output. Returns false when the connection was closed. */

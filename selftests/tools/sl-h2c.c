@@ -3,8 +3,8 @@
  * (libc, libnghttp2, OpenSSL).
  *
  *   sl-h2c [--timeout-ms N] [--method M] [--header k:v]... [--authority A]
- *          [--data TEXT] [--grpc SERVICE/METHOD] [--cacert FILE] [--sni NAME]
- *          URL
+ *          [--data TEXT] [--grpc SERVICE/METHOD] [--websocket TEXT] [--cacert FILE]
+ *          [--sni NAME] URL
  *
  * URL is http://host[:port][/path?query] (h2c: the client preface right after
  * the TCP handshake) or https://... (TLS offering ALPN h2; without --cacert
@@ -19,14 +19,22 @@
  * every --header in order, names lower-cased (Host becomes :authority;
  * connection-specific fields are left out; "k:" sends an empty value). --grpc
  * sends content-type application/grpc, te: trailers and one empty EchoRequest
- * (a 5-byte gRPC message). The whole exchange is bounded by --timeout-ms
- * (default 5000).
+ * (a 5-byte gRPC message). --websocket TEXT opens a WebSocket over HTTP/2
+ * (RFC 8441): it waits for the server's SETTINGS, and unless they say
+ * ENABLE_CONNECT_PROTOCOL=1 it fails (exit 1) without a request; else it
+ * sends an extended CONNECT (:method CONNECT, :protocol websocket,
+ * sec-websocket-version: 13) and, once a 2xx came, one masked text frame
+ * with TEXT, a close frame (1000) and END_STREAM. The whole exchange is
+ * bounded by --timeout-ms (default 5000).
  *
  * Prints one JSON object on stdout:
  *   {"status": 200, "headers": {"name": ["value", ...]}, "trailers": {...},
  *    "body": "<text>", "body_len": N, "body_truncated": false}
  * header names as received (lower case); body bytes that are not UTF-8 are
- * U+FFFD; bodies are kept up to 4 MiB; the body of a gRPC answer
+ * U+FFFD; bodies are kept up to 4 MiB; with --websocket the body is the
+ * frames that came back, not printed (see body_len), decoded into
+ *   "ws_text": "<the text frames' payloads>", "ws_close": true|false
+ * (a close frame came); the body of a gRPC answer
  * (content-type application/grpc) is not printed ("", see body_len), its
  * message is decoded into grpc_response. With --grpc also
  *   "grpc_status": N, "grpc_status_name": "OK", "grpc_message": "...",
@@ -96,7 +104,8 @@ static void fail(const char *fmt, ...)
 static void usage(FILE *f)
 {
 	fputs("usage: sl-h2c [--timeout-ms N] [--method M] [--header k:v]... [--authority A]\n"
-	      "              [--data TEXT] [--grpc SERVICE/METHOD] [--cacert FILE] [--sni NAME] URL\n",
+	      "              [--data TEXT] [--grpc SERVICE/METHOD] [--websocket TEXT] [--cacert FILE]\n"
+	      "              [--sni NAME] URL\n",
 	      f);
 }
 
@@ -817,6 +826,8 @@ struct exchange {
 	bool truncated;
 	const char *req_body;
 	size_t req_body_len, req_body_off;
+	bool ws;			/* --websocket: the body goes after a 2xx */
+	bool settings;			/* the server's SETTINGS came */
 };
 
 static struct exchange ex;
@@ -826,6 +837,8 @@ static ssize_t send_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 {
 	size_t n = ex.req_body_len - ex.req_body_off;
 
+	if (ex.ws && (ex.status < 200 || ex.status > 299))
+		return NGHTTP2_ERR_DEFERRED;	/* the WebSocket is not open yet */
 	if (n > len)
 		n = len;
 	memcpy(buf, ex.req_body + ex.req_body_off, n);
@@ -889,6 +902,10 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
+	if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK))
+		ex.settings = true;
+	if (ex.ws && f->hd.stream_id == ex.sid && f->hd.type == NGHTTP2_HEADERS && ex.status >= 200)
+		nghttp2_session_resume_data(s, ex.sid);
 	if (f->hd.stream_id == ex.sid && (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
 	    (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && ex.status >= 200)
 		ex.end_stream = true;
@@ -939,13 +956,20 @@ static void run(struct io *io, nghttp2_nv *nv, size_t nnv, bool with_body)
 
 		nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, set, 1);
 	}
-	ex.sid = nghttp2_submit_request(s, NULL, nv, nnv, with_body ? &prd : NULL, NULL);
-	if (ex.sid < 0)
-		fail("cannot submit the request: %s", nghttp2_strerror(ex.sid));
+	/* an extended CONNECT waits for the SETTINGS that allow it (RFC 8441 3) */
+	ex.sid = -1;
 	for (;;) {
 		const uint8_t *d;
 		ssize_t n;
 		size_t r;
+
+		if (ex.sid < 0 && (!ex.ws || ex.settings)) {
+			if (ex.ws && nghttp2_session_get_remote_settings(s, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL) != 1)
+				fail("the server does not take extended CONNECT (no SETTINGS_ENABLE_CONNECT_PROTOCOL)");
+			ex.sid = nghttp2_submit_request(s, NULL, nv, nnv, with_body ? &prd : NULL, NULL);
+			if (ex.sid < 0)
+				fail("cannot submit the request: %s", nghttp2_strerror(ex.sid));
+		}
 
 		while ((n = nghttp2_session_mem_send(s, &d)) > 0)
 			io_write_all(io, d, (size_t)n);
@@ -975,6 +999,68 @@ static void run(struct io *io, nghttp2_nv *nv, size_t nnv, bool with_body)
 	if (!ex.end_stream)
 		fail("stream reset by the server (%s) before %s", nghttp2_http2_strerror(ex.close_error),
 		     ex.status >= 200 ? "the end of the answer" : "an answer");
+}
+
+/* ---------------------------------------------------------------- WebSocket */
+
+/* A client frame (FIN, masked: RFC 6455 5.3) of op with payload p. */
+static void ws_frame(struct buf *b, unsigned char op, const char *p, size_t n)
+{
+	unsigned char h[8] = { (unsigned char)(0x80 | op) }, mask[4];
+	size_t hl = 2;
+
+	if (n > 65535)
+		usage_fail("--websocket text too long");
+	if (n < 126) {
+		h[1] = (unsigned char)(0x80 | n);
+	} else {
+		h[1] = 0x80 | 126;
+		h[2] = (unsigned char)(n >> 8);
+		h[3] = (unsigned char)n;
+		hl = 4;
+	}
+	for (size_t i = 0; i < 4; i++)
+		mask[i] = (unsigned char)(rand() & 0xff);
+	buf_put(b, h, hl);
+	buf_put(b, mask, 4);
+	for (size_t i = 0; i < n; i++) {
+		char x = (char)(p[i] ^ mask[i & 3]);
+
+		buf_put(b, &x, 1);
+	}
+}
+
+/* The server's frames (not masked): "ws_text" (the text and continuation
+ * payloads) and "ws_close" (a close frame came). */
+static void json_ws(const struct buf *b)
+{
+	struct buf text = { 0 };
+	bool closed = false;
+	size_t off = 0;
+
+	while (b->p && b->len - off >= 2) {
+		const unsigned char *p = (const unsigned char *)b->p + off;
+		size_t hl = 2, n = p[1] & 0x7f;
+
+		if (n == 126) {
+			if (b->len - off < 4)
+				break;
+			n = (size_t)p[2] << 8 | p[3];
+			hl = 4;
+		} else if (n == 127 || (p[1] & 0x80)) {
+			break;	/* not a frame this client asked for */
+		}
+		if (b->len - off < hl + n)
+			break;
+		if ((p[0] & 0x0f) == 0x1 || (p[0] & 0x0f) == 0x0)
+			buf_put(&text, p + hl, n);
+		closed |= (p[0] & 0x0f) == 0x8;
+		off += hl + n;
+	}
+	fputs(", \"ws_text\": ", stdout);
+	json_str(text.p ? text.p : "", text.len);
+	printf(", \"ws_close\": %s", closed ? "true" : "false");
+	free(text.p);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -1057,7 +1143,8 @@ int main(int argc, char **argv)
 	static nghttp2_nv nv[H2C_MAX_HEADERS + 8];
 	static const uint8_t empty_echo_request[5] = { 0, 0, 0, 0, 0 };
 	const char *method = NULL, *authority = NULL, *host_hdr = NULL, *grpc = NULL, *cacert = NULL;
-	const char *sni = NULL, *data = NULL, *url_arg = NULL, *hval[H2C_MAX_HEADERS];
+	const char *sni = NULL, *data = NULL, *url_arg = NULL, *hval[H2C_MAX_HEADERS], *ws = NULL;
+	struct buf frames = { 0 };
 	char grpc_path[1024];
 	size_t nh = 0, nnv = 0, i;
 	struct url url = { 0 };
@@ -1113,6 +1200,8 @@ int main(int argc, char **argv)
 				data = v;
 			} else if (!strcmp(o, "--grpc")) {
 				grpc = v;
+			} else if (!strcmp(o, "--websocket")) {
+				ws = v;
 			} else if (!strcmp(o, "--cacert")) {
 				cacert = v;
 			} else if (!strcmp(o, "--sni")) {
@@ -1139,6 +1228,10 @@ int main(int argc, char **argv)
 		if (data)
 			usage_fail("--data and --grpc do not go together");
 	}
+	if (ws && (grpc || data))
+		usage_fail("--websocket goes with neither --data nor --grpc");
+	if (ws)
+		method = "CONNECT";
 	if (!method)
 		method = grpc || data ? "POST" : "GET";
 	if (!authority)
@@ -1146,6 +1239,8 @@ int main(int argc, char **argv)
 
 #define NV(n, v) (nghttp2_nv){ (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE }
 	nv[nnv++] = NV(":method", method);
+	if (ws)
+		nv[nnv++] = NV(":protocol", "websocket");
 	nv[nnv++] = NV(":scheme", url.tls ? "https" : "http");
 	nv[nnv++] = NV(":authority", authority);
 	nv[nnv++] = NV(":path", grpc ? grpc_path : url.path);
@@ -1153,6 +1248,8 @@ int main(int argc, char **argv)
 		nv[nnv++] = NV("content-type", "application/grpc");
 		nv[nnv++] = NV("te", "trailers");
 	}
+	if (ws)
+		nv[nnv++] = NV("sec-websocket-version", "13");
 	for (i = 0; i < nh; i++)
 		if (strcmp(hname[i], "te") || !strcasecmp(hval[i], "trailers"))
 			nv[nnv++] = NV(hname[i], hval[i]);
@@ -1163,6 +1260,12 @@ int main(int argc, char **argv)
 	} else if (data) {
 		ex.req_body = data;
 		ex.req_body_len = strlen(data);
+	} else if (ws) {
+		ws_frame(&frames, 0x1, ws, strlen(ws));
+		ws_frame(&frames, 0x8, "\x03\xe8", 2);	/* close, 1000 */
+		ex.req_body = frames.p;
+		ex.req_body_len = frames.len;
+		ex.ws = true;
 	}
 
 	signal(SIGPIPE, SIG_IGN);
@@ -1170,7 +1273,7 @@ int main(int argc, char **argv)
 	tcp_connect(&io, url.host, url.port);
 	if (url.tls)
 		tls_start(&io, url.host, sni, cacert);
-	run(&io, nv, nnv, grpc || data);
+	run(&io, nv, nnv, grpc || data || ws);
 	if (io.ssl) {
 		SSL_shutdown(io.ssl);
 		SSL_free(io.ssl);
@@ -1186,13 +1289,15 @@ int main(int argc, char **argv)
 		size_t ctl = 0;
 		const char *ct = field_find(&ex.headers, "content-type", &ctl);
 
-		if (is_grpc_type(ct, ctl) || !ex.body.p)
+		if (is_grpc_type(ct, ctl) || !ex.body.p || ws)
 			json_str("", 0);
 		else
 			json_str(ex.body.p, ex.body.len);
 	}
 	printf(", \"body_len\": %zu, \"body_truncated\": %s", ex.body.len,
 	       ex.truncated ? "true" : "false");
+	if (ws)
+		json_ws(&ex.body);
 	if (grpc) {
 		static struct echo_response er;
 		size_t ctl = 0, gsl = 0, gml = 0;

@@ -61,6 +61,7 @@ static struct {
 	char gw_seen[128];		/* the Gateway ops->upstream was asked for */
 	enum waypoint_proto proto;	/* what ops->upstream says the port speaks */
 	size_t last_req_len;		/* the last request a backend read, in bytes */
+	bool h2_connect;		/* the HTTP/2 backends take extended CONNECT */
 } W;
 
 /* ---- backend threads ---- */
@@ -877,6 +878,8 @@ static const char routes_yaml[] =
 	"  - matches: [{path: {type: PathPrefix, value: /retry}}]\n"
 	"    retry: {codes: [500], attempts: 2, backoff: 10ms}\n"
 	"    backendRefs: [{name: v2, port: 80}]\n"
+	"  - matches: [{path: {type: PathPrefix, value: /wsget}, method: GET}]\n"
+	"    backendRefs: [{name: v2, port: 80}]\n"
 	"  - matches: [{path: {type: Exact, value: /old}}]\n"
 	"    filters:\n"
 	"    - type: RequestRedirect\n"
@@ -1002,6 +1005,10 @@ struct h2peer {
 	char trailers[512];
 	int32_t sid;
 	int goaway;			/* a GOAWAY came: its error code + 1 */
+	/* server: a WebSocket (extended CONNECT) stream, echoed */
+	int32_t ws_sid;
+	bool ws_end;
+	size_t echo_off;
 };
 
 static ssize_t h2p_send(nghttp2_session *ng, const uint8_t *d, size_t len, int flags, void *ud)
@@ -1085,9 +1092,56 @@ static ssize_t h2p_huge(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t l
 	return (ssize_t)n;
 }
 
+/* The WebSocket stream's DATA back as they came; its end after theirs. */
+static ssize_t h2p_echo(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+			nghttp2_data_source *src, void *ud)
+{
+	struct h2peer *p = ud;
+	size_t n = p->body_len - p->echo_off < len ? p->body_len - p->echo_off : len;
+
+	(void)ng, (void)sid, (void)src;
+	memcpy(buf, p->body + p->echo_off, n);
+	p->echo_off += n;
+	if (p->echo_off == p->body_len && p->ws_end)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	else if (!n)
+		return NGHTTP2_ERR_DEFERRED;
+	return (ssize_t)n;
+}
+
+/* A server's extended CONNECT (:protocol websocket): 200, then an echo. */
+static bool h2p_websocket(struct h2peer *p, nghttp2_session *ng, const nghttp2_frame *f)
+{
+	nghttp2_data_provider prd = { .read_callback = h2p_echo };
+	nghttp2_nv nv[] = { { (uint8_t *)":status", (uint8_t *)"200", 7, 3, 0 } };
+
+	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST &&
+	    strstr(p->seen_hdrs, ":protocol=websocket")) {
+		pthread_mutex_lock(&W.mu);
+		snprintf(W.seen + W.seen_len, sizeof(W.seen) - W.seen_len, "path=%s auth=%s hdrs=%s\n",
+			 p->seen_path, p->seen_auth, p->seen_hdrs);
+		W.seen_len = strlen(W.seen);
+		pthread_mutex_unlock(&W.mu);
+		p->seen_hdrs[0] = 0;
+		p->ws_sid = f->hd.stream_id;
+		p->ws_end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+		nghttp2_submit_response(ng, p->ws_sid, nv, 1, &prd);
+		return true;
+	}
+	if (!p->ws_sid || f->hd.stream_id != p->ws_sid)
+		return false;
+	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+		p->ws_end = true;
+	nghttp2_session_resume_data(ng, p->ws_sid);
+	return true;
+}
+
 static int h2p_frame(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct h2peer *p = ud;
+
+	if (p->server && h2p_websocket(p, ng, f))
+		return 0;
 
 	if (p->server && (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
 	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
@@ -1141,6 +1195,8 @@ static int h2p_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud)
 	return 0;
 }
 
+static const nghttp2_settings_entry ws_on = { NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 };
+
 static bool h2p_init(struct h2peer *p, int fd, bool server)
 {
 	nghttp2_session_callbacks *cb;
@@ -1158,7 +1214,8 @@ static bool h2p_init(struct h2peer *p, int fd, bool server)
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2p_close);
 	r = server ? nghttp2_session_server_new(&p->ng, cb, p) : nghttp2_session_client_new(&p->ng, cb, p);
 	nghttp2_session_callbacks_del(cb);
-	return !r && !nghttp2_submit_settings(p->ng, NGHTTP2_FLAG_NONE, NULL, 0) && !nghttp2_session_send(p->ng);
+	return !r && !nghttp2_submit_settings(p->ng, NGHTTP2_FLAG_NONE, &ws_on, server && W.h2_connect) &&
+	       !nghttp2_session_send(p->ng);
 }
 
 /* Run the session until done (client) or EOF (server), or timeout. */
@@ -1905,5 +1962,274 @@ void test_waypoint_h2_retry(void)
 	ASSERT_EQ(W.upstreams, 0, "on a pooled upstream connection");
 out:
 	diags_clear(&errs);
+	teardown();
+}
+
+/* ---- WebSocket over HTTP/2 (RFC 8441 extended CONNECT) ---- */
+
+/* Read what the peer sends until its SETTINGS allow extended CONNECT. */
+static bool h2p_wait_connect(struct h2peer *p, int timeout_ms)
+{
+	char in[16384];
+
+	while (nghttp2_session_get_remote_settings(p->ng, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL) != 1) {
+		struct pollfd pf = { .fd = p->fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pf, 1, timeout_ms) <= 0)
+			return false;
+		n = read(p->fd, in, sizeof(in));
+		if (n <= 0 || nghttp2_session_mem_recv(p->ng, (const uint8_t *)in, (size_t)n) < 0 ||
+		    nghttp2_session_send(p->ng))
+			return false;
+	}
+	return true;
+}
+
+/* A WebSocket from a fresh HTTP/2 client: an extended CONNECT to path, msg
+ * as DATA with END_STREAM (as soon as sent: the waypoint holds them until
+ * the backend took the WebSocket); run until the stream ends. */
+static bool h2_websocket(struct h2peer *p, const char *path, const char *msg)
+{
+	int fd = client();
+	nghttp2_data_provider prd = { .source.ptr = (void *)msg, .read_callback = h2p_req_body };
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, 0 },
+		{ (uint8_t *)":protocol", (uint8_t *)"websocket", 9, 9, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)"web", 10, 3, 0 },
+		{ (uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0 },
+		{ (uint8_t *)"sec-websocket-version", (uint8_t *)"13", 21, 2, 0 },
+		{ (uint8_t *)"sec-websocket-protocol", (uint8_t *)"chat", 22, 4, 0 },
+	};
+	bool ok = false;
+
+	memset(p, 0, sizeof(*p));
+	if (fd < 0 || !h2p_init(p, fd, false))
+		return false;
+	p->sid = -1;	/* (a SETTINGS ACK's flag is END_STREAM's bit) */
+	if (!h2p_wait_connect(p, 3000))
+		goto out;
+	p->done = 0;
+	h2p_req_off = 0;
+	p->sid = nghttp2_submit_request(p->ng, NULL, nv, 7, &prd, NULL);
+	if (p->sid < 0 || nghttp2_session_send(p->ng))
+		goto out;
+	h2p_run(p, 3000);
+	ok = p->done;
+out:
+	nghttp2_session_del(p->ng);
+	close(fd);
+	return ok;
+}
+
+/* An HTTP/2 client's WebSocket to a backend whose port says HTTP/1.1: a
+ * GET with Upgrade (a key made up), the 101 as 200, then bytes both ways
+ * and the client's END_STREAM as a FIN (the backend's end comes back as
+ * END_STREAM). Routed as a GET. */
+void test_waypoint_ws_h2_to_h1(void)
+{
+	struct diags errs = { 0 };
+	struct h2peer p;
+
+	if (!setup_routed(NULL, &errs))
+		goto out;
+	W.mode = BE_UPGRADE;
+	W.proto = WAYPOINT_PROTO_HTTP1;
+	ASSERT_TRUE(h2_websocket(&p, "/v2/ws", "hello ws"), "WebSocket stream ended");
+	ASSERT_EQ(p.status, 200, "101 as 200");
+	ASSERT_EQ(p.body_len, 8, "echo length");
+	ASSERT_HAS(p.body, "hello ws", "bytes there and back");
+	ASSERT_HAS(W.seen, "GET /ws HTTP/1.1\r\n", "a GET, path rewritten");
+	ASSERT_HAS(W.seen, "connection: Upgrade\r\nupgrade: websocket\r\n", "Upgrade asked for");
+	ASSERT_HAS(W.seen, "sec-websocket-key: ", "a key made up");
+	ASSERT_HAS(W.seen, "sec-websocket-version: 13\r\n", "version passed on");
+	ASSERT_HAS(W.seen, "sec-websocket-protocol: chat\r\n", "subprotocol passed on");
+	ASSERT_HAS(W.seen, "x-set: one\r\n", "request header edits");
+	ASSERT_FALSE(strstr(W.seen, "transfer-encoding"), "no body framing");
+	ASSERT_FALSE(strstr(p.seen_hdrs, "upgrade="), "no Upgrade in HTTP/2");
+	ASSERT_HAS(p.seen_hdrs, "x-resp=added", "response header edits");
+	/* a route that matches GET only takes it */
+	ASSERT_TRUE(h2_websocket(&p, "/wsget/x", "again"), "method GET route");
+	ASSERT_EQ(p.status, 200, "routed as GET");
+	ASSERT_HAS(p.body, "again", "echo");
+	/* a backend that fails it: 503, as for a request */
+	W.mode = BE_RESET;
+	ASSERT_TRUE(h2_websocket(&p, "/v2/ws", "x"), "reset answered");
+	ASSERT_EQ(p.status, 503, "reset before a response: 503");
+	/* one that answers without switching: its answer as it is */
+	W.mode = BE_OK;
+	ASSERT_TRUE(h2_websocket(&p, "/v2/ws", "x"), "refusal answered");
+	ASSERT_HAS(p.body, "GET /ws HTTP/1.1", "the backend's own answer");
+out:
+	W.proto = WAYPOINT_PROTO_UNSET;
+	W.mode = BE_OK;
+	diags_clear(&errs);
+	teardown();
+}
+
+/* An HTTP/2 client's WebSocket to an HTTP/2 backend: an extended CONNECT
+ * on, when the backend's SETTINGS allow it; else 503. */
+void test_waypoint_ws_h2_to_h2(void)
+{
+	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
+	struct diags errs = { 0 };
+	struct h2peer p;
+
+	if (!setup_routed(&ops_h2, &errs))
+		goto out;
+	W.h2_connect = true;
+	ASSERT_TRUE(h2_websocket(&p, "/v2/ws", "hello h2 ws"), "WebSocket stream ended");
+	ASSERT_EQ(p.status, 200, "200");
+	ASSERT_HAS(p.body, "hello h2 ws", "DATA there and back");
+	ASSERT_HAS(W.seen, "path=/ws auth=rewritten.example hdrs=:method=CONNECT;:protocol=websocket;",
+		   "an extended CONNECT upstream");
+	ASSERT_HAS(W.seen, "sec-websocket-protocol=chat;", "subprotocol passed on");
+	ASSERT_HAS(p.seen_hdrs, "x-resp=added", "response header edits");
+	/* a new waypoint: not the pooled connection to the last backend */
+	diags_clear(&errs);
+	teardown();
+	memset(&W, 0, sizeof(W));
+	if (!setup_routed(&ops_h2, &errs))
+		goto out;
+	ASSERT_TRUE(h2_websocket(&p, "/v2/ws", "x"), "refused stream ended");
+	ASSERT_EQ(p.status, 503, "a backend without extended CONNECT: 503");
+	ASSERT_FALSE(strstr(W.seen, "CONNECT"), "nothing sent to it");
+out:
+	W.h2_connect = false;
+	diags_clear(&errs);
+	teardown();
+}
+
+/* An HTTP/1.1 client's Upgrade: websocket to a backend whose port says
+ * HTTP/2: an extended CONNECT; its 200 as 101 with the Accept for the
+ * client's key; then bytes both ways, half-closes passed on. */
+void test_waypoint_ws_h1_to_h2(void)
+{
+	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
+	static const char up[] = "GET /v2/ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+				 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+	struct diags errs = { 0 };
+	char *out;
+	int fd;
+
+	if (!setup_routed(&ops_h2, &errs))
+		goto out;
+	W.proto = WAYPOINT_PROTO_H2C;
+	W.h2_connect = true;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, up), "upgrade");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "HTTP/1.1 101 Switching Protocols\r\n", "101");
+	/* RFC 6455 1.3's example key and its Accept */
+	ASSERT_HAS(out, "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", "Accept from the key");
+	ASSERT_HAS(out, "upgrade: websocket\r\n", "Upgrade");
+	ASSERT_HAS(out, "x-resp: added\r\n", "response header edits");
+	ASSERT_TRUE(send_str(fd, "raw bytes\n"), "raw");
+	out = read_until(fd, "raw bytes\n", 3000);
+	ASSERT_HAS(out, "raw bytes\n", "bytes both ways");
+	ASSERT_OK(shutdown(fd, SHUT_WR), "half-close");
+	out = read_until(fd, NULL, 3000);
+	ASSERT_STREQ(out, "", "the backend's end of stream as the end of the connection");
+	ASSERT_HAS(W.seen, "path=/ws auth=rewritten.example hdrs=:method=CONNECT;:protocol=websocket;",
+		   "an extended CONNECT upstream");
+	ASSERT_FALSE(strstr(W.seen, "sec-websocket-key"), "no key in HTTP/2");
+	ASSERT_FALSE(strstr(W.seen, "upgrade"), "no Upgrade in HTTP/2");
+	close(fd);
+	/* a backend without extended CONNECT: 503, and the connection closes */
+	W.h2_connect = false;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, up), "upgrade again");
+	out = read_until(fd, NULL, 3000);
+	ASSERT_HAS(out, "HTTP/1.1 503", "503");
+	close(fd);
+out:
+	W.h2_connect = false;
+	W.proto = WAYPOINT_PROTO_UNSET;
+	diags_clear(&errs);
+	teardown();
+}
+
+static ssize_t h2p_never(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+			 nghttp2_data_source *src, void *ud)
+{
+	(void)ng, (void)sid, (void)buf, (void)len, (void)flags, (void)src, (void)ud;
+	return NGHTTP2_ERR_DEFERRED;
+}
+
+/* An HTTP/2 client's WebSocket that sends nothing after the 200: true when
+ * the waypoint reset it; *ms: how long after the 200. */
+static bool h2_websocket_idle(uint64_t *ms)
+{
+	struct h2peer p;
+	int fd = client();
+	nghttp2_data_provider prd = { .read_callback = h2p_never };
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, 0 },
+		{ (uint8_t *)":protocol", (uint8_t *)"websocket", 9, 9, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)"web", 10, 3, 0 },
+		{ (uint8_t *)":path", (uint8_t *)"/idle", 5, 5, 0 },
+	};
+	bool ok = false;
+
+	memset(&p, 0, sizeof(p));
+	*ms = 0;
+	if (fd < 0 || !h2p_init(&p, fd, false))
+		return false;
+	p.sid = -1;
+	if (!h2p_wait_connect(&p, 3000))
+		goto out;
+	p.done = 0;
+	{
+		uint64_t t0 = mono_ms();
+
+		p.sid = nghttp2_submit_request(p.ng, NULL, nv, 5, &prd, NULL);
+		if (p.sid < 0 || nghttp2_session_send(p.ng))
+			goto out;
+		h2p_run(&p, 3000);	/* the 200 at once, then nothing till the reset */
+		*ms = mono_ms() - t0;
+	}
+	ok = p.status == 200 && p.done;
+out:
+	nghttp2_session_del(p.ng);
+	close(fd);
+	return ok;
+}
+
+/* An open WebSocket outlives the request timeout; the idle timeout ends it
+ * only when no byte moved that long (HTTP/1.1 and HTTP/2 clients). */
+void test_waypoint_ws_idle(void)
+{
+	struct waypoint_opts o = { .upstream_timeout_ms = 200, .idle_timeout_ms = 400, .header_timeout_ms = 3000 };
+	uint64_t t0;
+	char *out;
+	int fd;
+
+	if (!setup_opts(&o))
+		goto out;
+	W.mode = BE_UPGRADE;
+	fd = client();
+	ASSERT_TRUE(send_str(fd, "GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+		    "upgrade");
+	out = read_until(fd, "\r\n\r\n", 3000);
+	ASSERT_HAS(out, "101 Switching Protocols", "101");
+	for (int i = 0; i < 6; i++) {	/* 900 ms: past both timeouts, never idle 400 */
+		usleep(150 * 1000);
+		ASSERT_TRUE(send_str(fd, "tick\n"), "tick");
+		out = read_until(fd, "tick\n", 1000);
+		ASSERT_HAS(out, "tick", "bytes move: still open");
+	}
+	t0 = mono_ms();
+	(void)read_until(fd, NULL, 3000);	/* until the waypoint closes it */
+	ASSERT_TRUE(mono_ms() - t0 >= 300 && mono_ms() - t0 < 2000, "closed once idle 400 ms");
+	close(fd);
+	/* an HTTP/2 client's WebSocket stream: reset once idle */
+	W.proto = WAYPOINT_PROTO_HTTP1;
+	ASSERT_TRUE(h2_websocket_idle(&t0), "idle stream reset");
+	ASSERT_TRUE(t0 >= 300 && t0 < 2000, "reset once idle 400 ms, not at the request timeout");
+out:
+	W.proto = WAYPOINT_PROTO_UNSET;
+	W.mode = BE_OK;
 	teardown();
 }
