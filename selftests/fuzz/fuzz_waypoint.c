@@ -67,7 +67,7 @@
  * table. FUZZ_WP_DEBUG=1 prints what each input did, =2 also the bytes the
  * client and the upstreams got.
  *
- * fuzz-srcs: user/waypoint.c user/waypoint_h2.c user/waypoint_up2.c user/route.c user/model.c user/config.c user/lib/xprt.c user/lib/loop.c user/lib/log.c user/lib/diag.c
+ * fuzz-srcs: user/waypoint.c user/waypoint_h2.c user/waypoint_up2.c user/waypoint_ws.c user/route.c user/model.c user/config.c user/lib/xprt.c user/lib/loop.c user/lib/log.c user/lib/diag.c
  * fuzz-libs: -lnghttp2 -lhttp_parser -lyaml -lssl -lcrypto -lpthread -Wl,--wrap=epoll_wait
  */
 #include <errno.h>
