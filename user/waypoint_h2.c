@@ -436,6 +436,28 @@ static void nv_add_list(struct nvlist *nv, const struct hlist *l)
 	}
 }
 
+/* The stream's fields as it sends them, kept (nghttp2 copies nv away) for
+ * a retry or for a WebSocket that waits for its connection's SETTINGS;
+ * false: none kept, or not all (too many). */
+static bool sent_keep(struct h2st *st, const struct nvlist *nv)
+{
+	st->sent = hvec_new(st->h->c->w);
+	for (size_t i = 0; st->sent && i < nv->n; i++)
+		if (!hvec_add(st->sent, nv->v[i].name, nv->v[i].namelen, nv->v[i].value, nv->v[i].valuelen))
+			return false;
+	return st->sent != NULL;
+}
+
+/* The kept fields as a list for nghttp2 again. */
+static struct nvlist *sent_nv(const struct h2st *st)
+{
+	struct nvlist *nv = nv_begin();
+
+	for (size_t i = 0; i < st->sent->n; i++)
+		nv_add_n(nv, st->sent->v[i].name, st->sent->v[i].nlen, st->sent->v[i].value, st->sent->v[i].vlen);
+	return nv;
+}
+
 /* HTTP status to gRPC code, as gRPC's "HTTP to gRPC Status Code Mapping". */
 static int grpc_code_of(unsigned int status)
 {
@@ -836,11 +858,7 @@ static void ws_submit(struct h2st *st, const struct nvlist *nv)
  * of a new connection; false: too many to keep. */
 static bool ws_wait(struct h2st *st, const struct nvlist *nv)
 {
-	st->sent = hvec_new(st->h->c->w);
-	for (size_t i = 0; st->sent && i < nv->n; i++)
-		if (!hvec_add(st->sent, nv->v[i].name, nv->v[i].namelen, nv->v[i].value, nv->v[i].valuelen))
-			return false;
-	st->ws_wait = st->sent != NULL;
+	st->ws_wait = sent_keep(st, nv);
 	return st->ws_wait;
 }
 
@@ -850,18 +868,11 @@ static void up_settings_in(struct h2up *up)
 {
 	up->settings_in = true;
 	for (struct h2st *st = up->streams; st; st = st->unext) {
-		struct nvlist *nv;
-
 		if (!st->ws_wait)
 			continue;
 		st->ws_wait = false;
-		if (st->client_closed)
-			continue;
-		nv = nv_begin();
-		for (size_t i = 0; i < st->sent->n; i++)
-			nv_add_n(nv, st->sent->v[i].name, st->sent->v[i].nlen, st->sent->v[i].value,
-				 st->sent->v[i].vlen);
-		ws_submit(st, nv);
+		if (!st->client_closed)
+			ws_submit(st, sent_nv(st));
 	}
 }
 
@@ -1993,12 +2004,8 @@ static bool stream_submit(struct h2st *st, const struct nvlist *nv)
 static void retry_prepare(struct h2st *st, const struct route_decision *d, const char *key,
 			  const struct nvlist *nv)
 {
-	st->sent = hvec_new(st->h->c->w);
-	for (size_t i = 0; st->sent && i < nv->n; i++)
-		if (!hvec_add(st->sent, nv->v[i].name, nv->v[i].namelen, nv->v[i].value, nv->v[i].valuelen))
-			return;	/* too many to keep: not retried */
-	if (!st->sent)
-		return;
+	if (!sent_keep(st, nv))
+		return;	/* too many to keep: not retried */
 	wp_retry_set(&st->retry, d);
 	wp_copy(st->key, sizeof(st->key), key);
 }
@@ -2077,14 +2084,8 @@ static bool stream_resend(struct h2st *st)
 	static struct hlist el;		/* large; one loop thread */
 	const char *method = "", *path = "", *auth = "";
 
-	if (st->up) {
-		struct nvlist *nv = nv_begin();
-
-		for (size_t i = 0; i < st->sent->n; i++)
-			nv_add_n(nv, st->sent->v[i].name, st->sent->v[i].nlen, st->sent->v[i].value,
-				 st->sent->v[i].vlen);
-		return stream_submit(st, nv);
-	}
+	if (st->up)
+		return stream_submit(st, sent_nv(st));
 	if (!st->h1)
 		return false;
 	el.n = 0;

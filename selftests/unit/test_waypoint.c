@@ -1986,16 +1986,16 @@ static bool h2p_wait_connect(struct h2peer *p, int timeout_ms)
 	return true;
 }
 
-/* A WebSocket from a fresh HTTP/2 client: an extended CONNECT to path, msg
- * as DATA with END_STREAM (as soon as sent: the waypoint holds them until
- * the backend took the WebSocket); run until the stream ends. */
-static bool h2_websocket(struct h2peer *p, const char *path, const char *msg)
+/* An extended CONNECT of :protocol proto from a fresh HTTP/2 client to
+ * path, msg as DATA with END_STREAM (as soon as sent: the waypoint holds
+ * them until the backend took the WebSocket); run until the stream ends. */
+static bool h2_connect_proto(struct h2peer *p, const char *path, const char *proto, const char *msg)
 {
 	int fd = client();
 	nghttp2_data_provider prd = { .source.ptr = (void *)msg, .read_callback = h2p_req_body };
 	nghttp2_nv nv[] = {
 		{ (uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, 0 },
-		{ (uint8_t *)":protocol", (uint8_t *)"websocket", 9, 9, 0 },
+		{ (uint8_t *)":protocol", (uint8_t *)proto, 9, strlen(proto), 0 },
 		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
 		{ (uint8_t *)":authority", (uint8_t *)"web", 10, 3, 0 },
 		{ (uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0 },
@@ -2021,6 +2021,11 @@ out:
 	nghttp2_session_del(p->ng);
 	close(fd);
 	return ok;
+}
+
+static bool h2_websocket(struct h2peer *p, const char *path, const char *msg)
+{
+	return h2_connect_proto(p, path, "websocket", msg);
 }
 
 /* An HTTP/2 client's WebSocket to a backend whose port says HTTP/1.1: a
@@ -2061,6 +2066,12 @@ void test_waypoint_ws_h2_to_h1(void)
 	W.mode = BE_OK;
 	ASSERT_TRUE(h2_websocket(&p, "/v2/ws", "x"), "refusal answered");
 	ASSERT_HAS(p.body, "GET /ws HTTP/1.1", "the backend's own answer");
+	/* another protocol over extended CONNECT: not ours to carry */
+	W.seen_len = 0;
+	W.seen[0] = 0;
+	ASSERT_TRUE(h2_connect_proto(&p, "/v2/ws", "connect-udp", "x"), "other :protocol answered");
+	ASSERT_EQ(p.status, 501, "other :protocol: 501");
+	ASSERT_STREQ(W.seen, "", "nothing sent to the backend");
 out:
 	W.proto = WAYPOINT_PROTO_UNSET;
 	W.mode = BE_OK;
