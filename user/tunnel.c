@@ -45,7 +45,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
@@ -67,6 +66,7 @@
 
 #include "buf.h"
 #include "hbone_hdr.h"
+#include "heap.h"
 #include "log.h"
 #include "loop.h"
 #include "ip.h"
@@ -3566,12 +3566,6 @@ size_t tunnel_mem_trim(struct tunnel *t)
 		}
 	}
 	return freed;
-}
-
-/* Heap bytes of one allocation (0 for NULL), as the allocator sized it. */
-static uint64_t heap_size(void *p)
-{
-	return p ? malloc_usable_size(p) : 0;
 }
 
 void tunnel_mem_get(const struct tunnel *t, struct tunnel_mem *m)

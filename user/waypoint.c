@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <http_parser.h>
 #include <limits.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -25,6 +24,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "heap.h"
 #include "log.h"
 #include "loop.h"
 #include "waypoint.h"
@@ -2154,11 +2154,6 @@ void waypoint_drain(struct waypoint *w)
 void waypoint_stats_get(const struct waypoint *w, struct waypoint_stats *st)
 {
 	*st = w->st;
-}
-
-static uint64_t heap_size(void *p)
-{
-	return p ? malloc_usable_size(p) : 0;
 }
 
 void waypoint_mem_get(const struct waypoint *w, struct waypoint_mem *m)
