@@ -366,7 +366,7 @@ check "--map-max: sl_be_v1 holds 16" grep -qE '^sl_be_v1 +hash +10 +16 ' <<<"$ma
 fill fill-1 10.96.3.1 fd00:96::3:1 | put "$cfg/40-fill.yaml"
 check "full maps: a Service that fills both maps exactly is taken" \
 	wait_until 5 sh -c "sluicectl --socket $SOCK1 services | grep -q '^plain  *fill-1  *10.96.3.1 '"
-check "full maps: config ok" config_ok
+check "full maps: config ok" wait_until 5 config_ok
 maps=$(ctl node-1 maps)
 check "full maps: sl_svc_v1 at 6 of 6" grep -qE '^sl_svc_v1 +hash +6 +6 +100' <<<"$maps"
 check "full maps: sl_be_v1 at 16 of 16" grep -qE '^sl_be_v1 +hash +16 +16 +100' <<<"$maps"
