@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sluice/pin.h>
@@ -1175,6 +1177,14 @@ int main(int argc, char **argv)
 	unsigned long ttl;
 	char *end;
 	int opt, lvl;
+	unsigned int seed;
+
+	/* endpoint picks (random(), as kube-proxy's) differ from agent to agent
+	 * and from run to run: unseeded, every agent would pick the same
+	 * sequence */
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = (unsigned int)getpid() ^ (unsigned int)time(NULL);
+	srandom(seed);
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {

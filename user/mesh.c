@@ -485,6 +485,7 @@ static int mesh_wp_pick(void *arg, const struct tunnel_client *cl, const struct 
 	const struct sl_workload *w;
 	const char *kind;
 	char buf[TUNNEL_NAME_MAX];
+	struct tunnel_addr avoid = out->avoid;
 
 	(void)cl;
 	if (!a->model || !a->tunnel)
@@ -493,7 +494,21 @@ static int mesh_wp_pick(void *arg, const struct tunnel_client *cl, const struct 
 	pick = model_service_frontend(a->model, svc, be->port, vip->ip.family);
 	if (!pick)
 		return -ENOENT;
-	slot = &pick->slots[(size_t)random() % pick->n_slots];
+	/* a retry's pick: when the draw is the endpoint that failed, the next
+	 * slot that is another (the slots may repeat endpoints); the same one
+	 * only when there is no other. Istio's previous_hosts predicate
+	 * redraws up to five times and may still land on it. */
+	{
+		size_t at = (size_t)random() % pick->n_slots;
+
+		slot = &pick->slots[at];
+		for (size_t i = 0; i < pick->n_slots; i++) {
+			slot = &pick->slots[(at + i) % pick->n_slots];
+			if (!avoid.port || slot->family != avoid.ip.family || ntohs(slot->port) != avoid.port ||
+			    memcmp(&slot->addr, &avoid.ip.addr, sizeof(slot->addr)))
+				break;
+		}
+	}
 	memset(out, 0, sizeof(*out));
 	out->addr.ip.family = slot->family;
 	out->addr.ip.addr = slot->addr;

@@ -252,12 +252,16 @@ static int on_headers_complete(http_parser *p)
 
 /* A request body's bytes, decoded: for an HTTP/2 upstream (its DATA);
  * other upstreams take the body as it came (client_parse). */
+static void retry_keep(struct wconn *c, const char *p, size_t n);
+
 static int on_req_body(http_parser *p, const char *at, size_t n)
 {
 	struct wconn *c = p->data;
 
-	if (c->up2 && !c->local_answer)
+	if (c->up2 && !c->local_answer) {
 		wp_up2_body(c, at, n);
+		retry_keep(c, at, n);
+	}
 	return 0;
 }
 
@@ -849,18 +853,17 @@ const char *wp_reason_of(unsigned int status)
 }
 
 /* A failure before any response byte went to the client: answer it; after:
- * nothing to say, close. */
+ * nothing to say, close. Either way the request ends here: counted and
+ * logged (with the status the client got). */
 static void fail(struct wconn *c, unsigned int status, const char *body)
 {
-	if (c->resp_started) {
-		c->st = W_CLOSING;
-		c->req_keepalive = false;
-		return;
-	}
 	c->req_keepalive = false;	/* the request's remains are unknown */
-	side_close(c, U, true);
-	answer(c, status, wp_reason_of(status), NULL, body);
 	c->st = W_CLOSING;
+	if (!c->resp_started) {
+		side_close(c, U, true);
+		answer(c, status, wp_reason_of(status), NULL, body);
+	}
+	request_done(c);
 }
 
 static void retry_clear(struct wconn *c)
@@ -895,7 +898,7 @@ bool wp_retry_code(const struct wp_retry *r, unsigned int code)
 
 /* Room for n bytes of request to send again; false when none. It grows by
  * doubling: a body comes in many pieces. */
-static bool retry_reserve(struct wconn *c, size_t n)
+bool wp_retry_reserve(struct wconn *c, size_t n)
 {
 	size_t cap = c->retry_cap < 1024 ? 1024 : c->retry_cap;
 	char *p;
@@ -922,16 +925,19 @@ unsigned int wp_header_ms(const struct waypoint *w)
 	return w->o.header_timeout_ms ? w->o.header_timeout_ms : 10000;
 }
 
-/* Body bytes as they go upstream (as sent: chunked framing too), kept for a
- * retry while they fit WP_RETRY_BODY_MAX (and the upstream's buffer, where
- * a retry puts them at once); past that the copy goes and the request is
- * not retried: its body streams, not held. */
+/* Body bytes as they go upstream (as sent: chunked framing too; decoded to
+ * an HTTP/2 upstream), kept for a retry while they fit WP_RETRY_BODY_MAX
+ * (and the buffer where a retry puts them at once: the HTTP/1.1
+ * upstream's, an HTTP/2 stream's body buffer of the same size); past that
+ * the copy goes and the request is not retried: its body streams, not
+ * held. */
 static void retry_keep(struct wconn *c, const char *p, size_t n)
 {
 	if (!c->retry_len || !n)
 		return;
-	if (c->retry_len - c->retry_hlen + n > WP_RETRY_BODY_MAX || c->retry_len + n > c->s[U].out.size ||
-	    !retry_reserve(c, c->retry_len + n)) {
+	if (c->retry_len - c->retry_hlen + n > WP_RETRY_BODY_MAX ||
+	    (!c->retry_h2 && c->retry_len + n > c->s[U].out.size) ||
+	    !wp_retry_reserve(c, c->retry_len + n)) {
 		retry_clear(c);
 		return;
 	}
@@ -1083,11 +1089,27 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 		svc_fqdn(c->svc_name, sizeof(c->svc_name), svc.name, svc.ns);
 }
 
+/* May the request go again? As the route says (else as Istio's default,
+ * twice when the upstream fails before a response starts); its head is
+ * kept, its body as it goes (retry_keep); one whose content-length says it
+ * will not fit is not. The default sends no body twice: a reset after it
+ * went may come after the backend acted on it (a POST done twice). */
+static bool retry_wanted(const struct wconn *c, const struct route_decision *d)
+{
+	bool chunked = c->rp.flags & F_CHUNKED, no_len = c->rp.content_length == ULLONG_MAX;
+	bool body = chunked || (!no_len && c->rp.content_length);
+	bool fits = chunked || no_len || c->rp.content_length <= WP_RETRY_BODY_MAX;
+
+	return (!body || d->retry_attempts) && fits;
+}
+
 /* The request, routed and rewritten (l), as a stream of the HTTP/2
- * upstream. Host becomes :authority. Not retried, not mirrored (as
- * requests over HTTP/2 from a client are not). An Expect: 100-continue is
- * answered here: the body then streams as the upstream's window allows. */
-static void route_request_h2(struct wconn *c, const char *method, const char *path, const struct hlist *l)
+ * upstream. Host becomes :authority. Retried as over HTTP/1.1 (its fields
+ * and decoded body kept), not mirrored (as requests over HTTP/2 from a
+ * client are not). An Expect: 100-continue is answered here: the body then
+ * streams as the upstream's window allows. */
+static void route_request_h2(struct wconn *c, const struct route_decision *d, const char *method,
+			     const char *path, const struct hlist *l)
 {
 	bool body = (c->rp.flags & F_CHUNKED) || (c->rp.content_length > 0 && c->rp.content_length != ULLONG_MAX);
 	const char *auth = "", *up, *key;
@@ -1116,11 +1138,14 @@ static void route_request_h2(struct wconn *c, const char *method, const char *pa
 	if (body && head_get(c->h, "expect", &len) && len == 12 &&
 	    !strncasecmp(head_get(c->h, "expect", &len), "100-continue", 12))
 		buf_put(&c->s[C].out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-	if (wp_up2_request(c, method, path, auth, l, body)) {
+	c->retry_h2 = true;
+	if (wp_up2_request(c, method, path, auth, l, body, retry_wanted(c, d))) {
 		c->w->st.upstream_errors++;
 		fail(c, 502, NULL);
 		return;
 	}
+	if (c->retry_len)
+		wp_retry_set(&c->retry, d);
 	c->st = W_REQUEST;
 }
 
@@ -1218,7 +1243,7 @@ static void route_request(struct wconn *c)
 		wp_hlist_edit(&l, d.req_edits[i].op, d.req_edits[i].name,
 			   d.req_edits[i].value ? d.req_edits[i].value : "");
 	if (up_h2) {
-		route_request_h2(c, method, d.path[0] ? d.path : "/", &l);
+		route_request_h2(c, &d, method, d.path[0] ? d.path : "/", &l);
 		return;
 	}
 	o = &c->s[U].out;
@@ -1231,24 +1256,14 @@ static void route_request(struct wconn *c)
 			c->st = W_CLOSING;
 			return;
 		}
-		/* the request may go again, as the route says (else as Istio's
-		 * default, twice when the upstream fails before a response
-		 * starts): its head is kept, its body as it goes (retry_keep);
-		 * one whose content-length says it will not fit is not. The
-		 * default sends no body twice: a reset after it went may come
-		 * after the backend acted on it (a POST done twice). */
+		/* its head is kept to send again, its body as it goes */
 		retry_clear(c);
-		bool chunked = c->rp.flags & F_CHUNKED, no_len = c->rp.content_length == ULLONG_MAX;
-		bool body = chunked || (!no_len && c->rp.content_length);
-		bool fits = chunked || no_len || c->rp.content_length <= WP_RETRY_BODY_MAX;
-
-		if ((!body || d.retry_attempts) && fits) {
-			if (retry_reserve(c, o->data)) {
-				memcpy(c->retry_head, buf_head(o), o->data);
-				c->retry_len = o->data;
-				c->retry_hlen = o->data;
-				wp_retry_set(&c->retry, &d);
-			}
+		c->retry_h2 = false;
+		if (retry_wanted(c, &d) && wp_retry_reserve(c, o->data)) {
+			memcpy(c->retry_head, buf_head(o), o->data);
+			c->retry_len = o->data;
+			c->retry_hlen = o->data;
+			wp_retry_set(&c->retry, &d);
 		}
 		/* mirrors get the same head; a request with a body is not
 		 * mirrored (its bytes stream once, to the backend) */
@@ -1345,8 +1360,11 @@ static void client_parse(struct wconn *c)
 		c->st = W_CLOSING;
 		return;
 	}
-	/* the body: raw bytes as they came, bounded by the upstream's room */
-	while (c->st == W_REQUEST && !c->req_done && !c->rp.upgrade && cs->in.data) {
+	/* the body: raw bytes as they came, bounded by the upstream's room
+	 * (none while a retry waits for its backoff: they follow what it
+	 * sends again) */
+	while (c->st == W_REQUEST && !c->req_done && !c->rp.upgrade && cs->in.data &&
+	       (c->local_answer || us->fd >= 0)) {
 		size_t room = c->local_answer ? cs->in.data : c->up2 ? wp_up2_body_room(c) : buf_room(&us->out);
 		size_t take = cs->in.data < room ? cs->in.data : room;
 		size_t n;
@@ -1379,7 +1397,7 @@ static void retry_fire(struct loop_timer *t)
 	struct wconn *c = t->arg;
 	struct waypoint *w = c->w;
 	struct route_backend be = { .ns = c->retry.ns, .name = c->retry.name, .port = c->retry.port };
-	struct waypoint_dst dst = { 0 };
+	struct waypoint_dst dst = { .avoid = c->dst.addr };
 	struct tunnel_client cl;
 	int fd;
 
@@ -1392,7 +1410,6 @@ static void retry_fire(struct loop_timer *t)
 			close(fd);
 		w->st.upstream_errors++;
 		fail(c, 503, "no healthy upstream\n");
-		request_done(c);
 		conn_step(c);
 		return;
 	}
@@ -1401,17 +1418,32 @@ static void retry_fire(struct loop_timer *t)
 	http_parser_init(&c->sp, HTTP_RESPONSE);
 	c->sp.data = c;
 	head_reset(c->h);
-	buf_put(&c->s[U].out, c->retry_head, c->retry_len);
+	/* as it went the first time: an endpoint of the same Service port
+	 * speaks the same protocol */
+	if (c->retry_h2 != (dst.proto == WAYPOINT_PROTO_H2C) || (c->retry_h2 && wp_up2_resend(c))) {
+		w->st.upstream_errors++;
+		fail(c, 502, NULL);
+	} else if (!c->retry_h2) {
+		buf_put(&c->s[U].out, c->retry_head, c->retry_len);
+	}
 	conn_step(c);
 }
 
 /* The upstream failed before the response started (or answered a status the
- * route retries): send the request again, to a new endpoint, after the
- * backoff. false when no retry is left, or the request is not all here. */
+ * route retries): send the request again, to another endpoint, after the
+ * backoff (the client's further body bytes wait: client_parse). false when
+ * no retry is left, or the request was not kept. */
+bool wp_retry_can(const struct wconn *c)
+{
+	/* its body need not be all here: what came is kept (else retry_len
+	 * is 0), the rest follows on the new attempt as it comes */
+	return c->retry_len && c->retry.left && !c->resp_started;
+}
+
 static bool retry_start(struct wconn *c)
 {
-	if (!c->retry_len || !c->retry.left || c->resp_started || !c->req_done)
-		return false;	/* (not all of its body here: not all of it kept either) */
+	if (!wp_retry_can(c))
+		return false;
 	c->retry.left--;
 	side_close(c, U, true);
 	loop_timer_arm(c->w->loop, &c->retry_timer, c->retry.backoff_ms);
@@ -1757,10 +1789,13 @@ static void conn_step(struct wconn *c)
 			if (c->st == W_REQUEST && us->fd >= 0 && c->up2) {
 				unsigned int st = wp_up2_step(c);
 
-				if (st) {
+				if (st == WP_UP2_RETRY) {
+					retry_start(c);	/* (wp_retry_can said it can) */
+				} else if (st) {
 					c->w->st.upstream_errors++;
-					fail(c, st, "upstream connect error or disconnect/reset before headers\n");
-					request_done(c);	/* the answer is counted */
+					if (!retry_start(c)) {
+						fail(c, st, "upstream connect error or disconnect/reset before headers\n");
+					}
 				} else if (wp_up2_upgraded(c)) {
 					tunnel_begin(c, W_TUNNEL_H2);
 				}
@@ -1854,7 +1889,6 @@ static void conn_timer_cb(struct loop_timer *t)
 		c->w->st.timeouts++;
 		if (!c->resp_started) {
 			fail(c, 504, "upstream request timeout\n");
-			request_done(c);
 			conn_step(c);
 			return;
 		}

@@ -60,6 +60,10 @@ enum waypoint_proto waypoint_proto_of(const char *app_protocol);
 /* The workload that answered, as ops->upstream found it. */
 struct waypoint_dst {
 	struct tunnel_addr addr;	/* the endpoint (port 0: not picked yet) */
+	/* on entry to pick (or upstream picking): the endpoint a retry's last
+	 * attempt failed on, picked only when no other is ready (as Istio's
+	 * previous_hosts retry predicate); port 0: none */
+	struct tunnel_addr avoid;
 	char ns[64];
 	char workload[TUNNEL_NAME_MAX];
 	char pod[TUNNEL_NAME_MAX];

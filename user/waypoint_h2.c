@@ -1954,6 +1954,8 @@ static bool stream_upstream(struct h2st *st, const struct route_backend *be, con
 	int fd;
 
 	wp_client_of(c, &cl);
+	if (fresh)
+		dst.avoid = st->dst.addr;	/* where the last attempt failed */
 	if (w->ops.pick && w->ops.pick(w->arg, &cl, &c->vip, be, &dst))
 		return false;
 	ep = dst.addr;
@@ -2036,20 +2038,21 @@ static void retry_keep(struct h2st *st, const uint8_t *data, size_t len)
 	st->rbody_len = need;
 }
 
-/* May the stream go again: a retry left, its request kept (retry_prepare)
- * and all here, nothing answered yet? */
+/* May the stream go again: a retry left, its request kept (retry_prepare:
+ * its body so far too), nothing answered yet? */
 static bool stream_may_retry(const struct h2st *st)
 {
-	return st->sent && st->retry.left && st->req_eof && !st->rbody_over && !st->resp_submitted &&
-	       !st->client_closed && !st->local;
+	return st->sent && st->retry.left && !st->rbody_over && !st->resp_submitted && !st->client_closed &&
+	       !st->local;
 }
 
 /* Its upstream failed it before a response (reset it, went, or answered a
  * status the route retries; that answer is dropped): it goes again after
  * the backoff, on a new connection to a newly picked endpoint, its body
- * from the copy. Only when its body is all here (the copy is all of it).
- * Over HTTP/2 (st->up) or HTTP/1.1 (translated; the caller has killed the
- * connection). false: it may not go again (then it fails as it would). */
+ * from the copy, then (when the body is not all here yet) the rest from
+ * reqb as it comes. Over HTTP/2 (st->up) or HTTP/1.1 (translated; the
+ * caller has killed the connection). false: it may not go again (then it
+ * fails as it would). */
 static bool stream_retry(struct h2st *st)
 {
 	struct h2up *up = st->up;
@@ -2344,6 +2347,13 @@ static int cl_on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uin
 		/* the WebSocket waits for its upstream's SETTINGS: so do they */
 		if (!wp_body_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		return 0;
+	}
+	if (st && loop_timer_armed(&st->rtimer)) {
+		/* a retry waits for its backoff: they follow what it sends again */
+		if (!wp_body_alloc(st->h->c->w, &st->reqb) || buf_put(&st->reqb, data, len) != len)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		retry_keep(st, data, len);
 		return 0;
 	}
 	if (!st || !st->up || !st->uid || st->up_closed) {

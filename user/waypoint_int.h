@@ -138,6 +138,8 @@ struct wconn {
 	size_t retry_len;		/* 0: no retry */
 	size_t retry_hlen;		/* of which the head */
 	size_t retry_cap;
+	bool retry_h2;			/* retry_head is fields for waypoint_up2.c (its
+					 * body decoded), not HTTP/1.1 bytes */
 	struct wp_retry retry;
 	struct loop_timer retry_timer;
 	struct wp_h2 *h2;		/* W_H2 */
@@ -281,6 +283,11 @@ void wp_conn_free(struct wconn *c, bool rst);
 void wp_retry_set(struct wp_retry *r, const struct route_decision *d);
 /* Is code one that r retries? */
 bool wp_retry_code(const struct wp_retry *r, unsigned int code);
+/* c's request may go again now: it was kept, all of it is here, a retry is
+ * left and no response has started. */
+bool wp_retry_can(const struct wconn *c);
+/* Room for n bytes in c->retry_head; false when there is none. */
+bool wp_retry_reserve(struct wconn *c, size_t n);
 /* The connection's deadline is now + ms (c->due_ms; its timer then calls
  * conn_timer_cb, which hands a W_H2 connection to wp_h2_idle_timeout). */
 void wp_conn_deadline(struct wconn *c, uint64_t now, unsigned int ms);
@@ -319,14 +326,21 @@ void wp_h2_idle_timeout(struct wconn *c);
  * :authority and the fields of l (hop-by-hop ones left out); body: one
  * follows (wp_up2_body). 0 or -errno (then nothing was sent). */
 int wp_up2_request(struct wconn *c, const char *method, const char *path, const char *authority,
-		   const struct hlist *l, bool body);
+		   const struct hlist *l, bool body, bool keep);
+/* keep: the request's fields go to c->retry_head too (retry_len =
+ * retry_hlen = their size; 0 when there is no room), its body after them
+ * as it comes; wp_up2_resend sends that again as a stream of a new
+ * connection (s[U], just opened). 0 or -errno. */
+int wp_up2_resend(struct wconn *c);
 /* Room for decoded request body bytes, and some of them (the request
  * parser's on_body). */
 size_t wp_up2_body_room(struct wconn *c);
 void wp_up2_body(struct wconn *c, const char *p, size_t n);
 /* W_REQUEST: frames in from s[U].in, out to s[U].out; the response to
  * s[C].out in HTTP/1.1. 0, or a status to fail the request with (the
- * upstream broke before a response head). */
+ * upstream broke before a response head), or WP_UP2_RETRY: the answer's
+ * status is one the route retries, and a retry can start (wp_retry_can). */
+#define WP_UP2_RETRY	1
 unsigned int wp_up2_step(struct wconn *c);
 /* Between requests: what the upstream says (SETTINGS, PING, GOAWAY); false
  * when it is no longer of use. */

@@ -20,12 +20,19 @@
  * (write_upgraded), then wp_up2_relay moves the client's bytes as DATA and
  * back (W_TUNNEL_H2 in waypoint.c), END_STREAM <-> FIN.
  *
+ * A retry (HTTPRoute retry, or Istio's default) sends the request again as
+ * a new stream of a new connection: wp_up2_request keeps its fields in
+ * c->retry_head (an nv_block), waypoint.c the decoded body after them, and
+ * wp_up2_resend submits them again. A status the route retries is held
+ * back from the client (WP_UP2_RETRY).
+ *
  * Flow control is end to end as on the HTTP/2 client side: the upstream's
  * window reopens (nghttp2_session_consume) only as the response bytes go
  * into the client's buffer, and the request body is read from the client
  * only as far as reqb has room, which the stream's window empties.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +59,8 @@ struct wp_up2 {
 	 * tunnel once its 2xx went to the client as 101; ws_eof: the client's
 	 * end of stream */
 	bool ws, settings_in, tunnel, ws_eof;
-	nghttp2_nv *ws_held;		/* one block: the fields, then their bytes */
-	size_t ws_n;
+	char *ws_held;			/* its fields (nv_block) */
+	bool retry;			/* its answer's status is one the route retries */
 	char accept[WP_WS_ACCEPT_LEN + 1];
 	unsigned int status;
 	/* the head (or the trailers) being received: fields into text */
@@ -219,6 +226,11 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	if (f->hd.type == NGHTTP2_HEADERS && !u->head) {
 		if (u->status >= 100 && u->status < 200 && !end)
 			return 0;	/* interim (100 Continue): dropped */
+		/* a status the route retries: not the client's, the stream goes again */
+		if (!u->ws && u->status >= 200 && wp_retry_code(&u->c->retry, u->status) && wp_retry_can(u->c)) {
+			u->retry = true;
+			return 0;
+		}
 		if (u->ws && u->status >= 200 && u->status < 300 && !end && !u->too_big) {
 			if (!write_upgraded(u))
 				u->reset = true;
@@ -384,6 +396,60 @@ static size_t request_nv(struct wconn *c, nghttp2_nv **out, const char *method, 
 	return n;
 }
 
+/* Fields as one block that may move (realloc) and still be read: a
+ * header, n nghttp2_nv whose name and value are offsets from the block's
+ * start, then their bytes. For a CONNECT held until the backend's SETTINGS,
+ * and a request kept to send again (c->retry_head). */
+struct nv_block {
+	size_t n;
+	bool body;			/* a request body follows (a retry's) */
+};
+
+static size_t nv_block_size(const nghttp2_nv *nv, size_t n)
+{
+	size_t bytes = sizeof(struct nv_block) + n * sizeof(*nv);
+
+	for (size_t i = 0; i < n; i++)
+		bytes += nv[i].namelen + nv[i].valuelen;
+	return bytes;
+}
+
+/* p: nv_block_size(nv, n) bytes */
+static void nv_block_fill(char *p, const nghttp2_nv *nv, size_t n, bool body)
+{
+	struct nv_block h = { .n = n, .body = body };
+	size_t at = sizeof(h), off = sizeof(h) + n * sizeof(*nv);
+
+	memcpy(p, &h, sizeof(h));
+	for (size_t i = 0; i < n; i++, at += sizeof(*nv)) {
+		nghttp2_nv v = nv[i];
+
+		memcpy(p + off, nv[i].name, nv[i].namelen);
+		memcpy(p + off + nv[i].namelen, nv[i].value, nv[i].valuelen);
+		v.name = (uint8_t *)(uintptr_t)off;
+		v.value = (uint8_t *)(uintptr_t)(off + nv[i].namelen);
+		memcpy(p + at, &v, sizeof(v));
+		off += nv[i].namelen + nv[i].valuelen;
+	}
+}
+
+/* The block's fields with their pointers where the block is now (one loop
+ * thread's static array: nghttp2 copies them on submit). */
+static const nghttp2_nv *nv_block_read(const char *p, struct nv_block *h)
+{
+	static nghttp2_nv nv[HLIST_MAX + 5];
+
+	memcpy(h, p, sizeof(*h));
+	if (h->n > sizeof(nv) / sizeof(nv[0]))
+		h->n = 0;	/* cannot be: request_nv's bound */
+	for (size_t i = 0; i < h->n; i++) {
+		memcpy(&nv[i], p + sizeof(*h) + i * sizeof(nv[i]), sizeof(nv[i]));
+		nv_set(&nv[i], p + (uintptr_t)nv[i].name, nv[i].namelen, p + (uintptr_t)nv[i].value,
+		       nv[i].valuelen);
+	}
+	return nv;
+}
+
 /* A new request: the last one's state goes. */
 static struct wp_up2 *up2_begin(struct wconn *c)
 {
@@ -392,7 +458,7 @@ static struct wp_up2 *up2_begin(struct wconn *c)
 	if (!u && !(u = c->up2 = up2_new(c)))
 		return NULL;
 	u->head = u->chunked = u->resp_eof = u->closed = u->reset = u->too_big = u->trl = false;
-	u->ws = u->tunnel = u->ws_eof = false;
+	u->ws = u->tunnel = u->ws_eof = u->retry = false;
 	u->status = 0;
 	u->http11 = c->rp.http_major == 1 && c->rp.http_minor >= 1;
 	u->reqb.head = u->reqb.data = 0;
@@ -400,24 +466,54 @@ static struct wp_up2 *up2_begin(struct wconn *c)
 	return u;
 }
 
-int wp_up2_request(struct wconn *c, const char *method, const char *path, const char *authority,
-		   const struct hlist *l, bool body)
+/* The stream, its body (if any) from reqb as it comes. */
+static int submit(struct wp_up2 *u, const nghttp2_nv *nv, size_t n, bool body)
 {
-	nghttp2_data_provider prd = { .read_callback = req_read };
-	struct wp_up2 *u = up2_begin(c);
-	nghttp2_nv *nv;
-	size_t n;
+	nghttp2_data_provider prd = { .source.ptr = u, .read_callback = req_read };
 
-	if (!u)
-		return -ENOMEM;
-	prd.source.ptr = u;
-	n = request_nv(c, &nv, method, NULL, path, authority, l);
 	u->sid = nghttp2_submit_request(u->ng, NULL, nv, n, body ? &prd : NULL, NULL);
 	if (u->sid < 0) {
 		u->sid = 0;
 		return -EIO;
 	}
 	return nghttp2_session_send(u->ng) ? -EIO : 0;
+}
+
+int wp_up2_request(struct wconn *c, const char *method, const char *path, const char *authority,
+		   const struct hlist *l, bool body, bool keep)
+{
+	struct wp_up2 *u = up2_begin(c);
+	nghttp2_nv *nv;
+	size_t n;
+
+	if (!u)
+		return -ENOMEM;
+	n = request_nv(c, &nv, method, NULL, path, authority, l);
+	if (keep) {
+		size_t bytes = nv_block_size(nv, n);
+
+		if (wp_retry_reserve(c, bytes)) {
+			nv_block_fill(c->retry_head, nv, n, body);
+			c->retry_len = c->retry_hlen = bytes;
+		}
+	}
+	return submit(u, nv, n, body);
+}
+
+int wp_up2_resend(struct wconn *c)
+{
+	struct wp_up2 *u = up2_begin(c);
+	size_t blen = c->retry_len - c->retry_hlen;
+	struct nv_block h;
+	const nghttp2_nv *nv;
+
+	if (!u)
+		return -ENOMEM;
+	nv = nv_block_read(c->retry_head, &h);
+	/* the whole body at once: retry_keep bounds it by reqb's size */
+	if (blen && (!wp_body_alloc(c->w, &u->reqb) || buf_put(&u->reqb, c->retry_head + c->retry_hlen, blen) != blen))
+		return -ENOMEM;
+	return submit(u, nv, h.n, h.body);
 }
 
 /* The extended CONNECT, to a backend whose SETTINGS take it (RFC 8441 3);
@@ -435,27 +531,14 @@ static void ws_submit(struct wp_up2 *u, const nghttp2_nv *nv, size_t n)
 	}
 }
 
-/* Its fields kept (one block) until the backend's SETTINGS come. */
+/* Its fields kept until the backend's SETTINGS come. */
 static bool ws_hold(struct wp_up2 *u, const nghttp2_nv *nv, size_t n)
 {
-	size_t bytes = n * sizeof(*nv), off;
-	char *p;
-
-	for (size_t i = 0; i < n; i++)
-		bytes += nv[i].namelen + nv[i].valuelen;
 	free(u->ws_held);
-	u->ws_held = malloc(bytes);
+	u->ws_held = malloc(nv_block_size(nv, n));
 	if (!u->ws_held)
 		return false;
-	p = (char *)u->ws_held;
-	off = n * sizeof(*nv);
-	for (size_t i = 0; i < n; i++) {
-		memcpy(p + off, nv[i].name, nv[i].namelen);
-		memcpy(p + off + nv[i].namelen, nv[i].value, nv[i].valuelen);
-		nv_set(&u->ws_held[i], p + off, nv[i].namelen, p + off + nv[i].namelen, nv[i].valuelen);
-		off += nv[i].namelen + nv[i].valuelen;
-	}
-	u->ws_n = n;
+	nv_block_fill(u->ws_held, nv, n, false);
 	return true;
 }
 
@@ -483,9 +566,13 @@ int wp_up2_connect(struct wconn *c, const char *path, const char *authority, con
 /* The backend's SETTINGS came: the held CONNECT goes (or is refused). */
 static void ws_release(struct wp_up2 *u)
 {
+	struct nv_block h;
+	const nghttp2_nv *nv;
+
 	if (!u->ws_held || !u->settings_in)
 		return;
-	ws_submit(u, u->ws_held, u->ws_n);
+	nv = nv_block_read(u->ws_held, &h);
+	ws_submit(u, nv, h.n);
 	free(u->ws_held);
 	u->ws_held = NULL;
 }
@@ -588,6 +675,8 @@ unsigned int wp_up2_step(struct wconn *c)
 	resp_pump(u);
 	if (nghttp2_session_send(u->ng))
 		us->eof = true;
+	if (u->retry)
+		return WP_UP2_RETRY;
 	if (c->resp_done)
 		return 0;
 	if (u->reset || (us->eof && !us->in.data)) {

@@ -12,7 +12,11 @@
 #   - an HTTPS Gateway listener offers h2 by ALPN: curl gets HTTP/2, the
 #     backend with no appProtocol HTTP/1.1, the h2c one HTTP/2;
 #   - one HTTP/2 client connection (h2load -c 1) to a Service with two h2c
-#     endpoints (one per node): its streams are balanced over both.
+#     endpoints (one per node): its streams are balanced over both;
+#   - retries: one of a Service's two endpoints dead, POSTs from an HTTP/1.1
+#     client to an HTTP/1.1 and an h2c backend all answered when the route
+#     retries (the retry avoids the endpoint that failed), some not when it
+#     does not.
 # The backends log each request body's length and FNV-1a; the test compares.
 # Prints "[name] PASS|FAIL"; the last line is "N passed, N failed".
 . "$(dirname "$0")/lib.sh"
@@ -281,4 +285,82 @@ for f in 4 6; do
 	n2=$(grep -c "/spread$f" "$E2E_TMP/two-2.log") n4=$(grep -c "/spread$f" "$E2E_TMP/two-4.log")
 	check "IPv$f: balanced per stream over both endpoints ($n2 and $n4 of 40)" \
 		test "$n2" -ge 5 -a "$n4" -ge 5 -a $((n2 + n4)) -eq 40
+done
+
+# ---- retries, HTTP/1.1 client: one of a Service's two endpoints is dead
+# (nothing listens: the remote agent's connect is refused, the tunnel stream
+# fails before an answer). POSTs with a body (which Istio's default policy
+# sends once) on new client connections: a route with retry {attempts: 1}
+# gets every one answered, the retry going to the other endpoint (the failed
+# one is not picked again); to the same Service without a retry policy, some
+# fail. Both an HTTP/1.1 backend and an h2c one (the request translated to
+# HTTP/2 each time).
+svc_dead() {	# svc_dead NAME VIP4 VIP6 PORT APP_PROTOCOL LIVE_POD_N RETRY(yes|no)
+	yaml_svc "$1" "$2" "$3" 80 "$4" "$5" http
+	cat <<Y
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: $1, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: $1, port: 80}]
+  rules:
+  - backendRefs: [{name: $1, port: 80}]
+Y
+	[ "$7" = yes ] && echo "    retry: {attempts: 1, backoff: 10ms}"
+	for f in 4 6; do
+		cat <<Y
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: $1-$f, namespace: default, labels: {kubernetes.io/service-name: $1}}
+addressType: IPv$f
+ports: [{name: http, port: $4, protocol: TCP}]
+endpoints:
+Y
+		for p in "$6" 4; do
+			ip=SLUICE_LAB_POD${p}_IP$f pod=SLUICE_LAB_POD${p}_NAME
+			echo "- {addresses: [\"${!ip}\"], targetRef: {kind: Pod, name: ${!pod}, namespace: default}}"
+		done
+	done
+}
+{
+	svc_dead retry-h1 10.96.8.21 fd00:96::8:21 9081 http 2 yes
+	svc_dead retry-h2 10.96.8.22 fd00:96::8:22 9082 kubernetes.io/h2c 3 yes
+	svc_dead noretry-h2 10.96.8.23 fd00:96::8:23 9082 kubernetes.io/h2c 3 no
+} >"$SLUICE_LAB_CONFIG/retry.yaml"
+retry_routed() {
+	for s in retry-h1 retry-h2 noretry-h2; do
+		ctl node-1 route-check "default/$s:80" POST /x --from default 2>/dev/null | grep -q "forward to default/$s:80" || return 1
+	done
+}
+check "retry: routes accepted" wait_until 20 retry_routed
+: >"$E2E_TMP/h1.log"
+: >"$E2E_TMP/h2.log"
+# posts VIP N : N POSTs of the small body, each on its own connection (a
+# curl each: one picks an endpoint per connection); the statuses
+posts() {
+	lab exec "$C" bash -c 'for ((i = 0; i < $2; i++)); do
+		curl -sS -m 10 --http1.1 --data-binary @"$3" -o /dev/null -w "%{http_code}\n" "http://$1/retry$i" 2>&1
+	done' _ "$1" "$2" "$E2E_TMP/small"
+}
+for f in 4 6; do
+	for s in h1:21:9081 h2:22:9082; do
+		IFS=: read -r proto last port <<<"$s"
+		[ $f = 4 ] && vip=10.96.8.$last || vip="[fd00:96::8:$last]"
+		log=$E2E_TMP/$proto.log
+		out=$(posts "$vip" 20)
+		check "IPv$f retry $proto: 20 POSTs, each answered 200 ($(sort <<<"$out" | uniq -c | xargs))" \
+			test "$(grep -c '^200$' <<<"$out")" -eq 20
+		wait_until 5 test "$(grep -cF "$small" "$log")" -ge 20
+		check "IPv$f retry $proto: the live backend got each body whole, once ($(grep -cF "$small" "$log"))" \
+			test "$(grep -cF "$small" "$log")" -eq 20
+		: >"$log"
+	done
+	[ $f = 4 ] && vip=10.96.8.23 || vip="[fd00:96::8:23]"
+	out=$(posts "$vip" 20)
+	n=$(grep -c '^200$' <<<"$out")
+	check "IPv$f control: without a retry policy a POST goes once; some of 20 fail ($n answered 200)" \
+		test "$n" -lt 20
+	: >"$E2E_TMP/h2.log"
 done

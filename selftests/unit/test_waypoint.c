@@ -35,6 +35,8 @@ enum backend_mode {
 	BE_FAIL_FIRST,		/* the first upstream answers 500, the second resets, then 200 */
 	BE_RAW,			/* no HTTP: echo bytes; at EOF say "bye\n" and close */
 	BE_BIG,			/* 200 KB chunked, with a trailer */
+	BE_RESET_FIRST,		/* the first upstream closes at once (before the
+				 * request's body), then as BE_OK */
 };
 
 static struct {
@@ -107,7 +109,7 @@ static size_t read_request(int fd, char *buf, size_t size)
 static void *backend_main(void *arg)
 {
 	int fd = (int)(long)arg;
-	char *req = malloc(1 << 20);
+	char *req = W.mode == BE_RESET_FIRST && W.upstreams == 1 ? NULL : malloc(1 << 20);
 	size_t len;
 
 	while (req && (len = read_request(fd, req, 1 << 20))) {
@@ -181,6 +183,7 @@ static void *backend_main(void *arg)
 				goto out;
 			break;
 		case BE_OK:
+		case BE_RESET_FIRST:
 		case BE_CONTINUE: {
 			char line[128];
 
@@ -878,6 +881,9 @@ static const char routes_yaml[] =
 	"  - matches: [{path: {type: PathPrefix, value: /retry}}]\n"
 	"    retry: {codes: [500], attempts: 2, backoff: 10ms}\n"
 	"    backendRefs: [{name: v2, port: 80}]\n"
+	"  - matches: [{path: {type: PathPrefix, value: /slowretry}}]\n"
+	"    retry: {attempts: 1, backoff: 300ms}\n"
+	"    backendRefs: [{name: v2, port: 80}]\n"
 	"  - matches: [{path: {type: PathPrefix, value: /wsget}, method: GET}]\n"
 	"    backendRefs: [{name: v2, port: 80}]\n"
 	"  - matches: [{path: {type: Exact, value: /old}}]\n"
@@ -1238,9 +1244,12 @@ static void h2p_run(struct h2peer *p, int timeout_ms)
 
 static void *h2_backend_main(void *arg)
 {
-	struct h2peer p;
+	struct h2peer p = { 0 };
 
-	if (h2p_init(&p, (int)(long)arg, true))
+	/* BE_RESET (BE_RESET_FIRST: the first): closed before a byte, as
+	 * backend_main's */
+	if (W.mode != BE_RESET && !(W.mode == BE_RESET_FIRST && W.upstreams == 1) &&
+	    h2p_init(&p, (int)(long)arg, true))
 		h2p_run(&p, 3000);
 	nghttp2_session_del(p.ng);
 	close((int)(long)arg);
@@ -1283,14 +1292,17 @@ static bool setup_routed(const struct waypoint_ops *o, struct diags *errs)
 }
 
 static size_t h2p_req_off;	/* how much of the body went */
+static size_t h2p_req_hold;	/* not 0: the body stops there until set to 0 */
 
 static ssize_t h2p_req_body(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
 			    nghttp2_data_source *src, void *ud)
 {
 	const char *text = src->ptr;
-	size_t n = strlen(text) - h2p_req_off;
+	size_t n = (h2p_req_hold ? h2p_req_hold : strlen(text)) - h2p_req_off;
 
 	(void)ng, (void)sid, (void)ud;
+	if (!n)
+		return NGHTTP2_ERR_DEFERRED;
 	if (n > len)
 		n = len;
 	memcpy(buf, text + h2p_req_off, n);
@@ -1707,81 +1719,133 @@ out:
 	teardown();
 }
 
+/* The waypoint's 5xx answers so far (every answer is counted, the ones it
+ * made itself too) */
+static uint64_t answered_5xx(void)
+{
+	struct waypoint_stats st;
+
+	waypoint_stats_get(W.wp, &st);
+	return st.responses_by_class[5];
+}
+
 /* A request with a body is retried as a bodiless one when its body fits the
- * retry buffer (content-length or chunked); past it, it goes once. */
+ * retry buffer (content-length or chunked): to an HTTP/1.1 backend as it
+ * came, to an h2c one as a new stream, its fields kept and its body
+ * decoded into DATA. Past the buffer, it goes once. The default policy
+ * retries a bodiless request, and sends a body once. Every error answer is
+ * counted. */
 void test_waypoint_retry_body(void)
 {
+	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
 	static char big[80000];
 	struct diags errs = { 0 };
 	char *out, head[256];
+	uint64_t n5;
 	int fd, n;
 
-	if (!setup_routed(NULL, &errs))
-		goto out;
-	W.mode = BE_FAIL_FIRST;
-	W.upstreams = 0;
-	W.seen_len = 0;
-	fd = client();
-	ASSERT_TRUE(send_str(fd, "POST /retry HTTP/1.1\r\nHost: web\r\nContent-Length: 10\r\n\r\n0123456789"),
-		    "send");
-	out = read_until(fd, "\r\n\r\nok", 3000);
-	ASSERT_HAS(out, "HTTP/1.1 200 OK", "content-length body: a 500 and a reset retried");
-	ASSERT_EQ(W.upstreams, 3, "three upstream connections");
-	ASSERT_EQ(count(W.seen, "Content-Length: 10\r\n\r\n0123456789"), 3, "the body went three times, intact");
-	close(fd);
+	for (int h2 = 0; h2 < 2; h2++) {
+		/* an answer's end: the h2c backend's is chunked, with trailers */
+		const char *end = h2 ? "\r\n0\r\ngrpc-status: 0\r\n\r\n" : "\r\n\r\nok";
 
-	W.upstreams = 0;
-	W.seen_len = 0;
-	fd = client();
-	ASSERT_TRUE(send_str(fd, "POST /retry HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n"
-				 "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "send chunked");
-	out = read_until(fd, "\r\n\r\nok", 3000);
-	ASSERT_HAS(out, "HTTP/1.1 200 OK", "chunked body: retried");
-	ASSERT_EQ(count(W.seen, "\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), 3, "chunks went three times");
-	close(fd);
+		if (h2) {	/* the last one's */
+			diags_clear(&errs);
+			teardown();
+		}
+		if (!setup_routed(h2 ? &ops_h2 : NULL, &errs))
+			goto out;
+		W.proto = h2 ? WAYPOINT_PROTO_H2C : WAYPOINT_PROTO_UNSET;
+		W.mode = BE_FAIL_FIRST;
+		W.upstreams = 0;
+		W.h2_requests = 0;
+		W.seen_len = 0;
+		W.seen[0] = 0;
+		fd = client();
+		ASSERT_TRUE(send_str(fd, "POST /retry HTTP/1.1\r\nHost: web\r\nX-Kept: yes\r\nContent-Length: 10\r\n\r\n"
+					 "0123456789"), "send");
+		out = read_until(fd, end, 3000);
+		ASSERT_HAS(out, "HTTP/1.1 200 OK", "content-length body: a 500 and a reset retried");
+		ASSERT_FALSE(strstr(out, " 500 "), "the 500 was not the client's");
+		ASSERT_EQ(W.upstreams, 3, "three upstream connections");
+		if (h2) {
+			ASSERT_EQ(W.h2_requests, 3, "h2: the stream went three times");
+			ASSERT_EQ(count(W.seen, "path=/retry auth=web"), 3, "h2: its :path and :authority each time");
+			ASSERT_EQ(count(W.seen, "x-kept=yes"), 3, "h2: its fields each time");
+			ASSERT_EQ(count(W.seen, "body=0123456789\n"), 3, "h2: its body intact each time");
+		} else {
+			ASSERT_EQ(count(W.seen, "X-Kept: yes\r\nContent-Length: 10\r\n\r\n0123456789"), 3,
+				  "the body went three times, intact");
+		}
+		close(fd);
 
-	/* above the bound: the first answer (500) is the client's */
-	W.upstreams = 0;
-	memset(big, 'x', sizeof(big));
-	n = snprintf(head, sizeof(head), "POST /retry HTTP/1.1\r\nHost: web\r\nContent-Length: %zu\r\n\r\n",
-		     sizeof(big));
-	fd = client();
-	ASSERT_TRUE(send_all(fd, head, (size_t)n) && send_all(fd, big, sizeof(big)), "send big");
-	out = read_until(fd, "\r\n\r\n", 3000);
-	ASSERT_HAS(out, "HTTP/1.1 500", "a body over the retry buffer: not retried");
-	ASSERT_EQ(W.upstreams, 1, "one upstream connection");
-	close(fd);
-	/* chunked, which says nothing of its size up front: the copy is
-	 * dropped as it grows past the bound */
-	W.upstreams = 0;
-	n = snprintf(head, sizeof(head),
-		     "POST /retry HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n", sizeof(big));
-	fd = client();
-	ASSERT_TRUE(send_all(fd, head, (size_t)n) && send_all(fd, big, sizeof(big)) &&
-		    send_str(fd, "\r\n0\r\n\r\n"), "send big chunked");
-	out = read_until(fd, "\r\n\r\n", 3000);
-	ASSERT_HAS(out, "HTTP/1.1 500", "a chunked body over the retry buffer: not retried");
-	ASSERT_EQ(W.upstreams, 1, "one upstream connection (chunked)");
-	close(fd);
-	/* /v2: no retry policy on the rule: the default retries a reset request
-	 * without a body, and sends a body only once (the backend may have
-	 * acted on it before the reset) */
-	W.mode = BE_RESET;
-	W.upstreams = 0;
-	fd = client();
-	ASSERT_TRUE(send_str(fd, "GET /v2/plain HTTP/1.1\r\nHost: web\r\n\r\n"), "send GET");
-	out = read_until(fd, "\r\n\r\n", 3000);
-	ASSERT_HAS(out, "HTTP/1.1 50", "every attempt reset: an error");
-	ASSERT_EQ(W.upstreams, 3, "the default: a bodiless request tried three times");
-	close(fd);
-	W.upstreams = 0;
-	fd = client();
-	ASSERT_TRUE(send_str(fd, "POST /v2/plain HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\n\r\nabc"), "send POST");
-	out = read_until(fd, "\r\n\r\n", 3000);
-	ASSERT_HAS(out, "HTTP/1.1 50", "reset: an error");
-	ASSERT_EQ(W.upstreams, 1, "the default: a body goes once");
-	close(fd);
+		W.upstreams = 0;
+		W.h2_requests = 0;
+		W.seen_len = 0;
+		W.seen[0] = 0;
+		fd = client();
+		ASSERT_TRUE(send_str(fd, "POST /retry HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n"
+					 "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "send chunked");
+		out = read_until(fd, end, 3000);
+		ASSERT_HAS(out, "HTTP/1.1 200 OK", "chunked body: retried");
+		ASSERT_EQ(W.upstreams, 3, "chunked: three upstream connections");
+		if (h2)
+			ASSERT_EQ(count(W.seen, "body=hello world\n"), 3, "h2: the decoded body each time");
+		else
+			ASSERT_EQ(count(W.seen, "\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), 3, "chunks went three times");
+		close(fd);
+
+		/* above the bound: the first answer (500) is the client's */
+		W.upstreams = 0;
+		W.h2_requests = 0;
+		memset(big, 'x', sizeof(big));
+		n = snprintf(head, sizeof(head), "POST /retry HTTP/1.1\r\nHost: web\r\nContent-Length: %zu\r\n\r\n",
+			     sizeof(big));
+		fd = client();
+		ASSERT_TRUE(send_all(fd, head, (size_t)n) && send_all(fd, big, sizeof(big)), "send big");
+		out = read_until(fd, "\r\n\r\n", 3000);
+		ASSERT_HAS(out, "HTTP/1.1 500", "a body over the retry buffer: not retried");
+		ASSERT_EQ(W.upstreams, 1, "one upstream connection");
+		close(fd);
+		/* chunked, which says nothing of its size up front: the copy is
+		 * dropped as it grows past the bound */
+		W.upstreams = 0;
+		W.h2_requests = 0;
+		n = snprintf(head, sizeof(head),
+			     "POST /retry HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n", sizeof(big));
+		fd = client();
+		ASSERT_TRUE(send_all(fd, head, (size_t)n) && send_all(fd, big, sizeof(big)) &&
+			    send_str(fd, "\r\n0\r\n\r\n"), "send big chunked");
+		out = read_until(fd, "\r\n\r\n", 3000);
+		ASSERT_HAS(out, "HTTP/1.1 500", "a chunked body over the retry buffer: not retried");
+		ASSERT_EQ(W.upstreams, 1, "one upstream connection (chunked)");
+		close(fd);
+
+		/* /v2: no retry policy on the rule: the default retries a reset
+		 * request without a body, and sends a body only once (the
+		 * backend may have acted on it before the reset) */
+		W.mode = BE_RESET;
+		W.upstreams = 0;
+		usleep(100 * 1000);	/* the big requests cut short are counted (500) */
+		n5 = answered_5xx();
+		fd = client();
+		ASSERT_TRUE(send_str(fd, "GET /v2/plain HTTP/1.1\r\nHost: web\r\n\r\n"), "send GET");
+		out = read_until(fd, "\r\n\r\n", 3000);
+		ASSERT_HAS(out, "HTTP/1.1 50", "every attempt reset: an error");
+		ASSERT_EQ(W.upstreams, 3, "the default: a bodiless request tried three times");
+		close(fd);
+		W.upstreams = 0;
+		fd = client();
+		ASSERT_TRUE(send_str(fd, "POST /v2/plain HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\n\r\nabc"),
+			    "send POST");
+		out = read_until(fd, "\r\n\r\n", 3000);
+		ASSERT_HAS(out, "HTTP/1.1 50", "reset: an error");
+		ASSERT_EQ(W.upstreams, 1, "the default: a body goes once");
+		ASSERT_EQ(answered_5xx() - n5, 2, "both errors counted (and logged), once each");
+		close(fd);
+	}
 out:
+	W.proto = WAYPOINT_PROTO_UNSET;
+	W.mode = BE_OK;
 	diags_clear(&errs);
 	teardown();
 }
@@ -1826,6 +1890,142 @@ void test_waypoint_h2_to_h1_retry(void)
 out:
 	W.proto = WAYPOINT_PROTO_UNSET;
 	W.mode = BE_OK;
+	diags_clear(&errs);
+	teardown();
+}
+
+/* The upstream fails while the request's body is still coming: the retry
+ * sends what came, then the rest as it comes; the backend gets the body
+ * whole, once. To an HTTP/1.1 backend and to an h2c one. */
+void test_waypoint_retry_body_streaming(void)
+{
+	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
+	const struct waypoint_ops *with[] = { NULL, &ops_h2 };
+	struct diags errs = { 0 };
+	char *out;
+	int fd;
+
+	for (int h2 = 0; h2 < 2; h2++) {
+		if (h2) {	/* the last one's */
+			diags_clear(&errs);
+			teardown();
+		}
+		if (!setup_routed(with[h2], &errs))
+			goto out;
+		W.proto = h2 ? WAYPOINT_PROTO_H2C : WAYPOINT_PROTO_UNSET;
+		W.mode = BE_RESET_FIRST;
+		W.upstreams = 0;
+		W.seen_len = 0;
+		W.seen[0] = 0;
+		fd = client();
+		ASSERT_TRUE(send_str(fd, "POST /retry HTTP/1.1\r\nHost: web\r\nContent-Length: 10\r\n\r\n01234"),
+			    "send the head and half the body");
+		/* the first upstream closes; the retry (10 ms backoff) goes */
+		for (int i = 0; i < 100 && W.upstreams < 2; i++)
+			usleep(10 * 1000);
+		usleep(50 * 1000);
+		ASSERT_EQ(W.upstreams, 2, h2 ? "h2: retried before the body was all there" : "retried before the body was all there");
+		ASSERT_TRUE(send_str(fd, "56789"), "the rest of the body");
+		out = read_until(fd, h2 ? "grpc-status: 0\r\n\r\n" : "\r\n\r\nPOST", 3000);
+		ASSERT_HAS(out, "HTTP/1.1 200 OK", h2 ? "h2: answered" : "answered");
+		if (h2)
+			ASSERT_EQ(count(W.seen, "body=0123456789\n"), 1, "h2: the body whole, once");
+		else
+			ASSERT_EQ(count(W.seen, "Content-Length: 10\r\n\r\n0123456789"), 1, "the body whole, once");
+		close(fd);
+		/* the rest comes during the backoff (300 ms): it waits, then
+		 * follows what the retry sends */
+		W.upstreams = 0;
+		W.seen_len = 0;
+		W.seen[0] = 0;
+		fd = client();
+		ASSERT_TRUE(send_str(fd, "POST /slowretry HTTP/1.1\r\nHost: web\r\nContent-Length: 10\r\n\r\nabcde"),
+			    "send the head and half the body (slow retry)");
+		usleep(100 * 1000);
+		ASSERT_EQ(W.upstreams, 1, "the retry waits for its backoff");
+		ASSERT_TRUE(send_str(fd, "fghij"), "the rest of the body, during the backoff");
+		out = read_until(fd, h2 ? "grpc-status: 0\r\n\r\n" : "\r\n\r\nPOST", 3000);
+		ASSERT_HAS(out, "HTTP/1.1 200 OK", h2 ? "h2: answered (slow retry)" : "answered (slow retry)");
+		ASSERT_EQ(W.upstreams, 2, "one retry");
+		if (h2)
+			ASSERT_EQ(count(W.seen, "body=abcdefghij\n"), 1, "h2: the body whole, once (slow retry)");
+		else
+			ASSERT_EQ(count(W.seen, "Content-Length: 10\r\n\r\nabcdefghij"), 1, "the body whole, once (slow retry)");
+		close(fd);
+	}
+out:
+	W.proto = WAYPOINT_PROTO_UNSET;
+	W.mode = BE_OK;
+	diags_clear(&errs);
+	teardown();
+}
+
+/* The same from an HTTP/2 client: the upstream fails while the stream's
+ * body is still coming (its rest sent after the retry went, or during the
+ * backoff); the backend gets it whole, once, over HTTP/2 and translated to
+ * HTTP/1.1. */
+void test_waypoint_h2_retry_body_streaming(void)
+{
+	static const struct waypoint_ops ops_h2 = { .routes = op_routes, .upstream = op_upstream_h2 };
+	static const char body[] = "0123456789";
+	nghttp2_data_provider prd = { .source.ptr = (void *)body, .read_callback = h2p_req_body };
+	struct diags errs = { 0 };
+
+	for (int v = 0; v < 4; v++) {
+		bool h1 = v & 1, slow = v & 2;
+		const char *path = slow ? "/slowretry" : "/retry";
+		nghttp2_nv nv[] = {
+			{ (uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0 },
+			{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
+			{ (uint8_t *)":authority", (uint8_t *)"web", 10, 3, 0 },
+			{ (uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0 },
+		};
+		char what[64];
+		struct h2peer p;
+		int fd;
+
+		snprintf(what, sizeof(what), "%s backend, %s", h1 ? "HTTP/1.1" : "HTTP/2",
+			 slow ? "the rest during the backoff" : "the rest after the retry");
+		if (v) {	/* the last one's */
+			diags_clear(&errs);
+			teardown();
+		}
+		if (!setup_routed(h1 ? NULL : &ops_h2, &errs))
+			goto out;
+		W.proto = h1 ? WAYPOINT_PROTO_HTTP1 : WAYPOINT_PROTO_UNSET;
+		W.mode = BE_RESET_FIRST;
+		W.upstreams = 0;
+		W.seen_len = 0;
+		W.seen[0] = 0;
+		fd = client();
+		if (!ASSERT_TRUE(fd >= 0 && h2p_init(&p, fd, false), what))
+			goto out;
+		h2p_req_off = 0;
+		h2p_req_hold = 5;
+		p.sid = nghttp2_submit_request(p.ng, NULL, nv, 4, &prd, NULL);
+		ASSERT_TRUE(p.sid > 0 && !nghttp2_session_send(p.ng), what);
+		/* half the body went; the first upstream closes */
+		h2p_run(&p, slow ? 100 : 200);
+		ASSERT_EQ(W.upstreams, slow ? 1 : 2, what);
+		h2p_req_hold = 0;
+		nghttp2_session_resume_data(p.ng, p.sid);
+		ASSERT_TRUE(!nghttp2_session_send(p.ng), what);
+		h2p_run(&p, 3000);
+		ASSERT_TRUE(p.done, what);
+		ASSERT_EQ(p.status, 200, what);
+		ASSERT_EQ(W.upstreams, 2, what);
+		if (h1)
+			ASSERT_TRUE(count(W.seen, "POST ") == 1 && count(W.seen, "01234") == 1 &&
+				    count(W.seen, "56789") == 1, what);
+		else
+			ASSERT_EQ(count(W.seen, "body=0123456789\n"), 1, what);
+		nghttp2_session_del(p.ng);
+		close(fd);
+	}
+out:
+	W.proto = WAYPOINT_PROTO_UNSET;
+	W.mode = BE_OK;
+	h2p_req_hold = 0;
 	diags_clear(&errs);
 	teardown();
 }
