@@ -10,7 +10,10 @@
  * TLS Terminate is handshaken here (the server name picks the certificate,
  * and a name nothing routes is refused in the handshake), then its
  * decrypted bytes are relayed to the TLSRoute the name picks, or the
- * TCPRoute (waypoint_relay_xprt).
+ * TCPRoute (waypoint_relay_xprt). HTTPS and TLS listeners of either mode may
+ * share a port when their hostnames differ (the spec's distinct listeners):
+ * the ClientHello's server name, peeked at, picks the listener, and the
+ * connection goes on as that listener's would.
  */
 #include <errno.h>
 #include <ifaddrs.h>
@@ -73,7 +76,9 @@ struct gsock {
 	struct gsock *next;
 	struct gateways *g;
 	struct tunnel_addr addr;	/* ip.family 0: every address (dual-stack) */
-	enum gw_proto proto;		/* one per socket: gwplan leaves conflicts out */
+	enum gw_proto proto;		/* one per socket: gwplan leaves conflicts out, */
+	bool mixed;			/* except HTTPS, TLS Passthrough and Terminate by
+					 * hostname: then the server name picks */
 	int fd;
 	struct loop_io io;
 	SSL_CTX *ctx;			/* HTTPS, TLS Terminate: the default context, with the
@@ -600,7 +605,7 @@ static SSL_CTX *gsock_tls(const struct gsock *s)
 		goto fail;
 	SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
 	SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION);
-	if (s->proto == GW_PROTO_HTTPS)
+	if (first->proto == GW_PROTO_HTTPS)
 		SSL_CTX_set_alpn_select_cb(c, alpn_cb, NULL);
 	if (SSL_CTX_use_certificate(c, SSL_CTX_get0_certificate(first->ctx)) != 1 ||
 	    SSL_CTX_use_PrivateKey(c, SSL_CTX_get0_privatekey(first->ctx)) != 1)
@@ -649,8 +654,10 @@ static const struct gsock *gsock_of(const struct gateways *g, const struct tunne
 	return NULL;
 }
 
-/* The listener of s that takes host best (Host, or SNI; "" none). */
-static const struct glistener *listener_for(const struct gsock *s, const char *host)
+/* The listener of s that takes host best (Host, or SNI; "" none), of
+ * protocol proto (GW_PROTO_NONE: any; a socket has several only when
+ * mixed). */
+static const struct glistener *listener_for(const struct gsock *s, const char *host, enum gw_proto proto)
 {
 	const struct glistener *best = NULL;
 	long best_score = -1;
@@ -658,6 +665,8 @@ static const struct glistener *listener_for(const struct gsock *s, const char *h
 	for (size_t i = 0; s && i < s->n_ls; i++) {
 		long sc = host_score(s->ls[i].hostname, host);
 
+		if (proto != GW_PROTO_NONE && s->ls[i].proto != proto)
+			continue;
 		if (sc > best_score) {
 			best_score = sc;
 			best = &s->ls[i];
@@ -677,9 +686,9 @@ static const struct glistener *http_listener_of(const struct gateways *g, const 
 	if (!g)
 		return NULL;
 	s = gsock_of(g, local);
-	if (!s || (s->proto != GW_PROTO_HTTP && s->proto != GW_PROTO_HTTPS))
+	if (!s || (s->proto != GW_PROTO_HTTP && s->proto != GW_PROTO_HTTPS && !s->mixed))
 		return NULL;
-	*https = s->proto == GW_PROTO_HTTPS;
+	*https = s->proto != GW_PROTO_HTTP;
 	if (host) {
 		/* the port goes; "[v6]" keeps its brackets off */
 		const char *e;
@@ -692,7 +701,7 @@ static const struct glistener *http_listener_of(const struct gateways *g, const 
 			snprintf(h, sizeof(h), "%.*s", e ? (int)(e - host) : (int)strlen(host), host);
 		}
 	}
-	return listener_for(s, h);
+	return listener_for(s, h, *https ? GW_PROTO_HTTPS : GW_PROTO_HTTP);
 }
 
 const struct route_set *gateways_routes(const struct gateways *g, const struct route_table *rt,
@@ -755,6 +764,9 @@ static void l4_forward(struct gateways *g, int fd, const struct tunnel_addr *loc
 			 local_str(local, b, sizeof(b)), d.backend.ns, d.backend.name, d.backend.port);
 }
 
+static void mixed_terminate(struct gateways *g, const struct gsock *s, int fd, const struct tunnel_addr *local,
+			    const struct glistener *gl);
+
 static void hello_free(struct ghello *h, bool close_fd)
 {
 	struct gateways *g = h->g;
@@ -788,6 +800,8 @@ static void hello_io(struct loop_io *io, uint32_t ev)
 	struct tunnel_addr local = h->local;
 	struct sni_info info;
 	enum sni_result r;
+	const struct gsock *s;
+	const struct glistener *gl;
 	ssize_t n = recv(h->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
 	int fd = h->fd, one = 1;
 
@@ -814,8 +828,13 @@ static void hello_io(struct loop_io *io, uint32_t ev)
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 	hello_free(h, false);
-	l4_forward(g, fd, &local, listener_for(gsock_of(g, &local), r == SNI_FOUND ? info.name : ""),
-		   SL_ROUTE_TLS, r == SNI_FOUND ? info.name : NULL);
+	s = gsock_of(g, &local);
+	gl = listener_for(s, r == SNI_FOUND ? info.name : "", GW_PROTO_NONE);
+	if (s && s->mixed && (!gl || gl->proto != GW_PROTO_TLS)) {
+		mixed_terminate(g, s, fd, &local, gl);
+		return;
+	}
+	l4_forward(g, fd, &local, gl, SL_ROUTE_TLS, r == SNI_FOUND ? info.name : NULL);
 }
 
 static void hello_start(struct gateways *g, int fd, const struct tunnel_addr *local)
@@ -849,7 +868,7 @@ static bool term_decide(const struct gateways *g, const struct tunnel_addr *loca
 {
 	const struct route_set *set;
 
-	*gl = listener_for(gsock_of(g, local), sni ? sni : "");
+	*gl = listener_for(gsock_of(g, local), sni ? sni : "", GW_PROTO_TLS_TERMINATE);
 	set = *gl ? route_for_listener(g->rt, (*gl)->gw_ns, (*gl)->gw_name, (*gl)->name) : NULL;
 	if (route_decide_l4(set, SL_ROUTE_TLS, sni, rnd32(), d) || d->route)
 		return d->forward;
@@ -1009,6 +1028,41 @@ static bool end_of(int fd, bool peer, struct tunnel_addr *out)
 	return true;
 }
 
+/* The Gateway's client on fd, with the peer's address (in *peer) for
+ * AuthorizationPolicies that name IPs. */
+static void client_of(int fd, struct tunnel_client *cl, struct tunnel_addr *peer)
+{
+	*cl = gateway_client;
+	if (end_of(fd, true, peer)) {
+		cl->ips = &peer->ip;
+		cl->n_ips = 1;
+		cl->port = peer->port;
+	}
+}
+
+/* A connection to a mixed socket whose server name picked gl (NULL: none),
+ * not a Passthrough one: an HTTPS listener's goes to the waypoint,
+ * handshaken there (reset when the listener has no certificate); the rest
+ * into TLS Terminate, whose handshake refuses a name no listener with a
+ * certificate and a route takes. Takes fd. */
+static void mixed_terminate(struct gateways *g, const struct gsock *s, int fd, const struct tunnel_addr *local,
+			    const struct glistener *gl)
+{
+	struct tunnel_client cl;
+	struct tunnel_addr peer;
+
+	if (!s->ctx || (gl && gl->proto == GW_PROTO_HTTPS && !gl->ctx)) {
+		xprt_close_rst(fd);	/* no certificate of its own: none shown */
+		return;
+	}
+	if (gl && gl->proto == GW_PROTO_HTTPS) {
+		client_of(fd, &cl, &peer);
+		waypoint_accept_tls(g->wp, fd, &cl, local, s->ctx);
+		return;
+	}
+	term_start(g, fd, local, s->ctx);
+}
+
 static void accept_cb(struct loop_io *io, uint32_t ev)
 {
 	struct gsock *s = io->arg;
@@ -1016,7 +1070,7 @@ static void accept_cb(struct loop_io *io, uint32_t ev)
 	(void)ev;
 	for (int i = 0; i < ACCEPT_BUDGET; i++) {
 		struct tunnel_addr local, peer;
-		struct tunnel_client cl = gateway_client;
+		struct tunnel_client cl;
 		int one = 1;
 		int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -1027,11 +1081,10 @@ static void accept_cb(struct loop_io *io, uint32_t ev)
 			close(fd);
 			continue;
 		}
-		/* the client's address, for AuthorizationPolicies that name IPs */
-		if (end_of(fd, true, &peer)) {
-			cl.ips = &peer.ip;
-			cl.n_ips = 1;
-			cl.port = peer.port;
+		client_of(fd, &cl, &peer);
+		if (s->mixed) {	/* the server name says which listener */
+			hello_start(s->g, fd, &local);
+			continue;
 		}
 		switch (s->proto) {
 		case GW_PROTO_HTTPS:
@@ -1157,6 +1210,15 @@ static int listener_add(struct gsock *s, const struct gwplan_gateway *pg, const 
 	return 0;
 }
 
+/* Does some listener of s terminate TLS here (HTTPS, TLS Terminate)? */
+static bool gsock_terminates(const struct gsock *s)
+{
+	for (size_t i = 0; i < s->n_ls; i++)
+		if (gw_proto_terminates_tls(s->ls[i].proto))
+			return true;
+	return false;
+}
+
 /* The sockets the plan wants: one per address and port (every address when
  * the Gateway has none), holding the listeners served there. */
 static struct gsock *sockets_want(struct gateways *g, const struct gwplan *p)
@@ -1185,8 +1247,13 @@ static struct gsock *sockets_want(struct gateways *g, const struct gwplan *p)
 							     .next = want };
 					want = s;
 				}
-				if (s->proto != pl->proto)	/* gwplan's conflicts rule this out */
-					continue;
+				if (s->proto != pl->proto) {
+					/* gwplan's conflicts rule out all but TLS
+					 * listeners of distinct hostnames */
+					if (!gw_proto_tls(s->proto) || !gw_proto_tls(pl->proto))
+						continue;
+					s->mixed = true;
+				}
 				if (listener_add(s, pg, pl))
 					pr_err("gateway: out of memory");
 			}
@@ -1206,7 +1273,7 @@ static void sockets_swap(struct gateways *g, struct gsock *want)
 
 		/* without a certificate it still listens (and resets): its
 		 * listeners say why they are not programmed */
-		if (gw_proto_terminates_tls(s->proto) && !(s->ctx = gsock_tls(s)))
+		if (gsock_terminates(s) && !(s->ctx = gsock_tls(s)))
 			pr_warn("gateway: %s: no usable certificate (%.120s)", local_str(&s->addr, b, sizeof(b)),
 				s->n_ls ? s->ls[0].cert_err : "no listener");
 		if (old && old->fd >= 0) {
@@ -1226,7 +1293,8 @@ static void sockets_swap(struct gateways *g, struct gsock *want)
 			pr_warn("gateway: %s: %s", local_str(&s->addr, b, sizeof(b)), s->err);
 		} else {
 			pr_info("gateway: listening on %s (%s, %zu listener%s)", local_str(&s->addr, b, sizeof(b)),
-				gw_proto_str(s->proto), s->n_ls, s->n_ls == 1 ? "" : "s");
+				s->mixed ? "HTTPS and TLS by server name" : gw_proto_str(s->proto), s->n_ls,
+				s->n_ls == 1 ? "" : "s");
 		}
 	}
 	while (g->socks) {

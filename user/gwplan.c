@@ -36,6 +36,11 @@ bool gw_proto_terminates_tls(enum gw_proto p)
 	return p == GW_PROTO_HTTPS || p == GW_PROTO_TLS_TERMINATE;
 }
 
+bool gw_proto_tls(enum gw_proto p)
+{
+	return gw_proto_terminates_tls(p) || p == GW_PROTO_TLS;
+}
+
 /* ---- which Gateways, which addresses ---- */
 
 static bool ours(const struct sl_resources *res, const struct sl_gateway *gw)
@@ -334,7 +339,7 @@ static void conflict(struct cand *x, const struct cand *with, const char *reason
 		note(pl->message, "port %u is also %.20s (listener %s/%s %s)", o->port,
 		     gw_proto_str(with->pl->proto), with->g->gw->ns, with->g->gw->name, o->name ? o->name : "");
 	else
-		note(pl->message, "listener %s/%s %s has the same port, protocol and hostname", with->g->gw->ns,
+		note(pl->message, "listener %s/%s %s has the same port and hostname", with->g->gw->ns,
 		     with->g->gw->name, o->name ? o->name : "");
 }
 
@@ -374,7 +379,8 @@ static int find_conflicts(struct gwplan *p)
 
 				if (!addrs_meet(c[a].g, c[b].g))
 					continue;
-				if (c[a].pl->proto != c[b].pl->proto)
+				if (c[a].pl->proto != c[b].pl->proto &&
+				    !(gw_proto_tls(c[a].pl->proto) && gw_proto_tls(c[b].pl->proto)))
 					why = "ProtocolConflict";
 				else if (c[a].pl->proto == GW_PROTO_TCP ||
 					 same_hostname(c[a].pl->l, c[b].pl->l))

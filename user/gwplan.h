@@ -95,6 +95,10 @@ struct gwplan {
 
 /* Does the listener terminate TLS (HTTPS, TLS Terminate): certificates. */
 bool gw_proto_terminates_tls(enum gw_proto p);
+/* Does it speak TLS to the client (HTTPS, TLS in either mode)? Such
+ * listeners share a port when their hostnames differ: the server name
+ * picks (the spec's distinct listeners). */
+bool gw_proto_tls(enum gw_proto p);
 
 /* Plan for m's Gateways, with rt's attachments (may be NULL: none) and the
  * address pools (at most one per family). 0, or -ENOMEM. */

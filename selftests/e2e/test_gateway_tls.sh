@@ -15,10 +15,15 @@
 # a ReferenceGrant, is reported (InvalidCertificateRef, RefNotPermitted) and
 # resets its connections (refuses them in the handshake when another listener
 # on its port has a certificate: no other listener's certificate is shown).
+# On the same port, distinct by hostname (the spec's distinct listeners),
+# an HTTPS listener (HTTP/2 by ALPN, its own certificate, an HTTPRoute) and
+# a TLS Passthrough one (an openssl s_server behind it shows its own
+# certificate): the server name picks the listener.
 # Prints "[name] PASS|FAIL"; the last line is "N passed, N failed".
 . "$(dirname "$0")/lib.sh"
 
 export SLUICE_LAB_AGENT_ARGS="--gateway-addresses 10.99.9.0/24 --gateway-addresses fd00:99:9::/64"
+trap 'rc=$?; e2e_servers_stop; (exit $rc); e2e_finish' EXIT
 e2e_lab_up
 GW4=10.99.9.1 GW6=fd00:99:9::1
 NODE4=10.100.0.2 NODE6=fd00:100::2	# node-2, where the clients run and the Gateway answers
@@ -32,6 +37,10 @@ yaml_ambient_default >"$SLUICE_LAB_CONFIG/namespace.yaml"
 	yaml_slice echo-a-6 echo-a IPv6 "$SLUICE_LAB_POD3_IP6" pod-node-2-1 8080
 	yaml_slice echo-b-4 echo-b IPv4 "$SLUICE_LAB_POD1_IP4" pod-node-1-1 8080
 	yaml_slice echo-b-6 echo-b IPv6 "$SLUICE_LAB_POD1_IP6" pod-node-1-1 8080
+	# tls-pass: an openssl s_server in pod-node-1-2 (Passthrough's backend)
+	yaml_svc tls-pass 10.96.9.12 fd00:96::9:12 443 8443
+	yaml_slice tls-pass-4 tls-pass IPv4 "$SLUICE_LAB_POD2_IP4" pod-node-1-2 8443
+	yaml_slice tls-pass-6 tls-pass IPv6 "$SLUICE_LAB_POD2_IP6" pod-node-1-2 8443
 } >"$SLUICE_LAB_CONFIG/services.yaml"
 
 # The Gateway's certificates: one for *.shop.example, one for api.example.
@@ -39,6 +48,15 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$E2E_TMP/shop.key" -out "$E2E
 	-subj "/CN=shop.example" -addext "subjectAltName=DNS:*.shop.example" >/dev/null 2>&1
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$E2E_TMP/api.key" -out "$E2E_TMP/api.crt" -days 2 \
 	-subj "/CN=api.example" -addext "subjectAltName=DNS:api.example" >/dev/null 2>&1
+# the HTTPS listener's, and the Passthrough backend's own
+for n in www pass; do
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$E2E_TMP/$n.key" -out "$E2E_TMP/$n.crt" -days 2 \
+		-subj "/CN=$n.example" -addext "subjectAltName=DNS:$n.example" >/dev/null 2>&1
+done
+# `s_server -rev` answers each line reversed, on IPv4 and IPv6
+lab exec default/pod-node-1-2 openssl s_server -accept 8443 -cert "$E2E_TMP/pass.crt" -key "$E2E_TMP/pass.key" \
+	-rev >"$E2E_TMP/s_server.log" 2>&1 </dev/null &
+E2E_SRV_PIDS+=($!)
 secret() {	# secret NAME NAMESPACE FILE-STEM
 	cat <<Y
 ---
@@ -52,6 +70,7 @@ Y
 {
 	secret shop-cert default shop
 	secret api-cert default api
+	secret www-cert default www
 	secret shop-cert certs shop	# another namespace, no ReferenceGrant
 } >"$SLUICE_LAB_CONFIG/secrets.yaml"
 
@@ -82,6 +101,16 @@ spec:
     protocol: TLS
     hostname: bad.example
     tls: {mode: Terminate, certificateRefs: [{name: no-such-secret}]}
+  - name: web
+    port: 8443
+    protocol: HTTPS
+    hostname: www.example
+    tls: {certificateRefs: [{name: www-cert}]}
+  - name: pass
+    port: 8443
+    protocol: TLS
+    hostname: pass.example
+    tls: {mode: Passthrough}
   - name: any
     port: 8444
     protocol: TLS
@@ -127,6 +156,21 @@ spec:
   hostnames: [bad.example]
   rules: [{backendRefs: [{name: echo-a, port: 9000}]}]
 ---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: default}
+spec:
+  parentRefs: [{name: tls, sectionName: web}]
+  rules: [{backendRefs: [{name: echo-a, port: 9000}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: pass, namespace: default}
+spec:
+  parentRefs: [{name: tls, sectionName: pass}]
+  hostnames: [pass.example]
+  rules: [{backendRefs: [{name: tls-pass, port: 443}]}]
+---
 apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TCPRoute
 metadata: {name: any, namespace: default}
@@ -141,6 +185,12 @@ gws=$(ctl node-2 gateways)
 check "gateways: shop: TLS/term, two routes attached" grep -qE "^  shop +8443 +TLS/term +\*\.shop\.example +2 +listening" <<<"$gws"
 check "gateways: api: TLS/term, one route" grep -qE "^  api +8443 +TLS/term +api\.example +1 +listening" <<<"$gws"
 check "gateways: any: the TCPRoute attached" grep -qE "^  any +8444 +TLS/term .* 1 +listening" <<<"$gws"
+check "gateways: web: HTTPS on 8443 beside them, by hostname" \
+	grep -qE "^  web +8443 +HTTPS +www\.example +1 +listening" <<<"$gws"
+check "gateways: pass: TLS Passthrough on 8443 beside them, by hostname" \
+	grep -qE "^  pass +8443 +TLS/pass +pass\.example +1 +listening" <<<"$gws"
+srv_up() { grep -q ACCEPT "$E2E_TMP/s_server.log"; }
+check "Passthrough backend: openssl s_server" wait_until 10 srv_up
 check "gateways: bad, beside shop and api on 8443: InvalidCertificateRef" \
 	grep -qE "^  bad +8443 .*ResolvedRefs InvalidCertificateRef" <<<"$gws"
 check "gateways: a missing Secret: InvalidCertificateRef" \
@@ -237,6 +287,19 @@ for a in $GW4 $GW6; do
 	out=$(tls "$a" 8443 bad.example "$E2E_TMP/shop.crt" 1)
 	expect_contains "TLS Terminate $a SNI of a listener without a certificate: refused, no other's certificate" \
 		"$out" "refused SSLError TLSV1_UNRECOGNIZED_NAME"
+	# the same port: HTTPS and Passthrough by server name
+	host=$a
+	[ "$a" = "$GW6" ] && host="[$a]"
+	out=$(lab node-exec node-2 curl -sS -m 10 --cacert "$E2E_TMP/www.crt" --resolve "www.example:8443:$host" \
+		-w '\nstatus=%{http_code} version=%{http_version}\n' https://www.example:8443/mixed 2>&1)
+	expect_contains "HTTPS on a mixed port $a SNI www.example: its certificate, HTTP/2 by ALPN" "$out" \
+		"status=200 version=2"
+	expect_contains "HTTPS on a mixed port $a: its HTTPRoute's backend" "$out" '"pod": "pod-node-2-1"'
+	out=$(tls "$a" 8443 pass.example "$E2E_TMP/pass.crt" 1)
+	expect_contains "Passthrough on a mixed port $a SNI pass.example: the backend's own certificate" "$out" \
+		"verified pass.example"
+	expect_contains "Passthrough on a mixed port $a: the backend answered (the line reversed)" "$out" \
+		"first 0-enil"
 	out=$(tls "$a" 8445 a.shop.example "$E2E_TMP/shop.crt" 1)
 	check "TLS Terminate $a: no usable certificate: the connection is reset ($(head -n1 <<<"$out"))" \
 		grep -qE "^refused" <<<"$out"
