@@ -32,7 +32,6 @@
  * only as far as reqb has room, which the stream's window empties.
  */
 #include <errno.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,17 +396,21 @@ static size_t request_nv(struct wconn *c, nghttp2_nv **out, const char *method, 
 }
 
 /* Fields as one block that may move (realloc) and still be read: a
- * header, n nghttp2_nv whose name and value are offsets from the block's
- * start, then their bytes. For a CONNECT held until the backend's SETTINGS,
- * and a request kept to send again (c->retry_head). */
+ * header, n entries (offsets from the block's start), then the bytes. For
+ * a CONNECT held until the backend's SETTINGS, and a request kept to send
+ * again (c->retry_head). */
 struct nv_block {
 	size_t n;
 	bool body;			/* a request body follows (a retry's) */
 };
 
+struct nv_ent {
+	size_t name, namelen, value, valuelen;
+};
+
 static size_t nv_block_size(const nghttp2_nv *nv, size_t n)
 {
-	size_t bytes = sizeof(struct nv_block) + n * sizeof(*nv);
+	size_t bytes = sizeof(struct nv_block) + n * sizeof(struct nv_ent);
 
 	for (size_t i = 0; i < n; i++)
 		bytes += nv[i].namelen + nv[i].valuelen;
@@ -418,23 +421,21 @@ static size_t nv_block_size(const nghttp2_nv *nv, size_t n)
 static void nv_block_fill(char *p, const nghttp2_nv *nv, size_t n, bool body)
 {
 	struct nv_block h = { .n = n, .body = body };
-	size_t at = sizeof(h), off = sizeof(h) + n * sizeof(*nv);
+	size_t at = sizeof(h), off = sizeof(h) + n * sizeof(struct nv_ent);
 
 	memcpy(p, &h, sizeof(h));
-	for (size_t i = 0; i < n; i++, at += sizeof(*nv)) {
-		nghttp2_nv v = nv[i];
+	for (size_t i = 0; i < n; i++, at += sizeof(struct nv_ent)) {
+		struct nv_ent e = { off, nv[i].namelen, off + nv[i].namelen, nv[i].valuelen };
 
 		memcpy(p + off, nv[i].name, nv[i].namelen);
 		memcpy(p + off + nv[i].namelen, nv[i].value, nv[i].valuelen);
-		v.name = (uint8_t *)(uintptr_t)off;
-		v.value = (uint8_t *)(uintptr_t)(off + nv[i].namelen);
-		memcpy(p + at, &v, sizeof(v));
+		memcpy(p + at, &e, sizeof(e));
 		off += nv[i].namelen + nv[i].valuelen;
 	}
 }
 
-/* The block's fields with their pointers where the block is now (one loop
- * thread's static array: nghttp2 copies them on submit). */
+/* The block's fields, pointing into it where it is now (one loop thread's
+ * static array: nghttp2 copies them on submit). */
 static const nghttp2_nv *nv_block_read(const char *p, struct nv_block *h)
 {
 	static nghttp2_nv nv[HLIST_MAX + 5];
@@ -443,9 +444,10 @@ static const nghttp2_nv *nv_block_read(const char *p, struct nv_block *h)
 	if (h->n > sizeof(nv) / sizeof(nv[0]))
 		h->n = 0;	/* cannot be: request_nv's bound */
 	for (size_t i = 0; i < h->n; i++) {
-		memcpy(&nv[i], p + sizeof(*h) + i * sizeof(nv[i]), sizeof(nv[i]));
-		nv_set(&nv[i], p + (uintptr_t)nv[i].name, nv[i].namelen, p + (uintptr_t)nv[i].value,
-		       nv[i].valuelen);
+		struct nv_ent e;
+
+		memcpy(&e, p + sizeof(*h) + i * sizeof(e), sizeof(e));
+		nv_set(&nv[i], p + e.name, e.namelen, p + e.value, e.valuelen);
 	}
 	return nv;
 }
