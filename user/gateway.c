@@ -124,6 +124,8 @@ struct gateways {
 	struct gsock *socks;
 	struct gsock *dead;		/* closed; freed once the loop's batch of events is over */
 	struct loop_timer reaper;
+	struct loop_timer retry;	/* sockets that could not listen: try again */
+	bool stopped;			/* handed over: no more listening */
 	struct ghello *hellos;
 	struct gterm *terms;
 	struct gaddr *addrs;		/* the ones we put on o.address_dev */
@@ -1262,6 +1264,55 @@ static struct gsock *sockets_want(struct gateways *g, const struct gwplan *p)
 	return want;
 }
 
+static bool any_failing(const struct gateways *g)
+{
+	for (const struct gsock *s = g->socks; s; s = s->next)
+		if (s->fd < 0 && s->err[0])
+			return true;
+	return false;
+}
+
+static void retry_arm(struct gateways *g)
+{
+	if (!g->stopped && any_failing(g) && !loop_timer_armed(&g->retry))
+		loop_timer_arm(g->loop, &g->retry, GATEWAY_RETRY_MS);
+}
+
+/* A port in use when the plan came may be free now: nothing else would
+ * try again before the next configuration. Bounded: one bind per failing
+ * socket every GATEWAY_RETRY_MS. */
+static void retry_cb(struct loop_timer *t)
+{
+	struct gateways *g = t->arg;
+	bool changed = false;
+
+	for (struct gsock *s = g->socks; s; s = s->next) {
+		char b[64], err[sizeof(s->err)];
+		int ret;
+
+		if (s->fd >= 0 || !s->err[0])
+			continue;
+		ret = gsock_listen(g, s);
+		if (!ret) {
+			s->err[0] = '\0';
+			changed = true;
+			pr_info("gateway: listening on %s (%s, %zu listener%s), tried again",
+				local_str(&s->addr, b, sizeof(b)), gw_proto_str(s->proto), s->n_ls,
+				s->n_ls == 1 ? "" : "s");
+			continue;
+		}
+		snprintf(err, sizeof(err), "cannot listen: %s", strerror(-ret));
+		if (strcmp(err, s->err)) {
+			memcpy(s->err, err, sizeof(err));
+			changed = true;
+			pr_warn("gateway: %s: %s", local_str(&s->addr, b, sizeof(b)), s->err);
+		}
+	}
+	retry_arm(g);
+	if (changed && g->o.changed)
+		g->o.changed(g->o.changed_arg);
+}
+
 /* Keep the listening fds that stay (the protocol only changes what
  * accept_cb does), open the new ones, retire the rest. */
 static void sockets_swap(struct gateways *g, struct gsock *want)
@@ -1304,6 +1355,7 @@ static void sockets_swap(struct gateways *g, struct gsock *want)
 		gsock_retire(g, s);
 	}
 	g->socks = want;
+	retry_arm(g);
 }
 
 void gateways_apply(struct gateways *g, const struct sl_model *m, const struct route_table *rt)
@@ -1332,6 +1384,7 @@ void gateways_apply(struct gateways *g, const struct sl_model *m, const struct r
 struct lstate {
 	int sockets;
 	const char *listen_err;		/* NULL: none */
+	const struct gsock *listen_sock;	/* the one listen_err is of */
 	const char *cert_err;		/* NULL: none */
 };
 
@@ -1350,8 +1403,10 @@ static struct lstate listener_state(const struct gateways *g, const struct gwpla
 				continue;
 			if (s->fd >= 0)
 				st.sockets++;
-			else if (s->err[0])
+			else if (s->err[0]) {
 				st.listen_err = s->err;
+				st.listen_sock = s;
+			}
 			if (gw_proto_terminates_tls(gl->proto) && !gl->ctx)
 				st.cert_err = gl->cert_err;
 		}
@@ -1424,6 +1479,45 @@ static json_t *listener_json(const struct gateways *g, const struct gwplan_gatew
 	return o;
 }
 
+json_t *gateways_node_failures(const struct gateways *g)
+{
+	json_t *out = json_object();
+
+	/* the rules of listener_json: what makes a served listener fail here */
+	for (size_t i = 0; g && g->plan && i < g->plan->n_gws; i++) {
+		const struct gwplan_gateway *pg = &g->plan->gws[i];
+		char key[520], msg[300], b[64];
+		json_t *gw = NULL;
+
+		for (size_t j = 0; j < pg->n_ls; j++) {
+			const struct gwplan_listener *pl = &pg->ls[j];
+			struct lstate st = listener_state(g, pg, pl);
+			const char *reason = NULL;
+
+			if (!pl->serve || !pl->accepted)
+				continue;
+			if (st.listen_err && !st.sockets) {
+				reason = "PortUnavailable";
+				snprintf(msg, sizeof(msg), "%s: %s", local_str(&st.listen_sock->addr, b, sizeof(b)),
+					 st.listen_err);
+			} else if (pl->resolved_refs && st.cert_err) {
+				reason = "InvalidCertificateRef";
+				snprintf(msg, sizeof(msg), "%s", st.cert_err);
+			}
+			if (!reason)
+				continue;
+			if (!gw) {
+				snprintf(key, sizeof(key), "%s/%s", pg->gw->ns, pg->gw->name);
+				gw = json_object();
+				json_object_set_new(out, key, gw);
+			}
+			json_object_set_new(gw, pl->l->name ? pl->l->name : "",
+					    json_pack("{s:s, s:s}", "reason", reason, "message", msg));
+		}
+	}
+	return out;
+}
+
 static json_t *gateway_json(const struct gateways *g, const struct gwplan_gateway *pg)
 {
 	json_t *addrs = json_array(), *ls = json_array(), *o;
@@ -1486,12 +1580,17 @@ int gateways_new(struct gateways **out, struct loop *l, struct waypoint *wp, con
 	if (o)
 		g->o = *o;
 	loop_timer_init(&g->reaper, reap, g);
+	loop_timer_init(&g->retry, retry_cb, g);
 	*out = g;
 	return 0;
 }
 
 void gateways_stop_accepting(struct gateways *g)
 {
+	if (g) {
+		g->stopped = true;
+		loop_timer_cancel(g->loop, &g->retry);
+	}
 	for (struct gsock *s = g ? g->socks : NULL; s; s = s->next)
 		loop_del(g->loop, &s->io);
 }
@@ -1511,6 +1610,7 @@ void gateways_free(struct gateways *g)
 		gsock_retire(g, s);
 	}
 	loop_timer_cancel(g->loop, &g->reaper);
+	loop_timer_cancel(g->loop, &g->retry);
 	reap(&g->reaper);
 	for (size_t i = 0; i < g->n_addrs; i++)
 		addr_change(dev_of(g), &g->addrs[i].ip, false);

@@ -42,11 +42,16 @@ struct sl_model;
 struct gateways;
 
 #define GATEWAY_POOLS_MAX 2
+#define GATEWAY_RETRY_MS 3000
 
 struct gateway_opts {
 	struct sl_cidr pools[GATEWAY_POOLS_MAX];	/* at most one per family */
 	size_t n_pools;
 	const char *address_dev;	/* where pool addresses go; NULL: "lo" */
+	/* A listener's node-local state changed without a gateways_apply (a
+	 * port that was in use could be listened on at last); NULL: none. */
+	void (*changed)(void *arg);
+	void *changed_arg;
 };
 
 int gateways_new(struct gateways **out, struct loop *l, struct waypoint *wp, const struct gateway_opts *o);
@@ -59,7 +64,9 @@ void gateways_stop_accepting(struct gateways *g);
 /* Make the listeners those of m's Gateways (class controllerName
  * ROUTE_CONTROLLER_NAME), routed by rt (built from m; both stay in force
  * until the next call). Problems (a port in use, an address that cannot be
- * added) are logged and shown by gateways_json; the rest goes on. */
+ * added) are logged and shown by gateways_json; the rest goes on. A socket
+ * that cannot listen is tried again every GATEWAY_RETRY_MS until it does
+ * (the port freed heals without a configuration change). */
 void gateways_apply(struct gateways *g, const struct sl_model *m, const struct route_table *rt);
 
 /* A non-blocking TCP connection (connecting) from the node to dst, a
@@ -88,6 +95,13 @@ const struct route_set *gateways_routes(const struct gateways *g, const struct r
  * local with Host host belongs to; false when none takes it. */
 bool gateways_gateway_of(const struct gateways *g, const struct tunnel_addr *local, const char *host,
 			 const char **ns, const char **name);
+
+/* This node's failing listeners, as a node report carries them (kreport.h):
+ * {"ns/name": {"listener": {"reason": "PortUnavailable" or
+ * "InvalidCertificateRef", "message"}}}, only listeners the plan serves
+ * that have no listening socket here, or no certificate that loads. New
+ * reference ({} when g is NULL or all is well). */
+json_t *gateways_node_failures(const struct gateways *g);
 
 /* {"gateways": [...]}: each Gateway's addresses and conditions (Accepted,
  * Programmed), each listener's conditions (Accepted, ResolvedRefs,

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "gwplan.h"
+#include "kreport.h"
 #include "kstatus.h"
 #include "kube.h"
 #include "log.h"
@@ -74,8 +75,9 @@ static uint64_t renew_deadline_ms(const struct klease *l)
 enum klease_op klease_tick(struct klease *l, uint64_t now_ms)
 {
 	if (l->leader && now_ms - l->renewed_ms > renew_deadline_ms(l)) {
-		pr_warn("kstatus: no Lease renewal for %llu ms: no longer writing status",
-			(unsigned long long)(now_ms - l->renewed_ms));
+		pr_warn("kstatus: no %s renewal for %llu ms: no longer %s", l->report ? "node report" : "Lease",
+			(unsigned long long)(now_ms - l->renewed_ms),
+			l->report ? "counted as reporting" : "writing status");
 		l->leader = false;
 	}
 	/* the holder renews on the record it wrote; 409 sends it to read */
@@ -111,7 +113,8 @@ static enum klease_op klease_read(struct klease *l, json_t *lease, uint64_t now_
 	if (now_ms - l->seen_ms >= (uint64_t)dur * 1000)
 		return KLEASE_UPDATE;	/* expired: take over */
 	if (l->leader)
-		pr_warn("kstatus: the Lease is held by %s: no longer writing status", l->holder);
+		pr_warn("kstatus: the %s is held by %s: no longer %s", l->report ? "node report's Lease" : "Lease",
+			l->holder, l->report ? "reporting" : "writing status");
 	l->leader = false;
 	return KLEASE_WAIT;
 }
@@ -130,7 +133,10 @@ enum klease_op klease_answer(struct klease *l, enum klease_op op, int status, js
 		klease_observe(l, body, now_ms);
 		if (!l->leader) {
 			l->transitions++;
-			pr_info("kstatus: holding the Lease as %s: writing status", l->identity);
+			if (l->report)
+				pr_info("kstatus: reporting this node's listeners as %s", l->identity);
+			else
+				pr_info("kstatus: holding the Lease as %s: writing status", l->identity);
 		}
 		l->leader = true;
 		l->renewed_ms = now_ms;
@@ -464,17 +470,35 @@ struct kst_write {
 	char key[KST_KEY];		/* "Kind/ns/name" */
 };
 
+/* A Lease the agent keeps: the election's, or this node's report. */
+struct krun {
+	struct kstatus *s;
+	struct klease l;
+	char name[KREPORT_NAME_MAX];
+	bool busy;
+	enum klease_op op;
+	unsigned int chain;		/* requests since the tick */
+	uint64_t n_writes;		/* creates and updates that succeeded */
+	char last_error[400];		/* the report's (the election's: kstatus.last_error) */
+};
+
 struct kstatus {
 	struct loop *loop;
 	struct kube *kube;
 	char ns[254], lease_name[254];
+	char node[KREPORT_NAME_MAX];
 	struct sl_cidr pools[2];
 	size_t n_pools;
-	struct klease lease;
+	struct krun elect, report;
 	struct loop_timer tick, flush;
-	bool lease_busy;
-	enum klease_op lease_op;
-	unsigned int chain;		/* lease requests since the tick */
+	json_t *(*node_failures)(void *arg);
+	void *node_arg;
+	json_t *local;			/* this node's failing listeners (gateways_node_failures) */
+	char *local_text;		/* the same, as the report's annotation */
+	struct kreports reports;	/* the holder's view of every node's */
+	bool listing, flush_after_list;
+	uint64_t n_lists;
+	char list_error[200];
 	json_t *intents;		/* "Kind/ns/name" -> Gateway status or route parents (ours) */
 	json_t *pending;		/* "Kind/ns/name" -> {"rv", "status"}: written, not seen back yet */
 	struct kst_write *writes;	/* in flight */
@@ -485,77 +509,206 @@ struct kstatus {
 
 static bool kst_leading(const struct kstatus *s)
 {
-	return s->lease.leader && loop_now_ms() - s->lease.renewed_ms <= renew_deadline_ms(&s->lease);
+	return s->elect.l.leader && loop_now_ms() - s->elect.l.renewed_ms <= renew_deadline_ms(&s->elect.l);
 }
 
-static void lease_do(struct kstatus *s, enum klease_op op);
+static void lease_do(struct krun *r, enum klease_op op);
+static void list_do(struct kstatus *s);
 
 /* Logged as a warning when it is new, at debug when it repeats (each tick). */
-static void lease_error(struct kstatus *s, int status, json_t *body)
+static void lease_error(struct krun *r, int status, json_t *body)
 {
 	static const char *const ops[] = { "", "GET", "POST", "PUT" };
+	struct kstatus *s = r->s;
 	const char *msg = jstr(body, "message");
-	char e[sizeof(s->last_error)];
+	char *last = r->l.report ? r->last_error : s->last_error;
+	char e[sizeof(r->last_error)];
 
 	if (status)
-		snprintf(e, sizeof(e), "Lease %s/%s: %s: HTTP %d%s%.200s", s->ns, s->lease_name, ops[s->lease_op],
-			 status, msg ? ": " : "", msg ? msg : "");
+		snprintf(e, sizeof(e), "Lease %.60s/%.120s: %s: HTTP %d%s%.200s", s->ns, r->name, ops[r->op], status,
+			 msg ? ": " : "", msg ? msg : "");
 	else
-		snprintf(e, sizeof(e), "Lease %s/%s: %s: no answer", s->ns, s->lease_name, ops[s->lease_op]);
-	log_msg(strcmp(e, s->last_error) ? LOG_WARN : LOG_DEBUG, "kstatus: %s", e);
-	memcpy(s->last_error, e, sizeof(e));
+		snprintf(e, sizeof(e), "Lease %.60s/%.120s: %s: no answer", s->ns, r->name, ops[r->op]);
+	log_msg(strcmp(e, last) ? LOG_WARN : LOG_DEBUG, "kstatus: %s", e);
+	snprintf(last, r->l.report ? sizeof(r->last_error) : sizeof(s->last_error), "%s", e);
+}
+
+static const char *report_text_of(json_t *lease)
+{
+	return jstr(json_object_get(json_object_get(lease, "metadata"), "annotations"), KREPORT_ANNOTATION);
 }
 
 static void lease_cb(void *arg, int status, json_t *body)
 {
-	struct kstatus *s = arg;
-	bool was = s->lease.leader;
+	struct krun *r = arg;
+	struct kstatus *s = r->s;
+	bool was = r->l.leader;
 	enum klease_op next;
+	const char *text;
 
-	s->lease_busy = false;
-	next = klease_answer(&s->lease, s->lease_op, status, body, loop_now_ms());
-	if (status != 200 && status != 201 && !(s->lease_op == KLEASE_GET && status == 404) && status != 409)
-		lease_error(s, status, body);
-	if (!was && s->lease.leader)
-		loop_timer_arm(s->loop, &s->flush, 0);	/* write what the agent has now */
-	lease_do(s, next);
+	r->busy = false;
+	next = klease_answer(&r->l, r->op, status, body, loop_now_ms());
+	if ((r->op == KLEASE_CREATE || r->op == KLEASE_UPDATE) && (status == 200 || status == 201)) {
+		r->n_writes++;
+		if (r->l.report)
+			r->last_error[0] = '\0';
+	}
+	if (status != 200 && status != 201 && !(r->op == KLEASE_GET && status == 404) && status != 409)
+		lease_error(r, status, body);
+	if (r == &s->elect && !was && r->l.leader) {
+		s->flush_after_list = true;	/* write what the agent has now, with the nodes' reports */
+		list_do(s);
+	}
+	/* the node's state changed while the last write was on its way */
+	text = report_text_of(r->l.record);
+	if (r->l.report && next == KLEASE_WAIT && r->l.leader && (!text || strcmp(text, s->local_text)))
+		next = KLEASE_UPDATE;
+	lease_do(r, next);
 }
 
-static void lease_do(struct kstatus *s, enum klease_op op)
+/* The report's Lease: labelled, so that the holder lists only these, and
+ * annotated with this node's failing listeners. */
+static void report_dress(struct kstatus *s, json_t *o)
 {
+	json_t *md = json_object_get(o, "metadata"), *labels, *ann;
+
+	if (!json_is_object(md))
+		return;
+	if (!json_is_object(labels = json_object_get(md, "labels")))
+		json_object_set_new(md, "labels", labels = json_object());
+	if (!json_is_object(ann = json_object_get(md, "annotations")))
+		json_object_set_new(md, "annotations", ann = json_object());
+	json_object_set_new(labels, KREPORT_LABEL, json_string("true"));
+	json_object_set_new(ann, KREPORT_ANNOTATION, json_string(s->local_text));
+	json_object_set_new(ann, KREPORT_NODE_ANNOTATION, json_string(s->node));
+}
+
+static void lease_do(struct krun *r, enum klease_op op)
+{
+	struct kstatus *s = r->s;
 	char path[700], now[40], *body = NULL;
 	json_t *o;
 	int err;
 
-	if (op == KLEASE_WAIT || s->lease_busy || s->chain >= KLEASE_CHAIN_MAX)
+	if (op == KLEASE_WAIT || r->busy || r->chain >= KLEASE_CHAIN_MAX)
 		return;
-	s->chain++;
+	r->chain++;
 	snprintf(path, sizeof(path), "/apis/coordination.k8s.io/v1/namespaces/%s/leases%s%s", s->ns,
-		 op == KLEASE_CREATE ? "" : "/", op == KLEASE_CREATE ? "" : s->lease_name);
+		 op == KLEASE_CREATE ? "" : "/", op == KLEASE_CREATE ? "" : r->name);
 	if (op != KLEASE_GET) {
 		now_micro(now, sizeof(now));
-		o = klease_body(&s->lease, op, s->ns, s->lease_name, now);
+		o = klease_body(&r->l, op, s->ns, r->name, now);
+		if (o && r->l.report)
+			report_dress(s, o);
 		body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 		json_decref(o);
 		if (!body)
 			return;
 	}
 	err = kube_request(s->kube, op == KLEASE_GET ? "GET" : op == KLEASE_CREATE ? "POST" : "PUT", path, NULL,
-			   body, lease_cb, s);
+			   body, lease_cb, r);
 	free(body);
 	if (!err) {
-		s->lease_busy = true;
-		s->lease_op = op;
+		r->busy = true;
+		r->op = op;
 	}
+}
+
+/* ---- the nodes' reports ---- */
+
+/* The holder: whether the merge has something new to write. */
+static void reports_settle(struct kstatus *s)
+{
+	bool changed = kreports_changed(&s->reports, loop_now_ms());
+
+	if (kst_leading(s) && (changed || s->flush_after_list))
+		loop_timer_arm(s->loop, &s->flush, 0);
+	s->flush_after_list = false;
+}
+
+static void list_cb(void *arg, int status, json_t *body)
+{
+	struct kstatus *s = arg;
+
+	s->listing = false;
+	if (status == 200 && json_is_object(body)) {
+		kreports_observe(&s->reports, body, s->report.name, loop_now_ms(), s->elect.l.duration_s);
+		s->n_lists++;
+		s->list_error[0] = '\0';
+	} else {
+		char e[sizeof(s->list_error)];
+
+		/* status is still written, from what is known (a missing RBAC
+		 * verb costs the merge, not the status) */
+		snprintf(e, sizeof(e), "listing node reports: %s%d", status ? "HTTP " : "no answer ", status);
+		log_msg(strcmp(e, s->list_error) ? LOG_WARN : LOG_DEBUG, "kstatus: %s", e);
+		memcpy(s->list_error, e, sizeof(e));
+	}
+	reports_settle(s);
+}
+
+/* LIST the report Leases (the API server's cache: resourceVersion=0); the
+ * holder does it each renewal, so a report ages by the same clock. */
+static void list_do(struct kstatus *s)
+{
+	char path[700];
+
+	if (s->listing)
+		return;
+	snprintf(path, sizeof(path),
+		 "/apis/coordination.k8s.io/v1/namespaces/%s/leases?labelSelector=%s%%3Dtrue&resourceVersion=0",
+		 s->ns, "sluice.io%2Fnode-report");
+	if (kube_request(s->kube, "GET", path, NULL, NULL, list_cb, s)) {
+		reports_settle(s);
+		return;
+	}
+	s->listing = true;
+}
+
+/* This node's failing listeners, read again: the report and the holder's
+ * merge follow when they changed. */
+static void local_refresh(struct kstatus *s)
+{
+	json_t *now = s->node_failures ? s->node_failures(s->node_arg) : json_object();
+	char *text;
+
+	if (!now || (s->local && json_equal(now, s->local))) {
+		json_decref(now);
+		return;
+	}
+	text = json_dumps(now, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!text) {
+		json_decref(now);
+		return;
+	}
+	json_decref(s->local);
+	s->local = now;
+	free(s->local_text);
+	s->local_text = text;
+	kreports_set_self(&s->reports, s->report.name, s->node, s->local);
+	reports_settle(s);
+	if (s->report.l.leader && s->report.l.record)
+		lease_do(&s->report, KLEASE_UPDATE);	/* busy: lease_cb sends it after */
+}
+
+void kstatus_node_changed(struct kstatus *s)
+{
+	if (s)
+		local_refresh(s);
 }
 
 static void tick_cb(struct loop_timer *t)
 {
 	struct kstatus *s = t->arg;
+	uint64_t now = loop_now_ms();
 
-	s->chain = 0;
-	lease_do(s, klease_tick(&s->lease, loop_now_ms()));
-	loop_timer_arm(s->loop, &s->tick, s->lease.duration_s * 1000 / 3);
+	s->elect.chain = s->report.chain = 0;
+	local_refresh(s);
+	lease_do(&s->elect, klease_tick(&s->elect.l, now));
+	lease_do(&s->report, klease_tick(&s->report.l, now));
+	if (kst_leading(s))
+		list_do(s);
+	loop_timer_arm(s->loop, &s->tick, s->elect.l.duration_s * 1000 / 3);
 }
 
 static const struct kst_kind *kst_kind_of(const char *key)
@@ -662,6 +815,10 @@ static void kst_flush_one(struct kstatus *s, const char *key, bool gateway, json
 		return;		/* no parent of ours, nothing of ours to take away */
 	if (!gateway && !intent)
 		intent = none = json_array();
+	else if (gateway && !strncmp(key, "Gateway/", 8))	/* what the nodes say of its listeners */
+		intent = none = kreports_merge(intent, key + 8, &s->reports, loop_now_ms());
+	if (!intent)
+		return;
 	st = gateway ? kstatus_gateway_status(intent, obj, now) : kstatus_route_status(intent, obj, now);
 	json_decref(none);
 	p = json_object_get(s->pending, key);
@@ -848,6 +1005,7 @@ int kstatus_update(struct kstatus *s, const struct sl_model *m, const struct rou
 	json_decref(s->intents);
 	s->intents = out;
 	s->n_updates++;
+	local_refresh(s);	/* the listeners were just (re)opened */
 	if (kst_leading(s))
 		loop_timer_arm(s->loop, &s->flush, 0);
 	return 0;
@@ -876,21 +1034,32 @@ int kstatus_new(struct kstatus **out, struct loop *l, struct kube *k, const stru
 	s->kube = k;
 	snprintf(s->ns, sizeof(s->ns), "%s", o->ns ? o->ns : KSTATUS_LEASE_NS);
 	snprintf(s->lease_name, sizeof(s->lease_name), "%s", o->lease_name ? o->lease_name : KSTATUS_LEASE_NAME);
+	snprintf(s->node, sizeof(s->node), "%s", o->node ? o->node : o->identity ? o->identity : "");
 	for (size_t i = 0; i < o->n_pools && i < 2; i++)
 		s->pools[s->n_pools++] = o->pools[i];
-	klease_init(&s->lease, o->identity ? o->identity : "", o->lease_s);
+	s->elect.s = s->report.s = s;
+	klease_init(&s->elect.l, o->identity ? o->identity : "", o->lease_s);
+	snprintf(s->elect.name, sizeof(s->elect.name), "%s", s->lease_name);
+	klease_init(&s->report.l, o->identity ? o->identity : "", o->lease_s);
+	s->report.l.report = true;
+	kreport_lease_name(s->node, s->report.name);
+	s->node_failures = o->node_failures;
+	s->node_arg = o->node_arg;
 	s->intents = json_object();
 	s->pending = json_object();
-	if (!s->intents || !s->pending) {
+	s->local = json_object();
+	s->local_text = strdup("{}");
+	if (!s->intents || !s->pending || !s->local || !s->local_text) {
 		kstatus_free(s);
 		return -ENOMEM;
 	}
+	kreports_set_self(&s->reports, s->report.name, s->node, s->local);
 	loop_timer_init(&s->tick, tick_cb, s);
 	loop_timer_init(&s->flush, flush_cb, s);
 	loop_timer_arm(l, &s->tick, 0);
 	kube_on_status(k, on_status, s);
-	pr_info("kstatus: status write-back by the holder of Lease %s/%s (as %s, %u s)", s->ns, s->lease_name,
-		s->lease.identity, s->lease.duration_s);
+	pr_info("kstatus: status write-back by the holder of Lease %s/%s (as %s, %u s); this node's report: "
+		"Lease %s", s->ns, s->lease_name, s->elect.l.identity, s->elect.l.duration_s, s->report.name);
 	*out = s;
 	return 0;
 }
@@ -899,6 +1068,8 @@ void kstatus_free(struct kstatus *s)
 {
 	if (!s)
 		return;
+	kube_requests_cancel(s->kube, &s->elect);
+	kube_requests_cancel(s->kube, &s->report);
 	kube_requests_cancel(s->kube, s);
 	if (s->kube)
 		kube_on_status(s->kube, NULL, NULL);
@@ -913,7 +1084,11 @@ void kstatus_free(struct kstatus *s)
 		loop_timer_cancel(s->loop, &s->tick);
 		loop_timer_cancel(s->loop, &s->flush);
 	}
-	klease_clear(&s->lease);
+	klease_clear(&s->elect.l);
+	klease_clear(&s->report.l);
+	kreports_clear(&s->reports);
+	json_decref(s->local);
+	free(s->local_text);
 	json_decref(s->intents);
 	json_decref(s->pending);
 	free(s);
@@ -921,7 +1096,8 @@ void kstatus_free(struct kstatus *s)
 
 json_t *kstatus_json(const struct kstatus *s)
 {
-	char at[40] = "", lease[520];
+	char at[40] = "", lease[520], report[520];
+	json_t *nr, *reports = NULL;
 	struct tm tm;
 
 	if (!s)
@@ -931,10 +1107,20 @@ json_t *kstatus_json(const struct kstatus *s)
 		gmtime_r(&s->last_write_at, &tm);
 		strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	}
-	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:s?, s:s?}", "identity", s->lease.identity,
-			 "lease", lease, "leader", kst_leading(s), "holder", s->lease.holder, "transitions",
-			 (json_int_t)s->lease.transitions, "writes", (json_int_t)s->n_writes, "conflicts",
-			 (json_int_t)s->n_conflicts, "write_errors", (json_int_t)s->n_errors, "pending",
-			 (json_int_t)json_object_size(s->pending), "last_write_at", at[0] ? at : NULL,
-			 "last_error", s->last_error[0] ? s->last_error : NULL);
+	snprintf(report, sizeof(report), "%s/%s", s->ns, s->report.name);
+	nr = json_pack("{s:s, s:s, s:b, s:s, s:I, s:O, s:s?}", "lease", report, "node", s->node, "published",
+		       s->report.l.leader, "holder", s->report.l.holder, "writes", (json_int_t)s->report.n_writes,
+		       "listeners", s->local, "last_error", s->report.last_error[0] ? s->report.last_error : NULL);
+	if (kst_leading(s)) {
+		reports = kreports_json(&s->reports, loop_now_ms());
+		json_object_set_new(reports, "lists", json_integer((json_int_t)s->n_lists));
+		if (s->list_error[0])
+			json_object_set_new(reports, "list_error", json_string(s->list_error));
+	}
+	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:s?, s:s?, s:o, s:o?}", "identity",
+			 s->elect.l.identity, "lease", lease, "leader", kst_leading(s), "holder", s->elect.l.holder,
+			 "transitions", (json_int_t)s->elect.l.transitions, "writes", (json_int_t)s->n_writes,
+			 "conflicts", (json_int_t)s->n_conflicts, "write_errors", (json_int_t)s->n_errors, "pending",
+			 (json_int_t)json_object_size(s->pending), "last_write_at", at[0] ? at : NULL, "last_error",
+			 s->last_error[0] ? s->last_error : NULL, "node_report", nr, "node_reports", reports);
 }

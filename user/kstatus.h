@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* kstatus.h - Gateway API status written back to Kubernetes by one agent:
- * the one that holds a coordination.k8s.io/v1 Lease.
+ * the one that holds a coordination.k8s.io/v1 Lease; and every agent's
+ * node report, which the holder merges in.
  *
  * Leader election as client-go's leaderelection does it: GET the Lease; take
  * it when it has no holder or its record (holderIdentity, renewTime) has not
@@ -24,8 +25,15 @@
  * brings our write back, and it then compares equal, so nothing loops.
  * Entries of route status.parents of other controllers are kept as they are.
  *
- * Programmed is the plan's (the same on every node): a node-local failure
- * (a port in use) shows in sluicectl gateways on that node, not here.
+ * Node reports (kreport.h): the plan is the same on every node, but a
+ * listener can fail on one node only (a port in use there, a certificate
+ * that does not load there). Every agent keeps the Lease of its node's
+ * report (same namespace, identity, duration and renewal as the election;
+ * written also when this node's failing listeners change, through the same
+ * klease state machine); the holder LISTs the reports each renewal and
+ * merges the live ones into each Gateway's listener conditions before it
+ * compares and writes (kreports_merge). An address that cannot be added on
+ * one node still shows only in sluicectl gateways there.
  */
 #ifndef SL_KSTATUS_H
 #define SL_KSTATUS_H
@@ -55,6 +63,11 @@ struct kstatus_opts {
 	unsigned int lease_s;		/* leaseDurationSeconds; 0: KSTATUS_LEASE_S */
 	const struct sl_cidr *pools;	/* Gateway address pools, as gateway_opts */
 	size_t n_pools;
+	const char *node;		/* this node's name (its report's Lease); NULL: identity */
+	/* This node's failing listeners (gateways_node_failures), new
+	 * reference; NULL: none fail, ever. */
+	json_t *(*node_failures)(void *arg);
+	void *node_arg;
 };
 
 int kstatus_new(struct kstatus **out, struct loop *l, struct kube *k, const struct kstatus_opts *o);
@@ -65,8 +78,15 @@ void kstatus_free(struct kstatus *s);		/* NULL-safe; cancels its requests */
  * differs. 0 or -ENOMEM. */
 int kstatus_update(struct kstatus *s, const struct sl_model *m, const struct route_table *rt);
 
+/* This node's listeners changed outside a configuration (a port that was
+ * in use is listened on): read them again, publish the report now when it
+ * differs. NULL-safe. */
+void kstatus_node_changed(struct kstatus *s);
+
 /* {"identity", "lease", "leader", "holder", "transitions", "writes",
- *  "write_errors", "last_write_at", "last_error", ...} */
+ *  "write_errors", "last_write_at", "last_error", "node_report": {"lease",
+ *  "published", "writes", "listeners", "last_error"?}, "node_reports" (the
+ *  holder: kreports_json, "lists", "list_error"?), ...} */
 json_t *kstatus_json(const struct kstatus *s);
 
 /* ---- the Lease, apart for tests: no I/O, the caller's clocks ---- */
@@ -83,6 +103,7 @@ struct klease {
 	uint64_t seen_ms;		/* when they last changed, by our clock */
 	char holder[128];		/* "" none */
 	uint64_t transitions;		/* times we became the holder */
+	bool report;			/* a node report's Lease (kreport.h): its own log lines */
 };
 
 void klease_init(struct klease *l, const char *identity, unsigned int duration_s);

@@ -677,6 +677,20 @@ static int cmd_plan(const struct options *o, bool print)
 	return 0;
 }
 
+/* This node's failing Gateway listeners, for its report (kreport.h). */
+static json_t *node_failures(void *arg)
+{
+	(void)arg;
+	return gateways_node_failures(agent.gateways);
+}
+
+/* A listener healed (or broke) between configurations: report it. */
+static void gateways_changed(void *arg)
+{
+	(void)arg;
+	kstatus_node_changed(agent.kstatus);
+}
+
 /* The mesh needs workload certificates: without a CA or a certificate
  * directory the agent balances Services only, and says so. */
 static int start_mesh(const struct options *o)
@@ -706,6 +720,7 @@ static int start_mesh(const struct options *o)
 		m.identity.ca_key_file = ca_key;
 	}
 	m.tunnel.trust_domain = m.identity.trust_domain;
+	m.gateway.changed = gateways_changed;
 	/* splice() reads a socket's TCP queue only, never what sk_msg put in
 	 * front of it: relays of accelerated hops read and write. */
 	if (!o->loader.no_sockmap)
@@ -778,6 +793,8 @@ static int start_kstatus(const struct options *o)
 		.lease_s = o->lease_s,
 		.pools = o->mesh.gateway.pools,
 		.n_pools = o->mesh.gateway.n_pools,
+		.node = agent.node_name,
+		.node_failures = node_failures,
 	};
 	int err = kstatus_new(&agent.kstatus, loop, agent.kube, &so);
 

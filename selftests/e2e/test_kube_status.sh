@@ -9,12 +9,22 @@
 # GatewayClass of another controller; ours is Accepted); objects
 # skipped as invalid (a Gateway, an HTTPRoute) say why until fixed; nothing is
 # written while nothing changes; conditions someone else overwrites are
-# written back, without a rebuild; the holder killed, the other takes over
-# and writes the next change.
+# written back, without a rebuild. Node-local listener failures: each node
+# has a netns of its own (node-2's joined to node-1's, where the API server
+# is, by a veth pair), so a port taken on the non-holder's node fails
+# there only; its node report (Lease sluice-node-<node>) carries it, and
+# the written listener status names the node, heals when the port is freed
+# (the agent tries the port again), ages out when that agent stops
+# renewing, and comes back when it renews again. The holder killed, the
+# other takes over and writes the next change.
 . "$(dirname "$0")/lib.sh"
 need_root kube_status
 
 NS=slks-$E2E_ID
+NS2=slks2-$E2E_ID
+VETH=ks${E2E_ID}a
+API_IP=10.177.0.1
+declare -A nsof=([node-1]=$NS [node-2]=$NS2)
 CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 CG=$CG2/sluice-kstatus-$E2E_ID
 API=$E2E_TMP/api
@@ -31,11 +41,12 @@ cleanup() {
 	done
 	for n in node-1 node-2; do
 		r=/sys/fs/bpf/sluice-kstatus-$E2E_ID-$n
-		[ -d "$r" ] && nsenter --net="/run/netns/$NS" sluice-agent --uninstall --bpffs-root "$r" >/dev/null 2>&1
+		[ -d "$r" ] && nsenter --net="/run/netns/${nsof[$n]}" sluice-agent --uninstall --bpffs-root "$r" >/dev/null 2>&1
 		rm -rf "$r" 2>/dev/null
 	done
 	rmdir "$CG/node-1" "$CG/node-2" "$CG" 2>/dev/null
 	ip netns del "$NS" 2>/dev/null
+	ip netns del "$NS2" 2>/dev/null
 	return "$rc"
 }
 trap 'cleanup; e2e_finish' EXIT
@@ -46,6 +57,15 @@ if [ -z "$CG2" ]; then
 fi
 mkdir -p "$API" "$CG/node-1" "$CG/node-2"
 ip netns add "$NS" && nsenter --net="/run/netns/$NS" ip link set lo up
+ip netns add "$NS2" && nsenter --net="/run/netns/$NS2" ip link set lo up
+nsenter --net="/run/netns/$NS" ip link add "$VETH" type veth peer name "${VETH%a}b" &&
+	nsenter --net="/run/netns/$NS" ip link set "${VETH%a}b" netns "$NS2" &&
+	nsenter --net="/run/netns/$NS" ip addr add "$API_IP/30" dev "$VETH" &&
+	nsenter --net="/run/netns/$NS" ip link set "$VETH" up &&
+	nsenter --net="/run/netns/$NS2" ip addr add 10.177.0.2/30 dev "${VETH%a}b" &&
+	nsenter --net="/run/netns/$NS2" ip link set "${VETH%a}b" up ||
+	{ fail "node netns set up"; exit 1; }
+"$E2E_REPO/scripts/lab-ca" "$E2E_TMP/ca" >/dev/null || { fail "a CA for the mesh"; exit 1; }
 
 /usr/bin/python3 - >"$E2E_TMP/objects.json" <<'EOF'
 import json
@@ -88,7 +108,7 @@ json.dump(items, open("/dev/stdout", "w"))
 EOF
 
 nsenter --net="/run/netns/$NS" /usr/bin/python3 "$E2E_REPO/selftests/tools/sl-kube-api.py" --dir "$API" \
-	--objects "$E2E_TMP/objects.json" --token e2e-token --lifetime 120 2>"$E2E_TMP/api.log" &
+	--objects "$E2E_TMP/objects.json" --token e2e-token --lifetime 150 --address "$API_IP" 2>"$E2E_TMP/api.log" &
 pids+=($!)
 wait_until 15 test -e "$API/ports" || { fail "test API server starts" "$(tail -3 "$E2E_TMP/api.log")"; exit 1; }
 read -r API_PORT CTL_PORT <"$API/ports"
@@ -103,20 +123,21 @@ contexts:
 clusters:
 - name: test
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://$API_IP:$API_PORT
     certificate-authority: api/ca.crt
 users:
 - name: agent
   user: {token: e2e-token}
 EOF
 
-agent() {	# agent NODE
+agent() {	# agent NODE (the mesh on: Gateways are served)
 	local n=$1
-	nsenter --net="/run/netns/$NS" env -u POD_NAME -u POD_NAMESPACE sluice-agent --node-name "$n" \
+	nsenter --net="/run/netns/${nsof[$n]}" env -u POD_NAME -u POD_NAMESPACE sluice-agent --node-name "$n" \
 		--bpffs-root "/sys/fs/bpf/sluice-kstatus-$E2E_ID-$n" --cgroup "$CG/$n" \
-		--status-socket "$E2E_TMP/$n.sock" --no-mesh --policy-scope none --metrics off \
+		--status-socket "$E2E_TMP/$n.sock" --policy-scope none --metrics off \
+		--ca-cert "$E2E_TMP/ca/ca.crt" --ca-key "$E2E_TMP/ca/ca.key" --netns-prefix "slks-none-$E2E_ID-" \
 		--kubeconfig "$E2E_TMP/kubeconfig" --lease-namespace sluice-system --lease-duration 3 \
-		>"$E2E_TMP/agent-$n.log" 2>&1 &
+		</dev/null >"$E2E_TMP/agent-$n.log" 2>&1 &
 	apid[$n]=$!
 	disown "$!"	# no "Killed" line when the test kills it
 	pids+=($!)
@@ -128,6 +149,7 @@ agent() {	# agent NODE
 cat >"$E2E_TMP/kst.py" <<'PY'
 import json, os, signal, subprocess, sys, time, urllib.request
 ctl, tmp, pids = sys.argv[1], sys.argv[2], {"node-1": int(sys.argv[3]), "node-2": int(sys.argv[4])}
+netns = {"node-1": sys.argv[5], "node-2": sys.argv[6]}
 OURS = "sluice.io/gateway-controller"
 
 def say(ok, name, why=""):
@@ -297,6 +319,94 @@ wait("the route fixed: Accepted True, ResolvedRefs True", 10,
      and route_cond("bad", "ResolvedRefs")["status"] == "True"
      and route_cond("bad", "Accepted")["observedGeneration"] == 4)
 
+# ---- node-local listener failures (node reports) ----
+# A port taken on F's node only (a process of the test listening there);
+# a Gateway listener on that port then fails on F alone.
+def take_port(node, port):
+    p = subprocess.Popen(["nsenter", "--net=" + netns[node], "/usr/bin/python3", "-c",
+                          "import socket, time\n"
+                          "s = socket.socket()\n"
+                          "s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: 10.99.0.1 may come later\n"
+                          "s.bind(('10.99.0.1', %d)); s.listen(1)\n"
+                          "print('ok', flush=True); time.sleep(90)\n" % port],
+                         stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "ok":
+        say(False, "port %d taken on %s" % (port, node), "the helper did not listen")
+    helpers.append(p)
+    return p
+
+def free_port(p):
+    p.kill()
+    p.wait()
+
+def extra_listener(port):
+    g = obj("Gateway", "infra", "gw")
+    g["spec"]["listeners"] = [l for l in g["spec"]["listeners"] if l["name"] != "extra"] + \
+        [{"name": "extra", "port": port, "protocol": "HTTP"}]
+    post("/apply", {"object": g})
+
+def extra(t, field="status"):
+    return cond(listener(gw(), "extra").get("conditions"), t).get(field, "")
+
+def failing_on_f(port):
+    m = extra("Programmed", "message")
+    return (extra("Programmed") == "False" and extra("Programmed", "reason") == "Invalid"
+            and ("not listening on %s (10.99.0.1:%d: cannot listen: Address already in use)" % (F, port)) in m
+            and "listening on 1 of 2 nodes" in m and extra("Accepted") == "True")
+
+def reports(node):
+    return writer(node).get("node_reports") or {}
+
+helpers = []
+try:
+    h = take_port(F, 8080)
+    extra_listener(8080)
+    if wait("a port taken on %s only, listener Programmed False Invalid, naming the node and the error" % F, 15,
+            lambda: failing_on_f(8080)):
+        print("INFO message: " + extra("Programmed", "message"))
+    say(cond(gw()["conditions"], "Accepted").get("reason") == "ListenersNotValid"
+        and cond(gw()["conditions"], "Programmed").get("status") == "True",
+        "Gateway Accepted ListenersNotValid, Programmed (other listeners)", json.dumps(gw().get("conditions")))
+    nr = writer(F).get("node_report") or {}
+    say(nr.get("published") and "extra" in nr.get("listeners", {}).get("infra/gw", {}),
+        "%s's sluicectl status shows its report published, the listener failing" % F, json.dumps(nr))
+    rl = obj("Lease", "sluice-system", "sluice-node-" + F)
+    say(rl.get("metadata", {}).get("labels", {}).get("sluice.io/node-report") == "true"
+        and "Address already in use" in rl.get("metadata", {}).get("annotations", {}).get("sluice.io/listeners", "")
+        and rl.get("spec", {}).get("holderIdentity") == F,
+        "the report Lease is labelled, holder %s, the failure in its annotation" % F, json.dumps(rl.get("metadata")))
+    say(reports(L).get("live") == 2 and not reports(L).get("stale"), "the holder sees 2 live reports",
+        json.dumps(reports(L)))
+    free_port(h)
+    t = time.time()
+    if wait("the port freed, %s listens again (tried again), the listener Programmed" % F, 15,
+            lambda: extra("Programmed") == "True" and extra("Programmed", "reason") == "Programmed"):
+        print("INFO healed after %.1f s" % (time.time() - t))
+
+    h = take_port(F, 8081)
+    extra_listener(8081)
+    wait("taken again (port 8081 on %s), failing" % F, 15, lambda: failing_on_f(8081))
+    n = len([w for w in get("/writes") or [] if w["kind"] == "Lease" and w["name"] == "sluice-node-" + F])
+    # F stops (SIGSTOP: no renewal, as a dead agent): its report ages out
+    os.kill(pids[F], signal.SIGSTOP)
+    t = time.time()
+    if wait("%s stopped, its report goes stale, the listener's conditions are the plan's again" % F, 15,
+            lambda: extra("Programmed") == "True" and extra("Accepted") == "True"):
+        print("INFO stale after %.1f s (lease 3 s)" % (time.time() - t))
+    say(time.time() - t >= 2, "not before the lease duration", "%.1f s" % (time.time() - t))
+    say(F in reports(L).get("stale", []), "the holder lists %s's report as stale" % F, json.dumps(reports(L)))
+    os.kill(pids[F], signal.SIGCONT)
+    wait("%s back, its report renewed, the listener failing again" % F, 15, lambda: failing_on_f(8081))
+    free_port(h)
+    wait("freed, Programmed again", 15, lambda: extra("Programmed") == "True")
+    say(len([w for w in get("/writes") or [] if w["kind"] == "Lease" and w["name"] == "sluice-node-" + F]) > n,
+        "the report is renewed", "%d writes before" % n)
+finally:
+    for p in helpers:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
 # The holder goes away: the other takes over (3 s Lease) and writes.
 os.kill(pids[L], signal.SIGKILL)
 t = time.time()
@@ -324,10 +434,12 @@ while read -r verdict rest; do
 	*) echo "$verdict $rest" ;;
 	esac
 done < <(nsenter --net="/run/netns/$NS" /usr/bin/python3 "$E2E_TMP/kst.py" "$CTL_PORT" "$E2E_TMP" "${apid[node-1]}" \
-	"${apid[node-2]}" 2>&1)
+	"${apid[node-2]}" "/run/netns/$NS" "/run/netns/$NS2" 2>&1)
 if [ -n "$new" ]; then
 	st=$(sluicectl --socket "$E2E_TMP/$new.sock" status)
 	expect_contains "sluicectl status: the Lease held" "$st" "holding Lease sluice-system/sluice-status as $new"
+	expect_contains "sluicectl status: this node's report" "$st" "Report:     Lease sluice-system/sluice-node-$new: published"
+	expect_contains "sluicectl status: the nodes' reports (holder)" "$st" "Reports:    "
 else
 	fail "the checks ran to the end" "$(tail -n 5 "$E2E_TMP"/agent-node-*.log)"
 fi

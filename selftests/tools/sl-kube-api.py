@@ -6,7 +6,9 @@ Serves over HTTPS (a CA and certificates made with the openssl CLI at start)
 the shapes of the Kubernetes API reference: List objects with
 metadata.resourceVersion and metadata.continue (limit/continue paging), and
 watch streams as chunked JSON lines (ADDED/MODIFIED/DELETED, BOOKMARK every
-half second, ERROR 410 when a resourceVersion is too old). Groups named with
+half second, ERROR 410 when a resourceVersion is too old), cluster-wide or
+in one namespace (/namespaces/NS/RESOURCE), with an equality labelSelector
+(k=v, k==v, k!=v, k, comma-separated). Groups named with
 --unserved answer 404. Writes, as the agent's status writer makes them:
 coordination.k8s.io/v1 Leases (GET, POST, PUT; 409 on a stale
 metadata.resourceVersion or a POST of one that exists) and the /status
@@ -26,8 +28,9 @@ objects, shows them and the writes, and injects faults:
   GET  /writes  [{"verb", "kind", "namespace", "name", "code", "holder"?}, ...]
   GET  /object?kind=K&namespace=N&name=X   the object as stored (404: none)
 
-usage: sl-kube-api.py --dir DIR [--objects FILE] [--token T] [--unserved GROUP]...
-Writes DIR/ca.crt, client.crt/key, server.crt/key and DIR/ports ("api ctl").
+usage: sl-kube-api.py --dir DIR [--objects FILE] [--token T] [--unserved GROUP]... [--address IP]
+The API listens on --address (default 127.0.0.1; in the server certificate
+too), the control port on 127.0.0.1. Writes DIR/ca.crt, client.crt/key, server.crt/key and DIR/ports ("api ctl").
 """
 import argparse
 import base64
@@ -117,6 +120,26 @@ def merge_patch(target, patch):
         else:
             out[k] = merge_patch(out.get(k), v)
     return out
+
+
+def selected(obj, ns, selector):
+    """Whether obj is in namespace ns (None: any) and matches selector."""
+    md = obj.get("metadata", {})
+    if ns is not None and md.get("namespace", "") != ns:
+        return False
+    labels = md.get("labels") or {}
+    for term in filter(None, (selector or "").split(",")):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
+                return False
+        elif "=" in term:
+            k, v = term.replace("==", "=").split("=", 1)
+            if labels.get(k.strip()) != v.strip():
+                return False
+        elif term.strip() not in labels:
+            return False
+    return True
 
 
 def bump(table, kind):
@@ -241,8 +264,14 @@ class Api(BaseHTTPRequestHandler):
                     new["status"] = merge_patch(cur.get("status"), body.get("status"))
                 elif sub == "status":
                     new["status"] = body.get("status")
-                else:
+                else:  # an update: the spec, and labels and annotations as the body has them
                     new["spec"] = body.get("spec")
+                    for k in ("labels", "annotations"):
+                        v = (body.get("metadata") or {}).get(k)
+                        if v is None:
+                            new["metadata"].pop(k, None)
+                        else:
+                            new["metadata"][k] = v
                 S.apply(new, spec_change=False)
                 out = json.loads(json.dumps(new))
         self.record(verb + ("/status" if sub else ""), kind, ns, name, code, body)
@@ -273,13 +302,17 @@ class Api(BaseHTTPRequestHandler):
             if not self.authorized():
                 return
             return self.lease_get(t[1], t[2])
-        if parts[:1] == ["api"]:
-            key = "/".join(parts[1:])
-        elif parts[:1] == ["apis"]:
-            key = "/".join(parts[1:])
+        ns = None
+        if parts[:1] in (["api"], ["apis"]):
+            rest = parts[1:]
+            if len(rest) >= 4 and rest[-3] == "namespaces":  # one namespace's
+                ns, rest = rest[-2], rest[:-3] + rest[-1:]
+            key = "/".join(rest)
         else:
             key = None
         kind = BY_PATH.get(key)
+        if ns is not None and kind and not KINDS[kind][3]:
+            kind = None
         if S.token and self.headers.get("Authorization") != "Bearer " + S.token:
             return self.status(401, "Unauthorized", "Unauthorized")
         if not kind or KINDS[kind][0] in S.unserved:
@@ -294,10 +327,10 @@ class Api(BaseHTTPRequestHandler):
         if code:
             return self.status(code, "InternalError", "injected failure")
         if q.get("watch") in ("1", "true"):
-            return self.watch(kind, q)
-        return self.list(kind, q)
+            return self.watch(kind, q, ns)
+        return self.list(kind, q, ns)
 
-    def list(self, kind, q):
+    def list(self, kind, q, ns=None):
         limit = int(q.get("limit", "0") or 0)
         with S.cond:
             bump("lists", kind)
@@ -310,7 +343,7 @@ class Api(BaseHTTPRequestHandler):
                 rv, start = S.rv, 0
             # a snapshot at rv: what the log says existed then
             keys = sorted(S.objs[kind])
-            items = [S.objs[kind][k] for k in keys]
+            items = [S.objs[kind][k] for k in keys if selected(S.objs[kind][k], ns, q.get("labelSelector"))]
         page = items[start:start + limit] if limit else items[start:]
         md = {"resourceVersion": str(rv)}
         if limit and start + limit < len(items):
@@ -325,7 +358,7 @@ class Api(BaseHTTPRequestHandler):
         self.reply(200, {"kind": kind + "List", "apiVersion": (g + "/" + v) if g else v, "metadata": md,
                          "items": out})
 
-    def watch(self, kind, q):
+    def watch(self, kind, q, ns=None):
         since = int(q.get("resourceVersion", "0") or 0)
         timeout = min(int(q.get("timeoutSeconds", "300")), 300)
         bookmarks = q.get("allowWatchBookmarks") == "true"
@@ -358,8 +391,10 @@ class Api(BaseHTTPRequestHandler):
                     kicked = S.kicks[kind] != kick
                     now_rv = S.rv
                 for rv, _, t, o in evs:
-                    self.chunk(json.dumps({"type": t, "object": o}).encode() + b"\n")
                     cursor = rv
+                    if not selected(o, ns, q.get("labelSelector")):
+                        continue
+                    self.chunk(json.dumps({"type": t, "object": o}).encode() + b"\n")
                 if kicked:
                     self.chunk(json.dumps(gone).encode() + b"\n")
                     break
@@ -445,13 +480,14 @@ class Ctl(BaseHTTPRequestHandler):
         self.reply({"ok": True, "rv": S.rv})
 
 
-def make_certs(d):
+def make_certs(d, address):
     def run(*a):
         subprocess.run(["openssl"] + list(a), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     j = lambda n: os.path.join(d, n)
     run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
         "-subj", "/CN=sl-kube-api test CA", "-keyout", j("ca.key"), "-out", j("ca.crt"))
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"),
+    san = "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost" + ("" if address == "127.0.0.1" else ",IP:" + address)
+    for name, ext in (("server", san),
                       ("client", "extendedKeyUsage=clientAuth")):
         run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
             "/CN=" + name, "-keyout", j(name + ".key"), "-out", j(name + ".csr"))
@@ -467,11 +503,12 @@ def main():
     ap.add_argument("--objects")
     ap.add_argument("--token")
     ap.add_argument("--unserved", action="append", default=[])
+    ap.add_argument("--address", default="127.0.0.1", help="where the API listens")
     ap.add_argument("--lifetime", type=float, default=120, help="exit after this many seconds")
     a = ap.parse_args()
     S.token = a.token
     S.unserved = set(a.unserved)
-    make_certs(a.dir)
+    make_certs(a.dir, a.address)
     if a.objects:
         with open(a.objects) as f:
             data = json.load(f)
@@ -481,7 +518,7 @@ def main():
     ctx.load_cert_chain(os.path.join(a.dir, "server.crt"), os.path.join(a.dir, "server.key"))
     ctx.load_verify_locations(os.path.join(a.dir, "ca.crt"))
     ctx.verify_mode = ssl.CERT_OPTIONAL
-    api = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    api = ThreadingHTTPServer((a.address, 0), Api)
     api.daemon_threads = True
     api.socket = ctx.wrap_socket(api.socket, server_side=True)
     ctl = ThreadingHTTPServer(("127.0.0.1", 0), Ctl)

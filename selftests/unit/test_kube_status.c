@@ -15,6 +15,7 @@
 #include "config.h"
 #include "gwplan.h"
 #include "kstatus.h"
+#include "lib/kcond.h"
 #include "lib/test.h"
 #include "model.h"
 #include "route.h"
@@ -174,21 +175,9 @@ static const char gw_yaml[] =
 	"  - {name: a, port: 9000, protocol: TCP}\n  - {name: b, port: 9000, protocol: TCP}\n---\n"
 	"apiVersion: v1\nkind: Namespace\nmetadata: {name: infra}\n";
 
-/* The condition of type in conds (an array). */
-static json_t *cond_of(json_t *conds, const char *type)
-{
-	size_t i;
-	json_t *c;
-
-	json_array_foreach(conds, i, c)
-		if (!strcmp(json_string_value(json_object_get(c, "type")), type))
-			return c;
-	return NULL;
-}
-
 static const char *cs(json_t *conds, const char *type, const char *field)
 {
-	return json_string_value(json_object_get(cond_of(conds, type), field));
+	return json_string_value(json_object_get(kcond_of(conds, type), field));
 }
 
 static json_t *listener_of(json_t *st, const char *name)
@@ -218,7 +207,7 @@ void test_kube_status_gateway_document(void)
 		     "Gateway Accepted reason: some listeners conflict");
 	ASSERT_STREQ(cs(json_object_get(st, "conditions"), "Programmed", "reason"), "Programmed",
 		     "Gateway Programmed");
-	ASSERT_EQ(json_integer_value(json_object_get(cond_of(json_object_get(st, "conditions"), "Accepted"),
+	ASSERT_EQ(json_integer_value(json_object_get(kcond_of(json_object_get(st, "conditions"), "Accepted"),
 						     "observedGeneration")),
 		  3, "observedGeneration from metadata.generation");
 	ASSERT_STREQ(json_string_value(json_object_get(json_array_get(json_object_get(st, "addresses"), 0), "value")),
@@ -251,7 +240,7 @@ void test_kube_status_gateway_document(void)
 	ASSERT_FALSE(kstatus_same(json_object_get(obj, "status"), st2), "new generation: write");
 	json_decref(st2);
 	/* a condition whose status flips gets a new lastTransitionTime */
-	json_object_set_new(cond_of(json_object_get(listener_of(json_object_get(obj, "status"), "web"), "conditions"),
+	json_object_set_new(kcond_of(json_object_get(listener_of(json_object_get(obj, "status"), "web"), "conditions"),
 				    "Programmed"),
 			    "status", json_string("False"));
 	st2 = kstatus_gateway_status(intent, obj, "2026-11-27T16:00:00Z");
@@ -318,7 +307,7 @@ void test_kube_status_route_document(void)
 	ASSERT_STREQ(cs(json_object_get(p1, "conditions"), "ResolvedRefs", "reason"), "BackendNotFound",
 		     "reason BackendNotFound");
 	ASSERT_STREQ(cs(json_object_get(p1, "conditions"), "Accepted", "status"), "True", "Accepted True");
-	ASSERT_EQ(json_integer_value(json_object_get(cond_of(json_object_get(p2, "conditions"), "Accepted"),
+	ASSERT_EQ(json_integer_value(json_object_get(kcond_of(json_object_get(p2, "conditions"), "Accepted"),
 						     "observedGeneration")),
 		  2, "observedGeneration");
 	ASSERT_FALSE(kstatus_same(json_object_get(obj, "status"), st), "differs: write");
@@ -379,7 +368,7 @@ void test_kube_status_invalid_gateway_document(void)
 	ASSERT_STREQ(cs(conds, "Accepted", "reason"), "Invalid", "Accepted reason Invalid (GatewayReasonInvalid)");
 	ASSERT_STREQ(cs(conds, "Accepted", "message"), msg, "Accepted message: the validation problem");
 	ASSERT_STREQ(cs(conds, "Accepted", "lastTransitionTime"), "2026-11-27T15:00:00Z", "flipped: time now");
-	ASSERT_EQ(json_integer_value(json_object_get(cond_of(conds, "Accepted"), "observedGeneration")), 5,
+	ASSERT_EQ(json_integer_value(json_object_get(kcond_of(conds, "Accepted"), "observedGeneration")), 5,
 		  "observedGeneration");
 	ASSERT_STREQ(cs(conds, "Programmed", "status"), "False", "Programmed False");
 	ASSERT_STREQ(cs(conds, "Programmed", "reason"), "Invalid", "Programmed reason Invalid");
@@ -447,7 +436,7 @@ void test_kube_status_invalid_route_document(void)
 	ASSERT_STREQ(cs(json_object_get(p, "conditions"), "Accepted", "reason"), "UnsupportedValue",
 		     "reason UnsupportedValue (RouteReasonUnsupportedValue)");
 	ASSERT_STREQ(cs(json_object_get(p, "conditions"), "Accepted", "message"), msg, "message: the problem");
-	ASSERT_EQ(json_integer_value(json_object_get(cond_of(json_object_get(p, "conditions"), "Accepted"),
+	ASSERT_EQ(json_integer_value(json_object_get(kcond_of(json_object_get(p, "conditions"), "Accepted"),
 						     "observedGeneration")),
 		  3, "observedGeneration");
 	json_object_set(obj, "status", st);

@@ -563,6 +563,42 @@ static void print_status_config(const json_t *cfg)
 	}
 }
 
+/* This node's report (its failing Gateway listeners), and on the status
+ * writer, the nodes' reports it merges. */
+static void print_node_reports(const json_t *w)
+{
+	const json_t *nr = json_object_get(w, "node_report"), *all = json_object_get(w, "node_reports");
+	json_t *ls = json_object_get(nr, "listeners"), *gw, *l, *v;
+	const char *gk, *lk;
+	char b1[32], b2[32], b3[32];
+	size_t i, n = 0;
+
+	if (json_is_object(nr)) {
+		json_object_foreach(ls, gk, gw)
+			n += json_object_size(gw);
+		KV("  Report:", "Lease %s: %s, %s writes; %zu failing listener%s here", js(nr, "lease"),
+		   json_is_true(json_object_get(nr, "published")) ? "published" : "not published",
+		   jf(nr, "writes", b1, sizeof(b1)), n, n == 1 ? "" : "s");
+		json_object_foreach(ls, gk, gw)
+			json_object_foreach(gw, lk, l)
+				printf("    %s %s: %s %s\n", gk, lk, js(l, "reason"), js(l, "message"));
+		if (json_is_string(json_object_get(nr, "last_error")))
+			KV("  Report err:", "%s", js(nr, "last_error"));
+	}
+	if (!json_is_object(all))
+		return;
+	KV("  Reports:", "%s seen, %s live, %s refused", jf(all, "seen", b1, sizeof(b1)),
+	   jf(all, "live", b2, sizeof(b2)), jf(all, "bad", b3, sizeof(b3)));
+	json_array_foreach(json_object_get(all, "stale"), i, v)
+		printf("    stale: %s\n", json_string_value(v));
+	json_object_foreach(json_object_get(all, "failing"), gk, gw)
+		printf("    failing on %s: %zu Gateway%s\n", gk, json_object_size(gw), json_object_size(gw) == 1 ? "" : "s");
+	if (json_is_string(json_object_get(all, "last_error")))
+		KV("  Reports err:", "%s", js(all, "last_error"));
+	if (json_is_string(json_object_get(all, "list_error")))
+		KV("  Reports err:", "%s", js(all, "list_error"));
+}
+
 /* Gateway API status write-back: the Lease, and this agent's writes. */
 static void print_status_writer(const json_t *w)
 {
@@ -579,6 +615,7 @@ static void print_status_writer(const json_t *w)
 		   js(w, "holder")[0] ? js(w, "holder") : "none seen", jf(w, "writes", b1, sizeof(b1)));
 	if (json_is_string(json_object_get(w, "last_error")))
 		KV("  Status error:", "%s", js(w, "last_error"));
+	print_node_reports(w);
 }
 
 /* Kubernetes mode: the API server, and per kind its watch. */
