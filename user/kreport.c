@@ -186,8 +186,10 @@ void kreports_observe(struct kreports *r, json_t *list, const char *self_lease, 
 		if (strcmp(seen, p->seen) || !p->seen_ms) {
 			memcpy(p->seen, seen, sizeof(seen));
 			p->seen_ms = now_ms;
+			p->deleting = false;	/* renewed: alive after all */
 		}
 		snprintf(p->node, sizeof(p->node), "%s", node ? node : holder ? holder : name);
+		snprintf(p->rv, sizeof(p->rv), "%s", jstr(md, "resourceVersion") ? jstr(md, "resourceVersion") : "");
 		p->duration_s = dur > 0 && dur < 86400 ? (unsigned int)dur : default_s;
 	}
 	for (i = r->n; i-- > 0;)
@@ -213,6 +215,14 @@ bool kreports_live(const struct kreports *r, size_t i, uint64_t now_ms)
 	const struct kreport *p = &r->v[i];
 
 	return p->self || now_ms - p->seen_ms < (uint64_t)p->duration_s * 1000;
+}
+
+bool kreports_gc_due(const struct kreports *r, size_t i, uint64_t now_ms)
+{
+	const struct kreport *p = &r->v[i];
+
+	return !p->self && !p->deleting && p->seen_ms &&
+	       now_ms - p->seen_ms >= (uint64_t)p->duration_s * 1000 * KREPORT_GC_DURATIONS;
 }
 
 bool kreports_changed(struct kreports *r, uint64_t now_ms)

@@ -32,6 +32,10 @@
 #define KREPORT_NODE_ANNOTATION	"sluice.io/node"	/* the node's name, for messages */
 #define KREPORT_NAME_MAX	254			/* a DNS-1123 subdomain, and its NUL */
 #define KREPORT_TEXT_MAX	65536			/* a bigger annotation is refused */
+/* A report stale for this many of its durations is deleted by the holder
+ * (a node gone for good leaves no Lease behind; one that comes back makes
+ * its report again) */
+#define KREPORT_GC_DURATIONS	5
 
 /* The Lease name of node's report: KREPORT_PREFIX + node, lowercased, other
  * characters than [a-z0-9.-] made '-', and when longer than 253 cut with a
@@ -48,6 +52,8 @@ struct kreport {
 	char lease[KREPORT_NAME_MAX];
 	char node[KREPORT_NAME_MAX];	/* the annotation's, else the holder's */
 	char seen[300];			/* holderIdentity|renewTime */
+	char rv[64];			/* its resourceVersion, for a DELETE's precondition */
+	bool deleting;			/* the holder asked to delete it */
 	uint64_t seen_ms;		/* when it last changed, by our clock */
 	unsigned int duration_s;
 	char *text;			/* the annotation as read; NULL: none */
@@ -76,6 +82,9 @@ void kreports_set_self(struct kreports *r, const char *lease, const char *node, 
 bool kreports_changed(struct kreports *r, uint64_t now_ms);
 /* Is report i live at now_ms: its own, or seen changing within its duration. */
 bool kreports_live(const struct kreports *r, size_t i, uint64_t now_ms);
+/* Is report i due for deletion: another node's, stale for
+ * KREPORT_GC_DURATIONS of its durations, not asked for yet. */
+bool kreports_gc_due(const struct kreports *r, size_t i, uint64_t now_ms);
 void kreports_clear(struct kreports *r);
 
 /* A Gateway's intent (kstatus_gateway_intent's shape; borrowed) with the

@@ -497,7 +497,7 @@ struct kstatus {
 	char *local_text;		/* the same, as the report's annotation */
 	struct kreports reports;	/* the holder's view of every node's */
 	bool listing, flush_after_list;
-	uint64_t n_lists;
+	uint64_t n_lists, n_deleted;
 	char list_error[200];
 	json_t *intents;		/* "Kind/ns/name" -> Gateway status or route parents (ours) */
 	json_t *pending;		/* "Kind/ns/name" -> {"rv", "status"}: written, not seen back yet */
@@ -626,6 +626,49 @@ static void reports_settle(struct kstatus *s)
 	s->flush_after_list = false;
 }
 
+static void delete_cb(void *arg, int status, json_t *body)
+{
+	struct kstatus *s = arg;
+
+	(void)body;
+	if (status == 200 || status == 202) {
+		s->n_deleted++;
+		return;
+	}
+	/* 409: renewed after all (the precondition); 404: gone already; else
+	 * the next list may try again */
+	log_msg(LOG_DEBUG, "kstatus: deleting a stale node report: %s%d", status ? "HTTP " : "no answer ", status);
+	for (size_t i = 0; i < s->reports.n; i++)
+		s->reports.v[i].deleting = false;
+}
+
+/* The holder deletes the reports of nodes gone for good, with their
+ * resourceVersion as a precondition: one renewed meanwhile stays. */
+static void reports_gc(struct kstatus *s)
+{
+	uint64_t now = loop_now_ms();
+
+	for (size_t i = 0; i < s->reports.n; i++) {
+		struct kreport *p = &s->reports.v[i];
+		char path[700], *body;
+		json_t *o;
+
+		if (!kreports_gc_due(&s->reports, i, now))
+			continue;
+		snprintf(path, sizeof(path), "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", s->ns, p->lease);
+		o = json_pack("{s:s, s:s, s:{s:s}}", "kind", "DeleteOptions", "apiVersion", "v1", "preconditions",
+			      "resourceVersion", p->rv);
+		body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		json_decref(o);
+		if (body && !kube_request(s->kube, "DELETE", path, NULL, body, delete_cb, s)) {
+			p->deleting = true;
+			log_msg(LOG_INFO, "kstatus: node report %s (node %s) stale for %llu s: deleting it", p->lease,
+				p->node, (unsigned long long)((now - p->seen_ms) / 1000));
+		}
+		free(body);
+	}
+}
+
 static void list_cb(void *arg, int status, json_t *body)
 {
 	struct kstatus *s = arg;
@@ -635,6 +678,7 @@ static void list_cb(void *arg, int status, json_t *body)
 		kreports_observe(&s->reports, body, s->report.name, loop_now_ms(), s->elect.l.duration_s);
 		s->n_lists++;
 		s->list_error[0] = '\0';
+		reports_gc(s);
 	} else {
 		char e[sizeof(s->list_error)];
 
@@ -1114,6 +1158,7 @@ json_t *kstatus_json(const struct kstatus *s)
 	if (kst_leading(s)) {
 		reports = kreports_json(&s->reports, loop_now_ms());
 		json_object_set_new(reports, "lists", json_integer((json_int_t)s->n_lists));
+		json_object_set_new(reports, "deleted", json_integer((json_int_t)s->n_deleted));
 		if (s->list_error[0])
 			json_object_set_new(reports, "list_error", json_string(s->list_error));
 	}

@@ -228,8 +228,9 @@ def check_rbac(files, kinds):
     lease_rules = [r for role in roles for r in role.get("rules") or []
                    if "leases" in (r.get("resources") or [])]
     if len(lease_rules) != 1 or lease_rules[0].get("apiGroups") != ["coordination.k8s.io"] or \
-            set(lease_rules[0].get("verbs") or []) != {"get", "list", "create", "update"}:
-        problems.append("want one Role rule: coordination.k8s.io leases get, list (node reports), create, update")
+            set(lease_rules[0].get("verbs") or []) != {"get", "list", "create", "update", "delete"}:
+        problems.append("want one Role rule: coordination.k8s.io leases get, list (node reports), create, "
+                        "update, delete (stale node reports)")
     for role in roles:
         name = role["metadata"]["name"]
         if not any(b.get("roleRef", {}).get("kind") == "Role" and b["roleRef"].get("name") == name and

@@ -395,8 +395,15 @@ try:
         print("INFO stale after %.1f s (lease 3 s)" % (time.time() - t))
     say(time.time() - t >= 2, "not before the lease duration", "%.1f s" % (time.time() - t))
     say(F in reports(L).get("stale", []), "the holder lists %s's report as stale" % F, json.dumps(reports(L)))
+    # stale for 5 lease durations: the holder deletes it (a node gone for good)
+    if wait("stale for 5 lease durations (15 s), %s's report Lease is deleted by the holder" % F, 25,
+            lambda: not obj("Lease", "sluice-system", "sluice-node-" + F)):
+        print("INFO deleted %.1f s after the stop" % (time.time() - t))
+    wait("the holder counts the deletion", 5, lambda: reports(L).get("deleted", 0) >= 1)
     os.kill(pids[F], signal.SIGCONT)
-    wait("%s back, its report renewed, the listener failing again" % F, 15, lambda: failing_on_f(8081))
+    wait("%s back, its report made again, the listener failing again" % F, 15, lambda: failing_on_f(8081))
+    say(obj("Lease", "sluice-system", "sluice-node-" + F).get("metadata", {}).get("labels", {})
+        .get("sluice.io/node-report") == "true", "the report Lease is there again", "")
     free_port(h)
     wait("freed, Programmed again", 15, lambda: extra("Programmed") == "True")
     say(len([w for w in get("/writes") or [] if w["kind"] == "Lease" and w["name"] == "sluice-node-" + F]) > n,

@@ -217,14 +217,24 @@ class Api(BaseHTTPRequestHandler):
             return self.status(404, "NotFound", 'leases.coordination.k8s.io "%s" not found' % name)
         self.reply(200, o)
 
-    def write(self, verb):
+    def write_start(self):
+        """(target, body) of a write, or None once answered (bad JSON,
+        not authorized)."""
         t = self.write_target()
         try:
             body = self.body()
         except ValueError:
-            return self.status(400, "BadRequest", "not JSON")
+            self.status(400, "BadRequest", "not JSON")
+            return None
         if not self.authorized():
+            return None
+        return t, body
+
+    def write(self, verb):
+        start = self.write_start()
+        if not start:
             return
+        t, body = start
         if not t:
             return self.status(404, "NotFound", "the server could not find the requested resource")
         kind, ns, name, sub = t
@@ -286,6 +296,33 @@ class Api(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.write("POST")
+
+    def do_DELETE(self):
+        """A Lease only (stale node reports), with DeleteOptions'
+        preconditions.resourceVersion honoured (409 when it differs)."""
+        start = self.write_start()
+        if not start:
+            return
+        t, body = start
+        if not t or t[0] != "Lease" or not t[2] or t[3]:
+            return self.status(405, "MethodNotAllowed", "not served by this test server")
+        kind, ns, name, _ = t
+        want = ((body or {}).get("preconditions") or {}).get("resourceVersion")
+        with S.cond:
+            cur = S.objs[kind].get(ns + "/" + name)
+            if not cur:
+                code = 404
+            elif want and want != cur["metadata"]["resourceVersion"]:
+                code = 409
+            else:
+                code = 200
+                S.apply({"kind": kind, "metadata": cur["metadata"]}, "DELETED")
+        self.record("DELETE", kind, ns, name, code)
+        if code == 404:
+            return self.status(404, "NotFound", 'leases.coordination.k8s.io "%s" not found' % name)
+        if code == 409:
+            return self.status(409, "Conflict", "Precondition failed: UID in precondition or resourceVersion")
+        self.reply(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200})
 
     def do_PUT(self):
         self.write("PUT")

@@ -258,6 +258,32 @@ void test_node_report_stale_ignored(void)
 	json_decref(intent);
 }
 
+/* A report stale for KREPORT_GC_DURATIONS of its durations is due for
+ * deletion, once, with its resourceVersion; a renewal makes it live (and
+ * not due) again; ours never is. */
+void test_node_report_gc(void)
+{
+	struct kreports r;
+	size_t other;
+
+	reports_with(&r, "{}", list_of(report_item("node-2", "2026-11-27T15:00:00.000000Z", 3, WEB_IN_USE), NULL));
+	other = r.v[0].self ? 1 : 0;
+	ASSERT_STREQ(r.v[other].rv, "5", "its resourceVersion, for the precondition");
+	ASSERT_FALSE(kreports_gc_due(&r, other, T0 + 3000), "just stale: kept");
+	ASSERT_FALSE(kreports_gc_due(&r, other, T0 + 14999), "stale for under 5 durations: kept");
+	ASSERT_TRUE(kreports_gc_due(&r, other, T0 + 15000), "stale for 5 durations: due");
+	ASSERT_FALSE(kreports_gc_due(&r, 1 - other, T0 + 1000000), "ours: never");
+	r.v[other].deleting = true;
+	ASSERT_FALSE(kreports_gc_due(&r, other, T0 + 20000), "asked for already: not again");
+	/* renewed after all (the node came back): alive, not due */
+	observe(&r, list_of(report_item("node-2", "2026-11-27T15:00:20.000000Z", 3, WEB_IN_USE), NULL),
+		r.v[1 - other].lease, T0 + 20000, 15);
+	ASSERT_FALSE(r.v[other].deleting, "a renewal clears the deletion");
+	ASSERT_TRUE(kreports_live(&r, other, T0 + 20000), "live again");
+	ASSERT_FALSE(kreports_gc_due(&r, other, T0 + 20000), "not due");
+	kreports_clear(&r);
+}
+
 void test_node_report_certificate(void)
 {
 	json_t *intent = gw_intent(), *got, *web;

@@ -570,7 +570,7 @@ static void print_node_reports(const json_t *w)
 	const json_t *nr = json_object_get(w, "node_report"), *all = json_object_get(w, "node_reports");
 	json_t *ls = json_object_get(nr, "listeners"), *gw, *l, *v;
 	const char *gk, *lk;
-	char b1[32], b2[32], b3[32];
+	char b1[32], b2[32], b3[32], b4[32];
 	size_t i, n = 0;
 
 	if (json_is_object(nr)) {
@@ -587,8 +587,8 @@ static void print_node_reports(const json_t *w)
 	}
 	if (!json_is_object(all))
 		return;
-	KV("  Reports:", "%s seen, %s live, %s refused", jf(all, "seen", b1, sizeof(b1)),
-	   jf(all, "live", b2, sizeof(b2)), jf(all, "bad", b3, sizeof(b3)));
+	KV("  Reports:", "%s seen, %s live, %s refused, %s deleted (nodes gone)", jf(all, "seen", b1, sizeof(b1)),
+	   jf(all, "live", b2, sizeof(b2)), jf(all, "bad", b3, sizeof(b3)), jf(all, "deleted", b4, sizeof(b4)));
 	json_array_foreach(json_object_get(all, "stale"), i, v)
 		printf("    stale: %s\n", json_string_value(v));
 	json_object_foreach(json_object_get(all, "failing"), gk, gw)
