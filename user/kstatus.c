@@ -80,6 +80,8 @@ enum klease_op klease_tick(struct klease *l, uint64_t now_ms)
 			l->report ? "counted as reporting" : "writing status");
 		l->leader = false;
 	}
+	if (l->released)
+		return KLEASE_WAIT;
 	/* the holder renews on the record it wrote; 409 sends it to read */
 	return l->leader && l->record ? KLEASE_UPDATE : KLEASE_GET;
 }
@@ -119,8 +121,36 @@ static enum klease_op klease_read(struct klease *l, json_t *lease, uint64_t now_
 	return KLEASE_WAIT;
 }
 
+enum klease_op klease_release(struct klease *l)
+{
+	bool held = l->leader && l->record;
+
+	l->released = true;
+	l->leader = false;
+	return held ? KLEASE_RELEASE : KLEASE_WAIT;
+}
+
+/* Released: the answer to a write still on its way may make us the holder
+ * again; then release it (on the record it brought). */
+static enum klease_op klease_answer_released(struct klease *l, enum klease_op op, int status, json_t *body,
+					     uint64_t now_ms)
+{
+	if (json_is_object(body) && (status == 200 || status == 201))
+		klease_observe(l, body, now_ms);
+	else if (status == 409 || status == 404) {
+		json_decref(l->record);
+		l->record = NULL;
+	}
+	l->leader = false;
+	if (op == KLEASE_RELEASE)
+		return KLEASE_WAIT;
+	return l->record && !strcmp(l->holder, l->identity) ? KLEASE_RELEASE : KLEASE_WAIT;
+}
+
 enum klease_op klease_answer(struct klease *l, enum klease_op op, int status, json_t *body, uint64_t now_ms)
 {
+	if (l->released)
+		return klease_answer_released(l, op, status, body, now_ms);
 	if (op == KLEASE_GET && status == 200 && json_is_object(body))
 		return klease_read(l, body, now_ms);
 	if (op == KLEASE_GET && status == 404) {
@@ -169,11 +199,18 @@ json_t *klease_body(const struct klease *l, enum klease_op op, const char *ns, c
 		json_object_set_new(o, "spec", spec);
 	}
 	taking = strcmp(l->holder, l->identity) != 0;
-	if (taking) {
+	if (taking && op != KLEASE_RELEASE) {
 		json_object_set_new(spec, "acquireTime", json_string(now));
 		json_object_set_new(spec, "leaseTransitions",
 				    json_integer(json_integer_value(json_object_get(spec, "leaseTransitions")) +
 						 (l->holder[0] ? 1 : 0)));
+	}
+	if (op == KLEASE_RELEASE) {
+		/* client-go's release: no holder, a 1 s duration */
+		json_object_set_new(spec, "holderIdentity", json_string(""));
+		json_object_set_new(spec, "leaseDurationSeconds", json_integer(1));
+		json_object_set_new(spec, "renewTime", json_string(now));
+		return o;
 	}
 	json_object_set_new(spec, "holderIdentity", json_string(l->identity));
 	json_object_set_new(spec, "leaseDurationSeconds", json_integer(l->duration_s));
@@ -495,6 +532,8 @@ struct kstatus {
 	void *node_arg;
 	json_t *local;			/* this node's failing listeners (gateways_node_failures) */
 	char *local_text;		/* the same, as the report's annotation */
+	void (*released)(void *arg);	/* kstatus_release's: pending while releasing */
+	void *released_arg;
 	struct kreports reports;	/* the holder's view of every node's */
 	bool listing, flush_after_list;
 	uint64_t n_lists, n_deleted;
@@ -518,7 +557,7 @@ static void list_do(struct kstatus *s);
 /* Logged as a warning when it is new, at debug when it repeats (each tick). */
 static void lease_error(struct krun *r, int status, json_t *body)
 {
-	static const char *const ops[] = { "", "GET", "POST", "PUT" };
+	static const char *const ops[] = { "", "GET", "POST", "PUT", "PUT (release)" };
 	struct kstatus *s = r->s;
 	const char *msg = jstr(body, "message");
 	char *last = r->l.report ? r->last_error : s->last_error;
@@ -538,6 +577,28 @@ static const char *report_text_of(json_t *lease)
 	return jstr(json_object_get(json_object_get(lease, "metadata"), "annotations"), KREPORT_ANNOTATION);
 }
 
+/* Releasing: send the release when next says so, else it is over. */
+static void release_step(struct kstatus *s, enum klease_op op, int status, json_t *body, enum klease_op next)
+{
+	void (*done)(void *arg) = s->released;
+
+	if (op == KLEASE_RELEASE) {
+		if (status == 200)
+			pr_info("kstatus: released the Lease %s/%s: another agent takes it at its next read", s->ns,
+				s->elect.name);
+		else
+			lease_error(&s->elect, status, body);
+	}
+	if (next == KLEASE_RELEASE) {
+		lease_do(&s->elect, next);
+		if (s->elect.busy)
+			return;
+	}
+	s->released = NULL;
+	if (done)
+		done(s->released_arg);
+}
+
 static void lease_cb(void *arg, int status, json_t *body)
 {
 	struct krun *r = arg;
@@ -548,6 +609,10 @@ static void lease_cb(void *arg, int status, json_t *body)
 
 	r->busy = false;
 	next = klease_answer(&r->l, r->op, status, body, loop_now_ms());
+	if (r->l.released && !r->l.report) {
+		release_step(s, r->op, status, body, next);
+		return;
+	}
 	if ((r->op == KLEASE_CREATE || r->op == KLEASE_UPDATE) && (status == 200 || status == 201)) {
 		r->n_writes++;
 		if (r->l.report)
@@ -739,6 +804,27 @@ void kstatus_node_changed(struct kstatus *s)
 {
 	if (s)
 		local_refresh(s);
+}
+
+int kstatus_release(struct kstatus *s, void (*done)(void *arg), void *arg)
+{
+	enum klease_op op;
+
+	if (!s || s->elect.l.released)
+		return 0;
+	op = klease_release(&s->elect.l);	/* no status write from here on */
+	if (op != KLEASE_RELEASE && !s->elect.busy)
+		return 0;
+	s->released = done;
+	s->released_arg = arg;
+	if (s->elect.busy)
+		return 1;	/* lease_cb goes on from the answer */
+	s->elect.chain = 0;
+	lease_do(&s->elect, op);
+	if (s->elect.busy)
+		return 1;
+	s->released = NULL;
+	return 0;
 }
 
 static void tick_cb(struct loop_timer *t)

@@ -83,6 +83,11 @@ int kstatus_update(struct kstatus *s, const struct sl_model *m, const struct rou
  * differs. NULL-safe. */
 void kstatus_node_changed(struct kstatus *s);
 
+/* The agent exits: stop writing and release the status Lease if held.
+ * 1: done(arg) follows once the API server answered (or did not); 0: held
+ * nothing, nothing follows. done may be NULL. NULL-safe. */
+int kstatus_release(struct kstatus *s, void (*done)(void *arg), void *arg);
+
 /* {"identity", "lease", "leader", "holder", "transitions", "writes",
  *  "write_errors", "last_write_at", "last_error", "node_report": {"lease",
  *  "published", "writes", "listeners", "last_error"?}, "node_reports" (the
@@ -91,7 +96,7 @@ json_t *kstatus_json(const struct kstatus *s);
 
 /* ---- the Lease, apart for tests: no I/O, the caller's clocks ---- */
 
-enum klease_op { KLEASE_WAIT = 0, KLEASE_GET, KLEASE_CREATE, KLEASE_UPDATE };
+enum klease_op { KLEASE_WAIT = 0, KLEASE_GET, KLEASE_CREATE, KLEASE_UPDATE, KLEASE_RELEASE };
 
 struct klease {
 	char identity[128];
@@ -104,6 +109,7 @@ struct klease {
 	char holder[128];		/* "" none */
 	uint64_t transitions;		/* times we became the holder */
 	bool report;			/* a node report's Lease (kreport.h): its own log lines */
+	bool released;			/* given up for good (the agent exits): never led again */
 };
 
 void klease_init(struct klease *l, const char *identity, unsigned int duration_s);
@@ -113,7 +119,11 @@ void klease_clear(struct klease *l);
 enum klease_op klease_tick(struct klease *l, uint64_t now_ms);
 /* The answer to op (status 0: none); returns what to do next. */
 enum klease_op klease_answer(struct klease *l, enum klease_op op, int status, json_t *body, uint64_t now_ms);
-/* The Lease to POST (CREATE) or PUT (UPDATE); now is a MicroTime. New reference. */
+/* Give the Lease up for good: KLEASE_RELEASE when we hold it (PUT an empty
+ * holder, as client-go's ReleaseOnCancel, so a candidate takes it at its
+ * next read instead of after the duration), else KLEASE_WAIT. */
+enum klease_op klease_release(struct klease *l);
+/* The Lease to POST (CREATE) or PUT (UPDATE, RELEASE); now is a MicroTime. New reference. */
 json_t *klease_body(const struct klease *l, enum klease_op op, const char *ns, const char *name,
 		    const char *now);
 

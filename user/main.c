@@ -70,7 +70,11 @@ static struct {
 	unsigned int drain_ticks;	/* drain_tick calls (every 100 ms) */
 	struct loop_timer drain_timer;
 	struct loop_timer ready_timer;	/* Kubernetes mode: READY at the latest */
+	bool exiting;			/* releasing the status Lease, then exit */
+	struct loop_timer exit_timer;
 } up = { .drain_ms = 30000 };
+
+#define EXIT_RELEASE_MS	1000		/* the longest exit waits for the Lease's release */
 
 static void drain_tick(struct loop_timer *t);
 static int adopt_relay(void *arg, const char *meta, const int fd[2], const struct iovec data[2]);
@@ -585,6 +589,32 @@ static json_t *h_certs(void *arg, const char *q, int *code)
 
 /* ---- signals ---- */
 
+static void exit_now(void *arg)
+{
+	(void)arg;
+	loop_stop(loop);
+}
+
+static void exit_timer_cb(struct loop_timer *t)
+{
+	(void)t;
+	pr_warn("agent: no answer to the Lease's release in %u ms: exiting without it", EXIT_RELEASE_MS);
+	loop_stop(loop);
+}
+
+/* Exit, giving the status Lease up first: another agent writes status at
+ * its next read, not a lease duration later. */
+static void agent_exit(void)
+{
+	if (up.exiting || kstatus_release(agent.kstatus, exit_now, NULL) <= 0) {
+		loop_stop(loop);
+		return;
+	}
+	up.exiting = true;
+	loop_timer_init(&up.exit_timer, exit_timer_cb, NULL);
+	loop_timer_arm(loop, &up.exit_timer, EXIT_RELEASE_MS);
+}
+
 static void on_signal(struct loop_io *io, uint32_t events)
 {
 	struct signalfd_siginfo si;
@@ -609,7 +639,7 @@ static void on_signal(struct loop_io *io, uint32_t events)
 		} else {
 			pr_info("agent: signal %u, exiting (pinned maps and links keep the datapath up)",
 				si.ssi_signo);
-			loop_stop(loop);
+			agent_exit();
 		}
 	}
 }
@@ -849,7 +879,7 @@ static void on_handover_abort(void *arg, pid_t successor, const char *why)
 	(void)why;
 	up.frozen = false;
 	if (up.term_pending) {
-		loop_stop(loop);
+		agent_exit();
 		return;
 	}
 	if (agent.pods)
@@ -947,6 +977,7 @@ static void on_handed_over(void *arg, pid_t successor)
 	}
 	if (agent.waypoint)
 		waypoint_drain(agent.waypoint);
+	kstatus_release(agent.kstatus, NULL, NULL);	/* the successor writes status */
 	pr_info("handover: handed over to pid %d with %zu plaintext relays; draining %llu connections "
 		"(up to %u s)", (int)successor, relays, (unsigned long long)ts.conns_open, up.drain_ms / 1000);
 	loop_timer_init(&up.drain_timer, drain_tick, NULL);

@@ -1050,12 +1050,13 @@ out:
 
 static struct kstatus *cur_ks, *cur_ks2;
 
-/* The first wrote, and the second has read the Lease since. */
+/* The first wrote both (the Gateway and the GatewayClass), and the second
+ * has read the Lease since. */
 static bool ks_wrote(struct fx *f)
 {
 	json_t *st = kstatus_json(cur_ks), *st2 = kstatus_json(cur_ks2);
 	const char *h = json_string_value(json_object_get(st2, "holder"));
-	bool ok = json_integer_value(json_object_get(st, "writes")) >= 1 && gw_has_status(f) && h && h[0];
+	bool ok = json_integer_value(json_object_get(st, "writes")) >= 2 && gw_has_status(f) && h && h[0];
 
 	json_decref(st);
 	json_decref(st2);

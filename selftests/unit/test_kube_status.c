@@ -191,6 +191,67 @@ static json_t *listener_of(json_t *st, const char *name)
 	return NULL;
 }
 
+/* The agent exits: the Lease is given up (no holder, 1 s), also when the
+ * renewal on its way when the exit came makes us the holder again. */
+void test_kube_status_lease_release(void)
+{
+	struct klease l, idle;
+	json_t *got, *body;
+
+	klease_init(&l, "node-1", 15);
+	got = lease("node-1", "2026-11-27T15:00:00.000000Z", "7", 15);
+	ASSERT_EQ(klease_answer(&l, KLEASE_CREATE, 201, got, T0), KLEASE_WAIT, "created");
+	json_decref(got);
+	ASSERT_EQ(klease_release(&l), KLEASE_RELEASE, "holder: release");
+	ASSERT_FALSE(l.leader, "released: not leading (no status write)");
+	body = klease_body(&l, KLEASE_RELEASE, "sluice-system", "sluice-status", "2026-11-27T15:00:03.000000Z");
+	ASSERT_STREQ(spec_str(body, "holderIdentity"), "", "release: no holder");
+	ASSERT_EQ(json_integer_value(json_object_get(json_object_get(body, "spec"), "leaseDurationSeconds")), 1,
+		  "release: 1 s");
+	ASSERT_STREQ(spec_str(body, "renewTime"), "2026-11-27T15:00:03.000000Z", "release: renewTime now");
+	ASSERT_STREQ(spec_str(body, "acquireTime"), "2026-01-01T00:00:00.000000Z", "release: acquireTime kept");
+	ASSERT_EQ(json_integer_value(json_object_get(json_object_get(body, "spec"), "leaseTransitions")), 2,
+		  "release: transitions kept");
+	ASSERT_STREQ(json_string_value(json_object_get(json_object_get(body, "metadata"), "resourceVersion")), "7",
+		     "release: precondition resourceVersion");
+	json_decref(body);
+	got = lease("", "2026-11-27T15:00:03.000000Z", "8", 1);
+	ASSERT_EQ(klease_answer(&l, KLEASE_RELEASE, 200, got, T0 + 3000), KLEASE_WAIT, "released: done");
+	json_decref(got);
+	ASSERT_EQ(klease_tick(&l, T0 + 60000), KLEASE_WAIT, "released: no more reads or writes");
+	ASSERT_EQ(klease_release(&l), KLEASE_WAIT, "twice: nothing");
+
+	/* a renewal on its way: its answer makes us holder, so release that */
+	klease_clear(&l);
+	klease_init(&l, "node-1", 15);
+	got = lease("node-1", "2026-11-27T15:00:00.000000Z", "7", 15);
+	klease_answer(&l, KLEASE_CREATE, 201, got, T0);
+	json_decref(got);
+	ASSERT_EQ(klease_release(&l), KLEASE_RELEASE, "release asked while renewing");
+	got = lease("node-1", "2026-11-27T15:00:05.000000Z", "9", 15);
+	ASSERT_EQ(klease_answer(&l, KLEASE_UPDATE, 200, got, T0 + 5000), KLEASE_RELEASE,
+		  "the renewal landed: release it");
+	json_decref(got);
+	ASSERT_FALSE(l.leader, "still not leading");
+	body = klease_body(&l, KLEASE_RELEASE, "sluice-system", "sluice-status", "2026-11-27T15:00:05.000000Z");
+	ASSERT_STREQ(json_string_value(json_object_get(json_object_get(body, "metadata"), "resourceVersion")), "9",
+		     "release on the renewed record");
+	json_decref(body);
+	ASSERT_EQ(klease_answer(&l, KLEASE_RELEASE, 409, NULL, T0 + 5010), KLEASE_WAIT,
+		  "409 (taken meanwhile): over");
+	klease_clear(&l);
+
+	/* not the holder: nothing to give up, and never taken later */
+	klease_init(&idle, "node-2", 15);
+	got = lease("node-1", "2026-11-27T15:00:00.000000Z", "7", 15);
+	klease_answer(&idle, KLEASE_GET, 200, got, T0);
+	ASSERT_EQ(klease_release(&idle), KLEASE_WAIT, "not holder: nothing to release");
+	ASSERT_EQ(klease_answer(&idle, KLEASE_GET, 200, got, T0 + 60000), KLEASE_WAIT,
+		  "released: an expired Lease is not taken");
+	json_decref(got);
+	klease_clear(&idle);
+}
+
 void test_kube_status_gateway_document(void)
 {
 	struct plan_fx f;
