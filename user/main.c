@@ -71,6 +71,8 @@ static struct {
 	struct loop_timer drain_timer;
 	struct loop_timer ready_timer;	/* Kubernetes mode: READY at the latest */
 	bool exiting;			/* releasing the status Lease, then exit */
+	bool releasing;			/* handed over: the Lease's release is on its way */
+	uint64_t release_due;
 	struct loop_timer exit_timer;
 } up = { .drain_ms = 30000 };
 
@@ -913,6 +915,12 @@ static void drain_tick(struct loop_timer *t)
 	struct waypoint_stats ws;
 	bool done = drained();
 
+	/* the successor writes status once the Lease is released: wait for
+	 * the answer, at most EXIT_RELEASE_MS */
+	if (done && up.releasing && loop_now_ms() < up.release_due) {
+		loop_timer_arm(loop, t, 20);
+		return;
+	}
 	if (!done && loop_now_ms() < up.drain_due) {
 		/* every 5 s, what the drain waits for (an operator's question) */
 		if (agent.tunnel && ++up.drain_ticks % 50 == 0) {
@@ -938,6 +946,12 @@ static void drain_tick(struct loop_timer *t)
 		(unsigned long long)ts.hbone_servers, (unsigned long long)ws.conns_open, (int)up.successor);
 	fflush(NULL);
 	_exit(0);
+}
+
+static void on_released(void *arg)
+{
+	(void)arg;
+	up.releasing = false;
 }
 
 static int export_relay(void *arg, const struct tunnel_relay *r)
@@ -977,7 +991,8 @@ static void on_handed_over(void *arg, pid_t successor)
 	}
 	if (agent.waypoint)
 		waypoint_drain(agent.waypoint);
-	kstatus_release(agent.kstatus, NULL, NULL);	/* the successor writes status */
+	up.releasing = kstatus_release(agent.kstatus, on_released, NULL) > 0;	/* the successor writes status */
+	up.release_due = loop_now_ms() + EXIT_RELEASE_MS;
 	pr_info("handover: handed over to pid %d with %zu plaintext relays; draining %llu connections "
 		"(up to %u s)", (int)successor, relays, (unsigned long long)ts.conns_open, up.drain_ms / 1000);
 	loop_timer_init(&up.drain_timer, drain_tick, NULL);

@@ -16,8 +16,10 @@
 # the written listener status names the node, heals when the port is freed
 # (the agent tries the port again), ages out when that agent stops
 # renewing, and comes back when it renews again. The holder killed, the
-# other takes over and writes the next change; that one stopped by SIGTERM
-# releases the Lease as it exits.
+# other takes over and writes the next change; that one, upgraded (a
+# successor pod with --takeover), releases the Lease as it hands over and
+# the successor takes it; the successor stopped by SIGTERM releases it as
+# it exits.
 . "$(dirname "$0")/lib.sh"
 need_root kube_status
 
@@ -131,14 +133,16 @@ users:
   user: {token: e2e-token}
 EOF
 
-agent() {	# agent NODE (the mesh on: Gateways are served)
-	local n=$1
-	nsenter --net="/run/netns/${nsof[$n]}" env -u POD_NAME -u POD_NAMESPACE sluice-agent --node-name "$n" \
+agent() {	# agent NODE [LOG POD_NAME ARGS...] (the mesh on: Gateways are served)
+	local n=$1 log=${2:-agent-$1} pod=${3:-}
+	shift $(($# < 3 ? $# : 3))
+	nsenter --net="/run/netns/${nsof[$n]}" env -u POD_NAME -u POD_NAMESPACE ${pod:+POD_NAME=$pod} \
+		sluice-agent --node-name "$n" \
 		--bpffs-root "/sys/fs/bpf/sluice-kstatus-$E2E_ID-$n" --cgroup "$CG/$n" \
 		--status-socket "$E2E_TMP/$n.sock" --policy-scope none --metrics off \
 		--ca-cert "$E2E_TMP/ca/ca.crt" --ca-key "$E2E_TMP/ca/ca.key" --netns-prefix "slks-none-$E2E_ID-" \
-		--kubeconfig "$E2E_TMP/kubeconfig" --lease-namespace sluice-system --lease-duration 3 \
-		</dev/null >"$E2E_TMP/agent-$n.log" 2>&1 &
+		--kubeconfig "$E2E_TMP/kubeconfig" --lease-namespace sluice-system --lease-duration 3 "$@" \
+		</dev/null >"$E2E_TMP/$log.log" 2>&1 &
 	apid[$n]=$!
 	disown "$!"	# no "Killed" line when the test kills it
 	pids+=($!)
@@ -433,22 +437,43 @@ for name, want in (("the Lease held", "holding Lease sluice-system/sluice-status
                    ("the nodes' reports (holder)", "Reports:    ")):
     say(want in st, "sluicectl status: " + name, "no %r in: %s" % (want, st))
 
-# The holder stops (SIGTERM): it gives the Lease up on its way out (no
-# holder, 1 s), so a candidate takes it at its next read.
-os.kill(pids[F], signal.SIGTERM)
-t = time.time()
-if wait("the holder stopped by SIGTERM releases the Lease", 5, lambda: holder() == ""):
-    print("INFO released %.1f s after SIGTERM" % (time.time() - t))
-spec = obj("Lease", "sluice-system", "sluice-status").get("spec", {})
-say(spec.get("leaseDurationSeconds") == 1, "released: a 1 s duration", json.dumps(spec))
 def gone(pid):
     try:
         return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] in "ZX"
     except OSError:
         return True
-wait("the agent logs the release and exits", 5,
-     lambda: "kstatus: released the Lease sluice-system/sluice-status"
-     in open("%s/agent-%s.log" % (tmp, F)).read() and gone(pids[F]))
+
+def released_by(log):
+    return "kstatus: released the Lease sluice-system/sluice-status" in open("%s/%s.log" % (tmp, log)).read()
+
+# An upgrade of the holder (a successor pod with --takeover, as the
+# DaemonSet's maxSurge): the old agent releases the Lease as it hands over,
+# and the successor (another pod name) takes it at its next read.
+print("UPGRADE " + F, flush=True)
+SUCC = "sluice-agent-" + F + "-new"
+wait("the successor is started", 10, lambda: os.path.exists(tmp + "/successor.pid"))
+t = time.time()
+succ = int(open(tmp + "/successor.pid").read())
+if not wait("the old agent hands over and releases the Lease", 15, lambda: released_by("agent-" + F)):
+    for line in open("%s/agent-%s.log" % (tmp, F)).read().splitlines()[-12:]:
+        print("INFO " + line)
+if wait("the successor holds the Lease", 10, lambda: holder() == SUCC):
+    print("INFO held by the successor %.1f s after it started (lease 3 s)" % (time.time() - t))
+wait("the successor writes status", 10, lambda: writer(F).get("identity") == SUCC and writer(F).get("leader"))
+bad_backend("gone-again")
+wait("the successor writes the next change", 10,
+     lambda: route_cond("bad", "Accepted")["observedGeneration"] == 6)
+wait("the old agent exits (drained)", 35, lambda: gone(pids[F]))
+
+# The holder stops (SIGTERM): it gives the Lease up on its way out (no
+# holder, 1 s), so a candidate takes it at its next read.
+os.kill(succ, signal.SIGTERM)
+t = time.time()
+if wait("the holder stopped by SIGTERM releases the Lease", 5, lambda: holder() == ""):
+    print("INFO released %.1f s after SIGTERM" % (time.time() - t))
+spec = obj("Lease", "sluice-system", "sluice-status").get("spec", {})
+say(spec.get("leaseDurationSeconds") == 1, "released: a 1 s duration", json.dumps(spec))
+wait("the agent logs the release and exits", 5, lambda: released_by("agent-" + F + "-new") and gone(succ))
 print("NEW " + F)
 PY
 
@@ -461,6 +486,10 @@ while read -r verdict rest; do
 	PASS) pass "$rest" ;;
 	FAIL) fail "${rest%%: *}" "${rest#*: }" ;;
 	NEW) new=$rest ;;
+	UPGRADE)
+		agent "$rest" "agent-$rest-new" "sluice-agent-$rest-new" --takeover --drain-seconds 5
+		echo "${apid[$rest]}" >"$E2E_TMP/successor.pid.tmp"
+		mv "$E2E_TMP/successor.pid.tmp" "$E2E_TMP/successor.pid" ;;
 	INFO) echo "    $rest" ;;
 	*) echo "$verdict $rest" ;;
 	esac
