@@ -221,7 +221,8 @@ bool kreports_gc_due(const struct kreports *r, size_t i, uint64_t now_ms)
 {
 	const struct kreport *p = &r->v[i];
 
-	return !p->self && !p->deleting && p->seen_ms &&
+	/* no resourceVersion, no precondition: never delete blind */
+	return !p->self && !p->deleting && p->seen_ms && p->rv[0] &&
 	       now_ms - p->seen_ms >= (uint64_t)p->duration_s * 1000 * KREPORT_GC_DURATIONS;
 }
 

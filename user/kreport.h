@@ -83,7 +83,8 @@ bool kreports_changed(struct kreports *r, uint64_t now_ms);
 /* Is report i live at now_ms: its own, or seen changing within its duration. */
 bool kreports_live(const struct kreports *r, size_t i, uint64_t now_ms);
 /* Is report i due for deletion: another node's, stale for
- * KREPORT_GC_DURATIONS of its durations, not asked for yet. */
+ * KREPORT_GC_DURATIONS of its durations, not asked for yet, with a
+ * resourceVersion for the precondition. */
 bool kreports_gc_due(const struct kreports *r, size_t i, uint64_t now_ms);
 void kreports_clear(struct kreports *r);
 

@@ -137,10 +137,8 @@ static enum klease_op klease_answer_released(struct klease *l, enum klease_op op
 {
 	if (json_is_object(body) && (status == 200 || status == 201))
 		klease_observe(l, body, now_ms);
-	else if (status == 409 || status == 404) {
-		json_decref(l->record);
-		l->record = NULL;
-	}
+	else if (status == 409 || status == 404)
+		klease_clear(l);
 	l->leader = false;
 	if (op == KLEASE_RELEASE)
 		return KLEASE_WAIT;
@@ -154,8 +152,7 @@ enum klease_op klease_answer(struct klease *l, enum klease_op op, int status, js
 	if (op == KLEASE_GET && status == 200 && json_is_object(body))
 		return klease_read(l, body, now_ms);
 	if (op == KLEASE_GET && status == 404) {
-		json_decref(l->record);
-		l->record = NULL;
+		klease_clear(l);
 		return KLEASE_CREATE;
 	}
 	if ((op == KLEASE_CREATE || op == KLEASE_UPDATE) && (status == 200 || status == 201) &&
@@ -173,8 +170,7 @@ enum klease_op klease_answer(struct klease *l, enum klease_op op, int status, js
 		return KLEASE_WAIT;
 	}
 	if ((op == KLEASE_CREATE || op == KLEASE_UPDATE) && (status == 409 || status == 404)) {
-		json_decref(l->record);	/* someone else wrote it (or it went): read again */
-		l->record = NULL;
+		klease_clear(l);	/* someone else wrote it (or it went): read again */
 		return KLEASE_GET;
 	}
 	return KLEASE_WAIT;	/* no answer or an error: the next tick tries again */
@@ -183,8 +179,8 @@ enum klease_op klease_answer(struct klease *l, enum klease_op op, int status, js
 json_t *klease_body(const struct klease *l, enum klease_op op, const char *ns, const char *name,
 		    const char *now)
 {
+	bool release = op == KLEASE_RELEASE;
 	json_t *o, *spec;
-	bool taking;
 
 	if (op == KLEASE_CREATE || !l->record) {
 		return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:i, s:s, s:s, s:i}}", "apiVersion",
@@ -198,22 +194,15 @@ json_t *klease_body(const struct klease *l, enum klease_op op, const char *ns, c
 		spec = json_object();
 		json_object_set_new(o, "spec", spec);
 	}
-	taking = strcmp(l->holder, l->identity) != 0;
-	if (taking && op != KLEASE_RELEASE) {
+	if (!release && strcmp(l->holder, l->identity)) {	/* taking it */
 		json_object_set_new(spec, "acquireTime", json_string(now));
 		json_object_set_new(spec, "leaseTransitions",
 				    json_integer(json_integer_value(json_object_get(spec, "leaseTransitions")) +
 						 (l->holder[0] ? 1 : 0)));
 	}
-	if (op == KLEASE_RELEASE) {
-		/* client-go's release: no holder, a 1 s duration */
-		json_object_set_new(spec, "holderIdentity", json_string(""));
-		json_object_set_new(spec, "leaseDurationSeconds", json_integer(1));
-		json_object_set_new(spec, "renewTime", json_string(now));
-		return o;
-	}
-	json_object_set_new(spec, "holderIdentity", json_string(l->identity));
-	json_object_set_new(spec, "leaseDurationSeconds", json_integer(l->duration_s));
+	/* a release is client-go's: no holder, a 1 s duration */
+	json_object_set_new(spec, "holderIdentity", json_string(release ? "" : l->identity));
+	json_object_set_new(spec, "leaseDurationSeconds", json_integer(release ? 1 : l->duration_s));
 	json_object_set_new(spec, "renewTime", json_string(now));
 	return o;
 }

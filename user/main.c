@@ -71,7 +71,7 @@ static struct {
 	struct loop_timer drain_timer;
 	struct loop_timer ready_timer;	/* Kubernetes mode: READY at the latest */
 	bool exiting;			/* releasing the status Lease, then exit */
-	bool releasing;			/* handed over: the Lease's release is on its way */
+	bool releasing;			/* the Lease's release is on its way */
 	uint64_t release_due;
 	struct loop_timer exit_timer;
 } up = { .drain_ms = 30000 };
@@ -591,12 +591,6 @@ static json_t *h_certs(void *arg, const char *q, int *code)
 
 /* ---- signals ---- */
 
-static void exit_now(void *arg)
-{
-	(void)arg;
-	loop_stop(loop);
-}
-
 static void exit_timer_cb(struct loop_timer *t)
 {
 	(void)t;
@@ -604,11 +598,28 @@ static void exit_timer_cb(struct loop_timer *t)
 	loop_stop(loop);
 }
 
-/* Exit, giving the status Lease up first: another agent writes status at
- * its next read, not a lease duration later. */
+static void on_released(void *arg)
+{
+	(void)arg;
+	up.releasing = false;
+	if (up.exiting)
+		loop_stop(loop);
+}
+
+/* Give the status Lease up (exit or handover): another agent writes status
+ * at its next read, not a lease duration later. Whether a release is on
+ * its way (wait for it up to up.release_due). */
+static bool release_lease(void)
+{
+	up.releasing = kstatus_release(agent.kstatus, on_released, NULL) > 0;
+	up.release_due = loop_now_ms() + EXIT_RELEASE_MS;
+	return up.releasing;
+}
+
+/* Exit once the Lease is released, at most EXIT_RELEASE_MS from now. */
 static void agent_exit(void)
 {
-	if (up.exiting || kstatus_release(agent.kstatus, exit_now, NULL) <= 0) {
+	if (up.exiting || !release_lease()) {
 		loop_stop(loop);
 		return;
 	}
@@ -948,12 +959,6 @@ static void drain_tick(struct loop_timer *t)
 	_exit(0);
 }
 
-static void on_released(void *arg)
-{
-	(void)arg;
-	up.releasing = false;
-}
-
 static int export_relay(void *arg, const struct tunnel_relay *r)
 {
 	(void)arg;
@@ -991,8 +996,7 @@ static void on_handed_over(void *arg, pid_t successor)
 	}
 	if (agent.waypoint)
 		waypoint_drain(agent.waypoint);
-	up.releasing = kstatus_release(agent.kstatus, on_released, NULL) > 0;	/* the successor writes status */
-	up.release_due = loop_now_ms() + EXIT_RELEASE_MS;
+	release_lease();	/* the successor writes status; drain_tick waits for it */
 	pr_info("handover: handed over to pid %d with %zu plaintext relays; draining %llu connections "
 		"(up to %u s)", (int)successor, relays, (unsigned long long)ts.conns_open, up.drain_ms / 1000);
 	loop_timer_init(&up.drain_timer, drain_tick, NULL);

@@ -272,6 +272,9 @@ void test_node_report_gc(void)
 	ASSERT_FALSE(kreports_gc_due(&r, other, T0 + 3000), "just stale: kept");
 	ASSERT_FALSE(kreports_gc_due(&r, other, T0 + 14999), "stale for under 5 durations: kept");
 	ASSERT_TRUE(kreports_gc_due(&r, other, T0 + 15000), "stale for 5 durations: due");
+	r.v[other].rv[0] = '\0';
+	ASSERT_FALSE(kreports_gc_due(&r, other, T0 + 15000), "no resourceVersion: not deleted blind");
+	snprintf(r.v[other].rv, sizeof(r.v[other].rv), "5");
 	ASSERT_FALSE(kreports_gc_due(&r, 1 - other, T0 + 1000000), "ours: never");
 	r.v[other].deleting = true;
 	ASSERT_FALSE(kreports_gc_due(&r, other, T0 + 20000), "asked for already: not again");
