@@ -16,11 +16,12 @@
  * Only drops are counted here (sl_polstat_v1 deny slot, SL_CNT_POL_DENY, a
  * deny event with SL_HOOK_XDP). What passes reaches the pod and is judged and
  * counted by pod_ingress, so this program never calls pol_decide (which counts
- * allows): a packet must not be counted twice.
+ * allows) but looks up the same rule (pol_allowing_rule): a packet must not be
+ * counted twice.
  *
  * Addresses and ports are compared in network byte order, as the packet
  * carries them. Needs: XDP (native or generic), bpf_ringbuf_* (5.8),
- * bpf_ktime_get_boot_ns (5.8).
+ * bpf_ktime_get_boot_ns (5.8), bpf_ktime_get_coarse_ns (5.11).
  */
 #include "lib/common.h"
 #include "lib/metrics.h"
@@ -28,17 +29,6 @@
 #include "lib/policy.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/* Is f, a TCP SYN or a UDP datagram to ep's pod, allowed by its ingress
- * rules? Lookups only: nothing is counted. */
-static __always_inline bool edge_allowed(const struct sl_polep_val *ep, const struct flow *f)
-{
-	__u32 id = pol_peer_identity(&f->saddr, f->family);
-
-	if (pol_rule(ep, id, SL_DIR_INGRESS, f->proto, f->dport))
-		return true;
-	return pol_rule(ep, SL_POLID_ANY, SL_DIR_INGRESS, f->proto, f->dport) != NULL;
-}
 
 SEC("xdp.frags")
 int edge_xdp(struct xdp_md *ctx)
@@ -63,7 +53,8 @@ int edge_xdp(struct xdp_md *ctx)
 	pol_flow_of(&pf, &f, SL_DIR_INGRESS);
 	if (p == PARSE_UDP && pol_ct_reply(&pf))
 		return XDP_PASS;	/* a reply to the pod's own allowed flow */
-	if (edge_allowed(ep, &f))
+	/* lookups only: what passes is counted by pod_ingress */
+	if (pol_allowing_rule(ep, pol_peer_identity(&f.saddr, f.family), SL_DIR_INGRESS, f.proto, f.dport))
 		return XDP_PASS;
 	slot = ep->deny_slot[SL_DIR_INGRESS];
 	pol_count(slot);

@@ -941,36 +941,57 @@ static int u32_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* sl_polport_v1 from the rule entries of one port or every port, and
- * SL_EP_F_NO_RANGES on the endpoints that have no other kind. */
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* (endpoint, direction) as one sortable key */
+static uint64_t ep_dir(uint32_t ep_id, unsigned int dir)
+{
+	return (uint64_t)ep_id << 1 | (dir & 1);
+}
+
+static bool ep_dir_in(const uint64_t *v, size_t n, uint32_t ep_id, unsigned int dir)
+{
+	uint64_t k = ep_dir(ep_id, dir);
+
+	return n && bsearch(&k, v, n, sizeof(k), u64_cmp);
+}
+
+/* sl_polport_v1 from the rule entries of one port or every port, and the
+ * endpoints' flags for lookups a decision may skip: SL_EP_F_NO_RANGES on
+ * those with no other kind, SL_EP_F_NO_ANY_PEER and SL_EP_F_NO_ALL_PORTS per
+ * direction without such entries. */
 static int emit_ports(struct policy_tables *t)
 {
+	size_t cap = t->n_rules ? t->n_rules : 1, n = 0, n_ranged = 0, n_any = 0, n_all = 0;
 	struct {
 		struct sl_polport_key k;
 		struct sl_polrule_val v;
-	} *v = calloc(t->n_rules ? t->n_rules : 1, sizeof(*v));
-	size_t n = 0;
+	} *v = calloc(cap, sizeof(*v));
+	uint32_t *ranged = calloc(cap, sizeof(*ranged));	/* ep ids with ranges */
+	uint64_t *any = calloc(cap, sizeof(*any));		/* ep_dir()s with rules for every peer */
+	uint64_t *all = calloc(cap, sizeof(*all));		/* ep_dir()s with entries of every port */
+	int err = -ENOMEM;
 
-	t->port_keys = calloc(t->n_rules ? t->n_rules : 1, sizeof(*t->port_keys));
-	t->port_vals = calloc(t->n_rules ? t->n_rules : 1, sizeof(*t->port_vals));
-	if (!v || !t->port_keys || !t->port_vals) {
-		free(v);
-		return -ENOMEM;
-	}
-	uint32_t *ranged = calloc(t->n_rules ? t->n_rules : 1, sizeof(*ranged));	/* ep ids with ranges */
-	size_t n_ranged = 0;
-
-	if (!ranged) {
-		free(v);
-		return -ENOMEM;
-	}
+	t->port_keys = calloc(cap, sizeof(*t->port_keys));
+	t->port_vals = calloc(cap, sizeof(*t->port_vals));
+	if (!v || !ranged || !any || !all || !t->port_keys || !t->port_vals)
+		goto out;
 	for (size_t i = 0; i < t->n_rules; i++) {
 		const struct sl_polrule_key *k = &t->rule_keys[i];
 
+		if (k->peer_id == SL_POLID_ANY)
+			any[n_any++] = ep_dir(k->ep_id, k->dir);
 		if (k->prefixlen != SL_POLRULE_BITS && k->prefixlen != SL_POLRULE_BITS - 16) {
 			ranged[n_ranged++] = k->ep_id;
 			continue;
 		}
+		if (!k->port)
+			all[n_all++] = ep_dir(k->ep_id, k->dir);
 		memset(&v[n], 0, sizeof(v[n]));
 		v[n].k = (struct sl_polport_key){ .ep_id = k->ep_id, .peer_id = k->peer_id, .dir = k->dir,
 						  .proto = k->proto, .port = k->port };
@@ -985,12 +1006,29 @@ static int emit_ports(struct policy_tables *t)
 	t->n_ports = n;
 	if (n_ranged)
 		qsort(ranged, n_ranged, sizeof(*ranged), u32_cmp);
-	for (size_t i = 0; i < t->n_eps; i++)
-		if (!n_ranged || !bsearch(&t->ep_vals[i].ep_id, ranged, n_ranged, sizeof(*ranged), u32_cmp))
-			t->ep_vals[i].flags |= SL_EP_F_NO_RANGES;
+	if (n_any)
+		qsort(any, n_any, sizeof(*any), u64_cmp);
+	if (n_all)
+		qsort(all, n_all, sizeof(*all), u64_cmp);
+	for (size_t i = 0; i < t->n_eps; i++) {
+		struct sl_polep_val *e = &t->ep_vals[i];
+
+		if (!n_ranged || !bsearch(&e->ep_id, ranged, n_ranged, sizeof(*ranged), u32_cmp))
+			e->flags |= SL_EP_F_NO_RANGES;
+		for (unsigned int dir = SL_DIR_INGRESS; dir <= SL_DIR_EGRESS; dir++) {
+			if (!ep_dir_in(any, n_any, e->ep_id, dir))
+				e->flags |= SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir);
+			if (!ep_dir_in(all, n_all, e->ep_id, dir))
+				e->flags |= SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, dir);
+		}
+	}
+	err = 0;
+out:
+	free(all);
+	free(any);
 	free(ranged);
 	free(v);
-	return 0;
+	return err;
 }
 
 /* Key-sorted parallel arrays from the compile's entries. */
@@ -1200,7 +1238,7 @@ static const struct sl_polrule_val *port_find(const struct policy_tables *t, uin
 }
 
 /* As the kernel's pol_rule(): the hash table for endpoints without ranges,
- * the LPM trie for the others. */
+ * the LPM trie for the others; the every-port entry only when there is one. */
 static const struct sl_polrule_val *rule_pick(const struct policy_tables *t, const struct sl_polep_val *ep,
 					      uint32_t peer, int dir, uint8_t proto, uint16_t port)
 {
@@ -1209,7 +1247,9 @@ static const struct sl_polrule_val *rule_pick(const struct policy_tables *t, con
 	if (!(ep->flags & SL_EP_F_NO_RANGES))
 		return rule_find(t, ep->ep_id, peer, dir, proto, port);
 	r = port_find(t, ep->ep_id, peer, dir, proto, port);
-	return r ? r : port_find(t, ep->ep_id, peer, dir, proto, 0);
+	if (r || (ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, dir)))
+		return r;
+	return port_find(t, ep->ep_id, peer, dir, proto, 0);
 }
 
 int policy_lookup(const struct policy *p, int dir, const struct sl_ip *local, const struct sl_ip *peer,
@@ -1232,7 +1272,7 @@ int policy_lookup(const struct policy *p, int dir, const struct sl_ip *local, co
 		return 1;
 	id = peer_identity(t, peer);
 	rv = rule_pick(t, ep, id, dir, proto, port);
-	if (!rv)
+	if (!rv && !(ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir)))
 		rv = rule_pick(t, ep, SL_POLID_ANY, dir, proto, port);
 	if (rv) {
 		*slot = rv->slot;

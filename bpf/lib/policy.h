@@ -10,8 +10,11 @@
  *   sl_polct_v1    LRU: UDP flows let through, for their replies. Written by: TC hooks.
  *   sl_polev_v1    ring buffer: denies, for the agent's log. Written by: every hook.
  *
- * A decision costs one hash lookup for a pod that is not isolated, and two
- * LPM lookups plus at most two more for one that is, with 10 rules or 10,000.
+ * A decision costs one hash lookup for a pod that is not isolated. For one
+ * that is: the peer's identity (LPM), then its rules: one hash lookup when
+ * the endpoint has no port ranges, no rule for every peer and no every-port
+ * entry (the flags in sl_polep_v1 say so), at most four otherwise (LPM
+ * lookups instead with ranges), with 10 rules or 10,000.
  */
 #ifndef SL_BPF_POLICY_H
 #define SL_BPF_POLICY_H
@@ -136,12 +139,15 @@ static __always_inline void pol_count(__u32 slot)
 
 /* May this CPU send one more deny event? A token bucket per CPU: a flood of
  * denied packets is dropped and counted at full speed, but only a trickle
- * of events reaches the agent. */
+ * of events reaches the agent. The coarse clock (a tick's resolution, far
+ * below a token's 20 ms) reads no clock source: under a flood every denied
+ * packet asks, and reading the TSC (in a VM a slow read) cost about a tenth
+ * of an XDP drop. */
 static __always_inline bool pol_event_budget(void)
 {
 	__u32 zero = 0;
 	struct sl_polev_budget *b = bpf_map_lookup_elem(&sl_polevrl_v1, &zero);
-	__u64 now = bpf_ktime_get_ns(), add;
+	__u64 now = bpf_ktime_get_coarse_ns(), add;
 
 	if (!b)
 		return false;
@@ -217,7 +223,8 @@ static __always_inline struct sl_polrule_val *pol_rule_port(__u32 ep, __u32 peer
 
 /* The rule allowing proto/port from peer at ep, or NULL. An endpoint whose
  * rules are all single ports or every port (SL_EP_F_NO_RANGES) costs hash
- * lookups only; else the LPM trie decides, as the longest match. */
+ * lookups only; else the LPM trie decides, as the longest match. The
+ * every-port entry is looked up only when the endpoint has one that way. */
 static __always_inline struct sl_polrule_val *pol_rule(const struct sl_polep_val *ep, __u32 peer, __u8 dir,
 						       __u8 proto, __be16 port)
 {
@@ -226,7 +233,21 @@ static __always_inline struct sl_polrule_val *pol_rule(const struct sl_polep_val
 	if (!(ep->flags & SL_EP_F_NO_RANGES))
 		return pol_rule_lpm(ep->ep_id, peer, dir, proto, port);
 	r = pol_rule_port(ep->ep_id, peer, dir, proto, port);
-	return r ? r : pol_rule_port(ep->ep_id, peer, dir, proto, 0);
+	if (r || (ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, dir)))
+		return r;
+	return pol_rule_port(ep->ep_id, peer, dir, proto, 0);
+}
+
+/* The rule allowing proto/port from the peer of identity id at ep (its own
+ * rules first, then those for every peer when ep has any), or NULL. */
+static __always_inline struct sl_polrule_val *pol_allowing_rule(const struct sl_polep_val *ep, __u32 id, __u8 dir,
+								__u8 proto, __be16 port)
+{
+	struct sl_polrule_val *r = pol_rule(ep, id, dir, proto, port);
+
+	if (r || (ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir)))
+		return r;
+	return pol_rule(ep, SL_POLID_ANY, dir, proto, port);
 }
 
 /* The decision for f at ep (already looked up, isolated for f->dir or not).
@@ -242,9 +263,7 @@ static __always_inline enum pol_verdict pol_decide(const struct sl_polep_val *ep
 	if (!(ep->flags & flag))
 		return POL_NOT_POLICED;
 	id = pol_peer_identity(peer, f->family);
-	r = pol_rule(ep, id, f->dir, f->proto, f->dport);
-	if (!r)
-		r = pol_rule(ep, SL_POLID_ANY, f->dir, f->proto, f->dport);
+	r = pol_allowing_rule(ep, id, f->dir, f->proto, f->dport);
 	if (r) {
 		pol_count(r->slot);
 		metrics_inc(SL_CNT_POL_ALLOW);

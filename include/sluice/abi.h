@@ -297,6 +297,12 @@ _Static_assert(sizeof(struct sl_polep_key) == 20, "sl_polep_key is ABI");
 #define SL_EP_F_NO_STEER	0x0004	/* not in the mesh: pod_ingress only polices it */
 #define SL_EP_F_ENROLLED	0x0008	/* in the mesh: HBONE (15008) is the agent's to police */
 #define SL_EP_F_NO_RANGES	0x0010	/* every rule of it is in sl_polport_v1: skip the LPM trie */
+/* Lookups a decision may skip, by direction (flag << SL_DIR_*). Negative, as
+ * NO_RANGES: a value written without them (an older agent) costs lookups,
+ * never a wrong deny. */
+#define SL_EP_F_NO_ANY_PEER	0x0020	/* 0x20 in, 0x40 out: no rule allows every peer */
+#define SL_EP_F_NO_ALL_PORTS	0x0080	/* 0x80 in, 0x100 out: no sl_polport_v1 entry of port 0 */
+#define SL_EP_F_DIR(flag, dir)	((flag) << (dir))
 struct sl_polep_val {
 	__u32 ep_id;
 	__u32 flags;			/* SL_EP_F_* */
@@ -370,7 +376,7 @@ _Static_assert(sizeof(struct sl_polev) == 48, "sl_polev is ABI");
 /* sl_polevrl_v1 (per-CPU array, one slot): the deny events' budget, so that
  * a flood of denied packets costs the agent nothing (it logs 10 a second). */
 struct sl_polev_budget {
-	__u64 last_ns;			/* bpf_ktime_get_ns() of the last refill */
+	__u64 last_ns;			/* bpf_ktime_get_coarse_ns() of the last refill */
 	__u64 tokens;
 };
 #define SL_POLEV_NS_PER_TOKEN	20000000ULL	/* 50 events a second per CPU ... */

@@ -606,14 +606,20 @@ void test_edge_rule_scale(void)
 			if (!ASSERT_OK(pkt_build(&a, &ao), "build") ||
 			    !ASSERT_OK(pkt_build(&d, &dq), "build"))
 				goto out;
-			na = pm_ns_per_packet(prog, &a, &ev, XDP_PASS_, total);
-			nd = pm_ns_per_packet(prog, &d, &ev, XDP_DROP_, total);
-			printf("%-7u %-7u %-6s %12.1f %12.1f\n", sizes[s].rules, sizes[s].ids,
-			       v6 ? "IPv6" : "IPv4", na, nd);
+			for (size_t k = 0; k < PM_PATHS; k++) {
+				if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1,
+							 SL_EP_F_ISO_IN | SL_EP_F_NO_STEER | pm_paths[k].flags, 100, 101),
+					       "endpoint flags"))
+					goto out;
+				na = pm_ns_per_packet(prog, &a, &ev, XDP_PASS_, total);
+				nd = pm_ns_per_packet(prog, &d, &ev, XDP_DROP_, total);
+				printf("%-7u %-7u %-6s %12.1f %12.1f  (%s)\n", sizes[s].rules, sizes[s].ids,
+				       v6 ? "IPv6" : "IPv4", na, nd, pm_paths[k].name);
+			}
 		}
 	}
 	ASSERT_EQ(pm_stat(&w.m, 1), 0, "allowed SYNs are not counted by edge");
-	ASSERT_EQ(pm_stat(&w.m, 100), 6ULL * total, "denied SYNs counted");
+	ASSERT_EQ(pm_stat(&w.m, 100), 6ULL * PM_PATHS * total, "denied SYNs counted");
 out:
 	pm_events_close(&ev);
 	world_close(&w);

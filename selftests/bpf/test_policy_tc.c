@@ -490,26 +490,20 @@ void test_policy_tc_rule_scale(void)
 			if (!ASSERT_OK(pkt_build(&a, &ao), "build") ||
 			    !ASSERT_OK(pkt_build(&d, &dq), "build"))
 				goto out;
-			na = pm_ns_per_packet(prog, &a, &ev, TC_OK, total);
-			nd = pm_ns_per_packet(prog, &d, &ev, TC_SHOT, total);
-			printf("%-7u %-7u %-6s %12.1f %12.1f  (LPM trie)\n", sizes[s].rules, sizes[s].ids,
-			       v6 ? "IPv6" : "IPv4", na, nd);
-			/* The same endpoint marked no-ranges: hash lookups only. */
-			if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1,
-						 SL_EP_F_ISO_IN | SL_EP_F_NO_STEER | SL_EP_F_NO_RANGES, 100, 101),
-				       "no-ranges"))
-				goto out;
-			na = pm_ns_per_packet(prog, &a, &ev, TC_OK, total);
-			nd = pm_ns_per_packet(prog, &d, &ev, TC_SHOT, total);
-			printf("%-7u %-7u %-6s %12.1f %12.1f  (hash)\n", sizes[s].rules, sizes[s].ids,
-			       v6 ? "IPv6" : "IPv4", na, nd);
-			if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1, SL_EP_F_ISO_IN | SL_EP_F_NO_STEER, 100, 101),
-				       "ranges again"))
-				goto out;
+			for (size_t k = 0; k < PM_PATHS; k++) {
+				if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1,
+							 SL_EP_F_ISO_IN | SL_EP_F_NO_STEER | pm_paths[k].flags, 100, 101),
+					       "endpoint flags"))
+					goto out;
+				na = pm_ns_per_packet(prog, &a, &ev, TC_OK, total);
+				nd = pm_ns_per_packet(prog, &d, &ev, TC_SHOT, total);
+				printf("%-7u %-7u %-6s %12.1f %12.1f  (%s)\n", sizes[s].rules, sizes[s].ids,
+				       v6 ? "IPv6" : "IPv4", na, nd, pm_paths[k].name);
+			}
 		}
 	}
-	ASSERT_EQ(pm_stat(&w.m, 1), 12ULL * total, "allowed SYNs counted");
-	ASSERT_EQ(pm_stat(&w.m, 100), 12ULL * total, "denied SYNs counted");
+	ASSERT_EQ(pm_stat(&w.m, 1), 6ULL * PM_PATHS * total, "allowed SYNs counted");
+	ASSERT_EQ(pm_stat(&w.m, 100), 6ULL * PM_PATHS * total, "denied SYNs counted");
 out:
 	pm_events_close(&ev);
 	world_close(&w);
@@ -542,6 +536,68 @@ void test_policy_tc_event_budget(void)
 	ev.budget_fd = -1;	/* look at what the ring got, without a refill */
 	ASSERT_LE(pm_events_drain(&ev), SL_POLEV_BURST + 1, "events: at most a burst");
 	ASSERT_GE(pm_metric(&w.m, SL_CNT_POL_EV_LIMITED) - lim0, 1000 - SL_POLEV_BURST - 1, "the rest limited");
+out:
+	pm_events_close(&ev);
+	world_close(&w);
+}
+
+/* The endpoint flags that let a decision skip lookups: with NO_ANY_PEER the
+ * rules for every peer are not looked up, with NO_ALL_PORTS (hash path) the
+ * every-port entries are not. The agent sets them only where no such entry
+ * exists (test_policy_skip_flags); here entries exist, so setting the flag
+ * shows the lookup is skipped, and clearing it that it is made. */
+void test_policy_tc_skip_flags(void)
+{
+	const uint32_t base = SL_EP_F_ISO_IN | SL_EP_F_NO_STEER | SL_EP_F_NO_RANGES;
+	const struct {
+		const char *desc;
+		struct pkt_opts pkt;
+		uint32_t flag;
+	} skips[] = {
+		/* S allows TCP 8443 from every peer (slot 2) */
+		{ "rule for every peer", { TCP(C, 40000, S, 8443, SYN) }, SL_EP_F_NO_ANY_PEER },
+		/* S allows every UDP port from D (slot 6) */
+		{ "every-port entry", { UDP(D, 40000, S, 9999) }, SL_EP_F_NO_ALL_PORTS },
+	};
+	struct pm_events ev = { 0 };
+	struct world w;
+	int prog;
+
+	if (!world_open(&w) || !scenario(&w.m) || !ASSERT_OK(pm_events_open(&ev, &w.m), "ring buffer"))
+		goto out;
+	prog = bpf_program__fd(w.in->progs.pod_ingress_tc);
+	for (size_t i = 0; i < sizeof(skips) / sizeof(skips[0]); i++) {
+		for (int v6 = 0; v6 < 2; v6++) {
+			struct pkt_opts o = skips[i].pkt;
+			char desc[128];
+			struct pkt p;
+			int ret;
+
+			if (v6)
+				pm_to_v6(&skips[i].pkt, &o);
+			if (!ASSERT_OK(pkt_build(&p, &o), "build"))
+				goto out;
+			snprintf(desc, sizeof(desc), "%s, %s: looked up", skips[i].desc, v6 ? "IPv6" : "IPv4");
+			if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1, base, 100, 101), "ep") ||
+			    !ASSERT_OK(run_pkt(prog, &p, 0, &ret), "run"))
+				goto out;
+			ASSERT_EQ(ret, TC_OK, desc);
+			snprintf(desc, sizeof(desc), "%s, %s: skipped by the flag", skips[i].desc, v6 ? "IPv6" : "IPv4");
+			if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1,
+						 base | SL_EP_F_DIR(skips[i].flag, SL_DIR_INGRESS), 100, 101), "ep") ||
+			    !ASSERT_OK(run_pkt(prog, &p, 0, &ret), "run"))
+				goto out;
+			ASSERT_EQ(ret, TC_SHOT, desc);
+			/* the egress flag does not touch ingress decisions */
+			snprintf(desc, sizeof(desc), "%s, %s: the egress flag", skips[i].desc, v6 ? "IPv6" : "IPv4");
+			if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1,
+						 base | SL_EP_F_DIR(skips[i].flag, SL_DIR_EGRESS), 100, 101), "ep") ||
+			    !ASSERT_OK(run_pkt(prog, &p, 0, &ret), "run"))
+				goto out;
+			ASSERT_EQ(ret, TC_OK, desc);
+			pm_events_drain(&ev);
+		}
+	}
 out:
 	pm_events_close(&ev);
 	world_close(&w);

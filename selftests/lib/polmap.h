@@ -92,6 +92,22 @@ int pm_addr(const char *ip, struct sl_addr *a);
 #define PM_NOPOL	"10.10.0.99"
 #define PM_SCENARIO_RULES 10
 
+/* The decision paths the rule_scale tests time, by S's flags (its scenario
+ * decisions for TCP 80 and 81 from C are the same on each): the LPM trie;
+ * the hash table; the hash table skipping the every-peer and every-port
+ * lookups (S has such entries, for other ports and protocols). */
+struct pm_path {
+	const char *name;
+	uint32_t flags;
+};
+static const struct pm_path pm_paths[] = {
+	{ "LPM trie", 0 },
+	{ "hash", SL_EP_F_NO_RANGES },
+	{ "hash, skips", SL_EP_F_NO_RANGES | SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, SL_DIR_INGRESS) |
+				 SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, SL_DIR_INGRESS) },
+};
+#define PM_PATHS (sizeof(pm_paths) / sizeof(pm_paths[0]))
+
 /* Fillers for scale tests: rule entries [from, to) of other endpoints
  * (1000 + i / 100), peers and ports, and peer identities [from, to) as
  * /32s in 10.200/16 and /128s in fd00:200::/112. Return 0 or -errno. */

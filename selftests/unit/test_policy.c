@@ -338,3 +338,60 @@ void test_policy_bad_input(void)
 		resources_free(r);
 	}
 }
+
+/* The flags of an endpoint's value in sl_polep_v1, by address (NULL: none). */
+static const struct sl_polep_val *ep_of(const struct policy *p, const char *ip)
+{
+	struct sl_ip a;
+
+	sl_ip_parse(ip, &a);
+	for (size_t i = 0; i < p->t.n_eps; i++)
+		if (p->t.ep_keys[i].family == a.family && !memcmp(&p->t.ep_keys[i].addr, &a.addr, sizeof(a.addr)))
+			return &p->t.ep_vals[i];
+	return NULL;
+}
+
+/* Lookups the kernel may skip are flagged only where nothing could match
+ * them: NO_ANY_PEER where no rule of that direction allows every peer,
+ * NO_ALL_PORTS where no entry of that direction allows every port. */
+void test_policy_skip_flags(void)
+{
+	static const char yaml[] =
+		"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: s, namespace: a}\n"
+		"spec:\n  podSelector: {matchLabels: {app: web}}\n  policyTypes: [Ingress, Egress]\n"
+		"  ingress:\n  - from: [{podSelector: {matchLabels: {app: cli}}}]\n    ports: [{port: 8080}]\n"
+		"  egress:\n  - ports: [{protocol: UDP, port: 53}]\n  - to: [{ipBlock: {cidr: 192.0.2.0/24}}]\n";
+	char buf[2048];
+	struct policy_registry *reg = NULL;
+	struct policy *p = NULL;
+	struct diags errs = { 0 };
+	const struct sl_polep_val *web;
+	struct sl_model *m;
+
+	snprintf(buf, sizeof(buf), "%s%s", pods_yaml, yaml);
+	m = build_yaml(buf);
+	if (!ASSERT_OK_PTR(m, "model") || !ASSERT_OK(policy_registry_new(&reg), "reg") ||
+	    !ASSERT_OK(policy_compile(m, "node-1", POLICY_SCOPE_ALL, reg, &p, &errs), "compile"))
+		goto out;
+	web = ep_of(p, "10.0.0.1");
+	if (!ASSERT_OK_PTR(web, "web is an endpoint"))
+		goto out;
+	ASSERT_TRUE(web->flags & SL_EP_F_NO_RANGES, "no ranges");
+	ASSERT_TRUE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, SL_DIR_INGRESS), "in: only cli");
+	ASSERT_TRUE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, SL_DIR_INGRESS), "in: only 8080");
+	ASSERT_FALSE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, SL_DIR_EGRESS), "out: UDP 53 to every peer");
+	ASSERT_FALSE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, SL_DIR_EGRESS), "out: every port to 192.0.2.0/24");
+	/* and the decisions they take part in */
+	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "10.0.0.2", 8080, SL_IPPROTO_TCP), 1, "cli 8080");
+	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "10.0.0.2", 8081, SL_IPPROTO_TCP), 0, "cli 8081");
+	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "192.0.2.1", 8080, SL_IPPROTO_TCP), 0, "other peer");
+	ASSERT_EQ(lookup(p, SL_DIR_EGRESS, "10.0.0.1", "10.0.0.2", 53, SL_IPPROTO_UDP), 1, "DNS anywhere");
+	ASSERT_EQ(lookup(p, SL_DIR_EGRESS, "10.0.0.1", "10.0.0.2", 53, SL_IPPROTO_TCP), 0, "TCP 53 not");
+	ASSERT_EQ(lookup(p, SL_DIR_EGRESS, "10.0.0.1", "192.0.2.9", 443, SL_IPPROTO_TCP), 1, "every port there");
+	ASSERT_EQ(lookup(p, SL_DIR_EGRESS, "10.0.0.1", "10.0.0.2", 443, SL_IPPROTO_TCP), 0, "not elsewhere");
+out:
+	policy_free(p);
+	policy_registry_free(reg);
+	model_free(m);
+	diags_clear(&errs);
+}
