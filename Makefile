@@ -84,6 +84,10 @@ $(BUILD)/progs/%.bpf.o: selftests/progs/%.bpf.c $(BUILD)/vmlinux.h $(wildcard bp
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
+$(BUILD)/progs/%.skel.h: $(BUILD)/progs/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $* > $@
+
 $(BUILD)/%.o: %.c $(SKELS)
 	$(Q)mkdir -p $(dir $@)
 	$(call msg,CC,$@)
@@ -100,6 +104,8 @@ $(CLI): $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS)) $(BUILD)/user/lib/log.o
 # Test tools link libc only, unless LDLIBS_<tool> names more.
 LDLIBS_sl-echo := -lnghttp2 -lcrypto
 LDLIBS_sl-h2c  := -lnghttp2 -lssl -lcrypto
+LDLIBS_sl-xdpgen := -lbpf -lelf -lz
+$(BUILD)/selftests/tools/sl-xdpgen.o: $(BUILD)/progs/xdpgen.skel.h
 
 $(BUILD)/%: $(BUILD)/selftests/tools/%.o
 	$(call msg,LINK,$@)

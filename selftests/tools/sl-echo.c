@@ -106,6 +106,8 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "tools/tool.h"
+
 #define SL_ECHO_IBUF		16384	/* per-connection input; also the max HTTP header block */
 #define SL_ECHO_OBUF_INIT	4096	/* per-connection output, grown on demand, kept on reuse */
 #define SL_ECHO_OBUF_HIGH	(256 * 1024)	/* stop reading while this much output is queued */
@@ -122,19 +124,6 @@
 #define SL_ECHO_GRPC_SERVICE	"gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
 
 /* ---------------------------------------------------------------- common */
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("sl-echo: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
 
 #define SL_ERRNOS(X)                                                                               \
 	X(EPERM) X(ENOENT) X(EINTR) X(EIO) X(EBADF) X(EAGAIN) X(ENOMEM) X(EACCES) X(EFAULT)      \
@@ -190,18 +179,6 @@ static int fmt_addr(const struct sockaddr_storage *ss, bool unmap, char *out, si
 		return snprintf(out, n, "[%s]:%u", ip, ntohs(s6->sin6_port));
 	}
 	return snprintf(out, n, "?:0");
-}
-
-static long parse_num(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		die("bad %s '%s' (expected %ld..%ld)", what, s, min, max);
-	return v;
 }
 
 /* Growable byte buffer. All-zero is empty. Grows by doubling and is kept, so
@@ -2433,9 +2410,9 @@ static int cmd_serve(int argc, char **argv)
 		else if (!strcmp(o, "--service"))
 			srv.svc = argv[++a];
 		else if (!strcmp(o, "--tcp") && ntcp < SL_ECHO_MAX_LISTEN)
-			tcp[ntcp++] = (unsigned)parse_num(argv[++a], 1, 65535, "tcp port");
+			tcp[ntcp++] = (unsigned)num(argv[++a], "tcp port", 1, 65535);
 		else if (!strcmp(o, "--udp") && nudp < SL_ECHO_MAX_LISTEN)
-			udp[nudp++] = (unsigned)parse_num(argv[++a], 1, 65535, "udp port");
+			udp[nudp++] = (unsigned)num(argv[++a], "udp port", 1, 65535);
 		else if (!strcmp(o, "--ready-file"))
 			ready = argv[++a];
 		else if (!strcmp(o, "--only") && !strcmp(argv[a + 1], "http1"))
@@ -2554,7 +2531,7 @@ static void resolve(const char *host, const char *port, int socktype, struct tar
 		die("host too long");
 	memcpy(h, host, n);
 	h[n] = 0;
-	parse_num(port, 1, 65535, "port");
+	num(port, "port", 1, 65535);
 	hints.ai_flags |= AI_NUMERICHOST;
 	rc = getaddrinfo(h, port, &hints, &res);
 	if (rc == EAI_NONAME) {
@@ -2812,9 +2789,9 @@ static int cmd_probe(int argc, char **argv)
 			if (a + 1 >= argc)
 				die("probe: option %s needs a value", o);
 			if (!strcmp(o, "--count"))
-				count = parse_num(argv[++a], 1, 10000000, "count");
+				count = num(argv[++a], "count", 1, 10000000);
 			else if (!strcmp(o, "--timeout-ms"))
-				timeout_ms = (int)parse_num(argv[++a], 1, 3600000, "timeout");
+				timeout_ms = (int)num(argv[++a], "timeout", 1, 3600000);
 			else if (!strcmp(o, "--line"))
 				line = argv[++a];
 			else
@@ -2895,11 +2872,11 @@ static int cmd_stream(int argc, char **argv)
 			if (a + 1 >= argc)
 				die("stream: option %s needs a value", o);
 			if (!strcmp(o, "--duration-ms"))
-				duration = parse_num(argv[++a], 1, 24L * 3600 * 1000, "duration");
+				duration = num(argv[++a], "duration", 1, 24L * 3600 * 1000);
 			else if (!strcmp(o, "--interval-ms"))
-				interval = parse_num(argv[++a], 1, 3600000, "interval");
+				interval = num(argv[++a], "interval", 1, 3600000);
 			else if (!strcmp(o, "--timeout-ms"))
-				timeout_ms = (int)parse_num(argv[++a], 1, 3600000, "timeout");
+				timeout_ms = (int)num(argv[++a], "timeout", 1, 3600000);
 			else
 				die("stream: unknown option %s", o);
 		} else if (npos < 3) {

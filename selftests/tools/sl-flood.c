@@ -40,30 +40,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/tool.h"
+
 #define FLOOD_MAX_BURST 1024
 #define FLOOD_MAX_FLOWS 256
 #define FLOOD_MAX_SIZE	1472
-
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("sl-flood: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
 
 static void usage(void) __attribute__((noreturn));
 static void usage(void)
@@ -72,26 +53,6 @@ static void usage(void)
 	      "[--flows N] [--sndbuf BYTES]\n",
 	      stderr);
 	exit(2);
-}
-
-static long num(const char *s, const char *what, long min, long max)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		die("bad %s '%s' (expected %ld..%ld)", what, s, min, max);
-	return v;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 int main(int argc, char **argv)
@@ -106,7 +67,6 @@ int main(int argc, char **argv)
 	socklen_t sslen;
 	int fds[FLOOD_MAX_FLOWS];
 	unsigned long long sent = 0, errors = 0;
-	struct sigaction sa = { 0 };
 	long turn = 0;
 
 	for (int i = 1; i < argc; i++) {
@@ -118,12 +78,7 @@ int main(int argc, char **argv)
 			const char *v = argv[++i];
 
 			if (!strcmp(o, "--seconds")) {
-				char *end;
-
-				errno = 0;
-				seconds = strtod(v, &end);
-				if (errno || end == v || *end || !(seconds >= 0.1 && seconds <= 3600))
-					die("bad --seconds '%s' (expected 0.1..3600)", v);
+				seconds = seconds_arg(v, "--seconds");
 			} else if (!strcmp(o, "--cpu")) {
 				cpu = num(v, "--cpu", 0, CPU_SETSIZE - 1);
 			} else if (!strcmp(o, "--burst")) {
@@ -198,11 +153,7 @@ int main(int argc, char **argv)
 		msgs[i].msg_hdr.msg_iovlen = 1;
 	}
 
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGALRM, &sa, NULL);
+	stop_on_signals(1);
 	alarm((unsigned int)seconds + 2);
 
 	t0 = now_s();

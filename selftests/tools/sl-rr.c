@@ -62,6 +62,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/tool.h"
+
 #define RR_HDR_LEN	8
 #define RR_MAX_SIZE	(16u * 1024 * 1024)
 #define RR_MAX_SAMPLES	(20u * 1000 * 1000)
@@ -72,18 +74,6 @@ static void say(const char *fmt, va_list ap)
 	fputs("sl-rr: ", stderr);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
-}
-
-/* A usage error: exit 2. */
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	say(fmt, ap);
-	va_end(ap);
-	exit(2);
 }
 
 /* A runtime failure: exit 1. */
@@ -104,18 +94,6 @@ static void usage(void)
 	      "       sl-rr client HOST PORT --size N --duration-ms MS [--warmup-ms MS]\n"
 	      "                    [--timeout-ms MS]\n",
 	      stderr);
-}
-
-static long parse_num(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		die("bad %s '%s' (expected %ld..%ld)", what, s, min, max);
-	return v;
 }
 
 static uint64_t now_ns(void)
@@ -262,7 +240,7 @@ static int cmd_serve(int argc, char **argv)
 
 	for (int a = 0; a < argc; a++) {
 		if (!strcmp(argv[a], "--port") && a + 1 < argc)
-			port = parse_num(argv[++a], 1, 65535, "port");
+			port = num(argv[++a], "port", 1, 65535);
 		else
 			die("serve: unknown argument %s", argv[a]);
 	}
@@ -327,7 +305,7 @@ static int tcp_connect(const char *host, const char *port, int timeout_ms)
 		die("host too long");
 	memcpy(h, host, n);
 	h[n] = 0;
-	parse_num(port, 1, 65535, "port");
+	num(port, "port", 1, 65535);
 	rc = getaddrinfo(h, port, &hints, &res);
 	if (rc == EAI_NONAME) {
 		hints.ai_flags &= ~AI_NUMERICHOST;
@@ -408,13 +386,13 @@ static int cmd_client(int argc, char **argv)
 			if (a + 1 >= argc)
 				die("client: option %s needs a value", o);
 			if (!strcmp(o, "--size"))
-				size = parse_num(argv[++a], 1, RR_MAX_SIZE, "size");
+				size = num(argv[++a], "size", 1, RR_MAX_SIZE);
 			else if (!strcmp(o, "--duration-ms"))
-				duration = parse_num(argv[++a], 1, 3600000, "duration");
+				duration = num(argv[++a], "duration", 1, 3600000);
 			else if (!strcmp(o, "--warmup-ms"))
-				warmup = parse_num(argv[++a], 0, 3600000, "warmup");
+				warmup = num(argv[++a], "warmup", 0, 3600000);
 			else if (!strcmp(o, "--timeout-ms"))
-				timeout_ms = parse_num(argv[++a], 1, 600000, "timeout");
+				timeout_ms = num(argv[++a], "timeout", 1, 600000);
 			else
 				die("client: unknown option %s", o);
 		} else if (npos < 2) {
