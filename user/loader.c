@@ -405,6 +405,13 @@ static const char *size_flag(const struct loader_opts *o, const char *name, char
 	return buf;
 }
 
+static const char *map_type_name(enum bpf_map_type t)
+{
+	const char *n = libbpf_bpf_map_type_str(t);
+
+	return n ? n : "unknown type";
+}
+
 static bool resizable(enum bpf_map_type t)
 {
 	return t == BPF_MAP_TYPE_HASH || t == BPF_MAP_TYPE_LRU_HASH;
@@ -482,10 +489,11 @@ static int replace_stale_maps(struct bpf_object *obj, const struct loader_opts *
 			(*n_rs)++;
 			continue;
 		}
-		pr_warn("loader: pinned map %s has another layout (max_entries %u, key %u, value %u; now %u, %u, %u): "
-			"replaced with a new one",
-			pin, info.max_entries, info.key_size, info.value_size, bpf_map__max_entries(m),
-			bpf_map__key_size(m), bpf_map__value_size(m));
+		pr_warn("loader: pinned map %s has another layout (max_entries %u, key %u, value %u, %s; "
+			"now %u, %u, %u, %s): replaced with a new one",
+			pin, info.max_entries, info.key_size, info.value_size, map_type_name(info.type),
+			bpf_map__max_entries(m), bpf_map__key_size(m), bpf_map__value_size(m),
+			map_type_name(bpf_map__type(m)));
 		if (unlink(pin))
 			pr_warn("loader: unlink %s: %s", pin, strerror(errno));
 		close(fd);

@@ -247,6 +247,24 @@ static int shadows_read(struct polsync *s)
 	return err;
 }
 
+/* Zero sl_polstat_v1 (a per-CPU array), whatever its size. A failure costs
+ * only counts, so it is logged, not fatal. */
+static void zero_counts(const struct polsync *s)
+{
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info);
+	int err;
+
+	if (s->maps.stat_fd < 0)
+		return;
+	err = bpf_obj_get_info_by_fd(s->maps.stat_fd, &info, &len) ? -errno : 0;
+	if (!err)
+		err = map_zero(s->maps.stat_fd, info.max_entries,
+			       (size_t)s->ncpu * ((info.value_size + 7) & ~7U));
+	if (err)
+		pr_warn("policy: cannot zero the counts a previous agent left: %s", strerror(-err));
+}
+
 int polsync_new(struct polsync **out, struct loop *loop, const struct polsync_maps *maps,
 		const struct policy_registry *reg)
 {
@@ -267,7 +285,7 @@ int polsync_new(struct polsync **out, struct loop *loop, const struct polsync_ma
 	/* Slot numbers are this agent's (its registry): counts a previous agent
 	 * left in the pinned map would be read under other names. From 0. */
 	if (!err)
-		map_clear(maps->stat_fd, sizeof(__u32));
+		zero_counts(s);
 	if (!err && maps->ev_fd >= 0 && loop) {
 		s->rb = ring_buffer__new(maps->ev_fd, on_event, s, NULL);
 		if (!s->rb)

@@ -6,7 +6,7 @@
  *   sl_polid_v1    LPM: address -> peer identity
  *   sl_polep_v1    local pod address -> endpoint (id, isolation, deny slots)
  *   sl_polrule_v1  LPM: {endpoint, dir, proto, identity, port} -> allowing rule's slot
- *   sl_polstat_v1  per-CPU hash: slot -> count. Written by: every hook.
+ *   sl_polstat_v1  per-CPU array: slot -> count. Written by: every hook.
  *   sl_polct_v1    LRU: UDP flows let through, for their replies. Written by: TC hooks.
  *   sl_polev_v1    ring buffer: denies, for the agent's log. Written by: every hook.
  *
@@ -59,8 +59,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_polport_v1 SEC(".maps");
 
+/* An array: the agent numbers slots densely from 1, and the verifier inlines
+ * a per-CPU array's lookup (no hash per counted packet). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct sl_polstat);
 	__uint(max_entries, SL_POLSTAT_MAX);
@@ -126,15 +128,13 @@ static __always_inline struct sl_polep_val *pol_endpoint(const struct sl_addr *a
 
 static __always_inline void pol_count(__u32 slot)
 {
-	struct sl_polstat *s, zero = { .packets = 1 };
+	struct sl_polstat *s;
 
 	if (!slot)
 		return;
 	s = bpf_map_lookup_elem(&sl_polstat_v1, &slot);
 	if (s)
 		s->packets++;	/* per-CPU: no atomic needed */
-	else
-		bpf_map_update_elem(&sl_polstat_v1, &slot, &zero, BPF_NOEXIST);
 }
 
 /* May this CPU send one more deny event? A token bucket per CPU: a flood of

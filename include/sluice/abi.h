@@ -340,8 +340,9 @@ struct sl_polport_key {
 };
 _Static_assert(sizeof(struct sl_polport_key) == 12, "sl_polport_key is ABI");
 
-/* sl_polstat_v1 (per-CPU hash, key: slot): what a rule allowed and a default
- * deny denied. The agent names the slots (/policies, /metrics). */
+/* sl_polstat_v1 (per-CPU array, key: slot): what a rule allowed and a default
+ * deny denied. The agent names the slots (/policies, /metrics); slot 0 is
+ * never counted. */
 struct sl_polstat {
 	__u64 packets;			/* connections (TCP SYN, connect, sendmsg) and UDP datagrams */
 };

@@ -216,9 +216,24 @@ check "Prometheus: PeerAuthentication refusals" grep -qE '^sluice_authorization_
 # --- an older agent's map of another layout is replaced, not fatal ---
 R=/sys/fs/bpf/sluice-lab-$E2E_ID/node-1
 lab agent-stop node-1 >/dev/null
-rm -f "$R/sl_metrics_v1"
+rm -f "$R/sl_metrics_v1" "$R/sl_polstat_v1"
 bpftool map create "$R/sl_metrics_v1" type percpu_array key 4 value 8 entries 18 name sl_metrics_v1
+# sl_polstat_v1 was a per-CPU hash of the same sizes before it became an array
+bpftool map create "$R/sl_polstat_v1" type percpu_hash key 4 value 8 entries 65536 name sl_polstat_v1
 check "agent starts over a pinned map of an older layout" lab agent-start node-1
 check "and says it replaced it" grep -q "pinned map $R/sl_metrics_v1 has another layout (max_entries 18" "$STATE/node-1/agent.log"
+check "and one of another type" grep -q "pinned map $R/sl_polstat_v1 has another layout (max_entries 65536, key 4, value 8, percpu_hash; now 65536, 4, 8, percpu_array)" "$STATE/node-1/agent.log"
 out=$(lab exec shop/client sl-echo probe tcp "$O4" 8080 --count 1 --timeout-ms 3000)
 expect_contains "egress policy still enforced after the restart" "$out" "err EPERM"
+
+# --- a restarted agent counts from 0: its slot numbers are its own, and the
+# pinned counts array it reuses is zeroed ---
+web2_denied() { [ "$(deny_count node-2 web-ingress ingress)" -gt 0 ]; }
+policy_in_force() { ctl "$1" --json status | $PY -c "import json,sys; sys.exit(0 if json.load(sys.stdin)['policy']['in_force'] else 1)"; }
+check "node-2 counted web-ingress denies before the restart" web2_denied
+lab agent-stop node-2 >/dev/null
+check "node-2's agent starts again" lab agent-start node-2
+check "node-2: policy in force again" wait_until 10 policy_in_force node-2
+check "its counts start from 0" test "$(deny_count node-2 web-ingress ingress)" -eq 0
+out=$(lab exec plain/other sl-echo probe tcp "$W2_4" 8080 --count 1 --timeout-ms 1000)
+check "and count the next drop" wait_until 5 web2_denied

@@ -9,6 +9,7 @@
 #include <bpf/bpf.h>
 #include <sluice/counters.h>
 
+#include "mapdump.h"
 #include "pkt.h"
 #include "polmap.h"
 #include "test.h"
@@ -160,13 +161,18 @@ uint64_t pm_stat(const struct pm_fds *m, uint32_t slot)
 
 uint64_t pm_stat_total(const struct pm_fds *m)
 {
-	uint32_t k, *prev = NULL;
+	int ncpu = libbpf_num_possible_cpus();
+	void *keys = NULL, *vals = NULL;
 	uint64_t sum = 0;
+	size_t n = 0;
 
-	while (!bpf_map_get_next_key(m->polstat, prev, &k)) {
-		sum += percpu_sum(m->polstat, &k);
-		prev = &k;
-	}
+	/* An array of SL_POLSTAT_MAX slots: read in batches, not key by key. */
+	if (ncpu > 0 && !map_dump(m->polstat, sizeof(uint32_t), (size_t)ncpu * sizeof(uint64_t), SL_POLSTAT_MAX,
+				  &keys, &vals, &n))
+		for (size_t i = 0; i < n * (size_t)ncpu; i++)
+			sum += ((const uint64_t *)vals)[i];
+	free(keys);
+	free(vals);
 	return sum;
 }
 

@@ -82,3 +82,28 @@ int map_clear(int fd, size_t key_size)
 			return -errno;
 	return 0;
 }
+
+int map_zero(int fd, uint32_t max, size_t val_size)
+{
+	enum { CHUNK = 1024 };
+	uint32_t keys[CHUNK];
+	char *zero = calloc(CHUNK, val_size);
+	int err = zero ? 0 : -ENOMEM;
+
+	for (uint32_t at = 0; !err && at < max; at += CHUNK) {
+		__u32 cnt = max - at < CHUNK ? max - at : CHUNK;
+
+		for (__u32 i = 0; i < cnt; i++)
+			keys[i] = at + i;
+		LIBBPF_OPTS(bpf_map_batch_opts, o);
+		err = bpf_map_update_batch(fd, keys, zero, &cnt, &o);
+		if (err == -EINVAL || err == -EOPNOTSUPP || err == -ENOTSUPP) {
+			/* No batch ops: key by key. */
+			err = 0;
+			for (uint32_t i = 0; !err && i < (max - at < CHUNK ? max - at : CHUNK); i++)
+				err = bpf_map_update_elem(fd, &keys[i], zero, BPF_ANY) ? -errno : 0;
+		}
+	}
+	free(zero);
+	return err;
+}
