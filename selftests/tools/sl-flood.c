@@ -153,7 +153,7 @@ int main(int argc, char **argv)
 		msgs[i].msg_hdr.msg_iovlen = 1;
 	}
 
-	stop_on_signals(1);
+	stop_on_signals();
 	alarm((unsigned int)seconds + 2);
 
 	t0 = now_s();

@@ -28,7 +28,8 @@
  * sent counts frames redirected; those the peer's ring had no room for are
  * lost there (the veth counts them). Exit 0 when anything was sent, 1 when
  * nothing was, 2 on bad usage or when the program cannot be loaded. Stops
- * at the deadline, on SIGINT/SIGTERM, printing what it sent.
+ * at the deadline, on SIGINT/SIGTERM, and by SIGALRM 2 s after the deadline
+ * should a run overshoot, printing what it sent.
  */
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -226,7 +227,10 @@ int main(int argc, char **argv)
 		die("load the generator program: %s", strerror(-err));
 	fd = bpf_program__fd(skel->progs.xdpgen);
 
-	stop_on_signals(0);
+	/* A hard bound too: SIGALRM ends a run in the kernel (EINTR) should a
+	 * call take far longer than the last one did. */
+	stop_on_signals();
+	alarm((unsigned int)seconds + 2);
 
 	t0 = now_s();
 	deadline = t0 + seconds;

@@ -68,16 +68,15 @@ static inline void tool_on_signal(int sig)
 	stop = 1;
 }
 
-/* SIGINT, SIGTERM and (alarm: 1) SIGALRM set stop. */
-static inline void stop_on_signals(int alarm_too)
+/* SIGINT, SIGTERM and SIGALRM (the tools' hard deadline) set stop. */
+static inline void stop_on_signals(void)
 {
 	struct sigaction sa = { .sa_handler = tool_on_signal };
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	if (alarm_too)
-		sigaction(SIGALRM, &sa, NULL);
+	sigaction(SIGALRM, &sa, NULL);
 }
 
 #endif
