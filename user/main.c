@@ -785,6 +785,7 @@ static int start_policy(const struct options *o)
 		.ep_fd = loader_map_fd(agent.loader, SL_MAP_POLEP),
 		.rule_fd = loader_map_fd(agent.loader, SL_MAP_POLRULE),
 		.port_fd = loader_map_fd(agent.loader, SL_MAP_POLPORT),
+		.range_fd = loader_map_fd(agent.loader, SL_MAP_POLRANGE),
 		.stat_fd = loader_map_fd(agent.loader, SL_MAP_POLSTAT),
 		.ev_fd = loader_map_fd(agent.loader, SL_MAP_POLEV),
 	};

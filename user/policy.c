@@ -961,10 +961,100 @@ static bool ep_dir_in(const uint64_t *v, size_t n, uint32_t ep_id, unsigned int 
 	return n && bsearch(&k, v, n, sizeof(k), u64_cmp);
 }
 
+/* A port-range block of the trie, for its endpoint's sl_polrange_v1 list. */
+struct range_ent {
+	struct sl_polrange_key k;
+	uint32_t prefixlen;
+	struct sl_polrange r;
+};
+
+static int range_ent_cmp(const void *a, const void *b)
+{
+	const struct range_ent *x = a, *y = b;
+	int c = memcmp(&x->k, &y->k, sizeof(x->k));
+
+	if (c)
+		return c;
+	if (x->prefixlen != y->prefixlen)
+		return x->prefixlen > y->prefixlen ? -1 : 1;	/* longest first: the trie's order */
+	return x->r.lo < y->r.lo ? -1 : x->r.lo > y->r.lo;
+}
+
+static int polrange_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct sl_polrange_key));
+}
+
+/* sl_polrange_v1 from the port-range blocks of the trie (the n_blocks rule
+ * entries at blocks[]), and SL_EP_F_RANGE_LIST on each endpoint with ranges
+ * whose every list fits SL_POLRANGE_N blocks (the others keep the trie, and
+ * no list). */
+static int emit_ranges(struct policy_tables *t, const size_t *blocks, size_t n_blocks)
+{
+	struct range_ent *v = calloc(n_blocks ? n_blocks : 1, sizeof(*v));
+	uint32_t *too_many = calloc(n_blocks ? n_blocks : 1, sizeof(*too_many));	/* ep ids */
+	size_t n_too_many = 0, n = 0;
+	int err = -ENOMEM;
+
+	t->range_keys = calloc(n_blocks ? n_blocks : 1, sizeof(*t->range_keys));
+	t->range_vals = calloc(n_blocks ? n_blocks : 1, sizeof(*t->range_vals));
+	if (!v || !too_many || !t->range_keys || !t->range_vals)
+		goto out;
+	for (size_t i = 0; i < n_blocks; i++) {
+		const struct sl_polrule_key *k = &t->rule_keys[blocks[i]];
+		unsigned int bits = k->prefixlen - (SL_POLRULE_BITS - 16);
+		uint16_t lo = ntohs(k->port);
+
+		v[i].k = (struct sl_polrange_key){ .ep_id = k->ep_id, .peer_id = k->peer_id, .dir = k->dir,
+						   .proto = k->proto };
+		v[i].prefixlen = k->prefixlen;
+		v[i].r.lo = lo;
+		v[i].r.hi = (uint16_t)(lo + (1u << (16 - bits)) - 1);
+		v[i].r.slot = t->rule_vals[blocks[i]].slot;
+	}
+	if (n_blocks)
+		qsort(v, n_blocks, sizeof(*v), range_ent_cmp);
+	for (size_t i = 0, j; i < n_blocks; i = j) {
+		for (j = i; j < n_blocks && !polrange_cmp(&v[j].k, &v[i].k); j++)
+			;
+		if (j - i > SL_POLRANGE_N) {
+			too_many[n_too_many++] = v[i].k.ep_id;
+			continue;
+		}
+		t->range_keys[n] = v[i].k;
+		memset(&t->range_vals[n], 0, sizeof(t->range_vals[n]));
+		t->range_vals[n].n = (uint32_t)(j - i);
+		for (size_t q = i; q < j; q++)
+			t->range_vals[n].r[q - i] = v[q].r;
+		n++;
+	}
+	if (n_too_many)
+		qsort(too_many, n_too_many, sizeof(*too_many), u32_cmp);
+	/* Lists of an endpoint that stays on the trie are of no use: dropped. */
+	t->n_ranges = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!n_too_many || !bsearch(&t->range_keys[i].ep_id, too_many, n_too_many, sizeof(*too_many), u32_cmp)) {
+			t->range_keys[t->n_ranges] = t->range_keys[i];
+			t->range_vals[t->n_ranges++] = t->range_vals[i];
+		}
+	for (size_t i = 0; i < t->n_eps; i++) {
+		struct sl_polep_val *e = &t->ep_vals[i];
+
+		if (!(e->flags & SL_EP_F_NO_RANGES) &&
+		    (!n_too_many || !bsearch(&e->ep_id, too_many, n_too_many, sizeof(*too_many), u32_cmp)))
+			e->flags |= SL_EP_F_RANGE_LIST;
+	}
+	err = 0;
+out:
+	free(too_many);
+	free(v);
+	return err;
+}
+
 /* sl_polport_v1 from the rule entries of one port or every port, and the
  * endpoints' flags for lookups a decision may skip: SL_EP_F_NO_RANGES on
  * those with no other kind, SL_EP_F_NO_ANY_PEER and SL_EP_F_NO_ALL_PORTS per
- * direction without such entries. */
+ * direction without such entries; then sl_polrange_v1 from the others. */
 static int emit_ports(struct policy_tables *t)
 {
 	size_t cap = t->n_rules ? t->n_rules : 1, n = 0, n_ranged = 0, n_any = 0, n_all = 0;
@@ -973,13 +1063,14 @@ static int emit_ports(struct policy_tables *t)
 		struct sl_polrule_val v;
 	} *v = calloc(cap, sizeof(*v));
 	uint32_t *ranged = calloc(cap, sizeof(*ranged));	/* ep ids with ranges */
+	size_t *blocks = calloc(cap, sizeof(*blocks));		/* their entries' indexes */
 	uint64_t *any = calloc(cap, sizeof(*any));		/* ep_dir()s with rules for every peer */
 	uint64_t *all = calloc(cap, sizeof(*all));		/* ep_dir()s with entries of every port */
 	int err = -ENOMEM;
 
 	t->port_keys = calloc(cap, sizeof(*t->port_keys));
 	t->port_vals = calloc(cap, sizeof(*t->port_vals));
-	if (!v || !ranged || !any || !all || !t->port_keys || !t->port_vals)
+	if (!v || !ranged || !blocks || !any || !all || !t->port_keys || !t->port_vals)
 		goto out;
 	for (size_t i = 0; i < t->n_rules; i++) {
 		const struct sl_polrule_key *k = &t->rule_keys[i];
@@ -987,6 +1078,7 @@ static int emit_ports(struct policy_tables *t)
 		if (k->peer_id == SL_POLID_ANY)
 			any[n_any++] = ep_dir(k->ep_id, k->dir);
 		if (k->prefixlen != SL_POLRULE_BITS && k->prefixlen != SL_POLRULE_BITS - 16) {
+			blocks[n_ranged] = i;
 			ranged[n_ranged++] = k->ep_id;
 			continue;
 		}
@@ -1022,8 +1114,9 @@ static int emit_ports(struct policy_tables *t)
 				e->flags |= SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, dir);
 		}
 	}
-	err = 0;
+	err = emit_ranges(t, blocks, n_ranged);
 out:
+	free(blocks);
 	free(all);
 	free(any);
 	free(ranged);
@@ -1171,6 +1264,8 @@ void policy_free(struct policy *p)
 	free(p->t.rule_vals);
 	free(p->t.port_keys);
 	free(p->t.port_vals);
+	free(p->t.range_keys);
+	free(p->t.range_vals);
 	free(p->eps);
 	free(p);
 }
@@ -1237,19 +1332,43 @@ static const struct sl_polrule_val *port_find(const struct policy_tables *t, uin
 	return hit ? &t->port_vals[hit - t->port_keys] : NULL;
 }
 
-/* As the kernel's pol_rule(): the hash table for endpoints without ranges,
- * the LPM trie for the others; the every-port entry only when there is one. */
-static const struct sl_polrule_val *rule_pick(const struct policy_tables *t, const struct sl_polep_val *ep,
-					      uint32_t peer, int dir, uint8_t proto, uint16_t port)
+static bool range_find(const struct policy_tables *t, uint32_t ep, uint32_t peer, int dir, uint8_t proto,
+		       uint16_t port, uint32_t *slot)
 {
-	const struct sl_polrule_val *r;
+	struct sl_polrange_key k = { .ep_id = ep, .peer_id = peer, .dir = (uint8_t)dir, .proto = proto };
+	const struct sl_polrange_key *hit = bsearch(&k, t->range_keys, t->n_ranges, sizeof(k), polrange_cmp);
+	const struct sl_polrange_val *v = hit ? &t->range_vals[hit - t->range_keys] : NULL;
 
-	if (!(ep->flags & SL_EP_F_NO_RANGES))
-		return rule_find(t, ep->ep_id, peer, dir, proto, port);
-	r = port_find(t, ep->ep_id, peer, dir, proto, port);
-	if (r || (ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, dir)))
-		return r;
-	return port_find(t, ep->ep_id, peer, dir, proto, 0);
+	for (uint32_t i = 0; v && i < v->n && i < SL_POLRANGE_N; i++)
+		if (port >= v->r[i].lo && port <= v->r[i].hi) {
+			*slot = v->r[i].slot;
+			return true;
+		}
+	return false;
+}
+
+static bool found(const struct sl_polrule_val *r, uint32_t *slot)
+{
+	if (r)
+		*slot = r->slot;
+	return r;
+}
+
+/* As the kernel's pol_rule(): the hash tables for endpoints without ranges
+ * or with SL_EP_F_RANGE_LIST (port, range blocks, every port), the LPM trie
+ * for the others; the every-port entry only when there is one. */
+static bool rule_pick(const struct policy_tables *t, const struct sl_polep_val *ep, uint32_t peer, int dir,
+		      uint8_t proto, uint16_t port, uint32_t *slot)
+{
+	if (!(ep->flags & (SL_EP_F_NO_RANGES | SL_EP_F_RANGE_LIST)))
+		return found(rule_find(t, ep->ep_id, peer, dir, proto, port), slot);
+	if (found(port_find(t, ep->ep_id, peer, dir, proto, port), slot))
+		return true;
+	if (!(ep->flags & SL_EP_F_NO_RANGES) && range_find(t, ep->ep_id, peer, dir, proto, port, slot))
+		return true;
+	if (ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, dir))
+		return false;
+	return found(port_find(t, ep->ep_id, peer, dir, proto, 0), slot);
 }
 
 int policy_lookup(const struct policy *p, int dir, const struct sl_ip *local, const struct sl_ip *peer,
@@ -1258,9 +1377,9 @@ int policy_lookup(const struct policy *p, int dir, const struct sl_ip *local, co
 	const struct policy_tables *t = &p->t;
 	const struct sl_polep_key *hit;
 	const struct sl_polep_val *ep;
-	const struct sl_polrule_val *rv;
 	struct sl_polep_key k;
-	uint32_t id;
+	uint32_t id, rslot = 0;
+	bool allowed;
 
 	*slot = 0;
 	ep_key(local, &k);
@@ -1271,11 +1390,11 @@ int policy_lookup(const struct policy *p, int dir, const struct sl_ip *local, co
 	if (!(ep->flags & (dir == SL_DIR_INGRESS ? SL_EP_F_ISO_IN : SL_EP_F_ISO_OUT)))
 		return 1;
 	id = peer_identity(t, peer);
-	rv = rule_pick(t, ep, id, dir, proto, port);
-	if (!rv && !(ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir)))
-		rv = rule_pick(t, ep, SL_POLID_ANY, dir, proto, port);
-	if (rv) {
-		*slot = rv->slot;
+	allowed = rule_pick(t, ep, id, dir, proto, port, &rslot);
+	if (!allowed && !(ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir)))
+		allowed = rule_pick(t, ep, SL_POLID_ANY, dir, proto, port, &rslot);
+	if (allowed) {
+		*slot = rslot;
 		return 1;
 	}
 	*slot = ep->deny_slot[dir];

@@ -51,6 +51,11 @@ struct policy_tables {
 	struct sl_polport_key *port_keys;
 	struct sl_polrule_val *port_vals;
 	size_t n_ports;
+	/* The port-range blocks again, by endpoint, peer, direction and
+	 * protocol, for sl_polrange_v1 (endpoints with SL_EP_F_RANGE_LIST). */
+	struct sl_polrange_key *range_keys;
+	struct sl_polrange_val *range_vals;
+	size_t n_ranges;
 };
 
 /* A counter slot's meaning, for /policies and /metrics. */

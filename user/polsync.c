@@ -30,11 +30,11 @@ struct agent_count {
 	uint64_t n;
 };
 
-enum { SH_ID, SH_EP, SH_RULE, SH_PORT, SH_COUNT };
+enum { SH_ID, SH_EP, SH_RULE, SH_PORT, SH_RANGE, SH_COUNT };
 
 struct polsync {
 	struct polsync_maps maps;
-	struct shadow sh[SH_COUNT];	/* ids, eps, rules, ports */
+	struct shadow sh[SH_COUNT];	/* ids, eps, rules, ports, ranges */
 	int ncpu;
 	const struct policy_registry *reg;
 	struct loop *loop;
@@ -244,6 +244,9 @@ static int shadows_read(struct polsync *s)
 	if (!err)
 		err = shadow_read(&s->sh[SH_PORT], m->port_fd, sizeof(struct sl_polport_key),
 				  sizeof(struct sl_polrule_val), SL_POLRULE_MAX);
+	if (!err)
+		err = shadow_read(&s->sh[SH_RANGE], m->range_fd, sizeof(struct sl_polrange_key),
+				  sizeof(struct sl_polrange_val), SL_POLRANGE_MAX);
 	return err;
 }
 
@@ -333,10 +336,12 @@ int polsync_apply(struct polsync *s, const struct policy_tables *t, struct polsy
 	/* Allows before the identities and isolation that use them; removals after. */
 	shadow_diff(s->maps.rule_fd, &s->sh[SH_RULE], t->rule_keys, t->rule_vals, t->n_rules, true, st, &err);
 	shadow_diff(s->maps.port_fd, &s->sh[SH_PORT], t->port_keys, t->port_vals, t->n_ports, true, st, &err);
+	shadow_diff(s->maps.range_fd, &s->sh[SH_RANGE], t->range_keys, t->range_vals, t->n_ranges, true, st, &err);
 	shadow_diff(s->maps.id_fd, &s->sh[SH_ID], t->id_keys, t->id_vals, t->n_ids, true, st, &err);
 	shadow_diff(s->maps.ep_fd, &s->sh[SH_EP], t->ep_keys, t->ep_vals, t->n_eps, true, st, &err);
 	shadow_diff(s->maps.ep_fd, &s->sh[SH_EP], t->ep_keys, t->ep_vals, t->n_eps, false, st, &err);
 	shadow_diff(s->maps.id_fd, &s->sh[SH_ID], t->id_keys, t->id_vals, t->n_ids, false, st, &err);
+	shadow_diff(s->maps.range_fd, &s->sh[SH_RANGE], t->range_keys, t->range_vals, t->n_ranges, false, st, &err);
 	shadow_diff(s->maps.port_fd, &s->sh[SH_PORT], t->port_keys, t->port_vals, t->n_ports, false, st, &err);
 	shadow_diff(s->maps.rule_fd, &s->sh[SH_RULE], t->rule_keys, t->rule_vals, t->n_rules, false, st, &err);
 	/* The shadow follows the kernel: after an error, read the maps back. */
@@ -352,6 +357,8 @@ int polsync_apply(struct polsync *s, const struct policy_tables *t, struct polsy
 			e2 = shadow_set(&s->sh[SH_EP], t->ep_keys, t->ep_vals, t->n_eps);
 		if (!e2)
 			e2 = shadow_set(&s->sh[SH_PORT], t->port_keys, t->port_vals, t->n_ports);
+		if (!e2)
+			e2 = shadow_set(&s->sh[SH_RANGE], t->range_keys, t->range_vals, t->n_ranges);
 		err = e2;
 	}
 	st->ms = ms_since(&t0);

@@ -22,6 +22,7 @@ struct polsync;
 struct polsync_maps {
 	int id_fd, ep_fd, rule_fd;	/* sl_polid_v1, sl_polep_v1, sl_polrule_v1 */
 	int port_fd;			/* sl_polport_v1 */
+	int range_fd;			/* sl_polrange_v1 */
 	int stat_fd;			/* sl_polstat_v1 */
 	int ev_fd;			/* sl_polev_v1 (ring buffer); -1: no events */
 };

@@ -6,6 +6,8 @@
  *   sl_polid_v1    LPM: address -> peer identity
  *   sl_polep_v1    local pod address -> endpoint (id, isolation, deny slots)
  *   sl_polrule_v1  LPM: {endpoint, dir, proto, identity, port} -> allowing rule's slot
+ *   sl_polport_v1  hash: the single-port and every-port entries again
+ *   sl_polrange_v1 hash: {endpoint, dir, proto, identity} -> its port-range blocks
  *   sl_polstat_v1  per-CPU array: slot -> count. Written by: every hook.
  *   sl_polct_v1    LRU: UDP flows let through, for their replies. Written by: TC hooks.
  *   sl_polev_v1    ring buffer: denies, for the agent's log. Written by: every hook.
@@ -13,8 +15,9 @@
  * A decision costs one hash lookup for a pod that is not isolated. For one
  * that is: the peer's identity (LPM), then its rules: one hash lookup when
  * the endpoint has no port ranges, no rule for every peer and no every-port
- * entry (the flags in sl_polep_v1 say so), at most four otherwise (LPM
- * lookups instead with ranges), with 10 rules or 10,000.
+ * entry (the flags in sl_polep_v1 say so), at most six otherwise (hash
+ * lookups and a scan of at most SL_POLRANGE_N blocks; LPM lookups only for an
+ * endpoint with more blocks than that), with 10 rules or 10,000.
  */
 #ifndef SL_BPF_POLICY_H
 #define SL_BPF_POLICY_H
@@ -61,6 +64,15 @@ struct {
 
 /* An array: the agent numbers slots densely from 1, and the verifier inlines
  * a per-CPU array's lookup (no hash per counted packet). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sl_polrange_key);
+	__type(value, struct sl_polrange_val);
+	__uint(max_entries, SL_POLRANGE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_polrange_v1 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -221,33 +233,66 @@ static __always_inline struct sl_polrule_val *pol_rule_port(__u32 ep, __u32 peer
 	return bpf_map_lookup_elem(&sl_polport_v1, &k);
 }
 
-/* The rule allowing proto/port from peer at ep, or NULL. An endpoint whose
- * rules are all single ports or every port (SL_EP_F_NO_RANGES) costs hash
- * lookups only; else the LPM trie decides, as the longest match. The
- * every-port entry is looked up only when the endpoint has one that way. */
-static __always_inline struct sl_polrule_val *pol_rule(const struct sl_polep_val *ep, __u32 peer, __u8 dir,
-						       __u8 proto, __be16 port)
+/* Does one of ep's port-range blocks for peer/dir/proto hold port (network
+ * order)? The first that does (the longest prefix) gives *slot. */
+static __always_inline bool pol_rule_range(__u32 ep, __u32 peer, __u8 dir, __u8 proto, __be16 port, __u32 *slot)
 {
-	struct sl_polrule_val *r;
+	struct sl_polrange_key k = { .ep_id = ep, .peer_id = peer, .dir = dir, .proto = proto };
+	struct sl_polrange_val *v = bpf_map_lookup_elem(&sl_polrange_v1, &k);
+	__u16 p = bpf_ntohs(port);
 
-	if (!(ep->flags & SL_EP_F_NO_RANGES))
-		return pol_rule_lpm(ep->ep_id, peer, dir, proto, port);
-	r = pol_rule_port(ep->ep_id, peer, dir, proto, port);
-	if (r || (ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, dir)))
-		return r;
-	return pol_rule_port(ep->ep_id, peer, dir, proto, 0);
+	if (!v)
+		return false;
+	for (__u32 i = 0; i < SL_POLRANGE_N; i++) {
+		if (i >= v->n)
+			break;
+		if (p >= v->r[i].lo && p <= v->r[i].hi) {
+			*slot = v->r[i].slot;
+			return true;
+		}
+	}
+	return false;
 }
 
-/* The rule allowing proto/port from the peer of identity id at ep (its own
- * rules first, then those for every peer when ep has any), or NULL. */
-static __always_inline struct sl_polrule_val *pol_allowing_rule(const struct sl_polep_val *ep, __u32 id, __u8 dir,
-								__u8 proto, __be16 port)
+static __always_inline bool pol_found(const struct sl_polrule_val *r, __u32 *slot)
 {
-	struct sl_polrule_val *r = pol_rule(ep, id, dir, proto, port);
+	if (!r)
+		return false;
+	*slot = r->slot;
+	return true;
+}
 
-	if (r || (ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir)))
-		return r;
-	return pol_rule(ep, SL_POLID_ANY, dir, proto, port);
+/* Is there a rule allowing proto/port from peer at ep? Its slot into *slot.
+ * An endpoint whose rules are all single ports or every port
+ * (SL_EP_F_NO_RANGES) costs hash lookups only, as does one whose ranges are
+ * in sl_polrange_v1 (SL_EP_F_RANGE_LIST): its port, its blocks, every port,
+ * the trie's order of longest match; else the LPM trie decides. The
+ * every-port entry is looked up only when the endpoint has one that way. */
+static __always_inline bool pol_rule(const struct sl_polep_val *ep, __u32 peer, __u8 dir, __u8 proto,
+				     __be16 port, __u32 *slot)
+{
+	if (!(ep->flags & (SL_EP_F_NO_RANGES | SL_EP_F_RANGE_LIST)))
+		return pol_found(pol_rule_lpm(ep->ep_id, peer, dir, proto, port), slot);
+	if (pol_found(pol_rule_port(ep->ep_id, peer, dir, proto, port), slot))
+		return true;
+	if (!(ep->flags & SL_EP_F_NO_RANGES) && pol_rule_range(ep->ep_id, peer, dir, proto, port, slot))
+		return true;
+	if (ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, dir))
+		return false;
+	return pol_found(pol_rule_port(ep->ep_id, peer, dir, proto, 0), slot);
+}
+
+/* Is there a rule allowing proto/port from the peer of identity id at ep
+ * (its own rules first, then those for every peer when ep has any)? Its
+ * slot into *slot. */
+static __always_inline bool pol_allowing_rule(const struct sl_polep_val *ep, __u32 id, __u8 dir, __u8 proto,
+					      __be16 port, __u32 *slot)
+{
+	if (pol_rule(ep, id, dir, proto, port, slot))
+		return true;
+	if (ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir))
+		return false;
+	return pol_rule(ep, SL_POLID_ANY, dir, proto, port, slot);
 }
 
 /* The decision for f at ep (already looked up, isolated for f->dir or not).
@@ -257,15 +302,13 @@ static __always_inline enum pol_verdict pol_decide(const struct sl_polep_val *ep
 {
 	const struct sl_addr *peer = f->dir == SL_DIR_INGRESS ? &f->saddr : &f->daddr;
 	__u32 flag = f->dir == SL_DIR_INGRESS ? SL_EP_F_ISO_IN : SL_EP_F_ISO_OUT;
-	struct sl_polrule_val *r;
-	__u32 id, slot;
+	__u32 id, slot = 0;
 
 	if (!(ep->flags & flag))
 		return POL_NOT_POLICED;
 	id = pol_peer_identity(peer, f->family);
-	r = pol_allowing_rule(ep, id, f->dir, f->proto, f->dport);
-	if (r) {
-		pol_count(r->slot);
+	if (pol_allowing_rule(ep, id, f->dir, f->proto, f->dport, &slot)) {
+		pol_count(slot);
 		metrics_inc(SL_CNT_POL_ALLOW);
 		return POL_ALLOW;
 	}

@@ -303,6 +303,9 @@ _Static_assert(sizeof(struct sl_polep_key) == 20, "sl_polep_key is ABI");
 #define SL_EP_F_NO_ANY_PEER	0x0020	/* 0x20 in, 0x40 out: no rule allows every peer */
 #define SL_EP_F_NO_ALL_PORTS	0x0080	/* 0x80 in, 0x100 out: no sl_polport_v1 entry of port 0 */
 #define SL_EP_F_DIR(flag, dir)	((flag) << (dir))
+/* Positive, unlike the skip flags: set only when sl_polrange_v1 holds every
+ * port range of the endpoint (an older agent's value takes the LPM trie). */
+#define SL_EP_F_RANGE_LIST	0x0200	/* ranges in sl_polrange_v1: no LPM trie */
 struct sl_polep_val {
 	__u32 ep_id;
 	__u32 flags;			/* SL_EP_F_* */
@@ -329,8 +332,8 @@ struct sl_polrule_val {
 
 /* sl_polport_v1 (hash): the rule entries for one port or every port (port 0)
  * again, so that the common case costs one hash lookup whatever the number of
- * rules; the LPM trie stays the whole truth (ranges, and endpoints without
- * SL_EP_F_NO_RANGES). */
+ * rules; the LPM trie stays the whole truth (for endpoints with neither
+ * SL_EP_F_NO_RANGES nor SL_EP_F_RANGE_LIST). */
 struct sl_polport_key {
 	__u32 ep_id;
 	__u32 peer_id;
@@ -339,6 +342,33 @@ struct sl_polport_key {
 	__be16 port;			/* 0: every port */
 };
 _Static_assert(sizeof(struct sl_polport_key) == 12, "sl_polport_key is ABI");
+
+/* sl_polrange_v1 (hash): the port-range entries of one endpoint, peer,
+ * direction and protocol, as the aligned blocks the LPM trie holds, longest
+ * prefix first. The first block that holds a port is the trie's longest
+ * match among them, so an endpoint with SL_EP_F_RANGE_LIST is decided by
+ * hash lookups alone: its port (sl_polport_v1), these blocks, every port
+ * (sl_polport_v1, port 0): whatever the number of rules. An endpoint with
+ * more blocks for one key than SL_POLRANGE_N stays on the trie. */
+#define SL_POLRANGE_N		32
+struct sl_polrange_key {
+	__u32 ep_id;
+	__u32 peer_id;
+	__u8 dir;
+	__u8 proto;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct sl_polrange_key) == 12, "sl_polrange_key is ABI");
+struct sl_polrange {
+	__u16 lo, hi;			/* host order, inclusive */
+	__u32 slot;			/* sl_polstat_v1 slot of the allowing rule */
+};
+struct sl_polrange_val {
+	__u32 n;			/* blocks in r, at most SL_POLRANGE_N */
+	__u32 pad;
+	struct sl_polrange r[SL_POLRANGE_N];
+};
+_Static_assert(sizeof(struct sl_polrange_val) == 8 + 8 * SL_POLRANGE_N, "sl_polrange_val is ABI");
 
 /* sl_polstat_v1 (per-CPU array, key: slot): what a rule allowed and a default
  * deny denied. The agent names the slots (/policies, /metrics); slot 0 is
@@ -396,6 +426,9 @@ struct sl_polev_budget {
 #endif
 #ifndef SL_POLRULE_MAX
 #define SL_POLRULE_MAX	524288		/* compiled rule entries */
+#endif
+#ifndef SL_POLRANGE_MAX
+#define SL_POLRANGE_MAX	65536		/* endpoint, peer, direction, protocol with port ranges */
 #endif
 #ifndef SL_POLSTAT_MAX
 #define SL_POLSTAT_MAX	65536		/* rule and default-deny slots */

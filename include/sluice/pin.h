@@ -23,6 +23,7 @@
 #define SL_MAP_POLEP		"sl_polep_v1"
 #define SL_MAP_POLRULE		"sl_polrule_v1"
 #define SL_MAP_POLPORT		"sl_polport_v1"
+#define SL_MAP_POLRANGE		"sl_polrange_v1"
 #define SL_MAP_POLSTAT		"sl_polstat_v1"
 #define SL_MAP_POLCT		"sl_polct_v1"
 #define SL_MAP_POLEV		"sl_polev_v1"

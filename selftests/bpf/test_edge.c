@@ -575,7 +575,9 @@ void test_edge_rule_scale(void)
 	static const struct {
 		unsigned int rules, ids;
 	} sizes[] = { { 10, 10 }, { 10000, 10 }, { 10000, 10000 } };
-	const int total = 200000;
+	/* half of policy_tc's: an XDP test run costs milliseconds to set up,
+	 * and this test times four paths */
+	const int total = 100000;
 	struct pm_events ev = { 0 };
 	struct world w;
 	int prog;

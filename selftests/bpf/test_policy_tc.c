@@ -330,7 +330,15 @@ void test_policy_tc_packets(void)
 		goto out;
 	run_cases(&w, &ev, false);
 	run_cases(&w, &ev, true);
-	printf("%zu cases, IPv4 and IPv6\n", sizeof(cases) / sizeof(cases[0]));
+	/* again with S's port range decided by its list, not the trie */
+	if (!ASSERT_OK(pm_put_ep(&w.m, S, 1, SL_EP_F_ISO_IN | SL_EP_F_NO_STEER | SL_EP_F_RANGE_LIST, 100, 101),
+		       "S: range list") ||
+	    !ASSERT_OK(pm_put_ep(&w.m, pm_v6(S), 1, SL_EP_F_ISO_IN | SL_EP_F_NO_STEER | SL_EP_F_RANGE_LIST, 100,
+				 101), "S v6: range list"))
+		goto out;
+	run_cases(&w, &ev, false);
+	run_cases(&w, &ev, true);
+	printf("%zu cases, IPv4 and IPv6, S by the LPM trie and by its range list\n", sizeof(cases) / sizeof(cases[0]));
 out:
 	pm_events_close(&ev);
 	world_close(&w);

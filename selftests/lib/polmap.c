@@ -53,12 +53,13 @@ int pm_fds_get(struct bpf_object *obj, struct pm_fds *m)
 	m->polep = map_fd(obj, "sl_polep_v1");
 	m->polrule = map_fd(obj, "sl_polrule_v1");
 	m->polport = map_fd(obj, "sl_polport_v1");
+	m->polrange = map_fd(obj, "sl_polrange_v1");
 	m->polstat = map_fd(obj, "sl_polstat_v1");
 	m->polct = map_fd(obj, "sl_polct_v1");
 	m->polev = map_fd(obj, "sl_polev_v1");
 	m->polevrl = map_fd(obj, "sl_polevrl_v1");
 	m->metrics = map_fd(obj, "sl_metrics_v1");
-	if (m->polid < 0 || m->polep < 0 || m->polrule < 0 || m->polport < 0 || m->polstat < 0 || m->polct < 0 ||
+	if (m->polid < 0 || m->polep < 0 || m->polrule < 0 || m->polport < 0 || m->polrange < 0 || m->polstat < 0 || m->polct < 0 ||
 	    m->polev < 0 || m->polevrl < 0 || m->metrics < 0)
 		return -ENOENT;
 	return 0;
@@ -111,6 +112,28 @@ int pm_put_id(const struct pm_fds *m, const char *cidr, uint32_t id)
 	return bpf_map_update_elem(m->polid, &k, &v, BPF_ANY) ? -errno : 0;
 }
 
+/* A port-range block into its sl_polrange_v1 list, longest prefix first (as
+ * the agent writes them). */
+static int put_range(const struct pm_fds *m, const struct sl_polrule_key *k, uint32_t slot)
+{
+	struct sl_polrange_key rk = { .ep_id = k->ep_id, .peer_id = k->peer_id, .dir = k->dir, .proto = k->proto };
+	struct sl_polrange_val v = { 0 };
+	struct sl_polrange b = { .lo = ntohs(k->port), .slot = slot };
+	uint32_t width = 1u << (SL_POLRULE_BITS - k->prefixlen), at = 0;
+
+	b.hi = (uint16_t)(b.lo + width - 1);
+	if (bpf_map_lookup_elem(m->polrange, &rk, &v) && errno != ENOENT)
+		return -errno;
+	if (v.n >= SL_POLRANGE_N)
+		return -E2BIG;
+	while (at < v.n && (uint32_t)(v.r[at].hi - v.r[at].lo) + 1 <= width)
+		at++;
+	memmove(&v.r[at + 1], &v.r[at], (v.n - at) * sizeof(v.r[0]));
+	v.r[at] = b;
+	v.n++;
+	return bpf_map_update_elem(m->polrange, &rk, &v, BPF_ANY) ? -errno : 0;
+}
+
 int pm_put_rule(const struct pm_fds *m, uint32_t ep, uint32_t peer, uint8_t dir, uint8_t proto,
 		uint16_t port, unsigned int port_bits, uint32_t slot)
 {
@@ -133,6 +156,8 @@ int pm_put_rule(const struct pm_fds *m, uint32_t ep, uint32_t peer, uint8_t dir,
 		return -errno;
 	if ((port_bits == 16 || !port_bits) && bpf_map_update_elem(m->polport, &pk, &v, BPF_ANY))
 		return -errno;
+	if (port_bits != 16 && port_bits)
+		return put_range(m, &k, slot);
 	return 0;
 }
 

@@ -19,7 +19,7 @@
 #include <sluice/abi.h>
 
 struct pm_fds {
-	int polid, polep, polrule, polport, polstat, polct, polev, polevrl, metrics;
+	int polid, polep, polrule, polport, polrange, polstat, polct, polev, polevrl, metrics;
 };
 
 /* Drop every map's pin path of obj (before load): nothing is pinned or reused by pin. */
@@ -36,7 +36,8 @@ int pm_put_ep(const struct pm_fds *m, const char *ip, uint32_t ep_id, uint32_t f
 int pm_put_id(const struct pm_fds *m, const char *cidr, uint32_t id);
 /* sl_polrule_v1: ep_id, peer, dir, proto, the first port_bits bits of port
  * (16: exactly port; 0: every port) -> slot; a single port or every port goes
- * into sl_polport_v1 too, as the agent writes them. */
+ * into sl_polport_v1 too, a block of ports into sl_polrange_v1, as the agent
+ * writes them. */
 int pm_put_rule(const struct pm_fds *m, uint32_t ep, uint32_t peer, uint8_t dir, uint8_t proto,
 		uint16_t port, unsigned int port_bits, uint32_t slot);
 
@@ -94,14 +95,16 @@ int pm_addr(const char *ip, struct sl_addr *a);
 
 /* The decision paths the rule_scale tests time, by S's flags (its scenario
  * decisions for TCP 80 and 81 from C are the same on each): the LPM trie;
- * the hash table; the hash table skipping the every-peer and every-port
- * lookups (S has such entries, for other ports and protocols). */
+ * the hash tables with S's port range in a list (sl_polrange_v1); the hash
+ * table (as if S had no range); the hash table skipping the every-peer and
+ * every-port lookups (S has such entries, for other ports and protocols). */
 struct pm_path {
 	const char *name;
 	uint32_t flags;
 };
 static const struct pm_path pm_paths[] = {
 	{ "LPM trie", 0 },
+	{ "range list", SL_EP_F_RANGE_LIST },
 	{ "hash", SL_EP_F_NO_RANGES },
 	{ "hash, skips", SL_EP_F_NO_RANGES | SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, SL_DIR_INGRESS) |
 				 SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, SL_DIR_INGRESS) },

@@ -81,7 +81,7 @@ static void run_case(const char *dir, size_t *n_checked)
 	struct policy_registry *reg = NULL;
 	struct policy *pol = NULL;
 	struct diags errs = { 0 };
-	struct sl_model *m;
+	struct sl_model *m = NULL;
 	json_error_t jerr;
 	json_t *exp, *cases;
 	size_t i, bad = 0;
@@ -217,6 +217,22 @@ static const char pods_yaml[] =
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: cli, namespace: a, labels: {app: cli}}\n"
 	"spec: {nodeName: node-1, containers: [{name: c}]}\nstatus: {podIPs: [{ip: 10.0.0.2}]}\n---\n";
 
+/* pods_yaml and yaml compiled for node-1, every pod in scope; NULL (and a
+ * failed assert) when that fails. *m gets the model, for model_free. */
+static struct policy *compile_with_pods(const char *yaml, struct policy_registry *reg, struct sl_model **m,
+					struct diags *errs)
+{
+	char buf[4096];
+	struct policy *p = NULL;
+
+	snprintf(buf, sizeof(buf), "%s%s", pods_yaml, yaml);
+	*m = build_yaml(buf);
+	if (!ASSERT_OK_PTR(*m, "model") ||
+	    !ASSERT_OK(policy_compile(*m, "node-1", POLICY_SCOPE_ALL, reg, &p, errs), "compile"))
+		return NULL;
+	return p;
+}
+
 static int lookup(const struct policy *p, int dir, const char *local, const char *peer, uint16_t port, uint8_t proto)
 {
 	struct sl_ip l, r;
@@ -234,16 +250,12 @@ void test_policy_port_range(void)
 		"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: r, namespace: a}\n"
 		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n"
 		"  - ports: [{port: 1001, endPort: 40000}, {port: http}, {protocol: UDP}]\n";
-	char buf[2048];
 	struct policy_registry *reg = NULL;
 	struct policy *p = NULL;
 	struct diags errs = { 0 };
-	struct sl_model *m;
+	struct sl_model *m = NULL;
 
-	snprintf(buf, sizeof(buf), "%s%s", pods_yaml, yaml);
-	m = build_yaml(buf);
-	if (!ASSERT_OK_PTR(m, "model") || !ASSERT_OK(policy_registry_new(&reg), "reg") ||
-	    !ASSERT_OK(policy_compile(m, "node-1", POLICY_SCOPE_ALL, reg, &p, &errs), "compile"))
+	if (!ASSERT_OK(policy_registry_new(&reg), "reg") || !(p = compile_with_pods(yaml, reg, &m, &errs)))
 		goto out;
 	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "10.0.0.2", 1000, SL_IPPROTO_TCP), 0, "1000");
 	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "10.0.0.2", 1001, SL_IPPROTO_TCP), 1, "1001");
@@ -275,7 +287,7 @@ void test_policy_stable_ids(void)
 	struct policy_registry *reg = NULL;
 	struct policy *p1 = NULL, *p2 = NULL;
 	struct diags errs = { 0 };
-	struct sl_model *m;
+	struct sl_model *m = NULL;
 
 	snprintf(buf, sizeof(buf), "%s%s", pods_yaml, yaml);
 	m = build_yaml(buf);
@@ -361,17 +373,13 @@ void test_policy_skip_flags(void)
 		"spec:\n  podSelector: {matchLabels: {app: web}}\n  policyTypes: [Ingress, Egress]\n"
 		"  ingress:\n  - from: [{podSelector: {matchLabels: {app: cli}}}]\n    ports: [{port: 8080}]\n"
 		"  egress:\n  - ports: [{protocol: UDP, port: 53}]\n  - to: [{ipBlock: {cidr: 192.0.2.0/24}}]\n";
-	char buf[2048];
 	struct policy_registry *reg = NULL;
 	struct policy *p = NULL;
 	struct diags errs = { 0 };
 	const struct sl_polep_val *web;
-	struct sl_model *m;
+	struct sl_model *m = NULL;
 
-	snprintf(buf, sizeof(buf), "%s%s", pods_yaml, yaml);
-	m = build_yaml(buf);
-	if (!ASSERT_OK_PTR(m, "model") || !ASSERT_OK(policy_registry_new(&reg), "reg") ||
-	    !ASSERT_OK(policy_compile(m, "node-1", POLICY_SCOPE_ALL, reg, &p, &errs), "compile"))
+	if (!ASSERT_OK(policy_registry_new(&reg), "reg") || !(p = compile_with_pods(yaml, reg, &m, &errs)))
 		goto out;
 	web = ep_of(p, "10.0.0.1");
 	if (!ASSERT_OK_PTR(web, "web is an endpoint"))
@@ -390,6 +398,106 @@ void test_policy_skip_flags(void)
 	ASSERT_EQ(lookup(p, SL_DIR_EGRESS, "10.0.0.1", "192.0.2.9", 443, SL_IPPROTO_TCP), 1, "every port there");
 	ASSERT_EQ(lookup(p, SL_DIR_EGRESS, "10.0.0.1", "10.0.0.2", 443, SL_IPPROTO_TCP), 0, "not elsewhere");
 out:
+	policy_free(p);
+	policy_registry_free(reg);
+	model_free(m);
+	diags_clear(&errs);
+}
+
+/* Every verdict and slot of p for web's ingress, port by port, TCP and UDP,
+ * from cli and from a stranger: lookups[2][2][65536] of (allowed << 31 | slot). */
+static void all_verdicts(const struct policy *p, uint32_t *out)
+{
+	static const char *const peers[2] = { "10.0.0.2", "192.0.2.1" };
+	static const uint8_t protos[2] = { SL_IPPROTO_TCP, SL_IPPROTO_UDP };
+	struct sl_ip l, r;
+
+	sl_ip_parse("10.0.0.1", &l);
+	for (int pe = 0; pe < 2; pe++) {
+		sl_ip_parse(peers[pe], &r);
+		for (int pr = 0; pr < 2; pr++)
+			for (uint32_t port = 0; port < 65536; port++) {
+				uint32_t slot = 0;
+				int v = policy_lookup(p, SL_DIR_INGRESS, &l, &r, (uint16_t)port, protos[pr], &slot);
+
+				out[(pe * 2 + pr) * 65536 + port] = (uint32_t)(v == 1) << 31 | slot;
+			}
+	}
+}
+
+/* Set or clear flag on every endpoint of p. */
+static void ep_flag(struct policy *p, uint32_t flag, bool on)
+{
+	for (size_t i = 0; i < p->t.n_eps; i++)
+		p->t.ep_vals[i].flags = on ? p->t.ep_vals[i].flags | flag : p->t.ep_vals[i].flags & ~flag;
+}
+
+/* Port ranges by hash lookups (sl_polrange_v1) decide exactly as the LPM
+ * trie does: same verdict and same counting slot for every port, with
+ * overlapping ranges of several rules, an exact port inside a range, ranges
+ * for every peer and every UDP port; an endpoint with more blocks for one
+ * key than a list holds stays on the trie. */
+void test_policy_range_list(void)
+{
+	static const char yaml[] =
+		"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: r, namespace: a}\n"
+		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n"
+		"  - from: [{podSelector: {matchLabels: {app: cli}}}]\n    ports: [{port: 1000, endPort: 1100}]\n"
+		"  - from: [{podSelector: {matchLabels: {app: cli}}}]\n    ports: [{port: 1050, endPort: 1060}]\n"
+		"  - from: [{podSelector: {matchLabels: {app: cli}}}]\n    ports: [{port: 1055}]\n"
+		"  - ports: [{port: 2000, endPort: 2999}]\n"
+		"  - from: [{podSelector: {matchLabels: {app: cli}}}]\n    ports: [{protocol: UDP}]\n";
+	static const char wide[] =
+		"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: w, namespace: a}\n"
+		"spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n"
+		"  - ports: [{port: 1, endPort: 65534}, {port: 3, endPort: 40001}]\n";
+	uint32_t *got = calloc(4 * 65536, sizeof(*got)), *want = calloc(4 * 65536, sizeof(*want));
+	struct policy_registry *reg = NULL;
+	struct policy *p = NULL;
+	struct diags errs = { 0 };
+	const struct sl_polep_val *web;
+	struct sl_model *m = NULL;
+	size_t differ = 0;
+
+	if (!ASSERT_TRUE(got && want, "calloc"))
+		goto out;
+	if (!ASSERT_OK(policy_registry_new(&reg), "reg") || !(p = compile_with_pods(yaml, reg, &m, &errs)))
+		goto out;
+	web = ep_of(p, "10.0.0.1");
+	if (!ASSERT_OK_PTR(web, "web is an endpoint"))
+		goto out;
+	ASSERT_TRUE(web->flags & SL_EP_F_RANGE_LIST, "web's ranges are in lists");
+	ASSERT_FALSE(web->flags & SL_EP_F_NO_RANGES, "web has ranges");
+	ASSERT_EQ(p->t.n_ranges, 2, "lists: cli TCP, every peer TCP");
+	for (size_t i = 0; i < p->t.n_ranges; i++)
+		ASSERT_LE(p->t.range_vals[i].n, SL_POLRANGE_N, "a list fits");
+	all_verdicts(p, got);
+	ep_flag(p, SL_EP_F_RANGE_LIST, false);		/* the trie decides */
+	all_verdicts(p, want);
+	for (size_t i = 0; i < 4 * 65536; i++)
+		differ += got[i] != want[i];
+	ASSERT_EQ(differ, 0, "lists decide as the trie, verdict and slot, every port");
+	ASSERT_EQ(want[1000] >> 31, 1, "cli TCP 1000 allowed");
+	ASSERT_EQ(want[1101] >> 31, 0, "cli TCP 1101 denied");
+	ASSERT_NEQ(want[1055], want[1000], "1055: its own rule's slot");
+	ASSERT_EQ(want[2 * 65536 + 2500] >> 31, 1, "a stranger on TCP 2500");
+	ASSERT_EQ(want[3 * 65536 + 53] >> 31, 0, "a stranger on UDP 53");
+	policy_free(p);
+	p = NULL;
+	model_free(m);
+
+	if (!(p = compile_with_pods(wide, reg, &m, &errs)))
+		goto out;
+	web = ep_of(p, "10.0.0.1");
+	if (!ASSERT_OK_PTR(web, "web is an endpoint (wide)"))
+		goto out;
+	ASSERT_FALSE(web->flags & (SL_EP_F_RANGE_LIST | SL_EP_F_NO_RANGES), "more blocks than a list: the trie");
+	ASSERT_EQ(p->t.n_ranges, 0, "and no list");
+	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "192.0.2.1", 65534, SL_IPPROTO_TCP), 1, "65534");
+	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "192.0.2.1", 65535, SL_IPPROTO_TCP), 0, "65535");
+out:
+	free(got);
+	free(want);
 	policy_free(p);
 	policy_registry_free(reg);
 	model_free(m);
