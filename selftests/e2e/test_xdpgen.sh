@@ -11,6 +11,8 @@
 need_root xdpgen
 
 G=sl$E2E_ID-xg N=sl$E2E_ID-xn P=sl$E2E_ID-xp
+# nsenter, not `ip netns exec`: that remounts / (fails where / is no mount point)
+nsx() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
 cleanup() { ip netns del "$G" 2>/dev/null; ip netns del "$N" 2>/dev/null; ip netns del "$P" 2>/dev/null; true; }
 trap 'cleanup; e2e_finish' EXIT
 
@@ -40,9 +42,9 @@ ip -n "$N" link set e0 up
 ip -n "$N" link set p0 up
 ip -n "$N" route add 10.77.0.10/32 dev p0
 ip -n "$N" route add fd00:77::10/128 dev p0
-ip netns exec "$N" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
+nsx "$N" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
 	net.ipv4.conf.e0.rp_filter=0
-ip netns exec "$N" ethtool -K e0 gro on >/dev/null
+nsx "$N" ethtool -K e0 gro on >/dev/null
 ip -n "$P" link set lo up
 ip -n "$P" addr add 10.77.0.10/32 dev eth0
 ip -n "$P" addr add fd00:77::10/128 dev eth0 nodad
@@ -53,8 +55,8 @@ cpu=$(( $(nproc) - 1 ))
 # snmp FIELD: the node's counter (Ip: ForwDatagrams, InHdrErrors; Ip6OutForwDatagrams ...)
 snmp() {
 	case $1 in
-	Ip6*) ip netns exec "$N" awk -v f="$1" '$1 == f {print $2}' /proc/net/snmp6 ;;
-	*) ip netns exec "$N" awk -v f="$1" '$1 == "Ip:" && !h {for (i = 2; i <= NF; i++) c[$i] = i; h = 1; next}
+	Ip6*) nsx "$N" awk -v f="$1" '$1 == f {print $2}' /proc/net/snmp6 ;;
+	*) nsx "$N" awk -v f="$1" '$1 == "Ip:" && !h {for (i = 2; i <= NF; i++) c[$i] = i; h = 1; next}
 		$1 == "Ip:" {print $(c[f])}' /proc/net/snmp ;;
 	esac
 }
@@ -70,7 +72,7 @@ ip -n "$N" neigh replace fd00:77::10 lladdr "$pmac" dev p0 nud permanent
 for fam in 4 6; do
 	if [ $fam = 4 ]; then src=10.76.0.1 dst=10.77.0.10 fwd=ForwDatagrams; else src=fd00:76::1 dst=fd00:77::10 fwd=Ip6OutForwDatagrams; fi
 	f0=$(snmp $fwd) h0=$(snmp InHdrErrors) r0=$(to_pod)
-	out=$(ip netns exec "$G" timeout 20 sl-xdpgen --dev g0 --dst-mac "$mac" --src $src --dst $dst --port 9 \
+	out=$(nsx "$G" timeout 20 sl-xdpgen --dev g0 --dst-mac "$mac" --src $src --dst $dst --port 9 \
 		--seconds 0.5 --cpu $cpu 2>&1); rc=$?
 	sent=$(sed -n 's/^sent=\([0-9]*\) .*/\1/p' <<<"$out")
 	check "IPv$fam: exits 0 with a result line" test "$rc" = 0 -a -n "$sent"
