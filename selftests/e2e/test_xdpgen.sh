@@ -11,7 +11,8 @@
 need_root xdpgen
 
 G=sl$E2E_ID-xg N=sl$E2E_ID-xn P=sl$E2E_ID-xp
-# nsenter, not `ip netns exec`: that remounts / (fails where / is no mount point)
+# nsenter, not `ip -n` or `ip netns exec`: those remount / (failing where / is no
+# mount point) and /sys
 nsx() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
 cleanup() { ip netns del "$G" 2>/dev/null; ip netns del "$N" 2>/dev/null; ip netns del "$P" 2>/dev/null; true; }
 trap 'cleanup; e2e_finish' EXIT
@@ -31,25 +32,25 @@ expect_contains "mixed families: says so" "$out" "not of one family"
 
 cleanup
 ip netns add "$G" && ip netns add "$N" && ip netns add "$P" || { fail "namespaces"; exit 1; }
-ip -n "$G" link add g0 type veth peer name e0 netns "$N"
-ip -n "$N" link add p0 type veth peer name eth0 netns "$P"
-ip -n "$G" link set lo up
-ip -n "$G" link set g0 up
-ip -n "$N" link set lo up
-ip -n "$N" addr add 10.76.0.2/24 dev e0
-ip -n "$N" addr add fd00:76::2/64 dev e0 nodad
-ip -n "$N" link set e0 up
-ip -n "$N" link set p0 up
-ip -n "$N" route add 10.77.0.10/32 dev p0
-ip -n "$N" route add fd00:77::10/128 dev p0
+nsx "$G" ip link add g0 type veth peer name e0 netns "$N"
+nsx "$N" ip link add p0 type veth peer name eth0 netns "$P"
+nsx "$G" ip link set lo up
+nsx "$G" ip link set g0 up
+nsx "$N" ip link set lo up
+nsx "$N" ip addr add 10.76.0.2/24 dev e0
+nsx "$N" ip addr add fd00:76::2/64 dev e0 nodad
+nsx "$N" ip link set e0 up
+nsx "$N" ip link set p0 up
+nsx "$N" ip route add 10.77.0.10/32 dev p0
+nsx "$N" ip route add fd00:77::10/128 dev p0
 nsx "$N" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
 	net.ipv4.conf.e0.rp_filter=0
 nsx "$N" ethtool -K e0 gro on >/dev/null
-ip -n "$P" link set lo up
-ip -n "$P" addr add 10.77.0.10/32 dev eth0
-ip -n "$P" addr add fd00:77::10/128 dev eth0 nodad
-ip -n "$P" link set eth0 up
-mac=$(ip -n "$N" -o link show e0 | awk '{for (i = 1; i < NF; i++) if ($i == "link/ether") print $(i + 1)}')
+nsx "$P" ip link set lo up
+nsx "$P" ip addr add 10.77.0.10/32 dev eth0
+nsx "$P" ip addr add fd00:77::10/128 dev eth0 nodad
+nsx "$P" ip link set eth0 up
+mac=$(nsx "$N" ip -o link show e0 | awk '{for (i = 1; i < NF; i++) if ($i == "link/ether") print $(i + 1)}')
 cpu=$(( $(nproc) - 1 ))
 
 # snmp FIELD: the node's counter (Ip: ForwDatagrams, InHdrErrors; Ip6OutForwDatagrams ...)
@@ -62,12 +63,12 @@ snmp() {
 }
 # to_pod: packets the node's veth to the pod sent on (or dropped: the pod's
 # backlog is a socket flood's, not the frames' path)
-to_pod() { ip -n "$N" -s -j link show p0 | /usr/bin/python3 -c 'import json,sys; t = json.load(sys.stdin)[0]["stats64"]["tx"]; print(t["packets"] + t["dropped"])'; }
+to_pod() { nsx "$N" ip -s -j link show p0 | /usr/bin/python3 -c 'import json,sys; t = json.load(sys.stdin)[0]["stats64"]["tx"]; print(t["packets"] + t["dropped"])'; }
 
 # The node knows the pod's address for good: no frame waits on a neighbour lookup.
-pmac=$(ip -n "$P" -o link show eth0 | awk '{for (i = 1; i < NF; i++) if ($i == "link/ether") print $(i + 1)}')
-ip -n "$N" neigh replace 10.77.0.10 lladdr "$pmac" dev p0 nud permanent
-ip -n "$N" neigh replace fd00:77::10 lladdr "$pmac" dev p0 nud permanent
+pmac=$(nsx "$P" ip -o link show eth0 | awk '{for (i = 1; i < NF; i++) if ($i == "link/ether") print $(i + 1)}')
+nsx "$N" ip neigh replace 10.77.0.10 lladdr "$pmac" dev p0 nud permanent
+nsx "$N" ip neigh replace fd00:77::10 lladdr "$pmac" dev p0 nud permanent
 
 for fam in 4 6; do
 	if [ $fam = 4 ]; then src=10.76.0.1 dst=10.77.0.10 fwd=ForwDatagrams; else src=fd00:76::1 dst=fd00:77::10 fwd=Ip6OutForwDatagrams; fi
