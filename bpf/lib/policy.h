@@ -62,8 +62,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_polport_v1 SEC(".maps");
 
-/* An array: the agent numbers slots densely from 1, and the verifier inlines
- * a per-CPU array's lookup (no hash per counted packet). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct sl_polrange_key);
@@ -73,6 +71,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_polrange_v1 SEC(".maps");
 
+/* An array: the agent numbers slots densely from 1, and the verifier inlines
+ * a per-CPU array's lookup (no hash per counted packet). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

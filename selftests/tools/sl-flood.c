@@ -121,14 +121,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	if (cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET((int)cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set))
-			die("--cpu %ld: %s", cpu, strerror(errno));
-	}
+	pin_cpu(cpu);
 
 	for (long f = 0; f < flows; f++) {
 		fds[f] = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);

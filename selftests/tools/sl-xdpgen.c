@@ -207,14 +207,7 @@ int main(int argc, char **argv)
 	dev_mac(dev, smac);
 	build_frame(frame, (size_t)size, dmac, smac, src, dst, (uint16_t)sport, (uint16_t)port);
 
-	if (cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET((int)cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set))
-			die("pin to CPU %ld: %s", cpu, strerror(errno));
-	}
+	pin_cpu(cpu);
 
 	libbpf_set_print(NULL);
 	skel = xdpgen__open();

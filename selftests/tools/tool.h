@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* tool.h - what the test tools share: a usage error that names the tool and
- * exits 2, a bounded number argument, a monotonic clock in seconds, a stop
- * flag set by signals. Header-only: each tool is one object file. */
+ * exits 2, a bounded number argument, a monotonic clock in seconds, pinning to
+ * a CPU, a stop flag set by signals. Header-only: each tool is one object file. */
 #ifndef SL_TOOL_H
 #define SL_TOOL_H
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static inline void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -57,6 +59,20 @@ static inline double now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Run on CPU cpu from now on (a load tool plays one CPU's part); no-op when
+ * cpu < 0. */
+static inline void pin_cpu(long cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET((int)cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		die("--cpu %ld: %s", cpu, strerror(errno));
 }
 
 /* Set by stop_on_signals()' handler: the load loop's exit. */

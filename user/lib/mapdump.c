@@ -91,16 +91,17 @@ int map_zero(int fd, uint32_t max, size_t val_size)
 	int err = zero ? 0 : -ENOMEM;
 
 	for (uint32_t at = 0; !err && at < max; at += CHUNK) {
-		__u32 cnt = max - at < CHUNK ? max - at : CHUNK;
+		const __u32 n = max - at < CHUNK ? max - at : CHUNK;
+		__u32 cnt = n;	/* the batch call overwrites it */
 
-		for (__u32 i = 0; i < cnt; i++)
+		for (__u32 i = 0; i < n; i++)
 			keys[i] = at + i;
 		LIBBPF_OPTS(bpf_map_batch_opts, o);
 		err = bpf_map_update_batch(fd, keys, zero, &cnt, &o);
 		if (err == -EINVAL || err == -EOPNOTSUPP || err == -ENOTSUPP) {
 			/* No batch ops: key by key. */
 			err = 0;
-			for (uint32_t i = 0; !err && i < (max - at < CHUNK ? max - at : CHUNK); i++)
+			for (__u32 i = 0; !err && i < n; i++)
 				err = bpf_map_update_elem(fd, &keys[i], zero, BPF_ANY) ? -errno : 0;
 		}
 	}
