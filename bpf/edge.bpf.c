@@ -54,7 +54,7 @@ int edge_xdp(struct xdp_md *ctx)
 	if (p == PARSE_UDP && pol_ct_reply(&pf))
 		return XDP_PASS;	/* a reply to the pod's own allowed flow */
 	/* lookups only: what passes is counted by pod_ingress */
-	if (pol_allowing_rule(ep, pol_peer_identity(&f.saddr, f.family), SL_DIR_INGRESS, f.proto, f.dport, &slot))
+	if (pol_allowing_rule(ep, &f.saddr, f.family, SL_DIR_INGRESS, f.proto, f.dport, &slot))
 		return XDP_PASS;
 	slot = ep->deny_slot[SL_DIR_INGRESS];
 	pol_count(slot);

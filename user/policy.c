@@ -961,6 +961,38 @@ static bool ep_dir_in(const uint64_t *v, size_t n, uint32_t ep_id, unsigned int 
 	return n && bsearch(&k, v, n, sizeof(k), u64_cmp);
 }
 
+/* The protocols a rule may name, with the flag an endpoint carries that way
+ * when none of its rules names one. */
+static const struct {
+	uint8_t proto;
+	uint32_t none;
+} rule_protos[] = {
+	{ SL_IPPROTO_TCP, SL_EP_F_NO_TCP },
+	{ SL_IPPROTO_UDP, SL_EP_F_NO_UDP },
+	{ PROTO_SCTP, SL_EP_F_NO_SCTP },
+};
+
+static uint64_t ep_dir_proto(uint32_t ep_id, unsigned int dir, uint8_t proto)
+{
+	return ep_dir(ep_id, dir) << 8 | proto;
+}
+
+/* SL_EP_F_NO_TCP and the others of e, by direction, from the sorted
+ * ep_dir_proto()s of every rule entry. */
+static uint32_t unruled_protos(const struct sl_polep_val *e, const uint64_t *named, size_t n)
+{
+	uint32_t flags = 0;
+
+	for (unsigned int dir = SL_DIR_INGRESS; dir <= SL_DIR_EGRESS; dir++)
+		for (size_t p = 0; p < sizeof(rule_protos) / sizeof(rule_protos[0]); p++) {
+			uint64_t k = ep_dir_proto(e->ep_id, dir, rule_protos[p].proto);
+
+			if (!n || !bsearch(&k, named, n, sizeof(k), u64_cmp))
+				flags |= SL_EP_F_DIR(rule_protos[p].none, dir);
+		}
+	return flags;
+}
+
 /* A port-range block of the trie, for its endpoint's sl_polrange_v1 list. */
 struct range_ent {
 	struct sl_polrange_key k;
@@ -1053,8 +1085,9 @@ out:
 
 /* sl_polport_v1 from the rule entries of one port or every port, and the
  * endpoints' flags for lookups a decision may skip: SL_EP_F_NO_RANGES on
- * those with no other kind, SL_EP_F_NO_ANY_PEER and SL_EP_F_NO_ALL_PORTS per
- * direction without such entries; then sl_polrange_v1 from the others. */
+ * those with no other kind, SL_EP_F_NO_ANY_PEER, SL_EP_F_NO_ALL_PORTS and
+ * SL_EP_F_NO_TCP/UDP/SCTP per direction without such entries; then
+ * sl_polrange_v1 from the others. */
 static int emit_ports(struct policy_tables *t)
 {
 	size_t cap = t->n_rules ? t->n_rules : 1, n = 0, n_ranged = 0, n_any = 0, n_all = 0;
@@ -1066,15 +1099,17 @@ static int emit_ports(struct policy_tables *t)
 	size_t *blocks = calloc(cap, sizeof(*blocks));		/* their entries' indexes */
 	uint64_t *any = calloc(cap, sizeof(*any));		/* ep_dir()s with rules for every peer */
 	uint64_t *all = calloc(cap, sizeof(*all));		/* ep_dir()s with entries of every port */
+	uint64_t *named = calloc(cap, sizeof(*named));		/* ep_dir_proto()s of every entry */
 	int err = -ENOMEM;
 
 	t->port_keys = calloc(cap, sizeof(*t->port_keys));
 	t->port_vals = calloc(cap, sizeof(*t->port_vals));
-	if (!v || !ranged || !blocks || !any || !all || !t->port_keys || !t->port_vals)
+	if (!v || !ranged || !blocks || !any || !all || !named || !t->port_keys || !t->port_vals)
 		goto out;
 	for (size_t i = 0; i < t->n_rules; i++) {
 		const struct sl_polrule_key *k = &t->rule_keys[i];
 
+		named[i] = ep_dir_proto(k->ep_id, k->dir, k->proto);
 		if (k->peer_id == SL_POLID_ANY)
 			any[n_any++] = ep_dir(k->ep_id, k->dir);
 		if (k->prefixlen != SL_POLRULE_BITS && k->prefixlen != SL_POLRULE_BITS - 16) {
@@ -1102,6 +1137,8 @@ static int emit_ports(struct policy_tables *t)
 		qsort(any, n_any, sizeof(*any), u64_cmp);
 	if (n_all)
 		qsort(all, n_all, sizeof(*all), u64_cmp);
+	if (t->n_rules)
+		qsort(named, t->n_rules, sizeof(*named), u64_cmp);
 	for (size_t i = 0; i < t->n_eps; i++) {
 		struct sl_polep_val *e = &t->ep_vals[i];
 
@@ -1113,9 +1150,11 @@ static int emit_ports(struct policy_tables *t)
 			if (!ep_dir_in(all, n_all, e->ep_id, dir))
 				e->flags |= SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, dir);
 		}
+		e->flags |= unruled_protos(e, named, t->n_rules);
 	}
 	err = emit_ranges(t, blocks, n_ranged);
 out:
+	free(named);
 	free(blocks);
 	free(all);
 	free(any);
@@ -1354,6 +1393,15 @@ static bool found(const struct sl_polrule_val *r, uint32_t *slot)
 	return r;
 }
 
+/* As the kernel's pol_proto_unruled(). */
+static bool proto_unruled(const struct sl_polep_val *ep, int dir, uint8_t proto)
+{
+	for (size_t p = 0; p < sizeof(rule_protos) / sizeof(rule_protos[0]); p++)
+		if (rule_protos[p].proto == proto)
+			return ep->flags & SL_EP_F_DIR(rule_protos[p].none, dir);
+	return false;
+}
+
 /* As the kernel's pol_rule(): the hash tables for endpoints without ranges
  * or with SL_EP_F_RANGE_LIST (port, range blocks, every port), the LPM trie
  * for the others; the every-port entry only when there is one. */
@@ -1389,10 +1437,13 @@ int policy_lookup(const struct policy *p, int dir, const struct sl_ip *local, co
 	ep = &t->ep_vals[hit - t->ep_keys];
 	if (!(ep->flags & (dir == SL_DIR_INGRESS ? SL_EP_F_ISO_IN : SL_EP_F_ISO_OUT)))
 		return 1;
-	id = peer_identity(t, peer);
-	allowed = rule_pick(t, ep, id, dir, proto, port, &rslot);
-	if (!allowed && !(ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir)))
-		allowed = rule_pick(t, ep, SL_POLID_ANY, dir, proto, port, &rslot);
+	allowed = false;
+	if (!proto_unruled(ep, dir, proto)) {
+		id = peer_identity(t, peer);
+		allowed = rule_pick(t, ep, id, dir, proto, port, &rslot);
+		if (!allowed && !(ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir)))
+			allowed = rule_pick(t, ep, SL_POLID_ANY, dir, proto, port, &rslot);
+	}
 	if (allowed) {
 		*slot = rslot;
 		return 1;

@@ -163,8 +163,9 @@ static __always_inline bool pol_event_budget(void)
 
 	if (!b)
 		return false;
-	add = (now - b->last_ns) / SL_POLEV_NS_PER_TOKEN;
-	if (add) {
+	/* The division only when a token is due: not for every packet of a flood. */
+	if (now - b->last_ns >= SL_POLEV_NS_PER_TOKEN) {
+		add = (now - b->last_ns) / SL_POLEV_NS_PER_TOKEN;
 		b->tokens = b->tokens + add > SL_POLEV_BURST ? SL_POLEV_BURST : b->tokens + add;
 		b->last_ns += add * SL_POLEV_NS_PER_TOKEN;
 	}
@@ -282,12 +283,27 @@ static __always_inline bool pol_rule(const struct sl_polep_val *ep, __u32 peer, 
 	return pol_found(pol_rule_port(ep->ep_id, peer, dir, proto, 0), slot);
 }
 
-/* Is there a rule allowing proto/port from the peer of identity id at ep
- * (its own rules first, then those for every peer when ep has any)? Its
- * slot into *slot. */
-static __always_inline bool pol_allowing_rule(const struct sl_polep_val *ep, __u32 id, __u8 dir, __u8 proto,
-					      __be16 port, __u32 *slot)
+/* Does no rule of ep in dir name proto (SL_EP_F_NO_TCP and the others)? */
+static __always_inline bool pol_proto_unruled(const struct sl_polep_val *ep, __u8 dir, __u8 proto)
 {
+	__u32 flag = proto == IPPROTO_TCP ? SL_EP_F_NO_TCP :
+		     proto == IPPROTO_UDP ? SL_EP_F_NO_UDP :
+		     proto == IPPROTO_SCTP ? SL_EP_F_NO_SCTP : 0;
+
+	return ep->flags & SL_EP_F_DIR(flag, dir);
+}
+
+/* Is there a rule allowing proto/port from peer (an address of family) at
+ * ep (its own rules first, then those for every peer when ep has any)? Its
+ * slot into *slot. A protocol no rule names costs no lookup at all. */
+static __always_inline bool pol_allowing_rule(const struct sl_polep_val *ep, const struct sl_addr *peer,
+					      __u8 family, __u8 dir, __u8 proto, __be16 port, __u32 *slot)
+{
+	__u32 id;
+
+	if (pol_proto_unruled(ep, dir, proto))
+		return false;
+	id = pol_peer_identity(peer, family);
 	if (pol_rule(ep, id, dir, proto, port, slot))
 		return true;
 	if (ep->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir))
@@ -302,12 +318,11 @@ static __always_inline enum pol_verdict pol_decide(const struct sl_polep_val *ep
 {
 	const struct sl_addr *peer = f->dir == SL_DIR_INGRESS ? &f->saddr : &f->daddr;
 	__u32 flag = f->dir == SL_DIR_INGRESS ? SL_EP_F_ISO_IN : SL_EP_F_ISO_OUT;
-	__u32 id, slot = 0;
+	__u32 slot = 0;
 
 	if (!(ep->flags & flag))
 		return POL_NOT_POLICED;
-	id = pol_peer_identity(peer, f->family);
-	if (pol_allowing_rule(ep, id, f->dir, f->proto, f->dport, &slot)) {
+	if (pol_allowing_rule(ep, peer, f->family, f->dir, f->proto, f->dport, &slot)) {
 		pol_count(slot);
 		metrics_inc(SL_CNT_POL_ALLOW);
 		return POL_ALLOW;

@@ -306,6 +306,13 @@ _Static_assert(sizeof(struct sl_polep_key) == 20, "sl_polep_key is ABI");
 /* Positive, unlike the skip flags: set only when sl_polrange_v1 holds every
  * port range of the endpoint (an older agent's value takes the LPM trie). */
 #define SL_EP_F_RANGE_LIST	0x0200	/* ranges in sl_polrange_v1: no LPM trie */
+/* Skip flags again (negative, by direction): no rule of the endpoint that
+ * way names the protocol, so nothing of it can be allowed and the decision
+ * needs neither the peer's identity nor a rule lookup. The common case under
+ * a UDP flood: a pod that serves TCP only. */
+#define SL_EP_F_NO_TCP		0x0400	/* 0x400 in, 0x800 out */
+#define SL_EP_F_NO_UDP		0x1000	/* 0x1000 in, 0x2000 out */
+#define SL_EP_F_NO_SCTP		0x4000	/* 0x4000 in, 0x8000 out */
 struct sl_polep_val {
 	__u32 ep_id;
 	__u32 flags;			/* SL_EP_F_* */

@@ -587,7 +587,8 @@ void test_edge_rule_scale(void)
 		goto out;
 	prog = bpf_program__fd(w.edge->progs.edge_xdp);
 	printf("edge_xdp ns/packet (BPF_PROG_TEST_RUN, %d runs in batches of 2000)\n", total);
-	printf("%-7s %-7s %-6s %12s %12s\n", "rules", "ids", "family", "allowed SYN", "denied SYN");
+	printf("%-7s %-7s %-6s %12s %12s %12s\n", "rules", "ids", "family", "allowed SYN", "denied SYN",
+	       "denied UDP");
 	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 		/* The scenario has PM_SCENARIO_RULES rule entries; fillers make up the rest. */
 		if (!ASSERT_OK(pm_fill_rules(&w.m, 0, sizes[s].rules - PM_SCENARIO_RULES),
@@ -596,17 +597,20 @@ void test_edge_rule_scale(void)
 			goto out;
 		for (int v6 = 0; v6 < 2; v6++) {
 			const struct pkt_opts a4 = { TCP(C, 40000, S, 80, SYN) },
-					      d4 = { TCP(C, 40000, S, 81, SYN) };
-			struct pkt_opts ao = a4, dq = d4;
-			struct pkt a, d;
-			double na, nd;
+					      d4 = { TCP(C, 40000, S, 81, SYN) },
+					      u4 = { UDP(C, 40000, S, 9000) };
+			struct pkt_opts ao = a4, dq = d4, uo = u4;
+			struct pkt a, d, u;
+			double na, nd, nu;
 
 			if (v6) {
 				pm_to_v6(&a4, &ao);
 				pm_to_v6(&d4, &dq);
+				pm_to_v6(&u4, &uo);
 			}
 			if (!ASSERT_OK(pkt_build(&a, &ao), "build") ||
-			    !ASSERT_OK(pkt_build(&d, &dq), "build"))
+			    !ASSERT_OK(pkt_build(&d, &dq), "build") ||
+			    !ASSERT_OK(pkt_build(&u, &uo), "build"))
 				goto out;
 			for (size_t k = 0; k < PM_PATHS; k++) {
 				if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1,
@@ -615,13 +619,14 @@ void test_edge_rule_scale(void)
 					goto out;
 				na = pm_ns_per_packet(prog, &a, &ev, XDP_PASS_, total);
 				nd = pm_ns_per_packet(prog, &d, &ev, XDP_DROP_, total);
-				printf("%-7u %-7u %-6s %12.1f %12.1f  (%s)\n", sizes[s].rules, sizes[s].ids,
-				       v6 ? "IPv6" : "IPv4", na, nd, pm_paths[k].name);
+				nu = pm_ns_per_packet(prog, &u, &ev, XDP_DROP_, total);
+				printf("%-7u %-7u %-6s %12.1f %12.1f %12.1f  (%s)\n", sizes[s].rules,
+				       sizes[s].ids, v6 ? "IPv6" : "IPv4", na, nd, nu, pm_paths[k].name);
 			}
 		}
 	}
 	ASSERT_EQ(pm_stat(&w.m, 1), 0, "allowed SYNs are not counted by edge");
-	ASSERT_EQ(pm_stat(&w.m, 100), 6ULL * PM_PATHS * total, "denied SYNs counted");
+	ASSERT_EQ(pm_stat(&w.m, 100), 2 * 6ULL * PM_PATHS * total, "denied SYNs and datagrams counted");
 out:
 	pm_events_close(&ev);
 	world_close(&w);

@@ -477,7 +477,8 @@ void test_policy_tc_rule_scale(void)
 		goto out;
 	prog = bpf_program__fd(w.in->progs.pod_ingress_tc);
 	printf("pod_ingress ns/packet (BPF_PROG_TEST_RUN, %d runs in batches of 2000)\n", total);
-	printf("%-7s %-7s %-6s %12s %12s\n", "rules", "ids", "family", "allowed SYN", "denied SYN");
+	printf("%-7s %-7s %-6s %12s %12s %12s\n", "rules", "ids", "family", "allowed SYN", "denied SYN",
+	       "denied UDP");
 	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 		/* The scenario has PM_SCENARIO_RULES rule entries; fillers make up the rest. */
 		if (!ASSERT_OK(pm_fill_rules(&w.m, 0, sizes[s].rules - PM_SCENARIO_RULES),
@@ -486,17 +487,20 @@ void test_policy_tc_rule_scale(void)
 			goto out;
 		for (int v6 = 0; v6 < 2; v6++) {
 			const struct pkt_opts a4 = { TCP(C, 40000, S, 80, SYN) },
-					      d4 = { TCP(C, 40000, S, 81, SYN) };
-			struct pkt_opts ao = a4, dq = d4;
-			struct pkt a, d;
-			double na, nd;
+					      d4 = { TCP(C, 40000, S, 81, SYN) },
+					      u4 = { UDP(C, 40000, S, 9000) };
+			struct pkt_opts ao = a4, dq = d4, uo = u4;
+			struct pkt a, d, u;
+			double na, nd, nu;
 
 			if (v6) {
 				pm_to_v6(&a4, &ao);
 				pm_to_v6(&d4, &dq);
+				pm_to_v6(&u4, &uo);
 			}
 			if (!ASSERT_OK(pkt_build(&a, &ao), "build") ||
-			    !ASSERT_OK(pkt_build(&d, &dq), "build"))
+			    !ASSERT_OK(pkt_build(&d, &dq), "build") ||
+			    !ASSERT_OK(pkt_build(&u, &uo), "build"))
 				goto out;
 			for (size_t k = 0; k < PM_PATHS; k++) {
 				if (!ASSERT_OK(pm_put_ep(&w.m, v6 ? pm_v6(S) : S, 1,
@@ -505,13 +509,14 @@ void test_policy_tc_rule_scale(void)
 					goto out;
 				na = pm_ns_per_packet(prog, &a, &ev, TC_OK, total);
 				nd = pm_ns_per_packet(prog, &d, &ev, TC_SHOT, total);
-				printf("%-7u %-7u %-6s %12.1f %12.1f  (%s)\n", sizes[s].rules, sizes[s].ids,
-				       v6 ? "IPv6" : "IPv4", na, nd, pm_paths[k].name);
+				nu = pm_ns_per_packet(prog, &u, &ev, TC_SHOT, total);
+				printf("%-7u %-7u %-6s %12.1f %12.1f %12.1f  (%s)\n", sizes[s].rules,
+				       sizes[s].ids, v6 ? "IPv6" : "IPv4", na, nd, nu, pm_paths[k].name);
 			}
 		}
 	}
 	ASSERT_EQ(pm_stat(&w.m, 1), 6ULL * PM_PATHS * total, "allowed SYNs counted");
-	ASSERT_EQ(pm_stat(&w.m, 100), 6ULL * PM_PATHS * total, "denied SYNs counted");
+	ASSERT_EQ(pm_stat(&w.m, 100), 2 * 6ULL * PM_PATHS * total, "denied SYNs and datagrams counted");
 out:
 	pm_events_close(&ev);
 	world_close(&w);
@@ -566,6 +571,9 @@ void test_policy_tc_skip_flags(void)
 		{ "rule for every peer", { TCP(C, 40000, S, 8443, SYN) }, SL_EP_F_NO_ANY_PEER },
 		/* S allows every UDP port from D (slot 6) */
 		{ "every-port entry", { UDP(D, 40000, S, 9999) }, SL_EP_F_NO_ALL_PORTS },
+		/* the same: no rule naming the protocol skips the identity and every rule */
+		{ "UDP rule", { UDP(D, 40000, S, 9999) }, SL_EP_F_NO_UDP },
+		{ "TCP rule", { TCP(C, 40000, S, 80, SYN) }, SL_EP_F_NO_TCP },
 	};
 	struct pm_events ev = { 0 };
 	struct world w;

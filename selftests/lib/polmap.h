@@ -94,10 +94,12 @@ int pm_addr(const char *ip, struct sl_addr *a);
 #define PM_SCENARIO_RULES 10
 
 /* The decision paths the rule_scale tests time, by S's flags (its scenario
- * decisions for TCP 80 and 81 from C are the same on each): the LPM trie;
- * the hash tables with S's port range in a list (sl_polrange_v1); the hash
- * table (as if S had no range); the hash table skipping the every-peer and
- * every-port lookups (S has such entries, for other ports and protocols). */
+ * decisions for TCP 80 and 81 and UDP 9000 from C are the same on each): the
+ * LPM trie; the hash tables with S's port range in a list (sl_polrange_v1);
+ * the hash table (as if S had no range); the hash table skipping the
+ * every-peer and every-port lookups (S has such entries, for other ports and
+ * protocols); and that with no UDP rule (S has some, for other peers and
+ * ports): a UDP datagram is denied without a lookup. */
 struct pm_path {
 	const char *name;
 	uint32_t flags;
@@ -108,6 +110,9 @@ static const struct pm_path pm_paths[] = {
 	{ "hash", SL_EP_F_NO_RANGES },
 	{ "hash, skips", SL_EP_F_NO_RANGES | SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, SL_DIR_INGRESS) |
 				 SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, SL_DIR_INGRESS) },
+	{ "hash, skips, no UDP rule", SL_EP_F_NO_RANGES | SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, SL_DIR_INGRESS) |
+					      SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, SL_DIR_INGRESS) |
+					      SL_EP_F_DIR(SL_EP_F_NO_UDP, SL_DIR_INGRESS) },
 };
 #define PM_PATHS (sizeof(pm_paths) / sizeof(pm_paths[0]))
 

@@ -365,7 +365,8 @@ static const struct sl_polep_val *ep_of(const struct policy *p, const char *ip)
 
 /* Lookups the kernel may skip are flagged only where nothing could match
  * them: NO_ANY_PEER where no rule of that direction allows every peer,
- * NO_ALL_PORTS where no entry of that direction allows every port. */
+ * NO_ALL_PORTS where no entry of that direction allows every port, NO_TCP
+ * (UDP, SCTP) where no entry of that direction names the protocol. */
 void test_policy_skip_flags(void)
 {
 	static const char yaml[] =
@@ -389,10 +390,16 @@ void test_policy_skip_flags(void)
 	ASSERT_TRUE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, SL_DIR_INGRESS), "in: only 8080");
 	ASSERT_FALSE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, SL_DIR_EGRESS), "out: UDP 53 to every peer");
 	ASSERT_FALSE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, SL_DIR_EGRESS), "out: every port to 192.0.2.0/24");
+	ASSERT_FALSE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_TCP, SL_DIR_INGRESS), "in: TCP 8080");
+	ASSERT_TRUE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_UDP, SL_DIR_INGRESS), "in: no UDP rule");
+	ASSERT_TRUE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_SCTP, SL_DIR_INGRESS), "in: no SCTP rule");
+	ASSERT_FALSE(web->flags & SL_EP_F_DIR(SL_EP_F_NO_TCP | SL_EP_F_NO_UDP | SL_EP_F_NO_SCTP, SL_DIR_EGRESS),
+		     "out: every protocol to 192.0.2.0/24");
 	/* and the decisions they take part in */
 	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "10.0.0.2", 8080, SL_IPPROTO_TCP), 1, "cli 8080");
 	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "10.0.0.2", 8081, SL_IPPROTO_TCP), 0, "cli 8081");
 	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "192.0.2.1", 8080, SL_IPPROTO_TCP), 0, "other peer");
+	ASSERT_EQ(lookup(p, SL_DIR_INGRESS, "10.0.0.1", "10.0.0.2", 8080, SL_IPPROTO_UDP), 0, "cli UDP 8080");
 	ASSERT_EQ(lookup(p, SL_DIR_EGRESS, "10.0.0.1", "10.0.0.2", 53, SL_IPPROTO_UDP), 1, "DNS anywhere");
 	ASSERT_EQ(lookup(p, SL_DIR_EGRESS, "10.0.0.1", "10.0.0.2", 53, SL_IPPROTO_TCP), 0, "TCP 53 not");
 	ASSERT_EQ(lookup(p, SL_DIR_EGRESS, "10.0.0.1", "192.0.2.9", 443, SL_IPPROTO_TCP), 1, "every port there");
