@@ -19,7 +19,9 @@
  * --sport (default 40000) to PORT, BYTES long in all (default 64, at least
  * 64, at most 1514), zero payload. The receive work runs on the CPU that
  * runs sl-xdpgen (the redirect schedules the peer's NAPI there), after each
- * batch of 64 frames: pin it with --cpu to the CPU that plays the node.
+ * batch of 64 frames, unless the peer's NAPI is threaded (echo 1 >
+ * /sys/class/net/PEER/threaded): then in its own thread, which can be pinned
+ * apart from the generator, as a NIC queue's work runs on its own core.
  *
  * Prints one line on stdout, as sl-flood does:
  *
