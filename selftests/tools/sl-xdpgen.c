@@ -3,7 +3,7 @@
  * delivers them: as xdp_frames, with no skb (policy benchmark, frame feed).
  *
  *   sl-xdpgen --dev IF --dst-mac MAC --src ADDR --dst ADDR --port N --seconds S
- *             [--sport N] [--size BYTES] [--cpu N]
+ *             [--sport N] [--size BYTES] [--cpu N] [--batch N]
  *
  * The kernel generates the frames: BPF_PROG_TEST_RUN of selftests/progs/
  * xdpgen.bpf.c in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, 5.18), which
@@ -59,7 +59,8 @@
 
 #define XDPGEN_HDR	64	/* as in xdpgen.bpf.c */
 #define XDPGEN_MAX	1514
-#define XDPGEN_BATCH	64
+#define XDPGEN_BATCH	64	/* frames per flush; the kernel sizes its page pool by it */
+#define XDPGEN_BATCH_MAX	256	/* the kernel's TEST_XDP_MAX_BATCH */
 /* Frames per BPF_PROG_TEST_RUN call: each call sets up and tears down a page
  * pool (an RCU grace period: milliseconds), so calls are made long, about
  * XDPGEN_CALL_S each, and the deadline is checked between them. */
@@ -71,7 +72,7 @@ static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
 	fputs("usage: sl-xdpgen --dev IF --dst-mac MAC --src ADDR --dst ADDR --port N --seconds S "
-	      "[--sport N] [--size BYTES] [--cpu N]\n",
+	      "[--sport N] [--size BYTES] [--cpu N] [--batch N]\n",
 	      stderr);
 	exit(2);
 }
@@ -162,7 +163,7 @@ int main(int argc, char **argv)
 {
 	static uint8_t frame[XDPGEN_MAX];
 	const char *dev = NULL, *dmac_s = NULL, *src = NULL, *dst = NULL;
-	long port = 0, sport = 40000, size = XDPGEN_HDR, cpu = -1;
+	long port = 0, sport = 40000, size = XDPGEN_HDR, cpu = -1, batch = XDPGEN_BATCH;
 	double seconds = 0, t0, deadline, elapsed, call_t;
 	uint8_t dmac[ETH_ALEN], smac[ETH_ALEN];
 	unsigned long long sent = 0, errors = 0;
@@ -190,6 +191,8 @@ int main(int argc, char **argv)
 			sport = num(v, "--sport", 1, 65535);
 		} else if (!strcmp(o, "--size")) {
 			size = num(v, "--size", XDPGEN_HDR, XDPGEN_MAX);
+		} else if (!strcmp(o, "--batch")) {
+			batch = num(v, "--batch", 1, XDPGEN_BATCH_MAX);
 		} else if (!strcmp(o, "--cpu")) {
 			cpu = num(v, "--cpu", 0, CPU_SETSIZE - 1);
 		} else if (!strcmp(o, "--seconds")) {
@@ -235,7 +238,7 @@ int main(int argc, char **argv)
 		struct xdp_md ctx = { .data_end = (__u32)size, .ingress_ifindex = 1 };
 		LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = (__u32)size,
 			    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = repeat,
-			    .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = XDPGEN_BATCH);
+			    .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = (uint32_t)batch);
 		double took, left = deadline - call_t;
 
 		if (bpf_prog_test_run_opts(fd, &opts)) {
