@@ -1037,6 +1037,12 @@ static int emit_ranges(struct policy_tables *t, const size_t *blocks, size_t n_b
 		unsigned int bits = k->prefixlen - (SL_POLRULE_BITS - 16);
 		uint16_t lo = ntohs(k->port);
 
+		/* A block is a range's entry: longer than every port, shorter than one. */
+		if (k->prefixlen <= SL_POLRULE_BITS - 16 || k->prefixlen >= SL_POLRULE_BITS) {
+			err = -EINVAL;
+			goto out;
+		}
+
 		v[i].k = (struct sl_polrange_key){ .ep_id = k->ep_id, .peer_id = k->peer_id, .dir = k->dir,
 						   .proto = k->proto };
 		v[i].prefixlen = k->prefixlen;
