@@ -954,10 +954,9 @@ static uint64_t ep_dir(uint32_t ep_id, unsigned int dir)
 	return (uint64_t)ep_id << 1 | (dir & 1);
 }
 
-static bool ep_dir_in(const uint64_t *v, size_t n, uint32_t ep_id, unsigned int dir)
+/* Is k in the sorted v[n]? */
+static bool u64_in(const uint64_t *v, size_t n, uint64_t k)
 {
-	uint64_t k = ep_dir(ep_id, dir);
-
 	return n && bsearch(&k, v, n, sizeof(k), u64_cmp);
 }
 
@@ -972,25 +971,11 @@ static const struct {
 	{ PROTO_SCTP, SL_EP_F_NO_SCTP },
 };
 
+#define N_RULE_PROTOS (sizeof(rule_protos) / sizeof(rule_protos[0]))
+
 static uint64_t ep_dir_proto(uint32_t ep_id, unsigned int dir, uint8_t proto)
 {
 	return ep_dir(ep_id, dir) << 8 | proto;
-}
-
-/* SL_EP_F_NO_TCP and the others of e, by direction, from the sorted
- * ep_dir_proto()s of every rule entry. */
-static uint32_t unruled_protos(const struct sl_polep_val *e, const uint64_t *named, size_t n)
-{
-	uint32_t flags = 0;
-
-	for (unsigned int dir = SL_DIR_INGRESS; dir <= SL_DIR_EGRESS; dir++)
-		for (size_t p = 0; p < sizeof(rule_protos) / sizeof(rule_protos[0]); p++) {
-			uint64_t k = ep_dir_proto(e->ep_id, dir, rule_protos[p].proto);
-
-			if (!n || !bsearch(&k, named, n, sizeof(k), u64_cmp))
-				flags |= SL_EP_F_DIR(rule_protos[p].none, dir);
-		}
-	return flags;
 }
 
 /* A port-range block of the trie, for its endpoint's sl_polrange_v1 list. */
@@ -1034,14 +1019,15 @@ static int emit_ranges(struct policy_tables *t, const size_t *blocks, size_t n_b
 		goto out;
 	for (size_t i = 0; i < n_blocks; i++) {
 		const struct sl_polrule_key *k = &t->rule_keys[blocks[i]];
-		unsigned int bits = k->prefixlen - (SL_POLRULE_BITS - 16);
 		uint16_t lo = ntohs(k->port);
+		unsigned int bits;
 
 		/* A block is a range's entry: longer than every port, shorter than one. */
 		if (k->prefixlen <= SL_POLRULE_BITS - 16 || k->prefixlen >= SL_POLRULE_BITS) {
 			err = -EINVAL;
 			goto out;
 		}
+		bits = k->prefixlen - (SL_POLRULE_BITS - 16);
 
 		v[i].k = (struct sl_polrange_key){ .ep_id = k->ep_id, .peer_id = k->peer_id, .dir = k->dir,
 						   .proto = k->proto };
@@ -1151,12 +1137,14 @@ static int emit_ports(struct policy_tables *t)
 		if (!n_ranged || !bsearch(&e->ep_id, ranged, n_ranged, sizeof(*ranged), u32_cmp))
 			e->flags |= SL_EP_F_NO_RANGES;
 		for (unsigned int dir = SL_DIR_INGRESS; dir <= SL_DIR_EGRESS; dir++) {
-			if (!ep_dir_in(any, n_any, e->ep_id, dir))
+			if (!u64_in(any, n_any, ep_dir(e->ep_id, dir)))
 				e->flags |= SL_EP_F_DIR(SL_EP_F_NO_ANY_PEER, dir);
-			if (!ep_dir_in(all, n_all, e->ep_id, dir))
+			if (!u64_in(all, n_all, ep_dir(e->ep_id, dir)))
 				e->flags |= SL_EP_F_DIR(SL_EP_F_NO_ALL_PORTS, dir);
+			for (size_t p = 0; p < N_RULE_PROTOS; p++)
+				if (!u64_in(named, t->n_rules, ep_dir_proto(e->ep_id, dir, rule_protos[p].proto)))
+					e->flags |= SL_EP_F_DIR(rule_protos[p].none, dir);
 		}
-		e->flags |= unruled_protos(e, named, t->n_rules);
 	}
 	err = emit_ranges(t, blocks, n_ranged);
 out:
@@ -1402,7 +1390,7 @@ static bool found(const struct sl_polrule_val *r, uint32_t *slot)
 /* As the kernel's pol_proto_unruled(). */
 static bool proto_unruled(const struct sl_polep_val *ep, int dir, uint8_t proto)
 {
-	for (size_t p = 0; p < sizeof(rule_protos) / sizeof(rule_protos[0]); p++)
+	for (size_t p = 0; p < N_RULE_PROTOS; p++)
 		if (rule_protos[p].proto == proto)
 			return ep->flags & SL_EP_F_DIR(rule_protos[p].none, dir);
 	return false;

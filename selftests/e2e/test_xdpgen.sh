@@ -26,6 +26,9 @@ expect_contains "usage names the options" "$out" "usage: sl-xdpgen"
 out=$(sl-xdpgen --dev nosuchdev0 --dst-mac 02:00:00:00:00:01 --src 10.0.0.1 --dst 10.0.0.2 --port 9 --seconds 1 2>&1); rc=$?
 check "unknown interface: exit 2" test "$rc" = 2
 expect_contains "unknown interface: says which" "$out" "no interface 'nosuchdev0'"
+out=$(sl-xdpgen --dev lo --dst-mac 02:00:00:00:00:01 --src 10.0.0.1 --dst 10.0.0.2 --port 9 --seconds 1 --batch 257 2>&1); rc=$?
+check "batch over the kernel's 256: exit 2" test "$rc" = 2
+expect_contains "batch over 256: says which option" "$out" "--batch"
 out=$(sl-xdpgen --dev lo --dst-mac 02:00:00:00:00:01 --src 10.0.0.1 --dst fd00::2 --port 9 --seconds 1 2>&1); rc=$?
 check "mixed families: exit 2" test "$rc" = 2
 expect_contains "mixed families: says so" "$out" "not of one family"
