@@ -675,6 +675,36 @@ static int resize_maps(struct bpf_object *const *objs, size_t n_objs, const stru
 	return 0;
 }
 
+int loader_polct_ports_fill(int ct_fd, int ports_fd)
+{
+	static struct sl_polct_ports want[2], have;
+	struct sl_polct_key k, next;
+	void *prev = NULL;
+	int err;
+
+	memset(want, 0, sizeof(want));
+	while (!bpf_map_get_next_key(ct_fd, prev, &next)) {
+		uint16_t port = (uint16_t)(next.side == SL_DIR_INGRESS ? next.dport : next.sport);
+
+		if (next.side <= SL_DIR_EGRESS)
+			want[next.side].bits[port >> 6] |= 1ULL << (port & 63);
+		k = next;
+		prev = &k;
+	}
+	if (errno != ENOENT)
+		return -errno;
+	for (uint32_t side = 0; side < 2; side++) {
+		if (bpf_map_lookup_elem(ports_fd, &side, &have))
+			return -errno;
+		for (size_t i = 0; i < SL_POLCT_PORT_WORDS; i++)
+			have.bits[i] |= want[side].bits[i];
+		err = bpf_map_update_elem(ports_fd, &side, &have, BPF_ANY);
+		if (err)
+			return -errno;
+	}
+	return 0;
+}
+
 /* Open and load every object; maps of one name are one pinned map. */
 static int load_objects(struct loader *l, const struct loader_opts *o)
 {
@@ -713,6 +743,7 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 {
 	struct loader *l = calloc(1, sizeof(*l));
 	char path[PATH_MAX + 32];
+	bool ports_new;
 	int err;
 
 	if (!l)
@@ -764,10 +795,23 @@ int loader_open(struct loader **out, const struct loader_opts *o)
 	}
 	snprintf(path, sizeof(path), "%s/%s", l->root, SL_MAP_SVC);
 	l->reused = !access(path, F_OK);
+	snprintf(path, sizeof(path), "%s/%s", l->root, SL_MAP_POLCTPORT);
+	ports_new = access(path, F_OK) != 0;
 
 	err = load_objects(l, o);
 	if (err)
 		goto out;
+	/* Pins of an agent without the port bitmap: its UDP flows are in the
+	 * LRU, their ports not yet in the new bitmap. Filled before any link
+	 * takes the programs that read it (none writes it before). */
+	if (l->reused && ports_new) {
+		err = loader_polct_ports_fill(bpf_map__fd(l->edge->maps.sl_polct_v1),
+					      bpf_map__fd(l->edge->maps.sl_polctport_v1));
+		if (err) {
+			pr_err("loader: %s from %s: %s", SL_MAP_POLCTPORT, SL_MAP_POLCT, strerror(-err));
+			goto out;
+		}
+	}
 	err = attach_all(l);
 	if (err)
 		goto out;

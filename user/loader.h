@@ -136,6 +136,11 @@ int loader_netns_del(const struct loader *l, uint64_t cookie);
 /* sl_origdst_v1: the original destination of a captured connection, removed
  * as it is read. -ENOENT when the kernel has no record. */
 int loader_origdst_take(const struct loader *l, const struct sl_origdst_key *k, struct sl_orig *out);
+/* Set the bit of every flow in sl_polct_v1 (ct_fd) in sl_polctport_v1
+ * (ports_fd): what a start over pins of an agent without that map does
+ * before attaching. Rewrites the bitmap's values whole: nothing may set bits
+ * meanwhile. 0 or -errno. */
+int loader_polct_ports_fill(int ct_fd, int ports_fd);
 bool loader_reused_pins(const struct loader *l);
 const char *loader_cgroup(const struct loader *l);
 const char *loader_bpffs_root(const struct loader *l);

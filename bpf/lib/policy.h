@@ -10,6 +10,8 @@
  *   sl_polrange_v1 hash: {endpoint, dir, proto, identity} -> its port-range blocks
  *   sl_polstat_v1  per-CPU array: slot -> count. Written by: every hook.
  *   sl_polct_v1    LRU: UDP flows let through, for their replies. Written by: TC hooks.
+ *   sl_polctport_v1 array: the local ports of those flows, per side, one bit
+ *                  each: most non-replies need no LRU lookup. Written by: TC hooks.
  *   sl_polev_v1    ring buffer: denies, for the agent's log. Written by: every hook.
  *
  * A decision costs one hash lookup for a pod that is not isolated. For one
@@ -88,6 +90,15 @@ struct {
 	__uint(max_entries, SL_POLCT_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_polct_v1 SEC(".maps");
+
+/* An array: the verifier inlines its lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sl_polct_ports);
+	__uint(max_entries, 2);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_polctport_v1 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -355,15 +366,47 @@ static __always_inline void pol_ct_key(struct sl_polct_key *k, const struct pol_
 	k->side = side;
 }
 
+/* The policed pod's port of f: the destination's at ingress, the source's at
+ * egress. A reply's local port is its request's. */
+static __always_inline __be16 pol_local_port(const struct pol_flow *f)
+{
+	return f->dir == SL_DIR_INGRESS ? f->dport : f->sport;
+}
+
+/* May side have recorded a flow of local port port? false is certain. */
+static __always_inline bool pol_ct_port_maybe(__u32 side, __be16 port)
+{
+	struct sl_polct_ports *p = bpf_map_lookup_elem(&sl_polctport_v1, &side);
+	__u16 i = (__u16)port;
+
+	return !p || (p->bits[(i >> 6) & (SL_POLCT_PORT_WORDS - 1)] & (1ULL << (i & 63)));
+}
+
+static __always_inline void pol_ct_port_mark(__u32 side, __be16 port)
+{
+	struct sl_polct_ports *p = bpf_map_lookup_elem(&sl_polctport_v1, &side);
+	__u16 i = (__u16)port;
+	__u64 *w, bit = 1ULL << (i & 63);
+
+	if (!p)
+		return;
+	w = &p->bits[(i >> 6) & (SL_POLCT_PORT_WORDS - 1)];
+	if (!(*w & bit))	/* read first: no locked write per datagram */
+		__sync_fetch_and_or(w, bit);
+}
+
 /* Is f a reply to a flow this pod's other hook let through? A pod's
  * ingress reply answers its egress flow, and the other way round. */
 static __always_inline bool pol_ct_reply(const struct pol_flow *f)
 {
+	__u32 side = f->dir == SL_DIR_INGRESS ? SL_DIR_EGRESS : SL_DIR_INGRESS;
 	struct sl_polct_key k;
 	struct sl_polct_val *v;
 	__u64 now;
 
-	pol_ct_key(&k, f, true, f->dir == SL_DIR_INGRESS ? SL_DIR_EGRESS : SL_DIR_INGRESS);
+	if (!pol_ct_port_maybe(side, pol_local_port(f)))
+		return false;
+	pol_ct_key(&k, f, true, (__u8)side);
 	v = bpf_map_lookup_elem(&sl_polct_v1, &k);
 	if (!v)
 		return false;
@@ -384,6 +427,8 @@ static __always_inline void pol_ct_record(const struct sl_polep_val *ep, const s
 
 	if (f->proto != IPPROTO_UDP || !(ep->flags & other))
 		return;
+	/* the port's bit before the flow: a reply that finds the flow finds the bit */
+	pol_ct_port_mark(f->dir, pol_local_port(f));
 	pol_ct_key(&k, f, false, f->dir);
 	/* Refresh a known flow in place: an LRU hash update takes a new
 	 * element off the free list (evicting when it is empty) for every

@@ -400,6 +400,18 @@ struct sl_polct_val {
 	__u64 last_ns;			/* bpf_ktime_get_boot_ns() of the last datagram */
 };
 
+/* sl_polctport_v1 (array; key: the side, SL_DIR_*): the local pod ports of
+ * the flows recorded at that side, one bit per port (the __be16 as stored:
+ * word port >> 6, bit port & 63). A hook sets the bit with the flow and
+ * nothing clears it: a clear bit means no flow of that port is in
+ * sl_polct_v1, so a datagram to (ingress) or from (egress) that port is no
+ * reply and needs no LRU lookup (a flood against a denied port hashes no
+ * 40-byte key); a stale bit costs only that lookup. */
+#define SL_POLCT_PORT_WORDS	1024
+struct sl_polct_ports {
+	__u64 bits[SL_POLCT_PORT_WORDS];
+};
+
 /* sl_polev_v1 (ring buffer): a denied connection or datagram, for the
  * agent's rate-limited log. */
 struct sl_polev {

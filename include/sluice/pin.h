@@ -26,6 +26,7 @@
 #define SL_MAP_POLRANGE		"sl_polrange_v1"
 #define SL_MAP_POLSTAT		"sl_polstat_v1"
 #define SL_MAP_POLCT		"sl_polct_v1"
+#define SL_MAP_POLCTPORT	"sl_polctport_v1"
 #define SL_MAP_POLEV		"sl_polev_v1"
 #define SL_MAP_POLEVRL		"sl_polevrl_v1"
 #define SL_MAP_SOCKS		"sl_socks_v1"

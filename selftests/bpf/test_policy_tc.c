@@ -26,6 +26,7 @@
 #include "lib/pkt.h"
 #include "lib/polmap.h"
 #include "lib/test.h"
+#include "loader.h"
 #include "pod_egress.skel.h"
 #include "pod_ingress.skel.h"
 
@@ -616,5 +617,94 @@ void test_policy_tc_skip_flags(void)
 	}
 out:
 	pm_events_close(&ev);
+	world_close(&w);
+}
+
+/* Is port's bit set in side's word of sl_polctport_v1? -1: lookup failed. */
+static int port_bit(const struct pm_fds *m, uint32_t side, uint16_t port)
+{
+	static struct sl_polct_ports v;
+	uint16_t i = htons(port);
+
+	if (bpf_map_lookup_elem(m->polctport, &side, &v))
+		return -1;
+	return (v.bits[i >> 6] >> (i & 63)) & 1;
+}
+
+static int ports_clear(const struct pm_fds *m)
+{
+	static const struct sl_polct_ports zero;
+
+	for (uint32_t side = 0; side < 2; side++)
+		if (bpf_map_update_elem(m->polctport, &side, &zero, BPF_ANY))
+			return -errno;
+	return 0;
+}
+
+/* sl_polctport_v1: a recorded UDP flow sets its local port's bit on its
+ * side; a clear bit is the answer "no reply" without the LRU (a flow whose
+ * bit is gone is no longer found); loader_polct_ports_fill (an agent
+ * started over pins without the bitmap) sets the bits of the LRU's flows. */
+void test_policy_tc_reply_ports(void)
+{
+	struct world w;
+	int prog_in, prog_eg;
+
+	if (!world_open(&w) || !scenario(&w.m))
+		goto out;
+	prog_in = bpf_program__fd(w.in->progs.pod_ingress_tc);
+	prog_eg = bpf_program__fd(w.eg->progs.pod_egress_tc);
+	for (int v6 = 0; v6 < 2; v6++) {
+		/* C asks N (egress, port 41000); D asks C (ingress, C's port 5000) */
+		const struct pkt_opts req_out = { UDP(C, 41000, N, 53) }, reply_in = { UDP(N, 53, C, 41000) };
+		const struct pkt_opts req_in = { UDP(D, 6000, C, 5000) }, reply_out = { UDP(C, 5000, D, 6000) };
+		const struct { const struct pkt_opts *o; int prog; } run[] = {
+			{ &req_out, prog_eg }, { &reply_in, prog_in }, { &req_in, prog_in }, { &reply_out, prog_eg },
+		};
+		struct pkt p[4];
+		int ret[4] = { -1, -1, -1, -1 };
+		char desc[128];
+		const char *fam = v6 ? "IPv6" : "IPv4";
+
+		for (int i = 0; i < 4; i++) {
+			struct pkt_opts o = *run[i].o;
+
+			if (v6)
+				pm_to_v6(run[i].o, &o);
+			if (!ASSERT_OK(pkt_build(&p[i], &o), "build"))
+				goto out;
+		}
+		if (!ASSERT_OK(ports_clear(&w.m), "clear the bitmap"))
+			goto out;
+		for (int i = 0; i < 4; i++)
+			if (!ASSERT_OK(run_pkt(run[i].prog, &p[i], 0, &ret[i]), "run"))
+				goto out;
+		snprintf(desc, sizeof(desc), "%s: requests and replies pass", fam);
+		ASSERT_TRUE(ret[0] == TC_OK && ret[1] == TC_OK && ret[2] == TC_OK && ret[3] == TC_OK, desc);
+		snprintf(desc, sizeof(desc), "%s: egress flow's port marked", fam);
+		ASSERT_EQ(port_bit(&w.m, SL_DIR_EGRESS, 41000), 1, desc);
+		snprintf(desc, sizeof(desc), "%s: ingress flow's port marked", fam);
+		ASSERT_EQ(port_bit(&w.m, SL_DIR_INGRESS, 5000), 1, desc);
+		snprintf(desc, sizeof(desc), "%s: no other port marked", fam);
+		ASSERT_TRUE(port_bit(&w.m, SL_DIR_EGRESS, 41001) == 0 && port_bit(&w.m, SL_DIR_INGRESS, 41000) == 0 &&
+			    port_bit(&w.m, SL_DIR_EGRESS, 5000) == 0 && port_bit(&w.m, SL_DIR_EGRESS, 53) == 0, desc);
+		/* the flows stay in the LRU; without their bits they are not looked up */
+		if (!ASSERT_OK(ports_clear(&w.m), "clear the bitmap") ||
+		    !ASSERT_OK(run_pkt(prog_in, &p[1], 0, &ret[1]), "run") ||
+		    !ASSERT_OK(run_pkt(prog_eg, &p[3], 0, &ret[3]), "run"))
+			goto out;
+		snprintf(desc, sizeof(desc), "%s: a clear bit denies the replies", fam);
+		ASSERT_TRUE(ret[1] == TC_SHOT && ret[3] == TC_SHOT, desc);
+		snprintf(desc, sizeof(desc), "%s: bits filled from the LRU", fam);
+		if (!ASSERT_OK(loader_polct_ports_fill(w.m.polct, w.m.polctport), desc) ||
+		    !ASSERT_OK(run_pkt(prog_in, &p[1], 0, &ret[1]), "run") ||
+		    !ASSERT_OK(run_pkt(prog_eg, &p[3], 0, &ret[3]), "run"))
+			goto out;
+		snprintf(desc, sizeof(desc), "%s: after the fill the replies pass", fam);
+		ASSERT_TRUE(ret[1] == TC_OK && ret[3] == TC_OK, desc);
+		ASSERT_EQ(port_bit(&w.m, SL_DIR_EGRESS, 41000), 1, desc);
+		ASSERT_EQ(port_bit(&w.m, SL_DIR_INGRESS, 5000), 1, desc);
+	}
+out:
 	world_close(&w);
 }

@@ -56,10 +56,11 @@ int pm_fds_get(struct bpf_object *obj, struct pm_fds *m)
 	m->polrange = map_fd(obj, "sl_polrange_v1");
 	m->polstat = map_fd(obj, "sl_polstat_v1");
 	m->polct = map_fd(obj, "sl_polct_v1");
+	m->polctport = map_fd(obj, "sl_polctport_v1");
 	m->polev = map_fd(obj, "sl_polev_v1");
 	m->polevrl = map_fd(obj, "sl_polevrl_v1");
 	m->metrics = map_fd(obj, "sl_metrics_v1");
-	if (m->polid < 0 || m->polep < 0 || m->polrule < 0 || m->polport < 0 || m->polrange < 0 || m->polstat < 0 || m->polct < 0 ||
+	if (m->polid < 0 || m->polep < 0 || m->polrule < 0 || m->polport < 0 || m->polrange < 0 || m->polstat < 0 || m->polct < 0 || m->polctport < 0 ||
 	    m->polev < 0 || m->polevrl < 0 || m->metrics < 0)
 		return -ENOENT;
 	return 0;

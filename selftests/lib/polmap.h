@@ -19,7 +19,7 @@
 #include <sluice/abi.h>
 
 struct pm_fds {
-	int polid, polep, polrule, polport, polrange, polstat, polct, polev, polevrl, metrics;
+	int polid, polep, polrule, polport, polrange, polstat, polct, polctport, polev, polevrl, metrics;
 };
 
 /* Drop every map's pin path of obj (before load): nothing is pinned or reused by pin. */
