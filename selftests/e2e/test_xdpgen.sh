@@ -6,7 +6,8 @@
 # them), and the node forwards every one of them to the pod's veth, IPv4 and IPv6:
 # the count matches what sl-xdpgen says it sent, and none dies of its TTL,
 # though each page is used again many times (the generator puts the header
-# back every run). Bad usage is refused with a reason.
+# back every run). Paced (--pace), it sends about what the receiver takes.
+# Bad usage is refused with a reason.
 . "$(dirname "$0")/lib.sh"
 need_root xdpgen
 
@@ -29,6 +30,12 @@ expect_contains "unknown interface: says which" "$out" "no interface 'nosuchdev0
 out=$(sl-xdpgen --dev lo --dst-mac 02:00:00:00:00:01 --src 10.0.0.1 --dst 10.0.0.2 --port 9 --seconds 1 --batch 257 2>&1); rc=$?
 check "batch over the kernel's 256: exit 2" test "$rc" = 2
 expect_contains "batch over 256: says which option" "$out" "--batch"
+out=$(sl-xdpgen --dev lo --dst-mac 02:00:00:00:00:01 --src 10.0.0.1 --dst 10.0.0.2 --port 9 --seconds 1 --pace 0 2>&1); rc=$?
+check "pace under 1%: exit 2" test "$rc" = 2
+expect_contains "pace under 1%: says which option" "$out" "--pace"
+out=$(sl-xdpgen --dev lo --dst-mac 02:00:00:00:00:01 --src 10.0.0.1 --dst 10.0.0.2 --port 9 --seconds 1 --pace 1 2>&1); rc=$?
+check "pace on a device without xdp_xmit_errors (lo): exit 2" test "$rc" = 2
+expect_contains "pace on lo: says why" "$out" "no ethtool statistics on lo"
 out=$(sl-xdpgen --dev lo --dst-mac 02:00:00:00:00:01 --src 10.0.0.1 --dst fd00::2 --port 9 --seconds 1 2>&1); rc=$?
 check "mixed families: exit 2" test "$rc" = 2
 expect_contains "mixed families: says so" "$out" "not of one family"
@@ -114,4 +121,19 @@ if [ -n "$thread" ]; then
 	check "threaded NAPI: the thread on CPU 1 did the receive work ($((t1 - t0)) ticks)" test "$((t1 - t0))" -gt 0
 	check "threaded NAPI: forwarded $((f1 - f0)) + lost at the ring $((l1 - l0)) = sent ${sent:-?}" \
 		test "$((f1 - f0 + l1 - l0))" = "${sent:-x}"
+	# --pace 1: the generator lets out about what the thread takes, and
+	# drops the rest itself: few frames lost at the ring, the same accounts
+	f0=$(snmp ForwDatagrams) l0=$(xmit_lost)
+	out=$(nsx "$G" timeout 20 sl-xdpgen --dev g0 --dst-mac "$mac" --src 10.76.0.1 --dst 10.77.0.10 --port 9 \
+		--seconds 1 --cpu 0 --pace 1 2>&1); rc=$?
+	sent=$(sed -n 's/^sent=\([0-9]*\) .*/\1/p' <<<"$out")
+	echo "    paced: $out"
+	f1=$(snmp ForwDatagrams) l1=$(xmit_lost)
+	check "paced: exits 0 with frames sent" test "$rc" = 0 -a "${sent:-0}" -gt 0
+	check "paced: forwarded $((f1 - f0)) + lost at the ring $((l1 - l0)) = sent ${sent:-?}" \
+		test "$((f1 - f0 + l1 - l0))" = "${sent:-x}"
+	# (unpaced above, the ring refuses about 90%; paced 5-8% in 1 s, the
+	# first unpaced call and the pacer's probing upwards)
+	check "paced: at most 20% lost at the ring ($((l1 - l0)) of ${sent:-?})" \
+		test "$(( (l1 - l0) * 5 ))" -le "${sent:-0}"
 fi

@@ -3,7 +3,7 @@
  * delivers them: as xdp_frames, with no skb (policy benchmark, frame feed).
  *
  *   sl-xdpgen --dev IF --dst-mac MAC --src ADDR --dst ADDR --port N --seconds S
- *             [--sport N] [--size BYTES] [--cpu N] [--batch N]
+ *             [--sport N] [--size BYTES] [--cpu N] [--batch N] [--pace PCT]
  *
  * The kernel generates the frames: BPF_PROG_TEST_RUN of selftests/progs/
  * xdpgen.bpf.c in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, 5.18), which
@@ -23,12 +23,21 @@
  * /sys/class/net/PEER/threaded): then in its own thread, which can be pinned
  * apart from the generator, as a NIC queue's work runs on its own core.
  *
+ * --pace PCT sends no more than the peer takes: after each call the share of
+ * frames that go out is set to what the peer took in it, plus PCT percent
+ * (or up by a tenth when it lost no more than PCT percent); the rest are
+ * dropped in the generator (xdpgen.bpf.c), as a NIC's ring drops a flood's
+ * excess without the host. Frames the peer's ring refuses (IF's
+ * *xdp_xmit_errors statistics) come back on the generator's CPU into the
+ * page pool the receiver fills from its own; unpaced, the two CPUs then
+ * spend a fifth of their time on that lock (perf, 2026-11-29).
+ *
  * Prints one line on stdout, as sl-flood does:
  *
  *   sent=<frames> errors=<failed runs> seconds=<elapsed> pps=<sent/elapsed>
  *
- * sent counts frames redirected; those the peer's ring had no room for are
- * lost there (the veth counts them). Exit 0 when anything was sent, 1 when
+ * sent counts frames redirected (paced: those let out); those the peer's
+ * ring had no room for are lost there (the veth counts them). Exit 0 when anything was sent, 1 when
  * nothing was, 2 on bad usage or when the program cannot be loaded. Stops
  * at the deadline, on SIGINT/SIGTERM, and by SIGALRM 2 s after the deadline
  * should a run overshoot, printing what it sent.
@@ -49,7 +58,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/ethtool.h>
 #include <linux/if_ether.h>
+#include <linux/sockios.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/udp.h>
@@ -67,12 +78,15 @@
 #define XDPGEN_CALL_S	0.2
 #define XDPGEN_REPEAT_MIN 65536u
 #define XDPGEN_REPEAT_MAX (1u << 26)
+/* Paced, the first call goes out unpaced to learn the generator's speed:
+ * short, or the peer's ring refuses most of it. */
+#define XDPGEN_PACE_FIRST 4096u
 
 static void usage(void) __attribute__((noreturn));
 static void usage(void)
 {
 	fputs("usage: sl-xdpgen --dev IF --dst-mac MAC --src ADDR --dst ADDR --port N --seconds S "
-	      "[--sport N] [--size BYTES] [--cpu N] [--batch N]\n",
+	      "[--sport N] [--size BYTES] [--cpu N] [--batch N] [--pace PCT]\n",
 	      stderr);
 	exit(2);
 }
@@ -159,6 +173,74 @@ static size_t build_frame(uint8_t *f, size_t size, const uint8_t dmac[ETH_ALEN],
 	return size;
 }
 
+/* Frames IF's peer refused (its ring full): the sum of IF's ethtool
+ * statistics named *xdp_xmit_errors (a veth's per queue). */
+struct xmit_errors {
+	int sock;
+	unsigned int n;			/* statistics of IF */
+	unsigned int idx[64], n_idx;	/* those that count refused frames */
+	char dev[IFNAMSIZ];
+};
+
+static int ethtool_ioctl(struct xmit_errors *x, void *cmd)
+{
+	struct ifreq ifr = { 0 };
+
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", x->dev);
+	ifr.ifr_data = cmd;
+	return ioctl(x->sock, SIOCETHTOOL, &ifr);
+}
+
+static void xmit_errors_open(struct xmit_errors *x, const char *dev)
+{
+	struct { struct ethtool_sset_info h; uint32_t len; } ss = { .h = { .cmd = ETHTOOL_GSSET_INFO,
+								   .sset_mask = 1ULL << ETH_SS_STATS } };
+	struct ethtool_gstrings *gs;
+	const char *suffix = "xdp_xmit_errors";
+
+	memset(x, 0, sizeof(*x));
+	snprintf(x->dev, sizeof(x->dev), "%s", dev);
+	x->sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (x->sock < 0 || ethtool_ioctl(x, &ss) || !ss.h.sset_mask)
+		die("--pace: no ethtool statistics on %s", dev);
+	x->n = ss.len;
+	gs = calloc(1, sizeof(*gs) + (size_t)x->n * ETH_GSTRING_LEN);
+	if (!gs)
+		die("out of memory");
+	gs->cmd = ETHTOOL_GSTRINGS;
+	gs->string_set = ETH_SS_STATS;
+	gs->len = x->n;
+	if (ethtool_ioctl(x, gs))
+		die("--pace: %s: reading statistics' names: %s", dev, strerror(errno));
+	for (unsigned int i = 0; i < x->n && x->n_idx < sizeof(x->idx) / sizeof(x->idx[0]); i++) {
+		const char *name = (const char *)gs->data + (size_t)i * ETH_GSTRING_LEN;
+		size_t l = strnlen(name, ETH_GSTRING_LEN);
+
+		if (l >= strlen(suffix) && !strcmp(name + l - strlen(suffix), suffix))
+			x->idx[x->n_idx++] = i;
+	}
+	free(gs);
+	if (!x->n_idx)
+		die("--pace: %s counts no refused frames (no *%s statistics: not a veth?)", dev, suffix);
+}
+
+static uint64_t xmit_errors_read(struct xmit_errors *x)
+{
+	struct ethtool_stats *st = calloc(1, sizeof(*st) + (size_t)x->n * sizeof(uint64_t));
+	uint64_t sum = 0;
+
+	if (!st)
+		die("out of memory");
+	st->cmd = ETHTOOL_GSTATS;
+	st->n_stats = x->n;
+	if (ethtool_ioctl(x, st))
+		die("--pace: %s: reading statistics: %s", x->dev, strerror(errno));
+	for (unsigned int i = 0; i < x->n_idx; i++)
+		sum += st->data[x->idx[i]];
+	free(st);
+	return sum;
+}
+
 int main(int argc, char **argv)
 {
 	static uint8_t frame[XDPGEN_MAX];
@@ -167,6 +249,9 @@ int main(int argc, char **argv)
 	double seconds = 0, t0, deadline, elapsed, call_t;
 	uint8_t dmac[ETH_ALEN], smac[ETH_ALEN];
 	unsigned long long sent = 0, errors = 0;
+	double pace = 0;		/* --pace: percent of loss allowed; 0: unpaced */
+	struct xmit_errors xe = { .sock = -1 };
+	uint64_t lost0 = 0;
 	unsigned int ifindex, repeat = XDPGEN_REPEAT_MIN;
 	struct xdpgen *skel;
 	int fd, err;
@@ -193,6 +278,8 @@ int main(int argc, char **argv)
 			size = num(v, "--size", XDPGEN_HDR, XDPGEN_MAX);
 		} else if (!strcmp(o, "--batch")) {
 			batch = num(v, "--batch", 1, XDPGEN_BATCH_MAX);
+		} else if (!strcmp(o, "--pace")) {
+			pace = (double)num(v, "--pace", 1, 50);
 		} else if (!strcmp(o, "--cpu")) {
 			cpu = num(v, "--cpu", 0, CPU_SETSIZE - 1);
 		} else if (!strcmp(o, "--seconds")) {
@@ -212,6 +299,8 @@ int main(int argc, char **argv)
 	dev_mac(dev, smac);
 	build_frame(frame, (size_t)size, dmac, smac, src, dst, (uint16_t)sport, (uint16_t)port);
 
+	if (pace)
+		xmit_errors_open(&xe, dev);
 	pin_cpu(cpu);
 
 	libbpf_set_print(NULL);
@@ -232,6 +321,10 @@ int main(int argc, char **argv)
 
 	t0 = now_s();
 	deadline = t0 + seconds;
+	if (pace) {
+		lost0 = xmit_errors_read(&xe);
+		repeat = XDPGEN_PACE_FIRST;
+	}
 	while (!stop && (call_t = now_s()) < deadline) {
 		/* the frame as received on an interface of this netns: the
 		 * kernel needs one for the xdp_rxq (loopback is always there) */
@@ -240,6 +333,8 @@ int main(int argc, char **argv)
 			    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = repeat,
 			    .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = (uint32_t)batch);
 		double took, left = deadline - call_t;
+
+		uint64_t out0 = skel->bss->redirected;
 
 		if (bpf_prog_test_run_opts(fd, &opts)) {
 			if (errno == EINTR)
@@ -251,9 +346,20 @@ int main(int argc, char **argv)
 				die("BPF_PROG_TEST_RUN keeps failing: %s", strerror(errno));
 			continue;
 		}
-		sent += repeat;
+		sent += skel->bss->redirected - out0;
 		/* size the next call to XDPGEN_CALL_S, or to what is left */
 		took = now_s() - call_t;
+		if (pace && took > 0) {
+			uint64_t lost = xmit_errors_read(&xe), out = skel->bss->redirected - out0;
+			double gone = (double)(lost - lost0), made = (double)repeat / took, want;
+
+			lost0 = lost;
+			/* what the peer took, and a little more to find out if it takes more */
+			want = gone > (double)out * pace / 100 ? ((double)out - gone) / took * (1 + pace / 100)
+							     : (double)out / took * 1.1;
+			want = want / made * 65536;
+			skel->data->share = want >= 65536 ? 65536 : want < 64 ? 64 : (uint32_t)want;
+		}
 		if (took > 0) {
 			double want = (double)repeat * (left - took < XDPGEN_CALL_S ? left - took : XDPGEN_CALL_S) / took;
 
@@ -264,6 +370,8 @@ int main(int argc, char **argv)
 	}
 	elapsed = now_s() - t0;
 	xdpgen__destroy(skel);
+	if (xe.sock >= 0)
+		close(xe.sock);
 	printf("sent=%llu errors=%llu seconds=%.3f pps=%.0f\n", sent, errors, elapsed,
 	       elapsed > 0 ? (double)sent / elapsed : 0.0);
 	return sent ? 0 : 1;
