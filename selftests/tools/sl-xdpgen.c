@@ -25,7 +25,8 @@
  *
  * --pace PCT sends no more than the peer takes: after each call the share of
  * frames that go out is set to what the peer took in it, plus PCT percent
- * (or up by a tenth when it lost no more than PCT percent); the rest are
+ * (up by a fifth when it lost no more than PCT percent), starting at half
+ * the generator's speed; the rest are
  * dropped in the generator (xdpgen.bpf.c), as a NIC's ring drops a flood's
  * excess without the host. Frames the peer's ring refuses (IF's
  * *xdp_xmit_errors statistics) come back on the generator's CPU into the
@@ -50,6 +51,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +83,7 @@
 /* Paced, the first call goes out unpaced to learn the generator's speed:
  * short, or the peer's ring refuses most of it. */
 #define XDPGEN_PACE_FIRST 4096u
+#define XDPGEN_PACE_SURE_S 0.05	/* a call this long measures what the peer takes */
 
 static void usage(void) __attribute__((noreturn));
 static void usage(void)
@@ -250,6 +253,7 @@ int main(int argc, char **argv)
 	uint8_t dmac[ETH_ALEN], smac[ETH_ALEN];
 	unsigned long long sent = 0, errors = 0;
 	double pace = 0;		/* --pace: percent of loss allowed; 0: unpaced */
+	bool first = true;
 	struct xmit_errors xe = { .sock = -1 };
 	uint64_t lost0 = 0;
 	unsigned int ifindex, repeat = XDPGEN_REPEAT_MIN;
@@ -351,12 +355,23 @@ int main(int argc, char **argv)
 		took = now_s() - call_t;
 		if (pace && took > 0) {
 			uint64_t lost = xmit_errors_read(&xe), out = skel->bss->redirected - out0;
-			double gone = (double)(lost - lost0), made = (double)repeat / took, want;
+			double gone = (double)(lost - lost0), made = (double)repeat / took;
+			double out_r = (double)out / took, took_r = ((double)out - gone) / took, want;
 
 			lost0 = lost;
-			/* what the peer took, and a little more to find out if it takes more */
-			want = gone > (double)out * pace / 100 ? ((double)out - gone) / took * (1 + pace / 100)
-							     : (double)out / took * 1.1;
+			/* The first call, unpaced and short, only times the generator:
+			 * start at half its speed. Then: what the peer took plus pace
+			 * percent (after a short call, down by at most 30%: a burst's
+			 * loss says little of the rate); up by a fifth when it lost no
+			 * more. */
+			want = took_r * (1 + pace / 100);
+			if (first)
+				want = made / 2;
+			else if (gone <= (double)out * pace / 100)
+				want = out_r * 1.2;
+			else if (took < XDPGEN_PACE_SURE_S && want < out_r * 0.7)
+				want = out_r * 0.7;
+			first = false;
 			want = want / made * 65536;
 			skel->data->share = want >= 65536 ? 65536 : want < 64 ? 64 : (uint32_t)want;
 		}
