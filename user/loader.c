@@ -677,17 +677,16 @@ static int resize_maps(struct bpf_object *const *objs, size_t n_objs, const stru
 
 int loader_polct_ports_fill(int ct_fd, int ports_fd)
 {
-	static struct sl_polct_ports want[2], have;
+	static struct sl_polct_ports want[2], have;	/* 24 KiB: not on the stack; one caller, at start */
 	struct sl_polct_key k, next;
 	void *prev = NULL;
 	int err;
 
 	memset(want, 0, sizeof(want));
 	while (!bpf_map_get_next_key(ct_fd, prev, &next)) {
-		uint16_t port = (uint16_t)(next.side == SL_DIR_INGRESS ? next.dport : next.sport);
-
 		if (next.side <= SL_DIR_EGRESS)
-			want[next.side].bits[port >> 6] |= 1ULL << (port & 63);
+			want[next.side].bits[SL_POLCT_PORT_WORD(SL_POLCT_KEY_PORT(&next))] |=
+				SL_POLCT_PORT_BIT(SL_POLCT_KEY_PORT(&next));
 		k = next;
 		prev = &k;
 	}

@@ -373,26 +373,28 @@ static __always_inline __be16 pol_local_port(const struct pol_flow *f)
 	return f->dir == SL_DIR_INGRESS ? f->dport : f->sport;
 }
 
+/* The word of sl_polctport_v1 that holds port's bit on side (NULL: none). */
+static __always_inline __u64 *pol_ct_port_word(__u32 side, __be16 port)
+{
+	struct sl_polct_ports *p = bpf_map_lookup_elem(&sl_polctport_v1, &side);
+
+	return p ? &p->bits[SL_POLCT_PORT_WORD(port)] : NULL;
+}
+
 /* May side have recorded a flow of local port port? false is certain. */
 static __always_inline bool pol_ct_port_maybe(__u32 side, __be16 port)
 {
-	struct sl_polct_ports *p = bpf_map_lookup_elem(&sl_polctport_v1, &side);
-	__u16 i = (__u16)port;
+	__u64 *w = pol_ct_port_word(side, port);
 
-	return !p || (p->bits[(i >> 6) & (SL_POLCT_PORT_WORDS - 1)] & (1ULL << (i & 63)));
+	return !w || (*w & SL_POLCT_PORT_BIT(port));
 }
 
 static __always_inline void pol_ct_port_mark(__u32 side, __be16 port)
 {
-	struct sl_polct_ports *p = bpf_map_lookup_elem(&sl_polctport_v1, &side);
-	__u16 i = (__u16)port;
-	__u64 *w, bit = 1ULL << (i & 63);
+	__u64 *w = pol_ct_port_word(side, port);
 
-	if (!p)
-		return;
-	w = &p->bits[(i >> 6) & (SL_POLCT_PORT_WORDS - 1)];
-	if (!(*w & bit))	/* read first: no locked write per datagram */
-		__sync_fetch_and_or(w, bit);
+	if (w && !(*w & SL_POLCT_PORT_BIT(port)))	/* read first: no locked write per datagram */
+		__sync_fetch_and_or(w, SL_POLCT_PORT_BIT(port));
 }
 
 /* Is f a reply to a flow this pod's other hook let through? A pod's

@@ -408,6 +408,10 @@ struct sl_polct_val {
  * reply and needs no LRU lookup (a flood against a denied port hashes no
  * 40-byte key); a stale bit costs only that lookup. */
 #define SL_POLCT_PORT_WORDS	1024
+#define SL_POLCT_PORT_WORD(port)	(((__u16)(port) >> 6) & (SL_POLCT_PORT_WORDS - 1))
+#define SL_POLCT_PORT_BIT(port)		(1ULL << ((__u16)(port) & 63))
+/* A recorded flow's local pod port: the destination's of an ingress flow. */
+#define SL_POLCT_KEY_PORT(k)		((k)->side == SL_DIR_INGRESS ? (k)->dport : (k)->sport)
 struct sl_polct_ports {
 	__u64 bits[SL_POLCT_PORT_WORDS];
 };

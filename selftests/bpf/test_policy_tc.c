@@ -624,11 +624,11 @@ out:
 static int port_bit(const struct pm_fds *m, uint32_t side, uint16_t port)
 {
 	static struct sl_polct_ports v;
-	uint16_t i = htons(port);
+	uint16_t p = htons(port);
 
 	if (bpf_map_lookup_elem(m->polctport, &side, &v))
 		return -1;
-	return (v.bits[i >> 6] >> (i & 63)) & 1;
+	return !!(v.bits[SL_POLCT_PORT_WORD(p)] & SL_POLCT_PORT_BIT(p));
 }
 
 static int ports_clear(const struct pm_fds *m)
@@ -695,6 +695,9 @@ void test_policy_tc_reply_ports(void)
 			goto out;
 		snprintf(desc, sizeof(desc), "%s: a clear bit denies the replies", fam);
 		ASSERT_TRUE(ret[1] == TC_SHOT && ret[3] == TC_SHOT, desc);
+		snprintf(desc, sizeof(desc), "%s: a fill from no map fails and sets nothing", fam);
+		ASSERT_TRUE(loader_polct_ports_fill(-1, w.m.polctport) < 0, desc);
+		ASSERT_EQ(port_bit(&w.m, SL_DIR_EGRESS, 41000), 0, desc);
 		snprintf(desc, sizeof(desc), "%s: bits filled from the LRU", fam);
 		if (!ASSERT_OK(loader_polct_ports_fill(w.m.polct, w.m.polctport), desc) ||
 		    !ASSERT_OK(run_pkt(prog_in, &p[1], 0, &ret[1]), "run") ||

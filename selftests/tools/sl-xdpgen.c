@@ -26,9 +26,8 @@
  * --pace PCT sends no more than the peer takes: after each call the share of
  * frames that go out is set to what the peer took in it, plus PCT percent
  * (up by a fifth when it lost no more than PCT percent), starting at half
- * the generator's speed; the rest are
- * dropped in the generator (xdpgen.bpf.c), as a NIC's ring drops a flood's
- * excess without the host. Frames the peer's ring refuses (IF's
+ * the generator's speed; the rest are dropped in the generator
+ * (xdpgen.bpf.c), as a NIC's ring drops a flood's excess without the host. Frames the peer's ring refuses (IF's
  * *xdp_xmit_errors statistics) come back on the generator's CPU into the
  * page pool the receiver fills from its own; unpaced, the two CPUs then
  * spend a fifth of their time on that lock (perf, 2026-11-29).
@@ -38,8 +37,8 @@
  *   sent=<frames> errors=<failed runs> seconds=<elapsed> pps=<sent/elapsed>
  *
  * sent counts frames redirected (paced: those let out); those the peer's
- * ring had no room for are lost there (the veth counts them). Exit 0 when anything was sent, 1 when
- * nothing was, 2 on bad usage or when the program cannot be loaded. Stops
+ * ring had no room for are lost there (the veth counts them). Exit 0 when
+ * anything was sent, 1 when nothing was, 2 on bad usage or when the program cannot be loaded. Stops
  * at the deadline, on SIGINT/SIGTERM, and by SIGALRM 2 s after the deadline
  * should a run overshoot, printing what it sent.
  */
@@ -182,6 +181,7 @@ struct xmit_errors {
 	int sock;
 	unsigned int n;			/* statistics of IF */
 	unsigned int idx[64], n_idx;	/* those that count refused frames */
+	struct ethtool_stats *st;	/* room for n, read after each call */
 	char dev[IFNAMSIZ];
 };
 
@@ -225,22 +225,22 @@ static void xmit_errors_open(struct xmit_errors *x, const char *dev)
 	free(gs);
 	if (!x->n_idx)
 		die("--pace: %s counts no refused frames (no *%s statistics: not a veth?)", dev, suffix);
+	x->st = calloc(1, sizeof(*x->st) + (size_t)x->n * sizeof(uint64_t));
+	if (!x->st)
+		die("out of memory");
 }
 
 static uint64_t xmit_errors_read(struct xmit_errors *x)
 {
-	struct ethtool_stats *st = calloc(1, sizeof(*st) + (size_t)x->n * sizeof(uint64_t));
+	struct ethtool_stats *st = x->st;
 	uint64_t sum = 0;
 
-	if (!st)
-		die("out of memory");
 	st->cmd = ETHTOOL_GSTATS;
 	st->n_stats = x->n;
 	if (ethtool_ioctl(x, st))
 		die("--pace: %s: reading statistics: %s", x->dev, strerror(errno));
 	for (unsigned int i = 0; i < x->n_idx; i++)
 		sum += st->data[x->idx[i]];
-	free(st);
 	return sum;
 }
 
@@ -356,7 +356,7 @@ int main(int argc, char **argv)
 		if (pace && took > 0) {
 			uint64_t lost = xmit_errors_read(&xe), out = skel->bss->redirected - out0;
 			double gone = (double)(lost - lost0), made = (double)repeat / took;
-			double out_r = (double)out / took, took_r = ((double)out - gone) / took, want;
+			double out_r = (double)out / took, peer_r = ((double)out - gone) / took, want;
 
 			lost0 = lost;
 			/* The first call, unpaced and short, only times the generator:
@@ -364,7 +364,7 @@ int main(int argc, char **argv)
 			 * percent (after a short call, down by at most 30%: a burst's
 			 * loss says little of the rate); up by a fifth when it lost no
 			 * more. */
-			want = took_r * (1 + pace / 100);
+			want = peer_r * (1 + pace / 100);
 			if (first)
 				want = made / 2;
 			else if (gone <= (double)out * pace / 100)
@@ -387,6 +387,7 @@ int main(int argc, char **argv)
 	xdpgen__destroy(skel);
 	if (xe.sock >= 0)
 		close(xe.sock);
+	free(xe.st);
 	printf("sent=%llu errors=%llu seconds=%.3f pps=%.0f\n", sent, errors, elapsed,
 	       elapsed > 0 ? (double)sent / elapsed : 0.0);
 	return sent ? 0 : 1;
