@@ -24,13 +24,15 @@
  * apart from the generator, as a NIC queue's work runs on its own core.
  *
  * --pace PCT sends no more than the peer takes: after each call the share of
- * frames that go out is set to what the peer took in it, plus PCT percent
- * (up by a fifth when it lost no more than PCT percent), starting at half
- * the generator's speed; the rest are dropped in the generator
- * (xdpgen.bpf.c), as a NIC's ring drops a flood's excess without the host. Frames the peer's ring refuses (IF's
- * *xdp_xmit_errors statistics) come back on the generator's CPU into the
- * page pool the receiver fills from its own; unpaced, the two CPUs then
- * spend a fifth of their time on that lock (perf, 2026-11-29).
+ * frames that go out is set to what the peer took in it plus half of PCT
+ * percent, when the peer refused more than a quarter of PCT percent (it ran
+ * full); else 5% more than went out, then 10, 20 and 40% more while it keeps
+ * taking all. The rest are dropped in the generator (xdpgen.bpf.c), as a
+ * NIC's ring drops a flood's excess without the host. Unpaced, frames the
+ * peer's ring refuses (IF's *xdp_xmit_errors statistics) come back on the
+ * generator's CPU into the page pool the receiver fills from its own, and the
+ * two CPUs contend for its lock. SL_XDPGEN_TRACE=1 in the environment prints
+ * each call's rates on stderr.
  *
  * Prints one line on stdout, as sl-flood does:
  *
@@ -79,10 +81,12 @@
 #define XDPGEN_CALL_S	0.2
 #define XDPGEN_REPEAT_MIN 65536u
 #define XDPGEN_REPEAT_MAX (1u << 26)
-/* Paced, the first call goes out unpaced to learn the generator's speed:
- * short, or the peer's ring refuses most of it. */
-#define XDPGEN_PACE_FIRST 4096u
-#define XDPGEN_PACE_SURE_S 0.05	/* a call this long measures what the peer takes */
+/* Paced: a call that lost more than a quarter of PCT percent ran the peer
+ * full, and what it took is its speed: the next lets out that plus half of
+ * PCT. One that lost less probes up, by 5%, then 10, 20, 40% while the peer
+ * keeps taking all (the first call, unpaced, measures the peer as well). */
+#define XDPGEN_PACE_STEP_MIN 0.05
+#define XDPGEN_PACE_STEP_MAX 0.4
 
 static void usage(void) __attribute__((noreturn));
 static void usage(void)
@@ -253,7 +257,8 @@ int main(int argc, char **argv)
 	uint8_t dmac[ETH_ALEN], smac[ETH_ALEN];
 	unsigned long long sent = 0, errors = 0;
 	double pace = 0;		/* --pace: percent of loss allowed; 0: unpaced */
-	bool first = true;
+	double step = XDPGEN_PACE_STEP_MIN;
+	bool trace = getenv("SL_XDPGEN_TRACE") != NULL;
 	struct xmit_errors xe = { .sock = -1 };
 	uint64_t lost0 = 0;
 	unsigned int ifindex, repeat = XDPGEN_REPEAT_MIN;
@@ -325,10 +330,8 @@ int main(int argc, char **argv)
 
 	t0 = now_s();
 	deadline = t0 + seconds;
-	if (pace) {
+	if (pace)
 		lost0 = xmit_errors_read(&xe);
-		repeat = XDPGEN_PACE_FIRST;
-	}
 	while (!stop && (call_t = now_s()) < deadline) {
 		/* the frame as received on an interface of this netns: the
 		 * kernel needs one for the xdp_rxq (loopback is always there) */
@@ -359,19 +362,16 @@ int main(int argc, char **argv)
 			double out_r = (double)out / took, peer_r = ((double)out - gone) / took, want;
 
 			lost0 = lost;
-			/* The first call, unpaced and short, only times the generator:
-			 * start at half its speed. Then: what the peer took plus pace
-			 * percent (after a short call, down by at most 30%: a burst's
-			 * loss says little of the rate); up by a fifth when it lost no
-			 * more. */
-			want = peer_r * (1 + pace / 100);
-			if (first)
-				want = made / 2;
-			else if (gone <= (double)out * pace / 100)
-				want = out_r * 1.2;
-			else if (took < XDPGEN_PACE_SURE_S && want < out_r * 0.7)
-				want = out_r * 0.7;
-			first = false;
+			if (gone > (double)out * pace / 400) {
+				want = peer_r * (1 + pace / 200);
+				step = XDPGEN_PACE_STEP_MIN;
+			} else {
+				want = out_r * (1 + step);
+				step = step * 2 > XDPGEN_PACE_STEP_MAX ? XDPGEN_PACE_STEP_MAX : step * 2;
+			}
+			if (trace)
+				fprintf(stderr, "call %.3fs made %.0f out %.0f peer %.0f lost %.1f%% -> want %.0f\n",
+					took, made, out_r, peer_r, out ? 100 * gone / (double)out : 0, want);
 			want = want / made * 65536;
 			skel->data->share = want >= 65536 ? 65536 : want < 64 ? 64 : (uint32_t)want;
 		}
