@@ -278,9 +278,13 @@ else
 	fail "short connections through the VIP: $nb batches, failed ones:"
 	echo "${bad:-(none ran)}" | head -n 10 | sed 's/^/    /'
 	# what the agents said about failed connections, to tell whose they were
+	# (a failed relay is logged at debug only: the current agents' counters
+	# say whether it was theirs)
 	for n in node-1 node-2; do
-		echo "    --- $n: agent.log, tunnel and handover lines (last 40):"
-		grep -E 'tunnel: |handover: ' "$STATE/$n/agent.log" | tail -n 40 | sed 's/^/    /'
+		echo "    --- $n: agent.log, tunnel, handover, warn and error lines (last 40):"
+		grep -E 'tunnel: |handover: | warn | error ' "$STATE/$n/agent.log" | tail -n 40 | sed 's/^/    /'
+		echo "    --- $n: the current agent's relay counters: $(ctl "$n" --json get /connections 2>/dev/null |
+			$PY -c 'import json,sys; print(json.load(sys.stdin)["stats"])' 2>&1)"
 	done
 fi
 # the load ran through every upgrade: batches ended while it went on (up to
