@@ -1570,11 +1570,27 @@ static void h2s_ping_cb(struct loop_timer *tm)
 							  t->o.keepalive_ms);
 }
 
+/* c's stream e on client session s goes again, on another session (s takes
+ * no new streams). */
+static void stream_retry(struct tconn *c, struct tend *e, struct h2s *s)
+{
+	c->retries++;
+	c->need_retry = true;
+	tl_del(&e->snode);
+	e->s = NULL;
+	e->kind = END_NONE;
+	s->n_streams--;
+	s->t->st.streams_open--;
+	c->h2i = -1;
+	conn_wake(c);
+}
+
 /* Tear a session down. err 0: orderly (after GOAWAY); else its open streams
  * are aborted. Never called inside nghttp2 callbacks. Terminal. */
 static void h2s_close(struct h2s *s, int err)
 {
 	struct tunnel *t = s->t;
+	bool was_ready = s->st == H2S_ST_READY;
 	char a[64];
 
 	if (s->st == H2S_ST_CLOSED)
@@ -1614,6 +1630,16 @@ static void h2s_close(struct h2s *s, int err)
 			e->s = NULL;
 			s->n_streams--;
 			t->st.streams_open--;
+		} else if (!s->server && err && was_ready && c->st == CONN_ST_REQUEST && !c->p[0].bytes &&
+			   c->retries < HBONE_REFUSED_RETRIES) {
+			/* A working session lost: no answer yet and none of
+			 * the app's bytes sent, so the server took nothing the
+			 * app would miss. A draining peer that closes with our
+			 * new streams unread resets the connection, and its
+			 * GOAWAY may never be read: as a refused stream, again
+			 * on another session. (A session that never came up
+			 * fails its streams: the next would fail alike.) */
+			stream_retry(c, e, s);
 		} else {
 			conn_close(c, -ECONNRESET);	/* detaches e */
 		}
@@ -2143,18 +2169,10 @@ static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void
 		 * on this session, even before its GOAWAY arrives; each retry
 		 * is on another session, so a few cover several peers
 		 * draining at once (an upgrade). */
-		c->retries++;
 		s->goaway = true;
-		c->need_retry = true;
-		tl_del(&e->snode);
-		e->s = NULL;
-		e->kind = END_NONE;
-		s->n_streams--;
-		s->t->st.streams_open--;
+		stream_retry(c, e, s);
 		if (!s->n_streams)
 			h2s_arm_idle(s);
-		c->h2i = -1;
-		conn_wake(c);
 		return 0;
 	}
 	if (code != NGHTTP2_NO_ERROR || !c->p[c->h2i].eof || !c->p[!c->h2i].done) {

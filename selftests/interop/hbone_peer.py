@@ -15,6 +15,9 @@ HBONE the way the page says, independently of sluice's own code.
           echo; exit after --streams streams. --refuse-first: refuse the first
           connection's first stream (REFUSED_STREAM without GOAWAY, a draining
           server's race) and expect the retry on a second connection.
+          --reset-first: read the first connection's first request, then
+          reset that connection (TCP RST, no answer) and expect the retry on
+          a second connection.
 
 Exit status 0 when every check passed; otherwise 1 with the reasons on
 stderr. Every wait is bounded by --timeout seconds.
@@ -24,6 +27,7 @@ import os
 import re
 import select
 import socket
+import struct
 import ssl
 import sys
 import time
@@ -262,6 +266,8 @@ def run_server(a):
         open(a.ready_file, "w").close()
     ls.settimeout(a.timeout)
     refusing = refuse_first(ls, ctx, a) if a.refuse_first else None
+    if a.reset_first:
+        reset_first(ls, ctx, a)
     raw, _ = ls.accept()
     raw.settimeout(a.timeout)
     tls = ctx.wrap_socket(raw, server_side=True)
@@ -359,16 +365,23 @@ def run_server(a):
         pass
 
 
-def refuse_first(ls, ctx, a):
-    """Accept a connection and refuse its first stream with REFUSED_STREAM and
-    no GOAWAY, as a server going away does in a race; keep the connection
-    open (returned) so a retry on it would be seen."""
+def accept_h2(ls, ctx, a):
+    """A server's HTTP/2 connection on the next TLS connection of ls, its
+    settings queued: (tls, conn)."""
     raw, _ = ls.accept()
     raw.settimeout(a.timeout)
     tls = ctx.wrap_socket(raw, server_side=True)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(
         client_side=False, header_encoding="utf-8", validate_inbound_headers=False))
     conn.initiate_connection()
+    return tls, conn
+
+
+def refuse_first(ls, ctx, a):
+    """Accept a connection and refuse its first stream with REFUSED_STREAM and
+    no GOAWAY, as a server going away does in a race; keep the connection
+    open (returned) so a retry on it would be seen."""
+    tls, conn = accept_h2(ls, ctx, a)
     st = {"refused": False}
 
     def handle(ev):
@@ -380,6 +393,24 @@ def refuse_first(ls, ctx, a):
     io_loop(tls, conn, Pump(conn), handle, lambda: st["refused"], a.timeout)
     check(st["refused"], "no stream to refuse")
     return tls, conn
+
+
+def reset_first(ls, ctx, a):
+    """Accept a connection, read its first stream's request and close the
+    connection with a reset (SO_LINGER 0), unanswered: a draining server that
+    closed with the client's new stream unread, whose GOAWAY the client may
+    never read."""
+    tls, conn = accept_h2(ls, ctx, a)
+    st = {"got": False}
+
+    def handle(ev):
+        if isinstance(ev, h2.events.RequestReceived):
+            st["got"] = True
+
+    io_loop(tls, conn, Pump(conn), handle, lambda: st["got"], a.timeout)
+    check(st["got"], "no stream to reset")
+    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    tls.close()
 
 
 def main():
@@ -408,6 +439,9 @@ def main():
     p.add_argument("--refuse-first", action="store_true",
                    help="server: refuse the first connection's first stream (REFUSED_STREAM, "
                    "no GOAWAY); the retry must come on a new connection")
+    p.add_argument("--reset-first", action="store_true",
+                   help="server: reset the first connection (TCP RST) once its first request "
+                   "is in, unanswered; the retry must come on a new connection")
     p.add_argument("--expect-client-close", type=float, default=0,
                    help="server: after the streams, the client must close (or GOAWAY) within this long")
     p.add_argument("--refuse-delay", type=float, default=0,

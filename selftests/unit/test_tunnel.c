@@ -2576,6 +2576,35 @@ out:
 	teardown();
 }
 
+/* A connection reset before the server answered and before the app sent a
+ * byte (a draining server that closed with our new stream unread; its
+ * GOAWAY, if any, is lost with the reset) sends the stream again on a new
+ * connection, and the app sees nothing of it: the Python server resets its
+ * first connection once the first request is in, then serves a second. */
+void test_tunnel_reset_retry(void)
+{
+	struct wpod *p;
+	pid_t pid = -1;
+	int fd;
+
+	if (!python_ready() || !setup(NULL) ||
+	    !peer_serve(&pid, (const char *const[]){ "--streams", "1", "--reset-first", NULL }))
+		goto out;
+	p = pod_named(&W, "client-0");
+	fd = dial(&W, p, "127.0.0.8", 9000);
+	if (!ASSERT_GE(fd, 0, "dial"))
+		goto out;
+	/* the app says nothing until the reset has come and gone */
+	ASSERT_TRUE(WAIT_EQ(stats(0).hbone_clients_total, 2, 3000), "a second connection for the retry");
+	ASSERT_OK(xfer(fd, 1000, 33, true, true), "echo after the reset");
+	close(fd);
+	ASSERT_TRUE(peer_passed(&pid), "peer checks passed (retry on a new connection)");
+	ASSERT_EQ(stats(0).conns_failed, 0, "no connection failed");
+out:
+	peer_kill(pid);
+	teardown();
+}
+
 static void drain0_fn(struct world *w, void *arg)
 {
 	(void)arg;
