@@ -1570,10 +1570,11 @@ static void h2s_ping_cb(struct loop_timer *tm)
 							  t->o.keepalive_ms);
 }
 
-/* c's stream e on client session s goes again, on another session (s takes
- * no new streams). */
+/* c's stream e on client session s goes again, on another session: s takes
+ * no new streams from now on. */
 static void stream_retry(struct tconn *c, struct tend *e, struct h2s *s)
 {
+	s->goaway = true;
 	c->retries++;
 	c->need_retry = true;
 	tl_del(&e->snode);
@@ -2169,7 +2170,6 @@ static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void
 		 * on this session, even before its GOAWAY arrives; each retry
 		 * is on another session, so a few cover several peers
 		 * draining at once (an upgrade). */
-		s->goaway = true;
 		stream_retry(c, e, s);
 		if (!s->n_streams)
 			h2s_arm_idle(s);

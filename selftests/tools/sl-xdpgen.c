@@ -340,8 +340,7 @@ int main(int argc, char **argv)
 			    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = repeat,
 			    .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = (uint32_t)batch);
 		double took, left = deadline - call_t;
-
-		uint64_t out0 = skel->bss->redirected;
+		uint64_t out0 = skel->bss->redirected, out;
 
 		if (bpf_prog_test_run_opts(fd, &opts)) {
 			if (errno == EINTR)
@@ -353,11 +352,12 @@ int main(int argc, char **argv)
 				die("BPF_PROG_TEST_RUN keeps failing: %s", strerror(errno));
 			continue;
 		}
-		sent += skel->bss->redirected - out0;
+		out = skel->bss->redirected - out0;
+		sent += out;
 		/* size the next call to XDPGEN_CALL_S, or to what is left */
 		took = now_s() - call_t;
 		if (pace && took > 0) {
-			uint64_t lost = xmit_errors_read(&xe), out = skel->bss->redirected - out0;
+			uint64_t lost = xmit_errors_read(&xe);
 			double gone = (double)(lost - lost0), made = (double)repeat / took;
 			double out_r = (double)out / took, peer_r = ((double)out - gone) / took, want;
 
