@@ -5228,8 +5228,12 @@ static void scan_file(struct scan *sc, int fd, const char *name)
 		}
 		eof = n == 0;
 		have += (size_t)n;
-		if (base == 0 && have >= 2 && (!buf[0] || !buf[1])) {
-			sc->nomem = true;	/* UTF-16/32 is not byte-searchable */
+		/* UTF-16 (libyaml reads it after a BOM) is not byte-searchable,
+		 * and a piece without the BOM would be read as UTF-8 */
+		if (base == 0 && have >= 2 &&
+		    (!buf[0] || !buf[1] || (buf[0] == 0xff && buf[1] == 0xfe) ||
+		     (buf[0] == 0xfe && buf[1] == 0xff))) {
+			sc->nomem = true;
 			break;
 		}
 		if (base == 0)
