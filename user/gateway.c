@@ -118,6 +118,7 @@ struct gterm {
 struct gateways {
 	struct loop *loop;
 	struct waypoint *wp;
+	uint32_t pick_seq;		/* route_pick_next()'s, for route_decide_l4 */
 	struct gateway_opts o;
 	const struct route_table *rt;	/* in force, with the model plan points into */
 	struct gwplan *plan;
@@ -734,11 +735,6 @@ bool gateways_gateway_of(const struct gateways *g, const struct tunnel_addr *loc
 static const struct tunnel_client gateway_client = { .ns = "", .name = "sluice-gateway", .service_account = "",
 						     .identity = "" };
 
-static uint32_t rnd32(void)
-{
-	/* random() gives 31 bits; weights scale a full 32 */
-	return (uint32_t)random() << 16 ^ (uint32_t)random();
-}
 
 static const char *local_str(const struct tunnel_addr *a, char *buf, size_t len);
 
@@ -752,7 +748,7 @@ static void l4_forward(struct gateways *g, int fd, const struct tunnel_addr *loc
 	struct tunnel_client cl;
 	char b[64];
 
-	if (!route_decide_l4(set, kind, sni, rnd32(), &d) || !gl) {	/* no listener: no set */
+	if (!route_decide_l4(set, kind, sni, route_pick_next(&g->pick_seq), &d) || !gl) {	/* no listener: no set */
 		pr_debug("gateway: %s %s%s%s: %s (%s): closed", route_kind_str(kind), local_str(local, b, sizeof(b)),
 			 sni ? " SNI " : "", sni ? sni : "", d.reason, d.why);
 		xprt_close_rst(fd);
@@ -865,16 +861,16 @@ static void hello_start(struct gateways *g, int fd, const struct tunnel_addr *lo
  * the TLSRoute the name picks (as for Passthrough), else the listener's
  * TCPRoute. *gl: the listener the name picks, NULL when none. Returns
  * d->forward; d->route says whether some route took it. */
-static bool term_decide(const struct gateways *g, const struct tunnel_addr *local, const char *sni,
+static bool term_decide(struct gateways *g, const struct tunnel_addr *local, const char *sni,
 			const struct glistener **gl, struct route_l4_decision *d)
 {
 	const struct route_set *set;
 
 	*gl = listener_for(gsock_of(g, local), sni ? sni : "", GW_PROTO_TLS_TERMINATE);
 	set = *gl ? route_for_listener(g->rt, (*gl)->gw_ns, (*gl)->gw_name, (*gl)->name) : NULL;
-	if (route_decide_l4(set, SL_ROUTE_TLS, sni, rnd32(), d) || d->route)
+	if (route_decide_l4(set, SL_ROUTE_TLS, sni, route_pick_next(&g->pick_seq), d) || d->route)
 		return d->forward;
-	return route_decide_l4(set, SL_ROUTE_TCP, NULL, rnd32(), d);
+	return route_decide_l4(set, SL_ROUTE_TCP, NULL, route_pick_next(&g->pick_seq), d);
 }
 
 /* For the SNI callback: does some listener take the name, with a
@@ -1577,6 +1573,7 @@ int gateways_new(struct gateways **out, struct loop *l, struct waypoint *wp, con
 		return -ENOMEM;
 	g->loop = l;
 	g->wp = wp;
+	g->pick_seq = (uint32_t)random();
 	if (o)
 		g->o = *o;
 	loop_timer_init(&g->reaper, reap, g);

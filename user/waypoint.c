@@ -1069,7 +1069,7 @@ void wp_decide(struct wconn *c, const char *method, const char *path, const char
 			.scheme = https ? "https" : "http", .port = c->vip.port, .headers = h, .n_headers = n,
 		};
 
-		route_decide(set, &rq, wp_rand(w), d);
+		route_decide(set, &rq, route_pick_next(&w->pick_seq), d);
 	} else if (svc.name) {
 		int len = snprintf(d->path, sizeof(d->path), "%.*s%s%.*s", (int)(sizeof(d->path) / 2), path,
 				   query ? "?" : "", (int)(sizeof(d->path) / 2 - 2), query ? query : "");
@@ -2116,6 +2116,7 @@ int waypoint_new(struct waypoint **out, struct loop *loop, const struct waypoint
 	w->rnd = loop_now_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
 	if (!w->rnd)
 		w->rnd = 1;
+	w->pick_seq = wp_rand(w);
 	req_settings = (http_parser_settings){
 		.on_url = on_url, .on_header_field = on_field, .on_header_value = on_value,
 		.on_headers_complete = on_headers_complete, .on_body = on_req_body,

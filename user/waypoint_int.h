@@ -194,6 +194,7 @@ struct waypoint {
 	struct series *series;
 	struct series *series_hit;	/* the last one counted: the next request's, mostly */
 	uint64_t rnd;
+	uint32_t pick_seq;		/* route_pick_next()'s, for route_decide */
 	/* access log lines, written together when the buffer fills, a second
 	 * after the first line in it, and at waypoint_free (not a write(2) per
 	 * request); NULL when the log is off */

@@ -1280,6 +1280,11 @@ out:
 	fx_free(f);
 }
 
+static long lmax(long a, long b)
+{
+	return a > b ? a : b;
+}
+
 void test_route_weights(void)
 {
 	struct fx *f = fx_new();
@@ -1321,6 +1326,25 @@ void test_route_weights(void)
 	ASSERT_EQ(n_b, n / 8, "b: 1/8");
 	ASSERT_EQ(n_c, 0, "weight 0: never");
 	ASSERT_EQ(n_500, n / 2, "the missing backend's share: 500");
+	/* route_pick_next(), from any start: after every request each share is
+	 * within 3 of exact, where random draws stray by ~sqrt(n) */
+	static const uint32_t starts[] = { 0, 0xdeadbeef, UINT32_MAX, 0x9E3779B9u * 7 };
+	for (size_t k = 0; k < sizeof(starts) / sizeof(starts[0]); k++) {
+		uint32_t seq = starts[k];
+		long worst = 0;	/* in eighths of a request */
+
+		n_a = n_b = 0;
+		for (unsigned i = 1; i <= 1000; i++) {
+			route_decide(s, &q.r, route_pick_next(&seq), &d);
+			n_a += d.action == ROUTE_FORWARD && !strcmp(d.backend.name, "a");
+			n_b += d.action == ROUTE_FORWARD && !strcmp(d.backend.name, "b");
+			worst = lmax(worst, labs(8L * n_a - 3L * i));
+			worst = lmax(worst, labs(8L * n_b - (long)i));
+		}
+		if (worst > 3 * 8)
+			fprintf(stderr, "start %#x: off by %ld/8\n", starts[k], worst);
+		ASSERT_TRUE(worst <= 3 * 8, "route_pick_next: shares within 3 requests of exact");
+	}
 	ASSERT_FALSE(status(f->t, "shop", "w", 0)->resolved_refs, "missing: ResolvedRefs false");
 	route_decide(s, &q.r, UINT32_MAX, &d);
 	ASSERT_EQ(d.status, 500, "the last share");
