@@ -17,7 +17,10 @@ HBONE the way the page says, independently of sluice's own code.
           server's race) and expect the retry on a second connection.
           --reset-first: read the first connection's first request, then
           reset that connection (TCP RST, no answer) and expect the retry on
-          a second connection.
+          a second connection. --reset-after-data: answer 200, reset once
+          the first stream's first DATA is in, and expect no retry (the
+          app's bytes went out: the server may have acted on them) for
+          --timeout / 10 s.
 
 Exit status 0 when every check passed; otherwise 1 with the reasons on
 stderr. Every wait is bounded by --timeout seconds.
@@ -266,8 +269,16 @@ def run_server(a):
         open(a.ready_file, "w").close()
     ls.settimeout(a.timeout)
     refusing = refuse_first(ls, ctx, a) if a.refuse_first else None
-    if a.reset_first:
+    if a.reset_first or a.reset_after_data:
         reset_first(ls, ctx, a)
+    if a.reset_after_data:
+        ls.settimeout(a.timeout / 10)
+        try:
+            ls.accept()[0].close()
+            check(False, "a retry came after the app's bytes had gone out")
+        except socket.timeout:
+            pass
+        return
     raw, _ = ls.accept()
     raw.settimeout(a.timeout)
     tls = ctx.wrap_socket(raw, server_side=True)
@@ -396,19 +407,26 @@ def refuse_first(ls, ctx, a):
 
 
 def reset_first(ls, ctx, a):
-    """Accept a connection, read its first stream's request and close the
-    connection with a reset (SO_LINGER 0), unanswered: a draining server that
-    closed with the client's new stream unread, whose GOAWAY the client may
-    never read."""
+    """Accept a connection, read its first stream's request (--reset-after-data:
+    answer it, and read its first DATA) and close the connection with a reset (SO_LINGER 0),
+    unanswered: a draining server that closed with the client's new stream
+    unread, whose GOAWAY the client may never read."""
     tls, conn = accept_h2(ls, ctx, a)
-    st = {"got": False}
+    st = {"got": False, "data": False}
 
     def handle(ev):
         if isinstance(ev, h2.events.RequestReceived):
             st["got"] = True
+            if a.reset_after_data:  # sluice sends the app's bytes after the answer
+                conn.send_headers(ev.stream_id, [(":status", "200")])
+        elif isinstance(ev, h2.events.DataReceived) and a.reset_after_data:
+            st["data"] = True
 
-    io_loop(tls, conn, Pump(conn), handle, lambda: st["got"], a.timeout)
-    check(st["got"], "no stream to reset")
+    def ready():
+        return st["data"] if a.reset_after_data else st["got"]
+
+    io_loop(tls, conn, Pump(conn), handle, ready, a.timeout)
+    check(ready(), "no stream (with DATA) to reset")
     tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     tls.close()
 
@@ -442,6 +460,9 @@ def main():
     p.add_argument("--reset-first", action="store_true",
                    help="server: reset the first connection (TCP RST) once its first request "
                    "is in, unanswered; the retry must come on a new connection")
+    p.add_argument("--reset-after-data", action="store_true",
+                   help="server: reset the first connection once its first stream's DATA is in; "
+                   "no retry may come")
     p.add_argument("--expect-client-close", type=float, default=0,
                    help="server: after the streams, the client must close (or GOAWAY) within this long")
     p.add_argument("--refuse-delay", type=float, default=0,

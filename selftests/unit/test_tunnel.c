@@ -2605,6 +2605,37 @@ out:
 	teardown();
 }
 
+/* A session reset after the stream was answered and the app's first bytes
+ * went out on it (they go only after the answer): not retried, the server
+ * may have acted on them; the app's connection fails. */
+void test_tunnel_reset_after_data(void)
+{
+	struct pollfd pfd;
+	struct wpod *p;
+	pid_t pid = -1;
+	char buf[64];
+	int fd;
+
+	if (!python_ready() || !setup(NULL) ||
+	    !peer_serve(&pid, (const char *const[]){ "--streams", "1", "--reset-after-data", "--timeout", "10", NULL }))
+		goto out;
+	p = pod_named(&W, "client-0");
+	fd = dial(&W, p, "127.0.0.8", 9000);
+	if (!ASSERT_GE(fd, 0, "dial"))
+		goto out;
+	ASSERT_EQ(write(fd, "sent before the reset", 21), 21, "the app's bytes");
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	ASSERT_EQ(poll(&pfd, 1, 5000), 1, "the connection ends");
+	ASSERT_TRUE(read(fd, buf, sizeof(buf)) <= 0, "with no bytes: reset or closed");
+	close(fd);
+	ASSERT_TRUE(peer_passed(&pid), "peer checks passed: no retry came");
+	ASSERT_EQ(stats(0).hbone_clients_total, 1, "no second connection");
+	ASSERT_TRUE(WAIT_EQ(stats(0).conns_failed, 1, 3000), "the connection counted failed");
+out:
+	peer_kill(pid);
+	teardown();
+}
+
 static void drain0_fn(struct world *w, void *arg)
 {
 	(void)arg;
