@@ -735,7 +735,6 @@ bool gateways_gateway_of(const struct gateways *g, const struct tunnel_addr *loc
 static const struct tunnel_client gateway_client = { .ns = "", .name = "sluice-gateway", .service_account = "",
 						     .identity = "" };
 
-
 static const char *local_str(const struct tunnel_addr *a, char *buf, size_t len);
 
 /* Send fd where listener gl's route of kind says (sni: the TLS server name,
@@ -864,13 +863,14 @@ static void hello_start(struct gateways *g, int fd, const struct tunnel_addr *lo
 static bool term_decide(struct gateways *g, const struct tunnel_addr *local, const char *sni,
 			const struct glistener **gl, struct route_l4_decision *d)
 {
+	uint32_t rnd = route_pick_next(&g->pick_seq);	/* one per connection: whichever route takes it */
 	const struct route_set *set;
 
 	*gl = listener_for(gsock_of(g, local), sni ? sni : "", GW_PROTO_TLS_TERMINATE);
 	set = *gl ? route_for_listener(g->rt, (*gl)->gw_ns, (*gl)->gw_name, (*gl)->name) : NULL;
-	if (route_decide_l4(set, SL_ROUTE_TLS, sni, route_pick_next(&g->pick_seq), d) || d->route)
+	if (route_decide_l4(set, SL_ROUTE_TLS, sni, rnd, d) || d->route)
 		return d->forward;
-	return route_decide_l4(set, SL_ROUTE_TCP, NULL, route_pick_next(&g->pick_seq), d);
+	return route_decide_l4(set, SL_ROUTE_TCP, NULL, rnd, d);
 }
 
 /* For the SNI callback: does some listener take the name, with a

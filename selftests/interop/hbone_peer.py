@@ -407,10 +407,11 @@ def refuse_first(ls, ctx, a):
 
 
 def reset_first(ls, ctx, a):
-    """Accept a connection, read its first stream's request (--reset-after-data:
-    answer it, and read its first DATA) and close the connection with a reset (SO_LINGER 0),
-    unanswered: a draining server that closed with the client's new stream
-    unread, whose GOAWAY the client may never read."""
+    """Accept a connection, read its first stream's request and close the
+    connection with a reset (SO_LINGER 0), unanswered: a draining server that
+    closed with the client's new stream unread, whose GOAWAY the client may
+    never read. --reset-after-data: answer it, and reset once its first DATA
+    is in (a server lost mid-stream)."""
     tls, conn = accept_h2(ls, ctx, a)
     st = {"got": False, "data": False}
 

@@ -2550,59 +2550,45 @@ out:
 	teardown();
 }
 
-/* A stream refused with REFUSED_STREAM and no GOAWAY (a server that began
- * draining during our handshake, in an upgrade) is retried on a new
- * connection, not on the one that refused it: the Python server refuses
- * the first stream of its first connection, then serves a second one. */
-void test_tunnel_refused_retry(void)
+/* The Python server lets the first stream of its first connection fail
+ * (peer_flag) and serves a second connection: the stream goes again there,
+ * not on the connection that failed it, and the app sees nothing of it. */
+static void retry_on_new_connection(const char *peer_flag, uint64_t seed)
 {
 	struct wpod *p;
 	pid_t pid = -1;
 	int fd;
 
-	if (!python_ready() || !setup(NULL) ||
-	    !peer_serve(&pid, (const char *const[]){ "--streams", "1", "--refuse-first", NULL }))
+	if (!python_ready() || !setup(NULL) || !peer_serve(&pid, (const char *const[]){ "--streams", "1", peer_flag, NULL }))
 		goto out;
 	p = pod_named(&W, "client-0");
 	fd = dial(&W, p, "127.0.0.8", 9000);
 	if (!ASSERT_GE(fd, 0, "dial"))
 		goto out;
-	ASSERT_OK(xfer(fd, 1000, 31, true, true), "echo after the refusal");
-	close(fd);
-	ASSERT_TRUE(peer_passed(&pid), "peer checks passed (retry on a new connection)");
-	ASSERT_EQ(stats(0).hbone_clients_total, 2, "a second connection for the retry");
-out:
-	peer_kill(pid);
-	teardown();
-}
-
-/* A connection reset before the server answered and before the app sent a
- * byte (a draining server that closed with our new stream unread; its
- * GOAWAY, if any, is lost with the reset) sends the stream again on a new
- * connection, and the app sees nothing of it: the Python server resets its
- * first connection once the first request is in, then serves a second. */
-void test_tunnel_reset_retry(void)
-{
-	struct wpod *p;
-	pid_t pid = -1;
-	int fd;
-
-	if (!python_ready() || !setup(NULL) ||
-	    !peer_serve(&pid, (const char *const[]){ "--streams", "1", "--reset-first", NULL }))
-		goto out;
-	p = pod_named(&W, "client-0");
-	fd = dial(&W, p, "127.0.0.8", 9000);
-	if (!ASSERT_GE(fd, 0, "dial"))
-		goto out;
-	/* the app says nothing until the reset has come and gone */
+	/* the app says nothing until the failure has come and gone */
 	ASSERT_TRUE(WAIT_EQ(stats(0).hbone_clients_total, 2, 3000), "a second connection for the retry");
-	ASSERT_OK(xfer(fd, 1000, 33, true, true), "echo after the reset");
+	ASSERT_OK(xfer(fd, 1000, seed, true, true), "echo after the failed first try");
 	close(fd);
 	ASSERT_TRUE(peer_passed(&pid), "peer checks passed (retry on a new connection)");
 	ASSERT_EQ(stats(0).conns_failed, 0, "no connection failed");
 out:
 	peer_kill(pid);
 	teardown();
+}
+
+/* A stream refused with REFUSED_STREAM and no GOAWAY (a server that began
+ * draining during our handshake, in an upgrade). */
+void test_tunnel_refused_retry(void)
+{
+	retry_on_new_connection("--refuse-first", 31);
+}
+
+/* A connection reset before the server answered and before the app sent a
+ * byte (a draining server that closed with our new stream unread; its
+ * GOAWAY, if any, is lost with the reset). */
+void test_tunnel_reset_retry(void)
+{
+	retry_on_new_connection("--reset-first", 33);
 }
 
 /* A session reset after the stream was answered and the app's first bytes
